@@ -1,0 +1,197 @@
+//! This crate's error type. Every variant names the case and carries what
+//! a user needs to act on it. A concurrency conflict is not an error: it is
+//! the [`crate::AppendOutcome::Conflict`] outcome.
+
+use std::path::PathBuf;
+
+use crate::event::{EventId, NameKind, StreamName};
+use crate::position::Position;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A stream name, event type or tag breaks a naming rule.
+    #[error("invalid {kind} {name:?}: {reason}")]
+    InvalidName {
+        /// Which kind of name.
+        kind: NameKind,
+        /// The name (first 64 characters).
+        name: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+    /// Text that should be a UUID is not one.
+    #[error("invalid event id {text:?}: {reason}")]
+    InvalidEventId {
+        /// The text (first 64 characters).
+        text: String,
+        /// What the parser said.
+        reason: String,
+    },
+    /// One event is larger than the configured limit.
+    #[error("event {event_id} is {size_bytes} bytes, larger than the limit of {limit_bytes} bytes")]
+    EventTooLarge {
+        /// The event.
+        event_id: EventId,
+        /// Its size (data, metadata, type, tags, id).
+        size_bytes: usize,
+        /// The limit (`Options::event_bytes_max`).
+        limit_bytes: usize,
+    },
+    /// The whole append is larger than the configured limit.
+    #[error("append is {size_bytes} bytes, larger than the limit of {limit_bytes} bytes")]
+    AppendTooLarge {
+        /// Sum of its events' sizes.
+        size_bytes: usize,
+        /// The limit (`Options::append_bytes_max`).
+        limit_bytes: usize,
+    },
+    /// The append has more events than allowed.
+    #[error("append has {count} events, more than the limit of {limit}")]
+    TooManyEvents {
+        /// Events in the append.
+        count: usize,
+        /// The limit (`Options::append_events_max`).
+        limit: usize,
+    },
+    /// The append writes to more streams than allowed.
+    #[error("append writes to {count} streams, more than the limit of {limit}")]
+    TooManyStreams {
+        /// Streams in the append.
+        count: usize,
+        /// The limit (`Options::append_streams_max`).
+        limit: usize,
+    },
+    /// An event has too many tags, or the same tag twice.
+    #[error("event {event_id} has invalid tags: {reason}")]
+    InvalidTags {
+        /// The event.
+        event_id: EventId,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The append holds no events at all.
+    #[error("append holds no events; at least one event is required")]
+    EmptyAppend,
+    /// A DCB condition has no query items.
+    #[error("the append's condition has an empty query; give at least one item")]
+    EmptyQuery,
+    /// The same stream appears in two writes of one append.
+    #[error("stream {stream} appears more than once in one append; put its events in one write")]
+    DuplicateStream {
+        /// The stream.
+        stream: StreamName,
+    },
+    /// The same event id appears twice in one append.
+    #[error("event id {event_id} appears more than once in one append")]
+    DuplicateEventId {
+        /// The id.
+        event_id: EventId,
+    },
+    /// Some of the append's event ids were already written, but not by an
+    /// identical append, so it is neither new nor a retry.
+    #[error(
+        "event id {event_id} was already written at position {position} by a different append; \
+         a retry must resend exactly the same events"
+    )]
+    EventIdReused {
+        /// The reused id.
+        event_id: EventId,
+        /// Where it was written.
+        position: Position,
+    },
+    /// A read asked for a stream that has no events.
+    #[error("stream {stream} not found")]
+    StreamNotFound {
+        /// The stream.
+        stream: StreamName,
+    },
+    /// A read asked for more events than one read may return.
+    #[error("read limit {limit} is larger than the maximum of {limit_max}")]
+    ReadLimitTooLarge {
+        /// Requested.
+        limit: usize,
+        /// Allowed (`Options::read_events_max`).
+        limit_max: usize,
+    },
+    /// A record in a segment file failed its checksum or could not be
+    /// decoded, and it is not a torn tail. The data is not served.
+    #[error("corrupt log: segment {} at offset {offset}: {reason}", segment.display())]
+    Corrupt {
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte offset of the bad record in that file.
+        offset: u64,
+        /// What failed.
+        reason: String,
+    },
+    /// The index claims more of the log than the log holds: the log lost
+    /// data that had been written. Delete the index directory to rebuild it
+    /// from what the log holds, knowing that data is gone.
+    #[error(
+        "the index covers the log up to segment {index_segment} offset {index_offset}, \
+         but the log ends at segment {log_segment} offset {log_offset}: log data is missing"
+    )]
+    IndexAheadOfLog {
+        /// Segment the index checkpoint names.
+        index_segment: u32,
+        /// Offset the index checkpoint names.
+        index_offset: u64,
+        /// Last segment found.
+        log_segment: u32,
+        /// End of that segment.
+        log_offset: u64,
+    },
+    /// An earlier write or fsync failed, so the store stopped accepting
+    /// appends (fail-stop); reads still work. Restart to recover.
+    #[error("the store stopped accepting appends after a failed write: {reason}")]
+    StoreFailed {
+        /// The first failure.
+        reason: String,
+    },
+    /// The store is closed or closing.
+    #[error("the store is closed")]
+    Closed,
+    /// Another process (or store in this process) has the data directory.
+    #[error("data directory {} is in use by another store", path.display())]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The data directory was written by an unknown format version.
+    #[error("{} has format version {found}; this build reads version {supported}", path.display())]
+    UnsupportedFormat {
+        /// The file holding the version.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Version this build understands.
+        supported: u32,
+    },
+    /// Options that cannot work together.
+    #[error("invalid options: {reason}")]
+    InvalidOptions {
+        /// What is wrong.
+        reason: String,
+    },
+    /// An operating-system I/O error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        context: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The index store failed.
+    #[error("index: {0}")]
+    Index(#[from] fjall::Error),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let context = context.into();
+        move |source| Error::Io { context, source }
+    }
+}

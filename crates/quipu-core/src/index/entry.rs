@@ -1,0 +1,202 @@
+//! Byte encodings of index keys and values. Keys are big-endian where they
+//! must sort numerically; values are little-endian. Labels (stream names,
+//! categories, types, tags) never contain NUL, so `label ++ 0x00 ++ n` keys
+//! of one label are contiguous and sort by `n`.
+
+use crate::position::{Position, Revision};
+
+/// Where an event is in the log: the record holding it and its place in
+/// the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventPointer {
+    /// Segment number.
+    pub segment: u32,
+    /// Offset of the record's frame in the segment.
+    pub offset: u64,
+    /// Index of the event within the record, in log order.
+    pub index: u32,
+}
+
+/// Bytes of an encoded [`EventPointer`].
+pub const EVENT_POINTER_BYTES: usize = 16;
+
+impl EventPointer {
+    /// Encodes as 16 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; EVENT_POINTER_BYTES] {
+        let mut bytes = [0; EVENT_POINTER_BYTES];
+        bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
+        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        bytes[12..].copy_from_slice(&self.index.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes 16 bytes; `None` when the length is wrong.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<EventPointer> {
+        let bytes: &[u8; EVENT_POINTER_BYTES] = bytes.try_into().ok()?;
+        Some(EventPointer {
+            segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
+            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            index: u32::from_le_bytes(bytes[12..].try_into().ok()?),
+        })
+    }
+}
+
+/// Index entry of one record in `$all`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// Segment number.
+    pub segment: u32,
+    /// Offset of the record's frame.
+    pub offset: u64,
+    /// Events in the record.
+    pub event_count: u32,
+    /// Commit timestamp.
+    pub recorded_at_us: u64,
+}
+
+impl RecordEntry {
+    /// Encodes as 24 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; 24] {
+        let mut bytes = [0; 24];
+        bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
+        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.event_count.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.recorded_at_us.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes 24 bytes; `None` when the length is wrong.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<RecordEntry> {
+        let bytes: &[u8; 24] = bytes.try_into().ok()?;
+        Some(RecordEntry {
+            segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
+            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            event_count: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
+            recorded_at_us: u64::from_le_bytes(bytes[16..].try_into().ok()?),
+        })
+    }
+}
+
+/// How far the index covers the log, stored with every index batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Segment holding the end of the indexed log.
+    pub segment: u32,
+    /// Offset right after the last indexed record in that segment.
+    pub offset: u64,
+    /// Position the next commit will take.
+    pub next_position: Position,
+    /// Timestamp of the last indexed commit.
+    pub last_recorded_at_us: u64,
+}
+
+impl Checkpoint {
+    /// Encodes as 28 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; 28] {
+        let mut bytes = [0; 28];
+        bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
+        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        bytes[12..20].copy_from_slice(&self.next_position.0.to_le_bytes());
+        bytes[20..].copy_from_slice(&self.last_recorded_at_us.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes 28 bytes; `None` when the length is wrong.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<Checkpoint> {
+        let bytes: &[u8; 28] = bytes.try_into().ok()?;
+        Some(Checkpoint {
+            segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
+            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            next_position: Position(u64::from_le_bytes(bytes[12..20].try_into().ok()?)),
+            last_recorded_at_us: u64::from_le_bytes(bytes[20..].try_into().ok()?),
+        })
+    }
+}
+
+/// `label ++ 0x00 ++ n (u64 BE)`: key of a stream's revision or of a
+/// category/type/tag position.
+#[must_use]
+pub fn label_key(label: &str, n: u64) -> Vec<u8> {
+    debug_assert!(!label.as_bytes().contains(&0), "labels never contain NUL");
+    let mut key = Vec::with_capacity(label.len() + 9);
+    key.extend_from_slice(label.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&n.to_be_bytes());
+    key
+}
+
+/// The number at the end of a [`label_key`].
+#[must_use]
+pub fn label_key_number(key: &[u8]) -> Option<u64> {
+    let start = key.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(key.get(start..)?.try_into().ok()?))
+}
+
+/// Key of a position in `$all`.
+#[must_use]
+pub fn position_key(position: Position) -> [u8; 8] {
+    position.0.to_be_bytes()
+}
+
+/// The position of a [`position_key`].
+#[must_use]
+pub fn position_from_key(key: &[u8]) -> Option<Position> {
+    Some(Position(u64::from_be_bytes(key.try_into().ok()?)))
+}
+
+/// Value of a stream head: its last revision.
+#[must_use]
+pub fn revision_value(revision: Revision) -> [u8; 8] {
+    revision.0.to_le_bytes()
+}
+
+/// The revision of a [`revision_value`].
+#[must_use]
+pub fn revision_from_value(value: &[u8]) -> Option<Revision> {
+    Some(Revision(u64::from_le_bytes(value.try_into().ok()?)))
+}
+
+/// Value of an event id entry: its position and pointer.
+#[must_use]
+pub fn id_value(position: Position, pointer: EventPointer) -> [u8; 24] {
+    let mut bytes = [0; 24];
+    bytes[..8].copy_from_slice(&position.0.to_le_bytes());
+    bytes[8..].copy_from_slice(&pointer.encode());
+    bytes
+}
+
+/// The position and pointer of an [`id_value`].
+#[must_use]
+pub fn id_from_value(value: &[u8]) -> Option<(Position, EventPointer)> {
+    let position = Position(u64::from_le_bytes(value.get(..8)?.try_into().ok()?));
+    Some((position, EventPointer::decode(value.get(8..)?)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_keys_of_one_label_sort_by_number_and_do_not_mix() {
+        assert!(label_key("a", 1) < label_key("a", 256));
+        assert!(label_key("a", u64::MAX) < label_key("a-b", 0));
+        assert_eq!(label_key_number(&label_key("order", 42)), Some(42));
+    }
+
+    #[test]
+    fn values_round_trip() {
+        let pointer = EventPointer { segment: 3, offset: 1 << 40, index: 7 };
+        assert_eq!(EventPointer::decode(&pointer.encode()), Some(pointer));
+        let record = RecordEntry { segment: 1, offset: 32, event_count: 100, recorded_at_us: 9 };
+        assert_eq!(RecordEntry::decode(&record.encode()), Some(record));
+        let checkpoint = Checkpoint { segment: 2, offset: 5, next_position: Position(8), last_recorded_at_us: 1 };
+        assert_eq!(Checkpoint::decode(&checkpoint.encode()), Some(checkpoint));
+        assert_eq!(id_from_value(&id_value(Position(4), pointer)), Some((Position(4), pointer)));
+    }
+}

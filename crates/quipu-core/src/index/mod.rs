@@ -1,0 +1,334 @@
+//! Derived indexes over the log, kept in an embedded LSM store (fjall):
+//!
+//! | keyspace | key | value |
+//! | --- | --- | --- |
+//! | `streams` | stream name | last revision |
+//! | `stream_events` | stream `\0` revision | [`EventPointer`] |
+//! | `all` | first position of a record | [`RecordEntry`] |
+//! | `categories`, `types`, `tags` | label `\0` position | [`EventPointer`] |
+//! | `event_ids` | event id | position, [`EventPointer`] |
+//! | `meta` | `checkpoint` | [`Checkpoint`] |
+//!
+//! The index never holds anything the log lacks: the sequencer writes it
+//! only after the log is fsynced, one atomic batch per group commit with
+//! the checkpoint saying how far it covers. It is not fsynced itself: after
+//! a crash it may lag, and recovery replays the log from its checkpoint.
+//! Deleting the directory rebuilds it from the whole log. Memory is bounded
+//! by the block cache and the write buffers, whatever the number of streams.
+
+pub mod entry;
+
+use std::path::Path;
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+
+use crate::error::Error;
+use crate::event::{EventId, StreamName};
+use crate::log::record::Commit;
+use crate::position::{Position, Revision};
+use crate::read::Direction;
+use entry::{Checkpoint, EventPointer, RecordEntry};
+
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+/// Write buffer of each keyspace; eight keyspaces share the budget.
+const MEMTABLE_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Which secondary index a label read uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelKind {
+    /// Stream category.
+    Category,
+    /// Event type.
+    EventType,
+    /// Tag.
+    Tag,
+}
+
+/// A commit together with where its record is in the log.
+#[derive(Debug)]
+pub struct LocatedCommit {
+    /// The commit.
+    pub commit: Commit,
+    /// Segment holding its record.
+    pub segment: u32,
+    /// Offset of its record's frame.
+    pub offset: u64,
+}
+
+/// The open index.
+pub struct Index {
+    db: Database,
+    streams: Keyspace,
+    stream_events: Keyspace,
+    all: Keyspace,
+    categories: Keyspace,
+    types: Keyspace,
+    tags: Keyspace,
+    event_ids: Keyspace,
+    meta: Keyspace,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Index")
+    }
+}
+
+impl Index {
+    /// Opens (or creates) the index in `dir` with a block cache of
+    /// `cache_bytes`.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Index, Error> {
+        let db = Database::builder(dir).cache_size(cache_bytes).max_journaling_size(128 * 1024 * 1024).open()?;
+        let open = |name: &str| -> Result<Keyspace, Error> {
+            Ok(db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES))?)
+        };
+        Ok(Index {
+            streams: open("streams")?,
+            stream_events: open("stream_events")?,
+            all: open("all")?,
+            categories: open("categories")?,
+            types: open("types")?,
+            tags: open("tags")?,
+            event_ids: open("event_ids")?,
+            meta: open("meta")?,
+            db,
+        })
+    }
+
+    /// How far the index covers the log; `None` for a new index.
+    ///
+    /// # Errors
+    /// Errors of the index store; a checkpoint that does not decode.
+    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, Error> {
+        let Some(value) = self.meta.get(CHECKPOINT_KEY)? else {
+            return Ok(None);
+        };
+        Checkpoint::decode(&value).map(Some).ok_or_else(|| bad_entry("checkpoint"))
+    }
+
+    /// Last revision of `stream`; `None` when it has no events.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn stream_head(&self, stream: &StreamName) -> Result<Option<Revision>, Error> {
+        let Some(value) = self.streams.get(stream.as_str())? else {
+            return Ok(None);
+        };
+        entry::revision_from_value(&value).map(Some).ok_or_else(|| bad_entry("stream head"))
+    }
+
+    /// Where the event with `id` is; `None` when no such event was written.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn event_by_id(&self, id: &EventId) -> Result<Option<(Position, EventPointer)>, Error> {
+        let Some(value) = self.event_ids.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        entry::id_from_value(&value).map(Some).ok_or_else(|| bad_entry("event id"))
+    }
+
+    /// Writes the entries of `commits` and the new checkpoint as one
+    /// atomic batch (not fsynced: the log is the durable copy).
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn write(&self, commits: &[LocatedCommit], checkpoint: Checkpoint) -> Result<(), Error> {
+        let mut batch = self.db.batch();
+        for located in commits {
+            self.add_commit(&mut batch, located);
+        }
+        batch.insert(&self.meta, CHECKPOINT_KEY, checkpoint.encode().to_vec());
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn add_commit(&self, batch: &mut fjall::OwnedWriteBatch, located: &LocatedCommit) {
+        let commit = &located.commit;
+        let record = RecordEntry {
+            segment: located.segment,
+            offset: located.offset,
+            event_count: u32::try_from(commit.event_count()).expect("bounded by append_events_max"),
+            recorded_at_us: commit.recorded_at_us,
+        };
+        batch.insert(&self.all, entry::position_key(commit.first_position).to_vec(), record.encode().to_vec());
+        let mut index = 0u32;
+        for write in &commit.writes {
+            let stream = write.stream.as_str();
+            let category = write.stream.category();
+            for (offset, event) in write.events.iter().enumerate() {
+                let position = Position(commit.first_position.0 + u64::from(index));
+                let revision = write.first_revision.0 + offset as u64;
+                let pointer = EventPointer { segment: located.segment, offset: located.offset, index };
+                let value = pointer.encode().to_vec();
+                batch.insert(&self.stream_events, entry::label_key(stream, revision), value.clone());
+                batch.insert(&self.categories, entry::label_key(category, position.0), value.clone());
+                batch.insert(&self.types, entry::label_key(event.event_type.as_str(), position.0), value.clone());
+                for tag in &event.tags {
+                    batch.insert(&self.tags, entry::label_key(tag.as_str(), position.0), value.clone());
+                }
+                batch.insert(&self.event_ids, event.id.as_bytes().to_vec(), entry::id_value(position, pointer).to_vec());
+                index += 1;
+            }
+            let last = Revision(write.first_revision.0 + write.events.len() as u64 - 1);
+            batch.insert(&self.streams, stream, entry::revision_value(last).to_vec());
+        }
+    }
+
+    /// Up to `limit` events of `stream` from revision `from` (inclusive;
+    /// `None`: the start when going forwards, the end when backwards).
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn stream_range(
+        &self,
+        stream: &StreamName,
+        from: Option<Revision>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Revision, EventPointer)>, Error> {
+        let entries = label_range(&self.stream_events, stream.as_str(), from.map(|r| r.0), direction, limit)?;
+        Ok(entries.into_iter().map(|(n, pointer)| (Revision(n), pointer)).collect())
+    }
+
+    /// Up to `limit` events with the label from position `from` (inclusive;
+    /// `None` as in [`Index::stream_range`]).
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn label_range(
+        &self,
+        kind: LabelKind,
+        label: &str,
+        from: Option<Position>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<(Position, EventPointer)>, Error> {
+        let keyspace = match kind {
+            LabelKind::Category => &self.categories,
+            LabelKind::EventType => &self.types,
+            LabelKind::Tag => &self.tags,
+        };
+        let entries = label_range(keyspace, label, from.map(|p| p.0), direction, limit)?;
+        Ok(entries.into_iter().map(|(n, pointer)| (Position(n), pointer)).collect())
+    }
+
+    /// Records of `$all` holding events from `from` on (forwards) or up to
+    /// `from` (backwards), until they hold at least `events_min` events.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn record_range(
+        &self,
+        from: Option<Position>,
+        direction: Direction,
+        events_min: usize,
+    ) -> Result<Vec<(Position, RecordEntry)>, Error> {
+        let mut records = Vec::new();
+        let mut events = 0usize;
+        let mut visit = |guard: fjall::Guard| -> Result<bool, Error> {
+            let (key, value) = guard.into_inner()?;
+            let position = entry::position_from_key(&key).ok_or_else(|| bad_entry("$all key"))?;
+            let record = RecordEntry::decode(&value).ok_or_else(|| bad_entry("$all record"))?;
+            events += record.event_count as usize;
+            records.push((position, record));
+            Ok(events < events_min)
+        };
+        match (direction, from) {
+            (Direction::Forwards, from) => {
+                let start = match from {
+                    Some(from) => self.record_containing(from)?.map_or(from, |(first, _)| first),
+                    None => Position::START,
+                };
+                for guard in self.all.range(entry::position_key(start)..) {
+                    if !visit(guard)? {
+                        break;
+                    }
+                }
+            }
+            (Direction::Backwards, Some(from)) => {
+                for guard in self.all.range(..=entry::position_key(from)).rev() {
+                    if !visit(guard)? {
+                        break;
+                    }
+                }
+            }
+            (Direction::Backwards, None) => {
+                for guard in self.all.iter().rev() {
+                    if !visit(guard)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// The record whose events include `position`, if any.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn record_containing(&self, position: Position) -> Result<Option<(Position, RecordEntry)>, Error> {
+        let Some(guard) = self.all.range(..=entry::position_key(position)).next_back() else {
+            return Ok(None);
+        };
+        let (key, value) = guard.into_inner()?;
+        let first = entry::position_from_key(&key).ok_or_else(|| bad_entry("$all key"))?;
+        let record = RecordEntry::decode(&value).ok_or_else(|| bad_entry("$all record"))?;
+        let contains = position.0 < first.0 + u64::from(record.event_count);
+        Ok(contains.then_some((first, record)))
+    }
+
+    /// Flushes the index journal to disk, so the next open need not replay
+    /// the log (called on close).
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn persist(&self) -> Result<(), Error> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    /// Bytes the index takes on disk.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn disk_bytes(&self) -> Result<u64, Error> {
+        Ok(self.db.disk_space()?)
+    }
+}
+
+fn bad_entry(what: &str) -> Error {
+    Error::Io {
+        context: format!("reading the index: a {what} entry does not decode"),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "delete the index directory to rebuild it"),
+    }
+}
+
+/// Entries `label \0 n` with `n` from `from` in `direction`, at most `limit`.
+fn label_range(
+    keyspace: &Keyspace,
+    label: &str,
+    from: Option<u64>,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<(u64, EventPointer)>, Error> {
+    let (low, high) = match (direction, from) {
+        (Direction::Forwards, from) => (entry::label_key(label, from.unwrap_or(0)), entry::label_key(label, u64::MAX)),
+        (Direction::Backwards, from) => (entry::label_key(label, 0), entry::label_key(label, from.unwrap_or(u64::MAX))),
+    };
+    let range = keyspace.range(low..=high);
+    let decode = |guard: fjall::Guard| -> Result<(u64, EventPointer), Error> {
+        let (key, value) = guard.into_inner()?;
+        let n = entry::label_key_number(&key).ok_or_else(|| bad_entry("label key"))?;
+        let pointer = EventPointer::decode(&value).ok_or_else(|| bad_entry("event pointer"))?;
+        Ok((n, pointer))
+    };
+    match direction {
+        Direction::Forwards => range.take(limit).map(decode).collect(),
+        Direction::Backwards => range.rev().take(limit).map(decode).collect(),
+    }
+}

@@ -1,0 +1,66 @@
+//! # quipu-core: the storage engine of Quipu
+//!
+//! What it promises:
+//!
+//! - **Acknowledged means durable.** [`Store::append`] returns
+//!   [`AppendOutcome::Written`] only after the record is fdatasync'ed. An
+//!   append is one log record: after a crash it is wholly present or
+//!   wholly absent.
+//! - **Optimistic concurrency.** Each stream write carries an
+//!   [`ExpectedRevision`]; an append may span streams and carry a DCB
+//!   [`Condition`]. All conditions hold and everything is written, or the
+//!   outcome is a [`Conflict`] naming each failed stream with its actual
+//!   revision (or the conflicting position) and nothing is written.
+//! - **Idempotency.** Re-sending an append with the same event ids writes
+//!   nothing and returns the first result ([`AppendOutcome::AlreadyWritten`]).
+//! - **Determinism.** Decisions are a pure function of the log order
+//!   (`engine`): two stores fed the same appends decide and read alike.
+//! - **The log is the truth; indexes are derived.** Stream, `$all`,
+//!   category, type, tag and id reads go through an on-disk index with a
+//!   bounded cache, rebuilt from the log when missing or behind.
+//! - **Corruption is never served.** Every record read is checked against
+//!   its CRC32C; a torn tail is cut on open, any other bad record is an
+//!   [`Error::Corrupt`] naming the segment file and offset.
+//! - **Fail-stop.** After a failed write or fdatasync the store refuses
+//!   appends ([`Error::StoreFailed`]); reads go on.
+//!
+//! Layers, bottom up: [`log`] (segments, records, recovery), [`index`],
+//! `engine` (decisions), `sequencer` (the one writer, group commit),
+//! `read`, and [`Store`] tying them together. No async, no network.
+
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+
+mod append;
+mod clock;
+mod engine;
+mod error;
+mod event;
+mod fault;
+mod head;
+pub mod index;
+pub mod log;
+mod options;
+mod position;
+mod read;
+mod replay;
+mod sequencer;
+mod state;
+mod store;
+
+pub use append::{
+    AppendOutcome, AppendRequest, AppendResult, Condition, Conflict, Query, QueryItem, StreamConflict,
+    StreamResult, StreamWrite,
+};
+pub use clock::Clock;
+pub use engine::{Decision, Origin, StateView, decide};
+pub use error::Error;
+pub use event::{
+    EVENT_TAGS_MAX, EventId, EventType, LABEL_BYTES_MAX, NameKind, ProposedEvent, RecordedEvent,
+    STREAM_NAME_BYTES_MAX, StreamName, Tag,
+};
+pub use fault::FaultPlan;
+pub use head::HeadListener;
+pub use options::{BATCH_BYTES_CEILING, Options, SyncMode};
+pub use position::{ExpectedRevision, Position, Revision};
+pub use read::{Direction, StreamInfo};
+pub use store::{STORE_FORMAT_VERSION, Store};

@@ -1,0 +1,7 @@
+//! The log: the truth of the store. Segment files of framed, checksummed
+//! records, one record per committed append ([`record`]), written by one
+//! writer and read by many ([`segment`]), recovered on open ([`recovery`]).
+
+pub mod record;
+pub mod recovery;
+pub mod segment;

@@ -1,0 +1,417 @@
+//! The log record: one committed append ([`Commit`]) encoded as bytes, and
+//! the frame around it (length and CRC32C) that lets recovery tell a whole
+//! record from a torn or corrupt one.
+//!
+//! Frame: `[payload_len: u32 LE][crc32c(payload_len bytes ++ payload): u32 LE][payload]`.
+//!
+//! Payload, format version 1, all integers little-endian:
+//! ```text
+//! u8 version (1) | u8 kind (1 = commit) | u64 first_position | u64 recorded_at_us
+//! u16 write_count, then per write:
+//!   u16 stream_len, stream | u64 first_revision | u32 event_count, then per event:
+//!     [16] id | u8 type_len, type | u32 data_len, data | u32 metadata_len, metadata
+//!     u8 tag_count, then per tag: u8 tag_len, tag
+//! ```
+//! A commit holds what was decided (positions, revisions), not the
+//! conditions, so replaying it can verify that the engine decides the
+//! same way (see `crate::engine`).
+
+use crate::append::{AppendResult, StreamResult};
+use crate::event::{EventId, EventType, ProposedEvent, RecordedEvent, StreamName, Tag};
+use crate::position::{Position, Revision};
+
+/// Version of the record payload format written by this build.
+pub const RECORD_FORMAT_VERSION: u8 = 1;
+const KIND_COMMIT: u8 = 1;
+/// Bytes of the frame header: length and checksum.
+pub const FRAME_HEADER_BYTES: usize = 8;
+/// Bytes a record adds around its writes: frame and payload header.
+pub const RECORD_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + 1 + 1 + 8 + 8 + 2;
+/// Bytes a write adds beyond its stream name and events.
+pub const WRITE_OVERHEAD_BYTES: usize = 2 + 8 + 4;
+/// Bytes an event's encoding adds beyond [`ProposedEvent::size_bytes`].
+pub const EVENT_OVERHEAD_BYTES_MAX: usize = 1 + 4 + 4 + 1 + crate::event::EVENT_TAGS_MAX;
+
+/// Events of one stream within a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitWrite {
+    /// The stream.
+    pub stream: StreamName,
+    /// Revision given to the first event.
+    pub first_revision: Revision,
+    /// The events, at consecutive revisions.
+    pub events: Vec<ProposedEvent>,
+}
+
+/// One accepted append, as stored in the log: every event with its place.
+/// Events take consecutive positions from `first_position`, in write order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Position of the first event.
+    pub first_position: Position,
+    /// Commit timestamp, microseconds since the Unix epoch.
+    pub recorded_at_us: u64,
+    /// Writes that carry events, in request order.
+    pub writes: Vec<CommitWrite>,
+}
+
+impl Commit {
+    /// Number of events in the commit.
+    #[must_use]
+    pub fn event_count(&self) -> usize {
+        self.writes.iter().map(|w| w.events.len()).sum()
+    }
+
+    /// The position after the commit's last event.
+    #[must_use]
+    pub fn next_position(&self) -> Position {
+        Position(self.first_position.0 + self.event_count() as u64)
+    }
+
+    /// What the append that wrote this commit was told.
+    #[must_use]
+    pub fn result(&self) -> AppendResult {
+        debug_assert!(self.event_count() > 0, "a commit holds at least one event");
+        AppendResult {
+            first_position: self.first_position,
+            last_position: Position(self.next_position().0.saturating_sub(1)),
+            streams: self
+                .writes
+                .iter()
+                .map(|w| StreamResult {
+                    stream: w.stream.clone(),
+                    first_revision: w.first_revision,
+                    last_revision: Revision(w.first_revision.0 + w.events.len() as u64 - 1),
+                })
+                .collect(),
+            recorded_at_us: self.recorded_at_us,
+        }
+    }
+
+    /// Every event with its stream, revision and position, in log order.
+    pub fn recorded_events(&self) -> impl Iterator<Item = RecordedEvent> + '_ {
+        let mut position = self.first_position;
+        self.writes.iter().flat_map(move |write| {
+            write.events.iter().enumerate().map(move |(offset, event)| (write, offset, event))
+        })
+        .map(move |(write, offset, event)| {
+            let recorded = RecordedEvent {
+                id: event.id,
+                stream: write.stream.clone(),
+                revision: Revision(write.first_revision.0 + offset as u64),
+                position,
+                event_type: event.event_type.clone(),
+                data: event.data.clone(),
+                metadata: event.metadata.clone(),
+                tags: event.tags.clone(),
+                recorded_at_us: self.recorded_at_us,
+            };
+            position = position.next();
+            recorded
+        })
+    }
+
+    /// The `index`th event (0-based, in log order) of the commit.
+    #[must_use]
+    pub fn recorded_event(&self, index: u32) -> Option<RecordedEvent> {
+        self.recorded_events().nth(index as usize)
+    }
+
+    /// Appends the framed record to `out`; returns the bytes added.
+    pub fn encode_framed(&self, out: &mut Vec<u8>) -> usize {
+        let start = out.len();
+        out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
+        self.encode_payload(out);
+        let payload_len = u32::try_from(out.len() - start - FRAME_HEADER_BYTES)
+            .expect("records are bounded by batch_bytes_max, far below 4 GiB");
+        let len_bytes = payload_len.to_le_bytes();
+        let payload = out.get(start + FRAME_HEADER_BYTES..).unwrap_or_default();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+        let header = out.get_mut(start..start + FRAME_HEADER_BYTES).expect("header reserved above");
+        header[..4].copy_from_slice(&len_bytes);
+        header[4..].copy_from_slice(&crc.to_le_bytes());
+        out.len() - start
+    }
+
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        out.push(RECORD_FORMAT_VERSION);
+        out.push(KIND_COMMIT);
+        out.extend_from_slice(&self.first_position.0.to_le_bytes());
+        out.extend_from_slice(&self.recorded_at_us.to_le_bytes());
+        out.extend_from_slice(&count_u16(self.writes.len()).to_le_bytes());
+        for write in &self.writes {
+            put_bytes_u16(out, write.stream.as_str().as_bytes());
+            out.extend_from_slice(&write.first_revision.0.to_le_bytes());
+            out.extend_from_slice(&(write.events.len() as u32).to_le_bytes());
+            for event in &write.events {
+                encode_event(out, event);
+            }
+        }
+    }
+
+    /// Decodes a payload (without its frame).
+    ///
+    /// # Errors
+    /// A description of the first thing that is not as the format says.
+    pub fn decode(payload: &[u8]) -> Result<Commit, String> {
+        let mut reader = Reader { bytes: payload };
+        let version = reader.u8()?;
+        if version != RECORD_FORMAT_VERSION {
+            return Err(format!("unknown record format version {version}"));
+        }
+        let kind = reader.u8()?;
+        if kind != KIND_COMMIT {
+            return Err(format!("unknown record kind {kind}"));
+        }
+        let first_position = Position(reader.u64()?);
+        let recorded_at_us = reader.u64()?;
+        let write_count = reader.u16()?;
+        let mut writes = Vec::with_capacity(usize::from(write_count).min(1024));
+        for _ in 0..write_count {
+            writes.push(decode_write(&mut reader)?);
+        }
+        if !reader.bytes.is_empty() {
+            return Err(format!("{} bytes left after the last write", reader.bytes.len()));
+        }
+        Ok(Commit { first_position, recorded_at_us, writes })
+    }
+}
+
+fn count_u16(count: usize) -> u16 {
+    u16::try_from(count).expect("write count is bounded by append_streams_max")
+}
+
+fn encode_event(out: &mut Vec<u8>, event: &ProposedEvent) {
+    out.extend_from_slice(event.id.as_bytes());
+    put_bytes_u8(out, event.event_type.as_str().as_bytes());
+    put_bytes_u32(out, &event.data);
+    put_bytes_u32(out, &event.metadata);
+    out.push(u8::try_from(event.tags.len()).expect("tags are bounded by EVENT_TAGS_MAX"));
+    for tag in &event.tags {
+        put_bytes_u8(out, tag.as_str().as_bytes());
+    }
+}
+
+fn put_bytes_u8(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(u8::try_from(bytes.len()).expect("labels are bounded by LABEL_BYTES_MAX"));
+    out.extend_from_slice(bytes);
+}
+
+fn put_bytes_u16(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(&count_u16(bytes.len()).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn put_bytes_u32(out: &mut Vec<u8>, bytes: &[u8]) {
+    let len = u32::try_from(bytes.len()).expect("events are bounded by event_bytes_max");
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn decode_write(reader: &mut Reader<'_>) -> Result<CommitWrite, String> {
+    let stream_len = usize::from(reader.u16()?);
+    let stream = StreamName::from_log(reader.text(stream_len)?).map_err(|e| e.to_string())?;
+    let first_revision = Revision(reader.u64()?);
+    let event_count = reader.u32()?;
+    if event_count == 0 {
+        return Err(format!("write to {stream} holds no events"));
+    }
+    let mut events = Vec::with_capacity((event_count as usize).min(1024));
+    for _ in 0..event_count {
+        events.push(decode_event(reader)?);
+    }
+    Ok(CommitWrite { stream, first_revision, events })
+}
+
+fn decode_event(reader: &mut Reader<'_>) -> Result<ProposedEvent, String> {
+    let id = EventId(uuid::Uuid::from_bytes(reader.array()?));
+    let type_len = usize::from(reader.u8()?);
+    let event_type = EventType::new(reader.text(type_len)?).map_err(|e| e.to_string())?;
+    let data_len = reader.u32()? as usize;
+    let data = reader.take(data_len)?.to_vec();
+    let metadata_len = reader.u32()? as usize;
+    let metadata = reader.take(metadata_len)?.to_vec();
+    let tag_count = reader.u8()?;
+    let mut tags = Vec::with_capacity(usize::from(tag_count));
+    for _ in 0..tag_count {
+        let tag_len = usize::from(reader.u8()?);
+        tags.push(Tag::new(reader.text(tag_len)?).map_err(|e| e.to_string())?);
+    }
+    Ok(ProposedEvent { id, event_type, data, metadata, tags })
+}
+
+/// Bounds-checked cursor over a payload: every read says what was missing.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], String> {
+        if len > self.bytes.len() {
+            return Err(format!("needs {len} more bytes, only {} left", self.bytes.len()));
+        }
+        let (head, tail) = self.bytes.split_at(len);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let bytes = self.take(N)?;
+        let mut array = [0; N];
+        array.copy_from_slice(bytes);
+        Ok(array)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(u8::from_le_bytes(self.array()?))
+    }
+
+    fn u16(&mut self) -> Result<u16, String> {
+        Ok(u16::from_le_bytes(self.array()?))
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    fn text(&mut self, len: usize) -> Result<String, String> {
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| "text is not UTF-8".to_owned())
+    }
+}
+
+/// What is at an offset of a segment, as far as the frame can tell.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A whole record whose checksum matches.
+    Valid {
+        /// The payload.
+        payload: &'a [u8],
+        /// Frame header plus payload bytes.
+        len: usize,
+    },
+    /// Fewer bytes than the frame needs: the end of the data.
+    Truncated,
+    /// Bytes that are not a valid frame.
+    Invalid(String),
+}
+
+/// Reads the frame at the start of `bytes`; `payload_bytes_max` bounds a
+/// plausible length so garbage is not taken as a huge record.
+#[must_use]
+pub fn parse_frame(bytes: &[u8], payload_bytes_max: usize) -> Frame<'_> {
+    let Some(header) = bytes.get(..FRAME_HEADER_BYTES) else {
+        return Frame::Truncated;
+    };
+    let mut len_bytes = [0; 4];
+    len_bytes.copy_from_slice(&header[..4]);
+    let mut crc_bytes = [0; 4];
+    crc_bytes.copy_from_slice(&header[4..]);
+    let payload_len = u32::from_le_bytes(len_bytes) as usize;
+    if payload_len == 0 || payload_len > payload_bytes_max {
+        return Frame::Invalid(format!("implausible record length {payload_len}"));
+    }
+    let Some(payload) = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len) else {
+        return Frame::Truncated;
+    };
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+    if crc != u32::from_le_bytes(crc_bytes) {
+        return Frame::Invalid("checksum mismatch".into());
+    }
+    Frame::Valid { payload, len: FRAME_HEADER_BYTES + payload_len }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn label() -> impl Strategy<Value = String> {
+        "[a-zA-Z][a-zA-Z0-9:_]{0,20}"
+    }
+
+    fn event() -> impl Strategy<Value = ProposedEvent> {
+        (any::<u128>(), label(), proptest::collection::vec(any::<u8>(), 0..64),
+         proptest::collection::vec(any::<u8>(), 0..16), proptest::collection::btree_set(label(), 0..4))
+            .prop_map(|(id, event_type, data, metadata, tags)| ProposedEvent {
+                id: EventId(uuid::Uuid::from_u128(id)),
+                event_type: EventType::new(event_type).expect("strategy makes valid types"),
+                data,
+                metadata,
+                tags: tags.into_iter().map(|t| Tag::new(t).expect("strategy makes valid tags")).collect(),
+            })
+    }
+
+    fn commit() -> impl Strategy<Value = Commit> {
+        let write = (label(), any::<u32>(), proptest::collection::vec(event(), 1..5)).prop_map(
+            |(stream, first_revision, events)| CommitWrite {
+                stream: StreamName::new(stream).expect("strategy makes valid names"),
+                first_revision: Revision(u64::from(first_revision)),
+                events,
+            },
+        );
+        (any::<u64>(), any::<u64>(), proptest::collection::vec(write, 1..4)).prop_map(
+            |(first_position, recorded_at_us, writes)| Commit {
+                first_position: Position(first_position >> 8),
+                recorded_at_us,
+                writes,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn decode_of_encode_is_identity_and_reencodes_to_same_bytes(commit in commit()) {
+            let mut bytes = Vec::new();
+            let len = commit.encode_framed(&mut bytes);
+            prop_assert_eq!(len, bytes.len());
+            let Frame::Valid { payload, len: frame_len } = parse_frame(&bytes, usize::MAX) else {
+                return Err(TestCaseError::fail("frame of a fresh encoding must be valid"));
+            };
+            prop_assert_eq!(frame_len, bytes.len());
+            let decoded = Commit::decode(payload).map_err(TestCaseError::fail)?;
+            prop_assert_eq!(&decoded, &commit);
+            let mut again = Vec::new();
+            decoded.encode_framed(&mut again);
+            prop_assert_eq!(again, bytes);
+        }
+
+        #[test]
+        fn any_flipped_bit_is_detected(commit in commit(), bit in any::<proptest::sample::Index>()) {
+            let mut bytes = Vec::new();
+            commit.encode_framed(&mut bytes);
+            let bit = bit.index(bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let frame = parse_frame(&bytes, 1 << 20);
+            prop_assert!(!matches!(frame, Frame::Valid { .. }), "flipped bit {} went unnoticed", bit);
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = Commit::decode(&bytes);
+            let _ = parse_frame(&bytes, 1 << 20);
+        }
+    }
+
+    #[test]
+    fn short_input_is_truncated_not_invalid() {
+        let commit = Commit {
+            first_position: Position(7),
+            recorded_at_us: 1,
+            writes: vec![CommitWrite {
+                stream: StreamName::new("s").expect("valid"),
+                first_revision: Revision(0),
+                events: vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec())],
+            }],
+        };
+        let mut bytes = Vec::new();
+        commit.encode_framed(&mut bytes);
+        for cut in 0..bytes.len() {
+            assert_eq!(parse_frame(&bytes[..cut], 1 << 20), Frame::Truncated, "cut at {cut}");
+        }
+    }
+}

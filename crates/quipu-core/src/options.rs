@@ -1,0 +1,153 @@
+//! Knobs of a store: log segment size, group-commit batching, the limits
+//! every append and read is held to, and the index cache size. Defaults
+//! are what `quipu serve` runs with.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::event::STREAM_NAME_BYTES_MAX;
+use crate::fault::FaultPlan;
+use crate::log::record::{EVENT_OVERHEAD_BYTES_MAX, RECORD_OVERHEAD_BYTES, WRITE_OVERHEAD_BYTES};
+
+const MIB: usize = 1024 * 1024;
+
+/// Largest batch (one write) the log accepts at all; also the ceiling of
+/// the torn-tail window on recovery.
+pub const BATCH_BYTES_CEILING: usize = 64 * MIB;
+
+/// Whether an append waits for fdatasync before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncMode {
+    /// fdatasync before acknowledging: acknowledged means durable. Default.
+    #[default]
+    Fsync,
+    /// UNSAFE: acknowledge after the write reaches the OS; a power loss
+    /// loses acknowledged appends. Only for throwaway data and tests.
+    NoSyncUnsafe,
+}
+
+/// Configuration of a [`crate::Store`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// A segment file is closed and a new one started once it reaches this
+    /// size (a batch is never split, so a segment may exceed it by one
+    /// batch). Default 256 MiB.
+    pub segment_size_bytes: u64,
+    /// Most bytes of encoded records written (and fdatasync'ed) as one
+    /// group commit. Default 8 MiB.
+    pub batch_bytes_max: usize,
+    /// Most appends in one group commit. Default 4096.
+    pub batch_appends_max: usize,
+    /// How long the sequencer waits for more appends after the first one
+    /// of a batch, in microseconds. Default 0: batches form naturally from
+    /// appends that queued while the previous fdatasync ran.
+    pub batch_delay_us: u64,
+    /// Appends waiting for the sequencer before submitters block
+    /// (back-pressure). Default 16384.
+    pub queue_appends_max: usize,
+    /// Largest single event (data, metadata, type, tags, id). Default 1 MiB.
+    pub event_bytes_max: usize,
+    /// Largest append (sum of its events). Default 4 MiB.
+    pub append_bytes_max: usize,
+    /// Most events in one append. Default 10,000.
+    pub append_events_max: usize,
+    /// Most stream writes in one append. Default 256.
+    pub append_streams_max: usize,
+    /// Most events one read returns. Default 10,000.
+    pub read_events_max: usize,
+    /// Block cache of the on-disk index, bytes. Memory use is bounded by
+    /// this plus the index's write buffers, not by the number of streams.
+    /// Default 64 MiB.
+    pub index_cache_bytes: u64,
+    /// Durability of acknowledgements. Default [`SyncMode::Fsync`].
+    pub sync: SyncMode,
+    /// Source of commit timestamps.
+    pub clock: Clock,
+    /// Faults to inject into log I/O; tests only. Default none.
+    pub fault_plan: Option<Arc<FaultPlan>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_size_bytes: 256 * MIB as u64,
+            batch_bytes_max: 8 * MIB,
+            batch_appends_max: 4096,
+            batch_delay_us: 0,
+            queue_appends_max: 16384,
+            event_bytes_max: MIB,
+            append_bytes_max: 4 * MIB,
+            append_events_max: 10_000,
+            append_streams_max: 256,
+            read_events_max: 10_000,
+            index_cache_bytes: 64 * MIB as u64,
+            sync: SyncMode::Fsync,
+            clock: Clock::system(),
+            fault_plan: None,
+        }
+    }
+}
+
+impl Options {
+    /// Largest encoded record an append within the limits can produce.
+    #[must_use]
+    pub fn record_bytes_bound(&self) -> usize {
+        RECORD_OVERHEAD_BYTES
+            + self.append_streams_max * (WRITE_OVERHEAD_BYTES + STREAM_NAME_BYTES_MAX)
+            + self.append_events_max * EVENT_OVERHEAD_BYTES_MAX
+            + self.append_bytes_max
+    }
+
+    /// Checks that the options can work together.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] naming the option that is out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid = |reason: String| Err(Error::InvalidOptions { reason });
+        if self.segment_size_bytes < 4096 {
+            return invalid(format!("segment_size_bytes {} is below 4096", self.segment_size_bytes));
+        }
+        if self.batch_bytes_max > BATCH_BYTES_CEILING {
+            return invalid(format!("batch_bytes_max {} is above {BATCH_BYTES_CEILING}", self.batch_bytes_max));
+        }
+        if self.record_bytes_bound() > self.batch_bytes_max {
+            return invalid(format!(
+                "batch_bytes_max {} cannot hold the largest append the limits allow ({} bytes encoded); \
+                 raise it or lower append_bytes_max, append_events_max or append_streams_max",
+                self.batch_bytes_max,
+                self.record_bytes_bound()
+            ));
+        }
+        if self.event_bytes_max > self.append_bytes_max {
+            return invalid("event_bytes_max is larger than append_bytes_max".into());
+        }
+        let counts = [
+            ("batch_appends_max", self.batch_appends_max),
+            ("queue_appends_max", self.queue_appends_max),
+            ("append_events_max", self.append_events_max),
+            ("append_streams_max", self.append_streams_max),
+            ("read_events_max", self.read_events_max),
+        ];
+        if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
+            return invalid(format!("{name} must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert!(Options::default().validate().is_ok());
+    }
+
+    #[test]
+    fn batch_must_hold_the_largest_append() {
+        let options = Options { batch_bytes_max: MIB, ..Options::default() };
+        assert!(matches!(options.validate(), Err(Error::InvalidOptions { .. })));
+    }
+}

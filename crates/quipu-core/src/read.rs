@@ -1,0 +1,152 @@
+//! Reads: a stream by revision, `$all` by position, a category, event
+//! type or tag by position, one event by id, and stream info. Every read
+//! goes through the index to the records it points at (no scans) and
+//! checks each record's checksum; a corrupt record is an error naming the
+//! segment and offset, never served. Reads do not take the writer's locks.
+
+use crate::error::Error;
+use crate::event::{EventId, RecordedEvent, StreamName};
+use crate::index::LabelKind;
+use crate::index::entry::EventPointer;
+use crate::log::record::Commit;
+use crate::position::{Position, Revision};
+use crate::sequencer::Shared;
+
+/// Which way a read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Increasing revisions or positions.
+    #[default]
+    Forwards,
+    /// Decreasing revisions or positions.
+    Backwards,
+}
+
+/// What is known about a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream.
+    pub stream: StreamName,
+    /// Revision of its last event; `None` when the stream has no events
+    /// (does not exist).
+    pub last_revision: Option<Revision>,
+}
+
+impl StreamInfo {
+    /// Whether the stream has at least one event.
+    #[must_use]
+    pub fn exists(&self) -> bool {
+        self.last_revision.is_some()
+    }
+}
+
+fn check_limit(shared: &Shared, limit: usize) -> Result<(), Error> {
+    let limit_max = shared.options.read_events_max;
+    if limit > limit_max {
+        return Err(Error::ReadLimitTooLarge { limit, limit_max });
+    }
+    Ok(())
+}
+
+/// Fetches the events behind `pointers`, reading each record once even
+/// when consecutive pointers share it.
+fn fetch(shared: &Shared, pointers: impl Iterator<Item = EventPointer>) -> Result<Vec<RecordedEvent>, Error> {
+    let mut buffer = Vec::new();
+    let mut cached: Option<((u32, u64), Commit)> = None;
+    let mut events = Vec::new();
+    for pointer in pointers {
+        let key = (pointer.segment, pointer.offset);
+        let commit = match cached {
+            Some((cached_key, ref commit)) if cached_key == key => commit,
+            _ => {
+                let commit = shared.reader.read_commit(pointer.segment, pointer.offset, &mut buffer)?;
+                &cached.insert((key, commit)).1
+            }
+        };
+        let event = commit.recorded_event(pointer.index).ok_or_else(|| Error::Corrupt {
+            segment: crate::log::segment::segment_path(&shared.log_dir, pointer.segment),
+            offset: pointer.offset,
+            reason: format!("the index points at event {} of a record that has fewer", pointer.index),
+        })?;
+        events.push(event);
+    }
+    Ok(events)
+}
+
+/// Up to `limit` events of `stream` from revision `from` (inclusive;
+/// `None`: from the start forwards, from the end backwards).
+pub(crate) fn read_stream(
+    shared: &Shared,
+    stream: &StreamName,
+    from: Option<Revision>,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, Error> {
+    check_limit(shared, limit)?;
+    let entries = shared.index.stream_range(stream, from, direction, limit)?;
+    if entries.is_empty() && shared.index.stream_head(stream)?.is_none() {
+        return Err(Error::StreamNotFound { stream: stream.clone() });
+    }
+    fetch(shared, entries.into_iter().map(|(_, pointer)| pointer))
+}
+
+/// Up to `limit` events of `$all` from `from` (inclusive; `None` as above).
+pub(crate) fn read_all(
+    shared: &Shared,
+    from: Option<Position>,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, Error> {
+    check_limit(shared, limit)?;
+    // Only the first record can hold events before `from`; ask for enough
+    // records to fill `limit` even when all of its events are skipped.
+    let events_min = limit.saturating_add(shared.options.append_events_max);
+    let records = shared.index.record_range(from, direction, events_min)?;
+    let mut buffer = Vec::new();
+    let mut events = Vec::with_capacity(limit);
+    for (_, record) in records {
+        let commit = shared.reader.read_commit(record.segment, record.offset, &mut buffer)?;
+        let in_range = |e: &RecordedEvent| match (direction, from) {
+            (_, None) => true,
+            (Direction::Forwards, Some(from)) => e.position >= from,
+            (Direction::Backwards, Some(from)) => e.position <= from,
+        };
+        let mut commit_events: Vec<RecordedEvent> = commit.recorded_events().filter(in_range).collect();
+        if direction == Direction::Backwards {
+            commit_events.reverse();
+        }
+        let room = limit - events.len();
+        events.extend(commit_events.into_iter().take(room));
+        if events.len() == limit {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+/// Up to `limit` events carrying `label` in the `kind` index.
+pub(crate) fn read_label(
+    shared: &Shared,
+    kind: LabelKind,
+    label: &str,
+    from: Option<Position>,
+    direction: Direction,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, Error> {
+    check_limit(shared, limit)?;
+    let entries = shared.index.label_range(kind, label, from, direction, limit)?;
+    fetch(shared, entries.into_iter().map(|(_, pointer)| pointer))
+}
+
+/// The event with `id`, if one was written.
+pub(crate) fn read_event(shared: &Shared, id: &EventId) -> Result<Option<RecordedEvent>, Error> {
+    let Some((_, pointer)) = shared.index.event_by_id(id)? else {
+        return Ok(None);
+    };
+    Ok(fetch(shared, std::iter::once(pointer))?.pop())
+}
+
+/// What is known about `stream`.
+pub(crate) fn stream_info(shared: &Shared, stream: &StreamName) -> Result<StreamInfo, Error> {
+    Ok(StreamInfo { stream: stream.clone(), last_revision: shared.index.stream_head(stream)? })
+}

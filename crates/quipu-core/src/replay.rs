@@ -1,0 +1,157 @@
+//! Bringing the index up to the log on open. The index says how far it
+//! covers the log (its checkpoint); every record after that is read back,
+//! verified against the engine (it must be what deciding would have
+//! produced), and indexed in chunks. A torn tail is cut; corruption stops
+//! the open with the file and offset (see [`crate::log::recovery`]).
+//! Deleting the index directory makes this a full rebuild.
+
+use std::path::Path;
+
+use crate::engine::verify_replay;
+use crate::error::Error;
+use crate::index::LocatedCommit;
+use crate::index::entry::Checkpoint;
+use crate::log::recovery::{ScanEnd, file_len, is_torn_tail, scan_segment, truncate_segment};
+use crate::log::segment::{SEGMENT_HEADER_BYTES, SegmentHeader, SegmentWriter, list_segments, segment_path};
+use crate::position::Position;
+use crate::sequencer::Shared;
+use crate::state::{DecisionState, Pending};
+
+/// Commits indexed per batch while replaying.
+const REPLAY_CHUNK_COMMITS: usize = 4096;
+
+/// Where the log continues after recovery.
+#[derive(Debug)]
+pub struct Recovered {
+    /// The segment appends continue in.
+    pub segment: SegmentWriter,
+    /// Position of the next commit.
+    pub next_position: Position,
+    /// Timestamp of the last commit (timestamps never decrease).
+    pub last_recorded_at_us: u64,
+}
+
+/// Replays the log after the index checkpoint into the index and opens
+/// the segment to append to.
+///
+/// # Errors
+/// [`Error::Corrupt`] for a bad record before the tail or a record that
+/// contradicts the log before it, [`Error::IndexAheadOfLog`] when the log
+/// is shorter than the index says, I/O and index errors.
+pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
+    let log_dir = &shared.log_dir;
+    let options = &shared.options;
+    let saved = shared.index.checkpoint()?;
+    let mut checkpoint = saved.unwrap_or(Checkpoint { offset: SEGMENT_HEADER_BYTES, ..Checkpoint::default() });
+    let mut segments = list_segments(log_dir)?;
+    remove_unborn_segment(log_dir, &mut segments)?;
+    check_segments(log_dir, &segments, &checkpoint, saved.is_some())?;
+    let Some(&last_segment) = segments.last() else {
+        let segment = SegmentWriter::create(log_dir, 0, options.batch_bytes_max as u64, options.sync, options.fault_plan.clone())?;
+        return Ok(Recovered { segment, next_position: Position::START, last_recorded_at_us: 0 });
+    };
+    let first_unindexed = checkpoint.segment;
+    for &number in segments.iter().filter(|&&n| n >= first_unindexed) {
+        let start = if number == checkpoint.segment { checkpoint.offset } else { SEGMENT_HEADER_BYTES };
+        checkpoint = replay_segment(shared, number, start, number == last_segment, checkpoint)?;
+    }
+    let path = segment_path(log_dir, last_segment);
+    let header = SegmentHeader::read(&path, last_segment)?;
+    let len = file_len(&path)?;
+    let mut segment = SegmentWriter::reopen(&path, header, len, options.sync, options.fault_plan.clone())?;
+    if header.torn_window_bytes < options.batch_bytes_max as u64 || len >= options.segment_size_bytes {
+        segment = SegmentWriter::create(log_dir, last_segment + 1, options.batch_bytes_max as u64, options.sync, options.fault_plan.clone())?;
+    }
+    Ok(Recovered { segment, next_position: checkpoint.next_position, last_recorded_at_us: checkpoint.last_recorded_at_us })
+}
+
+/// A crash while a new segment was being created can leave it shorter
+/// than its header; nothing was ever written to it, so it is removed.
+fn remove_unborn_segment(log_dir: &Path, segments: &mut Vec<u32>) -> Result<(), Error> {
+    let Some(&last) = segments.last() else {
+        return Ok(());
+    };
+    let path = segment_path(log_dir, last);
+    if file_len(&path)? >= SEGMENT_HEADER_BYTES {
+        return Ok(());
+    }
+    tracing::warn!(segment = %path.display(), "removing a segment whose creation was cut short by a crash");
+    std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+    crate::log::segment::sync_dir(log_dir)?;
+    segments.pop();
+    Ok(())
+}
+
+/// Segments must be contiguous and must reach the checkpoint.
+fn check_segments(log_dir: &Path, segments: &[u32], checkpoint: &Checkpoint, indexed: bool) -> Result<(), Error> {
+    for pair in segments.windows(2) {
+        if let [a, b] = pair {
+            if b - a != 1 {
+                return Err(Error::Corrupt {
+                    segment: segment_path(log_dir, a + 1),
+                    offset: 0,
+                    reason: format!("segment is missing between {a} and {b}"),
+                });
+            }
+        }
+    }
+    let last = segments.last().copied();
+    let reaches = last.is_some_and(|l| l >= checkpoint.segment) && segments.first().is_some_and(|&f| f <= checkpoint.segment);
+    if indexed && !reaches {
+        return Err(Error::IndexAheadOfLog {
+            index_segment: checkpoint.segment,
+            index_offset: checkpoint.offset,
+            log_segment: last.unwrap_or(0),
+            log_offset: 0,
+        });
+    }
+    Ok(())
+}
+
+/// Replays one segment from `start`; returns the checkpoint after it.
+fn replay_segment(shared: &Shared, number: u32, start: u64, is_last: bool, checkpoint: Checkpoint) -> Result<Checkpoint, Error> {
+    let path = segment_path(&shared.log_dir, number);
+    let header = SegmentHeader::read(&path, number)?;
+    let len = file_len(&path)?;
+    if start > len {
+        return Err(Error::IndexAheadOfLog { index_segment: number, index_offset: start, log_segment: number, log_offset: len });
+    }
+    let mut pending = Pending::new(checkpoint.next_position);
+    let mut located_offsets: Vec<u64> = Vec::new();
+    let mut checkpoint = Checkpoint { segment: number, offset: start, ..checkpoint };
+    let mut visit = |offset: u64, frame_len: usize, commit: crate::log::record::Commit| -> Result<(), Error> {
+        let state = DecisionState { index: &shared.index, reader: &shared.reader, pending: &pending };
+        if let Err(reason) = verify_replay(&state, &commit)? {
+            return Err(Error::Corrupt { segment: path.clone(), offset, reason: format!("record contradicts the log before it: {reason}") });
+        }
+        checkpoint.last_recorded_at_us = checkpoint.last_recorded_at_us.max(commit.recorded_at_us);
+        pending.push(commit);
+        located_offsets.push(offset);
+        checkpoint.offset = offset + frame_len as u64;
+        if pending.len() >= REPLAY_CHUNK_COMMITS {
+            flush(shared, &mut pending, &mut located_offsets, &mut checkpoint)?;
+        }
+        Ok(())
+    };
+    let end = scan_segment(&path, start, &mut visit)?;
+    flush(shared, &mut pending, &mut located_offsets, &mut checkpoint)?;
+    if let ScanEnd::Bad { offset, reason } = end {
+        if !is_torn_tail(is_last, len, offset, header.torn_window_bytes) {
+            return Err(Error::Corrupt { segment: path, offset, reason });
+        }
+        tracing::warn!(segment = %path.display(), offset, len, %reason, "cutting a torn tail left by a crash");
+        truncate_segment(&path, offset)?;
+    }
+    Ok(checkpoint)
+}
+
+fn flush(shared: &Shared, pending: &mut Pending, offsets: &mut Vec<u64>, checkpoint: &mut Checkpoint) -> Result<(), Error> {
+    checkpoint.next_position = pending.next_position();
+    let commits: Vec<LocatedCommit> = pending
+        .take()
+        .into_iter()
+        .zip(offsets.drain(..))
+        .map(|(commit, offset)| LocatedCommit { commit, segment: checkpoint.segment, offset })
+        .collect();
+    shared.index.write(&commits, *checkpoint)
+}

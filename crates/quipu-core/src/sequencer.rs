@@ -1,0 +1,240 @@
+//! The one writer. Appends from every caller queue here; the sequencer
+//! takes what has queued (group commit), decides each append in order
+//! against the state including the ones before it in the batch, writes the
+//! accepted records with one write and one fdatasync, indexes them, moves
+//! the head, and only then answers every append of the batch.
+//!
+//! Throughput comes from batching: while one fdatasync runs, the next
+//! batch queues. The first failed write or fdatasync stops the store from
+//! accepting appends (fail-stop): a retried fsync can report success with
+//! the data gone, so there is no retry.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::append::{AppendOutcome, AppendRequest};
+use crate::engine::{Decision, decide};
+use crate::error::Error;
+use crate::head::Head;
+use crate::index::entry::Checkpoint;
+use crate::index::{Index, LocatedCommit};
+use crate::log::segment::{SegmentReader, SegmentWriter};
+use crate::options::Options;
+use crate::position::Position;
+use crate::state::{DecisionState, Pending};
+
+/// Called once with the outcome of an append.
+pub type Reply = Box<dyn FnOnce(Result<AppendOutcome, Error>) + Send>;
+
+/// A validated append waiting for the sequencer.
+pub struct Submission {
+    /// The append.
+    pub request: AppendRequest,
+    /// Where its outcome goes.
+    pub reply: Reply,
+}
+
+/// What the sequencer shares with readers.
+#[derive(Debug)]
+pub struct Shared {
+    /// The derived index.
+    pub index: Index,
+    /// Random-access record reads.
+    pub reader: SegmentReader,
+    /// Last readable position.
+    pub head: Head,
+    /// The first write failure, once there was one (fail-stop).
+    pub failure: Mutex<Option<String>>,
+    /// The store's options.
+    pub options: Options,
+    /// Directory of the segment files.
+    pub log_dir: std::path::PathBuf,
+}
+
+impl Shared {
+    /// The fail-stop error, if the store has stopped accepting appends.
+    pub fn failed(&self) -> Option<Error> {
+        let failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.as_ref().map(|reason| Error::StoreFailed { reason: reason.clone() })
+    }
+
+    fn fail(&self, error: &Error) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        if failure.is_none() {
+            tracing::error!(%error, "log write failed; the store stops accepting appends");
+            *failure = Some(error.to_string());
+        }
+    }
+}
+
+/// Appends decided into the current group, with their answers.
+struct Group {
+    pending: Pending,
+    /// Offset of each pending commit's record in the batch buffer.
+    record_offsets: Vec<usize>,
+    answers: Vec<(Reply, Result<AppendOutcome, Error>)>,
+}
+
+/// The writer thread's state.
+pub struct Sequencer {
+    shared: Arc<Shared>,
+    segment: SegmentWriter,
+    next_position: Position,
+    last_recorded_at_us: u64,
+    buffer: Vec<u8>,
+}
+
+impl Sequencer {
+    /// A sequencer writing to `segment`, continuing the log at
+    /// `next_position`.
+    #[must_use]
+    pub fn new(shared: Arc<Shared>, segment: SegmentWriter, next_position: Position, last_recorded_at_us: u64) -> Self {
+        Sequencer { shared, segment, next_position, last_recorded_at_us, buffer: Vec::new() }
+    }
+
+    /// Serves submissions until every sender is gone, then returns.
+    pub fn run(mut self, submissions: Receiver<Submission>) {
+        while let Ok(first) = submissions.recv() {
+            let batch = self.collect(first, &submissions);
+            self.process(batch);
+        }
+        if let Err(error) = self.segment.sync_all() {
+            tracing::error!(%error, "final sync of the log failed");
+        }
+    }
+
+    /// The first submission plus what queued behind it, up to the batch
+    /// limit, waiting up to `batch_delay_us` for more.
+    fn collect(&self, first: Submission, submissions: &Receiver<Submission>) -> Vec<Submission> {
+        let options = &self.shared.options;
+        let mut batch = vec![first];
+        let deadline = Instant::now() + Duration::from_micros(options.batch_delay_us);
+        while batch.len() < options.batch_appends_max {
+            match submissions.try_recv() {
+                Ok(submission) => batch.push(submission),
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                        break;
+                    };
+                    match submissions.recv_timeout(left) {
+                        Ok(submission) => batch.push(submission),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+        }
+        batch
+    }
+
+    fn new_group(&self) -> Group {
+        Group { pending: Pending::new(self.next_position), record_offsets: Vec::new(), answers: Vec::new() }
+    }
+
+    /// Decides every submission in order and commits them in groups that
+    /// fit `batch_bytes_max`.
+    fn process(&mut self, batch: Vec<Submission>) {
+        let clock_us = self.shared.options.clock.now_us();
+        let recorded_at_us = clock_us.max(self.last_recorded_at_us);
+        self.last_recorded_at_us = recorded_at_us;
+        let mut group = self.new_group();
+        for submission in batch {
+            let answer = match self.shared.failed() {
+                Some(error) => Err(error),
+                None => self.decide_into(&mut group, &submission.request, recorded_at_us),
+            };
+            group.answers.push((submission.reply, answer));
+        }
+        self.commit_group(group);
+    }
+
+    /// Decides `request` on top of `group`. An accepted record that does
+    /// not fit the batch commits the group first and is decided again on
+    /// the new state (the group it was decided against may have failed).
+    fn decide_into(&mut self, group: &mut Group, request: &AppendRequest, recorded_at_us: u64) -> Result<AppendOutcome, Error> {
+        let state = DecisionState { index: &self.shared.index, reader: &self.shared.reader, pending: &group.pending };
+        let commit = match decide(&state, request, recorded_at_us)? {
+            Decision::Accept(commit) => commit,
+            Decision::Duplicate(result) => return Ok(AppendOutcome::AlreadyWritten(result)),
+            Decision::Reject(conflict) => return Ok(AppendOutcome::Conflict(conflict)),
+        };
+        let start = self.buffer.len();
+        commit.encode_framed(&mut self.buffer);
+        if self.buffer.len() <= self.shared.options.batch_bytes_max || start == 0 {
+            group.record_offsets.push(start);
+            let result = commit.result();
+            group.pending.push(commit);
+            return Ok(AppendOutcome::Written(result));
+        }
+        self.buffer.truncate(start);
+        let full = std::mem::replace(group, self.new_group());
+        self.commit_group(full);
+        *group = self.new_group();
+        if let Some(error) = self.shared.failed() {
+            return Err(error);
+        }
+        self.decide_into(group, request, recorded_at_us)
+    }
+
+    /// Writes, syncs and indexes the group's records, then answers every
+    /// append in it. On failure every append of the group gets the
+    /// fail-stop error.
+    fn commit_group(&mut self, mut group: Group) {
+        let result = if group.pending.is_empty() { Ok(()) } else { self.write_group(&mut group) };
+        self.buffer.clear();
+        if let Err(error) = result {
+            self.shared.fail(&error);
+            for (reply, _) in group.answers {
+                reply(Err(self.shared.failed().unwrap_or(Error::Closed)));
+            }
+            return;
+        }
+        for (reply, answer) in group.answers {
+            reply(answer);
+        }
+    }
+
+    fn write_group(&mut self, group: &mut Group) -> Result<(), Error> {
+        if let Some(error) = self.shared.failed() {
+            return Err(error);
+        }
+        self.roll_segment_if_full()?;
+        let base = self.segment.append(&self.buffer)?;
+        let next_position = group.pending.next_position();
+        let segment = self.segment.number();
+        let located: Vec<LocatedCommit> = group
+            .pending
+            .take()
+            .into_iter()
+            .zip(&group.record_offsets)
+            .map(|(commit, relative)| LocatedCommit { commit, segment, offset: base + *relative as u64 })
+            .collect();
+        let checkpoint = Checkpoint {
+            segment,
+            offset: self.segment.len_bytes(),
+            next_position,
+            last_recorded_at_us: self.last_recorded_at_us,
+        };
+        self.shared.index.write(&located, checkpoint)?;
+        assert!(next_position > self.next_position, "a written group advances the log");
+        self.next_position = next_position;
+        self.shared.head.advance(Position(next_position.0 - 1));
+        Ok(())
+    }
+
+    fn roll_segment_if_full(&mut self) -> Result<(), Error> {
+        if self.segment.len_bytes() < self.shared.options.segment_size_bytes {
+            return Ok(());
+        }
+        let options = &self.shared.options;
+        self.segment = SegmentWriter::create(
+            &self.shared.log_dir,
+            self.segment.number() + 1,
+            options.batch_bytes_max as u64,
+            options.sync,
+            options.fault_plan.clone(),
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,349 @@
+//! [`Store`]: the public face of the engine. Opening recovers the log and
+//! brings the index up to it; appends are validated here, at the edge,
+//! then queued to the one sequencer thread; reads go straight to the index
+//! and the segment files.
+//!
+//! Data directory layout:
+//! ```text
+//! quipu.meta   format version (written once: temp file, fsync, rename, fsync dir)
+//! LOCK         held (flock) while a store has the directory open
+//! log/         segment files, the truth
+//! index/       derived index; may be deleted, is rebuilt on open
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::append::{AppendOutcome, AppendRequest};
+use crate::error::Error;
+use crate::event::{EVENT_TAGS_MAX, EventId, EventType, RecordedEvent, StreamName, Tag};
+use crate::head::{Head, HeadListener};
+use crate::index::{Index, LabelKind};
+use crate::log::segment::{SegmentReader, sync_dir};
+use crate::options::Options;
+use crate::position::{Position, Revision};
+use crate::read::{self, Direction, StreamInfo};
+use crate::sequencer::{Sequencer, Shared, Submission};
+
+/// Version of the data directory layout written by this build.
+pub const STORE_FORMAT_VERSION: u32 = 1;
+const META_FILE: &str = "quipu.meta";
+const META_PREFIX: &str = "quipu-store-format ";
+
+/// An open event store. Cheap to share behind an `Arc`; every method takes
+/// `&self` and may be called from any thread.
+pub struct Store {
+    shared: Arc<Shared>,
+    submissions: Mutex<Option<SyncSender<Submission>>>,
+    sequencer: Mutex<Option<JoinHandle<()>>>,
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("dir", &self.dir).field("head", &self.shared.head).finish()
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating it if needed. Recovers the log
+    /// (cutting a torn tail), replays what the index lacks, and starts the
+    /// sequencer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`], [`Error::Locked`] when another store has
+    /// `dir`, [`Error::UnsupportedFormat`], [`Error::Corrupt`] with the
+    /// segment and offset, [`Error::IndexAheadOfLog`], I/O errors.
+    pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store, Error> {
+        options.validate()?;
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let lock = lock_dir(&dir)?;
+        check_format(&dir)?;
+        let log_dir = dir.join("log");
+        std::fs::create_dir_all(&log_dir).map_err(Error::io(format!("creating {}", log_dir.display())))?;
+        sync_dir(&dir)?;
+        let index = Index::open(&dir.join("index"), options.index_cache_bytes)?;
+        let shared = Shared {
+            index,
+            reader: SegmentReader::new(&log_dir),
+            head: Head::new(None),
+            failure: Mutex::new(None),
+            options,
+            log_dir,
+        };
+        let recovered = crate::replay::recover(&shared)?;
+        let shared = Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
+        let (sender, receiver) = sync_channel(shared.options.queue_appends_max);
+        let sequencer = Sequencer::new(Arc::clone(&shared), recovered.segment, recovered.next_position, recovered.last_recorded_at_us);
+        let thread = std::thread::Builder::new()
+            .name("quipu-sequencer".into())
+            .spawn(move || sequencer.run(receiver))
+            .map_err(Error::io("starting the sequencer thread"))?;
+        Ok(Store { shared, submissions: Mutex::new(Some(sender)), sequencer: Mutex::new(Some(thread)), dir, _lock: lock })
+    }
+
+    /// Appends atomically and waits until the outcome is known; a
+    /// [`AppendOutcome::Written`] outcome is durable.
+    ///
+    /// # Errors
+    /// Validation errors (nothing is written), [`Error::EventIdReused`],
+    /// [`Error::StoreFailed`] after a failed write, [`Error::Closed`].
+    pub fn append(&self, request: AppendRequest) -> Result<AppendOutcome, Error> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        self.submit(request, move |outcome| {
+            // The caller waits on the receiver; it cannot be gone.
+            let _ = sender.send(outcome);
+        });
+        receiver.recv().unwrap_or(Err(Error::Closed))
+    }
+
+    /// Queues an append and returns at once (blocking only while the queue
+    /// is full); `reply` is called exactly once with the outcome, from the
+    /// sequencer thread or, for invalid input, from this one.
+    pub fn submit(&self, request: AppendRequest, reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static) {
+        if let Err(error) = self.validate(&request) {
+            return reply(Err(error));
+        }
+        if let Some(error) = self.shared.failed() {
+            return reply(Err(error));
+        }
+        let sender = self.submissions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some(sender) = sender else {
+            return reply(Err(Error::Closed));
+        };
+        if let Err(rejected) = sender.send(Submission { request, reply: Box::new(reply) }) {
+            (rejected.0.reply)(Err(Error::Closed));
+        }
+    }
+
+    /// Checks an append against the naming rules already enforced by its
+    /// types and against the configured limits.
+    fn validate(&self, request: &AppendRequest) -> Result<(), Error> {
+        let options = &self.shared.options;
+        let count = request.event_count();
+        if count == 0 {
+            return Err(Error::EmptyAppend);
+        }
+        if count > options.append_events_max {
+            return Err(Error::TooManyEvents { count, limit: options.append_events_max });
+        }
+        if request.writes.len() > options.append_streams_max {
+            return Err(Error::TooManyStreams { count: request.writes.len(), limit: options.append_streams_max });
+        }
+        let mut streams = HashSet::with_capacity(request.writes.len());
+        let mut ids = HashSet::with_capacity(count);
+        let mut size_bytes = 0usize;
+        for write in &request.writes {
+            if !streams.insert(&write.stream) {
+                return Err(Error::DuplicateStream { stream: write.stream.clone() });
+            }
+            for event in &write.events {
+                if !ids.insert(event.id) {
+                    return Err(Error::DuplicateEventId { event_id: event.id });
+                }
+                check_event(event, options)?;
+                size_bytes += event.size_bytes();
+            }
+        }
+        if size_bytes > options.append_bytes_max {
+            return Err(Error::AppendTooLarge { size_bytes, limit_bytes: options.append_bytes_max });
+        }
+        if request.condition.as_ref().is_some_and(|c| c.query.items.is_empty()) {
+            return Err(Error::EmptyQuery);
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` events of `stream` from revision `from` (inclusive;
+    /// `None`: the start forwards, the end backwards).
+    ///
+    /// # Errors
+    /// [`Error::StreamNotFound`], [`Error::ReadLimitTooLarge`],
+    /// [`Error::Corrupt`], I/O errors.
+    pub fn read_stream(&self, stream: &StreamName, from: Option<Revision>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        read::read_stream(&self.shared, stream, from, direction, limit)
+    }
+
+    /// Up to `limit` events of `$all` from position `from` (inclusive;
+    /// `None`: the start forwards, the end backwards).
+    ///
+    /// # Errors
+    /// [`Error::ReadLimitTooLarge`], [`Error::Corrupt`], I/O errors.
+    pub fn read_all(&self, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        read::read_all(&self.shared, from, direction, limit)
+    }
+
+    /// Up to `limit` events of streams in `category` (see
+    /// [`StreamName::category`]), by position.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] for a category no stream can have, and as
+    /// [`Store::read_all`].
+    pub fn read_category(&self, category: &str, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        let category = StreamName::new(category)?;
+        read::read_label(&self.shared, LabelKind::Category, category.as_str(), from, direction, limit)
+    }
+
+    /// Up to `limit` events of type `event_type`, by position.
+    ///
+    /// # Errors
+    /// As [`Store::read_all`].
+    pub fn read_event_type(&self, event_type: &EventType, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        read::read_label(&self.shared, LabelKind::EventType, event_type.as_str(), from, direction, limit)
+    }
+
+    /// Up to `limit` events carrying `tag`, by position.
+    ///
+    /// # Errors
+    /// As [`Store::read_all`].
+    pub fn read_tag(&self, tag: &Tag, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+        read::read_label(&self.shared, LabelKind::Tag, tag.as_str(), from, direction, limit)
+    }
+
+    /// The event with `id`; `None` when no such event was written.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`], I/O errors.
+    pub fn read_event(&self, id: &EventId) -> Result<Option<RecordedEvent>, Error> {
+        read::read_event(&self.shared, id)
+    }
+
+    /// Whether `stream` exists and its last revision.
+    ///
+    /// # Errors
+    /// Index errors.
+    pub fn stream_info(&self, stream: &StreamName) -> Result<StreamInfo, Error> {
+        read::stream_info(&self.shared, stream)
+    }
+
+    /// Position of the last durable, readable event; `None` while empty.
+    #[must_use]
+    pub fn last_position(&self) -> Option<Position> {
+        self.shared.head.last()
+    }
+
+    /// Waits until an event beyond `after` is readable (any event when
+    /// `None`) or `timeout` passes; returns the last position then. The
+    /// building block of live subscriptions.
+    #[must_use]
+    pub fn wait_beyond(&self, after: Option<Position>, timeout: Duration) -> Option<Position> {
+        self.shared.head.wait_beyond(after, timeout)
+    }
+
+    /// Calls `listener` with the new last position after every group
+    /// commit. It runs on the sequencer thread: it must not block.
+    pub fn on_advance(&self, listener: HeadListener) {
+        self.shared.head.listen(listener);
+    }
+
+    /// Bytes on disk: (log segments, index).
+    ///
+    /// # Errors
+    /// I/O and index errors.
+    pub fn disk_bytes(&self) -> Result<(u64, u64), Error> {
+        let mut log_bytes = 0;
+        for number in crate::log::segment::list_segments(&self.shared.log_dir)? {
+            log_bytes += crate::log::recovery::file_len(&crate::log::segment::segment_path(&self.shared.log_dir, number))?;
+        }
+        Ok((log_bytes, self.shared.index.disk_bytes()?))
+    }
+
+    /// The data directory.
+    #[must_use]
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Stops accepting appends, finishes the queued ones, and flushes the
+    /// index so the next open starts fast.
+    ///
+    /// # Errors
+    /// Errors flushing the index (the log is durable regardless).
+    pub fn close(self) -> Result<(), Error> {
+        self.shutdown()
+    }
+
+    fn shutdown(&self) -> Result<(), Error> {
+        drop(self.submissions.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(thread) = self.sequencer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            if thread.join().is_err() {
+                tracing::error!("the sequencer thread panicked");
+            }
+            return self.shared.index.persist();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if let Err(error) = self.shutdown() {
+            tracing::warn!(%error, "closing the store");
+        }
+    }
+}
+
+fn check_event(event: &crate::event::ProposedEvent, options: &Options) -> Result<(), Error> {
+    let size_bytes = event.size_bytes();
+    if size_bytes > options.event_bytes_max {
+        return Err(Error::EventTooLarge { event_id: event.id, size_bytes, limit_bytes: options.event_bytes_max });
+    }
+    if event.tags.len() > EVENT_TAGS_MAX {
+        let reason = format!("{} tags, at most {EVENT_TAGS_MAX} are allowed", event.tags.len());
+        return Err(Error::InvalidTags { event_id: event.id, reason });
+    }
+    let mut seen = HashSet::with_capacity(event.tags.len());
+    if let Some(tag) = event.tags.iter().find(|t| !seen.insert(*t)) {
+        return Err(Error::InvalidTags { event_id: event.id, reason: format!("tag {tag} appears twice") });
+    }
+    Ok(())
+}
+
+/// Takes the directory's lock file, so two stores never write one log.
+fn lock_dir(dir: &Path) -> Result<File, Error> {
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(Error::io(format!("opening {}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_owned() }),
+        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { context: format!("locking {}", path.display()), source }),
+    }
+}
+
+/// Writes the format file of a new directory, or checks an existing one.
+fn check_format(dir: &Path) -> Result<(), Error> {
+    let path = dir.join(META_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let found = text.trim().strip_prefix(META_PREFIX).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
+            if found != STORE_FORMAT_VERSION {
+                return Err(Error::UnsupportedFormat { path, found, supported: STORE_FORMAT_VERSION });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_durably(dir, META_FILE, format!("{META_PREFIX}{STORE_FORMAT_VERSION}\n").as_bytes())
+        }
+        Err(source) => Err(Error::Io { context: format!("reading {}", path.display()), source }),
+    }
+}
+
+/// Replaces `dir/name` with `bytes`: temp file, fsync, rename, fsync dir.
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+    let temp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    let context = || format!("writing {}", target.display());
+    let mut file = File::create(&temp).map_err(Error::io(context()))?;
+    file.write_all(bytes).map_err(Error::io(context()))?;
+    file.sync_all().map_err(Error::io(context()))?;
+    std::fs::rename(&temp, &target).map_err(Error::io(context()))?;
+    sync_dir(dir)
+}
