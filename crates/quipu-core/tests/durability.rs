@@ -1,0 +1,301 @@
+//! The log is the truth: acknowledged appends survive reopen, the index is
+//! derived and rebuilds to identical reads, segments roll, a torn tail is
+//! cut, corruption is reported with file and offset and never served, and
+//! a failed write or fdatasync stops appends while reads go on.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{all_events, event, log_files, segment_paths, small_segments, stream, write};
+use quipu_core::{
+    AppendOutcome, AppendRequest, Direction, Error, EventType, ExpectedRevision, FaultPlan, Options, Position,
+    RecordedEvent, Revision, Store, Tag,
+};
+
+/// Every read the store offers, for comparing two stores.
+#[derive(Debug, PartialEq)]
+struct Reads {
+    all_forwards: Vec<RecordedEvent>,
+    all_backwards: Vec<RecordedEvent>,
+    streams: Vec<(Option<Revision>, Vec<RecordedEvent>)>,
+    labels: Vec<Vec<RecordedEvent>>,
+    by_id: Vec<Option<RecordedEvent>>,
+    last_position: Option<Position>,
+}
+
+fn reads(store: &Store) -> Reads {
+    let all_forwards = all_events(store);
+    let all_backwards = store.read_all(None, Direction::Backwards, 10_000).unwrap();
+    let names = ["order-1", "order-2", "order-3", "user-1", "user-2"];
+    let streams = names
+        .iter()
+        .map(|name| {
+            let name = stream(name);
+            let info = store.stream_info(&name).unwrap();
+            let events = if info.exists() { store.read_stream(&name, None, Direction::Backwards, 1000).unwrap() } else { vec![] };
+            (info.last_revision, events)
+        })
+        .collect();
+    let labels = vec![
+        store.read_category("order", None, Direction::Forwards, 1000).unwrap(),
+        store.read_category("user", Some(Position(3)), Direction::Backwards, 1000).unwrap(),
+        store.read_event_type(&EventType::new("Changed").unwrap(), None, Direction::Forwards, 1000).unwrap(),
+        store.read_tag(&Tag::new("even").unwrap(), None, Direction::Forwards, 1000).unwrap(),
+    ];
+    let by_id = all_forwards.iter().map(|e| store.read_event(&e.id).unwrap()).collect();
+    Reads { all_forwards, all_backwards, streams, labels, by_id, last_position: store.last_position() }
+}
+
+/// Appends `count` commits spread over five streams of two categories.
+fn fill(store: &Store, count: usize) {
+    for i in 0..count {
+        let name = ["order-1", "order-2", "order-3", "user-1", "user-2"][i % 5];
+        let tag = if i % 2 == 0 { "even" } else { "odd" };
+        let events = (0..1 + i % 3).map(|j| event("Changed", &format!("{{\"i\":{i},\"j\":{j}}}"), &[tag])).collect();
+        write(store, name, ExpectedRevision::Any, events);
+    }
+}
+
+fn open(dir: &Path, options: &Options) -> Store {
+    Store::open(dir, options.clone()).unwrap()
+}
+
+#[test]
+fn acknowledged_appends_survive_close_and_reopen_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 60);
+    let before = reads(&store);
+    store.close().unwrap();
+
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), before);
+    let next = write(&store, "order-1", ExpectedRevision::Any, vec![event("Changed", "{}", &[])]);
+    assert_eq!(Some(next.first_position), before.last_position.map(Position::next), "positions continue");
+    drop(store); // dropping closes as well
+    let store = open(dir.path(), &options);
+    assert_eq!(all_events(&store).len(), before.all_forwards.len() + 1);
+}
+
+#[test]
+fn segments_roll_at_the_configured_size_and_reads_cross_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 200);
+    let segments = segment_paths(dir.path());
+    assert!(segments.len() >= 5, "only {} segments for ~400 events in 4 KiB segments", segments.len());
+    for path in &segments[..segments.len() - 1] {
+        let len = std::fs::metadata(path).unwrap().len();
+        assert!(len >= options.segment_size_bytes, "{} rolled early at {len} bytes", path.display());
+        assert!(len < options.segment_size_bytes + options.batch_bytes_max as u64, "{} overran: {len}", path.display());
+    }
+    let events = all_events(&store);
+    assert!(events.iter().enumerate().all(|(i, e)| e.position.0 == i as u64));
+}
+
+#[test]
+fn deleting_the_index_gives_identical_reads_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 150);
+    let before = reads(&store);
+    store.close().unwrap();
+
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), before, "a rebuilt index reads like the original");
+    // Decisions after a rebuild see the same stream state.
+    let stale = store.append(AppendRequest::to_stream(stream("order-1"), ExpectedRevision::NoStream, vec![event("X", "", &[])])).unwrap();
+    assert!(matches!(stale, AppendOutcome::Conflict(_)));
+    let retry = before.all_forwards[0].clone();
+    let mut replayed = event(retry.event_type.as_str(), "", &[]);
+    replayed.id = retry.id;
+    assert!(matches!(
+        store.append(AppendRequest::to_stream(stream("order-9"), ExpectedRevision::Any, vec![replayed])),
+        Err(Error::EventIdReused { .. })
+    ), "ids written before the rebuild are still known");
+}
+
+#[test]
+fn an_index_that_lags_the_log_catches_up_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 40);
+    store.close().unwrap();
+    let old_index = tempfile::tempdir().unwrap();
+    copy_dir(&dir.path().join("index"), old_index.path());
+
+    let store = open(dir.path(), &options);
+    fill(&store, 80);
+    let after = reads(&store);
+    store.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    copy_dir(old_index.path(), &dir.path().join("index"));
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), after, "the stale index replayed the rest of the log");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_torn_tail_is_cut_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 30);
+    let before = reads(&store);
+    store.close().unwrap();
+
+    // A batch that was being written when the power went: half a frame.
+    let last = segment_paths(dir.path()).pop().unwrap();
+    let clean_len = std::fs::metadata(&last).unwrap().len();
+    let mut bytes = std::fs::read(&last).unwrap();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7]);
+    std::fs::write(&last, &bytes).unwrap();
+
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), before);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), clean_len, "the torn bytes were cut");
+    write(&store, "order-1", ExpectedRevision::Any, vec![event("Changed", "{}", &[])]);
+    store.close().unwrap();
+    assert_eq!(all_events(&open(dir.path(), &options)).len(), before.all_forwards.len() + 1);
+}
+
+#[test]
+fn a_half_written_last_record_is_dropped_when_the_index_never_saw_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 30);
+    let before = all_events(&store);
+    store.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+
+    let last = segment_paths(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&last).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    file.set_len(len - 5).unwrap();
+    drop(file);
+
+    let store = open(dir.path(), &options);
+    let after = all_events(&store);
+    let last_commit = before.last().unwrap().position;
+    let first_of_last_commit = before.iter().position(|e| e.position == last_commit).unwrap();
+    assert!(after.len() < before.len(), "the cut record is gone");
+    assert_eq!(after[..], before[..after.len()], "everything before it is intact");
+    assert!(after.len() <= first_of_last_commit, "no part of the cut commit is served");
+}
+
+#[test]
+fn a_flipped_bit_before_the_tail_stops_the_open_with_file_and_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 100);
+    store.close().unwrap();
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+
+    let second = segment_paths(dir.path())[1].clone();
+    let offset = flip_bit_in_first_record(&second);
+    let log_before = log_files(dir.path());
+    match Store::open(dir.path(), options.clone()) {
+        Err(Error::Corrupt { segment, offset: reported, reason }) => {
+            assert_eq!(segment, second);
+            assert_eq!(reported, 32, "the first record starts after the segment header");
+            assert!(offset >= reported, "{offset} {reported}");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(log_files(dir.path()), log_before, "corruption is never truncated away");
+}
+
+#[test]
+fn a_flipped_bit_behind_the_index_checkpoint_is_reported_on_read_and_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, 100);
+    let before = all_events(&store);
+    store.close().unwrap();
+
+    let second = segment_paths(dir.path())[1].clone();
+    flip_bit_in_first_record(&second);
+    let store = open(dir.path(), &options);
+    match store.read_all(None, Direction::Forwards, 10_000) {
+        Err(Error::Corrupt { segment, offset, .. }) => assert_eq!((segment, offset), (second.clone(), 32)),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    let first_segment_events = store.read_all(None, Direction::Forwards, 3).unwrap();
+    assert_eq!(first_segment_events[..], before[..3], "records before the damage still read");
+    let damaged = before.iter().find(|e| {
+        store.read_event(&e.id).is_err()
+    });
+    assert!(damaged.is_some(), "some event maps to the damaged record and reads as an error");
+}
+
+/// Flips one bit in the payload of the first record of `path`; returns
+/// the byte offset flipped.
+fn flip_bit_in_first_record(path: &Path) -> u64 {
+    let mut bytes = std::fs::read(path).unwrap();
+    let offset = 32 + 8 + 5;
+    bytes[offset] ^= 0b0001_0000;
+    std::fs::write(path, &bytes).unwrap();
+    offset as u64
+}
+
+#[test]
+fn a_failed_fdatasync_stops_appends_but_reads_go_on() {
+    for plan in [FaultPlan::fail_sync(2), FaultPlan::fail_write(2)] {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Options { fault_plan: Some(Arc::new(plan)), ..Options::default() };
+        let store = open(dir.path(), &options);
+        let first = write(&store, "order-1", ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
+        let failed = store.append(AppendRequest::to_stream(stream("order-1"), ExpectedRevision::Any, vec![event("Paid", "{}", &[])]));
+        let Err(Error::StoreFailed { reason }) = failed else { panic!("expected StoreFailed, got {failed:?}") };
+        assert!(reason.contains("injected failure"), "the error says why: {reason}");
+        let again = store.append(AppendRequest::to_stream(stream("order-2"), ExpectedRevision::Any, vec![event("Placed", "{}", &[])]));
+        assert!(matches!(again, Err(Error::StoreFailed { .. })), "fail-stop: {again:?}");
+
+        let events = all_events(&store);
+        assert_eq!(events.len(), 1, "the failed append is not served");
+        assert_eq!(events[0].position, first.first_position);
+        store.close().unwrap();
+
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        let events = all_events(&store);
+        assert_eq!(events[0].stream, stream("order-1"), "the acknowledged append survived");
+        assert!(events.len() <= 2, "an unacknowledged append is wholly present or absent");
+        write(&store, "order-3", ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
+    }
+}
+
+#[test]
+fn a_store_of_an_unknown_format_version_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    open(dir.path(), &Options::default()).close().unwrap();
+    let meta = dir.path().join("quipu.meta");
+    let text = std::fs::read_to_string(&meta).unwrap();
+    std::fs::write(&meta, text.replace("quipu-store-format 1", "quipu-store-format 99")).unwrap();
+    match Store::open(dir.path(), Options::default()) {
+        Err(Error::UnsupportedFormat { found: 99, supported: 1, .. }) => {}
+        other => panic!("expected UnsupportedFormat, got {:?}", other.map(|_| ())),
+    }
+}
