@@ -1,0 +1,114 @@
+//! The on-disk format carries a version, and stores written by earlier
+//! versions stay readable. `fixtures/format-v1` is a store written by
+//! format version 1 (log and `quipu.meta` only; the index is derived). If
+//! a change to the encoder breaks `the_encoder_still_writes_format_v1`,
+//! bump the format version and keep this fixture: new builds must still
+//! open it.
+//!
+//! To create a fixture for a new version: `QUIPU_WRITE_FIXTURES=1 cargo
+//! test -p quipu-core --test format`, then add a test like the ones below.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{all_events, event, log_files, stream};
+use quipu_core::{
+    AppendRequest, Clock, Condition, Direction, EventId, EventType, ExpectedRevision, Options, Query, QueryItem,
+    Revision, Store, StreamWrite, Tag,
+};
+
+fn fixture_dir(version: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/format-v{version}"))
+}
+
+fn fixture_options() -> Options {
+    Options { segment_size_bytes: 4096, clock: Clock::stepping(1_790_000_000_000_000, 1_000), ..Options::default() }
+}
+
+/// The appends the v1 fixture holds: fixed ids, every feature of a record.
+fn fixture_appends() -> Vec<AppendRequest> {
+    let id = |n: u32| EventId::parse(&format!("00000000-0000-4000-8000-{n:012}")).unwrap();
+    let with_id = |n, mut e: quipu_core::ProposedEvent| {
+        e.id = id(n);
+        e
+    };
+    let mut requests = Vec::new();
+    for i in 0..40u32 {
+        let mut placed = with_id(i * 10, event("OrderPlaced", &format!("{{\"order\":{i}}}"), &["customer:1", "region:eu"]));
+        placed.metadata = br#"{"correlation":"c-1"}"#.to_vec();
+        let paid = with_id(i * 10 + 1, event("OrderPaid", "{}", &[]));
+        let ledger = with_id(i * 10 + 2, event("Posted", &"x".repeat(usize::try_from(i).unwrap() * 7), &[]));
+        let revision = if i == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(Revision(u64::from(i) - 1)) };
+        requests.push(AppendRequest {
+            writes: vec![
+                StreamWrite { stream: stream(&format!("order-{i}")), expected: ExpectedRevision::NoStream, events: vec![placed, paid] },
+                StreamWrite { stream: stream("ledger-1"), expected: revision, events: vec![ledger] },
+            ],
+            condition: Some(Condition {
+                query: Query { items: vec![QueryItem { types: vec![EventType::new("Frozen").unwrap()], tags: vec![] }] },
+                after: None,
+            }),
+        });
+    }
+    requests
+}
+
+fn write_fixture(dir: &Path) {
+    let store = Store::open(dir, fixture_options()).unwrap();
+    for request in fixture_appends() {
+        assert!(matches!(store.append(request).unwrap(), quipu_core::AppendOutcome::Written(_)));
+    }
+    store.close().unwrap();
+}
+
+/// A copy of the fixture in a temporary directory (opening writes to it).
+fn open_copy(version: u32) -> (tempfile::TempDir, Store) {
+    let copy = tempfile::tempdir().unwrap();
+    let source = fixture_dir(version);
+    std::fs::copy(source.join("quipu.meta"), copy.path().join("quipu.meta")).unwrap();
+    std::fs::create_dir_all(copy.path().join("log")).unwrap();
+    for (name, bytes) in log_files(&source) {
+        std::fs::write(copy.path().join("log").join(name), bytes).unwrap();
+    }
+    let store = Store::open(copy.path(), Options::default()).unwrap();
+    (copy, store)
+}
+
+#[test]
+fn a_format_v1_store_opens_and_reads() {
+    if std::env::var_os("QUIPU_WRITE_FIXTURES").is_some() {
+        let dir = fixture_dir(1);
+        let _ = std::fs::remove_dir_all(&dir);
+        write_fixture(&dir);
+        std::fs::remove_dir_all(dir.join("index")).unwrap();
+        std::fs::remove_file(dir.join("LOCK")).unwrap();
+    }
+    let (_copy, store) = open_copy(1);
+    let events = all_events(&store);
+    assert_eq!(events.len(), 120);
+    let ledger = store.read_stream(&stream("ledger-1"), None, Direction::Forwards, 100).unwrap();
+    assert_eq!(ledger.len(), 40);
+    assert_eq!(ledger[39].data, "x".repeat(39 * 7).into_bytes());
+    let placed = store.read_tag(&Tag::new("region:eu").unwrap(), None, Direction::Forwards, 100).unwrap();
+    assert_eq!(placed.len(), 40);
+    assert_eq!(placed[3].metadata, br#"{"correlation":"c-1"}"#);
+    assert_eq!(placed[3].stream, stream("order-3"));
+    assert_eq!(placed[3].recorded_at_us, 1_790_000_000_000_000 + 3 * 1_000);
+    let paid = store.read_event(&EventId::parse("00000000-0000-4000-8000-000000000051").unwrap()).unwrap().unwrap();
+    assert_eq!((paid.stream.as_str(), paid.revision, paid.event_type.as_str()), ("order-5", Revision(1), "OrderPaid"));
+    // It takes appends in the current format after the old records.
+    let next = AppendRequest::to_stream(stream("ledger-1"), ExpectedRevision::Exact(Revision(39)), vec![event("Posted", "{}", &[])]);
+    assert!(matches!(store.append(next).unwrap(), quipu_core::AppendOutcome::Written(_)));
+}
+
+#[test]
+fn the_encoder_still_writes_format_v1() {
+    let dir = tempfile::tempdir().unwrap();
+    write_fixture(dir.path());
+    assert!(
+        log_files(dir.path()) == log_files(&fixture_dir(1)),
+        "the log bytes differ from format v1: bump STORE_FORMAT_VERSION and keep the v1 fixture readable"
+    );
+    assert_eq!(std::fs::read(dir.path().join("quipu.meta")).unwrap(), std::fs::read(fixture_dir(1).join("quipu.meta")).unwrap());
+}
