@@ -24,6 +24,23 @@
 //! - **Fail-stop.** After a failed write or fdatasync the store refuses
 //!   appends ([`Error::StoreFailed`]); reads go on.
 //!
+//! ```
+//! use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, Store, StreamName};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! let store = Store::open(dir.path(), Options::default())?;
+//! let order = StreamName::new("order-42")?;
+//! let placed = ProposedEvent::new(EventType::new("OrderPlaced")?, r#"{"total":12}"#);
+//! let request = AppendRequest::to_stream(order.clone(), ExpectedRevision::NoStream, vec![placed]);
+//! let AppendOutcome::Written(result) = store.append(request.clone())? else { unreachable!() };
+//! // A retry (say, after a lost reply) is recognised by its event ids.
+//! assert_eq!(store.append(request)?, AppendOutcome::AlreadyWritten(result));
+//! let events = store.read_stream(&order, None, Direction::Forwards, 100)?;
+//! assert_eq!(events[0].event_type.as_str(), "OrderPlaced");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Layers, bottom up: [`log`] (segments, records, recovery), [`index`],
 //! `engine` (decisions), `sequencer` (the one writer, group commit),
 //! `read`, and [`Store`] tying them together. No async, no network.
