@@ -35,8 +35,7 @@ impl QueryItem {
     /// Whether an event with this type and these tags matches the item.
     #[must_use]
     pub fn matches(&self, event_type: &EventType, tags: &[Tag]) -> bool {
-        (self.types.is_empty() || self.types.contains(event_type))
-            && self.tags.iter().all(|t| tags.contains(t))
+        (self.types.is_empty() || self.types.contains(event_type)) && self.tags.iter().all(|t| tags.contains(t))
     }
 }
 

@@ -34,10 +34,9 @@ impl EventId {
     /// # Errors
     /// [`Error::InvalidEventId`] when `text` is not a UUID.
     pub fn parse(text: &str) -> Result<EventId, Error> {
-        uuid::Uuid::parse_str(text).map(EventId).map_err(|e| Error::InvalidEventId {
-            text: text.chars().take(64).collect(),
-            reason: e.to_string(),
-        })
+        uuid::Uuid::parse_str(text)
+            .map(EventId)
+            .map_err(|e| Error::InvalidEventId { text: text.chars().take(64).collect(), reason: e.to_string() })
     }
 
     /// The 16 bytes of the UUID, as stored in the log.
@@ -78,11 +77,7 @@ impl fmt::Display for NameKind {
 /// bytes, no control characters (the index uses NUL as a separator), no
 /// leading or trailing whitespace.
 fn check_name(kind: NameKind, text: &str, bytes_max: usize) -> Result<(), Error> {
-    let invalid = |reason: String| Error::InvalidName {
-        kind,
-        name: text.chars().take(64).collect(),
-        reason,
-    };
+    let invalid = |reason: String| Error::InvalidName { kind, name: text.chars().take(64).collect(), reason };
     if text.is_empty() {
         return Err(invalid("must not be empty".into()));
     }
@@ -231,13 +226,7 @@ impl ProposedEvent {
     /// no tags.
     #[must_use]
     pub fn new(event_type: EventType, data: impl Into<Vec<u8>>) -> ProposedEvent {
-        ProposedEvent {
-            id: EventId::random(),
-            event_type,
-            data: data.into(),
-            metadata: Vec::new(),
-            tags: Vec::new(),
-        }
+        ProposedEvent { id: EventId::random(), event_type, data: data.into(), metadata: Vec::new(), tags: Vec::new() }
     }
 
     /// Bytes this event counts against the event and append size limits:
@@ -302,10 +291,7 @@ mod tests {
     #[test]
     fn error_names_the_broken_rule() {
         let message = StreamName::new("a\tb").map(|_| ()).err().map(|e| e.to_string());
-        assert_eq!(
-            message.as_deref(),
-            Some("invalid stream name \"a\\tb\": contains the control character '\\t'")
-        );
+        assert_eq!(message.as_deref(), Some("invalid stream name \"a\\tb\": contains the control character '\\t'"));
         assert!(EventId::parse("not-a-uuid").is_err());
     }
 }

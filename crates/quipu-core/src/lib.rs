@@ -65,15 +65,15 @@ mod state;
 mod store;
 
 pub use append::{
-    AppendOutcome, AppendRequest, AppendResult, Condition, Conflict, Query, QueryItem, StreamConflict,
-    StreamResult, StreamWrite,
+    AppendOutcome, AppendRequest, AppendResult, Condition, Conflict, Query, QueryItem, StreamConflict, StreamResult,
+    StreamWrite,
 };
 pub use clock::Clock;
 pub use engine::{Decision, Origin, StateView, decide};
 pub use error::Error;
 pub use event::{
-    EVENT_TAGS_MAX, EventId, EventType, LABEL_BYTES_MAX, NameKind, ProposedEvent, RecordedEvent,
-    STREAM_NAME_BYTES_MAX, StreamName, Tag,
+    EVENT_TAGS_MAX, EventId, EventType, LABEL_BYTES_MAX, NameKind, ProposedEvent, RecordedEvent, STREAM_NAME_BYTES_MAX,
+    StreamName, Tag,
 };
 pub use fault::FaultPlan;
 pub use head::HeadListener;

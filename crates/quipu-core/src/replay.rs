@@ -47,7 +47,13 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
     remove_unborn_segment(log_dir, &mut segments)?;
     check_segments(log_dir, &segments, &checkpoint, saved.is_some())?;
     let Some(&last_segment) = segments.last() else {
-        let segment = SegmentWriter::create(log_dir, 0, options.batch_bytes_max as u64, options.sync, options.fault_plan.clone())?;
+        let segment = SegmentWriter::create(
+            log_dir,
+            0,
+            options.batch_bytes_max as u64,
+            options.sync,
+            options.fault_plan.clone(),
+        )?;
         return Ok(Recovered { segment, next_position: Position::START, last_recorded_at_us: 0 });
     };
     let first_unindexed = checkpoint.segment;
@@ -60,9 +66,19 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
     let len = file_len(&path)?;
     let mut segment = SegmentWriter::reopen(&path, header, len, options.sync, options.fault_plan.clone())?;
     if header.torn_window_bytes < options.batch_bytes_max as u64 || len >= options.segment_size_bytes {
-        segment = SegmentWriter::create(log_dir, last_segment + 1, options.batch_bytes_max as u64, options.sync, options.fault_plan.clone())?;
+        segment = SegmentWriter::create(
+            log_dir,
+            last_segment + 1,
+            options.batch_bytes_max as u64,
+            options.sync,
+            options.fault_plan.clone(),
+        )?;
     }
-    Ok(Recovered { segment, next_position: checkpoint.next_position, last_recorded_at_us: checkpoint.last_recorded_at_us })
+    Ok(Recovered {
+        segment,
+        next_position: checkpoint.next_position,
+        last_recorded_at_us: checkpoint.last_recorded_at_us,
+    })
 }
 
 /// A crash while a new segment was being created can leave it shorter
@@ -85,18 +101,19 @@ fn remove_unborn_segment(log_dir: &Path, segments: &mut Vec<u32>) -> Result<(), 
 /// Segments must be contiguous and must reach the checkpoint.
 fn check_segments(log_dir: &Path, segments: &[u32], checkpoint: &Checkpoint, indexed: bool) -> Result<(), Error> {
     for pair in segments.windows(2) {
-        if let [a, b] = pair {
-            if b - a != 1 {
-                return Err(Error::Corrupt {
-                    segment: segment_path(log_dir, a + 1),
-                    offset: 0,
-                    reason: format!("segment is missing between {a} and {b}"),
-                });
-            }
+        if let [a, b] = pair
+            && b - a != 1
+        {
+            return Err(Error::Corrupt {
+                segment: segment_path(log_dir, a + 1),
+                offset: 0,
+                reason: format!("segment is missing between {a} and {b}"),
+            });
         }
     }
     let last = segments.last().copied();
-    let reaches = last.is_some_and(|l| l >= checkpoint.segment) && segments.first().is_some_and(|&f| f <= checkpoint.segment);
+    let reaches =
+        last.is_some_and(|l| l >= checkpoint.segment) && segments.first().is_some_and(|&f| f <= checkpoint.segment);
     if indexed && !reaches {
         return Err(Error::IndexAheadOfLog {
             index_segment: checkpoint.segment,
@@ -109,12 +126,23 @@ fn check_segments(log_dir: &Path, segments: &[u32], checkpoint: &Checkpoint, ind
 }
 
 /// Replays one segment from `start`; returns the checkpoint after it.
-fn replay_segment(shared: &Shared, number: u32, start: u64, is_last: bool, checkpoint: Checkpoint) -> Result<Checkpoint, Error> {
+fn replay_segment(
+    shared: &Shared,
+    number: u32,
+    start: u64,
+    is_last: bool,
+    checkpoint: Checkpoint,
+) -> Result<Checkpoint, Error> {
     let path = segment_path(&shared.log_dir, number);
     let header = SegmentHeader::read(&path, number)?;
     let len = file_len(&path)?;
     if start > len {
-        return Err(Error::IndexAheadOfLog { index_segment: number, index_offset: start, log_segment: number, log_offset: len });
+        return Err(Error::IndexAheadOfLog {
+            index_segment: number,
+            index_offset: start,
+            log_segment: number,
+            log_offset: len,
+        });
     }
     let mut pending = Pending::new(checkpoint.next_position);
     let mut located_offsets: Vec<u64> = Vec::new();
@@ -122,7 +150,11 @@ fn replay_segment(shared: &Shared, number: u32, start: u64, is_last: bool, check
     let mut visit = |offset: u64, frame_len: usize, commit: crate::log::record::Commit| -> Result<(), Error> {
         let state = DecisionState { index: &shared.index, reader: &shared.reader, pending: &pending };
         if let Err(reason) = verify_replay(&state, &commit)? {
-            return Err(Error::Corrupt { segment: path.clone(), offset, reason: format!("record contradicts the log before it: {reason}") });
+            return Err(Error::Corrupt {
+                segment: path.clone(),
+                offset,
+                reason: format!("record contradicts the log before it: {reason}"),
+            });
         }
         checkpoint.last_recorded_at_us = checkpoint.last_recorded_at_us.max(commit.recorded_at_us);
         pending.push(commit);
@@ -145,7 +177,12 @@ fn replay_segment(shared: &Shared, number: u32, start: u64, is_last: bool, check
     Ok(checkpoint)
 }
 
-fn flush(shared: &Shared, pending: &mut Pending, offsets: &mut Vec<u64>, checkpoint: &mut Checkpoint) -> Result<(), Error> {
+fn flush(
+    shared: &Shared,
+    pending: &mut Pending,
+    offsets: &mut Vec<u64>,
+    checkpoint: &mut Checkpoint,
+) -> Result<(), Error> {
     checkpoint.next_position = pending.next_position();
     let commits: Vec<LocatedCommit> = pending
         .take()

@@ -152,7 +152,12 @@ impl Sequencer {
     /// Decides `request` on top of `group`. An accepted record that does
     /// not fit the batch commits the group first and is decided again on
     /// the new state (the group it was decided against may have failed).
-    fn decide_into(&mut self, group: &mut Group, request: &AppendRequest, recorded_at_us: u64) -> Result<AppendOutcome, Error> {
+    fn decide_into(
+        &mut self,
+        group: &mut Group,
+        request: &AppendRequest,
+        recorded_at_us: u64,
+    ) -> Result<AppendOutcome, Error> {
         let state = DecisionState { index: &self.shared.index, reader: &self.shared.reader, pending: &group.pending };
         let commit = match decide(&state, request, recorded_at_us)? {
             Decision::Accept(commit) => commit,

@@ -149,7 +149,13 @@ impl DecisionState<'_> {
         }
         let mut first: Option<Position> = None;
         for event_type in &item.types {
-            let hit = self.index.label_range(LabelKind::EventType, event_type.as_str(), Some(from), Direction::Forwards, 1)?;
+            let hit = self.index.label_range(
+                LabelKind::EventType,
+                event_type.as_str(),
+                Some(from),
+                Direction::Forwards,
+                1,
+            )?;
             if let Some((position, _)) = hit.first() {
                 first = Some(first.map_or(*position, |f| f.min(*position)));
             }
@@ -159,11 +165,17 @@ impl DecisionState<'_> {
 
     /// Walks the index of the item's first tag, checking the other tags and
     /// the type on the events themselves.
-    fn first_tagged_match(&self, item: &crate::append::QueryItem, tag: &str, from: Position) -> Result<Option<Position>, Error> {
+    fn first_tagged_match(
+        &self,
+        item: &crate::append::QueryItem,
+        tag: &str,
+        from: Position,
+    ) -> Result<Option<Position>, Error> {
         let mut cursor = from;
         let mut buffer = Vec::new();
         loop {
-            let hits = self.index.label_range(LabelKind::Tag, tag, Some(cursor), Direction::Forwards, TAG_SCAN_CHUNK)?;
+            let hits =
+                self.index.label_range(LabelKind::Tag, tag, Some(cursor), Direction::Forwards, TAG_SCAN_CHUNK)?;
             for (position, pointer) in &hits {
                 if item.tags.len() == 1 && item.types.is_empty() {
                     return Ok(Some(*position));

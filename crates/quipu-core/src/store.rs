@@ -80,14 +80,26 @@ impl Store {
             log_dir,
         };
         let recovered = crate::replay::recover(&shared)?;
-        let shared = Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
+        let shared =
+            Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
         let (sender, receiver) = sync_channel(shared.options.queue_appends_max);
-        let sequencer = Sequencer::new(Arc::clone(&shared), recovered.segment, recovered.next_position, recovered.last_recorded_at_us);
+        let sequencer = Sequencer::new(
+            Arc::clone(&shared),
+            recovered.segment,
+            recovered.next_position,
+            recovered.last_recorded_at_us,
+        );
         let thread = std::thread::Builder::new()
             .name("quipu-sequencer".into())
             .spawn(move || sequencer.run(receiver))
             .map_err(Error::io("starting the sequencer thread"))?;
-        Ok(Store { shared, submissions: Mutex::new(Some(sender)), sequencer: Mutex::new(Some(thread)), dir, _lock: lock })
+        Ok(Store {
+            shared,
+            submissions: Mutex::new(Some(sender)),
+            sequencer: Mutex::new(Some(thread)),
+            dir,
+            _lock: lock,
+        })
     }
 
     /// Appends atomically and waits until the outcome is known; a
@@ -168,7 +180,13 @@ impl Store {
     /// # Errors
     /// [`Error::StreamNotFound`], [`Error::ReadLimitTooLarge`],
     /// [`Error::Corrupt`], I/O errors.
-    pub fn read_stream(&self, stream: &StreamName, from: Option<Revision>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+    pub fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: Option<Revision>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
         read::read_stream(&self.shared, stream, from, direction, limit)
     }
 
@@ -177,7 +195,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::ReadLimitTooLarge`], [`Error::Corrupt`], I/O errors.
-    pub fn read_all(&self, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+    pub fn read_all(
+        &self,
+        from: Option<Position>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
         read::read_all(&self.shared, from, direction, limit)
     }
 
@@ -187,7 +210,13 @@ impl Store {
     /// # Errors
     /// [`Error::InvalidName`] for a category no stream can have, and as
     /// [`Store::read_all`].
-    pub fn read_category(&self, category: &str, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+    pub fn read_category(
+        &self,
+        category: &str,
+        from: Option<Position>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
         let category = StreamName::new(category)?;
         read::read_label(&self.shared, LabelKind::Category, category.as_str(), from, direction, limit)
     }
@@ -196,7 +225,13 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::read_all`].
-    pub fn read_event_type(&self, event_type: &EventType, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+    pub fn read_event_type(
+        &self,
+        event_type: &EventType,
+        from: Option<Position>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
         read::read_label(&self.shared, LabelKind::EventType, event_type.as_str(), from, direction, limit)
     }
 
@@ -204,7 +239,13 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::read_all`].
-    pub fn read_tag(&self, tag: &Tag, from: Option<Position>, direction: Direction, limit: usize) -> Result<Vec<RecordedEvent>, Error> {
+    pub fn read_tag(
+        &self,
+        tag: &Tag,
+        from: Option<Position>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, Error> {
         read::read_label(&self.shared, LabelKind::Tag, tag.as_str(), from, direction, limit)
     }
 
@@ -251,7 +292,8 @@ impl Store {
     pub fn disk_bytes(&self) -> Result<(u64, u64), Error> {
         let mut log_bytes = 0;
         for number in crate::log::segment::list_segments(&self.shared.log_dir)? {
-            log_bytes += crate::log::recovery::file_len(&crate::log::segment::segment_path(&self.shared.log_dir, number))?;
+            log_bytes +=
+                crate::log::recovery::file_len(&crate::log::segment::segment_path(&self.shared.log_dir, number))?;
         }
         Ok((log_bytes, self.shared.index.disk_bytes()?))
     }
@@ -310,11 +352,18 @@ fn check_event(event: &crate::event::ProposedEvent, options: &Options) -> Result
 /// Takes the directory's lock file, so two stores never write one log.
 fn lock_dir(dir: &Path) -> Result<File, Error> {
     let path = dir.join("LOCK");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(Error::io(format!("opening {}", path.display())))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(Error::io(format!("opening {}", path.display())))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_owned() }),
-        Err(std::fs::TryLockError::Error(source)) => Err(Error::Io { context: format!("locking {}", path.display()), source }),
+        Err(std::fs::TryLockError::Error(source)) => {
+            Err(Error::Io { context: format!("locking {}", path.display()), source })
+        }
     }
 }
 

@@ -59,7 +59,11 @@ fn a_multi_stream_append_writes_everything_or_nothing() {
                 expected: ExpectedRevision::NoStream,
                 events: vec![event("Captured", "{}", &[]), event("Settled", "{}", &[])],
             },
-            StreamWrite { stream: stream("ledger-1"), expected: ExpectedRevision::Exists, events: vec![event("Posted", "{}", &[])] },
+            StreamWrite {
+                stream: stream("ledger-1"),
+                expected: ExpectedRevision::Exists,
+                events: vec![event("Posted", "{}", &[])],
+            },
         ],
         condition: None,
     };
@@ -78,12 +82,15 @@ fn a_multi_stream_append_writes_everything_or_nothing() {
         result.streams.iter().map(|s| (s.stream.as_str(), s.first_revision.0, s.last_revision.0)).collect();
     assert_eq!(per_stream, vec![("order-1", 1, 1), ("payment-9", 0, 1), ("ledger-1", 1, 1)]);
     let positions: Vec<_> = all_events(&store).iter().map(|e| (e.stream.to_string(), e.position.0)).collect();
-    assert_eq!(positions[2..], [
-        ("order-1".to_string(), 2),
-        ("payment-9".to_string(), 3),
-        ("payment-9".to_string(), 4),
-        ("ledger-1".to_string(), 5)
-    ]);
+    assert_eq!(
+        positions[2..],
+        [
+            ("order-1".to_string(), 2),
+            ("payment-9".to_string(), 3),
+            ("payment-9".to_string(), 4),
+            ("ledger-1".to_string(), 5)
+        ]
+    );
 }
 
 #[test]
@@ -163,7 +170,10 @@ fn a_dcb_condition_fails_when_a_matching_event_exists_after_its_position() {
 fn a_dcb_condition_and_stream_conditions_are_checked_together() {
     let (_dir, store) = temp_store(Options::default());
     write(&store, "a-1", ExpectedRevision::Any, vec![event("T", "{}", &["k"])]);
-    let condition = Condition { query: Query { items: vec![QueryItem { types: vec![], tags: vec![Tag::new("k").unwrap()] }] }, after: None };
+    let condition = Condition {
+        query: Query { items: vec![QueryItem { types: vec![], tags: vec![Tag::new("k").unwrap()] }] },
+        after: None,
+    };
     let request = AppendRequest::to_stream(stream("a-1"), ExpectedRevision::NoStream, vec![event("T", "{}", &[])])
         .with_condition(condition);
     let c = conflict(store.append(request).unwrap());
@@ -171,28 +181,55 @@ fn a_dcb_condition_and_stream_conditions_are_checked_together() {
     assert_eq!(c.condition_position, Some(Position(0)));
 }
 
+/// A request the store must refuse, and how to recognise the error.
+type RefusalCase = (&'static str, AppendRequest, fn(&Error) -> bool);
+
 /// Every refusal below must leave the store exactly as it was.
 #[test]
 fn bad_input_gets_a_typed_error_and_changes_nothing() {
-    let options = Options { event_bytes_max: 1000, append_bytes_max: 3000, append_events_max: 5, append_streams_max: 2, ..Options::default() };
+    let options = Options {
+        event_bytes_max: 1000,
+        append_bytes_max: 3000,
+        append_events_max: 5,
+        append_streams_max: 2,
+        ..Options::default()
+    };
     let (_dir, store) = temp_store(options);
     write(&store, "s-1", ExpectedRevision::Any, vec![event("T", "{}", &[])]);
     let before = all_events(&store);
     let big = |n| event("T", &"x".repeat(n), &[]);
     let one = |events| AppendRequest::to_stream(stream("s-2"), ExpectedRevision::Any, events);
     let dup = event("T", "{}", &[]);
-    let write_to = |name: &str| StreamWrite { stream: stream(name), expected: ExpectedRevision::Any, events: vec![event("T", "{}", &[])] };
+    let write_to = |name: &str| StreamWrite {
+        stream: stream(name),
+        expected: ExpectedRevision::Any,
+        events: vec![event("T", "{}", &[])],
+    };
 
-    let cases: Vec<(&str, AppendRequest, fn(&Error) -> bool)> = vec![
+    let cases: Vec<RefusalCase> = vec![
         ("oversized event", one(vec![big(2000)]), |e| matches!(e, Error::EventTooLarge { limit_bytes: 1000, .. })),
-        ("oversized append", one(vec![big(900), big(900), big(900), big(900)]), |e| matches!(e, Error::AppendTooLarge { .. })),
-        ("too many events", one((0..6).map(|_| event("T", "", &[])).collect()), |e| matches!(e, Error::TooManyEvents { count: 6, limit: 5 })),
-        ("too many streams", AppendRequest { writes: vec![write_to("a-1"), write_to("b-1"), write_to("c-1")], condition: None }, |e| matches!(e, Error::TooManyStreams { count: 3, .. })),
+        ("oversized append", one(vec![big(900), big(900), big(900), big(900)]), |e| {
+            matches!(e, Error::AppendTooLarge { .. })
+        }),
+        ("too many events", one((0..6).map(|_| event("T", "", &[])).collect()), |e| {
+            matches!(e, Error::TooManyEvents { count: 6, limit: 5 })
+        }),
+        (
+            "too many streams",
+            AppendRequest { writes: vec![write_to("a-1"), write_to("b-1"), write_to("c-1")], condition: None },
+            |e| matches!(e, Error::TooManyStreams { count: 3, .. }),
+        ),
         ("no events", one(vec![]), |e| matches!(e, Error::EmptyAppend)),
         ("no writes", AppendRequest::default(), |e| matches!(e, Error::EmptyAppend)),
-        ("same stream twice", AppendRequest { writes: vec![write_to("a-1"), write_to("a-1")], condition: None }, |e| matches!(e, Error::DuplicateStream { .. })),
+        ("same stream twice", AppendRequest { writes: vec![write_to("a-1"), write_to("a-1")], condition: None }, |e| {
+            matches!(e, Error::DuplicateStream { .. })
+        }),
         ("same id twice", one(vec![dup.clone(), dup]), |e| matches!(e, Error::DuplicateEventId { .. })),
-        ("empty query", one(vec![event("T", "", &[])]).with_condition(Condition { query: Query { items: vec![] }, after: None }), |e| matches!(e, Error::EmptyQuery)),
+        (
+            "empty query",
+            one(vec![event("T", "", &[])]).with_condition(Condition { query: Query { items: vec![] }, after: None }),
+            |e| matches!(e, Error::EmptyQuery),
+        ),
         ("same tag twice", one(vec![event("T", "", &["k", "k"])]), |e| matches!(e, Error::InvalidTags { .. })),
     ];
     for (what, request, expected) in cases {

@@ -59,7 +59,12 @@ fn random_request(rng: &mut StdRng) -> AppendRequest {
         })
         .collect();
     let condition = rng.random_ratio(1, 4).then(|| Condition {
-        query: Query { items: vec![QueryItem { types: vec![EventType::new("Withdrawn").unwrap()], tags: vec![Tag::new("k1").unwrap()] }] },
+        query: Query {
+            items: vec![QueryItem {
+                types: vec![EventType::new("Withdrawn").unwrap()],
+                tags: vec![Tag::new("k1").unwrap()],
+            }],
+        },
         after: rng.random_ratio(3, 4).then(|| Position(rng.random_range(0..40))),
     });
     AppendRequest { writes, condition }
@@ -72,7 +77,9 @@ fn answers(store: &Store, requests: &[AppendRequest]) -> Vec<Result<AppendOutcom
 
 fn stream_reads(store: &Store) -> Vec<Vec<quipu_core::RecordedEvent>> {
     (0..6)
-        .map(|i| store.read_stream(&stream(&format!("acct-{i}")), None, Direction::Forwards, 10_000).unwrap_or_default())
+        .map(|i| {
+            store.read_stream(&stream(&format!("acct-{i}")), None, Direction::Forwards, 10_000).unwrap_or_default()
+        })
         .collect()
 }
 

@@ -34,7 +34,11 @@ fn reads(store: &Store) -> Reads {
         .map(|name| {
             let name = stream(name);
             let info = store.stream_info(&name).unwrap();
-            let events = if info.exists() { store.read_stream(&name, None, Direction::Backwards, 1000).unwrap() } else { vec![] };
+            let events = if info.exists() {
+                store.read_stream(&name, None, Direction::Backwards, 1000).unwrap()
+            } else {
+                vec![]
+            };
             (info.last_revision, events)
         })
         .collect();
@@ -110,15 +114,20 @@ fn deleting_the_index_gives_identical_reads_after_reopen() {
     let store = open(dir.path(), &options);
     assert_eq!(reads(&store), before, "a rebuilt index reads like the original");
     // Decisions after a rebuild see the same stream state.
-    let stale = store.append(AppendRequest::to_stream(stream("order-1"), ExpectedRevision::NoStream, vec![event("X", "", &[])])).unwrap();
+    let stale = store
+        .append(AppendRequest::to_stream(stream("order-1"), ExpectedRevision::NoStream, vec![event("X", "", &[])]))
+        .unwrap();
     assert!(matches!(stale, AppendOutcome::Conflict(_)));
     let retry = before.all_forwards[0].clone();
     let mut replayed = event(retry.event_type.as_str(), "", &[]);
     replayed.id = retry.id;
-    assert!(matches!(
-        store.append(AppendRequest::to_stream(stream("order-9"), ExpectedRevision::Any, vec![replayed])),
-        Err(Error::EventIdReused { .. })
-    ), "ids written before the rebuild are still known");
+    assert!(
+        matches!(
+            store.append(AppendRequest::to_stream(stream("order-9"), ExpectedRevision::Any, vec![replayed])),
+            Err(Error::EventIdReused { .. })
+        ),
+        "ids written before the rebuild are still known"
+    );
 }
 
 #[test]
@@ -245,9 +254,7 @@ fn a_flipped_bit_behind_the_index_checkpoint_is_reported_on_read_and_never_serve
     }
     let first_segment_events = store.read_all(None, Direction::Forwards, 3).unwrap();
     assert_eq!(first_segment_events[..], before[..3], "records before the damage still read");
-    let damaged = before.iter().find(|e| {
-        store.read_event(&e.id).is_err()
-    });
+    let damaged = before.iter().find(|e| store.read_event(&e.id).is_err());
     assert!(damaged.is_some(), "some event maps to the damaged record and reads as an error");
 }
 
@@ -268,10 +275,18 @@ fn a_failed_fdatasync_stops_appends_but_reads_go_on() {
         let options = Options { fault_plan: Some(Arc::new(plan)), ..Options::default() };
         let store = open(dir.path(), &options);
         let first = write(&store, "order-1", ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
-        let failed = store.append(AppendRequest::to_stream(stream("order-1"), ExpectedRevision::Any, vec![event("Paid", "{}", &[])]));
+        let failed = store.append(AppendRequest::to_stream(
+            stream("order-1"),
+            ExpectedRevision::Any,
+            vec![event("Paid", "{}", &[])],
+        ));
         let Err(Error::StoreFailed { reason }) = failed else { panic!("expected StoreFailed, got {failed:?}") };
         assert!(reason.contains("injected failure"), "the error says why: {reason}");
-        let again = store.append(AppendRequest::to_stream(stream("order-2"), ExpectedRevision::Any, vec![event("Placed", "{}", &[])]));
+        let again = store.append(AppendRequest::to_stream(
+            stream("order-2"),
+            ExpectedRevision::Any,
+            vec![event("Placed", "{}", &[])],
+        ));
         assert!(matches!(again, Err(Error::StoreFailed { .. })), "fail-stop: {again:?}");
 
         let events = all_events(&store);

@@ -35,18 +35,26 @@ fn fixture_appends() -> Vec<AppendRequest> {
     };
     let mut requests = Vec::new();
     for i in 0..40u32 {
-        let mut placed = with_id(i * 10, event("OrderPlaced", &format!("{{\"order\":{i}}}"), &["customer:1", "region:eu"]));
+        let mut placed =
+            with_id(i * 10, event("OrderPlaced", &format!("{{\"order\":{i}}}"), &["customer:1", "region:eu"]));
         placed.metadata = br#"{"correlation":"c-1"}"#.to_vec();
         let paid = with_id(i * 10 + 1, event("OrderPaid", "{}", &[]));
         let ledger = with_id(i * 10 + 2, event("Posted", &"x".repeat(usize::try_from(i).unwrap() * 7), &[]));
-        let revision = if i == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(Revision(u64::from(i) - 1)) };
+        let revision =
+            if i == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(Revision(u64::from(i) - 1)) };
         requests.push(AppendRequest {
             writes: vec![
-                StreamWrite { stream: stream(&format!("order-{i}")), expected: ExpectedRevision::NoStream, events: vec![placed, paid] },
+                StreamWrite {
+                    stream: stream(&format!("order-{i}")),
+                    expected: ExpectedRevision::NoStream,
+                    events: vec![placed, paid],
+                },
                 StreamWrite { stream: stream("ledger-1"), expected: revision, events: vec![ledger] },
             ],
             condition: Some(Condition {
-                query: Query { items: vec![QueryItem { types: vec![EventType::new("Frozen").unwrap()], tags: vec![] }] },
+                query: Query {
+                    items: vec![QueryItem { types: vec![EventType::new("Frozen").unwrap()], tags: vec![] }],
+                },
                 after: None,
             }),
         });
@@ -98,7 +106,11 @@ fn a_format_v1_store_opens_and_reads() {
     let paid = store.read_event(&EventId::parse("00000000-0000-4000-8000-000000000051").unwrap()).unwrap().unwrap();
     assert_eq!((paid.stream.as_str(), paid.revision, paid.event_type.as_str()), ("order-5", Revision(1), "OrderPaid"));
     // It takes appends in the current format after the old records.
-    let next = AppendRequest::to_stream(stream("ledger-1"), ExpectedRevision::Exact(Revision(39)), vec![event("Posted", "{}", &[])]);
+    let next = AppendRequest::to_stream(
+        stream("ledger-1"),
+        ExpectedRevision::Exact(Revision(39)),
+        vec![event("Posted", "{}", &[])],
+    );
     assert!(matches!(store.append(next).unwrap(), quipu_core::AppendOutcome::Written(_)));
 }
 
@@ -110,5 +122,8 @@ fn the_encoder_still_writes_format_v1() {
         log_files(dir.path()) == log_files(&fixture_dir(1)),
         "the log bytes differ from format v1: bump STORE_FORMAT_VERSION and keep the v1 fixture readable"
     );
-    assert_eq!(std::fs::read(dir.path().join("quipu.meta")).unwrap(), std::fs::read(fixture_dir(1).join("quipu.meta")).unwrap());
+    assert_eq!(
+        std::fs::read(dir.path().join("quipu.meta")).unwrap(),
+        std::fs::read(fixture_dir(1).join("quipu.meta")).unwrap()
+    );
 }

@@ -66,12 +66,19 @@ impl Model {
             .iter()
             .filter_map(|w| {
                 let actual = self.last_revision(&w.stream);
-                (!w.expected.is_met_by(actual)).then(|| StreamConflict { stream: w.stream.clone(), expected: w.expected, actual })
+                (!w.expected.is_met_by(actual)).then(|| StreamConflict {
+                    stream: w.stream.clone(),
+                    expected: w.expected,
+                    actual,
+                })
             })
             .collect();
         let condition_position = request.condition.as_ref().and_then(|c| {
             let from = c.after.map_or(0, |p| p.0 + 1);
-            self.events.iter().find(|e| e.position.0 >= from && c.query.matches(&e.event_type, &e.tags)).map(|e| e.position)
+            self.events
+                .iter()
+                .find(|e| e.position.0 >= from && c.query.matches(&e.event_type, &e.tags))
+                .map(|e| e.position)
         });
         if !streams.is_empty() || condition_position.is_some() {
             return Expected::Outcome(AppendOutcome::Conflict(Conflict { streams, condition_position }));
@@ -115,10 +122,19 @@ impl Model {
                 revision = revision.next();
                 position = position.next();
             }
-            streams.push(StreamResult { stream: write.stream.clone(), first_revision, last_revision: Revision(revision.0 - 1) });
+            streams.push(StreamResult {
+                stream: write.stream.clone(),
+                first_revision,
+                last_revision: Revision(revision.0 - 1),
+            });
             writes.push((write.stream.clone(), write.events.iter().map(|e| e.id).collect()));
         }
-        let expected = AppendResult { first_position, last_position: Position(position.0 - 1), streams, recorded_at_us: result.recorded_at_us };
+        let expected = AppendResult {
+            first_position,
+            last_position: Position(position.0 - 1),
+            streams,
+            recorded_at_us: result.recorded_at_us,
+        };
         assert_eq!(result, &expected, "the store placed the append where the model did");
         if let Some(previous) = self.commits.last() {
             assert!(result.recorded_at_us >= previous.result.recorded_at_us, "timestamps never go back");
@@ -161,10 +177,18 @@ fn recorded(stream: &StreamName, e: &ProposedEvent, revision: Revision, position
 }
 
 /// Up to `limit` of `events` (ascending by `key`) from `from` inclusive.
-fn window(events: Vec<&RecordedEvent>, from: Option<u64>, direction: Direction, limit: usize, key: fn(&RecordedEvent) -> u64) -> Vec<RecordedEvent> {
+fn window(
+    events: Vec<&RecordedEvent>,
+    from: Option<u64>,
+    direction: Direction,
+    limit: usize,
+    key: fn(&RecordedEvent) -> u64,
+) -> Vec<RecordedEvent> {
     let picked: Vec<&RecordedEvent> = match direction {
         Direction::Forwards => events.into_iter().filter(|e| from.is_none_or(|f| key(e) >= f)).take(limit).collect(),
-        Direction::Backwards => events.into_iter().rev().filter(|e| from.is_none_or(|f| key(e) <= f)).take(limit).collect(),
+        Direction::Backwards => {
+            events.into_iter().rev().filter(|e| from.is_none_or(|f| key(e) <= f)).take(limit).collect()
+        }
     };
     picked.into_iter().cloned().collect()
 }
@@ -203,7 +227,9 @@ enum Op {
     AlteredRetry(usize),
     Read(Read),
     ReadById(usize),
-    Reopen { delete_index: bool },
+    Reopen {
+        delete_index: bool,
+    },
 }
 
 fn expected_strategy() -> impl Strategy<Value = ExpectedRevision> {
@@ -226,11 +252,12 @@ fn write_strategy() -> impl Strategy<Value = StreamWrite> {
 }
 
 fn condition_strategy() -> impl Strategy<Value = Option<Condition>> {
-    let item = (proptest::sample::subsequence(TYPES.to_vec(), 0..=1), proptest::sample::subsequence(TAGS.to_vec(), 0..=2))
-        .prop_map(|(types, tags)| QueryItem {
-            types: types.into_iter().map(|t| EventType::new(t).unwrap()).collect(),
-            tags: tags.into_iter().map(|t| Tag::new(t).unwrap()).collect(),
-        });
+    let item =
+        (proptest::sample::subsequence(TYPES.to_vec(), 0..=1), proptest::sample::subsequence(TAGS.to_vec(), 0..=2))
+            .prop_map(|(types, tags)| QueryItem {
+                types: types.into_iter().map(|t| EventType::new(t).unwrap()).collect(),
+                tags: tags.into_iter().map(|t| Tag::new(t).unwrap()).collect(),
+            });
     let condition = (proptest::collection::vec(item, 1..3), proptest::option::of(0u64..30))
         .prop_map(|(items, after)| Condition { query: Query { items }, after: after.map(Position) });
     proptest::option::weighted(0.25, condition)
@@ -366,7 +393,12 @@ impl Run {
         prop_assert_eq!(&all, &self.model.events);
         prop_assert_eq!(store.last_position(), self.model.events.last().map(|e| e.position));
         for name in STREAMS {
-            let read = Read { target: Target::Stream(STREAMS.iter().position(|s| *s == name).unwrap()), from: None, backwards: false, limit: 10_000 };
+            let read = Read {
+                target: Target::Stream(STREAMS.iter().position(|s| *s == name).unwrap()),
+                from: None,
+                backwards: false,
+                limit: 10_000,
+            };
             self.read(&read)?;
         }
         Ok(())

@@ -16,7 +16,12 @@ fn shop(store: &Store) {
     write(store, "order-1", ExpectedRevision::NoStream, vec![event("Placed", "1", &["customer:7"])]);
     write(store, "customer-7", ExpectedRevision::NoStream, vec![event("Registered", "2", &["customer:7"])]);
     write(store, "order-2", ExpectedRevision::NoStream, vec![event("Placed", "3", &["customer:8"])]);
-    write(store, "order-1", ExpectedRevision::Exact(Revision(0)), vec![event("Paid", "4", &["customer:7"]), event("Shipped", "5", &[])]);
+    write(
+        store,
+        "order-1",
+        ExpectedRevision::Exact(Revision(0)),
+        vec![event("Paid", "4", &["customer:7"]), event("Shipped", "5", &[])],
+    );
     write(store, "order-2", ExpectedRevision::Exact(Revision(0)), vec![event("Cancelled", "6", &["customer:8"])]);
 }
 
@@ -48,7 +53,10 @@ fn a_stream_reads_forwards_and_backwards_from_a_revision_with_a_limit() {
         other => panic!("expected StreamNotFound, got {other:?}"),
     }
     let limit = Options::default().read_events_max + 1;
-    assert!(matches!(store.read_stream(&order, None, Direction::Forwards, limit), Err(Error::ReadLimitTooLarge { .. })));
+    assert!(matches!(
+        store.read_stream(&order, None, Direction::Forwards, limit),
+        Err(Error::ReadLimitTooLarge { .. })
+    ));
 }
 
 #[test]

@@ -170,7 +170,11 @@ impl Index {
                 for tag in &event.tags {
                     batch.insert(&self.tags, entry::label_key(tag.as_str(), position.0), value.clone());
                 }
-                batch.insert(&self.event_ids, event.id.as_bytes().to_vec(), entry::id_value(position, pointer).to_vec());
+                batch.insert(
+                    &self.event_ids,
+                    event.id.as_bytes().to_vec(),
+                    entry::id_value(position, pointer).to_vec(),
+                );
                 index += 1;
             }
             let last = Revision(write.first_revision.0 + write.events.len() as u64 - 1);

@@ -91,24 +91,24 @@ impl Commit {
     /// Every event with its stream, revision and position, in log order.
     pub fn recorded_events(&self) -> impl Iterator<Item = RecordedEvent> + '_ {
         let mut position = self.first_position;
-        self.writes.iter().flat_map(move |write| {
-            write.events.iter().enumerate().map(move |(offset, event)| (write, offset, event))
-        })
-        .map(move |(write, offset, event)| {
-            let recorded = RecordedEvent {
-                id: event.id,
-                stream: write.stream.clone(),
-                revision: Revision(write.first_revision.0 + offset as u64),
-                position,
-                event_type: event.event_type.clone(),
-                data: event.data.clone(),
-                metadata: event.metadata.clone(),
-                tags: event.tags.clone(),
-                recorded_at_us: self.recorded_at_us,
-            };
-            position = position.next();
-            recorded
-        })
+        self.writes
+            .iter()
+            .flat_map(move |write| write.events.iter().enumerate().map(move |(offset, event)| (write, offset, event)))
+            .map(move |(write, offset, event)| {
+                let recorded = RecordedEvent {
+                    id: event.id,
+                    stream: write.stream.clone(),
+                    revision: Revision(write.first_revision.0 + offset as u64),
+                    position,
+                    event_type: event.event_type.clone(),
+                    data: event.data.clone(),
+                    metadata: event.metadata.clone(),
+                    tags: event.tags.clone(),
+                    recorded_at_us: self.recorded_at_us,
+                };
+                position = position.next();
+                recorded
+            })
     }
 
     /// The `index`th event (0-based, in log order) of the commit.
@@ -127,9 +127,11 @@ impl Commit {
         let len_bytes = payload_len.to_le_bytes();
         let payload = out.get(start + FRAME_HEADER_BYTES..).unwrap_or_default();
         let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
-        let header = out.get_mut(start..start + FRAME_HEADER_BYTES).expect("header reserved above");
-        header[..4].copy_from_slice(&len_bytes);
-        header[4..].copy_from_slice(&crc.to_le_bytes());
+        let mut header = [0u8; FRAME_HEADER_BYTES];
+        let (len_part, crc_part) = header.split_at_mut(4);
+        len_part.copy_from_slice(&len_bytes);
+        crc_part.copy_from_slice(&crc.to_le_bytes());
+        out.splice(start..start + FRAME_HEADER_BYTES, header);
         out.len() - start
     }
 
@@ -307,10 +309,11 @@ pub fn parse_frame(bytes: &[u8], payload_bytes_max: usize) -> Frame<'_> {
     let Some(header) = bytes.get(..FRAME_HEADER_BYTES) else {
         return Frame::Truncated;
     };
+    let (len_part, crc_part) = header.split_at(4);
     let mut len_bytes = [0; 4];
-    len_bytes.copy_from_slice(&header[..4]);
+    len_bytes.copy_from_slice(len_part);
     let mut crc_bytes = [0; 4];
-    crc_bytes.copy_from_slice(&header[4..]);
+    crc_bytes.copy_from_slice(crc_part);
     let payload_len = u32::from_le_bytes(len_bytes) as usize;
     if payload_len == 0 || payload_len > payload_bytes_max {
         return Frame::Invalid(format!("implausible record length {payload_len}"));
@@ -326,6 +329,7 @@ pub fn parse_frame(bytes: &[u8], payload_bytes_max: usize) -> Frame<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -335,8 +339,13 @@ mod tests {
     }
 
     fn event() -> impl Strategy<Value = ProposedEvent> {
-        (any::<u128>(), label(), proptest::collection::vec(any::<u8>(), 0..64),
-         proptest::collection::vec(any::<u8>(), 0..16), proptest::collection::btree_set(label(), 0..4))
+        (
+            any::<u128>(),
+            label(),
+            proptest::collection::vec(any::<u8>(), 0..64),
+            proptest::collection::vec(any::<u8>(), 0..16),
+            proptest::collection::btree_set(label(), 0..4),
+        )
             .prop_map(|(id, event_type, data, metadata, tags)| ProposedEvent {
                 id: EventId(uuid::Uuid::from_u128(id)),
                 event_type: EventType::new(event_type).expect("strategy makes valid types"),

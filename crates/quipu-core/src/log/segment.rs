@@ -48,10 +48,11 @@ pub fn list_segments(dir: &Path) -> Result<Vec<u32>, Error> {
         let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".qlog")) else {
             continue;
         };
-        if stem.len() == 10 && stem.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(number) = stem.parse::<u32>() {
-                numbers.push(number);
-            }
+        if stem.len() == 10
+            && stem.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(number) = stem.parse::<u32>()
+        {
+            numbers.push(number);
         }
     }
     numbers.sort_unstable();
@@ -107,7 +108,11 @@ impl SegmentHeader {
         }
         let version = u32_at(8);
         if version != SEGMENT_FORMAT_VERSION {
-            return Err(Error::UnsupportedFormat { path: path.to_owned(), found: version, supported: SEGMENT_FORMAT_VERSION });
+            return Err(Error::UnsupportedFormat {
+                path: path.to_owned(),
+                found: version,
+                supported: SEGMENT_FORMAT_VERSION,
+            });
         }
         let number = u32_at(12);
         if number != expected_number {
@@ -144,7 +149,8 @@ impl SegmentWriter {
     ) -> Result<SegmentWriter, Error> {
         let path = segment_path(dir, number);
         let context = format!("creating {}", path.display());
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(Error::io(&context))?;
+        let file =
+            OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(Error::io(&context))?;
         let header = SegmentHeader { number, torn_window_bytes };
         file.write_all_at(&header.encode(), 0).map_err(Error::io(&context))?;
         file.sync_all().map_err(Error::io(&context))?;
@@ -164,7 +170,11 @@ impl SegmentWriter {
         sync: SyncMode,
         fault_plan: Option<Arc<FaultPlan>>,
     ) -> Result<SegmentWriter, Error> {
-        let file = OpenOptions::new().read(true).write(true).open(path).map_err(Error::io(format!("opening {}", path.display())))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(Error::io(format!("opening {}", path.display())))?;
         Ok(SegmentWriter { path: path.to_owned(), header, file, len_bytes, sync, fault_plan })
     }
 
