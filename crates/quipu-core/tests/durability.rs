@@ -62,18 +62,24 @@ fn fill(store: &Store, count: usize) {
     }
 }
 
+/// A closed store of `commits` commits in small segments, with its reads.
+fn filled_and_closed(commits: usize) -> (tempfile::TempDir, Options, Reads) {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let store = open(dir.path(), &options);
+    fill(&store, commits);
+    let before = reads(&store);
+    store.close().unwrap();
+    (dir, options, before)
+}
+
 fn open(dir: &Path, options: &Options) -> Store {
     Store::open(dir, options.clone()).unwrap()
 }
 
 #[test]
 fn acknowledged_appends_survive_close_and_reopen_and_appends_continue() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 60);
-    let before = reads(&store);
-    store.close().unwrap();
+    let (dir, options, before) = filled_and_closed(60);
 
     let store = open(dir.path(), &options);
     assert_eq!(reads(&store), before);
@@ -103,12 +109,7 @@ fn segments_roll_at_the_configured_size_and_reads_cross_them() {
 
 #[test]
 fn deleting_the_index_gives_identical_reads_after_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 150);
-    let before = reads(&store);
-    store.close().unwrap();
+    let (dir, options, before) = filled_and_closed(150);
 
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
     let store = open(dir.path(), &options);
@@ -132,11 +133,7 @@ fn deleting_the_index_gives_identical_reads_after_reopen() {
 
 #[test]
 fn an_index_that_lags_the_log_catches_up_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 40);
-    store.close().unwrap();
+    let (dir, options, _) = filled_and_closed(40);
     let old_index = tempfile::tempdir().unwrap();
     copy_dir(&dir.path().join("index"), old_index.path());
 
@@ -165,12 +162,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_torn_tail_is_cut_and_appends_continue() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 30);
-    let before = reads(&store);
-    store.close().unwrap();
+    let (dir, options, before) = filled_and_closed(30);
 
     // A batch that was being written when the power went: half a frame.
     let last = segment_paths(dir.path()).pop().unwrap();
@@ -189,12 +181,8 @@ fn a_torn_tail_is_cut_and_appends_continue() {
 
 #[test]
 fn a_half_written_last_record_is_dropped_when_the_index_never_saw_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 30);
-    let before = all_events(&store);
-    store.close().unwrap();
+    let (dir, options, before) = filled_and_closed(30);
+    let before = before.all_forwards;
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
 
     let last = segment_paths(dir.path()).pop().unwrap();
@@ -214,11 +202,7 @@ fn a_half_written_last_record_is_dropped_when_the_index_never_saw_it() {
 
 #[test]
 fn a_flipped_bit_before_the_tail_stops_the_open_with_file_and_offset() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 100);
-    store.close().unwrap();
+    let (dir, options, _) = filled_and_closed(100);
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
 
     let second = segment_paths(dir.path())[1].clone();
@@ -238,12 +222,8 @@ fn a_flipped_bit_before_the_tail_stops_the_open_with_file_and_offset() {
 
 #[test]
 fn a_flipped_bit_behind_the_index_checkpoint_is_reported_on_read_and_never_served() {
-    let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
-    let store = open(dir.path(), &options);
-    fill(&store, 100);
-    let before = all_events(&store);
-    store.close().unwrap();
+    let (dir, options, before) = filled_and_closed(100);
+    let before = before.all_forwards;
 
     let second = segment_paths(dir.path())[1].clone();
     flip_bit_in_first_record(&second);

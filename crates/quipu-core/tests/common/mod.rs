@@ -74,13 +74,7 @@ pub fn all_events(store: &Store) -> Vec<RecordedEvent> {
 
 /// Every segment file's bytes, in order, with its file name.
 pub fn log_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("log"))
-        .expect("log dir")
-        .map(|entry| entry.expect("dir entry").path())
-        .filter(|path| path.extension().is_some_and(|e| e == "qlog"))
-        .collect();
-    files.sort();
-    files
+    segment_paths(dir)
         .into_iter()
         .map(|path| {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
