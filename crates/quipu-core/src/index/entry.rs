@@ -43,6 +43,59 @@ impl EventPointer {
     }
 }
 
+/// A run of consecutive events of one record that share a label (a
+/// stream, category, type or tag): the label's entry is keyed by the
+/// run's first number (revision or position), and event `i` of the run has
+/// number `first + i` and sits at index `index + i` of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunEntry {
+    /// Segment number.
+    pub segment: u32,
+    /// Offset of the record's frame in the segment.
+    pub offset: u64,
+    /// Index of the run's first event within the record.
+    pub index: u32,
+    /// Events in the run (at least 1).
+    pub count: u32,
+}
+
+/// Bytes of an encoded [`RunEntry`].
+pub const RUN_ENTRY_BYTES: usize = 20;
+
+impl RunEntry {
+    /// Encodes as 20 bytes.
+    #[must_use]
+    pub fn encode(&self) -> [u8; RUN_ENTRY_BYTES] {
+        let mut bytes = [0; RUN_ENTRY_BYTES];
+        bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
+        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.index.to_le_bytes());
+        bytes[16..].copy_from_slice(&self.count.to_le_bytes());
+        bytes
+    }
+
+    /// Decodes 20 bytes; `None` when the length is wrong or the run is
+    /// empty.
+    #[must_use]
+    pub fn decode(bytes: &[u8]) -> Option<RunEntry> {
+        let bytes: &[u8; RUN_ENTRY_BYTES] = bytes.try_into().ok()?;
+        let run = RunEntry {
+            segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
+            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            index: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
+            count: u32::from_le_bytes(bytes[16..].try_into().ok()?),
+        };
+        (run.count > 0).then_some(run)
+    }
+
+    /// Pointer to event `i` of the run.
+    #[must_use]
+    pub fn pointer(&self, i: u32) -> EventPointer {
+        debug_assert!(i < self.count, "event {i} of a run of {}", self.count);
+        EventPointer { segment: self.segment, offset: self.offset, index: self.index + i }
+    }
+}
+
 /// Index entry of one record in `$all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RecordEntry {
@@ -193,6 +246,10 @@ mod tests {
     fn values_round_trip() {
         let pointer = EventPointer { segment: 3, offset: 1 << 40, index: 7 };
         assert_eq!(EventPointer::decode(&pointer.encode()), Some(pointer));
+        let run = RunEntry { segment: 3, offset: 99, index: 4, count: 12 };
+        assert_eq!(RunEntry::decode(&run.encode()), Some(run));
+        assert_eq!(run.pointer(2), EventPointer { segment: 3, offset: 99, index: 6 });
+        assert_eq!(RunEntry::decode(&RunEntry { count: 0, ..run }.encode()), None);
         let record = RecordEntry { segment: 1, offset: 32, event_count: 100, recorded_at_us: 9 };
         assert_eq!(RecordEntry::decode(&record.encode()), Some(record));
         let checkpoint = Checkpoint { segment: 2, offset: 5, next_position: Position(8), last_recorded_at_us: 1 };

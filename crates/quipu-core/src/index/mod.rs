@@ -3,11 +3,15 @@
 //! | keyspace | key | value |
 //! | --- | --- | --- |
 //! | `streams` | stream name | last revision |
-//! | `stream_events` | stream `\0` revision | [`EventPointer`] |
+//! | `stream_events` | stream `\0` first revision of a run | [`RunEntry`] |
 //! | `all` | first position of a record | [`RecordEntry`] |
-//! | `categories`, `types`, `tags` | label `\0` position | [`EventPointer`] |
+//! | `categories`, `types`, `tags` | label `\0` first position of a run | [`RunEntry`] |
 //! | `event_ids` | event id | position, [`EventPointer`] |
 //! | `meta` | `checkpoint` | [`Checkpoint`] |
+//!
+//! A run is the consecutive events of one record that share the label, so
+//! a 100-event append to one stream costs one entry per index, not 100;
+//! only event ids are indexed one by one.
 //!
 //! The index never holds anything the log lacks: the sequencer writes it
 //! only after the log is fsynced, one atomic batch per group commit with
@@ -27,7 +31,7 @@ use crate::event::{EventId, StreamName};
 use crate::log::record::Commit;
 use crate::position::{Position, Revision};
 use crate::read::Direction;
-use entry::{Checkpoint, EventPointer, RecordEntry};
+use entry::{Checkpoint, EventPointer, RecordEntry, RunEntry};
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 /// Write buffer of each keyspace; eight keyspaces share the budget.
@@ -155,31 +159,32 @@ impl Index {
             recorded_at_us: commit.recorded_at_us,
         };
         batch.insert(&self.all, entry::position_key(commit.first_position).to_vec(), record.encode().to_vec());
-        let mut index = 0u32;
+        let mut runs = Runs::new(located);
         for write in &commit.writes {
             let stream = write.stream.as_str();
-            let category = write.stream.category();
-            for (offset, event) in write.events.iter().enumerate() {
-                let position = Position(commit.first_position.0 + u64::from(index));
-                let revision = write.first_revision.0 + offset as u64;
-                let pointer = EventPointer { segment: located.segment, offset: located.offset, index };
-                let value = pointer.encode().to_vec();
-                batch.insert(&self.stream_events, entry::label_key(stream, revision), value.clone());
-                batch.insert(&self.categories, entry::label_key(category, position.0), value.clone());
-                batch.insert(&self.types, entry::label_key(event.event_type.as_str(), position.0), value.clone());
+            let first_index = runs.next_index;
+            for event in &write.events {
+                runs.add(&self.categories, write.stream.category());
+                runs.add(&self.types, event.event_type.as_str());
                 for tag in &event.tags {
-                    batch.insert(&self.tags, entry::label_key(tag.as_str(), position.0), value.clone());
+                    runs.add(&self.tags, tag.as_str());
                 }
+                let position = Position(commit.first_position.0 + u64::from(runs.next_index));
+                let pointer = EventPointer { segment: located.segment, offset: located.offset, index: runs.next_index };
                 batch.insert(
                     &self.event_ids,
                     event.id.as_bytes().to_vec(),
                     entry::id_value(position, pointer).to_vec(),
                 );
-                index += 1;
+                runs.next_index += 1;
             }
-            let last = Revision(write.first_revision.0 + write.events.len() as u64 - 1);
+            let count = runs.next_index - first_index;
+            let run = RunEntry { segment: located.segment, offset: located.offset, index: first_index, count };
+            batch.insert(&self.stream_events, entry::label_key(stream, write.first_revision.0), run.encode().to_vec());
+            let last = Revision(write.first_revision.0 + u64::from(count) - 1);
             batch.insert(&self.streams, stream, entry::revision_value(last).to_vec());
         }
+        runs.insert_into(batch);
     }
 
     /// Up to `limit` events of `stream` from revision `from` (inclusive;
@@ -312,7 +317,8 @@ fn bad_entry(what: &str) -> Error {
     }
 }
 
-/// Entries `label \0 n` with `n` from `from` in `direction`, at most `limit`.
+/// Events of `label` with numbers from `from` in `direction`, at most
+/// `limit`, expanded from the label's runs.
 fn label_range(
     keyspace: &Keyspace,
     label: &str,
@@ -320,19 +326,96 @@ fn label_range(
     direction: Direction,
     limit: usize,
 ) -> Result<Vec<(u64, EventPointer)>, Error> {
-    let (low, high) = match (direction, from) {
-        (Direction::Forwards, from) => (entry::label_key(label, from.unwrap_or(0)), entry::label_key(label, u64::MAX)),
-        (Direction::Backwards, from) => (entry::label_key(label, 0), entry::label_key(label, from.unwrap_or(u64::MAX))),
-    };
-    let range = keyspace.range(low..=high);
-    let decode = |guard: fjall::Guard| -> Result<(u64, EventPointer), Error> {
+    let mut events = Vec::new();
+    let mut take_run = |guard: fjall::Guard| -> Result<bool, Error> {
         let (key, value) = guard.into_inner()?;
-        let n = entry::label_key_number(&key).ok_or_else(|| bad_entry("label key"))?;
-        let pointer = EventPointer::decode(&value).ok_or_else(|| bad_entry("event pointer"))?;
-        Ok((n, pointer))
+        let first = entry::label_key_number(&key).ok_or_else(|| bad_entry("label key"))?;
+        let run = RunEntry::decode(&value).ok_or_else(|| bad_entry("run"))?;
+        let numbers = (0..run.count).map(|i| (first + u64::from(i), i));
+        match direction {
+            Direction::Forwards => {
+                let wanted = numbers.filter(|(n, _)| from.is_none_or(|f| *n >= f));
+                events.extend(wanted.take(limit - events.len()).map(|(n, i)| (n, run.pointer(i))));
+            }
+            Direction::Backwards => {
+                let wanted = numbers.rev().filter(|(n, _)| from.is_none_or(|f| *n <= f));
+                events.extend(wanted.take(limit - events.len()).map(|(n, i)| (n, run.pointer(i))));
+            }
+        }
+        Ok(events.len() < limit)
     };
+    if limit == 0 {
+        return Ok(events);
+    }
     match direction {
-        Direction::Forwards => range.take(limit).map(decode).collect(),
-        Direction::Backwards => range.rev().take(limit).map(decode).collect(),
+        Direction::Forwards => {
+            // The run holding `from` may start before it.
+            let mut start = from.unwrap_or(0);
+            if let Some(guard) = keyspace.range(entry::label_key(label, 0)..=entry::label_key(label, start)).next_back()
+            {
+                let (key, value) = guard.into_inner()?;
+                let first = entry::label_key_number(&key).ok_or_else(|| bad_entry("label key"))?;
+                let run = RunEntry::decode(&value).ok_or_else(|| bad_entry("run"))?;
+                if first + u64::from(run.count) > start {
+                    start = first;
+                }
+            }
+            for guard in keyspace.range(entry::label_key(label, start)..=entry::label_key(label, u64::MAX)) {
+                if !take_run(guard)? {
+                    break;
+                }
+            }
+        }
+        Direction::Backwards => {
+            let high = entry::label_key(label, from.unwrap_or(u64::MAX));
+            for guard in keyspace.range(entry::label_key(label, 0)..=high).rev() {
+                if !take_run(guard)? {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// The label runs of one record being indexed: for each (keyspace, label),
+/// the open run, extended while the label's events stay consecutive.
+struct Runs<'a> {
+    located: &'a LocatedCommit,
+    /// Index in the record of the next event.
+    next_index: u32,
+    open: Vec<(&'a Keyspace, &'a str, u64, RunEntry)>,
+    closed: Vec<(&'a Keyspace, &'a str, u64, RunEntry)>,
+}
+
+impl<'a> Runs<'a> {
+    fn new(located: &'a LocatedCommit) -> Runs<'a> {
+        Runs { located, next_index: 0, open: Vec::new(), closed: Vec::new() }
+    }
+
+    /// Counts the event at `next_index` into `label`'s run.
+    fn add(&mut self, keyspace: &'a Keyspace, label: &'a str) {
+        let index = self.next_index;
+        let found = self.open.iter_mut().find(|(k, l, _, _)| std::ptr::eq(*k, keyspace) && *l == label);
+        match found {
+            Some((_, _, _, run)) if run.index + run.count == index => run.count += 1,
+            Some(slot) => {
+                let position = self.located.commit.first_position.0 + u64::from(index);
+                let fresh = RunEntry { segment: self.located.segment, offset: self.located.offset, index, count: 1 };
+                let ended = std::mem::replace(slot, (keyspace, label, position, fresh));
+                self.closed.push(ended);
+            }
+            None => {
+                let position = self.located.commit.first_position.0 + u64::from(index);
+                let run = RunEntry { segment: self.located.segment, offset: self.located.offset, index, count: 1 };
+                self.open.push((keyspace, label, position, run));
+            }
+        }
+    }
+
+    fn insert_into(self, batch: &mut fjall::OwnedWriteBatch) {
+        for (keyspace, label, first, run) in self.closed.into_iter().chain(self.open) {
+            batch.insert(keyspace, entry::label_key(label, first), run.encode().to_vec());
+        }
     }
 }

@@ -90,31 +90,30 @@ impl Commit {
 
     /// Every event with its stream, revision and position, in log order.
     pub fn recorded_events(&self) -> impl Iterator<Item = RecordedEvent> + '_ {
-        let mut position = self.first_position;
-        self.writes
-            .iter()
-            .flat_map(move |write| write.events.iter().enumerate().map(move |(offset, event)| (write, offset, event)))
-            .map(move |(write, offset, event)| {
-                let recorded = RecordedEvent {
-                    id: event.id,
-                    stream: write.stream.clone(),
-                    revision: Revision(write.first_revision.0 + offset as u64),
-                    position,
-                    event_type: event.event_type.clone(),
-                    data: event.data.clone(),
-                    metadata: event.metadata.clone(),
-                    tags: event.tags.clone(),
-                    recorded_at_us: self.recorded_at_us,
-                };
-                position = position.next();
-                recorded
-            })
+        (0..self.event_count()).filter_map(|index| self.recorded_event(u32::try_from(index).ok()?))
     }
 
     /// The `index`th event (0-based, in log order) of the commit.
     #[must_use]
     pub fn recorded_event(&self, index: u32) -> Option<RecordedEvent> {
-        self.recorded_events().nth(index as usize)
+        let mut skip = index as usize;
+        for write in &self.writes {
+            if let Some(event) = write.events.get(skip) {
+                return Some(RecordedEvent {
+                    id: event.id,
+                    stream: write.stream.clone(),
+                    revision: Revision(write.first_revision.0 + skip as u64),
+                    position: Position(self.first_position.0 + u64::from(index)),
+                    event_type: event.event_type.clone(),
+                    data: event.data.clone(),
+                    metadata: event.metadata.clone(),
+                    tags: event.tags.clone(),
+                    recorded_at_us: self.recorded_at_us,
+                });
+            }
+            skip -= write.events.len();
+        }
+        None
     }
 
     /// Appends the framed record to `out`; returns the bytes added.
