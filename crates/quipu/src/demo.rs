@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use quipu_core::{
-    AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, Store,
-    StreamName, Tag,
+    AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, Store, StreamName,
+    Tag,
 };
 
 fn event(event_type: &str, data: serde_json::Value, tags: &[&str]) -> anyhow::Result<ProposedEvent> {
@@ -26,7 +26,10 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let info = store.stream_info(&order)?;
     println!("opened {} (last position: {:?})", data_dir.display(), store.last_position().map(|p| p.0));
     let expected = info.last_revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-    println!("{order}: last revision {:?}, appending with expected revision {expected}", info.last_revision.map(|r| r.0));
+    println!(
+        "{order}: last revision {:?}, appending with expected revision {expected}",
+        info.last_revision.map(|r| r.0)
+    );
 
     let line = event("ItemAdded", serde_json::json!({"sku": "tea", "qty": 2}), &["customer:7"])?;
     let request = AppendRequest::to_stream(order.clone(), expected, vec![line]);
@@ -36,15 +39,28 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
     let retried = store.append(request.clone())?;
     print_outcome("same append again (a client retry)", &retried);
 
-    let stale = AppendRequest::to_stream(order.clone(), expected, vec![event("ItemAdded", serde_json::json!({"sku": "cake"}), &[])?]);
+    let stale = AppendRequest::to_stream(
+        order.clone(),
+        expected,
+        vec![event("ItemAdded", serde_json::json!({"sku": "cake"}), &[])?],
+    );
     print_outcome("append with the now stale expected revision", &store.append(stale)?);
 
     println!("\nstream {order}, forwards:");
     for e in store.read_stream(&order, None, Direction::Forwards, 100)? {
-        println!("  rev {:>3}  pos {:>6}  {:<10} {}", e.revision.0, e.position.0, e.event_type, String::from_utf8_lossy(&e.data));
+        println!(
+            "  rev {:>3}  pos {:>6}  {:<10} {}",
+            e.revision.0,
+            e.position.0,
+            e.event_type,
+            String::from_utf8_lossy(&e.data)
+        );
     }
     let category = store.read_category("order", None, Direction::Backwards, 3)?;
-    println!("category order, newest 3: {:?}", category.iter().map(|e| (e.stream.as_str(), e.revision.0)).collect::<Vec<_>>());
+    println!(
+        "category order, newest 3: {:?}",
+        category.iter().map(|e| (e.stream.as_str(), e.revision.0)).collect::<Vec<_>>()
+    );
     let tagged = store.read_tag(&Tag::new("customer:7")?, None, Direction::Forwards, 100)?;
     println!("events tagged customer:7: {}", tagged.len());
     store.close()?;
@@ -54,11 +70,22 @@ pub fn run(data_dir: &Path) -> anyhow::Result<()> {
 
 fn print_outcome(what: &str, outcome: &AppendOutcome) {
     match outcome {
-        AppendOutcome::Written(r) => println!("{what}: written at position {} (revision {})", r.first_position.0, r.streams.first().map_or(0, |s| s.last_revision.0)),
-        AppendOutcome::AlreadyWritten(r) => println!("{what}: already written at position {}, nothing new written", r.first_position.0),
+        AppendOutcome::Written(r) => println!(
+            "{what}: written at position {} (revision {})",
+            r.first_position.0,
+            r.streams.first().map_or(0, |s| s.last_revision.0)
+        ),
+        AppendOutcome::AlreadyWritten(r) => {
+            println!("{what}: already written at position {}, nothing new written", r.first_position.0)
+        }
         AppendOutcome::Conflict(c) => {
             for s in &c.streams {
-                println!("{what}: conflict on {}: expected {}, actual {:?}", s.stream, s.expected, s.actual.map(|r| r.0));
+                println!(
+                    "{what}: conflict on {}: expected {}, actual {:?}",
+                    s.stream,
+                    s.expected,
+                    s.actual.map(|r| r.0)
+                );
             }
         }
     }

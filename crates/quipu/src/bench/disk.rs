@@ -1,0 +1,88 @@
+//! This disk's own limits, measured in the same run as the engine so every
+//! engine number can be read as a share of what the hardware allows:
+//! small appending writes each followed by fdatasync (what a durable
+//! append costs without batching), and large sequential writes (the
+//! ceiling for batched appends).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::Bench;
+use super::report::{Measurement, latency_histogram};
+
+/// Bytes of each small synced write: about one 100-byte event in a record.
+const SMALL_WRITE_BYTES: usize = 200;
+/// Bytes of each sequential write.
+const SEQUENTIAL_WRITE_BYTES: usize = 1 << 20;
+/// Sequential bytes between fdatasyncs.
+const SEQUENTIAL_SYNC_BYTES: u64 = 8 << 20;
+
+/// What this disk can do.
+#[derive(Debug, Clone, Copy)]
+pub struct DiskLimits {
+    /// Small appending writes with an fdatasync each, per second.
+    pub fdatasync_per_s: f64,
+    /// Sequential write bandwidth with periodic fdatasync, MB/s.
+    pub seq_mb_per_s: f64,
+}
+
+/// Measures and prints both limits.
+///
+/// # Errors
+/// I/O errors on the scratch file.
+pub fn measure(bench: &Bench) -> anyhow::Result<DiskLimits> {
+    let dir = bench.store_dir("disk")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let syncs = synced_small_writes(bench, &dir.join("syncs"))?;
+    let sequential = sequential_writes(bench, &dir.join("sequential"))?;
+    std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let limits = DiskLimits { fdatasync_per_s: syncs.events_per_s(), seq_mb_per_s: sequential.mb_per_s() };
+    bench.emit(&syncs);
+    bench.emit(&sequential);
+    Ok(limits)
+}
+
+fn synced_small_writes(bench: &Bench, path: &std::path::Path) -> anyhow::Result<Measurement> {
+    let mut file = OpenOptions::new().create(true).append(true).open(path).context("creating the sync test file")?;
+    let block = vec![b'q'; SMALL_WRITE_BYTES];
+    let mut latency = latency_histogram();
+    let limit = Duration::from_secs(bench.seconds.min(5));
+    let start = Instant::now();
+    let mut writes = 0u64;
+    while start.elapsed() < limit {
+        let begun = Instant::now();
+        file.write_all(&block).context("writing")?;
+        file.sync_data().context("fdatasync")?;
+        latency.saturating_record(begun.elapsed().as_micros() as u64);
+        writes += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let mut m = Measurement::new("disk_fdatasync", writes, writes * SMALL_WRITE_BYTES as u64, seconds)
+        .with("write_bytes", SMALL_WRITE_BYTES as u64);
+    m.latency = Some(latency);
+    Ok(m)
+}
+
+fn sequential_writes(bench: &Bench, path: &std::path::Path) -> anyhow::Result<Measurement> {
+    let mut file =
+        OpenOptions::new().create(true).write(true).truncate(true).open(path).context("creating the file")?;
+    let block = vec![b'q'; SEQUENTIAL_WRITE_BYTES];
+    let total = bench.scaled(2 << 30, 64 << 20);
+    let start = Instant::now();
+    let mut written = 0u64;
+    while written < total {
+        file.write_all(&block).context("writing")?;
+        written += SEQUENTIAL_WRITE_BYTES as u64;
+        if written.is_multiple_of(SEQUENTIAL_SYNC_BYTES) {
+            file.sync_data().context("fdatasync")?;
+        }
+    }
+    file.sync_data().context("fdatasync")?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Measurement::new("disk_seq_write", 0, written, seconds)
+        .with("write_bytes", SEQUENTIAL_WRITE_BYTES as u64)
+        .with("sync_every_bytes", SEQUENTIAL_SYNC_BYTES))
+}
