@@ -262,3 +262,47 @@ fn names_and_ids_are_validated_with_a_reason() {
     assert_eq!(stream("order-1-line-2").category(), "order");
     assert_eq!(stream("inventory").category(), "inventory");
 }
+
+/// Many writers race on the same streams with exact expected revisions:
+/// every written append must land right after the revision it expected,
+/// whichever group or pipeline stage decided it.
+#[test]
+fn racing_writers_never_both_pass_the_same_expected_revision() {
+    let (_dir, store) = temp_store(Options::default());
+    let store = std::sync::Arc::new(store);
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut known: [Option<u64>; 2] = [None, None];
+                let mut written = 0u64;
+                for attempt in 0..150usize {
+                    let slot = (attempt + w) % 2;
+                    let name = stream(&format!("counter-{slot}"));
+                    let expected =
+                        known[slot].map_or(ExpectedRevision::NoStream, |r| ExpectedRevision::Exact(Revision(r)));
+                    let request = AppendRequest::to_stream(name, expected, vec![event("Incremented", "{}", &[])]);
+                    match store.append(request).unwrap() {
+                        AppendOutcome::Written(result) => {
+                            let want = known[slot].map_or(0, |r| r + 1);
+                            assert_eq!(result.streams[0].first_revision, Revision(want), "expected {expected}");
+                            known[slot] = Some(want);
+                            written += 1;
+                        }
+                        AppendOutcome::Conflict(c) => known[slot] = c.streams[0].actual.map(|r| r.0),
+                        AppendOutcome::AlreadyWritten(r) => panic!("fresh ids reported as a retry: {r:?}"),
+                    }
+                }
+                written
+            })
+        })
+        .collect();
+    let written: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
+    let last: u64 = (0..2)
+        .map(|slot| {
+            store.stream_info(&stream(&format!("counter-{slot}"))).unwrap().last_revision.map_or(0, |r| r.0 + 1)
+        })
+        .sum();
+    assert_eq!(written, last, "every written append and only those are in the streams");
+    assert_eq!(all_events(&store).len() as u64, written);
+}
