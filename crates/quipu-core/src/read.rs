@@ -8,7 +8,6 @@ use crate::error::Error;
 use crate::event::{EventId, RecordedEvent, StreamName};
 use crate::index::LabelKind;
 use crate::index::entry::EventPointer;
-use crate::log::record::Commit;
 use crate::position::{Position, Revision};
 use crate::sequencer::Shared;
 
@@ -48,27 +47,28 @@ fn check_limit(shared: &Shared, limit: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Fetches the events behind `pointers`, reading each record once even
-/// when consecutive pointers share it.
+/// Fetches the events behind `pointers`. A record that several
+/// consecutive pointers share is read and decoded once; a record that
+/// gives one event is read and only that event decoded.
 fn fetch(shared: &Shared, pointers: impl Iterator<Item = EventPointer>) -> Result<Vec<RecordedEvent>, Error> {
+    let pointers: Vec<EventPointer> = pointers.collect();
     let mut buffer = Vec::new();
-    let mut cached: Option<((u32, u64), Commit)> = None;
-    let mut events = Vec::new();
-    for pointer in pointers {
-        let key = (pointer.segment, pointer.offset);
-        let commit = match cached {
-            Some((cached_key, ref commit)) if cached_key == key => commit,
-            _ => {
-                let commit = shared.reader.read_commit(pointer.segment, pointer.offset, &mut buffer)?;
-                &cached.insert((key, commit)).1
+    let mut events = Vec::with_capacity(pointers.len());
+    let same_record = |a: &EventPointer, b: &EventPointer| (a.segment, a.offset) == (b.segment, b.offset);
+    for group in pointers.chunk_by(same_record) {
+        let [single] = group else {
+            let first = group.first().expect("chunk_by yields non-empty groups");
+            let commit = shared.reader.read_commit(first.segment, first.offset, &mut buffer)?;
+            for pointer in group {
+                events.push(commit.recorded_event(pointer.index).ok_or_else(|| Error::Corrupt {
+                    segment: crate::log::segment::segment_path(&shared.log_dir, pointer.segment),
+                    offset: pointer.offset,
+                    reason: format!("the index points at event {} of a record that has fewer", pointer.index),
+                })?);
             }
+            continue;
         };
-        let event = commit.recorded_event(pointer.index).ok_or_else(|| Error::Corrupt {
-            segment: crate::log::segment::segment_path(&shared.log_dir, pointer.segment),
-            offset: pointer.offset,
-            reason: format!("the index points at event {} of a record that has fewer", pointer.index),
-        })?;
-        events.push(event);
+        events.push(shared.reader.read_event(single.segment, single.offset, single.index, &mut buffer)?);
     }
     Ok(events)
 }

@@ -19,6 +19,9 @@ use crate::state::{DecisionState, Pending};
 
 /// Commits indexed per batch while replaying.
 const REPLAY_CHUNK_COMMITS: usize = 4096;
+/// Events indexed per batch while replaying: bounds the memory of a
+/// rebuild whatever the records' sizes.
+const REPLAY_CHUNK_EVENTS: usize = 32 * 1024;
 
 /// Where the log continues after recovery.
 #[derive(Debug)]
@@ -160,7 +163,7 @@ fn replay_segment(
         pending.push(commit);
         located_offsets.push(offset);
         checkpoint.offset = offset + frame_len as u64;
-        if pending.len() >= REPLAY_CHUNK_COMMITS {
+        if pending.len() >= REPLAY_CHUNK_COMMITS || pending.event_count() >= REPLAY_CHUNK_EVENTS {
             flush(shared, &mut pending, &mut located_offsets, &mut checkpoint)?;
         }
         Ok(())

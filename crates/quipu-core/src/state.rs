@@ -65,6 +65,12 @@ impl Pending {
         self.commits.len()
     }
 
+    /// Number of events in the pending commits.
+    #[must_use]
+    pub fn event_count(&self) -> usize {
+        self.ids.len()
+    }
+
     /// Whether nothing is pending.
     #[must_use]
     pub fn is_empty(&self) -> bool {

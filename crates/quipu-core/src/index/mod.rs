@@ -24,6 +24,7 @@ pub mod entry;
 
 use std::path::Path;
 
+use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 
 use crate::error::Error;
@@ -87,7 +88,16 @@ impl Index {
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Index, Error> {
         let db = Database::builder(dir).cache_size(cache_bytes).max_journaling_size(128 * 1024 * 1024).open()?;
         let open = |name: &str| -> Result<Keyspace, Error> {
-            Ok(db.keyspace(name, || KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES))?)
+            // Nothing pinned: filter and index blocks go through the block
+            // cache like data blocks, so memory stays within the cache
+            // size however many streams and events there are.
+            let options = || {
+                KeyspaceCreateOptions::default()
+                    .max_memtable_size(MEMTABLE_BYTES)
+                    .filter_block_pinning_policy(PinningPolicy::all(false))
+                    .index_block_pinning_policy(PinningPolicy::all(false))
+            };
+            Ok(db.keyspace(name, options)?)
         };
         Ok(Index {
             streams: open("streams")?,

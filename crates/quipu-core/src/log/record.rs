@@ -178,6 +178,74 @@ impl Commit {
     }
 }
 
+/// Decodes only the `index`th event (in log order) of a payload, skipping
+/// over the others without building them: what a read of one event of a
+/// large record needs.
+///
+/// # Errors
+/// A description of the first thing that is not as the format says, or an
+/// `index` beyond the record's events.
+pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, String> {
+    let mut reader = Reader { bytes: payload };
+    let version = reader.u8()?;
+    if version != RECORD_FORMAT_VERSION {
+        return Err(format!("unknown record format version {version}"));
+    }
+    let kind = reader.u8()?;
+    if kind != KIND_COMMIT {
+        return Err(format!("unknown record kind {kind}"));
+    }
+    let first_position = reader.u64()?;
+    let recorded_at_us = reader.u64()?;
+    let write_count = reader.u16()?;
+    let mut skip = index;
+    for _ in 0..write_count {
+        let stream_len = usize::from(reader.u16()?);
+        let stream = reader.take(stream_len)?;
+        let first_revision = reader.u64()?;
+        let event_count = reader.u32()?;
+        if skip >= event_count {
+            for _ in 0..event_count {
+                skip_event(&mut reader)?;
+            }
+            skip -= event_count;
+            continue;
+        }
+        for _ in 0..skip {
+            skip_event(&mut reader)?;
+        }
+        let event = decode_event(&mut reader)?;
+        let stream = std::str::from_utf8(stream).map_err(|_| "stream name is not UTF-8".to_owned())?;
+        return Ok(RecordedEvent {
+            id: event.id,
+            stream: StreamName::from_log(stream.to_owned()).map_err(|e| e.to_string())?,
+            revision: Revision(first_revision + u64::from(skip)),
+            position: Position(first_position + u64::from(index)),
+            event_type: event.event_type,
+            data: event.data,
+            metadata: event.metadata,
+            tags: event.tags,
+            recorded_at_us,
+        });
+    }
+    Err(format!("the record has no event {index}"))
+}
+
+fn skip_event(reader: &mut Reader<'_>) -> Result<(), String> {
+    reader.take(16)?;
+    let type_len = usize::from(reader.u8()?);
+    reader.take(type_len)?;
+    let data_len = reader.u32()? as usize;
+    reader.take(data_len)?;
+    let metadata_len = reader.u32()? as usize;
+    reader.take(metadata_len)?;
+    for _ in 0..reader.u8()? {
+        let tag_len = usize::from(reader.u8()?);
+        reader.take(tag_len)?;
+    }
+    Ok(())
+}
+
 fn count_u16(count: usize) -> u16 {
     u16::try_from(count).expect("write count is bounded by append_streams_max")
 }
@@ -386,6 +454,17 @@ mod tests {
             let mut again = Vec::new();
             decoded.encode_framed(&mut again);
             prop_assert_eq!(again, bytes);
+        }
+
+        #[test]
+        fn one_event_decodes_like_the_whole_record(commit in commit()) {
+            let mut bytes = Vec::new();
+            commit.encode_framed(&mut bytes);
+            let payload = &bytes[FRAME_HEADER_BYTES..];
+            for (index, event) in commit.recorded_events().enumerate() {
+                prop_assert_eq!(decode_event_at(payload, index as u32), Ok(event));
+            }
+            prop_assert!(decode_event_at(payload, commit.event_count() as u32).is_err());
         }
 
         #[test]

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use crate::error::Error;
+use crate::event::RecordedEvent;
 use crate::fault::FaultPlan;
-use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, parse_frame};
+use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, decode_event_at, parse_frame};
 use crate::options::{BATCH_BYTES_CEILING, SyncMode};
 
 /// Version of the segment file format written by this build.
@@ -267,8 +268,36 @@ impl SegmentReader {
     /// [`Error::Corrupt`] naming the file and offset when the record fails
     /// its checksum or cannot be decoded; I/O errors.
     pub fn read_commit(&self, number: u32, offset: u64, buffer: &mut Vec<u8>) -> Result<Commit, Error> {
+        let payload = self.read_payload(number, offset, buffer)?;
+        Commit::decode(payload).map_err(|reason| self.corrupt(number, offset, reason))
+    }
+
+    /// Reads the record at `offset` of segment `number`, checks its CRC,
+    /// and decodes only its `index`th event.
+    ///
+    /// # Errors
+    /// As [`SegmentReader::read_commit`]; an index beyond the record is
+    /// [`Error::Corrupt`] too (the index pointed at something the log lacks).
+    pub fn read_event(
+        &self,
+        number: u32,
+        offset: u64,
+        index: u32,
+        buffer: &mut Vec<u8>,
+    ) -> Result<RecordedEvent, Error> {
+        let payload = self.read_payload(number, offset, buffer)?;
+        decode_event_at(payload, index).map_err(|reason| self.corrupt(number, offset, reason))
+    }
+
+    fn corrupt(&self, number: u32, offset: u64, reason: String) -> Error {
+        Error::Corrupt { segment: segment_path(&self.dir, number), offset, reason }
+    }
+
+    /// Reads the frame at `offset` into `buffer` and returns its payload
+    /// once the checksum holds.
+    fn read_payload<'b>(&self, number: u32, offset: u64, buffer: &'b mut Vec<u8>) -> Result<&'b [u8], Error> {
         let file = self.file(number)?;
-        let corrupt = |reason: String| Error::Corrupt { segment: segment_path(&self.dir, number), offset, reason };
+        let corrupt = |reason: String| self.corrupt(number, offset, reason);
         let mut header = [0u8; FRAME_HEADER_BYTES];
         file.read_exact_at(&mut header, offset).map_err(|e| corrupt(format!("record header unreadable: {e}")))?;
         let payload_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
@@ -282,7 +311,7 @@ impl SegmentReader {
         file.read_exact_at(payload_buffer, offset + FRAME_HEADER_BYTES as u64)
             .map_err(|e| corrupt(format!("record unreadable: {e}")))?;
         match parse_frame(buffer, PAYLOAD_BYTES_MAX) {
-            Frame::Valid { payload, .. } => Commit::decode(payload).map_err(corrupt),
+            Frame::Valid { payload, .. } => Ok(payload),
             Frame::Truncated => Err(corrupt("record is truncated".into())),
             Frame::Invalid(reason) => Err(corrupt(reason)),
         }
