@@ -1,29 +1,48 @@
 //! `quipu bench <workload>`: measures the storage engine on this machine,
 //! next to this disk's own limits, and prints one result per line (a table
 //! row, or a JSON object with `--json`). Every append is durable: the
-//! store runs with its default fdatasync-before-ack.
+//! store runs with its default fdatasync before acknowledging.
 //!
 //! Workloads: `disk` (this disk's fdatasync rate and sequential write
-//! bandwidth), `append` (single-event appends with an exact expected
-//! revision from 1, 8 and 64 writers), `batch` (100-event appends),
-//! `load` (read one 20-event stream among a million written interleaved,
-//! then scan `$all`), `scan` (only the scan), `reopen` (reopen time of ten
-//! million events and memory at one and ten million streams), and `all`,
-//! which runs each in its own process so memory readings stay apart.
+//! bandwidth; every other workload but `reopen` measures it first and
+//! states its results as ratios to it), `append` (single-event appends
+//! with an exact expected revision from 1, 8 and 64 writers), `batch`
+//! (100-event appends), `load` (read one 20-event stream among a million
+//! written interleaved, then scan `$all` on the same store), `scan` (only
+//! the scan), `reopen` (memory as streams grow to ten million, then reopen
+//! time with and without the index), and `all`, which measures the disk
+//! once and runs the others each in its own process, so memory readings
+//! stay apart.
+//!
+//! Modules, one concept each: `disk` (the disk's limits), `writer` (a
+//! writer's streams and revisions), `threads` and `driver` (two ways of
+//! driving writers), `timed` (a timed append run on a fresh store),
+//! `append` and `batch` (workloads 1 and 2), `interleaved` (the store the
+//! reads use), `load` and `scan` (workloads 3 and 4), `reopen` (workload
+//! 5), `page_cache`, `memory`, `payload` and `report`.
 
 mod append;
+mod batch;
 mod disk;
+mod driver;
+mod interleaved;
 mod load;
+mod memory;
+mod page_cache;
 mod payload;
 mod reopen;
 mod report;
+mod scan;
+mod threads;
+mod timed;
+mod writer;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-pub use disk::DiskLimits;
-pub use report::Measurement;
+use disk::DiskLimits;
+use report::Measurement;
 
 /// Arguments of `quipu bench`.
 #[derive(clap::Args, Debug, Clone)]
@@ -31,8 +50,8 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
     pub workload: Workload,
-    /// Where the stores go (created and removed by the bench); default: a
-    /// new directory under the system temp directory.
+    /// Where the stores go; default: a new directory under the system temp
+    /// directory, removed afterwards.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Print one JSON object per result instead of a table row.
@@ -41,14 +60,18 @@ pub struct BenchArgs {
     /// Multiplies stream and event counts (e.g. 0.01 for a quick check).
     #[arg(long, default_value_t = 1.0)]
     pub scale: f64,
-    /// Duration of each timed run.
+    /// Duration of each timed run, in seconds.
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
-    /// Keep the stores after the run.
+    /// Keep the stores (and the data directory) after each workload.
     #[arg(long)]
     pub keep: bool,
+    /// Writer counts for `append` and `batch`, comma-separated (default:
+    /// 1,8,64 as threads, and 8,64 submit-driven for `append`).
+    #[arg(long, value_delimiter = ',')]
+    pub writers: Vec<u64>,
     /// Disk limits measured by a parent `all` run (internal).
-    #[arg(long, hide = true, num_args = 2, value_names = ["SYNCS_PER_S", "MB_PER_S"])]
+    #[arg(long, hide = true, num_args = 2, value_names = ["FDATASYNC_PER_S", "SEQ_MB_PER_S"])]
     pub disk_limits: Option<Vec<f64>>,
 }
 
@@ -65,11 +88,29 @@ pub enum Workload {
     Load,
     /// Read `$all` from the start.
     Scan,
-    /// Reopen time of 10M events; memory at 1M and 10M streams.
+    /// Memory at 1M..10M streams; reopen time of 10M events.
     Reopen,
     /// Everything, each workload in its own process.
     All,
 }
+
+impl Workload {
+    /// The name on the command line.
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Disk => "disk",
+            Workload::Append => "append",
+            Workload::Batch => "batch",
+            Workload::Load => "load",
+            Workload::Scan => "scan",
+            Workload::Reopen => "reopen",
+            Workload::All => "all",
+        }
+    }
+}
+
+/// What `all` runs after the disk, in order; `load` includes the scan.
+const ALL_WORKLOADS: [Workload; 4] = [Workload::Append, Workload::Batch, Workload::Load, Workload::Reopen];
 
 /// Settings shared by the workloads of one run.
 #[derive(Debug)]
@@ -80,29 +121,50 @@ pub struct Bench {
     pub json: bool,
     /// Count multiplier.
     pub scale: f64,
-    /// Duration of timed runs.
+    /// Duration of timed runs, seconds.
     pub seconds: u64,
+    /// Keep stores after use.
+    pub keep: bool,
+    /// Writer counts asked for on the command line; empty: the defaults.
+    pub writers: Vec<u64>,
     /// This disk's limits, for ratios.
     pub disk: Option<DiskLimits>,
 }
 
 impl Bench {
+    /// The writer counts to run: those asked for, or `defaults`.
+    #[must_use]
+    pub fn writer_counts(&self, defaults: &[u64]) -> Vec<u64> {
+        if self.writers.is_empty() { defaults.to_vec() } else { self.writers.clone() }
+    }
+
     /// `count` times the scale, at least `floor`.
     #[must_use]
     pub fn scaled(&self, count: u64, floor: u64) -> u64 {
         ((count as f64 * self.scale) as u64).max(floor)
     }
 
-    /// A fresh directory for one store.
+    /// A fresh (emptied) directory path for one store.
     ///
     /// # Errors
-    /// I/O errors.
+    /// I/O errors clearing an old one.
     pub fn store_dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let dir = self.root.join(name);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
         }
         Ok(dir)
+    }
+
+    /// Removes a store a workload is done with, unless `--keep`.
+    ///
+    /// # Errors
+    /// I/O errors removing it.
+    pub fn finish_store(&self, dir: &Path) -> anyhow::Result<()> {
+        if self.keep {
+            return Ok(());
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
     }
 
     /// Prints one result.
@@ -114,7 +176,8 @@ impl Bench {
 /// Runs the workload `args` names.
 ///
 /// # Errors
-/// Store and I/O errors, or a workload that could not run.
+/// Invalid arguments, store and I/O errors, or a workload that failed its
+/// checks (a conflict, a stream read back wrong).
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.scale > 0.0 && args.scale.is_finite(),
@@ -122,6 +185,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.scale
     );
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
+    anyhow::ensure!(!args.writers.contains(&0), "--writers must be at least 1");
     let root = args
         .data_dir
         .clone()
@@ -131,7 +195,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         Some(&[fdatasync_per_s, seq_mb_per_s]) => Some(DiskLimits { fdatasync_per_s, seq_mb_per_s }),
         _ => None,
     };
-    let mut bench = Bench { root: root.clone(), json: args.json, scale: args.scale, seconds: args.seconds, disk };
+    let mut bench = Bench {
+        root: root.clone(),
+        json: args.json,
+        scale: args.scale,
+        seconds: args.seconds,
+        keep: args.keep,
+        writers: args.writers.clone(),
+        disk,
+    };
     let result = run_workload(&mut bench, args);
     if !args.keep && args.data_dir.is_none() {
         remove_quietly(&root);
@@ -141,13 +213,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
     if args.workload != Workload::Reopen && bench.disk.is_none() {
-        let limits = disk::measure(bench)?;
-        bench.disk = Some(limits);
+        bench.disk = Some(disk::measure(bench)?);
     }
     match args.workload {
         Workload::Disk => Ok(()),
-        Workload::Append => append::run_single(bench),
-        Workload::Batch => append::run_batches(bench),
+        Workload::Append => append::run(bench),
+        Workload::Batch => batch::run(bench),
         Workload::Load => load::run(bench, true),
         Workload::Scan => load::run(bench, false),
         Workload::Reopen => reopen::run(bench),
@@ -156,22 +227,33 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Runs every workload in a child process of this binary, passing the disk
-/// limits measured once here.
+/// limits measured once here; stops at the first that fails.
 fn run_all(bench: &Bench, args: &BenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding this executable")?;
     let disk = bench.disk.context("disk limits are measured first")?;
-    for workload in ["append", "batch", "load", "reopen"] {
+    for workload in ALL_WORKLOADS.map(Workload::name) {
+        let dir = bench.root.join(workload);
         let mut command = std::process::Command::new(&exe);
         command
             .args(["bench", workload, "--scale", &args.scale.to_string(), "--seconds", &args.seconds.to_string()])
-            .args(["--data-dir", &bench.root.join(workload).to_string_lossy()])
+            .arg("--data-dir")
+            .arg(&dir)
             .args(["--disk-limits", &disk.fdatasync_per_s.to_string(), &disk.seq_mb_per_s.to_string()]);
         if args.json {
             command.arg("--json");
         }
+        if args.keep {
+            command.arg("--keep");
+        }
+        if !args.writers.is_empty() {
+            let counts: Vec<String> = args.writers.iter().map(u64::to_string).collect();
+            command.args(["--writers", &counts.join(",")]);
+        }
         let status = command.status().with_context(|| format!("running bench {workload}"))?;
         anyhow::ensure!(status.success(), "bench {workload} failed: {status}");
-        remove_quietly(&bench.root.join(workload));
+        if !args.keep {
+            remove_quietly(&dir);
+        }
     }
     Ok(())
 }

@@ -6,10 +6,8 @@ use quipu_core::{EventType, ProposedEvent};
 /// Bytes of every event's data.
 pub const EVENT_DATA_BYTES: usize = 100;
 
-/// A 100-byte JSON event of type `type_name` carrying `n`.
-///
-/// # Panics
-/// Never for the fixed type names the benchmarks use.
+/// A 100-byte JSON event of type `event_type` carrying `n`, with a fresh
+/// random id.
 #[must_use]
 pub fn event(event_type: &EventType, n: u64) -> ProposedEvent {
     let head = format!("{{\"n\":{n},\"pad\":\"");

@@ -1,9 +1,12 @@
 //! One benchmark result and how it prints: a table row for people, a JSON
-//! object per line for scripts (`workload`, `events_per_s`, `mb_per_s`,
-//! `p50_us`, `p99_us`, `p999_us`, plus workload-specific fields).
+//! object per line for scripts (`workload`, `events`, `seconds`,
+//! `events_per_s`, `mb_per_s`, `p50_us`, `p99_us`, `p999_us`, `rss_bytes`,
+//! plus workload-specific fields such as `writers` or `ratio_to_disk`).
 
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
+
+use super::memory;
 
 /// A latency histogram in microseconds, 1 µs to 100 s, 3 significant digits.
 ///
@@ -27,6 +30,8 @@ pub struct Measurement {
     pub seconds: f64,
     /// Per-operation latency, when measured.
     pub latency: Option<Histogram<u64>>,
+    /// Resident memory of the bench process when the result was made.
+    pub rss_bytes: u64,
     /// Workload-specific fields (writers, ratios, memory...).
     pub extra: Map<String, Value>,
 }
@@ -35,7 +40,32 @@ impl Measurement {
     /// A result of `events` and `bytes` in `seconds`.
     #[must_use]
     pub fn new(workload: &str, events: u64, bytes: u64, seconds: f64) -> Measurement {
-        Measurement { workload: workload.to_string(), events, bytes, seconds, latency: None, extra: Map::new() }
+        Measurement {
+            workload: workload.to_string(),
+            events,
+            bytes,
+            seconds,
+            latency: None,
+            rss_bytes: memory::rss_bytes(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Adds the per-operation latency histogram.
+    #[must_use]
+    pub fn with_latency(mut self, latency: Histogram<u64>) -> Measurement {
+        self.latency = Some(latency);
+        self
+    }
+
+    /// Adds `ratio_to_disk` (`value / limit`) and `disk_basis` naming the
+    /// disk limit it is a share of; nothing when the limit is unknown.
+    #[must_use]
+    pub fn with_ratio_to_disk(self, value: f64, limit: Option<f64>, basis: &str) -> Measurement {
+        match limit.filter(|l| *l > 0.0) {
+            Some(limit) => self.with("ratio_to_disk", round3(value / limit)).with("disk_basis", basis),
+            None => self,
+        }
     }
 
     /// Adds a field.
@@ -73,6 +103,7 @@ impl Measurement {
         for (key, q) in [("p50_us", 0.5), ("p99_us", 0.99), ("p999_us", 0.999)] {
             object.insert(key.into(), self.percentile(q).map_or(Value::Null, |v| json!(v)));
         }
+        object.insert("rss_bytes".into(), json!(self.rss_bytes));
         object.extend(self.extra.clone());
         Value::Object(object)
     }
@@ -84,12 +115,13 @@ impl Measurement {
             return;
         }
         let mut line =
-            format!("{:<14} {:>12.0} events/s {:>9.1} MB/s", self.workload, self.events_per_s(), self.mb_per_s());
+            format!("{:<24} {:>10.0} events/s {:>9.1} MB/s", self.workload, self.events_per_s(), self.mb_per_s());
         if let (Some(p50), Some(p99), Some(p999)) =
             (self.percentile(0.5), self.percentile(0.99), self.percentile(0.999))
         {
             line.push_str(&format!("  p50 {p50} us  p99 {p99} us  p99.9 {p999} us"));
         }
+        line.push_str(&format!("  rss {} MB", self.rss_bytes / 1_000_000));
         for (key, value) in &self.extra {
             line.push_str(&format!("  {key}={value}"));
         }
@@ -113,8 +145,10 @@ mod tests {
         for v in 1..=1000 {
             latency.record(v).expect("in range");
         }
-        let mut m = Measurement::new("append", 2000, 4_000_000, 2.0).with("writers", 8);
-        m.latency = Some(latency);
+        let m = Measurement::new("append", 2000, 4_000_000, 2.0)
+            .with("writers", 8)
+            .with_latency(latency)
+            .with_ratio_to_disk(500.0, Some(1000.0), "fdatasync_per_s");
         let v = m.to_json();
         assert_eq!(v["workload"], "append");
         assert_eq!(v["events_per_s"], 1000.0);
@@ -122,6 +156,8 @@ mod tests {
         assert_eq!(v["p50_us"], 500);
         assert_eq!(v["p999_us"], 999);
         assert_eq!(v["writers"], 8);
+        assert_eq!(v["ratio_to_disk"], 0.5);
+        assert_eq!(v["disk_basis"], "fdatasync_per_s");
         assert!(Measurement::new("scan", 0, 0, 0.0).to_json()["p99_us"].is_null());
     }
 }
