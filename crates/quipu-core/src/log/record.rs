@@ -156,17 +156,8 @@ impl Commit {
     /// A description of the first thing that is not as the format says.
     pub fn decode(payload: &[u8]) -> Result<Commit, String> {
         let mut reader = Reader { bytes: payload };
-        let version = reader.u8()?;
-        if version != RECORD_FORMAT_VERSION {
-            return Err(format!("unknown record format version {version}"));
-        }
-        let kind = reader.u8()?;
-        if kind != KIND_COMMIT {
-            return Err(format!("unknown record kind {kind}"));
-        }
-        let first_position = Position(reader.u64()?);
-        let recorded_at_us = reader.u64()?;
-        let write_count = reader.u16()?;
+        let (first_position, recorded_at_us, write_count) = read_header(&mut reader)?;
+        let first_position = Position(first_position);
         let mut writes = Vec::with_capacity(usize::from(write_count).min(1024));
         for _ in 0..write_count {
             writes.push(decode_write(&mut reader)?);
@@ -187,17 +178,7 @@ impl Commit {
 /// `index` beyond the record's events.
 pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, String> {
     let mut reader = Reader { bytes: payload };
-    let version = reader.u8()?;
-    if version != RECORD_FORMAT_VERSION {
-        return Err(format!("unknown record format version {version}"));
-    }
-    let kind = reader.u8()?;
-    if kind != KIND_COMMIT {
-        return Err(format!("unknown record kind {kind}"));
-    }
-    let first_position = reader.u64()?;
-    let recorded_at_us = reader.u64()?;
-    let write_count = reader.u16()?;
+    let (first_position, recorded_at_us, write_count) = read_header(&mut reader)?;
     let mut skip = index;
     for _ in 0..write_count {
         let stream_len = usize::from(reader.u16()?);
@@ -229,6 +210,20 @@ pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, Stri
         });
     }
     Err(format!("the record has no event {index}"))
+}
+
+/// Reads the payload header: checks version and kind, returns first
+/// position, timestamp and number of writes.
+fn read_header(reader: &mut Reader<'_>) -> Result<(u64, u64, u16), String> {
+    let version = reader.u8()?;
+    if version != RECORD_FORMAT_VERSION {
+        return Err(format!("unknown record format version {version}"));
+    }
+    let kind = reader.u8()?;
+    if kind != KIND_COMMIT {
+        return Err(format!("unknown record kind {kind}"));
+    }
+    Ok((reader.u64()?, reader.u64()?, reader.u16()?))
 }
 
 fn skip_event(reader: &mut Reader<'_>) -> Result<(), String> {
