@@ -174,10 +174,10 @@ impl Index {
             let stream = write.stream.as_str();
             let first_index = runs.next_index;
             for event in &write.events {
-                runs.add(&self.categories, write.stream.category());
-                runs.add(&self.types, event.event_type.as_str());
+                runs.add(LabelKind::Category, write.stream.category());
+                runs.add(LabelKind::EventType, event.event_type.as_str());
                 for tag in &event.tags {
-                    runs.add(&self.tags, tag.as_str());
+                    runs.add(LabelKind::Tag, tag.as_str());
                 }
                 let position = Position(commit.first_position.0 + u64::from(runs.next_index));
                 let pointer = EventPointer { segment: located.segment, offset: located.offset, index: runs.next_index };
@@ -194,7 +194,7 @@ impl Index {
             let last = Revision(write.first_revision.0 + u64::from(count) - 1);
             batch.insert(&self.streams, stream, entry::revision_value(last).to_vec());
         }
-        runs.insert_into(batch);
+        runs.insert_into(self, batch);
     }
 
     /// Up to `limit` events of `stream` from revision `from` (inclusive;
@@ -226,13 +226,17 @@ impl Index {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Position, EventPointer)>, Error> {
-        let keyspace = match kind {
+        let entries = label_range(self.label_keyspace(kind), label, from.map(|p| p.0), direction, limit)?;
+        Ok(entries.into_iter().map(|(n, pointer)| (Position(n), pointer)).collect())
+    }
+
+    /// The keyspace of a label index.
+    fn label_keyspace(&self, kind: LabelKind) -> &Keyspace {
+        match kind {
             LabelKind::Category => &self.categories,
             LabelKind::EventType => &self.types,
             LabelKind::Tag => &self.tags,
-        };
-        let entries = label_range(keyspace, label, from.map(|p| p.0), direction, limit)?;
-        Ok(entries.into_iter().map(|(n, pointer)| (Position(n), pointer)).collect())
+        }
     }
 
     /// Records of `$all` holding events from `from` on (forwards) or up to
@@ -388,14 +392,15 @@ fn label_range(
     Ok(events)
 }
 
-/// The label runs of one record being indexed: for each (keyspace, label),
-/// the open run, extended while the label's events stay consecutive.
+/// The label runs of one record being indexed: for each label, the open
+/// run, extended while the label's events stay consecutive.
 struct Runs<'a> {
     located: &'a LocatedCommit,
     /// Index in the record of the next event.
     next_index: u32,
-    open: Vec<(&'a Keyspace, &'a str, u64, RunEntry)>,
-    closed: Vec<(&'a Keyspace, &'a str, u64, RunEntry)>,
+    /// (kind, label, first number, run); open runs first, then closed.
+    open: Vec<(LabelKind, &'a str, u64, RunEntry)>,
+    closed: Vec<(LabelKind, &'a str, u64, RunEntry)>,
 }
 
 impl<'a> Runs<'a> {
@@ -403,29 +408,21 @@ impl<'a> Runs<'a> {
         Runs { located, next_index: 0, open: Vec::new(), closed: Vec::new() }
     }
 
-    /// Counts the event at `next_index` into `label`'s run.
-    fn add(&mut self, keyspace: &'a Keyspace, label: &'a str) {
+    /// Counts the event at `next_index` into the run of `label`.
+    fn add(&mut self, kind: LabelKind, label: &'a str) {
         let index = self.next_index;
-        let found = self.open.iter_mut().find(|(k, l, _, _)| std::ptr::eq(*k, keyspace) && *l == label);
-        match found {
+        let position = self.located.commit.first_position.0 + u64::from(index);
+        let fresh = RunEntry { segment: self.located.segment, offset: self.located.offset, index, count: 1 };
+        match self.open.iter_mut().find(|(k, l, _, _)| *k == kind && *l == label) {
             Some((_, _, _, run)) if run.index + run.count == index => run.count += 1,
-            Some(slot) => {
-                let position = self.located.commit.first_position.0 + u64::from(index);
-                let fresh = RunEntry { segment: self.located.segment, offset: self.located.offset, index, count: 1 };
-                let ended = std::mem::replace(slot, (keyspace, label, position, fresh));
-                self.closed.push(ended);
-            }
-            None => {
-                let position = self.located.commit.first_position.0 + u64::from(index);
-                let run = RunEntry { segment: self.located.segment, offset: self.located.offset, index, count: 1 };
-                self.open.push((keyspace, label, position, run));
-            }
+            Some(slot) => self.closed.push(std::mem::replace(slot, (kind, label, position, fresh))),
+            None => self.open.push((kind, label, position, fresh)),
         }
     }
 
-    fn insert_into(self, batch: &mut fjall::OwnedWriteBatch) {
-        for (keyspace, label, first, run) in self.closed.into_iter().chain(self.open) {
-            batch.insert(keyspace, entry::label_key(label, first), run.encode().to_vec());
+    fn insert_into(self, index: &Index, batch: &mut fjall::OwnedWriteBatch) {
+        for (kind, label, first, run) in self.closed.into_iter().chain(self.open) {
+            batch.insert(index.label_keyspace(kind), entry::label_key(label, first), run.encode().to_vec());
         }
     }
 }
