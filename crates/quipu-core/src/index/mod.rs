@@ -398,8 +398,9 @@ struct Runs<'a> {
     located: &'a LocatedCommit,
     /// Index in the record of the next event.
     next_index: u32,
-    /// (kind, label, first number, run); open runs first, then closed.
+    /// Runs that may still grow: (kind, label, first position, run).
     open: Vec<(LabelKind, &'a str, u64, RunEntry)>,
+    /// Runs that ended before the record did.
     closed: Vec<(LabelKind, &'a str, u64, RunEntry)>,
 }
 
