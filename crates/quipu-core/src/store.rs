@@ -298,6 +298,12 @@ impl Store {
         Ok((log_bytes, self.shared.index.disk_bytes()?))
     }
 
+    /// The options the store was opened with (its limits).
+    #[must_use]
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
     /// The data directory.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -1,9 +1,10 @@
-//! The `quipu` binary: `quipu demo` shows the engine at work on
-//! `./quipu-data`; `quipu bench <workload>` measures it. The server
-//! (`quipu serve`) arrives with the server issue.
+//! The `quipu` binary: `quipu serve` serves a data directory over
+//! HTTP/JSON, `quipu demo` shows the engine at work on `./quipu-data`, and
+//! `quipu bench <workload>` measures it.
 
 mod bench;
 mod demo;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve a data directory over HTTP/JSON until SIGTERM or Ctrl-C.
+    Serve(serve::ServeArgs),
     /// Append and read a few order events in a data directory, showing
     /// optimistic concurrency, idempotent retries and reads.
     Demo {
@@ -35,6 +38,7 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
+        Command::Serve(args) => serve::run(&args),
         Command::Demo { data_dir } => demo::run(&data_dir),
         Command::Bench(args) => bench::run(&args),
     }

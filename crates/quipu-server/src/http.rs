@@ -1,0 +1,119 @@
+//! Routes and handlers of the HTTP/JSON API. Appends go to the engine's
+//! sequencer without blocking the runtime ([`Store::submit`] with a
+//! one-shot reply); reads run on the blocking pool.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use quipu_core::{AppendOutcome, AppendRequest, Direction, Revision, Store, StreamName};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::ApiError;
+use crate::wire::{AppendBody, AppendJson, EventJson, expected_revision};
+
+/// Events a read returns when it names no limit.
+const DEFAULT_READ_LIMIT: usize = 100;
+
+type Shared = Arc<Store>;
+
+/// The API's routes over `store`.
+pub fn router(store: Shared) -> Router {
+    // JSON costs more than the stored bytes: allow twice the append limit
+    // plus room for the envelope; the engine checks the exact limits.
+    let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
+    Router::new()
+        .route("/health", get(health))
+        .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(store)
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn append_to_stream(
+    State(store): State<Shared>,
+    Path(stream): Path<String>,
+    body: Result<Json<AppendBody>, JsonRejection>,
+) -> Result<Json<AppendJson>, ApiError> {
+    let Json(body) = body?;
+    let stream = StreamName::new(stream)?;
+    let expected = expected_revision(body.expected_revision.as_ref())?;
+    let events = body.events.into_iter().map(|e| e.into_proposed()).collect::<Result<Vec<_>, _>>()?;
+    let request = AppendRequest::to_stream(stream, expected, events);
+    let (reply, outcome) = tokio::sync::oneshot::channel();
+    store.submit(request, move |result| {
+        // The handler may have gone (client hung up); the append stands.
+        let _ = reply.send(result);
+    });
+    let outcome = outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??;
+    match outcome {
+        AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
+        AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
+        AppendOutcome::Conflict(conflict) => {
+            let mut error = ApiError::new(
+                StatusCode::CONFLICT,
+                "wrong_expected_revision",
+                "a condition of the append failed; nothing was written",
+            );
+            if let Some(first) = conflict.streams.first() {
+                error.message = format!(
+                    "stream {} is at revision {}, the append expected {}; nothing was written",
+                    first.stream,
+                    first.actual.map_or_else(|| "none (no stream)".to_string(), |r| r.0.to_string()),
+                    first.expected
+                );
+                error = error
+                    .with("stream", json!(first.stream.as_str()))
+                    .with("expected", json!(first.expected.to_string()))
+                    .with("actual", first.actual.map_or(Value::Null, |r| json!(r.0)));
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Query of a read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReadQuery {
+    from: Option<u64>,
+    limit: Option<usize>,
+    direction: Option<String>,
+}
+
+impl ReadQuery {
+    fn direction(&self) -> Result<Direction, ApiError> {
+        match self.direction.as_deref() {
+            None | Some("forwards") => Ok(Direction::Forwards),
+            Some("backwards") => Ok(Direction::Backwards),
+            Some(other) => Err(ApiError::bad_request(
+                "invalid_direction",
+                format!("unknown direction {other:?}; use \"forwards\" or \"backwards\""),
+            )),
+        }
+    }
+}
+
+async fn read_stream(
+    State(store): State<Shared>,
+    Path(stream): Path<String>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let stream = StreamName::new(stream)?;
+    let direction = query.direction()?;
+    let limit = query.limit.unwrap_or(DEFAULT_READ_LIMIT);
+    let from = query.from.map(Revision);
+    let events = tokio::task::spawn_blocking(move || store.read_stream(&stream, from, direction, limit))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let events: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
+    Ok(Json(json!({ "events": events })))
+}

@@ -1,0 +1,220 @@
+//! End-to-end tests of `quipu serve`: the real binary on a free port of
+//! loopback, driven over HTTP/1.1 by a minimal client (a few lines over a
+//! TCP socket, so the test needs no HTTP library).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use serde_json::{Value, json};
+
+/// A running server and its address.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_quipu"))
+            .args(["serve", "--http-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start quipu serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let address = line
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("http="))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, address }
+    }
+
+    /// Sends a request; returns the status and the JSON body.
+    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut stream = TcpStream::connect(&self.address).expect("connect");
+        let body = body.unwrap_or("");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            self.address,
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).expect("send");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("receive");
+        let text = String::from_utf8_lossy(&response);
+        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
+        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
+        (status, json)
+    }
+
+    fn append(&self, stream: &str, body: &Value) -> (u16, Value) {
+        self.request("POST", &format!("/v1/streams/{stream}"), Some(&body.to_string()))
+    }
+
+    /// SIGTERM, then the exit status code.
+    fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        self.child.wait().expect("wait").code()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn event(id: &str, data: Value) -> Value {
+    json!({"id": id, "type": "Deposited", "data": data, "tags": ["account:1"]})
+}
+
+const ID_1: &str = "6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4a01";
+const ID_2: &str = "6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4a02";
+
+#[test]
+fn appends_conflicts_retries_and_reads_over_http() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    assert_eq!(server.request("GET", "/health", None), (200, json!({"status": "ok"})));
+
+    let first = json!({"expected_revision": "no_stream", "events": [event(ID_1, json!({"amount": 5}))]});
+    let (status, body) = server.append("account-1", &first);
+    assert_eq!((status, &body["next_expected_revision"], &body["already_written"]), (200, &json!(0), &json!(false)));
+    let (status, body) = server.append("account-1", &first);
+    assert_eq!((status, &body["already_written"]), (200, &json!(true)), "a retry is a no-op: {body}");
+
+    let stale = json!({"expected_revision": "no_stream", "events": [event(ID_2, json!({"amount": 7}))]});
+    let (status, body) = server.append("account-1", &stale);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(
+        (&body["code"], &body["expected"], &body["actual"]),
+        (&json!("wrong_expected_revision"), &json!("no_stream"), &json!(0))
+    );
+    let next = json!({"expected_revision": 0, "events": [event(ID_2, json!({"amount": 7}))]});
+    assert_eq!(server.append("account-1", &next).0, 200);
+
+    let (status, body) = server.request("GET", "/v1/streams/account-1", None);
+    assert_eq!(status, 200);
+    let events = body["events"].as_array().expect("events");
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        (&events[0]["id"], &events[0]["data"], &events[0]["revision"]),
+        (&json!(ID_1), &json!({"amount": 5}), &json!(0))
+    );
+    assert_eq!(
+        (&events[1]["type"], &events[1]["tags"], &events[1]["position"]),
+        (&json!("Deposited"), &json!(["account:1"]), &json!(1))
+    );
+    assert!(events[1]["recorded_at"].as_u64().is_some_and(|t| t > 0));
+    let (_, body) = server.request("GET", "/v1/streams/account-1?direction=backwards&limit=1", None);
+    assert_eq!(body["events"][0]["id"], json!(ID_2));
+    let (status, body) = server.request("GET", "/v1/streams/account-9", None);
+    assert_eq!((status, &body["code"]), (404, &json!("stream_not_found")));
+}
+
+#[test]
+fn bad_input_gets_its_status_and_a_json_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let ok = json!({"expected_revision": "any", "events": [event(ID_1, json!(1))]});
+    assert_eq!(server.append("account-1", &ok).0, 200);
+    let big = "x".repeat(2 * 1024 * 1024);
+    let cases: Vec<(&str, String, String, u16, &str)> = vec![
+        ("invalid JSON", "/v1/streams/account-1".into(), "{\"events\": [".into(), 400, "invalid_json"),
+        ("unknown field", "/v1/streams/account-1".into(), json!({"evnts": []}).to_string(), 400, "invalid_json"),
+        (
+            "bad UUID",
+            "/v1/streams/account-1".into(),
+            json!({"events": [event("not-a-uuid", json!(1))]}).to_string(),
+            400,
+            "invalid_event_id",
+        ),
+        (
+            "oversize event",
+            "/v1/streams/account-1".into(),
+            json!({"events": [event(ID_2, json!(big))]}).to_string(),
+            413,
+            "event_too_large",
+        ),
+        ("invalid stream name", "/v1/streams/$system".into(), ok.to_string(), 400, "invalid_name"),
+        (
+            "unknown expected revision",
+            "/v1/streams/account-1".into(),
+            json!({"expected_revision": "latest", "events": [event(ID_2, json!(1))]}).to_string(),
+            400,
+            "invalid_expected_revision",
+        ),
+        (
+            "negative revision",
+            "/v1/streams/account-1".into(),
+            json!({"expected_revision": -1, "events": [event(ID_2, json!(1))]}).to_string(),
+            400,
+            "invalid_expected_revision",
+        ),
+        ("no events", "/v1/streams/account-1".into(), json!({"events": []}).to_string(), 400, "empty_append"),
+    ];
+    for (what, path, body, status, code) in cases {
+        let (got, error) = server.request("POST", &path, Some(&body));
+        assert_eq!((got, error["code"].as_str()), (status, Some(code)), "{what}: {error}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {error}");
+    }
+    for (what, query, code) in [
+        ("huge limit", "limit=1000000", "limit_too_large"),
+        ("bad direction", "direction=up", "invalid_direction"),
+        ("bad number", "from=-3", "invalid_query"),
+    ] {
+        let (status, error) = server.request("GET", &format!("/v1/streams/account-1?{query}"), None);
+        assert_eq!((status, error["code"].as_str()), (400, Some(code)), "{what}: {error}");
+    }
+    let (_, body) = server.request("GET", "/v1/streams/account-1", None);
+    assert_eq!(body["events"].as_array().map(Vec::len), Some(1), "nothing was written: {body}");
+}
+
+#[test]
+fn concurrent_writers_with_the_same_expected_revision_have_one_winner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let seed = json!({"expected_revision": "no_stream", "events": [event(ID_1, json!(0))]});
+    assert_eq!(server.append("order-7", &seed).0, 200);
+    let results: Vec<(u16, Value)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let server = &server;
+                scope.spawn(move || {
+                    let id = format!("6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4b{i:02}");
+                    server.append("order-7", &json!({"expected_revision": 0, "events": [event(&id, json!(i))]}))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("writer")).collect()
+    });
+    let winners = results.iter().filter(|(status, _)| *status == 200).count();
+    assert_eq!(winners, 1, "{results:?}");
+    for (status, body) in results.iter().filter(|(status, _)| *status != 200) {
+        assert_eq!((*status, &body["actual"]), (409, &json!(1)), "{body}");
+    }
+}
+
+#[test]
+fn sigterm_stops_gracefully_and_acknowledged_appends_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let body = json!({"expected_revision": "no_stream", "events": [event(ID_1, json!({"n": 1}))]});
+    assert_eq!(server.append("account-3", &body).0, 200);
+    assert_eq!(server.terminate(), Some(0), "SIGTERM exits 0");
+
+    let server = Server::start(dir.path());
+    let (status, read) = server.request("GET", "/v1/streams/account-3", None);
+    assert_eq!((status, &read["events"][0]["id"]), (200, &json!(ID_1)));
+    let (status, again) = server.append("account-3", &body);
+    assert_eq!((status, &again["already_written"]), (200, &json!(true)), "ids are remembered across restarts");
+}
