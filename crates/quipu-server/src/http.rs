@@ -9,7 +9,9 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use quipu_core::{AppendOutcome, AppendRequest, Direction, Revision, Store, StreamName};
+use quipu_core::{
+    AppendOutcome, AppendRequest, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -29,6 +31,10 @@ pub fn router(store: Shared) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
+        .route("/v1/all", get(read_all))
+        .route("/v1/categories/{category}", get(read_category))
+        .route("/v1/types/{event_type}", get(read_event_type))
+        .route("/v1/tags/{tag}", get(read_tag))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(store)
 }
@@ -79,7 +85,9 @@ async fn append_to_stream(
     }
 }
 
-/// Query of a read.
+/// Query of a read: `from` is a revision for streams and a position for
+/// everything else, inclusive; `direction` is `forwards` (default) or
+/// `backwards`; `limit` defaults to 100.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReadQuery {
@@ -89,6 +97,10 @@ struct ReadQuery {
 }
 
 impl ReadQuery {
+    fn limit(&self) -> usize {
+        self.limit.unwrap_or(DEFAULT_READ_LIMIT)
+    }
+
     fn direction(&self) -> Result<Direction, ApiError> {
         match self.direction.as_deref() {
             None | Some("forwards") => Ok(Direction::Forwards),
@@ -108,10 +120,71 @@ async fn read_stream(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let stream = StreamName::new(stream)?;
-    let direction = query.direction()?;
-    let limit = query.limit.unwrap_or(DEFAULT_READ_LIMIT);
-    let from = query.from.map(Revision);
-    let events = tokio::task::spawn_blocking(move || store.read_stream(&stream, from, direction, limit))
+    let (from, direction, limit) = (query.from.map(Revision), query.direction()?, query.limit());
+    read(move || store.read_stream(&stream, from, direction, limit)).await
+}
+
+/// Which position-ordered index a read walks.
+enum Target {
+    All,
+    Category(String),
+    Type(EventType),
+    Tag(Tag),
+}
+
+async fn read_all(
+    State(store): State<Shared>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    read_by_position(store, Target::All, query).await
+}
+
+async fn read_category(
+    State(store): State<Shared>,
+    Path(category): Path<String>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    read_by_position(store, Target::Category(category), query).await
+}
+
+async fn read_event_type(
+    State(store): State<Shared>,
+    Path(event_type): Path<String>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    read_by_position(store, Target::Type(EventType::new(event_type)?), query).await
+}
+
+async fn read_tag(
+    State(store): State<Shared>,
+    Path(tag): Path<String>,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    read_by_position(store, Target::Tag(Tag::new(tag)?), query).await
+}
+
+/// A read of `$all`, a category, a type or a tag from a position.
+async fn read_by_position(
+    store: Shared,
+    target: Target,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(query) = query?;
+    let (from, direction, limit) = (query.from.map(Position), query.direction()?, query.limit());
+    read(move || match &target {
+        Target::All => store.read_all(from, direction, limit),
+        Target::Category(category) => store.read_category(category, from, direction, limit),
+        Target::Type(event_type) => store.read_event_type(event_type, from, direction, limit),
+        Target::Tag(tag) => store.read_tag(tag, from, direction, limit),
+    })
+    .await
+}
+
+/// Runs a read on the blocking pool and answers `{"events": [...]}`.
+async fn read(
+    read: impl FnOnce() -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
+    let events = tokio::task::spawn_blocking(read)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     let events: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();

@@ -218,3 +218,30 @@ fn sigterm_stops_gracefully_and_acknowledged_appends_survive_a_restart() {
     let (status, again) = server.append("account-3", &body);
     assert_eq!((status, &again["already_written"]), (200, &json!(true)), "ids are remembered across restarts");
 }
+
+#[test]
+fn all_category_type_and_tag_reads_go_by_position() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let placed = |id: &str, tag: &str| json!({"id": id, "type": "Placed", "data": {}, "tags": [tag]});
+    let paid = |id: &str| json!({"id": id, "type": "Paid", "data": {}});
+    let ids: Vec<String> = (0..4).map(|i| format!("6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4c{i:02}")).collect();
+    assert_eq!(server.append("order-1", &json!({"events": [placed(&ids[0], "customer:1")]})).0, 200);
+    assert_eq!(server.append("invoice-1", &json!({"events": [placed(&ids[1], "customer:2")]})).0, 200);
+    assert_eq!(server.append("order-2", &json!({"events": [placed(&ids[2], "customer:1"), paid(&ids[3])]})).0, 200);
+    let positions = |path: &str| -> Vec<u64> {
+        let (status, body) = server.request("GET", path, None);
+        assert_eq!(status, 200, "{path}: {body}");
+        body["events"].as_array().expect("events").iter().filter_map(|e| e["position"].as_u64()).collect()
+    };
+    assert_eq!(positions("/v1/all"), [0, 1, 2, 3]);
+    assert_eq!(positions("/v1/all?from=2&direction=backwards&limit=2"), [2, 1]);
+    assert_eq!(positions("/v1/categories/order"), [0, 2, 3]);
+    assert_eq!(positions("/v1/categories/order?from=1"), [2, 3]);
+    assert_eq!(positions("/v1/types/Placed"), [0, 1, 2]);
+    assert_eq!(positions("/v1/types/Paid"), [3]);
+    assert_eq!(positions("/v1/tags/customer:1?direction=backwards"), [2, 0]);
+    assert!(positions("/v1/categories/shipment").is_empty());
+    let (status, body) = server.request("GET", "/v1/all?limit=1000000", None);
+    assert_eq!((status, body["code"].as_str()), (400, Some("limit_too_large")));
+}
