@@ -7,16 +7,17 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use quipu_core::{
-    AppendOutcome, AppendRequest, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag,
+    AppendOutcome, AppendRequest, Conflict, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName,
+    Tag,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiError;
-use crate::wire::{AppendBody, AppendJson, EventJson, expected_revision};
+use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 
 /// Events a read returns when it names no limit.
 const DEFAULT_READ_LIMIT: usize = 100;
@@ -31,6 +32,7 @@ pub fn router(store: Shared) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
+        .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
@@ -53,36 +55,71 @@ async fn append_to_stream(
     let expected = expected_revision(body.expected_revision.as_ref())?;
     let events = body.events.into_iter().map(|e| e.into_proposed()).collect::<Result<Vec<_>, _>>()?;
     let request = AppendRequest::to_stream(stream, expected, events);
+    match submit(&store, request).await? {
+        AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
+        AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
+        AppendOutcome::Conflict(conflict) => Err(conflict_error(&conflict)),
+    }
+}
+
+async fn append_multi(
+    State(store): State<Shared>,
+    body: Result<Json<MultiAppendBody>, JsonRejection>,
+) -> Result<Json<MultiAppendJson>, ApiError> {
+    let Json(body) = body?;
+    match submit(&store, body.into_request()?).await? {
+        AppendOutcome::Written(result) => Ok(Json(MultiAppendJson::new(&result, false))),
+        AppendOutcome::AlreadyWritten(result) => Ok(Json(MultiAppendJson::new(&result, true))),
+        AppendOutcome::Conflict(conflict) => Err(conflict_error(&conflict)),
+    }
+}
+
+/// Hands `request` to the sequencer and awaits its outcome without
+/// blocking the runtime.
+async fn submit(store: &Store, request: AppendRequest) -> Result<AppendOutcome, ApiError> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
     store.submit(request, move |result| {
         // The handler may have gone (client hung up); the append stands.
         let _ = reply.send(result);
     });
-    let outcome = outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??;
-    match outcome {
-        AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
-        AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
-        AppendOutcome::Conflict(conflict) => {
-            let mut error = ApiError::new(
-                StatusCode::CONFLICT,
-                "wrong_expected_revision",
-                "a condition of the append failed; nothing was written",
-            );
-            if let Some(first) = conflict.streams.first() {
-                error.message = format!(
-                    "stream {} is at revision {}, the append expected {}; nothing was written",
-                    first.stream,
-                    first.actual.map_or_else(|| "none (no stream)".to_string(), |r| r.0.to_string()),
-                    first.expected
-                );
-                error = error
-                    .with("stream", json!(first.stream.as_str()))
-                    .with("expected", json!(first.expected.to_string()))
-                    .with("actual", first.actual.map_or(Value::Null, |r| json!(r.0)));
-            }
-            Err(error)
-        }
+    Ok(outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??)
+}
+
+/// A 409 naming every failed stream with its actual revision, and the
+/// conflicting position of a failed DCB condition. The first failed
+/// stream's fields are also at the top level, for single-stream clients.
+fn conflict_error(conflict: &Conflict) -> ApiError {
+    let revision = |r: Option<Revision>| r.map_or(Value::Null, |r| json!(r.0));
+    let streams: Vec<Value> = conflict
+        .streams
+        .iter()
+        .map(|c| json!({"stream": c.stream.as_str(), "expected": c.expected.to_string(), "actual": revision(c.actual)}))
+        .collect();
+    let mut error = match conflict.streams.first() {
+        Some(first) => ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong_expected_revision",
+            format!(
+                "stream {} is at revision {}, the append expected {}; nothing was written",
+                first.stream,
+                first.actual.map_or_else(|| "none (no stream)".to_string(), |r| r.0.to_string()),
+                first.expected
+            ),
+        )
+        .with("stream", json!(first.stream.as_str()))
+        .with("expected", json!(first.expected.to_string()))
+        .with("actual", revision(first.actual)),
+        None => ApiError::new(
+            StatusCode::CONFLICT,
+            "condition_failed",
+            "an event matching the append's condition exists after its position; nothing was written",
+        ),
+    };
+    error = error.with("streams", Value::Array(streams));
+    if let Some(position) = conflict.condition_position {
+        error = error.with("condition_position", json!(position.0));
     }
+    error
 }
 
 /// Query of a read: `from` is a revision for streams and a position for

@@ -3,7 +3,10 @@
 //! their JSON text; a stored payload that is not JSON reads back as a
 //! string.
 
-use quipu_core::{AppendResult, EventId, EventType, ExpectedRevision, ProposedEvent, RecordedEvent, Revision, Tag};
+use quipu_core::{
+    AppendRequest, AppendResult, Condition, EventId, EventType, ExpectedRevision, Position, ProposedEvent, Query,
+    QueryItem, RecordedEvent, Revision, StreamName, StreamWrite, Tag,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -161,6 +164,136 @@ impl AppendJson {
             first_position: result.first_position.0,
             last_position: result.last_position.0,
             next_expected_revision: result.streams.first().map_or(0, |s| s.last_revision.0),
+            already_written,
+        }
+    }
+}
+
+/// Body of `POST /v1/append`: one atomic append over several streams.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MultiAppendBody {
+    /// Per-stream writes; all conditions hold or nothing is written.
+    pub writes: Vec<WriteBody>,
+    /// Optional DCB condition.
+    #[serde(default)]
+    pub condition: Option<ConditionBody>,
+}
+
+/// One stream's part of a multi-stream append.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteBody {
+    /// The stream.
+    pub stream: String,
+    /// As in [`AppendBody`].
+    #[serde(default)]
+    pub expected_revision: Option<Value>,
+    /// The events (may be empty: the write is then only a condition).
+    pub events: Vec<EventBody>,
+}
+
+/// DCB condition: fail if an event matching `query` exists after `after`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionBody {
+    /// Alternatives; an event matching one matches.
+    pub query: Vec<QueryItemBody>,
+    /// Last position the client saw; the whole log when absent.
+    #[serde(default)]
+    pub after: Option<u64>,
+}
+
+/// One alternative of a DCB query: any of `types` (any type when empty)
+/// and all of `tags`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryItemBody {
+    /// Event types.
+    #[serde(default)]
+    pub types: Vec<String>,
+    /// Tags.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+impl MultiAppendBody {
+    /// The engine's request.
+    ///
+    /// # Errors
+    /// [`ApiError`] 400 for any bad name, id or expected revision.
+    pub fn into_request(self) -> Result<AppendRequest, ApiError> {
+        let writes = self
+            .writes
+            .into_iter()
+            .map(|w| {
+                Ok(StreamWrite {
+                    stream: StreamName::new(w.stream)?,
+                    expected: expected_revision(w.expected_revision.as_ref())?,
+                    events: w.events.into_iter().map(EventBody::into_proposed).collect::<Result<_, ApiError>>()?,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        let condition = self
+            .condition
+            .map(|c| -> Result<Condition, ApiError> {
+                let items = c
+                    .query
+                    .into_iter()
+                    .map(|item| {
+                        Ok(QueryItem {
+                            types: item.types.into_iter().map(EventType::new).collect::<Result<_, _>>()?,
+                            tags: item.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
+                        })
+                    })
+                    .collect::<Result<_, ApiError>>()?;
+                Ok(Condition { query: Query { items }, after: c.after.map(Position) })
+            })
+            .transpose()?;
+        Ok(AppendRequest { writes, condition })
+    }
+}
+
+/// One stream's result of a multi-stream append.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct StreamResultJson {
+    /// The stream.
+    pub stream: String,
+    /// Revision of its first new event.
+    pub first_revision: u64,
+    /// Revision of its last new event: the next expected revision.
+    pub last_revision: u64,
+}
+
+/// Answer to a successful (or repeated) multi-stream append.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MultiAppendJson {
+    /// Position of the first event.
+    pub first_position: u64,
+    /// Position of the last event.
+    pub last_position: u64,
+    /// Per stream that received events, in request order.
+    pub streams: Vec<StreamResultJson>,
+    /// True when these event ids were written before and nothing new was.
+    pub already_written: bool,
+}
+
+impl MultiAppendJson {
+    /// From the engine's result.
+    #[must_use]
+    pub fn new(result: &AppendResult, already_written: bool) -> MultiAppendJson {
+        MultiAppendJson {
+            first_position: result.first_position.0,
+            last_position: result.last_position.0,
+            streams: result
+                .streams
+                .iter()
+                .map(|s| StreamResultJson {
+                    stream: s.stream.to_string(),
+                    first_revision: s.first_revision.0,
+                    last_revision: s.last_revision.0,
+                })
+                .collect(),
             already_written,
         }
     }

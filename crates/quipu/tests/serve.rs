@@ -245,3 +245,56 @@ fn all_category_type_and_tag_reads_go_by_position() {
     let (status, body) = server.request("GET", "/v1/all?limit=1000000", None);
     assert_eq!((status, body["code"].as_str()), (400, Some("limit_too_large")));
 }
+
+#[test]
+fn a_multi_stream_append_is_all_or_nothing_and_checks_a_dcb_condition() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let post = |body: Value| server.request("POST", "/v1/append", Some(&body.to_string()));
+    let ev = |n: u32, tag: &str| json!({"id": format!("6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4d{n:02}"), "type": "Moved", "data": {}, "tags": [tag]});
+    let transfer = |from_expected: Value, n: u32| {
+        json!({"writes": [
+            {"stream": "account-1", "expected_revision": from_expected, "events": [ev(n, "transfer")]},
+            {"stream": "account-2", "expected_revision": "any", "events": [ev(n + 1, "transfer")]}
+        ]})
+    };
+    let (status, body) = post(transfer(json!(3), 0));
+    assert_eq!(
+        (status, &body["streams"][0]["stream"], &body["streams"][0]["actual"]),
+        (409, &json!("account-1"), &Value::Null),
+        "{body}"
+    );
+    let (status, body) = server.request("GET", "/v1/all", None);
+    assert_eq!(
+        (status, body["events"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "nothing of the refused append was written"
+    );
+
+    let (status, body) = post(transfer(json!("no_stream"), 0));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["streams"],
+        json!([
+            {"stream": "account-1", "first_revision": 0, "last_revision": 0},
+            {"stream": "account-2", "first_revision": 0, "last_revision": 0}
+        ])
+    );
+    assert_eq!(post(transfer(json!("no_stream"), 0)).1["already_written"], json!(true));
+
+    let guarded = |n: u32, after: Value| {
+        json!({"writes": [{"stream": "audit-1", "events": [ev(n, "audit")]}],
+               "condition": {"query": [{"types": ["Moved"], "tags": ["transfer"]}], "after": after}})
+    };
+    let (status, body) = post(guarded(10, Value::Null));
+    assert_eq!(
+        (status, &body["code"], &body["condition_position"]),
+        (409, &json!("condition_failed"), &json!(0)),
+        "{body}"
+    );
+    let (status, body) = post(guarded(10, json!(1)));
+    assert_eq!(status, 200, "nothing matches after position 1: {body}");
+    let (status, body) =
+        post(json!({"writes": [{"stream": "a-1", "events": [ev(20, "x")]}], "condition": {"query": []}}));
+    assert_eq!((status, &body["code"]), (400, &json!("empty_query")));
+}
