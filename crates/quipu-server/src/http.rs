@@ -24,8 +24,11 @@ const DEFAULT_READ_LIMIT: usize = 100;
 
 type Shared = Arc<Store>;
 
+/// Turns true when the server starts shutting down.
+type Stopping = tokio::sync::watch::Receiver<bool>;
+
 /// The API's routes over `store`.
-pub fn router(store: Shared) -> Router {
+pub fn router(store: Shared, stopping: Stopping) -> Router {
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -34,6 +37,7 @@ pub fn router(store: Shared) -> Router {
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
+        .route("/v1/subscribe", get(move |state, headers, query| subscribe(state, stopping, headers, query)))
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
@@ -159,6 +163,25 @@ async fn read_stream(
     let stream = StreamName::new(stream)?;
     let (from, direction, limit) = (query.from.map(Revision), query.direction()?, query.limit());
     read(move || store.read_stream(&stream, from, direction, limit)).await
+}
+
+/// Query of a subscription.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeQuery {
+    from: Option<u64>,
+}
+
+async fn subscribe(
+    State(store): State<Shared>,
+    stopping: Stopping,
+    headers: axum::http::HeaderMap,
+    query: Result<Query<SubscribeQuery>, QueryRejection>,
+) -> Result<axum::response::Response, ApiError> {
+    let Query(query) = query?;
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let from = crate::subscription::start_position(query.from, last_event_id)?;
+    Ok(axum::response::IntoResponse::into_response(crate::subscription::subscribe_all(store, stopping, from)))
 }
 
 /// Which position-ordered index a read walks.

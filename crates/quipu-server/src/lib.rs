@@ -15,12 +15,14 @@
 //!   (every acknowledged append is already durable).
 //!
 //! Modules: [`wire`] (the JSON shapes), `api_error` (errors as HTTP
-//! responses), `http` (routes and handlers), and [`serve`].
+//! responses), `http` (routes and handlers), `subscription` (SSE catch-up
+//! then live), and [`serve`].
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 mod api_error;
 mod http;
+mod subscription;
 pub mod wire;
 
 use std::future::Future;
@@ -53,7 +55,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let store = Arc::new(store);
-    let router = http::router(Arc::clone(&store));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let router = http::router(Arc::clone(&store), stopping);
+    let shutdown = async move {
+        shutdown.await;
+        // Live subscriptions never finish on their own; tell them to end.
+        let _ = stop.send(true);
+    };
     axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,

@@ -298,3 +298,49 @@ fn a_multi_stream_append_is_all_or_nothing_and_checks_a_dcb_condition() {
         post(json!({"writes": [{"stream": "a-1", "events": [ev(20, "x")]}], "condition": {"query": []}}));
     assert_eq!((status, &body["code"]), (400, &json!("empty_query")));
 }
+
+/// Reads server-sent events from `/v1/subscribe?{query}` until `count`
+/// events came; returns their positions in arrival order.
+fn subscribe(address: &str, query: &str, count: usize) -> Vec<u64> {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    let request = format!("GET /v1/subscribe?{query} HTTP/1.1\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send");
+    let mut positions = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        let line = line.expect("read a line");
+        // Chunked framing lines carry no "data:" prefix and are skipped.
+        let Some(data) = line.strip_prefix("data: ") else { continue };
+        let event: Value = serde_json::from_str(data).expect("event JSON");
+        positions.push(event["position"].as_u64().expect("position"));
+        if positions.len() == count {
+            break;
+        }
+    }
+    positions
+}
+
+#[test]
+fn an_sse_subscription_sees_every_event_once_in_order_across_catch_up_and_live() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let append = |n: usize| {
+        let id = format!("6f1c9b7e-2f44-4b8e-9a53-{n:012}");
+        let (status, body) =
+            server.append(&format!("tick-{}", n % 3), &json!({"events": [{"id": id, "type": "Tick", "data": n}]}));
+        assert_eq!(status, 200, "{body}");
+    };
+    (0..30).for_each(append);
+    let positions = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| subscribe(&server.address, "from=0", 60));
+        (30..60).for_each(append);
+        reader.join().expect("subscriber")
+    });
+    assert_eq!(positions, (0..60).collect::<Vec<u64>>());
+    assert_eq!(subscribe(&server.address, "from=55", 5), [55, 56, 57, 58, 59]);
+
+    // A live subscription does not keep the server from stopping.
+    let mut idle = TcpStream::connect(&server.address).expect("connect");
+    let request = format!("GET /v1/subscribe?from=60 HTTP/1.1\r\nHost: {}\r\n\r\n", server.address);
+    idle.write_all(request.as_bytes()).expect("send");
+    assert_eq!(server.terminate(), Some(0));
+}
