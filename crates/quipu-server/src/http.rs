@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiError;
+use crate::metrics::Metrics;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 
 /// Events a read returns when it names no limit.
@@ -32,8 +33,11 @@ pub fn router(store: Shared, stopping: Stopping) -> Router {
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
+    let metrics = Arc::new(Metrics::default());
+    let counting = Arc::clone(&metrics);
     Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(render_metrics))
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
@@ -42,7 +46,20 @@ pub fn router(store: Shared, stopping: Stopping) -> Router {
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
+            let counting = Arc::clone(&counting);
+            async move {
+                let response = next.run(request).await;
+                counting.count_response(response.status().as_u16());
+                response
+            }
+        }))
+        .layer(Extension(metrics))
         .with_state(store)
+}
+
+async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
+    metrics.render(&store)
 }
 
 async fn health() -> Json<Value> {
@@ -51,6 +68,7 @@ async fn health() -> Json<Value> {
 
 async fn append_to_stream(
     State(store): State<Shared>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     Path(stream): Path<String>,
     body: Result<Json<AppendBody>, JsonRejection>,
 ) -> Result<Json<AppendJson>, ApiError> {
@@ -59,7 +77,7 @@ async fn append_to_stream(
     let expected = expected_revision(body.expected_revision.as_ref())?;
     let events = body.events.into_iter().map(|e| e.into_proposed()).collect::<Result<Vec<_>, _>>()?;
     let request = AppendRequest::to_stream(stream, expected, events);
-    match submit(&store, request).await? {
+    match submit(&store, &metrics, request).await? {
         AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
         AppendOutcome::Conflict(conflict) => Err(conflict_error(&conflict)),
@@ -68,10 +86,11 @@ async fn append_to_stream(
 
 async fn append_multi(
     State(store): State<Shared>,
+    Extension(metrics): Extension<Arc<Metrics>>,
     body: Result<Json<MultiAppendBody>, JsonRejection>,
 ) -> Result<Json<MultiAppendJson>, ApiError> {
     let Json(body) = body?;
-    match submit(&store, body.into_request()?).await? {
+    match submit(&store, &metrics, body.into_request()?).await? {
         AppendOutcome::Written(result) => Ok(Json(MultiAppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(MultiAppendJson::new(&result, true))),
         AppendOutcome::Conflict(conflict) => Err(conflict_error(&conflict)),
@@ -80,9 +99,11 @@ async fn append_multi(
 
 /// Hands `request` to the sequencer and awaits its outcome without
 /// blocking the runtime.
-async fn submit(store: &Store, request: AppendRequest) -> Result<AppendOutcome, ApiError> {
+async fn submit(store: &Store, metrics: &Arc<Metrics>, request: AppendRequest) -> Result<AppendOutcome, ApiError> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
+    let metrics = Arc::clone(metrics);
     store.submit(request, move |result| {
+        metrics.count_append(&result);
         // The handler may have gone (client hung up); the append stands.
         let _ = reply.send(result);
     });

@@ -37,6 +37,13 @@ impl Server {
 
     /// Sends a request; returns the status and the JSON body.
     fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+        let (status, text) = self.request_text(method, path, body);
+        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
+        (status, json)
+    }
+
+    /// Sends a request; returns the status and the body as text.
+    fn request_text(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let mut stream = TcpStream::connect(&self.address).expect("connect");
         let body = body.unwrap_or("");
         let request = format!(
@@ -50,8 +57,7 @@ impl Server {
         let text = String::from_utf8_lossy(&response);
         let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
         let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-        let json = serde_json::from_str(body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {body:?}"));
-        (status, json)
+        (status, body.to_string())
     }
 
     fn append(&self, stream: &str, body: &Value) -> (u16, Value) {
@@ -343,4 +349,30 @@ fn an_sse_subscription_sees_every_event_once_in_order_across_catch_up_and_live()
     let request = format!("GET /v1/subscribe?from=60 HTTP/1.1\r\nHost: {}\r\n\r\n", server.address);
     idle.write_all(request.as_bytes()).expect("send");
     assert_eq!(server.terminate(), Some(0));
+}
+
+#[test]
+fn metrics_count_appends_by_outcome_and_responses_by_class() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let body = json!({"expected_revision": "no_stream", "events": [event(ID_1, json!(1)), event(ID_2, json!(2))]});
+    assert_eq!(server.append("account-1", &body).0, 200);
+    assert_eq!(server.append("account-1", &body).0, 200);
+    let stale =
+        json!({"expected_revision": "no_stream", "events": [event("6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4a09", json!(3))]});
+    assert_eq!(server.append("account-1", &stale).0, 409);
+    assert_eq!(server.request("GET", "/v1/streams/none-1", None).0, 404);
+    let (status, text) = server.request_text("GET", "/metrics", None);
+    assert_eq!(status, 200);
+    for line in [
+        "quipu_appends_total{outcome=\"written\"} 1",
+        "quipu_appends_total{outcome=\"already_written\"} 1",
+        "quipu_appends_total{outcome=\"conflict\"} 1",
+        "quipu_events_written_total 2",
+        "quipu_http_responses_total{class=\"2xx\"} 2",
+        "quipu_http_responses_total{class=\"4xx\"} 2",
+        "quipu_log_events 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
 }
