@@ -38,6 +38,7 @@ pub fn router(store: Shared, stopping: Stopping) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))

@@ -16,13 +16,15 @@
 //!
 //! Modules: [`wire`] (the JSON shapes), `api_error` (errors as HTTP
 //! responses), `http` (routes and handlers), `subscription` (SSE catch-up
-//! then live), `metrics` (`/metrics`), and [`serve`].
+//! then live), `metrics` (`/metrics`),
+//! `openapi` (`/openapi.json`), and [`serve`].
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 mod api_error;
 mod http;
 mod metrics;
+mod openapi;
 mod subscription;
 pub mod wire;
 

@@ -376,3 +376,26 @@ fn metrics_count_appends_by_outcome_and_responses_by_class() {
         assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
     }
 }
+
+#[test]
+fn the_openapi_document_describes_the_served_routes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let (status, doc) = server.request("GET", "/openapi.json", None);
+    assert_eq!((status, &doc["openapi"]), (200, &json!("3.1.0")));
+    let paths = doc["paths"].as_object().expect("paths");
+    for (path, probe) in [
+        ("/health", "/health"),
+        ("/metrics", "/metrics"),
+        ("/v1/all", "/v1/all"),
+        ("/v1/categories/{category}", "/v1/categories/order"),
+        ("/v1/types/{event_type}", "/v1/types/Placed"),
+        ("/v1/tags/{tag}", "/v1/tags/vip"),
+    ] {
+        assert!(paths.contains_key(path), "{path} is not described");
+        assert_eq!(server.request_text("GET", probe, None).0, 200, "{probe} is not served");
+    }
+    for path in ["/v1/streams/{stream}", "/v1/append", "/v1/subscribe"] {
+        assert!(paths.contains_key(path), "{path} is not described");
+    }
+}
