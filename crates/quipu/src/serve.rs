@@ -1,8 +1,13 @@
-//! `quipu serve`: opens the data directory and serves it over HTTP/JSON on
-//! loopback by default. Binding another address needs `--insecure` until
+//! `quipu serve`: opens the data directory and serves it over gRPC and
+//! HTTP/JSON on loopback by default. Binding another address needs `--insecure` until
 //! authentication exists, and logs a warning. SIGTERM or Ctrl-C stops it
 //! gracefully: no new connections, in-flight requests finish, the store
 //! closes, exit 0.
+
+// The settings live in src/config.rs, beside this file: `main.rs` names
+// only the subcommands, and the settings are `serve`'s alone.
+#[path = "config.rs"]
+mod config;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,66 +15,159 @@ use std::path::PathBuf;
 use anyhow::Context;
 use quipu_core::{Options, Store};
 
-/// Arguments of `quipu serve`.
+use self::config::{Config, ConfigLayer};
+
+/// Arguments of `quipu serve`. Each setting is taken from its flag, else
+/// its environment variable, else the `--config` file, else its default
+/// (see `config.rs`), so none has a clap default.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Data directory (created when missing).
-    #[arg(long, default_value = "./quipu-data", env = "QUIPU_DATA_DIR")]
-    pub data_dir: PathBuf,
-    /// Address of the HTTP/JSON API (port 0 picks a free port).
-    #[arg(long, default_value = "127.0.0.1:2114", env = "QUIPU_HTTP_LISTEN")]
-    pub http_listen: SocketAddr,
-    /// Allow a non-loopback address without authentication (unsafe).
-    #[arg(long)]
-    pub insecure: bool,
+    /// TOML file setting any of data_dir, grpc_listen, http_listen and
+    /// insecure; flags and environment variables override it.
+    #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory, created when missing [default: ./quipu-data].
+    #[arg(long, env = "QUIPU_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the gRPC API; port 0 picks a free port [default: 127.0.0.1:2113].
+    #[arg(long, env = "QUIPU_GRPC_LISTEN", value_name = "ADDRESS")]
+    pub grpc_listen: Option<SocketAddr>,
+    /// Address of the HTTP/JSON API; port 0 picks a free port [default: 127.0.0.1:2114].
+    #[arg(long, env = "QUIPU_HTTP_LISTEN", value_name = "ADDRESS")]
+    pub http_listen: Option<SocketAddr>,
+    /// Allow a non-loopback address without authentication (unsafe);
+    /// --insecure=false overrides a config file.
+    #[arg(
+        long,
+        env = "QUIPU_INSECURE",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub insecure: Option<bool>,
+}
+
+impl ServeArgs {
+    /// The settings to run with: these arguments over the config file
+    /// over the defaults.
+    ///
+    /// # Errors
+    /// A config file that cannot be read or is invalid.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let command_line = ConfigLayer {
+            data_dir: self.data_dir.clone(),
+            grpc_listen: self.grpc_listen,
+            http_listen: self.http_listen,
+            insecure: self.insecure,
+        };
+        Config::resolve(command_line, self.config.as_deref())
+    }
 }
 
 /// Runs the server until a stop signal.
 ///
 /// # Errors
-/// A refused address, a store that does not open, or a listener failure.
+/// An invalid config file, a refused address, a store that does not open,
+/// or a listener failure.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    if !args.http_listen.ip().is_loopback() {
-        anyhow::ensure!(
-            args.insecure,
-            "refusing to serve on {} without authentication; bind a loopback address or pass --insecure",
-            args.http_listen
-        );
-        tracing::warn!(address = %args.http_listen, "serving without authentication on a non-loopback address (--insecure)");
+    let config = args.config()?;
+    for address in [config.grpc_listen, config.http_listen] {
+        if !address.ip().is_loopback() {
+            anyhow::ensure!(
+                config.insecure,
+                "refusing to serve on {address} without authentication; bind a loopback address or pass --insecure",
+            );
+            tracing::warn!(%address, "serving without authentication on a non-loopback address (--insecure)");
+        }
     }
-    let store = Store::open(&args.data_dir, Options::default())
-        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let store = Store::open(&config.data_dir, Options::default())
+        .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.http_listen)
-            .await
-            .with_context(|| format!("binding {}", args.http_listen))?;
-        let address = listener.local_addr().context("reading the bound address")?;
+        let listeners =
+            quipu_server::Listeners { grpc: bind(config.grpc_listen).await?, http: bind(config.http_listen).await? };
+        let grpc = listeners.grpc.local_addr().context("reading the bound gRPC address")?;
+        let http = listeners.http.local_addr().context("reading the bound HTTP address")?;
+        let stop = stop_signal()?;
         // One line on stdout that scripts and tests can wait for.
-        println!("quipu listening http={address} data_dir={}", args.data_dir.display());
-        tracing::info!(http = %address, data_dir = %args.data_dir.display(), "serving");
-        quipu_server::serve(store, listener, stop_signal()).await?;
+        println!("quipu listening grpc={grpc} http={http} data_dir={}", config.data_dir.display());
+        tracing::info!(%grpc, %http, data_dir = %config.data_dir.display(), "serving");
+        quipu_server::serve(store, listeners, stop).await?;
         tracing::info!("stopped");
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM or Ctrl-C (SIGINT).
-async fn stop_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                std::future::pending::<()>().await;
-            }
+async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.with_context(|| format!("binding {address}"))
+}
+
+/// Starts listening for SIGTERM and Ctrl-C (SIGINT) now; the future
+/// resolves on the first of them. Must run inside the runtime.
+///
+/// Listening starts before the future is first polled because until then
+/// the default action of SIGTERM kills the process: a signal sent right
+/// after the listening line would otherwise skip the graceful stop.
+///
+/// # Errors
+/// The signal handlers cannot be installed.
+fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = interrupt.recv() => {}
         }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
+        tracing::info!("stop signal received; finishing in-flight requests");
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
     }
-    tracing::info!("stop signal received; finishing in-flight requests");
+
+    fn parse(args: &[&str]) -> ServeArgs {
+        Cli::try_parse_from(std::iter::once("serve").chain(args.iter().copied())).expect("valid arguments").serve
+    }
+
+    /// Whether the environment of this test sets any `QUIPU_*` variable.
+    fn environment_is_clean() -> bool {
+        std::env::vars_os().all(|(name, _)| !name.to_string_lossy().starts_with("QUIPU_"))
+    }
+
+    #[test]
+    fn the_arguments_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn an_absent_flag_leaves_its_setting_to_the_config_file() {
+        if !environment_is_clean() {
+            return;
+        }
+        let args = parse(&[]);
+        assert_eq!(
+            (args.config, args.data_dir, args.grpc_listen, args.http_listen, args.insecure),
+            (None, None, None, None, None)
+        );
+    }
+
+    #[test]
+    fn insecure_is_true_bare_and_takes_an_explicit_value() {
+        assert_eq!(parse(&["--insecure"]).insecure, Some(true));
+        assert_eq!(parse(&["--insecure=true"]).insecure, Some(true));
+        assert_eq!(parse(&["--insecure=false"]).insecure, Some(false), "false overrides a file's insecure = true");
+        assert!(Cli::try_parse_from(["serve", "--insecure", "yes"]).is_err(), "a value needs the = sign");
+    }
 }

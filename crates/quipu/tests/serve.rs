@@ -1,83 +1,16 @@
-//! End-to-end tests of `quipu serve`: the real binary on a free port of
-//! loopback, driven over HTTP/1.1 by a minimal client (a few lines over a
-//! TCP socket, so the test needs no HTTP library).
+//! End-to-end tests of `quipu serve`: the real binary on free ports of
+//! loopback, driven over HTTP/1.1 by the minimal client of `common`.
+//! The SIGKILL crash test is in `serve_crash.rs`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
+use common::{Load, Server, append_until_interrupted, check_streams, serve_command};
 use serde_json::{Value, json};
-
-/// A running server and its address.
-struct Server {
-    child: Child,
-    address: String,
-}
-
-impl Server {
-    fn start(data_dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_quipu"))
-            .args(["serve", "--http-listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start quipu serve");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
-        let address = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("http="))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Server { child, address }
-    }
-
-    /// Sends a request; returns the status and the JSON body.
-    fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-        let (status, text) = self.request_text(method, path, body);
-        let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}"));
-        (status, json)
-    }
-
-    /// Sends a request; returns the status and the body as text.
-    fn request_text(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
-        let mut stream = TcpStream::connect(&self.address).expect("connect");
-        let body = body.unwrap_or("");
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            self.address,
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).expect("send");
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response).expect("receive");
-        let text = String::from_utf8_lossy(&response);
-        let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-        let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("a status");
-        (status, body.to_string())
-    }
-
-    fn append(&self, stream: &str, body: &Value) -> (u16, Value) {
-        self.request("POST", &format!("/v1/streams/{stream}"), Some(&body.to_string()))
-    }
-
-    /// SIGTERM, then the exit status code.
-    fn terminate(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
-        self.child.wait().expect("wait").code()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn event(id: &str, data: Value) -> Value {
     json!({"id": id, "type": "Deposited", "data": data, "tags": ["account:1"]})
@@ -211,18 +144,104 @@ fn concurrent_writers_with_the_same_expected_revision_have_one_winner() {
 }
 
 #[test]
-fn sigterm_stops_gracefully_and_acknowledged_appends_survive_a_restart() {
+fn sigterm_under_load_exits_0_and_every_acknowledged_append_survives_a_restart() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
     let body = json!({"expected_revision": "no_stream", "events": [event(ID_1, json!({"n": 1}))]});
     assert_eq!(server.append("account-3", &body).0, 200);
-    assert_eq!(server.terminate(), Some(0), "SIGTERM exits 0");
+    let load = Load { writers: 8, streams: 4, acknowledged_before_interrupt: 200, id_seed: 0 };
+    let mut ledger = append_until_interrupted(&server, &load, |server| server.signal("TERM"));
+    assert_eq!(server.wait(), Some(0), "SIGTERM exits 0");
+    assert!(ledger.acknowledged.len() >= load.acknowledged_before_interrupt, "the load ran before SIGTERM");
 
     let server = Server::start(dir.path());
+    check_streams(&server, &ledger);
+    ledger.retry_unknown(&server);
+    check_streams(&server, &ledger);
     let (status, read) = server.request("GET", "/v1/streams/account-3", None);
     assert_eq!((status, &read["events"][0]["id"]), (200, &json!(ID_1)));
     let (status, again) = server.append("account-3", &body);
     assert_eq!((status, &again["already_written"]), (200, &json!(true)), "ids are remembered across restarts");
+}
+
+/// Writes `text` to `quipu.toml` in `dir`; returns its path.
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("quipu.toml");
+    std::fs::write(&path, text).expect("write the config file");
+    path
+}
+
+/// Starts `quipu serve` with the arguments and environment `configure`
+/// adds, and stops it; returns the data directory it served.
+fn served_data_dir(configure: impl FnOnce(&mut Command)) -> String {
+    let mut command = serve_command();
+    configure(&mut command);
+    let server = Server::spawn(command);
+    assert_eq!(server.request("GET", "/health", None).0, 200);
+    let data_dir = server.data_dir.clone();
+    assert_eq!(server.terminate(), Some(0));
+    data_dir
+}
+
+#[test]
+fn a_config_file_sets_what_env_vars_and_flags_leave_unset() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        "data_dir = \"from-file\"\ngrpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\n",
+    );
+    let [from_file, from_env, from_flag] =
+        ["from-file", "from-env", "from-flag"].map(|name| dir.path().join(name).display().to_string());
+    let served = served_data_dir(|command| {
+        command.arg("--config").arg(&config);
+    });
+    assert_eq!(served, from_file, "a relative data_dir is relative to the file");
+    let served = served_data_dir(|command| {
+        command.env("QUIPU_CONFIG", &config);
+    });
+    assert_eq!(served, from_file, "QUIPU_CONFIG names the file too");
+    let served = served_data_dir(|command| {
+        command.arg("--config").arg(&config).env("QUIPU_DATA_DIR", &from_env);
+    });
+    assert_eq!(served, from_env, "the environment overrides the file");
+    let served = served_data_dir(|command| {
+        command.arg("--config").arg(&config).env("QUIPU_DATA_DIR", &from_env).args(["--data-dir", &from_flag]);
+    });
+    assert_eq!(served, from_flag, "a flag overrides the environment");
+}
+
+#[test]
+fn a_bad_config_file_stops_the_server_with_a_message_naming_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let cases = [
+        ("data_dri = \"x\"\n", "unknown field `data_dri`"),
+        ("http_listen = \"localhost\"\n", "http_listen"),
+        ("insecure = \"yes\"\n", "insecure"),
+        ("data_dir = \"x\n", "line 1"),
+    ];
+    for (text, problem) in cases {
+        let config = write_config(dir.path(), text);
+        let output = serve_command()
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run quipu serve");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{text:?}: {stderr}");
+        assert!(stderr.contains(&format!("invalid config file {}", config.display())), "{text:?}: {stderr}");
+        assert!(stderr.contains(problem), "{text:?} should name {problem:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{text:?}: the server did not start");
+    }
+    let absent = dir.path().join("absent.toml");
+    let output = serve_command().arg("--config").arg(&absent).stderr(Stdio::piped()).output().expect("run quipu serve");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("cannot read the config file {}", absent.display())), "{stderr}");
+    assert!(!data_dir.exists(), "no store was opened");
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! The settings of `quipu serve` and where each comes from. A setting is
+//! taken from the first source that sets it: its flag, its environment
+//! variable, the TOML config file named by `--config` (or `QUIPU_CONFIG`),
+//! then the built-in default. Clap already puts a flag over its environment
+//! variable, so the command line arrives here as one [`ConfigLayer`]; the
+//! file is another; [`Config::resolve`] stacks them over the defaults.
+//! `serve` reads only the resolved [`Config`].
+//!
+//! A config file is strict: an unreadable file, a syntax error, an unknown
+//! key or a value of the wrong type is an error that names the file, and
+//! the server does not start. A typo must never fall back to a default
+//! silently, least of all for an address or a data directory.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// Data directory when no source sets one.
+pub const DATA_DIR_DEFAULT: &str = "./quipu-data";
+/// Address of the gRPC API when no source sets one.
+pub const GRPC_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2113);
+/// Address of the HTTP/JSON API when no source sets one.
+pub const HTTP_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2114);
+
+/// The settings one source gives, each `None` unless that source sets it.
+/// A config file holds exactly these keys, all optional:
+///
+/// ```toml
+/// data_dir = "/var/lib/quipu"
+/// grpc_listen = "127.0.0.1:2113"
+/// http_listen = "127.0.0.1:2114"
+/// insecure = false
+/// ```
+#[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    /// Data directory. In a file, a relative path is relative to the
+    /// file's directory.
+    pub data_dir: Option<PathBuf>,
+    /// Address of the gRPC API.
+    pub grpc_listen: Option<SocketAddr>,
+    /// Address of the HTTP/JSON API.
+    pub http_listen: Option<SocketAddr>,
+    /// Whether a non-loopback address may be served without authentication.
+    pub insecure: Option<bool>,
+}
+
+impl ConfigLayer {
+    /// Reads the config file at `path`.
+    ///
+    /// # Errors
+    /// The file cannot be read, or [`ConfigLayer::parse`] refuses it; the
+    /// message names the file.
+    pub fn read(path: &Path) -> anyhow::Result<ConfigLayer> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read the config file {}", path.display()))?;
+        ConfigLayer::parse(&text, path)
+    }
+
+    /// Parses `text`, the contents of the config file at `path`, and makes
+    /// a relative `data_dir` relative to the file's directory.
+    ///
+    /// # Errors
+    /// Invalid TOML, an unknown key or a value of the wrong type; the
+    /// message names the file, and the line and the key at fault.
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<ConfigLayer> {
+        let mut layer: ConfigLayer =
+            toml::from_str(text).with_context(|| format!("invalid config file {}", path.display()))?;
+        // The file means the same wherever the server is started from.
+        layer.data_dir = layer.data_dir.map(|data_dir| path.parent().unwrap_or(Path::new("")).join(data_dir));
+        Ok(layer)
+    }
+
+    /// This layer over `lower`: each setting from `self` where it is set,
+    /// otherwise from `lower`.
+    #[must_use]
+    pub fn over(self, lower: ConfigLayer) -> ConfigLayer {
+        ConfigLayer {
+            data_dir: self.data_dir.or(lower.data_dir),
+            grpc_listen: self.grpc_listen.or(lower.grpc_listen),
+            http_listen: self.http_listen.or(lower.http_listen),
+            insecure: self.insecure.or(lower.insecure),
+        }
+    }
+}
+
+/// The settings `quipu serve` runs with, every one resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Data directory (created when missing).
+    pub data_dir: PathBuf,
+    /// Address of the gRPC API (port 0 picks a free port).
+    pub grpc_listen: SocketAddr,
+    /// Address of the HTTP/JSON API (port 0 picks a free port).
+    pub http_listen: SocketAddr,
+    /// Whether a non-loopback address may be served without authentication.
+    pub insecure: bool,
+}
+
+impl Config {
+    /// Resolves every setting: `command_line` (flags over their
+    /// environment variables), then the config file at `file` when one is
+    /// named, then the defaults.
+    ///
+    /// # Errors
+    /// As [`ConfigLayer::read`] when a file is named.
+    pub fn resolve(command_line: ConfigLayer, file: Option<&Path>) -> anyhow::Result<Config> {
+        let file = match file {
+            Some(path) => ConfigLayer::read(path)?,
+            None => ConfigLayer::default(),
+        };
+        Ok(Config::with_defaults(command_line.over(file)))
+    }
+
+    /// The settings of `layer`, each one it leaves unset at its default.
+    #[must_use]
+    pub fn with_defaults(layer: ConfigLayer) -> Config {
+        Config {
+            data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
+            grpc_listen: layer.grpc_listen.unwrap_or(GRPC_LISTEN_DEFAULT),
+            http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
+            insecure: layer.insecure.unwrap_or(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address(text: &str) -> SocketAddr {
+        text.parse().expect("a socket address")
+    }
+
+    /// Writes `text` to a config file in a fresh directory.
+    fn config_file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("quipu.toml");
+        std::fs::write(&path, text).expect("write the config file");
+        (dir, path)
+    }
+
+    /// The error of resolving with the file at `path`, with its causes.
+    fn resolve_error(path: &Path) -> String {
+        let error = Config::resolve(ConfigLayer::default(), Some(path)).expect_err("the file is refused");
+        format!("{error:#}")
+    }
+
+    #[test]
+    fn defaults_apply_when_no_source_sets_a_setting() {
+        let config = Config::resolve(ConfigLayer::default(), None).expect("no file, no error");
+        assert_eq!(
+            config,
+            Config {
+                data_dir: PathBuf::from("./quipu-data"),
+                grpc_listen: address("127.0.0.1:2113"),
+                http_listen: address("127.0.0.1:2114"),
+                insecure: false,
+            }
+        );
+    }
+
+    #[test]
+    fn the_file_sets_every_key_the_command_line_leaves_unset() {
+        let (_dir, path) = config_file(
+            "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n",
+        );
+        let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
+        assert_eq!(
+            config,
+            Config {
+                data_dir: PathBuf::from("/srv/quipu"),
+                grpc_listen: address("127.0.0.1:7113"),
+                http_listen: address("[::1]:7114"),
+                insecure: true,
+            }
+        );
+    }
+
+    #[test]
+    fn the_command_line_overrides_the_file_key_by_key() {
+        let (_dir, path) =
+            config_file("data_dir = \"/srv/quipu\"\nhttp_listen = \"127.0.0.1:7114\"\ninsecure = true\n");
+        let command_line = ConfigLayer {
+            data_dir: Some(PathBuf::from("/tmp/flag")),
+            grpc_listen: None,
+            http_listen: None,
+            insecure: Some(false),
+        };
+        let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
+        assert_eq!(
+            config,
+            Config {
+                data_dir: PathBuf::from("/tmp/flag"),
+                grpc_listen: GRPC_LISTEN_DEFAULT,
+                http_listen: address("127.0.0.1:7114"),
+                insecure: false,
+            },
+            "flag over file, file over default, and an explicit false is not unset"
+        );
+    }
+
+    #[test]
+    fn an_empty_file_sets_nothing() {
+        let (_dir, path) = config_file("# all defaults\n");
+        assert_eq!(ConfigLayer::read(&path).expect("a valid file"), ConfigLayer::default());
+    }
+
+    #[test]
+    fn a_relative_data_dir_in_a_file_is_relative_to_the_file() {
+        let (dir, path) = config_file("data_dir = \"data\"\n");
+        let layer = ConfigLayer::read(&path).expect("a valid file");
+        assert_eq!(layer.data_dir, Some(dir.path().join("data")));
+        let layer = ConfigLayer::parse("data_dir = \"data\"\n", Path::new("quipu.toml")).expect("a valid file");
+        assert_eq!(layer.data_dir, Some(PathBuf::from("data")));
+    }
+
+    #[test]
+    fn an_unknown_key_is_an_error_naming_the_key_and_the_file() {
+        let (_dir, path) = config_file("data_dri = \"/srv/quipu\"\n");
+        let message = resolve_error(&path);
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("unknown field `data_dri`"), "{message}");
+        assert!(message.contains("data_dir"), "the valid keys are listed: {message}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_an_error_naming_the_file() {
+        for text in ["http_listen = 2114\n", "grpc_listen = \"localhost\"\n", "insecure = \"yes\"\n", "data_dir = 3\n"]
+        {
+            let (_dir, path) = config_file(text);
+            let message = resolve_error(&path);
+            assert!(message.contains(&path.display().to_string()), "{text:?}: {message}");
+            assert!(message.contains("line 1"), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn invalid_toml_is_an_error_naming_the_file() {
+        let (_dir, path) = config_file("data_dir = \"/srv/quipu\n");
+        let message = resolve_error(&path);
+        assert!(message.starts_with(&format!("invalid config file {}", path.display())), "{message}");
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("absent.toml");
+        let message = resolve_error(&path);
+        assert!(message.starts_with(&format!("cannot read the config file {}", path.display())), "{message}");
+    }
+}
