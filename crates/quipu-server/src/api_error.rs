@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use quipu_core::{Conflict, Revision};
 use serde_json::{Map, Value, json};
 
 /// An error answer of the API.
@@ -95,4 +96,41 @@ impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
         ApiError::bad_request("invalid_query", rejection.body_text())
     }
+}
+
+/// A 409 naming every failed stream with its actual revision, and the
+/// conflicting position of a failed DCB condition. The first failed
+/// stream's fields are also at the top level, for single-stream clients.
+pub fn conflict_error(conflict: &Conflict) -> ApiError {
+    let revision = |r: Option<Revision>| r.map_or(Value::Null, |r| json!(r.0));
+    let streams: Vec<Value> = conflict
+        .streams
+        .iter()
+        .map(|c| json!({"stream": c.stream.as_str(), "expected": c.expected.to_string(), "actual": revision(c.actual)}))
+        .collect();
+    let mut error = match conflict.streams.first() {
+        Some(first) => ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong_expected_revision",
+            format!(
+                "stream {} is at revision {}, the append expected {}; nothing was written",
+                first.stream,
+                first.actual.map_or_else(|| "none (no stream)".to_string(), |r| r.0.to_string()),
+                first.expected
+            ),
+        )
+        .with("stream", json!(first.stream.as_str()))
+        .with("expected", json!(first.expected.to_string()))
+        .with("actual", revision(first.actual)),
+        None => ApiError::new(
+            StatusCode::CONFLICT,
+            "condition_failed",
+            "an event matching the append's condition exists after its position; nothing was written",
+        ),
+    };
+    error = error.with("streams", Value::Array(streams));
+    if let Some(position) = conflict.condition_position {
+        error = error.with("condition_position", json!(position.0));
+    }
+    error
 }

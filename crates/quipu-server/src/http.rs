@@ -10,13 +10,13 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quipu_core::{
-    AppendOutcome, AppendRequest, Conflict, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName,
-    Tag,
+    AppendOutcome, AppendRequest, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiError;
+use crate::feed::{Live, Source};
 use crate::metrics::Metrics;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 
@@ -25,15 +25,11 @@ const DEFAULT_READ_LIMIT: usize = 100;
 
 type Shared = Arc<Store>;
 
-/// Turns true when the server starts shutting down.
-type Stopping = tokio::sync::watch::Receiver<bool>;
-
-/// The API's routes over `store`.
-pub fn router(store: Shared, stopping: Stopping) -> Router {
+/// The API's routes over `store`; subscriptions follow `live`.
+pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>) -> Router {
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
-    let metrics = Arc::new(Metrics::default());
     let counting = Arc::clone(&metrics);
     Router::new()
         .route("/health", get(health))
@@ -42,7 +38,7 @@ pub fn router(store: Shared, stopping: Stopping) -> Router {
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
-        .route("/v1/subscribe", get(move |state, headers, query| subscribe(state, stopping, headers, query)))
+        .route("/v1/subscribe", get(move |state, headers, query| subscribe(state, live, headers, query)))
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
@@ -78,10 +74,10 @@ async fn append_to_stream(
     let expected = expected_revision(body.expected_revision.as_ref())?;
     let events = body.events.into_iter().map(|e| e.into_proposed()).collect::<Result<Vec<_>, _>>()?;
     let request = AppendRequest::to_stream(stream, expected, events);
-    match submit(&store, &metrics, request).await? {
+    match crate::submission::submit(&store, &metrics, request).await? {
         AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
-        AppendOutcome::Conflict(conflict) => Err(conflict_error(&conflict)),
+        AppendOutcome::Conflict(conflict) => Err(crate::api_error::conflict_error(&conflict)),
     }
 }
 
@@ -91,61 +87,11 @@ async fn append_multi(
     body: Result<Json<MultiAppendBody>, JsonRejection>,
 ) -> Result<Json<MultiAppendJson>, ApiError> {
     let Json(body) = body?;
-    match submit(&store, &metrics, body.into_request()?).await? {
+    match crate::submission::submit(&store, &metrics, body.into_request()?).await? {
         AppendOutcome::Written(result) => Ok(Json(MultiAppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(MultiAppendJson::new(&result, true))),
-        AppendOutcome::Conflict(conflict) => Err(conflict_error(&conflict)),
+        AppendOutcome::Conflict(conflict) => Err(crate::api_error::conflict_error(&conflict)),
     }
-}
-
-/// Hands `request` to the sequencer and awaits its outcome without
-/// blocking the runtime.
-async fn submit(store: &Store, metrics: &Arc<Metrics>, request: AppendRequest) -> Result<AppendOutcome, ApiError> {
-    let (reply, outcome) = tokio::sync::oneshot::channel();
-    let metrics = Arc::clone(metrics);
-    store.submit(request, move |result| {
-        metrics.count_append(&result);
-        // The handler may have gone (client hung up); the append stands.
-        let _ = reply.send(result);
-    });
-    Ok(outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??)
-}
-
-/// A 409 naming every failed stream with its actual revision, and the
-/// conflicting position of a failed DCB condition. The first failed
-/// stream's fields are also at the top level, for single-stream clients.
-fn conflict_error(conflict: &Conflict) -> ApiError {
-    let revision = |r: Option<Revision>| r.map_or(Value::Null, |r| json!(r.0));
-    let streams: Vec<Value> = conflict
-        .streams
-        .iter()
-        .map(|c| json!({"stream": c.stream.as_str(), "expected": c.expected.to_string(), "actual": revision(c.actual)}))
-        .collect();
-    let mut error = match conflict.streams.first() {
-        Some(first) => ApiError::new(
-            StatusCode::CONFLICT,
-            "wrong_expected_revision",
-            format!(
-                "stream {} is at revision {}, the append expected {}; nothing was written",
-                first.stream,
-                first.actual.map_or_else(|| "none (no stream)".to_string(), |r| r.0.to_string()),
-                first.expected
-            ),
-        )
-        .with("stream", json!(first.stream.as_str()))
-        .with("expected", json!(first.expected.to_string()))
-        .with("actual", revision(first.actual)),
-        None => ApiError::new(
-            StatusCode::CONFLICT,
-            "condition_failed",
-            "an event matching the append's condition exists after its position; nothing was written",
-        ),
-    };
-    error = error.with("streams", Value::Array(streams));
-    if let Some(position) = conflict.condition_position {
-        error = error.with("condition_position", json!(position.0));
-    }
-    error
 }
 
 /// Query of a read: `from` is a revision for streams and a position for
@@ -187,23 +133,52 @@ async fn read_stream(
     read(move || store.read_stream(&stream, from, direction, limit)).await
 }
 
-/// Query of a subscription.
+/// Query of a subscription: at most one of `stream`, `category`, `type`
+/// and `tag` (none: `$all`); `from` is a revision for a stream and a
+/// position otherwise.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeQuery {
     from: Option<u64>,
+    stream: Option<String>,
+    category: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    tag: Option<String>,
+}
+
+impl SubscribeQuery {
+    fn source(self) -> Result<Source, ApiError> {
+        let filters = [&self.stream, &self.category, &self.event_type, &self.tag];
+        if filters.iter().filter(|f| f.is_some()).count() > 1 {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "a subscription takes at most one of stream, category, type and tag",
+            ));
+        }
+        Ok(match (self.stream, self.category, self.event_type, self.tag) {
+            (Some(stream), ..) => Source::Stream(StreamName::new(stream)?),
+            (_, Some(category), ..) => Source::Category(StreamName::new(category)?.to_string()),
+            (_, _, Some(event_type), _) => Source::Type(EventType::new(event_type)?),
+            (.., Some(tag)) => Source::Tag(Tag::new(tag)?),
+            _ => Source::All,
+        })
+    }
 }
 
 async fn subscribe(
     State(store): State<Shared>,
-    stopping: Stopping,
+    live: Live,
     headers: axum::http::HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(query) = query?;
+    let from = query.from;
+    let source = query.source()?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let from = crate::subscription::start_position(query.from, last_event_id)?;
-    Ok(axum::response::IntoResponse::into_response(crate::subscription::subscribe_all(store, stopping, from)))
+    let start = crate::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
+    let feed = live.feed(store, source, start)?;
+    Ok(axum::response::IntoResponse::into_response(crate::sse::events(feed)))
 }
 
 /// Which position-ordered index a read walks.

@@ -1,71 +1,115 @@
 //! # quipu-server: Quipu over the network
 //!
-//! Serves a [`quipu_core::Store`] over HTTP/JSON (gRPC follows). What it
-//! promises:
+//! Serves a [`quipu_core::Store`] over gRPC (`quipu.v1.Streams`, see
+//! `proto/quipu/v1/streams.proto`) and HTTP/JSON with Server-Sent Events.
+//! What it promises:
 //!
-//! - **Same guarantees as the engine.** A `200` for an append means the
-//!   events are durable; a `409` means nothing was written and the body
-//!   carries the stream's actual revision.
-//! - **Bad input is a clear 4xx, never a 500**: every error body is
-//!   `{"code": "...", "message": "..."}` with a machine code and a human
-//!   message (`400` malformed, `404` missing stream, `409` conflict, `413`
-//!   too large).
-//! - **Graceful shutdown**: when the shutdown future resolves, the server
-//!   stops accepting, finishes in-flight requests, and the store is closed
-//!   (every acknowledged append is already durable).
+//! - **Same guarantees as the engine.** A successful append answer means
+//!   the events are durable; a conflict (HTTP `409`, gRPC
+//!   `FAILED_PRECONDITION`) means nothing was written and carries each
+//!   stream's actual revision.
+//! - **Bad input is a clear client error, never an internal one**: HTTP
+//!   error bodies are `{"code": "...", "message": "..."}` (`400` malformed,
+//!   `404` missing stream, `409` conflict, `413` too large); gRPC statuses
+//!   are `INVALID_ARGUMENT`, `NOT_FOUND`, `FAILED_PRECONDITION` and
+//!   `RESOURCE_EXHAUSTED` with the same code and message.
+//! - **Subscriptions** (SSE and gRPC) send every matching event once, in
+//!   order, across the switch from catch-up to live, without a thread per
+//!   subscriber.
+//! - **Graceful shutdown**: when the shutdown future resolves, both
+//!   listeners stop accepting, subscriptions end, in-flight requests
+//!   finish, and the store is closed (every acknowledged append is already
+//!   durable).
 //!
-//! Modules: [`wire`] (the JSON shapes), `api_error` (errors as HTTP
-//! responses), `http` (routes and handlers), `subscription` (SSE catch-up
-//! then live), `metrics` (`/metrics`),
-//! `openapi` (`/openapi.json`), and [`serve`].
+//! Modules: [`wire`] (the JSON shapes), `grpc_wire` (the gRPC messages),
+//! `api_error` (errors as responses), `submission` (appends from async
+//! handlers), `feed` (catch-up then live), `http`, `sse`, `grpc`,
+//! `metrics` (`/metrics`), `openapi` (`/openapi.json`), and [`serve`].
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 mod api_error;
+mod feed;
+mod grpc;
+mod grpc_wire;
 mod http;
 mod metrics;
 mod openapi;
-mod subscription;
+mod sse;
+mod submission;
 pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use quipu_core::Store;
+use tokio::net::TcpListener;
 
 pub use api_error::ApiError;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    /// The listener failed.
+    /// The HTTP listener failed.
     #[error("serving HTTP: {0}")]
     Io(#[from] std::io::Error),
+    /// The gRPC server failed.
+    #[error("serving gRPC: {0}")]
+    Grpc(#[from] tonic::transport::Error),
     /// Closing the store failed (its log is durable regardless).
     #[error("closing the store: {0}")]
     Close(#[from] quipu_core::Error),
 }
 
-/// Serves `store` over HTTP on `listener` until `shutdown` resolves, then
-/// drains in-flight requests and closes the store.
+/// The sockets the server answers on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// gRPC (`quipu.v1.Streams`).
+    pub grpc: TcpListener,
+    /// HTTP/JSON and SSE.
+    pub http: TcpListener,
+}
+
+/// Serves `store` on `listeners` until `shutdown` resolves, then drains
+/// in-flight requests and closes the store.
 ///
 /// # Errors
-/// [`ServerError`] when the listener fails or the store does not close
+/// [`ServerError`] when a listener fails or the store does not close
 /// cleanly.
 pub async fn serve(
     store: Store,
-    listener: tokio::net::TcpListener,
+    listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let store = Arc::new(store);
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let router = http::router(Arc::clone(&store), stopping);
-    let shutdown = async move {
+    let live = feed::Live::follow(&store, stopping.clone());
+    let metrics = Arc::new(metrics::Metrics::default());
+    let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+    };
+    let router = http::router(Arc::clone(&store), live.clone(), Arc::clone(&metrics));
+    let http = axum::serve(listeners.http, router).with_graceful_shutdown(stopped(stopping.clone()));
+    // Appends may be as large as the engine allows, with room for framing.
+    let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
+    let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService::new(
+        Arc::clone(&store),
+        live,
+        metrics,
+    ))
+    .max_decoding_message_size(message_max);
+    let grpc = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+        stopped(stopping),
+    );
+    let signal = async move {
         shutdown.await;
         // Live subscriptions never finish on their own; tell them to end.
         let _ = stop.send(true);
     };
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    let (http, grpc, ()) = tokio::join!(http.into_future(), grpc, signal);
+    http?;
+    grpc?;
     match Arc::try_unwrap(store) {
         Ok(store) => store.close()?,
         Err(_) => tracing::warn!("requests still hold the store; it closes when they finish"),

@@ -63,8 +63,13 @@ pub fn document() -> Value {
             "/v1/categories/{category}": position_read("Read the events of a category (stream name before the first `-`).", Some("category")),
             "/v1/types/{event_type}": position_read("Read the events of one type.", Some("event_type")),
             "/v1/tags/{tag}": position_read("Read the events carrying a tag.", Some("tag")),
-            "/v1/subscribe": {"get": {"summary": "Server-Sent Events of `$all`: catch-up from `from` (or `Last-Event-ID` + 1), then live. Each message: `event: event`, `id: <position>`, data: an Event.",
-                                      "parameters": [{"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}}],
+            "/v1/subscribe": {"get": {"summary": "Server-Sent Events: catch-up from `from` (or `Last-Event-ID` + 1), then live; `$all`, or at most one of `stream`, `category`, `type`, `tag`. Each message: `event: event`, `id: <position>` (`<revision>` with `stream`), data: an Event.",
+                                      "parameters": [
+                                          {"name": "from", "in": "query", "description": "A revision with `stream`, else a position.", "schema": {"type": "integer", "minimum": 0}},
+                                          {"name": "stream", "in": "query", "schema": {"type": "string"}},
+                                          {"name": "category", "in": "query", "schema": {"type": "string"}},
+                                          {"name": "type", "in": "query", "schema": {"type": "string"}},
+                                          {"name": "tag", "in": "query", "schema": {"type": "string"}}],
                                       "responses": {"200": {"description": "text/event-stream"}, "400": error_response("Bad parameters.")}}}
         },
         "components": {"schemas": {

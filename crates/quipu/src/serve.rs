@@ -6,8 +6,6 @@
 
 // The settings live in src/config.rs, beside this file: `main.rs` names
 // only the subcommands, and the settings are `serve`'s alone.
-#[path = "config.rs"]
-mod config;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,7 +13,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use quipu_core::{Options, Store};
 
-use self::config::{Config, ConfigLayer};
+use crate::config::{Config, ConfigLayer};
 
 /// Arguments of `quipu serve`. Each setting is taken from its flag, else
 /// its environment variable, else the `--config` file, else its default

@@ -1,0 +1,287 @@
+//! [`Client`]: a connection to a Quipu server over gRPC. Cheap to clone;
+//! clones share the connection. Calls that fail because the server cannot
+//! be reached are retried by its [`RetryPolicy`]; appends are retried with
+//! the same event ids, so they are never written twice.
+
+use std::future::Future;
+
+use quipu_proto::v1 as pb;
+use quipu_proto::v1::streams_client::StreamsClient;
+use tonic::transport::Channel;
+
+use crate::append::Append;
+use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
+use crate::retry::RetryPolicy;
+use crate::subscription::Subscription;
+use crate::{Error, Filter, Start, wire};
+
+/// Largest answer the client accepts (a read of many big events).
+const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Events per page when a whole stream is loaded.
+const LOAD_PAGE: u32 = 1000;
+
+/// Which way a read goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Increasing revisions or positions.
+    #[default]
+    Forwards,
+    /// Decreasing revisions or positions.
+    Backwards,
+}
+
+impl Direction {
+    fn message(self) -> i32 {
+        match self {
+            Direction::Forwards => pb::Direction::Forwards as i32,
+            Direction::Backwards => pb::Direction::Backwards as i32,
+        }
+    }
+}
+
+/// One outcome of [`Client::append_batch`].
+#[derive(Debug)]
+pub enum BatchOutcome {
+    /// Written (or already written by an earlier call with the same ids).
+    Written(AppendResult),
+    /// Refused: the error says why; nothing of this append was written.
+    Refused(Error),
+}
+
+/// A connection to a Quipu server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    grpc: StreamsClient<Channel>,
+    retry: RetryPolicy,
+}
+
+impl Client {
+    /// Connects to `address` (e.g. `http://127.0.0.1:2113`) with the
+    /// default [`RetryPolicy`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] for a malformed address,
+    /// [`Error::Unavailable`] when nothing answers there.
+    pub async fn connect(address: impl Into<String>) -> Result<Client, Error> {
+        let address = address.into();
+        let endpoint = Channel::from_shared(address.clone())
+            .map_err(|e| Error::InvalidAddress { address: address.clone(), reason: e.to_string() })?;
+        let channel =
+            endpoint.connect().await.map_err(|e| Error::Unavailable(format!("connecting to {address}: {e}")))?;
+        let grpc = StreamsClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        Ok(Client { grpc, retry: RetryPolicy::default() })
+    }
+
+    /// The same client with another retry policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Client {
+        self.retry = retry;
+        self
+    }
+
+    /// Runs `call`, repeating it while the server is unreachable.
+    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(StreamsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call(self.grpc.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) => {
+                    let error = wire::error(status);
+                    if !error.is_transient() || attempt >= self.retry.attempts {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    /// Appends `events` to `stream` if it is at `expected`. A repeat with
+    /// the same events (same ids) writes nothing and returns the original
+    /// result with `already_written`.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] with the actual revision when `expected` does
+    /// not hold; [`Error::InvalidArgument`] for a bad name, id, tag or an
+    /// oversize append; [`Error::Unavailable`] after the retries.
+    pub async fn append(
+        &self,
+        stream: impl Into<String>,
+        expected: ExpectedRevision,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, Error> {
+        self.append_atomic(&Append::new().stream(stream, expected, events)).await
+    }
+
+    /// Appends to several streams atomically, with their expected
+    /// revisions and the optional condition.
+    ///
+    /// # Errors
+    /// As [`Client::append`].
+    pub async fn append_atomic(&self, append: &Append) -> Result<AppendResult, Error> {
+        let request = append.to_message();
+        let response = self.call(|mut grpc| {
+            let request = request.clone();
+            async move { grpc.append(request).await }
+        });
+        Ok(wire::append_result(response.await?))
+    }
+
+    /// Sends many independent appends in one call for throughput; each is
+    /// its own transaction and they share the server's group commits.
+    /// Outcomes come back in order.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] (after retries, which resend every append
+    /// with the same ids) or another error of the call as a whole.
+    pub async fn append_batch(&self, appends: &[Append]) -> Result<Vec<BatchOutcome>, Error> {
+        let requests: Vec<pb::AppendRequest> = appends.iter().map(Append::to_message).collect();
+        let response = self
+            .call(|mut grpc| {
+                let requests = requests.clone();
+                async move { grpc.append_batch(futures_util::stream::iter(requests)).await }
+            })
+            .await?;
+        if response.outcomes.len() != appends.len() {
+            return Err(Error::Protocol(format!("{} outcomes for {} appends", response.outcomes.len(), appends.len())));
+        }
+        response.outcomes.into_iter().map(batch_outcome).collect()
+    }
+
+    /// Up to `limit` events of `stream` from revision `from` (inclusive;
+    /// `None`: the start forwards, the end backwards). `limit` 0 means 100.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the stream has no events.
+    pub async fn read_stream(
+        &self,
+        stream: &str,
+        from: Option<u64>,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        let request = pb::ReadStreamRequest {
+            stream: stream.to_string(),
+            from_revision: from,
+            direction: direction.message(),
+            limit,
+        };
+        let response = self.call(|mut grpc| {
+            let request = request.clone();
+            async move { grpc.read_stream(request).await }
+        });
+        wire::events(response.await?)
+    }
+
+    /// Every event of `stream` in order; empty when it does not exist.
+    ///
+    /// # Errors
+    /// As [`Client::read_stream`], except that a missing stream is empty.
+    pub async fn load_stream(&self, stream: &str) -> Result<Vec<Event>, Error> {
+        let mut events = Vec::new();
+        loop {
+            let from = events.last().map(|e: &Event| e.revision + 1);
+            let page = match self.read_stream(stream, from, Direction::Forwards, LOAD_PAGE).await {
+                Err(Error::NotFound(_)) => return Ok(events),
+                page => page?,
+            };
+            let full = page.len() == LOAD_PAGE as usize;
+            events.extend(page);
+            if !full {
+                return Ok(events);
+            }
+        }
+    }
+
+    /// Up to `limit` events of `$all` from position `from` (inclusive;
+    /// `None`: the start forwards, the end backwards).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a limit above the server's maximum.
+    pub async fn read_all(&self, from: Option<u64>, direction: Direction, limit: u32) -> Result<Vec<Event>, Error> {
+        let request = pb::ReadAllRequest { from_position: from, direction: direction.message(), limit };
+        let response = self.call(|mut grpc| async move { grpc.read_all(request).await });
+        wire::events(response.await?)
+    }
+
+    /// Up to `limit` events of a category, event type or tag, by position.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a stream filter (use
+    /// [`Client::read_stream`]) or a bad name.
+    pub async fn read_filtered(
+        &self,
+        filter: Filter,
+        from: Option<u64>,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
+        let request = pb::ReadFilteredRequest {
+            filter: Some(wire::filter(filter)),
+            from_position: from,
+            direction: direction.message(),
+            limit,
+        };
+        let response = self.call(|mut grpc| {
+            let request = request.clone();
+            async move { grpc.read_filtered(request).await }
+        });
+        wire::events(response.await?)
+    }
+
+    /// Whether `stream` exists and its last revision.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name.
+    pub async fn stream_info(&self, stream: &str) -> Result<StreamInfo, Error> {
+        let request = pb::StreamInfoRequest { stream: stream.to_string() };
+        let response = self
+            .call(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.stream_info(request).await }
+            })
+            .await?;
+        Ok(StreamInfo { stream: response.stream, last_revision: response.last_revision })
+    }
+
+    /// Follows `filter` (everything when `None`) from `start`: catch-up,
+    /// then live. See [`Subscription`].
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad filter or start (a revision is
+    /// a start only for a stream filter).
+    pub async fn subscribe(&self, filter: Option<Filter>, start: Start) -> Result<Subscription, Error> {
+        let request = pb::SubscribeRequest { filter: filter.map(wire::filter), start: Some(wire::start(start)) };
+        let stream = self
+            .call(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.subscribe(request).await }
+            })
+            .await?;
+        Ok(Subscription::new(stream))
+    }
+}
+
+fn batch_outcome(outcome: pb::AppendOutcome) -> Result<BatchOutcome, Error> {
+    use pb::append_outcome::Result as R;
+    match outcome.result {
+        Some(R::Written(response)) => Ok(BatchOutcome::Written(wire::append_result(response))),
+        Some(R::Conflict(conflict)) => Ok(BatchOutcome::Refused(Error::Conflict {
+            message: "an expected revision or the condition did not hold; nothing was written".into(),
+            conflict: wire::conflict(conflict),
+        })),
+        Some(R::Error(error)) => {
+            let status = tonic::Status::new(tonic::Code::from_i32(error.code), error.message);
+            Ok(BatchOutcome::Refused(wire::error(status)))
+        }
+        None => Err(Error::Protocol("a batch outcome with no result".into())),
+    }
+}

@@ -1,0 +1,179 @@
+//! Events as the client sees them: [`NewEvent`] to append (its id is
+//! fixed at construction, so retrying an append is safe), [`Event`] as
+//! read back, and [`ExpectedRevision`].
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::Error;
+
+/// The state a stream must be in for an append to succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExpectedRevision {
+    /// No check.
+    #[default]
+    Any,
+    /// The stream has no events.
+    NoStream,
+    /// The stream has at least one event.
+    Exists,
+    /// The stream's last event has this revision.
+    Exact(u64),
+}
+
+impl ExpectedRevision {
+    /// `Exact(last)` for a stream whose last revision is `last`, and
+    /// `NoStream` for one with no events.
+    #[must_use]
+    pub fn from_last(last: Option<u64>) -> ExpectedRevision {
+        last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
+    }
+}
+
+impl std::fmt::Display for ExpectedRevision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedRevision::Any => f.write_str("any"),
+            ExpectedRevision::NoStream => f.write_str("no_stream"),
+            ExpectedRevision::Exists => f.write_str("exists"),
+            ExpectedRevision::Exact(revision) => write!(f, "{revision}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ExpectedRevision {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "any" => Ok(ExpectedRevision::Any),
+            "no_stream" => Ok(ExpectedRevision::NoStream),
+            "exists" => Ok(ExpectedRevision::Exists),
+            number => number.parse().map(ExpectedRevision::Exact).map_err(|_| {
+                format!("unknown expected revision {text:?}; use any, no_stream, exists or a revision number")
+            }),
+        }
+    }
+}
+
+/// An event to append. Its id is chosen when it is made and kept across
+/// retries: the server writes an id once and answers a repeat with the
+/// original result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Idempotency key and the event's id once stored.
+    pub id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// Metadata.
+    pub metadata: Vec<u8>,
+    /// Tags (for reads by tag and DCB conditions).
+    pub tags: Vec<String>,
+}
+
+impl NewEvent {
+    /// An event with a fresh id and raw `data`.
+    #[must_use]
+    pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> NewEvent {
+        NewEvent {
+            id: Uuid::new_v4(),
+            event_type: event_type.into(),
+            data: data.into(),
+            metadata: Vec::new(),
+            tags: Vec::new(),
+        }
+    }
+
+    /// An event with a fresh id whose data is `value` as JSON.
+    ///
+    /// # Errors
+    /// [`Error::Json`] when `value` does not serialise.
+    pub fn json(event_type: impl Into<String>, value: &impl Serialize) -> Result<NewEvent, Error> {
+        Ok(NewEvent::new(event_type, serde_json::to_vec(value)?))
+    }
+
+    /// The same event with `tags`.
+    #[must_use]
+    pub fn with_tags<T: Into<String>>(mut self, tags: impl IntoIterator<Item = T>) -> NewEvent {
+        self.tags = tags.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The same event with `metadata`.
+    #[must_use]
+    pub fn with_metadata(mut self, metadata: impl Into<Vec<u8>>) -> NewEvent {
+        self.metadata = metadata.into();
+        self
+    }
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The id given at append.
+    pub id: Uuid,
+    /// Its stream.
+    pub stream: String,
+    /// Event type.
+    pub event_type: String,
+    /// Payload.
+    pub data: Vec<u8>,
+    /// Metadata.
+    pub metadata: Vec<u8>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Index in its stream, from 0.
+    pub revision: u64,
+    /// Index in `$all`, from 0.
+    pub position: u64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub recorded_at_us: u64,
+}
+
+impl Event {
+    /// The data parsed as JSON into `T`.
+    ///
+    /// # Errors
+    /// [`Error::Json`] when the data is not a `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(serde_json::from_slice(&self.data)?)
+    }
+}
+
+/// What is known about a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The stream.
+    pub stream: String,
+    /// Revision of its last event; `None` when it has no events.
+    pub last_revision: Option<u64>,
+}
+
+/// Where an append's events landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Position of the first event.
+    pub first_position: u64,
+    /// Position of the last event.
+    pub last_position: u64,
+    /// Per stream that received events: (stream, first revision, last
+    /// revision), in request order.
+    pub streams: Vec<(String, u64, u64)>,
+    /// Commit time, microseconds since the Unix epoch.
+    pub recorded_at_us: u64,
+    /// True when the events were written by an earlier call with the same
+    /// ids (a retry) and nothing new was written.
+    pub already_written: bool,
+}
+
+impl AppendResult {
+    /// The last revision of the first stream written: the expected
+    /// revision for its next append.
+    #[must_use]
+    pub fn next_expected_revision(&self) -> Option<u64> {
+        self.streams.first().map(|(_, _, last)| *last)
+    }
+}

@@ -1,0 +1,73 @@
+//! # quipu-client: Quipu from Rust
+//!
+//! An async client over gRPC. What it promises:
+//!
+//! - **Typed appends and reads**: [`Client::append`] with an
+//!   [`ExpectedRevision`], [`Client::append_atomic`] over several streams
+//!   with a DCB condition, [`Client::append_batch`] for throughput, and
+//!   reads of a stream, `$all`, a category, type or tag.
+//! - **Safe retries**: a [`NewEvent`]'s id is fixed when it is made; an
+//!   append the client repeats (after a lost reply or while the server
+//!   restarts, see [`RetryPolicy`]) is written once, and the repeat
+//!   answers `already_written`.
+//! - **Conflicts are data**: [`Error::Conflict`] carries each stream's
+//!   actual revision.
+//! - **Subscriptions are [`futures_util::Stream`]s** ([`Subscription`]):
+//!   catch-up, then live, every event once, in order.
+//! - **Aggregates**: [`Client::execute`] loads a stream, folds it with
+//!   your [`Aggregate`], lets you decide, appends with the loaded
+//!   revision, and decides again on a conflict.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), quipu_client::Error> {
+//! use quipu_client::{Client, ExpectedRevision, NewEvent};
+//! let client = Client::connect("http://127.0.0.1:2113").await?;
+//! let event = NewEvent::json("OrderPlaced", &serde_json::json!({"total": 42}))?;
+//! let result = client.append("order-1", ExpectedRevision::NoStream, vec![event]).await?;
+//! println!("written at position {}", result.first_position);
+//! # Ok(())
+//! # }
+//! ```
+
+#![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
+
+mod aggregate;
+mod append;
+mod client;
+mod error;
+mod event;
+mod retry;
+mod subscription;
+mod wire;
+
+pub use aggregate::{Aggregate, EXECUTE_ATTEMPTS_MAX, ExecuteError, Executed, Loaded};
+pub use append::{Append, QueryItem};
+pub use client::{BatchOutcome, Client, Direction};
+pub use error::{Conflict, Error, StreamConflict};
+pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
+pub use retry::RetryPolicy;
+pub use subscription::{Subscription, SubscriptionItem};
+
+/// Which events a read or subscription selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    /// Streams whose name before the first `-` is this.
+    Category(String),
+    /// Events of this type.
+    EventType(String),
+    /// Events carrying this tag.
+    Tag(String),
+    /// One stream (subscriptions only; reads use [`Client::read_stream`]).
+    Stream(String),
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At this position of `$all` (inclusive).
+    Position(u64),
+    /// At this revision (inclusive); only with [`Filter::Stream`].
+    Revision(u64),
+    /// With the next event written.
+    End,
+}

@@ -1,0 +1,118 @@
+//! Conversion between the client's types and the gRPC messages, and of
+//! error statuses into [`Error`].
+
+use prost::Message;
+use quipu_proto::v1 as pb;
+use uuid::Uuid;
+
+use crate::error::{Conflict, StreamConflict};
+use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent};
+use crate::{Error, Filter, Start};
+
+pub(crate) fn expected(expected: ExpectedRevision) -> pb::ExpectedRevision {
+    use pb::expected_revision::Kind;
+    let kind = match expected {
+        ExpectedRevision::Any => Kind::Any(pb::Empty {}),
+        ExpectedRevision::NoStream => Kind::NoStream(pb::Empty {}),
+        ExpectedRevision::Exists => Kind::Exists(pb::Empty {}),
+        ExpectedRevision::Exact(revision) => Kind::Exact(revision),
+    };
+    pb::ExpectedRevision { kind: Some(kind) }
+}
+
+fn expected_from(expected: Option<pb::ExpectedRevision>) -> ExpectedRevision {
+    use pb::expected_revision::Kind;
+    match expected.and_then(|e| e.kind) {
+        None | Some(Kind::Any(_)) => ExpectedRevision::Any,
+        Some(Kind::NoStream(_)) => ExpectedRevision::NoStream,
+        Some(Kind::Exists(_)) => ExpectedRevision::Exists,
+        Some(Kind::Exact(revision)) => ExpectedRevision::Exact(revision),
+    }
+}
+
+pub(crate) fn proposed(event: NewEvent) -> pb::ProposedEvent {
+    pb::ProposedEvent {
+        id: event.id.to_string(),
+        r#type: event.event_type,
+        data: event.data,
+        metadata: event.metadata,
+        tags: event.tags,
+    }
+}
+
+pub(crate) fn event(event: pb::RecordedEvent) -> Result<Event, Error> {
+    let id = Uuid::parse_str(&event.id)
+        .map_err(|e| Error::Protocol(format!("event id {:?} is not a UUID: {e}", event.id)))?;
+    Ok(Event {
+        id,
+        stream: event.stream,
+        event_type: event.r#type,
+        data: event.data,
+        metadata: event.metadata,
+        tags: event.tags,
+        revision: event.revision,
+        position: event.position,
+        recorded_at_us: event.recorded_at_us,
+    })
+}
+
+pub(crate) fn events(response: pb::ReadResponse) -> Result<Vec<Event>, Error> {
+    response.events.into_iter().map(event).collect()
+}
+
+pub(crate) fn append_result(response: pb::AppendResponse) -> AppendResult {
+    AppendResult {
+        first_position: response.first_position,
+        last_position: response.last_position,
+        streams: response.streams.into_iter().map(|s| (s.stream, s.first_revision, s.last_revision)).collect(),
+        recorded_at_us: response.recorded_at_us,
+        already_written: response.already_written,
+    }
+}
+
+pub(crate) fn conflict(conflict: pb::Conflict) -> Conflict {
+    Conflict {
+        streams: conflict
+            .streams
+            .into_iter()
+            .map(|s| StreamConflict { stream: s.stream, expected: expected_from(s.expected), actual: s.actual })
+            .collect(),
+        condition_position: conflict.condition_position,
+    }
+}
+
+pub(crate) fn filter(filter: Filter) -> pb::Filter {
+    use pb::filter::Kind;
+    let kind = match filter {
+        Filter::Category(category) => Kind::Category(category),
+        Filter::EventType(event_type) => Kind::EventType(event_type),
+        Filter::Tag(tag) => Kind::Tag(tag),
+        Filter::Stream(stream) => Kind::Stream(stream),
+    };
+    pb::Filter { kind: Some(kind) }
+}
+
+pub(crate) fn start(start: Start) -> pb::subscribe_request::Start {
+    use pb::subscribe_request::Start as S;
+    match start {
+        Start::Position(position) => S::FromPosition(position),
+        Start::Revision(revision) => S::FromRevision(revision),
+        Start::End => S::FromEnd(pb::Empty {}),
+    }
+}
+
+/// The error a status stands for; a conflict's details are decoded.
+pub(crate) fn error(status: tonic::Status) -> Error {
+    use tonic::Code;
+    let message = status.message().to_string();
+    match status.code() {
+        Code::FailedPrecondition => match pb::Conflict::decode(status.details()) {
+            Ok(details) => Error::Conflict { message, conflict: conflict(details) },
+            Err(_) => Error::Server { code: Code::FailedPrecondition, message },
+        },
+        Code::NotFound => Error::NotFound(message),
+        Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange => Error::InvalidArgument(message),
+        Code::Unavailable => Error::Unavailable(message),
+        code => Error::Server { code, message },
+    }
+}

@@ -1,0 +1,11 @@
+//! Generates the gRPC code from `proto/` with protox, a protobuf compiler
+//! written in Rust, so building needs no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("quipu/v1/streams.proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let descriptors = protox::compile([&file], [&root])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! A live feed of events for subscriptions: catch up by reading pages,
+//! then follow the head of the log as it moves.
+//!
+//! What it promises: every event of its [`Source`] at or after its start
+//! is yielded once, in order, across the switch from catch-up to live,
+//! with one [`Item::CaughtUp`] at the switch. The next read always starts
+//! right after the last event yielded, and an event is readable only once
+//! its whole commit is indexed, so nothing is skipped.
+//!
+//! Waiting costs no thread: the store's head listener feeds a
+//! [`tokio::sync::watch`] channel ([`Live`]) that every feed awaits.
+//! Before each read the feed notes the head; when the read finds nothing
+//! it sleeps until the head moves beyond that note.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use quipu_core::{Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag};
+use tokio::sync::watch;
+
+use crate::ApiError;
+
+/// Events read per catch-up page.
+const PAGE: usize = 1000;
+
+/// Which events a feed follows.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Every event (`$all`).
+    All,
+    /// Events of streams in a category.
+    Category(String),
+    /// Events of one type.
+    Type(EventType),
+    /// Events carrying a tag.
+    Tag(Tag),
+    /// Events of one stream.
+    Stream(StreamName),
+}
+
+/// Where a feed starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    /// At this position of `$all` (inclusive).
+    Position(Position),
+    /// At this revision of the source's stream (inclusive); only for
+    /// [`Source::Stream`].
+    Revision(Revision),
+    /// After the last event written when the feed starts.
+    End,
+}
+
+/// What a feed yields.
+#[derive(Debug)]
+pub enum Item {
+    /// The next event.
+    Event(Box<RecordedEvent>),
+    /// Every event written before this point was yielded; what follows is
+    /// live. Carries the head of the log at that moment.
+    CaughtUp(Option<Position>),
+}
+
+/// What every feed of a server shares: the head of the log as a watch
+/// channel fed by the store's listener, and the server's stop signal.
+#[derive(Clone)]
+pub struct Live {
+    head: watch::Receiver<Option<Position>>,
+    stopping: watch::Receiver<bool>,
+}
+
+impl Live {
+    /// Starts following `store`'s head; feeds end when `stopping` turns
+    /// true.
+    #[must_use]
+    pub fn follow(store: &Store, stopping: watch::Receiver<bool>) -> Live {
+        let (sender, head) = watch::channel(store.last_position());
+        // An advance missed between these two lines is covered: feeds
+        // compare against the store's own head before they wait.
+        store.on_advance(Arc::new(move |last| {
+            sender.send_replace(Some(last));
+        }));
+        Live { head, stopping }
+    }
+
+    /// A feed of `source` from `start` (see [`Feed::new`]).
+    ///
+    /// # Errors
+    /// As [`Feed::new`].
+    pub fn feed(&self, store: Arc<Store>, source: Source, start: Start) -> Result<Feed, ApiError> {
+        Feed::new(store, self, source, start)
+    }
+}
+
+/// Next thing a feed reads.
+#[derive(Debug, Clone, Copy)]
+enum Cursor {
+    Position(Position),
+    Revision(Revision),
+}
+
+/// A subscription's state.
+pub struct Feed {
+    store: Arc<Store>,
+    source: Source,
+    head: watch::Receiver<Option<Position>>,
+    stopping: watch::Receiver<bool>,
+    next: Cursor,
+    ready: VecDeque<RecordedEvent>,
+    caught_up: bool,
+}
+
+impl Feed {
+    /// A feed of `source` from `start`; it ends when the server stops or
+    /// the store fails.
+    ///
+    /// # Errors
+    /// [`ApiError`] 400 for a revision start on a source that is not a
+    /// stream, or a position start on a stream.
+    pub fn new(store: Arc<Store>, live: &Live, source: Source, start: Start) -> Result<Feed, ApiError> {
+        let next = match (&source, start) {
+            (Source::Stream(_), Start::Position(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_start",
+                    "a subscription to one stream starts at a revision, not a position",
+                ));
+            }
+            (Source::Stream(stream), Start::End) => {
+                Cursor::Revision(store.stream_info(stream)?.last_revision.map_or(Revision(0), Revision::next))
+            }
+            (Source::Stream(_), Start::Revision(revision)) => Cursor::Revision(revision),
+            (_, Start::Revision(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_start",
+                    "only a subscription to one stream can start at a revision; use a position",
+                ));
+            }
+            (_, Start::Position(position)) => Cursor::Position(position),
+            (_, Start::End) => Cursor::Position(store.last_position().map_or(Position(0), Position::next)),
+        };
+        Ok(Feed {
+            store,
+            source,
+            head: live.head.clone(),
+            stopping: live.stopping.clone(),
+            next,
+            ready: VecDeque::new(),
+            caught_up: false,
+        })
+    }
+
+    /// Whether the feed walks one stream by revision (else `$all` or an
+    /// index by position).
+    #[must_use]
+    pub fn is_by_revision(&self) -> bool {
+        matches!(self.next, Cursor::Revision(_))
+    }
+
+    /// The next item, reading or waiting as needed; `None` when the server
+    /// stops or the store fails (the client then resumes from the last
+    /// event it saw).
+    pub async fn next_item(&mut self) -> Option<Item> {
+        loop {
+            if let Some(event) = self.ready.pop_front() {
+                self.next = match self.next {
+                    Cursor::Position(_) => Cursor::Position(event.position.next()),
+                    Cursor::Revision(_) => Cursor::Revision(event.revision.next()),
+                };
+                return Some(Item::Event(Box::new(event)));
+            }
+            if *self.stopping.borrow() {
+                return None;
+            }
+            let head = self.store.last_position();
+            let page = self.read_page().await?;
+            if !page.is_empty() {
+                self.ready.extend(page);
+                continue;
+            }
+            if !self.caught_up {
+                self.caught_up = true;
+                return Some(Item::CaughtUp(head));
+            }
+            self.wait_beyond(head).await?;
+        }
+    }
+
+    /// Reads the next page on the blocking pool.
+    async fn read_page(&self) -> Option<Vec<RecordedEvent>> {
+        let (store, source, next) = (Arc::clone(&self.store), self.source.clone(), self.next);
+        let page = tokio::task::spawn_blocking(move || read_page(&store, &source, next)).await;
+        match page {
+            Ok(Ok(page)) => Some(page),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "subscription read failed; closing it");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "subscription task failed; closing it");
+                None
+            }
+        }
+    }
+
+    /// Sleeps until the head moves beyond `head`; `None` when the server
+    /// stops first.
+    async fn wait_beyond(&mut self, head: Option<Position>) -> Option<()> {
+        let beyond = |last: &Option<Position>| match (*last, head) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(last), Some(head)) => last > head,
+        };
+        tokio::select! {
+            moved = self.head.wait_for(beyond) => moved.ok().map(|_| ()),
+            _ = self.stopping.wait_for(|stop| *stop) => None,
+        }
+    }
+}
+
+fn read_page(store: &Store, source: &Source, next: Cursor) -> Result<Vec<RecordedEvent>, quipu_core::Error> {
+    let forwards = Direction::Forwards;
+    match (source, next) {
+        (Source::Stream(stream), Cursor::Revision(revision)) => {
+            match store.read_stream(stream, Some(revision), forwards, PAGE) {
+                Err(quipu_core::Error::StreamNotFound { .. }) => Ok(Vec::new()),
+                page => page,
+            }
+        }
+        (Source::All, Cursor::Position(from)) => store.read_all(Some(from), forwards, PAGE),
+        (Source::Category(category), Cursor::Position(from)) => {
+            store.read_category(category, Some(from), forwards, PAGE)
+        }
+        (Source::Type(event_type), Cursor::Position(from)) => {
+            store.read_event_type(event_type, Some(from), forwards, PAGE)
+        }
+        (Source::Tag(tag), Cursor::Position(from)) => store.read_tag(tag, Some(from), forwards, PAGE),
+        (source, next) => unreachable!("Feed::new pairs {source:?} with a matching cursor, not {next:?}"),
+    }
+}

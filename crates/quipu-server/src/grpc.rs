@@ -1,0 +1,187 @@
+//! The gRPC service `quipu.v1.Streams` (see `proto/quipu/v1/streams.proto`).
+//! Appends go to the sequencer without blocking the runtime; reads run on
+//! the blocking pool; subscriptions are [`Feed`]s.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use quipu_core::{AppendOutcome, RecordedEvent, Revision, Store, StreamName};
+use quipu_proto::v1 as pb;
+use quipu_proto::v1::streams_server::Streams;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ApiError;
+use crate::feed::{Feed, Item, Live, Source};
+use crate::grpc_wire::{self as wire, status};
+use crate::metrics::Metrics;
+use crate::submission::submit;
+
+/// Requests one `AppendBatch` call may carry: each holds a pending
+/// outcome until the call ends.
+pub const APPEND_BATCH_REQUESTS_MAX: usize = 10_000;
+
+/// The service over one store.
+pub struct StreamsService {
+    store: Arc<Store>,
+    live: Live,
+    metrics: Arc<Metrics>,
+}
+
+impl StreamsService {
+    /// The service; subscriptions follow `live`.
+    #[must_use]
+    pub fn new(store: Arc<Store>, live: Live, metrics: Arc<Metrics>) -> StreamsService {
+        StreamsService { store, live, metrics }
+    }
+
+    /// Runs a read on the blocking pool.
+    async fn read(
+        &self,
+        read: impl FnOnce(&Store) -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        let store = Arc::clone(&self.store);
+        let events = tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+            .map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
+    }
+}
+
+/// The stream of a subscription.
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+fn subscription(feed: Feed) -> SubscribeStream {
+    use pb::subscribe_response::Message;
+    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+        let message = match feed.next_item().await? {
+            Item::Event(event) => Message::Event(wire::recorded_event(*event)),
+            Item::CaughtUp(head) => Message::CaughtUp(pb::CaughtUp { last_position: head.map(|p| p.0) }),
+        };
+        Some((Ok(pb::SubscribeResponse { message: Some(message) }), feed))
+    });
+    Box::pin(stream)
+}
+
+/// An append's outcome as a message of a batch reply.
+fn batch_outcome(outcome: Result<AppendOutcome, ApiError>) -> pb::AppendOutcome {
+    use pb::append_outcome::Result as R;
+    let result = match outcome {
+        Ok(AppendOutcome::Written(result)) => R::Written(wire::append_response(&result, false)),
+        Ok(AppendOutcome::AlreadyWritten(result)) => R::Written(wire::append_response(&result, true)),
+        Ok(AppendOutcome::Conflict(conflict)) => R::Conflict(wire::conflict_message(&conflict)),
+        Err(error) => {
+            let status = status(error);
+            R::Error(pb::Error { code: status.code() as i32, message: status.message().to_string() })
+        }
+    };
+    pb::AppendOutcome { result: Some(result) }
+}
+
+#[tonic::async_trait]
+impl Streams for StreamsService {
+    async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        let request = wire::append_request(request.into_inner()).map_err(status)?;
+        match submit(&self.store, &self.metrics, request).await.map_err(status)? {
+            AppendOutcome::Written(result) => Ok(Response::new(wire::append_response(&result, false))),
+            AppendOutcome::AlreadyWritten(result) => Ok(Response::new(wire::append_response(&result, true))),
+            AppendOutcome::Conflict(conflict) => Err(wire::conflict_status(&conflict)),
+        }
+    }
+
+    async fn append_batch(
+        &self,
+        request: Request<Streaming<pb::AppendRequest>>,
+    ) -> Result<Response<pb::AppendBatchResponse>, Status> {
+        let mut requests = request.into_inner();
+        // Submit each request as it arrives so they share group commits;
+        // collect the outcomes in order.
+        let mut pending = Vec::new();
+        while let Some(request) = requests.next().await {
+            let request = request?;
+            if pending.len() == APPEND_BATCH_REQUESTS_MAX {
+                // Appends already submitted stand; the client learns which
+                // by retrying with the same ids.
+                return Err(Status::resource_exhausted(format!(
+                    "too_many_requests: an AppendBatch call takes at most {APPEND_BATCH_REQUESTS_MAX} requests; \
+                     the first {APPEND_BATCH_REQUESTS_MAX} were submitted, retry the rest in another call"
+                )));
+            }
+            pending.push(match wire::append_request(request) {
+                Ok(request) => futures_util::future::Either::Left(submit(&self.store, &self.metrics, request)),
+                Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),
+            });
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for outcome in pending {
+            outcomes.push(batch_outcome(outcome.await));
+        }
+        Ok(Response::new(pb::AppendBatchResponse { outcomes }))
+    }
+
+    async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let stream = StreamName::new(request.stream).map_err(|e| status(e.into()))?;
+        let direction = wire::direction(request.direction).map_err(status)?;
+        let (from, limit) = (request.from_revision.map(Revision), wire::limit(request.limit));
+        self.read(move |store| store.read_stream(&stream, from, direction, limit)).await
+    }
+
+    async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let direction = wire::direction(request.direction).map_err(status)?;
+        let (from, limit) = (request.from_position.map(quipu_core::Position), wire::limit(request.limit));
+        self.read(move |store| store.read_all(from, direction, limit)).await
+    }
+
+    async fn read_filtered(
+        &self,
+        request: Request<pb::ReadFilteredRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let source = wire::source(request.filter).map_err(status)?;
+        if matches!(source, Source::All | Source::Stream(_)) {
+            return Err(status(ApiError::bad_request(
+                "invalid_filter",
+                "ReadFiltered reads a category, an event type or a tag; use ReadAll or ReadStream",
+            )));
+        }
+        let direction = wire::direction(request.direction).map_err(status)?;
+        let (from, limit) = (request.from_position.map(quipu_core::Position), wire::limit(request.limit));
+        self.read(move |store| match &source {
+            Source::Category(category) => store.read_category(category, from, direction, limit),
+            Source::Type(event_type) => store.read_event_type(event_type, from, direction, limit),
+            Source::Tag(tag) => store.read_tag(tag, from, direction, limit),
+            Source::All | Source::Stream(_) => unreachable!("refused above"),
+        })
+        .await
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let source = wire::source(request.filter).map_err(status)?;
+        let start = wire::start(request.start, &source);
+        let feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
+        Ok(Response::new(subscription(feed)))
+    }
+
+    async fn stream_info(
+        &self,
+        request: Request<pb::StreamInfoRequest>,
+    ) -> Result<Response<pb::StreamInfoResponse>, Status> {
+        let stream = StreamName::new(request.into_inner().stream).map_err(|e| status(e.into()))?;
+        let store = Arc::clone(&self.store);
+        let info = tokio::task::spawn_blocking(move || store.stream_info(&stream))
+            .await
+            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+            .map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::StreamInfoResponse {
+            stream: info.stream.to_string(),
+            exists: info.exists(),
+            last_revision: info.last_revision.map(|r| r.0),
+        }))
+    }
+}

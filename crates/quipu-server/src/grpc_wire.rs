@@ -1,0 +1,209 @@
+//! The gRPC messages (`quipu.v1`) and their conversion to and from the
+//! engine's types, and errors as gRPC statuses. Bad input is
+//! `INVALID_ARGUMENT` (or the status its HTTP twin maps to), never
+//! `INTERNAL`.
+
+use prost::Message;
+use quipu_core::{
+    AppendRequest, AppendResult, Condition, Conflict, Direction, EventId, EventType, ExpectedRevision, Position,
+    ProposedEvent, Query, QueryItem, RecordedEvent, Revision, StreamName, StreamWrite, Tag,
+};
+use quipu_proto::v1 as pb;
+use tonic::{Code, Status};
+
+use crate::ApiError;
+use crate::feed::{Source, Start};
+
+/// Events a read returns when its limit is 0.
+pub const DEFAULT_READ_LIMIT: usize = 100;
+
+/// The gRPC status of an API error, with its machine code first in the
+/// message (`invalid_name: ...`).
+#[must_use]
+pub fn status(error: ApiError) -> Status {
+    let code = match error.status.as_u16() {
+        400 => Code::InvalidArgument,
+        404 => Code::NotFound,
+        409 => Code::FailedPrecondition,
+        413 => Code::ResourceExhausted,
+        503 => Code::Unavailable,
+        _ => Code::Internal,
+    };
+    Status::new(code, format!("{}: {}", error.code, error.message))
+}
+
+/// `FAILED_PRECONDITION` for a refused append: the message says which
+/// stream is at which revision; the details are the encoded
+/// [`pb::Conflict`].
+#[must_use]
+pub fn conflict_status(conflict: &Conflict) -> Status {
+    let error = crate::api_error::conflict_error(conflict);
+    let message = format!("{}: {}", error.code, error.message);
+    Status::with_details(Code::FailedPrecondition, message, conflict_message(conflict).encode_to_vec().into())
+}
+
+/// A conflict as a message.
+#[must_use]
+pub fn conflict_message(conflict: &Conflict) -> pb::Conflict {
+    pb::Conflict {
+        streams: conflict
+            .streams
+            .iter()
+            .map(|c| pb::StreamConflict {
+                stream: c.stream.to_string(),
+                expected: Some(expected_message(c.expected)),
+                actual: c.actual.map(|r| r.0),
+            })
+            .collect(),
+        condition_position: conflict.condition_position.map(|p| p.0),
+    }
+}
+
+fn expected_message(expected: ExpectedRevision) -> pb::ExpectedRevision {
+    use pb::expected_revision::Kind;
+    let kind = match expected {
+        ExpectedRevision::Any => Kind::Any(pb::Empty {}),
+        ExpectedRevision::NoStream => Kind::NoStream(pb::Empty {}),
+        ExpectedRevision::Exists => Kind::Exists(pb::Empty {}),
+        ExpectedRevision::Exact(revision) => Kind::Exact(revision.0),
+    };
+    pb::ExpectedRevision { kind: Some(kind) }
+}
+
+fn expected_revision(expected: Option<pb::ExpectedRevision>) -> ExpectedRevision {
+    use pb::expected_revision::Kind;
+    match expected.and_then(|e| e.kind) {
+        None | Some(Kind::Any(_)) => ExpectedRevision::Any,
+        Some(Kind::NoStream(_)) => ExpectedRevision::NoStream,
+        Some(Kind::Exists(_)) => ExpectedRevision::Exists,
+        Some(Kind::Exact(revision)) => ExpectedRevision::Exact(Revision(revision)),
+    }
+}
+
+fn proposed(event: pb::ProposedEvent) -> Result<ProposedEvent, ApiError> {
+    let mut proposed = ProposedEvent::new(EventType::new(event.r#type)?, event.data);
+    if !event.id.is_empty() {
+        proposed.id = EventId::parse(&event.id)?;
+    }
+    proposed.metadata = event.metadata;
+    proposed.tags = event.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?;
+    Ok(proposed)
+}
+
+/// The engine's request.
+///
+/// # Errors
+/// [`ApiError`] 400 for any bad name, id or tag.
+pub fn append_request(request: pb::AppendRequest) -> Result<AppendRequest, ApiError> {
+    let writes = request
+        .writes
+        .into_iter()
+        .map(|w| {
+            Ok(StreamWrite {
+                stream: StreamName::new(w.stream)?,
+                expected: expected_revision(w.expected),
+                events: w.events.into_iter().map(proposed).collect::<Result<_, ApiError>>()?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    let condition = request.condition.map(condition).transpose()?;
+    Ok(AppendRequest { writes, condition })
+}
+
+fn condition(condition: pb::Condition) -> Result<Condition, ApiError> {
+    let items = condition
+        .items
+        .into_iter()
+        .map(|item| {
+            Ok(QueryItem {
+                types: item.types.into_iter().map(EventType::new).collect::<Result<_, _>>()?,
+                tags: item.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Condition { query: Query { items }, after: condition.after.map(Position) })
+}
+
+/// A successful (or repeated) append as a message.
+#[must_use]
+pub fn append_response(result: &AppendResult, already_written: bool) -> pb::AppendResponse {
+    pb::AppendResponse {
+        first_position: result.first_position.0,
+        last_position: result.last_position.0,
+        streams: result
+            .streams
+            .iter()
+            .map(|s| pb::StreamResult {
+                stream: s.stream.to_string(),
+                first_revision: s.first_revision.0,
+                last_revision: s.last_revision.0,
+            })
+            .collect(),
+        recorded_at_us: result.recorded_at_us,
+        already_written,
+    }
+}
+
+/// A stored event as a message.
+#[must_use]
+pub fn recorded_event(event: RecordedEvent) -> pb::RecordedEvent {
+    pb::RecordedEvent {
+        id: event.id.to_string(),
+        stream: event.stream.to_string(),
+        r#type: event.event_type.to_string(),
+        data: event.data,
+        metadata: event.metadata,
+        tags: event.tags.iter().map(ToString::to_string).collect(),
+        revision: event.revision.0,
+        position: event.position.0,
+        recorded_at_us: event.recorded_at_us,
+    }
+}
+
+/// The direction of a read.
+///
+/// # Errors
+/// [`ApiError`] 400 for a number that is not a direction.
+pub fn direction(direction: i32) -> Result<Direction, ApiError> {
+    match pb::Direction::try_from(direction) {
+        Ok(pb::Direction::Forwards) => Ok(Direction::Forwards),
+        Ok(pb::Direction::Backwards) => Ok(Direction::Backwards),
+        Err(_) => Err(ApiError::bad_request("invalid_direction", format!("unknown direction {direction}"))),
+    }
+}
+
+/// The limit of a read: 0 means [`DEFAULT_READ_LIMIT`]; the engine checks
+/// the maximum.
+#[must_use]
+pub fn limit(limit: u32) -> usize {
+    if limit == 0 { DEFAULT_READ_LIMIT } else { limit as usize }
+}
+
+/// What a filter selects (absent: everything).
+///
+/// # Errors
+/// [`ApiError`] 400 for a bad name, or a filter with no kind set.
+pub fn source(filter: Option<pb::Filter>) -> Result<Source, ApiError> {
+    use pb::filter::Kind;
+    let Some(filter) = filter else { return Ok(Source::All) };
+    match filter.kind {
+        None => Err(ApiError::bad_request("invalid_filter", "the filter names no category, type, tag or stream")),
+        Some(Kind::Category(category)) => Ok(Source::Category(StreamName::new(category)?.to_string())),
+        Some(Kind::EventType(event_type)) => Ok(Source::Type(EventType::new(event_type)?)),
+        Some(Kind::Tag(tag)) => Ok(Source::Tag(Tag::new(tag)?)),
+        Some(Kind::Stream(stream)) => Ok(Source::Stream(StreamName::new(stream)?)),
+    }
+}
+
+/// Where a subscription starts (absent: the beginning).
+#[must_use]
+pub fn start(start: Option<pb::subscribe_request::Start>, source: &Source) -> Start {
+    use pb::subscribe_request::Start as S;
+    match start {
+        Some(S::FromPosition(position)) => Start::Position(Position(position)),
+        Some(S::FromRevision(revision)) => Start::Revision(Revision(revision)),
+        Some(S::FromEnd(_)) => Start::End,
+        None if matches!(source, Source::Stream(_)) => Start::Revision(Revision(0)),
+        None => Start::Position(Position(0)),
+    }
+}

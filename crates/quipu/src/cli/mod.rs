@@ -1,0 +1,268 @@
+//! The client commands of the `quipu` binary: `append`, `read`,
+//! `subscribe` and `info`, spoken over gRPC through `quipu-client` to a
+//! running `quipu serve`. Output is a table for people by default and one
+//! JSON object per line with `--json`, for scripts.
+
+mod output;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use futures_util::StreamExt;
+use quipu_client::{Client, Direction, ExpectedRevision, Filter, NewEvent, Start, SubscriptionItem};
+
+use output::Output;
+
+/// Where the server is, shared by every client command.
+#[derive(clap::Args, Debug)]
+pub struct Connection {
+    /// gRPC address of the server.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:2113", env = "QUIPU_SERVER")]
+    pub server: String,
+    /// Print one JSON object per line instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `quipu append`: appends events to one stream.
+#[derive(clap::Args, Debug)]
+pub struct AppendArgs {
+    /// Target stream.
+    pub stream: String,
+    /// Event type (for a single event given by flags).
+    #[arg(long = "type", required_unless_present = "events", conflicts_with = "events")]
+    pub event_type: Option<String>,
+    /// Event data as JSON.
+    #[arg(long, default_value = "{}", conflicts_with = "events")]
+    pub data: String,
+    /// Event metadata as JSON.
+    #[arg(long, conflicts_with = "events")]
+    pub metadata: Option<String>,
+    /// A tag (repeatable).
+    #[arg(long = "tag", conflicts_with = "events")]
+    pub tags: Vec<String>,
+    /// Event id (UUID); a fresh one when absent. Repeating an append with
+    /// the same id writes it once.
+    #[arg(long, conflicts_with = "events")]
+    pub id: Option<String>,
+    /// A file (or `-` for stdin) with a JSON array of events
+    /// `[{"id", "type", "data", "metadata", "tags"}]`.
+    #[arg(long)]
+    pub events: Option<PathBuf>,
+    /// `any`, `no_stream`, `exists` or the revision of the stream's last
+    /// event.
+    #[arg(long, default_value = "any")]
+    pub expected: ExpectedRevision,
+}
+
+/// `quipu read`: a stream, `$all`, a category, an event type or a tag.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["stream", "all", "category", "event_type", "tag"])))]
+pub struct ReadArgs {
+    /// The stream to read.
+    pub stream: Option<String>,
+    /// Read `$all` instead of a stream.
+    #[arg(long)]
+    pub all: bool,
+    /// Read a category.
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Read an event type.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Read a tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// First revision (stream) or position (others) to read, inclusive.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Events to read at most.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// Read from the end towards the start.
+    #[arg(long)]
+    pub backwards: bool,
+}
+
+/// `quipu subscribe`: follow events as they are written.
+#[derive(clap::Args, Debug)]
+pub struct SubscribeArgs {
+    /// Follow one stream.
+    #[arg(long, conflicts_with_all = ["category", "event_type", "tag"])]
+    pub stream: Option<String>,
+    /// Follow a category.
+    #[arg(long, conflicts_with_all = ["event_type", "tag"])]
+    pub category: Option<String>,
+    /// Follow an event type.
+    #[arg(long = "type", conflicts_with = "tag")]
+    pub event_type: Option<String>,
+    /// Follow a tag.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Start at this position (a revision with `--stream`); the beginning
+    /// when absent.
+    #[arg(long, conflicts_with = "from_end")]
+    pub from: Option<u64>,
+    /// Only events written from now on.
+    #[arg(long)]
+    pub from_end: bool,
+    /// Stop after this many events.
+    #[arg(long)]
+    pub count: Option<u64>,
+}
+
+/// `quipu info`: whether a stream exists and its last revision.
+#[derive(clap::Args, Debug)]
+pub struct InfoArgs {
+    /// The stream.
+    pub stream: String,
+}
+
+/// A client command.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Append events to a stream (with an expected revision).
+    Append(AppendArgs),
+    /// Read a stream, `$all`, a category, an event type or a tag.
+    Read(ReadArgs),
+    /// Follow events as they are written: catch up, then live.
+    Subscribe(SubscribeArgs),
+    /// Show whether a stream exists and its last revision.
+    Info(InfoArgs),
+}
+
+/// Runs a client command against the server in `connection`.
+///
+/// # Errors
+/// A server that cannot be reached, a refused request (with the server's
+/// message) or bad arguments.
+pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let client = Client::connect(connection.server.clone()).await?;
+        let output = Output::new(connection.json);
+        match command {
+            ClientCommand::Append(args) => append(&client, &output, args).await,
+            ClientCommand::Read(args) => read(&client, &output, args).await,
+            ClientCommand::Subscribe(args) => subscribe(&client, &output, args).await,
+            ClientCommand::Info(args) => {
+                let info = client.stream_info(&args.stream).await?;
+                output.info(&info)
+            }
+        }
+    })
+}
+
+async fn append(client: &Client, output: &Output, args: AppendArgs) -> anyhow::Result<()> {
+    let events = match (&args.events, args.event_type) {
+        (Some(path), _) => events_from_file(path)?,
+        (None, Some(event_type)) => {
+            let data: serde_json::Value = serde_json::from_str(&args.data).context("--data is not JSON")?;
+            let mut event = NewEvent::json(event_type, &data)?.with_tags(args.tags);
+            if let Some(metadata) = &args.metadata {
+                let metadata: serde_json::Value = serde_json::from_str(metadata).context("--metadata is not JSON")?;
+                event = event.with_metadata(serde_json::to_vec(&metadata)?);
+            }
+            if let Some(id) = &args.id {
+                event.id = id.parse().with_context(|| format!("--id {id:?} is not a UUID"))?;
+            }
+            vec![event]
+        }
+        (None, None) => anyhow::bail!("give --type (and --data) or --events"),
+    };
+    let result = client.append(args.stream.clone(), args.expected, events).await?;
+    output.appended(&args.stream, &result)
+}
+
+/// One event of an `--events` file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventFileEntry {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    event_type: String,
+    #[serde(default)]
+    data: serde_json::Value,
+    #[serde(default)]
+    metadata: Option<serde_json::Value>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+fn events_from_file(path: &std::path::Path) -> anyhow::Result<Vec<NewEvent>> {
+    let text = if path.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin()).context("reading events from stdin")?
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let entries: Vec<EventFileEntry> =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a JSON array of events", path.display()))?;
+    entries
+        .into_iter()
+        .map(|entry| {
+            let mut event = NewEvent::json(entry.event_type, &entry.data)?.with_tags(entry.tags);
+            if let Some(metadata) = entry.metadata {
+                event = event.with_metadata(serde_json::to_vec(&metadata)?);
+            }
+            if let Some(id) = entry.id {
+                event.id = id.parse().with_context(|| format!("event id {id:?} is not a UUID"))?;
+            }
+            Ok(event)
+        })
+        .collect()
+}
+
+async fn read(client: &Client, output: &Output, args: ReadArgs) -> anyhow::Result<()> {
+    let direction = if args.backwards { Direction::Backwards } else { Direction::Forwards };
+    let (from, limit) = (args.from, args.limit);
+    let events = match (args.stream, args.category, args.event_type, args.tag) {
+        (Some(stream), ..) => client.read_stream(&stream, from, direction, limit).await?,
+        (_, Some(category), ..) => client.read_filtered(Filter::Category(category), from, direction, limit).await?,
+        (_, _, Some(event_type), _) => {
+            client.read_filtered(Filter::EventType(event_type), from, direction, limit).await?
+        }
+        (.., Some(tag)) => client.read_filtered(Filter::Tag(tag), from, direction, limit).await?,
+        _ => client.read_all(from, direction, limit).await?,
+    };
+    output.events(&events)
+}
+
+async fn subscribe(client: &Client, output: &Output, args: SubscribeArgs) -> anyhow::Result<()> {
+    let by_revision = args.stream.is_some();
+    let filter = match (args.stream, args.category, args.event_type, args.tag) {
+        (Some(stream), ..) => Some(Filter::Stream(stream)),
+        (_, Some(category), ..) => Some(Filter::Category(category)),
+        (_, _, Some(event_type), _) => Some(Filter::EventType(event_type)),
+        (.., Some(tag)) => Some(Filter::Tag(tag)),
+        _ => None,
+    };
+    let start = match (args.from_end, args.from) {
+        (true, _) => Start::End,
+        (false, Some(from)) if by_revision => Start::Revision(from),
+        (false, Some(from)) => Start::Position(from),
+        (false, None) if by_revision => Start::Revision(0),
+        (false, None) => Start::Position(0),
+    };
+    let mut subscription = client.subscribe(filter, start).await?;
+    let mut seen = 0;
+    output.header()?;
+    while args.count.is_none_or(|count| seen < count) {
+        match subscription.next().await {
+            None => anyhow::bail!("the server ended the subscription (it is shutting down)"),
+            Some(item) => match item? {
+                SubscriptionItem::Event(event) => {
+                    output.event(&event)?;
+                    seen += 1;
+                }
+                SubscriptionItem::CaughtUp { .. } => output.caught_up()?,
+            },
+        }
+        std::io::stdout().flush()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,260 @@
+//! End-to-end tests of the gRPC API through `quipu-client` against the
+//! real `quipu serve` binary on free ports of loopback.
+
+mod common;
+
+use std::collections::HashSet;
+
+use futures_util::StreamExt;
+use quipu_client::{
+    Aggregate, Append, BatchOutcome, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent, QueryItem,
+    Start, SubscriptionItem,
+};
+use serde_json::json;
+
+use common::Server;
+
+async fn connect(server: &Server) -> Client {
+    Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect over gRPC")
+}
+
+fn event(event_type: &str, n: u64) -> NewEvent {
+    NewEvent::json(event_type, &json!({ "n": n })).expect("JSON event")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the_actual() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    client
+        .append("order-1", ExpectedRevision::NoStream, vec![event("Placed", 0), event("Paid", 1)])
+        .await
+        .expect("seed");
+
+    let writers: Vec<_> = (0..8)
+        .map(|n| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                client.append("order-1", ExpectedRevision::Exact(1), vec![event("Shipped", n)]).await
+            })
+        })
+        .collect();
+    let mut wins = 0;
+    for writer in writers {
+        match writer.await.expect("writer task") {
+            Ok(result) => {
+                wins += 1;
+                assert_eq!(result.next_expected_revision(), Some(2));
+            }
+            Err(Error::Conflict { conflict, message }) => {
+                let stream = conflict.streams.first().expect("the conflicting stream");
+                assert_eq!(
+                    (stream.stream.as_str(), stream.expected, stream.actual),
+                    ("order-1", ExpectedRevision::Exact(1), Some(2))
+                );
+                assert!(message.contains("order-1"), "the message names the stream: {message}");
+            }
+            Err(other) => panic!("unexpected error {other}"),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, Some(2));
+}
+
+/// Reads a subscription until `events` events came, past its switch to
+/// live.
+async fn collect(subscription: &mut quipu_client::Subscription, events: usize) -> Vec<Event> {
+    let mut seen = Vec::new();
+    while seen.len() < events {
+        if let SubscriptionItem::Event(event) = subscription.next().await.expect("goes on").expect("no error") {
+            seen.push(event);
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_see_every_event_once_in_order_across_catch_up_and_live() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    let write = |client: Client, from: u64, to: u64| async move {
+        for n in from..to {
+            let stream = if n % 2 == 0 { format!("order-{}", n % 5) } else { format!("user-{}", n % 3) };
+            client.append(stream, ExpectedRevision::Any, vec![event("Happened", n)]).await.expect("append");
+        }
+    };
+    write(client.clone(), 0, 50).await;
+
+    let mut all = client.subscribe(None, Start::Position(0)).await.expect("subscribe to $all");
+    let mut orders =
+        client.subscribe(Some(Filter::Category("order".into())), Start::Position(0)).await.expect("category");
+    let mut one = client.subscribe(Some(Filter::Stream("user-1".into())), Start::Revision(3)).await.expect("stream");
+    // Writers append while the subscription catches up, and again once it
+    // is live, so both sides of the switch carry events.
+    let mut catching_up = Some(tokio::spawn(write(client.clone(), 50, 80)));
+    let (mut events, mut live_writer) = (Vec::new(), None);
+    while events.len() < 120 {
+        match all.next().await.expect("the subscription goes on").expect("no error") {
+            SubscriptionItem::Event(event) => events.push(event),
+            SubscriptionItem::CaughtUp { last_position } => {
+                assert!(live_writer.is_none(), "one switch to live");
+                assert_eq!(last_position, events.last().map(|e| e.position), "caught up right after the last event");
+                // Events 80.. are written after the switch: they arrive live.
+                let (client, catching_up) = (client.clone(), catching_up.take().expect("first switch"));
+                live_writer = Some(tokio::spawn(async move {
+                    catching_up.await.expect("writer");
+                    write(client, 80, 120).await;
+                }));
+            }
+        }
+    }
+    live_writer.expect("the subscription went live").await.expect("live writer");
+    let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (0..120).collect::<Vec<_>>(), "every event once, in order");
+    let numbers: Vec<u64> =
+        events.iter().map(|e| e.json::<serde_json::Value>().expect("JSON")["n"].as_u64().expect("n")).collect();
+    assert_eq!(numbers, (0..120).collect::<Vec<_>>());
+
+    let order_events = collect(&mut orders, 60).await;
+    assert!(order_events.iter().all(|e| e.stream.starts_with("order-")));
+    assert!(order_events.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(order_events.iter().map(|e| e.id).collect::<HashSet<_>>().len(), 60);
+
+    let user_1 = client.load_stream("user-1").await.expect("load user-1");
+    let user_events = collect(&mut one, user_1.len() - 3).await;
+    assert_eq!(user_events, user_1[3..].to_vec(), "a stream subscription from revision 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_info_and_bad_input_over_grpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    let tagged = |n| event("Placed", n).with_tags(["vip"]);
+    client.append("order-1", ExpectedRevision::NoStream, vec![tagged(0), event("Paid", 1)]).await.expect("append");
+    client.append("user-1", ExpectedRevision::Any, vec![event("Registered", 2)]).await.expect("append");
+
+    let backwards = client.read_stream("order-1", None, Direction::Backwards, 0).await.expect("read backwards");
+    assert_eq!(backwards.iter().map(|e| e.revision).collect::<Vec<_>>(), [1, 0]);
+    assert_eq!(client.read_all(Some(1), Direction::Forwards, 10).await.expect("all").len(), 2);
+    let by = |filter| client.read_filtered(filter, None, Direction::Forwards, 10);
+    assert_eq!(by(Filter::Category("user".into())).await.expect("category").len(), 1);
+    assert_eq!(by(Filter::EventType("Paid".into())).await.expect("type")[0].position, 1);
+    assert_eq!(by(Filter::Tag("vip".into())).await.expect("tag")[0].tags, ["vip"]);
+    let info = client.stream_info("order-1").await.expect("info");
+    assert_eq!(info.last_revision, Some(1));
+    assert_eq!(client.stream_info("order-404").await.expect("info").last_revision, None);
+
+    assert!(matches!(client.read_stream("order-404", None, Direction::Forwards, 0).await, Err(Error::NotFound(_))));
+    let invalid = [
+        client.read_stream("", None, Direction::Forwards, 0).await.map(|_| ()),
+        client.read_all(None, Direction::Forwards, 1_000_000).await.map(|_| ()),
+        by(Filter::Stream("order-1".into())).await.map(|_| ()),
+        client.append("bad\nname", ExpectedRevision::Any, vec![event("Placed", 9)]).await.map(|_| ()),
+        client.append("order-2", ExpectedRevision::Any, vec![NewEvent::new("", "{}")]).await.map(|_| ()),
+        client
+            .append("order-2", ExpectedRevision::Any, vec![NewEvent::new("Big", vec![b'x'; 2 << 20])])
+            .await
+            .map(|_| ()),
+        client.subscribe(Some(Filter::Category("order".into())), Start::Revision(0)).await.map(|_| ()),
+    ];
+    for (case, result) in invalid.into_iter().enumerate() {
+        assert!(matches!(result, Err(Error::InvalidArgument(_))), "case {case}: {result:?}");
+    }
+    assert_eq!(client.read_all(None, Direction::Forwards, 100).await.expect("all").len(), 3, "bad input wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_appends_batches_and_retries_over_grpc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+
+    // A retry with the same ids (say, after a lost reply) writes nothing.
+    let events = vec![event("Placed", 0), event("Paid", 1)];
+    let first = client.append("order-1", ExpectedRevision::NoStream, events.clone()).await.expect("append");
+    let again = client.append("order-1", ExpectedRevision::NoStream, events).await.expect("retry");
+    assert!(!first.already_written && again.already_written);
+    assert_eq!((again.first_position, again.last_position), (first.first_position, first.last_position));
+
+    // Two streams at once, under a DCB condition on the "vip" tag.
+    let vip = QueryItem { types: vec![], tags: vec!["vip".into()] };
+    let transfer = Append::new()
+        .stream("account-a", ExpectedRevision::NoStream, vec![event("Debited", 2).with_tags(["vip"])])
+        .stream("account-b", ExpectedRevision::NoStream, vec![event("Credited", 3)])
+        .condition(vec![vip.clone()], None);
+    let written = client.append_atomic(&transfer).await.expect("atomic append");
+    assert_eq!(written.streams.len(), 2);
+    let refused = Append::new()
+        .stream("account-c", ExpectedRevision::Any, vec![event("Opened", 4)])
+        .condition(vec![vip], Some(1));
+    let conflict = client.append_atomic(&refused).await.expect_err("the condition fails");
+    assert_eq!(conflict.conflict().and_then(|c| c.condition_position), Some(2));
+
+    // A batch: each append is its own transaction, outcomes in order.
+    let batch = [
+        Append::new().stream("order-2", ExpectedRevision::NoStream, vec![event("Placed", 5)]),
+        Append::new().stream("order-1", ExpectedRevision::Exact(0), vec![event("Late", 6)]),
+        Append::new().stream("bad name\t", ExpectedRevision::Any, vec![event("Placed", 7)]),
+        Append::new().stream("order-2", ExpectedRevision::Exact(0), vec![event("Paid", 8)]),
+    ];
+    let outcomes = client.append_batch(&batch).await.expect("batch");
+    assert!(matches!(&outcomes[0], BatchOutcome::Written(r) if r.next_expected_revision() == Some(0)));
+    assert!(
+        matches!(&outcomes[1], BatchOutcome::Refused(e) if e.conflict().and_then(|c| c.streams[0].actual) == Some(1))
+    );
+    assert!(matches!(&outcomes[2], BatchOutcome::Refused(Error::InvalidArgument(_))));
+    assert!(matches!(&outcomes[3], BatchOutcome::Written(r) if r.next_expected_revision() == Some(1)));
+    assert_eq!(client.read_all(None, Direction::Forwards, 100).await.expect("all").len(), 6);
+}
+
+/// A counter folded from `Added` events.
+#[derive(Default)]
+struct Counter {
+    total: u64,
+}
+
+impl Aggregate for Counter {
+    fn apply(&mut self, event: &Event) -> Result<(), Error> {
+        self.total += event.json::<serde_json::Value>()?["n"].as_u64().unwrap_or(0);
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aggregate_helper_decides_again_on_conflict() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    // Eight racing commands, each adding 1 unless the counter reached 5:
+    // every decision is made on fresh state, so exactly 5 are added.
+    let commands: Vec<_> =
+        (0..8)
+            .map(|_| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    client
+                        .execute("counter-1", |counter: &Counter| {
+                            if counter.total >= 5 { Err("full") } else { Ok(vec![event("Added", 1)]) }
+                        })
+                        .await
+                })
+            })
+            .collect();
+    let mut added = 0;
+    for command in commands {
+        match command.await.expect("command task") {
+            Ok(executed) => {
+                assert!(executed.result.is_some());
+                added += 1;
+            }
+            Err(quipu_client::ExecuteError::Rejected("full")) => {}
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(added, 5);
+    let loaded = client.load::<Counter>("counter-1").await.expect("load");
+    assert_eq!((loaded.state.total, loaded.last_revision), (5, Some(4)));
+}
