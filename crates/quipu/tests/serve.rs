@@ -362,6 +362,14 @@ fn an_sse_subscription_sees_every_event_once_in_order_across_catch_up_and_live()
     });
     assert_eq!(positions, (0..60).collect::<Vec<u64>>());
     assert_eq!(subscribe(&server.address, "from=55", 5), [55, 56, 57, 58, 59]);
+    // Filters: one stream from a revision, a type, a category.
+    assert_eq!(subscribe(&server.address, "stream=tick-1&from=2", 5), [7, 10, 13, 16, 19]);
+    assert_eq!(subscribe(&server.address, "type=Tick&from=50", 3), [50, 51, 52]);
+    assert_eq!(subscribe(&server.address, "category=tick&from=58", 2), [58, 59]);
+    let (status, error) = server.request("GET", "/v1/subscribe?category=tick&tag=vip", None);
+    assert_eq!((status, error["code"].as_str()), (400, Some("invalid_query")), "{error}");
+    let (status, error) = server.request("GET", "/v1/subscribe?type=bad%0Atype", None);
+    assert_eq!(status, 400, "{error}");
 
     // A live subscription does not keep the server from stopping.
     let mut idle = TcpStream::connect(&server.address).expect("connect");
