@@ -113,6 +113,12 @@ pub(crate) fn error(status: tonic::Status) -> Error {
         Code::NotFound => Error::NotFound(message),
         Code::InvalidArgument | Code::ResourceExhausted | Code::OutOfRange => Error::InvalidArgument(message),
         Code::Unavailable => Error::Unavailable(message),
+        // A connection that broke mid-call (Unknown, Cancelled): the
+        // status was made here from the transport's error, not sent by the
+        // server, so it carries that error as its source.
+        Code::Unknown | Code::Cancelled if std::error::Error::source(&status).is_some() => {
+            Error::Unavailable(format!("{message} (the connection broke)"))
+        }
         code => Error::Server { code, message },
     }
 }

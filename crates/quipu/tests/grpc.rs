@@ -258,3 +258,57 @@ async fn the_aggregate_helper_decides_again_on_conflict() {
     let loaded = client.load::<Counter>("counter-1").await.expect("load");
     assert_eq!((loaded.state.total, loaded.last_revision), (5, Some(4)));
 }
+
+/// A free port of loopback (bound, then released for the server).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+fn start_on(data_dir: &std::path::Path, grpc_port: u16) -> Server {
+    let mut command = common::serve_command();
+    command
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}"), "--http-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir);
+    Server::spawn(command)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let server = start_on(dir.path(), port);
+    let retry = quipu_client::RetryPolicy {
+        attempts: 200,
+        backoff_initial: std::time::Duration::from_millis(10),
+        backoff_max: std::time::Duration::from_millis(100),
+    };
+    let client = connect(&server).await.with_retry(retry);
+    let appends = 300;
+    let writer = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let mut already_written = 0;
+            for n in 0..appends {
+                let result = client.append("ledger-1", ExpectedRevision::Any, vec![event("Entry", n)]).await;
+                already_written += u32::from(result.expect("retried until the server is back").already_written);
+            }
+            already_written
+        }
+    });
+    // Kill the server while the writer runs, and bring it back.
+    while client.stream_info("ledger-1").await.expect("info").last_revision.is_none_or(|r| r < 50) {
+        tokio::task::yield_now().await;
+    }
+    server.signal("KILL");
+    assert_eq!(server.wait(), None, "SIGKILL ends the server without an exit code");
+    let _server = start_on(dir.path(), port);
+    let already_written = writer.await.expect("writer");
+    let events = client.load_stream("ledger-1").await.expect("load");
+    let numbers: Vec<u64> =
+        events.iter().map(|e| e.json::<serde_json::Value>().expect("JSON")["n"].as_u64().expect("n")).collect();
+    assert_eq!(
+        numbers,
+        (0..appends).collect::<Vec<_>>(),
+        "every append once, in order ({already_written} answered by a retry)"
+    );
+}
