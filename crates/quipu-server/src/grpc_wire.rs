@@ -5,8 +5,8 @@
 
 use prost::Message;
 use quipu_core::{
-    AppendRequest, AppendResult, Condition, Conflict, Direction, EventId, EventType, ExpectedRevision, Position,
-    ProposedEvent, Query, QueryItem, RecordedEvent, Revision, StreamName, StreamWrite, Tag,
+    AppendRequest, AppendResult, Conflict, Direction, EventId, EventType, ExpectedRevision, Position, ProposedEvent,
+    RecordedEvent, Revision, StreamName, StreamWrite, Tag,
 };
 use quipu_proto::v1 as pb;
 use tonic::{Code, Status};
@@ -106,22 +106,11 @@ pub fn append_request(request: pb::AppendRequest) -> Result<AppendRequest, ApiEr
             })
         })
         .collect::<Result<_, ApiError>>()?;
-    let condition = request.condition.map(condition).transpose()?;
+    let condition = request
+        .condition
+        .map(|c| crate::wire::condition(c.items.into_iter().map(|i| (i.types, i.tags)), c.after))
+        .transpose()?;
     Ok(AppendRequest { writes, condition })
-}
-
-fn condition(condition: pb::Condition) -> Result<Condition, ApiError> {
-    let items = condition
-        .items
-        .into_iter()
-        .map(|item| {
-            Ok(QueryItem {
-                types: item.types.into_iter().map(EventType::new).collect::<Result<_, _>>()?,
-                tags: item.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(Condition { query: Query { items }, after: condition.after.map(Position) })
 }
 
 /// A successful (or repeated) append as a message.

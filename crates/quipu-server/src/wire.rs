@@ -236,19 +236,7 @@ impl MultiAppendBody {
             .collect::<Result<_, ApiError>>()?;
         let condition = self
             .condition
-            .map(|c| -> Result<Condition, ApiError> {
-                let items = c
-                    .query
-                    .into_iter()
-                    .map(|item| {
-                        Ok(QueryItem {
-                            types: item.types.into_iter().map(EventType::new).collect::<Result<_, _>>()?,
-                            tags: item.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
-                        })
-                    })
-                    .collect::<Result<_, ApiError>>()?;
-                Ok(Condition { query: Query { items }, after: c.after.map(Position) })
-            })
+            .map(|c| condition(c.query.into_iter().map(|item| (item.types, item.tags)), c.after))
             .transpose()?;
         Ok(AppendRequest { writes, condition })
     }
@@ -297,4 +285,24 @@ impl MultiAppendJson {
             already_written,
         }
     }
+}
+
+/// A DCB condition from its items as (types, tags) name lists and the
+/// position it was decided at; shared by the HTTP and gRPC APIs.
+///
+/// # Errors
+/// [`ApiError`] 400 for a bad type or tag name.
+pub fn condition(
+    items: impl Iterator<Item = (Vec<String>, Vec<String>)>,
+    after: Option<u64>,
+) -> Result<Condition, ApiError> {
+    let items = items
+        .map(|(types, tags)| {
+            Ok(QueryItem {
+                types: types.into_iter().map(EventType::new).collect::<Result<_, _>>()?,
+                tags: tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Condition { query: Query { items }, after: after.map(Position) })
 }
