@@ -253,20 +253,40 @@ impl Client {
     }
 
     /// Follows `filter` (everything when `None`) from `start`: catch-up,
-    /// then live. See [`Subscription`].
+    /// then live, reconnecting and resuming while the server is away. See
+    /// [`Subscription`].
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a bad filter or start (a revision is
     /// a start only for a stream filter).
     pub async fn subscribe(&self, filter: Option<Filter>, start: Start) -> Result<Subscription, Error> {
+        let start = match (&filter, start) {
+            // A stream resumes by revision: pin "the end" down to one now.
+            (Some(Filter::Stream(stream)), Start::End) => {
+                Start::Revision(self.stream_info(stream).await?.last_revision.map_or(0, |last| last + 1))
+            }
+            (_, start) => start,
+        };
+        Subscription::open(self.clone(), self.retry, filter, start).await
+    }
+
+    /// Opens a subscription's server stream; with `retry`, by the retry
+    /// policy, else in one attempt (the subscription retries itself).
+    pub(crate) async fn open_subscription(
+        &self,
+        filter: Option<Filter>,
+        start: Start,
+        retry: bool,
+    ) -> Result<tonic::Streaming<pb::SubscribeResponse>, Error> {
         let request = pb::SubscribeRequest { filter: filter.map(wire::filter), start: Some(wire::start(start)) };
-        let stream = self
-            .call(|mut grpc| {
-                let request = request.clone();
-                async move { grpc.subscribe(request).await }
-            })
-            .await?;
-        Ok(Subscription::new(stream))
+        if !retry {
+            return self.grpc.clone().subscribe(request).await.map(tonic::Response::into_inner).map_err(wire::error);
+        }
+        self.call(|mut grpc| {
+            let request = request.clone();
+            async move { grpc.subscribe(request).await }
+        })
+        .await
     }
 }
 

@@ -1,8 +1,12 @@
 //! [`Subscription`]: a live subscription as a [`Stream`] of
-//! [`SubscriptionItem`]s: every matching event once, in order, with one
-//! `CaughtUp` at the switch from history to live. The stream ends when the
-//! server stops; resume with a new subscription from the position after
-//! the last event seen.
+//! [`SubscriptionItem`]s: every matching event once, in order, with a
+//! `CaughtUp` at the switch from history to live.
+//!
+//! It survives the server going away: when the connection breaks or the
+//! server shuts down, it reconnects by the client's [`RetryPolicy`] and
+//! resumes right after the last event it yielded (a new `CaughtUp`
+//! follows the catch-up of each reconnection). Only when the retries run
+//! out does it yield [`Error::Unavailable`] and end.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,8 +14,10 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 use quipu_proto::v1 as pb;
 
+use crate::client::Client;
 use crate::event::Event;
-use crate::{Error, wire};
+use crate::retry::RetryPolicy;
+use crate::{Error, Filter, Start, wire};
 
 /// What a subscription yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +34,7 @@ pub enum SubscriptionItem {
 
 /// A running subscription; dropping it ends it on the server too.
 pub struct Subscription {
-    inner: tonic::Streaming<pb::SubscribeResponse>,
+    inner: Pin<Box<dyn Stream<Item = Result<SubscriptionItem, Error>> + Send>>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -37,18 +43,90 @@ impl std::fmt::Debug for Subscription {
     }
 }
 
+/// Where a subscription stands between messages.
+struct Cursor {
+    client: Client,
+    retry: RetryPolicy,
+    filter: Option<Filter>,
+    /// Where the next (re)connection starts: after the last event yielded.
+    start: Start,
+    open: Option<tonic::Streaming<pb::SubscribeResponse>>,
+    /// Set once a final error was yielded.
+    done: bool,
+}
+
 impl Subscription {
-    pub(crate) fn new(inner: tonic::Streaming<pb::SubscribeResponse>) -> Subscription {
-        Subscription { inner }
+    /// Starts following `filter` from `start` on `client`.
+    pub(crate) async fn open(
+        client: Client,
+        retry: RetryPolicy,
+        filter: Option<Filter>,
+        start: Start,
+    ) -> Result<Subscription, Error> {
+        let open = client.open_subscription(filter.clone(), start, true).await?;
+        let cursor = Cursor { client, retry, filter, start, open: Some(open), done: false };
+        let inner = futures_util::stream::unfold(cursor, |mut cursor| async move {
+            if cursor.done {
+                return None;
+            }
+            let item = cursor.next_item().await;
+            cursor.done = item.is_err();
+            Some((item, cursor))
+        });
+        Ok(Subscription { inner: Box::pin(inner) })
     }
 }
 
-fn item(response: pb::SubscribeResponse) -> Result<SubscriptionItem, Error> {
-    use pb::subscribe_response::Message;
-    match response.message {
-        Some(Message::Event(event)) => Ok(SubscriptionItem::Event(wire::event(event)?)),
-        Some(Message::CaughtUp(caught_up)) => Ok(SubscriptionItem::CaughtUp { last_position: caught_up.last_position }),
-        None => Err(Error::Protocol("a subscription message with nothing in it".into())),
+impl Cursor {
+    /// The next item, reconnecting while the server is away.
+    async fn next_item(&mut self) -> Result<SubscriptionItem, Error> {
+        let mut attempt = 0;
+        loop {
+            let broken = match self.open.as_mut() {
+                Some(open) => match open.message().await {
+                    Ok(Some(response)) => return self.item(response),
+                    // The server ended the stream: it is shutting down.
+                    Ok(None) => Error::Unavailable("the server ended the subscription".into()),
+                    Err(status) => wire::error(status),
+                },
+                None => match self.client.open_subscription(self.filter.clone(), self.start, false).await {
+                    Ok(open) => {
+                        self.open = Some(open);
+                        continue;
+                    }
+                    Err(error) => error,
+                },
+            };
+            self.open = None;
+            attempt += 1;
+            if !broken.is_transient() || attempt >= self.retry.attempts {
+                return Err(broken);
+            }
+            tokio::time::sleep(self.retry.backoff(attempt)).await;
+        }
+    }
+
+    /// Converts a message and moves the resume point past its event.
+    fn item(&mut self, response: pb::SubscribeResponse) -> Result<SubscriptionItem, Error> {
+        use pb::subscribe_response::Message;
+        match response.message {
+            Some(Message::Event(event)) => {
+                let event = wire::event(event)?;
+                self.start = match self.start {
+                    Start::Revision(_) => Start::Revision(event.revision + 1),
+                    Start::Position(_) | Start::End => Start::Position(event.position + 1),
+                };
+                Ok(SubscriptionItem::Event(event))
+            }
+            Some(Message::CaughtUp(caught_up)) => {
+                if let Start::End = self.start {
+                    // Nothing yielded yet: resume after what was the end.
+                    self.start = Start::Position(caught_up.last_position.map_or(0, |p| p + 1));
+                }
+                Ok(SubscriptionItem::CaughtUp { last_position: caught_up.last_position })
+            }
+            None => Err(Error::Protocol("a subscription message with nothing in it".into())),
+        }
     }
 }
 
@@ -56,11 +134,6 @@ impl Stream for Subscription {
     type Item = Result<SubscriptionItem, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match Pin::new(&mut self.inner).poll_next(cx) {
-            Poll::Ready(Some(Ok(response))) => Poll::Ready(Some(item(response))),
-            Poll::Ready(Some(Err(status))) => Poll::Ready(Some(Err(wire::error(status)))),
-            Poll::Ready(None) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
-        }
+        self.inner.as_mut().poll_next(cx)
     }
 }

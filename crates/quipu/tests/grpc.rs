@@ -284,6 +284,9 @@ async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once()
     };
     let client = connect(&server).await.with_retry(retry);
     let appends = 300;
+    // A subscription opened before the crash resumes after it.
+    let mut follower =
+        client.subscribe(Some(Filter::Stream("ledger-1".into())), Start::Revision(0)).await.expect("subscribe");
     let writer = tokio::spawn({
         let client = client.clone();
         async move {
@@ -311,4 +314,6 @@ async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once()
         (0..appends).collect::<Vec<_>>(),
         "every append once, in order ({already_written} answered by a retry)"
     );
+    let followed = collect(&mut follower, events.len()).await;
+    assert_eq!(followed, events, "the subscription saw every event once across the restart");
 }
