@@ -13,7 +13,8 @@
 //! - **Conflicts are data**: [`Error::Conflict`] carries each stream's
 //!   actual revision.
 //! - **Subscriptions are [`futures_util::Stream`]s** ([`Subscription`]):
-//!   catch-up, then live, every event once, in order.
+//!   catch-up, then live, every event once, in order; they reconnect and
+//!   resume after the last event seen when the server restarts.
 //! - **Aggregates**: [`Client::execute`] loads a stream, folds it with
 //!   your [`Aggregate`], lets you decide, appends with the loaded
 //!   revision, and decides again on a conflict.
