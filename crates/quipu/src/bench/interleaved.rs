@@ -1,7 +1,8 @@
-//! The store the read workloads use: a million streams of twenty events,
-//! written interleaved (revision r of every stream before revision r + 1
-//! of any), so one stream's events lie far apart in the log, as an
-//! entity's events do in a long-lived store. It is written fast with
+//! The store the read workloads use: a million streams of twenty events
+//! (`load`; the `server` workload's loads use 100,000), written
+//! interleaved (revision r of every stream before revision r + 1 of any),
+//! so one stream's events lie far apart in the log, as an entity's events
+//! do in a long-lived store. It is written fast with
 //! multi-stream appends (256 streams each, the default limit) from several
 //! threads; each round ends before the next begins.
 
@@ -40,16 +41,17 @@ pub fn stream_name(n: u64) -> anyhow::Result<StreamName> {
     Ok(StreamName::new(format!("entity-{n}"))?)
 }
 
-/// Creates and fills the store in `dir`, prints the fill's numbers, and
+/// Creates the store in `dir` and fills `streams` streams (before
+/// scaling, at least 1000), prints the fill's numbers as `workload`, and
 /// returns the open store.
 ///
 /// # Errors
 /// Store errors, or a fill append that was not written.
-pub fn fill(bench: &Bench, dir: &std::path::Path) -> anyhow::Result<Filled> {
+pub fn fill(bench: &Bench, dir: &std::path::Path, streams: u64, workload: &str) -> anyhow::Result<Filled> {
     let options = Options::default();
     let streams_per_append = options.append_streams_max as u64;
     let store = Arc::new(Store::open(dir, options).context("opening the bench store")?);
-    let streams = bench.scaled(STREAMS, 1000);
+    let streams = bench.scaled(streams, 1000);
     let start = Instant::now();
     for round in 0..EVENTS_PER_STREAM {
         let threads: Vec<_> = (0..WRITERS)
@@ -66,7 +68,7 @@ pub fn fill(bench: &Bench, dir: &std::path::Path) -> anyhow::Result<Filled> {
     let (log_bytes, index_bytes) = store.disk_bytes()?;
     let events = streams * EVENTS_PER_STREAM;
     bench.emit(
-        &Measurement::new("load_fill", events, log_bytes, seconds)
+        &Measurement::new(workload, events, log_bytes, seconds)
             .with("streams", streams)
             .with("streams_per_append", streams_per_append)
             .with("writers", WRITERS)

@@ -25,7 +25,7 @@ const SAMPLE: u64 = 100_000;
 /// Store errors, or a stream that does not hold its events.
 pub fn run(bench: &Bench, loads: bool) -> anyhow::Result<()> {
     let dir = bench.store_dir("load")?;
-    let filled = interleaved::fill(bench, &dir)?;
+    let filled = interleaved::fill(bench, &dir, interleaved::STREAMS, "load_fill")?;
     if loads {
         let sample = bench.scaled(SAMPLE, 1000).min(filled.streams);
         let dropped = page_cache::drop_all();

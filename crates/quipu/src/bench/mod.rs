@@ -10,29 +10,43 @@
 //! (100-event appends), `load` (read one 20-event stream among a million
 //! written interleaved, then scan `$all` on the same store), `scan` (only
 //! the scan), `reopen` (memory as streams grow to ten million, then reopen
-//! time with and without the index), and `all`, which measures the disk
-//! once and runs the others each in its own process, so memory readings
-//! stay apart.
+//! time with and without the index), `server` (appends and stream loads
+//! through the server over gRPC and HTTP from 1, 16 and 64 connections,
+//! each beside the same work done in-process, with the ratio of the two;
+//! it does not measure the disk), and `all`, which measures the disk once
+//! and runs the others each in its own process, so memory readings stay
+//! apart.
 //!
 //! Modules, one concept each: `disk` (the disk's limits), `writer` (a
 //! writer's streams and revisions), `threads` and `driver` (two ways of
 //! driving writers), `timed` (a timed append run on a fresh store),
 //! `append` and `batch` (workloads 1 and 2), `interleaved` (the store the
 //! reads use), `load` and `scan` (workloads 3 and 4), `reopen` (workload
-//! 5), `page_cache`, `memory`, `payload` and `report`.
+//! 5), `remote` and `remote_load` (workload 6, `server`) with what they
+//! stand on: `server` (the store served in-process), `connection` (a gRPC
+//! or HTTP client connection), `http_connection`, `clients` (connections
+//! driven for a set time) and `readers` (stream loads, and in-process
+//! readers); then `page_cache`, `memory`, `payload` and `report`.
 
 mod append;
 mod batch;
+mod clients;
+mod connection;
 mod disk;
 mod driver;
+mod http_connection;
 mod interleaved;
 mod load;
 mod memory;
 mod page_cache;
 mod payload;
+mod readers;
+mod remote;
+mod remote_load;
 mod reopen;
 mod report;
 mod scan;
+mod server;
 mod threads;
 mod timed;
 mod writer;
@@ -67,7 +81,8 @@ pub struct BenchArgs {
     #[arg(long)]
     pub keep: bool,
     /// Writer counts for `append` and `batch`, comma-separated (default:
-    /// 1,8,64 as threads, and 8,64 submit-driven for `append`).
+    /// 1,8,64 as threads, and 8,64 submit-driven for `append`); for
+    /// `server`, connection counts (default: 1,16,64).
     #[arg(long, value_delimiter = ',')]
     pub writers: Vec<u64>,
     /// Disk limits measured by a parent `all` run (internal).
@@ -90,6 +105,9 @@ pub enum Workload {
     Scan,
     /// Memory at 1M..10M streams; reopen time of 10M events.
     Reopen,
+    /// Appends and stream loads over gRPC and HTTP, 1/16/64 connections,
+    /// beside the same work in-process.
+    Server,
     /// Everything, each workload in its own process.
     All,
 }
@@ -104,13 +122,15 @@ impl Workload {
             Workload::Load => "load",
             Workload::Scan => "scan",
             Workload::Reopen => "reopen",
+            Workload::Server => "server",
             Workload::All => "all",
         }
     }
 }
 
 /// What `all` runs after the disk, in order; `load` includes the scan.
-const ALL_WORKLOADS: [Workload; 4] = [Workload::Append, Workload::Batch, Workload::Load, Workload::Reopen];
+const ALL_WORKLOADS: [Workload; 5] =
+    [Workload::Append, Workload::Batch, Workload::Load, Workload::Reopen, Workload::Server];
 
 /// Settings shared by the workloads of one run.
 #[derive(Debug)]
@@ -212,7 +232,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
-    if args.workload != Workload::Reopen && bench.disk.is_none() {
+    // Neither states ratios to the disk: `server` compares with the engine.
+    if !matches!(args.workload, Workload::Reopen | Workload::Server) && bench.disk.is_none() {
         bench.disk = Some(disk::measure(bench)?);
     }
     match args.workload {
@@ -222,6 +243,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Load => load::run(bench, true),
         Workload::Scan => load::run(bench, false),
         Workload::Reopen => reopen::run(bench),
+        Workload::Server => remote::run(bench),
         Workload::All => run_all(bench, args),
     }
 }

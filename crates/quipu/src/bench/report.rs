@@ -68,6 +68,20 @@ impl Measurement {
         }
     }
 
+    /// Adds `ratio_to_embedded` (this result's events/s over
+    /// `embedded_events_per_s`, the same work done in-process) and
+    /// `embedded_events_per_s`; only the latter when that is 0.
+    #[must_use]
+    pub fn with_ratio_to_embedded(self, embedded_events_per_s: f64) -> Measurement {
+        let events_per_s = self.events_per_s();
+        let measurement = self.with("embedded_events_per_s", embedded_events_per_s.round());
+        if embedded_events_per_s > 0.0 {
+            measurement.with("ratio_to_embedded", round3(events_per_s / embedded_events_per_s))
+        } else {
+            measurement
+        }
+    }
+
     /// Adds a field.
     #[must_use]
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Measurement {
@@ -159,5 +173,8 @@ mod tests {
         assert_eq!(v["ratio_to_disk"], 0.5);
         assert_eq!(v["disk_basis"], "fdatasync_per_s");
         assert!(Measurement::new("scan", 0, 0, 0.0).to_json()["p99_us"].is_null());
+        let served = Measurement::new("server_append_grpc", 500, 0, 1.0).with_ratio_to_embedded(1000.0);
+        assert_eq!(served.to_json()["ratio_to_embedded"], 0.5);
+        assert_eq!(served.to_json()["embedded_events_per_s"], 1000.0);
     }
 }

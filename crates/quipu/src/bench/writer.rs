@@ -3,7 +3,9 @@
 //! of each, and so can state the exact expected revision of every append
 //! (`NoStream` for a stream it has not written yet). A conflict therefore
 //! means the store lost track of a revision; it is counted, the writer
-//! adopts the actual revision, and the run reports it as a failure.
+//! adopts the actual revision, and the run reports it as a failure. The
+//! same writer drives the store in-process (`next_request`, `acknowledge`)
+//! or through the server (`next_stream`, `take`), so both write alike.
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -11,7 +13,7 @@ use quipu_core::{AppendOutcome, AppendRequest, EventType, ExpectedRevision, Revi
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use super::payload::event;
+use super::payload::{EVENT_TYPE, event};
 
 /// A writer's streams, their revisions and its tallies.
 pub struct Writer {
@@ -43,7 +45,7 @@ impl Writer {
             streams: owned,
             slot: 0,
             rng: SmallRng::seed_from_u64(index),
-            event_type: EventType::new("Deposited")?,
+            event_type: EventType::new(EVENT_TYPE)?,
             events_per_append,
             appends: 0,
             conflicts: 0,
@@ -56,19 +58,26 @@ impl Writer {
     /// # Errors
     /// Only if a generated stream name were invalid.
     pub fn next_request(&mut self) -> anyhow::Result<AppendRequest> {
-        self.slot = self.rng.random_range(0..self.streams.len());
-        let number = self.streams.get(self.slot).copied().unwrap_or_default();
-        let stream = StreamName::new(format!("account-{number}"))?;
-        let expected = self.expected();
+        let (stream, last) = self.next_stream();
+        let expected = last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
         let events = (0..self.events_per_append).map(|n| event(&self.event_type, n)).collect();
-        Ok(AppendRequest::to_stream(stream, expected, events))
+        Ok(AppendRequest::to_stream(StreamName::new(stream)?, expected, events))
     }
 
-    fn expected(&self) -> ExpectedRevision {
-        match self.revisions.get(self.slot).copied().flatten() {
-            Some(revision) => ExpectedRevision::Exact(revision),
-            None => ExpectedRevision::NoStream,
-        }
+    /// The stream of the next append, picked at random from this writer's
+    /// share, and its last revision (`None`: not written yet), which is
+    /// the exact expected revision of the append.
+    pub fn next_stream(&mut self) -> (String, Option<Revision>) {
+        self.slot = self.rng.random_range(0..self.streams.len());
+        let number = self.streams.get(self.slot).copied().unwrap_or_default();
+        let last = self.revisions.get(self.slot).copied().flatten();
+        (format!("account-{number}"), last)
+    }
+
+    /// Events in each append.
+    #[must_use]
+    pub fn events_per_append(&self) -> u64 {
+        self.events_per_append
     }
 
     /// Takes in the outcome of the last request: a written append moves
@@ -79,25 +88,46 @@ impl Writer {
     /// An outcome that cannot happen to a fresh append (an idempotent
     /// repeat) or a written append without a stream result.
     pub fn acknowledge(&mut self, outcome: AppendOutcome) -> anyhow::Result<()> {
-        let revision = match outcome {
+        let ack = match outcome {
             AppendOutcome::Written(result) => {
-                self.appends += 1;
                 let stream = result.streams.first().context("a written append reported no stream")?;
-                Some(stream.last_revision)
+                Ack::Written(stream.last_revision)
             }
-            AppendOutcome::Conflict(conflict) => {
-                self.conflicts += 1;
-                conflict.streams.first().and_then(|s| s.actual)
-            }
+            AppendOutcome::Conflict(conflict) => Ack::Conflict(conflict.streams.first().and_then(|s| s.actual)),
             AppendOutcome::AlreadyWritten(result) => {
                 anyhow::bail!("fresh event ids were reported as already written at {}", result.first_position)
+            }
+        };
+        self.take(ack);
+        Ok(())
+    }
+
+    /// Takes in the answer to the last append, however it travelled.
+    pub fn take(&mut self, ack: Ack) {
+        let revision = match ack {
+            Ack::Written(last) => {
+                self.appends += 1;
+                Some(last)
+            }
+            Ack::Conflict(actual) => {
+                self.conflicts += 1;
+                actual
             }
         };
         if let Some(slot) = self.revisions.get_mut(self.slot) {
             *slot = revision;
         }
-        Ok(())
     }
+}
+
+/// The answer to one append, as a writer needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    /// Written; the stream's new last revision.
+    Written(Revision),
+    /// Refused by the expected revision; the stream's actual last
+    /// revision (`None`: it has no events).
+    Conflict(Option<Revision>),
 }
 
 /// What the writers of one timed run did together.
@@ -126,6 +156,17 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 100);
+    }
+
+    #[test]
+    fn a_conflict_is_counted_and_adopts_the_actual_revision() {
+        let mut writer = Writer::new(0, 1, 1, 1).expect("valid");
+        writer.next_stream();
+        writer.take(Ack::Written(Revision(0)));
+        assert_eq!(writer.next_stream(), ("account-0".to_string(), Some(Revision(0))));
+        writer.take(Ack::Conflict(Some(Revision(3))));
+        assert_eq!(writer.next_stream().1, Some(Revision(3)));
+        assert_eq!((writer.appends, writer.conflicts), (1, 1));
     }
 
     #[test]

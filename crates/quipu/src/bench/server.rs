@@ -1,0 +1,84 @@
+//! The server the `server` workload measures: a store served in this
+//! process by [`quipu_server::serve`], gRPC and HTTP each on a free
+//! loopback port, on a tokio runtime of its own. The clients (see
+//! `clients`) run on another runtime, as a client process would, so the
+//! two share the machine's cores but not a scheduler.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use quipu_core::Store;
+use tokio::runtime::Runtime;
+use tokio::sync::oneshot;
+
+/// Where the server answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    /// gRPC (`quipu.v1.Streams`).
+    pub grpc: SocketAddr,
+    /// HTTP/JSON.
+    pub http: SocketAddr,
+}
+
+/// A running server; [`Server::stop`] ends it.
+pub struct Server {
+    runtime: Runtime,
+    addresses: Addresses,
+    stop: oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<Result<(), quipu_server::ServerError>>,
+}
+
+impl Server {
+    /// Serves `store` until [`Server::stop`]; the server owns the store
+    /// and closes it when it stops.
+    ///
+    /// # Errors
+    /// The runtime does not start or a loopback port cannot be bound.
+    pub fn start(store: Store) -> anyhow::Result<Server> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("bench-server")
+            .build()
+            .context("starting the server runtime")?;
+        let (grpc, http) = runtime.block_on(async {
+            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the gRPC port")?;
+            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the HTTP port")?;
+            anyhow::Ok((grpc, http))
+        })?;
+        let addresses = Addresses {
+            grpc: grpc.local_addr().context("reading the gRPC address")?,
+            http: http.local_addr().context("reading the HTTP address")?,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            // A dropped sender stops the server too.
+            let _ = stopped.await;
+        };
+        let serving = runtime.spawn(quipu_server::serve(store, quipu_server::Listeners { grpc, http }, shutdown));
+        Ok(Server { runtime, addresses, stop, serving })
+    }
+
+    /// Where the server answers.
+    #[must_use]
+    pub fn addresses(&self) -> Addresses {
+        self.addresses
+    }
+
+    /// Stops accepting, waits for in-flight requests, and closes the
+    /// store; then ends the runtime. When this returns, the store's
+    /// directory is free to open again.
+    ///
+    /// # Errors
+    /// The server failed while serving or the store did not close cleanly.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let Server { runtime, stop, serving, .. } = self;
+        // Sending fails only when the server already ended; its result says why.
+        let _ = stop.send(());
+        let served = runtime.block_on(serving);
+        // `serve` leaves the store to whatever still holds it (a read on
+        // the blocking pool); dropping the runtime ends every task and
+        // waits for that pool, so the last holder closes it here.
+        drop(runtime);
+        served.context("the server task panicked")?.context("serving the bench store")
+    }
+}
