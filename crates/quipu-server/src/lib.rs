@@ -89,7 +89,14 @@ pub async fn serve(
         let _ = stopping.wait_for(|stop| *stop).await;
     };
     let router = http::router(Arc::clone(&store), live.clone(), Arc::clone(&metrics));
-    let http = axum::serve(listeners.http, router).with_graceful_shutdown(stopped(stopping.clone()));
+    // Answers go out at once: without TCP_NODELAY a response's last small
+    // frame waits for the client's delayed ACK (about 40 ms).
+    let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |socket: &mut tokio::net::TcpStream| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY on an HTTP connection");
+        }
+    });
+    let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stopping.clone()));
     // Appends may be as large as the engine allows, with room for framing.
     let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
     let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService::new(
@@ -99,7 +106,7 @@ pub async fn serve(
     ))
     .max_decoding_message_size(message_max);
     let grpc = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc),
+        tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
         stopped(stopping),
     );
     let signal = async move {
@@ -110,9 +117,27 @@ pub async fn serve(
     let (http, grpc, ()) = tokio::join!(http.into_future(), grpc, signal);
     http?;
     grpc?;
-    match Arc::try_unwrap(store) {
-        Ok(store) => store.close()?,
-        Err(_) => tracing::warn!("requests still hold the store; it closes when they finish"),
+    close(store).await
+}
+
+/// How long [`close`] waits for reads still running on the blocking pool.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Closes the store once the last request that holds it has finished.
+async fn close(mut store: Arc<Store>) -> Result<(), ServerError> {
+    let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+    loop {
+        match Arc::try_unwrap(store) {
+            Ok(store) => return Ok(store.close()?),
+            Err(shared) if tokio::time::Instant::now() < deadline => {
+                store = shared;
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Err(_) => {
+                // Every acknowledged append is durable already.
+                tracing::warn!("requests still hold the store after {CLOSE_WAIT:?}; it closes when they finish");
+                return Ok(());
+            }
+        }
     }
-    Ok(())
 }
