@@ -22,7 +22,7 @@
 //! driving writers), `timed` (a timed append run on a fresh store),
 //! `append` and `batch` (workloads 1 and 2), `interleaved` (the store the
 //! reads use), `load` and `scan` (workloads 3 and 4), `reopen` (workload
-//! 5), `remote` and `remote_load` (workload 6, `server`) with what they
+//! 5), `remote`, `batch_call` and `remote_load` (workload 6, `server`) with what they
 //! stand on: `server` (the store served in-process), `connection` (a gRPC
 //! or HTTP client connection), `http_connection`, `clients` (connections
 //! driven for a set time) and `readers` (stream loads, and in-process
@@ -30,6 +30,7 @@
 
 mod append;
 mod batch;
+mod batch_call;
 mod clients;
 mod connection;
 mod disk;

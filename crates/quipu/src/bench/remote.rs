@@ -22,7 +22,7 @@ use super::report::Measurement;
 use super::server::Server;
 use super::timed::{self, Drive, Plan};
 use super::writer::Writer;
-use super::{Bench, clients, remote_load};
+use super::{Bench, batch_call, clients, remote_load};
 
 /// Streams the writers share out (before scaling).
 const STREAMS: u64 = 100_000;
@@ -56,18 +56,24 @@ impl Cell {
 /// every revision, so a conflict means a revision was lost).
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
     let counts = bench.writer_counts(&CONNECTIONS);
-    let mut conflicts = 0;
+    let (mut conflicts, mut single_event_embedded) = (0, 0.0);
     for events_per_append in EVENTS_PER_APPEND {
         for &writers in &counts {
-            conflicts += run_cell(bench, Cell { writers, events_per_append })?;
+            let (cell_conflicts, embedded_events_per_s) = run_cell(bench, Cell { writers, events_per_append })?;
+            conflicts += cell_conflicts;
+            if events_per_append == 1 {
+                single_event_embedded = embedded_events_per_s;
+            }
         }
     }
     anyhow::ensure!(conflicts == 0, "{conflicts} appends with an exact expected revision conflicted");
+    batch_call::run(bench, single_event_embedded)?;
     remote_load::run(bench, &counts)
 }
 
-/// Runs `cell` in-process, then over each protocol; returns the conflicts.
-fn run_cell(bench: &Bench, cell: Cell) -> anyhow::Result<u64> {
+/// Runs `cell` in-process, then over each protocol; returns the conflicts
+/// and the in-process events/s.
+fn run_cell(bench: &Bench, cell: Cell) -> anyhow::Result<(u64, f64)> {
     let workload = cell.workload("embedded");
     let plan = Plan {
         workload: &workload,
@@ -84,7 +90,7 @@ fn run_cell(bench: &Bench, cell: Cell) -> anyhow::Result<u64> {
         bench.emit(&served.with_ratio_to_embedded(embedded_events_per_s));
         conflicts += served_conflicts;
     }
-    Ok(conflicts)
+    Ok((conflicts, embedded_events_per_s))
 }
 
 /// Runs `cell` through a server on a fresh store over `protocol`; returns
@@ -121,7 +127,7 @@ fn run_served(bench: &Bench, cell: Cell, protocol: Protocol) -> anyhow::Result<(
 /// opened again to ask. (Its index bytes are left out: closing flushed
 /// the index, so they would not compare with the open store's of the
 /// in-process line.)
-fn log_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
+pub fn log_bytes(dir: &std::path::Path) -> anyhow::Result<u64> {
     let store = Store::open(dir, Options::default()).context("reopening the served store")?;
     let (log_bytes, _) = store.disk_bytes()?;
     store.close()?;
