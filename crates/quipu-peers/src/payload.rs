@@ -4,11 +4,11 @@
 /// Bytes of each event's data.
 pub const EVENT_BYTES: usize = 100;
 
-/// The `n`-th payload: `{"n":<12 digits>,"pad":"xxx..."}`, exactly
-/// [`EVENT_BYTES`] long.
+/// The `n`-th payload: `{"n":<n>,"pad":"xxx..."}`, padded to exactly
+/// [`EVENT_BYTES`].
 #[must_use]
 pub fn payload(n: u64) -> Vec<u8> {
-    let head = format!("{{\"n\":{:012},\"pad\":\"", n % 1_000_000_000_000);
+    let head = format!("{{\"n\":{},\"pad\":\"", n % 1_000_000_000_000);
     let pad = EVENT_BYTES - head.len() - 2;
     let mut bytes = head.into_bytes();
     bytes.resize(bytes.len() + pad, b'x');
