@@ -30,8 +30,9 @@ impl Row {
     #[must_use]
     pub fn throughput(peer: &str, workload: String, outcome: &Outcome) -> Row {
         let latency = &outcome.latency;
-        let latency_us = (!latency.is_empty())
-            .then(|| [latency.value_at_quantile(0.5), latency.value_at_quantile(0.99), latency.value_at_quantile(0.999)]);
+        let latency_us = (!latency.is_empty()).then(|| {
+            [latency.value_at_quantile(0.5), latency.value_at_quantile(0.99), latency.value_at_quantile(0.999)]
+        });
         Row {
             peer: peer.to_string(),
             workload,
@@ -64,8 +65,9 @@ impl Row {
             return;
         }
         let value = self.value.map_or_else(|| "-".to_string(), |v| format!("{v:.0} {}", self.unit));
-        let latency =
-            self.latency_us.map_or_else(String::new, |[p50, p99, p999]| format!("  p50 {p50} us  p99 {p99} us  p99.9 {p999} us"));
+        let latency = self
+            .latency_us
+            .map_or_else(String::new, |[p50, p99, p999]| format!("  p50 {p50} us  p99 {p99} us  p99.9 {p999} us"));
         let note = self.note.as_deref().map_or_else(String::new, |n| format!("  ({n})"));
         println!("{:<10} {:<14} {value:>22}{latency}{note}", self.peer, self.workload);
     }

@@ -129,11 +129,8 @@ pub async fn appends(
 pub async fn fill(peer: Arc<dyn Peer>, prefix: &str, streams: u64) -> anyhow::Result<Outcome> {
     let start = Instant::now();
     for revision in 0..EVENTS_PER_LOADED_STREAM {
-        let chunks: Vec<Vec<u64>> = (0..streams)
-            .collect::<Vec<_>>()
-            .chunks(FILL_STREAMS_PER_APPEND)
-            .map(<[u64]>::to_vec)
-            .collect();
+        let chunks: Vec<Vec<u64>> =
+            (0..streams).collect::<Vec<_>>().chunks(FILL_STREAMS_PER_APPEND).map(<[u64]>::to_vec).collect();
         let mut tasks = Vec::new();
         for lane in 0..FILL_CONNECTIONS {
             let mut connection = peer.connect().await?;

@@ -90,10 +90,7 @@ impl Peer for Postgres {
     /// not kept).
     async fn disk_bytes(&self) -> anyhow::Result<u64> {
         let client = self.client().await?;
-        let bytes: i64 = client
-            .query_one("SELECT pg_total_relation_size('events')", &[])
-            .await?
-            .get(0);
+        let bytes: i64 = client.query_one("SELECT pg_total_relation_size('events')", &[]).await?.get(0);
         Ok(u64::try_from(bytes)?)
     }
 }
@@ -134,8 +131,10 @@ impl Connection for PostgresConnection {
     }
 
     async fn load(&mut self, stream: &str) -> anyhow::Result<usize> {
-        let rows =
-            self.client.query("SELECT revision, data FROM events WHERE stream = $1 ORDER BY revision", &[&stream]).await?;
+        let rows = self
+            .client
+            .query("SELECT revision, data FROM events WHERE stream = $1 ORDER BY revision", &[&stream])
+            .await?;
         Ok(rows.len())
     }
 
@@ -148,9 +147,8 @@ impl Connection for PostgresConnection {
                 &[&from, &PAGE_ROWS],
             )
             .await?;
-        let next = (rows.len() as i64 == PAGE_ROWS)
-            .then(|| rows.last().map(|row| row.get::<_, i64>(0).to_string()))
-            .flatten();
+        let next =
+            (rows.len() as i64 == PAGE_ROWS).then(|| rows.last().map(|row| row.get::<_, i64>(0).to_string())).flatten();
         Ok(Page { events: rows.len(), next })
     }
 }
