@@ -61,6 +61,23 @@ struct Args {
     /// Quipu's data directory.
     #[arg(long)]
     quipu_dir: Option<PathBuf>,
+    /// NATS URL of a JetStream server (built with `--features nats`).
+    #[cfg(feature = "nats")]
+    #[arg(long)]
+    nats: Option<String>,
+    /// NATS JetStream storage directory.
+    #[cfg(feature = "nats")]
+    #[arg(long)]
+    nats_dir: Option<PathBuf>,
+    /// Kafka bootstrap servers (built with `--features kafka`).
+    #[cfg(feature = "kafka")]
+    #[arg(long)]
+    kafka: Option<String>,
+    /// Connection string of the PostgreSQL database the Kafka broker
+    /// stores in, for disk use.
+    #[cfg(feature = "kafka")]
+    #[arg(long)]
+    kafka_postgres: Option<String>,
     /// PostgreSQL connection string.
     #[arg(long)]
     postgres: Option<String>,
@@ -119,6 +136,16 @@ impl Args {
         }
         if let Some(conninfo) = &self.postgres {
             peers.push(Arc::new(peer::postgres::Postgres { conninfo: conninfo.clone() }));
+        }
+        #[cfg(feature = "nats")]
+        if let Some(url) = &self.nats {
+            let data_dir = self.nats_dir.clone().context("--nats needs --nats-dir")?;
+            peers.push(Arc::new(peer::nats::Nats { url: url.clone(), data_dir }));
+        }
+        #[cfg(feature = "kafka")]
+        if let Some(brokers) = &self.kafka {
+            let postgres = self.kafka_postgres.clone().context("--kafka needs --kafka-postgres")?;
+            peers.push(Arc::new(peer::kafka::Kafka { brokers: brokers.clone(), postgres }));
         }
         if let Some(url) = &self.redis {
             let data_dir = self.redis_dir.clone().context("--redis needs --redis-dir")?;

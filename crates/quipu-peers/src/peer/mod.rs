@@ -4,6 +4,10 @@
 //! maps streams and revisions onto that system and at which durability
 //! class it runs.
 
+#[cfg(feature = "kafka")]
+pub mod kafka;
+#[cfg(feature = "nats")]
+pub mod nats;
 pub mod postgres;
 pub mod quipu;
 pub mod redis;
