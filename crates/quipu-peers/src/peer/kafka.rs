@@ -8,9 +8,7 @@
 //! every partition from the beginning until each reports its end
 //! (`enable.partition.eof`: the fetch reached the high watermark); it
 //! does not ask for the watermarks first, since tansu 0.6's query for the
-//! latest offset needs PostgreSQL 16 (an unaliased subquery). Fills go
-//! through a second producer that lingers 5 ms to batch; appends do not
-//! linger. Durability: the broker writes each produce request to
+//! latest offset needs PostgreSQL 16 (an unaliased subquery). Durability: the broker writes each produce request to
 //! PostgreSQL, run with `synchronous_commit = on` and `fsync = on`.
 
 use std::collections::HashSet;
@@ -22,7 +20,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_postgres::NoTls;
@@ -38,7 +36,7 @@ const PARTITIONS: i32 = 8;
 /// Messages per catch-up page.
 const PAGE_MESSAGES: usize = 10_000;
 
-/// How long admin requests may take.
+/// How long admin and metadata requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A running Kafka-protocol broker.
@@ -56,15 +54,18 @@ impl Kafka {
         config
     }
 
-    /// An idempotent producer waiting for every replica, lingering
-    /// `linger_ms` to batch.
-    fn producer(&self, linger_ms: u32) -> anyhow::Result<FutureProducer> {
-        self.config()
+    /// An idempotent producer waiting for every replica, sending at once.
+    fn producer(&self) -> anyhow::Result<FutureProducer> {
+        let producer: FutureProducer = self
+            .config()
             .set("acks", "all")
             .set("enable.idempotence", "true")
-            .set("linger.ms", linger_ms.to_string())
+            .set("linger.ms", "0")
             .create()
-            .context("creating a producer")
+            .context("creating a producer")?;
+        // Connect and learn the partitions now, outside the timed runs.
+        producer.client().fetch_metadata(Some(TOPIC), REQUEST_TIMEOUT).context("fetching the topic's metadata")?;
+        Ok(producer)
     }
 
     async fn postgres(&self) -> anyhow::Result<tokio_postgres::Client> {
@@ -134,12 +135,7 @@ impl Peer for Kafka {
             .set("enable.partition.eof", "true")
             .create()
             .context("creating the consumer")?;
-        Ok(Box::new(KafkaConnection {
-            producer: self.producer(0)?,
-            fill_producer: self.producer(5)?,
-            consumer,
-            partitions_reading: None,
-        }))
+        Ok(Box::new(KafkaConnection { producer: self.producer()?, consumer, partitions_reading: None }))
     }
 
     /// The broker's whole database (records, indexes, its bookkeeping).
@@ -152,7 +148,6 @@ impl Peer for Kafka {
 
 struct KafkaConnection {
     producer: FutureProducer,
-    fill_producer: FutureProducer,
     consumer: StreamConsumer,
     /// In a catch-up: the partitions that have not reported their end.
     partitions_reading: Option<HashSet<i32>>,
@@ -189,7 +184,7 @@ impl Connection for KafkaConnection {
         for (stream, _, events) in writes {
             for event in events {
                 let record = FutureRecord::to(TOPIC).key(stream.as_str()).payload(event.as_slice());
-                deliveries.push(self.fill_producer.send_result(record).map_err(|(error, _)| error)?);
+                deliveries.push(self.producer.send_result(record).map_err(|(error, _)| error)?);
             }
         }
         for delivery in deliveries {

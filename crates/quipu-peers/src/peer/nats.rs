@@ -110,11 +110,11 @@ impl NatsConnection {
         filter_subject: String,
         deliver_policy: consumer::DeliverPolicy,
     ) -> anyhow::Result<(consumer::Consumer<consumer::pull::OrderedConfig>, u64)> {
-        let mut consumer = self
+        let consumer = self
             .stream
             .create_consumer(consumer::pull::OrderedConfig { filter_subject, deliver_policy, ..Default::default() })
             .await?;
-        let pending = consumer.info().await?.num_pending;
+        let pending = consumer.cached_info().num_pending;
         Ok((consumer, pending))
     }
 }
