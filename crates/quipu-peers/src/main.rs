@@ -87,6 +87,18 @@ struct Args {
     /// Redis data directory.
     #[arg(long)]
     redis_dir: Option<PathBuf>,
+    /// UmaDB's gRPC address (built with `--features umadb`).
+    #[cfg(feature = "umadb")]
+    #[arg(long)]
+    umadb: Option<String>,
+    /// UmaDB's database directory.
+    #[cfg(feature = "umadb")]
+    #[arg(long)]
+    umadb_dir: Option<PathBuf>,
+    /// What `umadb --version` printed.
+    #[cfg(feature = "umadb")]
+    #[arg(long, default_value = "umadb")]
+    umadb_version: String,
     /// A peer that could not be run here, as `name=reason`; its row stays
     /// in the table with the reason.
     #[arg(long = "unavailable", value_parser = parse_unavailable)]
@@ -150,6 +162,15 @@ impl Args {
         if let Some(url) = &self.redis {
             let data_dir = self.redis_dir.clone().context("--redis needs --redis-dir")?;
             peers.push(Arc::new(peer::redis::Redis { url: url.clone(), data_dir }));
+        }
+        #[cfg(feature = "umadb")]
+        if let Some(url) = &self.umadb {
+            let data_dir = self.umadb_dir.clone().context("--umadb needs --umadb-dir")?;
+            peers.push(Arc::new(peer::umadb::UmaDb {
+                url: url.clone(),
+                data_dir,
+                version: self.umadb_version.clone(),
+            }));
         }
         Ok(peers)
     }

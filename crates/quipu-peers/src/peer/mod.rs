@@ -11,6 +11,8 @@ pub mod nats;
 pub mod postgres;
 pub mod quipu;
 pub mod redis;
+#[cfg(feature = "umadb")]
+pub mod umadb;
 
 use async_trait::async_trait;
 
