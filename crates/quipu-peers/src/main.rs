@@ -189,11 +189,19 @@ async fn main() -> anyhow::Result<()> {
         names.push(peer.name().to_string());
         rows.extend(run_peer(Arc::clone(peer), &sizes, args.json).await?);
     }
+    let measured: Vec<(String, &'static str)> = rows.iter().map(|r| (r.workload.clone(), r.unit)).collect();
     for (name, reason) in &args.unavailable {
         names.push(name.clone());
-        let row = Row::skipped(name, "all".into(), "", reason.clone());
-        row.print(args.json);
-        rows.push(row);
+        println!("== {name}: not run: {reason}");
+        let mut workloads: Vec<(String, &'static str)> = Vec::new();
+        for (workload, unit) in &measured {
+            if !workloads.iter().any(|(w, _)| w == workload) {
+                workloads.push((workload.clone(), unit));
+            }
+        }
+        for (workload, unit) in workloads {
+            rows.push(Row::skipped(name, workload, unit, "not run here, see above"));
+        }
     }
     let table = report::table(&rows, &names);
     println!("\n{table}");
