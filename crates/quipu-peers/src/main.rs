@@ -251,25 +251,35 @@ async fn run_peer(peer: Arc<dyn Peer>, sizes: &Sizes, json: bool) -> anyhow::Res
         .with_context(|| format!("{name}: filling the load store"))?;
     written += fill.events;
     emit(Row::throughput(name, "fill".into(), &fill), &mut rows);
+    // From here a failure (a peer that cannot do the work at this size)
+    // becomes the cell's note; the run goes on with the other peers.
     if peer.loads_streams() {
-        let loads = workload::loads(Arc::clone(&peer), "l", sizes.load_streams, 1, sizes.duration)
-            .await
-            .with_context(|| format!("{name}: stream loads"))?;
-        let mut row = Row::throughput(name, "load20 x1".into(), &loads);
-        row.value = Some(loads.operations_per_s().round());
-        row.unit = "loads/s";
-        emit(row, &mut rows);
+        match workload::loads(Arc::clone(&peer), "l", sizes.load_streams, 1, sizes.duration).await {
+            Ok(loads) => {
+                let mut row = Row::throughput(name, "load20 x1".into(), &loads);
+                row.value = Some(loads.operations_per_s().round());
+                row.unit = "loads/s";
+                emit(row, &mut rows);
+            }
+            Err(error) => {
+                emit(Row::skipped(name, "load20 x1".into(), "loads/s", format!("failed: {error:#}")), &mut rows)
+            }
+        }
     } else {
         emit(Row::skipped(name, "load20 x1".into(), "loads/s", "cannot load one stream"), &mut rows);
     }
 
-    let catch_up = workload::catch_up(Arc::clone(&peer)).await.with_context(|| format!("{name}: catch-up"))?;
-    let mut row = Row::throughput(name, "catchup".into(), &catch_up);
-    row.latency_us = None;
-    if catch_up.events < written {
-        row.note = Some(format!("read {} of {written} events", catch_up.events));
+    match workload::catch_up(Arc::clone(&peer)).await {
+        Ok(catch_up) => {
+            let mut row = Row::throughput(name, "catchup".into(), &catch_up);
+            row.latency_us = None;
+            if catch_up.events < written {
+                row.note = Some(format!("read {} of {written} events", catch_up.events));
+            }
+            emit(row, &mut rows);
+        }
+        Err(error) => emit(Row::skipped(name, "catchup".into(), "events/s", format!("failed: {error:#}")), &mut rows),
     }
-    emit(row, &mut rows);
 
     let bytes = peer.disk_bytes().await.with_context(|| format!("{name}: disk bytes"))?;
     let per_event = bytes as f64 / written.max(1) as f64;
