@@ -110,15 +110,7 @@ pub async fn appends(
             })
         })
         .collect();
-    let mut outcome = Outcome { operations: 0, events: 0, seconds: 0.0, latency: histogram() };
-    for task in tasks {
-        let (appends, latency) = task.await.context("a writer panicked")??;
-        outcome.operations += appends;
-        outcome.latency.add(latency).context("merging latencies")?;
-    }
-    outcome.seconds = start.elapsed().as_secs_f64();
-    outcome.events = outcome.operations * events_per_append;
-    Ok(outcome)
+    merge(tasks, start, events_per_append).await
 }
 
 /// Writes `streams` streams `<prefix>-<n>` of 20 events, interleaved;
@@ -194,14 +186,23 @@ pub async fn loads(
             })
         })
         .collect();
+    merge(tasks, start, EVENTS_PER_LOADED_STREAM).await
+}
+
+/// A task of a timed run: its operations and their latencies.
+type Task = tokio::task::JoinHandle<anyhow::Result<(u64, Histogram<u64>)>>;
+
+/// Waits for every task begun at `start` and sums them up, each operation
+/// counting `events_per_operation` events.
+async fn merge(tasks: Vec<Task>, start: Instant, events_per_operation: u64) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome { operations: 0, events: 0, seconds: 0.0, latency: histogram() };
     for task in tasks {
-        let (loads, latency) = task.await.context("a reader panicked")??;
-        outcome.operations += loads;
+        let (operations, latency) = task.await.context("a task of the run panicked")??;
+        outcome.operations += operations;
         outcome.latency.add(latency).context("merging latencies")?;
     }
     outcome.seconds = start.elapsed().as_secs_f64();
-    outcome.events = outcome.operations * EVENTS_PER_LOADED_STREAM;
+    outcome.events = outcome.operations * events_per_operation;
     Ok(outcome)
 }
 
