@@ -75,10 +75,7 @@ pub async fn appends(
     events_per_append: u64,
     duration: Duration,
 ) -> anyhow::Result<Outcome> {
-    let mut connections = Vec::new();
-    for _ in 0..writers {
-        connections.push(peer.connect().await?);
-    }
+    let connections = connect_all(&peer, writers).await?;
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = connections
@@ -119,26 +116,34 @@ pub async fn appends(
 /// # Errors
 /// A failed write.
 pub async fn fill(peer: Arc<dyn Peer>, prefix: &str, streams: u64) -> anyhow::Result<Outcome> {
+    let mut connections = connect_all(&peer, FILL_CONNECTIONS as u64).await?;
+    let chunks: Vec<Vec<u64>> =
+        (0..streams).collect::<Vec<_>>().chunks(FILL_STREAMS_PER_APPEND).map(<[u64]>::to_vec).collect();
     let start = Instant::now();
     for revision in 0..EVENTS_PER_LOADED_STREAM {
-        let chunks: Vec<Vec<u64>> =
-            (0..streams).collect::<Vec<_>>().chunks(FILL_STREAMS_PER_APPEND).map(<[u64]>::to_vec).collect();
-        let mut tasks = Vec::new();
-        for lane in 0..FILL_CONNECTIONS {
-            let mut connection = peer.connect().await?;
-            let mine: Vec<Vec<u64>> = chunks.iter().skip(lane).step_by(FILL_CONNECTIONS).cloned().collect();
-            let prefix = prefix.to_string();
-            tasks.push(tokio::spawn(async move {
-                for chunk in mine {
-                    let writes: Vec<Fill> =
-                        chunk.iter().map(|n| (format!("{prefix}-{n}"), revision, vec![payload(revision)])).collect();
-                    connection.fill(&writes).await?;
-                }
-                anyhow::Ok(())
-            }));
-        }
+        // Revision r of every stream before r + 1 of any: each round ends
+        // before the next begins, and hands its connections back.
+        let tasks: Vec<_> = connections
+            .into_iter()
+            .enumerate()
+            .map(|(lane, mut connection)| {
+                let mine: Vec<Vec<u64>> = chunks.iter().skip(lane).step_by(FILL_CONNECTIONS).cloned().collect();
+                let prefix = prefix.to_string();
+                tokio::spawn(async move {
+                    for chunk in mine {
+                        let writes: Vec<Fill> = chunk
+                            .iter()
+                            .map(|n| (format!("{prefix}-{n}"), revision, vec![payload(revision)]))
+                            .collect();
+                        connection.fill(&writes).await?;
+                    }
+                    anyhow::Ok(connection)
+                })
+            })
+            .collect();
+        connections = Vec::with_capacity(FILL_CONNECTIONS);
         for task in tasks {
-            task.await.context("a filler panicked")??;
+            connections.push(task.await.context("a filler panicked")??);
         }
     }
     let events = streams * EVENTS_PER_LOADED_STREAM;
@@ -157,10 +162,7 @@ pub async fn loads(
     readers: u64,
     duration: Duration,
 ) -> anyhow::Result<Outcome> {
-    let mut connections = Vec::new();
-    for _ in 0..readers {
-        connections.push(peer.connect().await?);
-    }
+    let connections = connect_all(&peer, readers).await?;
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = connections
@@ -187,6 +189,15 @@ pub async fn loads(
         })
         .collect();
     merge(tasks, start, EVENTS_PER_LOADED_STREAM).await
+}
+
+/// `count` new connections to `peer`, opened before any clock starts.
+async fn connect_all(peer: &Arc<dyn Peer>, count: u64) -> anyhow::Result<Vec<Box<dyn crate::peer::Connection>>> {
+    let mut connections = Vec::new();
+    for _ in 0..count {
+        connections.push(peer.connect().await?);
+    }
+    Ok(connections)
 }
 
 /// A task of a timed run: its operations and their latencies.
