@@ -11,6 +11,13 @@ mod serve;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of the system allocator: the sequencer and the
+/// fjall workers allocate and free many small buffers per commit, and
+/// glibc's malloc spent about 14% of the sequencer's time on them (perf,
+/// filling a million streams); see docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Quipu: an event store with the guarantees of an event store at the
 /// speed of a log.
 #[derive(Parser)]
