@@ -1,17 +1,21 @@
-//! A Kafka-protocol broker (tansu, storing in PostgreSQL), driven the
-//! way teams use Kafka as an event log: one topic `events` of 8
-//! partitions, the record key is the event stream (so a stream stays in
-//! one partition, in order) and the value the payload. The producer runs
-//! with `acks=all` and `enable.idempotence=true`. Kafka has no
-//! per-stream concurrency check, so an append cannot conflict, and no
-//! index by key, so a stream cannot be loaded on its own. A catch-up reads
-//! every partition from the beginning until each reports its end
-//! (`enable.partition.eof`: the fetch reached the high watermark); it
-//! does not ask for the watermarks first, since tansu 0.6's query for the
-//! latest offset needs PostgreSQL 16 (an unaliased subquery). Durability: the broker writes each produce request to
-//! PostgreSQL, run with `synchronous_commit = on` and `fsync = on`.
+//! A Kafka-protocol broker (tansu), driven the way teams use Kafka as an
+//! event log: one topic `events` of 8 partitions, the record key is the
+//! event stream (so a stream stays in one partition, in order) and the
+//! value the payload. The producer runs with `acks=all` and
+//! `enable.idempotence=true`. Kafka has no per-stream concurrency check,
+//! so an append cannot conflict, and no index by key, so a stream cannot
+//! be loaded on its own. A catch-up reads every partition from the
+//! beginning until each reports its end (`enable.partition.eof`: the
+//! fetch reached the high watermark); it does not ask for the watermarks
+//! first, since tansu 0.6's query for the latest offset needs PostgreSQL
+//! 16 (an unaliased subquery).
+//!
+//! tansu stores in PostgreSQL (`synchronous_commit = on`: synced) or in
+//! SQLite, which it opens in WAL mode with `synchronous = NORMAL`: a commit
+//! is in the WAL file but not synced, the WAL is synced at checkpoints.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,7 +29,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio_postgres::NoTls;
 
-use super::{Appended, Connection, Fill, Page, Peer};
+use super::{Appended, Connection, Fill, Page, Peer, dir_bytes};
 
 /// The topic holding every event.
 const TOPIC: &str = "events";
@@ -39,12 +43,20 @@ const PAGE_MESSAGES: usize = 10_000;
 /// How long admin and metadata requests may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Where the broker keeps its records.
+pub enum Storage {
+    /// A PostgreSQL database, by its libpq connection string.
+    Postgres(String),
+    /// A directory holding the broker's SQLite database and its WAL.
+    Sqlite(PathBuf),
+}
+
 /// A running Kafka-protocol broker.
 pub struct Kafka {
     /// `bootstrap.servers`.
     pub brokers: String,
-    /// libpq connection string of the database the broker stores in.
-    pub postgres: String,
+    /// Where it stores.
+    pub storage: Storage,
 }
 
 impl Kafka {
@@ -68,8 +80,8 @@ impl Kafka {
         Ok(producer)
     }
 
-    async fn postgres(&self) -> anyhow::Result<tokio_postgres::Client> {
-        let (client, connection) = tokio_postgres::connect(&self.postgres, NoTls).await?;
+    async fn postgres(conninfo: &str) -> anyhow::Result<tokio_postgres::Client> {
+        let (client, connection) = tokio_postgres::connect(conninfo, NoTls).await?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 eprintln!("postgres connection ended: {error}");
@@ -86,24 +98,37 @@ impl Peer for Kafka {
     }
 
     async fn describe(&self) -> anyhow::Result<String> {
-        let client = self.postgres().await?;
-        let version: String = client.query_one("SELECT version()", &[]).await?.get(0);
-        let mut settings = Vec::new();
-        for name in ["synchronous_commit", "fsync"] {
-            let value: String = client.query_one(&format!("SHOW {name}"), &[]).await?.get(0);
-            settings.push(format!("{name}={value}"));
-        }
+        let storage = match &self.storage {
+            Storage::Postgres(conninfo) => {
+                let client = Self::postgres(conninfo).await?;
+                let version: String = client.query_one("SELECT version()", &[]).await?.get(0);
+                let mut settings = Vec::new();
+                for name in ["synchronous_commit", "fsync"] {
+                    let value: String = client.query_one(&format!("SHOW {name}"), &[]).await?.get(0);
+                    settings.push(format!("{name}={value}"));
+                }
+                format!("{version}; {}", settings.join(" "))
+            }
+            Storage::Sqlite(dir) => format!("SQLite in {} (journal_mode=WAL, synchronous=NORMAL)", dir.display()),
+        };
         let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
         Ok(format!(
-            "tansu (Kafka protocol) storing in {version}; {}; topic {TOPIC} with {PARTITIONS} partitions, \
-             key = stream; librdkafka {librdkafka}, acks=all, enable.idempotence=true",
-            settings.join(" ")
+            "tansu (Kafka protocol) storing in {storage}; topic {TOPIC} with {PARTITIONS} partitions, \
+             key = stream; librdkafka {librdkafka}, acks=all, enable.idempotence=true"
         ))
     }
 
     fn durability(&self) -> &'static str {
-        "synced: the broker stores each produce in PostgreSQL with synchronous_commit=on, fsync=on \
-         (WAL flushed before the commit returns); producer acks=all"
+        match self.storage {
+            Storage::Postgres(_) => {
+                "synced: the broker stores each produce in PostgreSQL with synchronous_commit=on, fsync=on \
+                 (WAL flushed before the commit returns); producer acks=all"
+            }
+            Storage::Sqlite(_) => {
+                "not synced: the broker stores each produce in SQLite in WAL mode with synchronous=NORMAL, \
+                 which syncs the WAL at checkpoints, not at each commit; producer acks=all"
+            }
+        }
     }
 
     fn loads_streams(&self) -> bool {
@@ -140,9 +165,14 @@ impl Peer for Kafka {
 
     /// The broker's whole database (records, indexes, its bookkeeping).
     async fn disk_bytes(&self) -> anyhow::Result<u64> {
-        let client = self.postgres().await?;
-        let bytes: i64 = client.query_one("SELECT pg_database_size(current_database())", &[]).await?.get(0);
-        Ok(u64::try_from(bytes)?)
+        match &self.storage {
+            Storage::Postgres(conninfo) => {
+                let client = Self::postgres(conninfo).await?;
+                let bytes: i64 = client.query_one("SELECT pg_database_size(current_database())", &[]).await?.get(0);
+                Ok(u64::try_from(bytes)?)
+            }
+            Storage::Sqlite(dir) => dir_bytes(dir),
+        }
     }
 }
 

@@ -7,14 +7,16 @@
 //! so each connection remembers the sequence its own acks gave for each
 //! event stream (every writer owns its streams). JetStream 2.9 has no
 //! atomic batch: a 100-event append is 100 publishes, the first checked
-//! and the rest not. A stream load is an ordered consumer filtered on the
-//! subject; a catch-up is an ordered consumer from a stream sequence.
+//! and the rest not. A stream load is a chain of direct gets, each asking
+//! for the subject's next message after the last one (a consumer per load
+//! timed out among a million subjects); a catch-up is an ordered consumer
+//! from a stream sequence.
 //! Durability: nats-server 2.9 acknowledges before fsync.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream, stream::DirectGetErrorKind};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 
@@ -77,6 +79,7 @@ impl Peer for Nats {
                 name: STREAM.to_string(),
                 subjects: vec![format!("{SUBJECT_PREFIX}>")],
                 storage: stream::StorageType::File,
+                allow_direct: true,
                 ..Default::default()
             })
             .await?;
@@ -170,21 +173,18 @@ impl Connection for NatsConnection {
     }
 
     async fn load(&mut self, stream: &str) -> anyhow::Result<usize> {
-        let (consumer, pending) =
-            self.ordered(format!("{SUBJECT_PREFIX}{stream}"), consumer::DeliverPolicy::All).await?;
-        if pending == 0 {
-            return Ok(0);
-        }
-        let mut messages = consumer.messages().await?;
-        let mut count = 0;
-        while let Some(message) = messages.next().await {
-            let message = message?;
-            count += 1;
-            if message.info().map_err(|e| anyhow::anyhow!("{e}"))?.pending == 0 {
-                break;
+        let subject = format!("{SUBJECT_PREFIX}{stream}");
+        let (mut count, mut sequence) = (0, 1);
+        loop {
+            match self.stream.direct_get_next_for_subject(subject.as_str(), Some(sequence)).await {
+                Ok(message) => {
+                    count += 1;
+                    sequence = message.sequence + 1;
+                }
+                Err(error) if error.kind() == DirectGetErrorKind::NotFound => return Ok(count),
+                Err(error) => return Err(error.into()),
             }
         }
-        Ok(count)
     }
 
     async fn read_all(&mut self, from: Option<String>) -> anyhow::Result<Page> {
