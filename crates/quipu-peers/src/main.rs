@@ -270,7 +270,7 @@ async fn run_peer(peer: Arc<dyn Peer>, sizes: &Sizes, json: bool) -> anyhow::Res
         match workload::loads(Arc::clone(&peer), "l", sizes.load_streams, 1, sizes.duration).await {
             Ok(loads) => {
                 let mut row = Row::throughput(name, "load20 x1".into(), &loads);
-                row.value = Some(loads.operations_per_s().round());
+                row.value = Some((loads.operations_per_s() * 10.0).round() / 10.0);
                 row.unit = "loads/s";
                 emit(row, &mut rows);
             }

@@ -64,7 +64,10 @@ impl Row {
             println!("{}", serde_json::to_string(self).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}")));
             return;
         }
-        let value = self.value.map_or_else(|| "-".to_string(), |v| format!("{v:.0} {}", self.unit));
+        let value = self.value.map_or_else(
+            || "-".to_string(),
+            |v| if v >= 100.0 { format!("{v:.0} {}", self.unit) } else { format!("{v:.1} {}", self.unit) },
+        );
         let latency = self
             .latency_us
             .map_or_else(String::new, |[p50, p99, p999]| format!("  p50 {p50} us  p99 {p99} us  p99.9 {p999} us"));
