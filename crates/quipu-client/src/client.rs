@@ -6,6 +6,7 @@
 use std::future::Future;
 
 use quipu_proto::v1 as pb;
+use quipu_proto::v1::groups_client::GroupsClient;
 use quipu_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
 
@@ -53,6 +54,7 @@ pub enum BatchOutcome {
 #[derive(Debug, Clone)]
 pub struct Client {
     grpc: StreamsClient<Channel>,
+    groups: GroupsClient<Channel>,
     retry: RetryPolicy,
 }
 
@@ -69,10 +71,13 @@ impl Client {
             .map_err(|e| Error::InvalidAddress { address: address.clone(), reason: e.to_string() })?;
         let channel =
             endpoint.connect().await.map_err(|e| Error::Unavailable(format!("connecting to {address}: {e}")))?;
-        let grpc = StreamsClient::new(channel)
+        let grpc = StreamsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
-        Ok(Client { grpc, retry: RetryPolicy::default() })
+        let groups = GroupsClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        Ok(Client { grpc, groups, retry: RetryPolicy::default() })
     }
 
     /// The same client with another retry policy.
@@ -82,15 +87,39 @@ impl Client {
         self
     }
 
-    /// Runs `call`, repeating it while the server is unreachable.
-    async fn call<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    /// Runs `call` on the `Streams` service, repeating it while the
+    /// server is unreachable.
+    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
         F: FnMut(StreamsClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_with(&self.grpc, call).await
+    }
+
+    /// Runs `call` on the `Groups` service, repeating it while the server
+    /// is unreachable.
+    pub(crate) async fn call_groups<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut(GroupsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_with(&self.groups, call).await
+    }
+
+    /// The `Groups` service, for calls that are not repeated.
+    pub(crate) fn groups_grpc(&self) -> GroupsClient<Channel> {
+        self.groups.clone()
+    }
+
+    async fn call_with<S: Clone, T, F, Fut>(&self, service: &S, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(S) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let mut attempt = 1;
         loop {
-            match call(self.grpc.clone()).await {
+            match call(service.clone()).await {
                 Ok(response) => return Ok(response.into_inner()),
                 Err(status) => {
                     let error = wire::error(status);

@@ -18,6 +18,9 @@
 //! - **Aggregates**: [`Client::execute`] loads a stream, folds it with
 //!   your [`Aggregate`], lets you decide, appends with the loaded
 //!   revision, and decides again on a conflict.
+//! - **Consumer groups**: [`Client::create_group`] and friends manage
+//!   them; [`Client::consume_group`] joins one as a [`GroupConsumer`] that
+//!   receives events and acknowledges them.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), quipu_client::Error> {
@@ -37,6 +40,7 @@ mod append;
 mod client;
 mod error;
 mod event;
+mod group;
 mod retry;
 mod subscription;
 mod wire;
@@ -46,6 +50,7 @@ pub use append::{Append, QueryItem};
 pub use client::{BatchOutcome, Client, Direction};
 pub use error::{Conflict, Error, StreamConflict};
 pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
+pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
 pub use retry::RetryPolicy;
 pub use subscription::{Subscription, SubscriptionItem};
 

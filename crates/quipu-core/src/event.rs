@@ -119,6 +119,38 @@ impl StreamName {
         Ok(StreamName(name))
     }
 
+    /// Validates and wraps the name of a system stream, which starts with
+    /// `$` and is written only by Quipu itself (consumer-group checkpoints,
+    /// parked events); clients cannot name one in an append.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] when `name` breaks a rule of stream names or
+    /// does not start with `$`.
+    pub fn system(name: impl Into<String>) -> Result<StreamName, Error> {
+        let name = name.into();
+        check_name(NameKind::Stream, &name, STREAM_NAME_BYTES_MAX)?;
+        if !name.starts_with('$') {
+            return Err(Error::InvalidName {
+                kind: NameKind::Stream,
+                name: name.chars().take(64).collect(),
+                reason: "system stream names start with '$'".into(),
+            });
+        }
+        Ok(StreamName(name))
+    }
+
+    /// Validates the name of a stream to read: any stream name, system
+    /// streams (`$...`) included, since reading them is how their records
+    /// (parked events, checkpoints) are inspected.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`] when `name` breaks a rule of stream names.
+    pub fn readable(name: impl Into<String>) -> Result<StreamName, Error> {
+        let name = name.into();
+        check_name(NameKind::Stream, &name, STREAM_NAME_BYTES_MAX)?;
+        Ok(StreamName(name))
+    }
+
     /// Wraps a name read back from the log, where `$` streams may exist.
     pub(crate) fn from_log(name: String) -> Result<StreamName, Error> {
         check_name(NameKind::Stream, &name, STREAM_NAME_BYTES_MAX)?;
@@ -273,6 +305,11 @@ mod tests {
         assert!(StreamName::new("order-42").is_ok());
         assert!(StreamName::new("").is_err());
         assert!(StreamName::new("$all").is_err());
+        assert!(StreamName::system("$parked-billing").is_ok());
+        assert!(StreamName::system("parked-billing").is_err());
+        assert!(StreamName::system("$bad\tname").is_err());
+        assert!(StreamName::readable("$parked-billing").is_ok());
+        assert!(StreamName::readable("").is_err());
         assert!(StreamName::new("a\0b").is_err());
         assert!(StreamName::new(" order").is_err());
         assert!(StreamName::new("x".repeat(STREAM_NAME_BYTES_MAX)).is_ok());

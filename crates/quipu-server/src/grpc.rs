@@ -122,7 +122,7 @@ impl Streams for StreamsService {
 
     async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let request = request.into_inner();
-        let stream = StreamName::new(request.stream).map_err(|e| status(e.into()))?;
+        let stream = StreamName::readable(request.stream).map_err(|e| status(e.into()))?;
         let direction = wire::direction(request.direction).map_err(status)?;
         let (from, limit) = (request.from_revision.map(Revision), wire::limit(request.limit));
         self.read(move |store| store.read_stream(&stream, from, direction, limit)).await
@@ -172,7 +172,7 @@ impl Streams for StreamsService {
         &self,
         request: Request<pb::StreamInfoRequest>,
     ) -> Result<Response<pb::StreamInfoResponse>, Status> {
-        let stream = StreamName::new(request.into_inner().stream).map_err(|e| status(e.into()))?;
+        let stream = StreamName::readable(request.into_inner().stream).map_err(|e| status(e.into()))?;
         let store = Arc::clone(&self.store);
         let info = tokio::task::spawn_blocking(move || store.stream_info(&stream))
             .await

@@ -177,10 +177,10 @@ pub fn source(filter: Option<pb::Filter>) -> Result<Source, ApiError> {
     let Some(filter) = filter else { return Ok(Source::All) };
     match filter.kind {
         None => Err(ApiError::bad_request("invalid_filter", "the filter names no category, type, tag or stream")),
-        Some(Kind::Category(category)) => Ok(Source::Category(StreamName::new(category)?.to_string())),
+        Some(Kind::Category(category)) => Ok(Source::Category(StreamName::readable(category)?.to_string())),
         Some(Kind::EventType(event_type)) => Ok(Source::Type(EventType::new(event_type)?)),
         Some(Kind::Tag(tag)) => Ok(Source::Tag(Tag::new(tag)?)),
-        Some(Kind::Stream(stream)) => Ok(Source::Stream(StreamName::new(stream)?)),
+        Some(Kind::Stream(stream)) => Ok(Source::Stream(StreamName::readable(stream)?)),
     }
 }
 

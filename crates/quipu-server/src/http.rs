@@ -26,7 +26,7 @@ const DEFAULT_READ_LIMIT: usize = 100;
 type Shared = Arc<Store>;
 
 /// The API's routes over `store`; subscriptions follow `live`.
-pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>) -> Router {
+pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>, groups: Arc<crate::group::Groups>) -> Router {
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -42,6 +42,8 @@ pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>) -> Router {
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
+        .with_state(store)
+        .merge(crate::group::http::router(groups))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -52,7 +54,6 @@ pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>) -> Router {
             }
         }))
         .layer(Extension(metrics))
-        .with_state(store)
 }
 
 async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
@@ -128,7 +129,7 @@ async fn read_stream(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let stream = StreamName::new(stream)?;
+    let stream = StreamName::readable(stream)?;
     let (from, direction, limit) = (query.from.map(Revision), query.direction()?, query.limit());
     read(move || store.read_stream(&stream, from, direction, limit)).await
 }
@@ -157,8 +158,8 @@ impl SubscribeQuery {
             ));
         }
         Ok(match (self.stream, self.category, self.event_type, self.tag) {
-            (Some(stream), ..) => Source::Stream(StreamName::new(stream)?),
-            (_, Some(category), ..) => Source::Category(StreamName::new(category)?.to_string()),
+            (Some(stream), ..) => Source::Stream(StreamName::readable(stream)?),
+            (_, Some(category), ..) => Source::Category(StreamName::readable(category)?.to_string()),
             (_, _, Some(event_type), _) => Source::Type(EventType::new(event_type)?),
             (.., Some(tag)) => Source::Tag(Tag::new(tag)?),
             _ => Source::All,

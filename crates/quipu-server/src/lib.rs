@@ -30,6 +30,7 @@
 
 mod api_error;
 mod feed;
+pub mod group;
 mod grpc;
 mod grpc_wire;
 mod http;
@@ -59,6 +60,9 @@ pub enum ServerError {
     /// Closing the store failed (its log is durable regardless).
     #[error("closing the store: {0}")]
     Close(#[from] quipu_core::Error),
+    /// The consumer groups could not be loaded from `$groups`.
+    #[error("loading consumer groups: {}", .0.message)]
+    Groups(ApiError),
 }
 
 /// The sockets the server answers on.
@@ -84,11 +88,12 @@ pub async fn serve(
     let store = Arc::new(store);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let live = feed::Live::follow(&store, stopping.clone());
+    let groups = Arc::new(group::Groups::open(Arc::clone(&store), live.clone()).map_err(ServerError::Groups)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    let router = http::router(Arc::clone(&store), live.clone(), Arc::clone(&metrics));
+    let router = http::router(Arc::clone(&store), live.clone(), Arc::clone(&metrics), Arc::clone(&groups));
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
     let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |socket: &mut tokio::net::TcpStream| {
@@ -105,16 +110,25 @@ pub async fn serve(
         metrics,
     ))
     .max_decoding_message_size(message_max);
-    let grpc = tonic::transport::Server::builder().add_service(service).serve_with_incoming_shutdown(
-        tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-        stopped(stopping),
-    );
+    let groups_service =
+        quipu_proto::v1::groups_server::GroupsServer::new(group::grpc::GroupsService::new(Arc::clone(&groups)));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(service)
+        .add_service(groups_service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
+            stopped(stopping),
+        );
+    let stopping_groups = Arc::clone(&groups);
     let signal = async move {
         shutdown.await;
         // Live subscriptions never finish on their own; tell them to end.
         let _ = stop.send(true);
+        // Groups write their checkpoints; their members' streams end.
+        stopping_groups.shutdown().await;
     };
     let (http, grpc, ()) = tokio::join!(http.into_future(), grpc, signal);
+    drop(groups);
     http?;
     grpc?;
     close(store).await

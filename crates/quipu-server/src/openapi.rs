@@ -33,6 +33,71 @@ fn position_read(summary: &str, parameter: Option<&str>) -> Value {
     json!({"get": {"summary": summary, "parameters": parameters, "responses": {"200": events_response(), "400": error_response("Bad parameters.")}}})
 }
 
+fn group_response() -> Value {
+    json!({"description": "The group.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GroupInfo"}}}})
+}
+
+/// The consumer-group routes.
+fn group_paths() -> Value {
+    let name = || json!([path_parameter("name")]);
+    json!({
+        "/v1/groups": {
+            "get": {"summary": "List consumer groups with their checkpoint, lag and members.",
+                    "responses": {"200": {"description": "`{\"groups\": [GroupInfo]}`", "content": {"application/json": {"schema": {"type": "object", "properties": {"groups": {"type": "array", "items": {"$ref": "#/components/schemas/GroupInfo"}}}}}}}}},
+            "post": {"summary": "Create a consumer group.",
+                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GroupCreate"}}}},
+                     "responses": {"201": group_response(), "400": error_response("A bad name or setting; `field` names it."), "409": error_response("A group of that name exists.")}}
+        },
+        "/v1/groups/{name}": {
+            "get": {"summary": "A group's settings, state and members.", "parameters": name(),
+                    "responses": {"200": group_response(), "404": error_response("No such group.")}},
+            "patch": {"summary": "Change a group's retry and flow settings.", "parameters": name(),
+                      "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GroupTuning"}}}},
+                      "responses": {"200": group_response(), "400": error_response("A bad setting."), "404": error_response("No such group.")}},
+            "delete": {"summary": "Delete a group; its checkpoint and parked streams stay.", "parameters": name(),
+                       "responses": {"200": {"description": "`{\"deleted\": name}`"}, "404": error_response("No such group.")}}
+        },
+        "/v1/groups/{name}/replay-parked": {"post": {"summary": "Deliver again every parked event not replayed yet.", "parameters": name(),
+                                                     "responses": {"200": {"description": "`{\"group\", \"scheduled\"}`"}, "404": error_response("No such group.")}}}
+    })
+}
+
+/// The consumer-group schemas.
+fn group_schemas() -> Value {
+    let integer = || json!({"type": "integer"});
+    json!({
+        "GroupTuning": {"type": "object", "additionalProperties": false, "properties": {
+            "max_retries": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10},
+            "message_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 3_600_000, "default": 30000},
+            "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
+            "backoff_base_ms": {"type": "integer", "default": 100},
+            "backoff_max_ms": {"type": "integer", "maximum": 3_600_000, "default": 10000}}},
+        "GroupFilter": {"type": "object", "additionalProperties": false, "description": "Every set field must match; `$` streams are never delivered.", "properties": {
+            "category": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}}, "tag": {"type": "string"}, "stream_prefix": {"type": "string"}}},
+        "GroupCreate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
+            "name": {"type": "string"}, "filter": {"$ref": "#/components/schemas/GroupFilter"},
+            "start": {"oneOf": [{"type": "string", "enum": ["beginning", "end"]}, {"type": "object", "properties": {"position": {"type": "integer", "minimum": 0}}}], "default": "beginning"},
+            "tuning": {"$ref": "#/components/schemas/GroupTuning"}}},
+        "GroupMember": {"type": "object", "properties": {
+            "name": {"type": "string"}, "in_flight": integer(), "max_in_flight": integer(), "queued": integer(),
+            "delivered": integer(), "acked": integer(), "failed": integer()}},
+        "GroupInfo": {"type": "object", "properties": {
+            "name": {"type": "string"}, "filter": {"$ref": "#/components/schemas/GroupFilter"}, "start": integer(),
+            "checkpoint": {"type": "integer", "description": "Every event before this position is done."},
+            "head": integer(), "lag": {"type": "integer", "description": "Positions from the checkpoint to the head: at most this many events left."},
+            "in_flight": integer(), "retrying": integer(), "buffered": integer(), "parked": integer(),
+            "parked_stream": {"type": "string"}, "checkpoint_stream": {"type": "string"},
+            "members": {"type": "array", "items": {"$ref": "#/components/schemas/GroupMember"}}}}
+    })
+}
+
+/// Adds the entries of `more` to the object `doc[key]`.
+fn extend(doc: &mut Value, key: &str, more: Value) {
+    if let (Some(Value::Object(target)), Value::Object(more)) = (doc.get_mut(key), more) {
+        target.extend(more);
+    }
+}
+
 /// The document.
 #[must_use]
 pub fn document() -> Value {
@@ -42,7 +107,7 @@ pub fn document() -> Value {
         "409": error_response("A condition failed (`expected`, `actual`, `streams`, `condition_position`), or ids were reused by another append. Nothing was written."),
         "413": error_response("An event or the append is too large.")
     });
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Quipu", "version": env!("CARGO_PKG_VERSION"), "description": "Event store: appends with optimistic concurrency, reads, subscriptions."},
         "paths": {
@@ -94,7 +159,12 @@ pub fn document() -> Value {
                 "recorded_at": {"type": "integer", "description": "Microseconds since the Unix epoch."}}},
             "Error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
         }}
-    })
+    });
+    extend(&mut doc, "paths", group_paths());
+    if let Some(components) = doc.get_mut("components") {
+        extend(components, "schemas", group_schemas());
+    }
+    doc
 }
 
 #[cfg(test)]
@@ -103,7 +173,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 10] = [
+    const PATHS: [&str; 13] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -114,6 +184,9 @@ mod tests {
         "/v1/types/{event_type}",
         "/v1/tags/{tag}",
         "/v1/subscribe",
+        "/v1/groups",
+        "/v1/groups/{name}",
+        "/v1/groups/{name}/replay-parked",
     ];
 
     #[test]

@@ -65,7 +65,7 @@ pub enum Request {
 /// An open connection.
 pub enum Connection {
     /// A gRPC client with its own channel.
-    Grpc(Client),
+    Grpc(Box<Client>),
     /// An HTTP/1.1 connection.
     Http(HttpConnection),
 }
@@ -115,7 +115,7 @@ impl Connection {
         Ok(match protocol {
             Protocol::Grpc => {
                 let client = Client::connect(format!("http://{}", addresses.grpc)).await?;
-                Connection::Grpc(client.with_retry(RetryPolicy::none()))
+                Connection::Grpc(Box::new(client.with_retry(RetryPolicy::none())))
             }
             Protocol::Http => Connection::Http(HttpConnection::open(addresses.http).await?),
         })

@@ -1,8 +1,9 @@
 //! The client commands of the `quipu` binary: `append`, `read`,
-//! `subscribe` and `info`, spoken over gRPC through `quipu-client` to a
+//! `subscribe`, `info` and `group`, spoken over gRPC through `quipu-client` to a
 //! running `quipu serve`. Output is a table for people by default and one
 //! JSON object per line with `--json`, for scripts.
 
+mod group;
 mod output;
 
 use std::io::Write;
@@ -130,6 +131,12 @@ pub enum ClientCommand {
     Subscribe(SubscribeArgs),
     /// Show whether a stream exists and its last revision.
     Info(InfoArgs),
+    /// Manage and consume consumer groups.
+    Group {
+        /// What to do.
+        #[command(subcommand)]
+        command: group::GroupCommand,
+    },
 }
 
 /// Runs a client command against the server in `connection`.
@@ -154,6 +161,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
                 let info = client.stream_info(&args.stream).await?;
                 output.info(&info)
             }
+            ClientCommand::Group { command } => group::run(&client, &output, command).await,
         }
     })
 }

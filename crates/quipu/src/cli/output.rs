@@ -20,6 +20,11 @@ impl Output {
         Output { json }
     }
 
+    /// Whether output is JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
     /// The result of an append.
     pub fn appended(&self, stream: &str, result: &AppendResult) -> anyhow::Result<()> {
         let next = result.next_expected_revision();
@@ -109,7 +114,8 @@ impl Output {
     }
 }
 
-fn line(value: &Value) -> anyhow::Result<()> {
+/// Prints `value` as one JSON line.
+pub fn line(value: &Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value)?;
     writeln!(out)?;

@@ -1,0 +1,376 @@
+//! Every consumer group of a server: created, updated and deleted through
+//! records in the system stream `$groups` (so they outlive restarts and
+//! travel with the log), each run by its own [`Actor`].
+//!
+//! Changes are serialized and each `$groups` append expects the revision
+//! the registry last saw, so two servers on one log could not both create
+//! the same group.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use quipu_core::{
+    AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Position, ProposedEvent, Revision, Store,
+    StreamName,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::actor::{Actor, Command, Status, last_checkpoint};
+use super::dispatcher::{Delivery, MemberId, NackAction};
+use super::settings::{Filter, Settings, StartFrom, TuningRequest, check_name};
+use crate::ApiError;
+use crate::feed::Live;
+
+/// The system stream holding group definitions.
+pub const GROUPS_STREAM: &str = "$groups";
+
+/// Records of `$groups`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    Created(Settings),
+    Updated(Settings),
+    Deleted { name: String, id: u64 },
+}
+
+impl Record {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Record::Created(_) => "GroupCreated",
+            Record::Updated(_) => "GroupUpdated",
+            Record::Deleted { .. } => "GroupDeleted",
+        }
+    }
+}
+
+/// A group's settings and what it is doing.
+#[derive(Debug, Clone)]
+pub struct GroupInfo {
+    /// Its settings.
+    pub settings: Settings,
+    /// What it is doing.
+    pub status: Status,
+    /// Position after the log's last event.
+    pub head: Position,
+}
+
+impl GroupInfo {
+    /// Positions between the checkpoint and the head.
+    #[must_use]
+    pub fn lag(&self) -> u64 {
+        self.head.0.saturating_sub(self.status.checkpoint.0)
+    }
+}
+
+struct Running {
+    settings: Settings,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+struct Registry {
+    groups: BTreeMap<String, Running>,
+    /// Last revision of `$groups`.
+    revision: Option<Revision>,
+}
+
+/// The server's consumer groups.
+pub struct Groups {
+    store: Arc<Store>,
+    live: Live,
+    registry: Mutex<Registry>,
+    next_member: AtomicU64,
+}
+
+/// A member in a group: receives deliveries, sends answers. Dropping it
+/// leaves the group as failed unless [`Membership::leave`] was called.
+pub struct Membership {
+    id: MemberId,
+    commands: mpsc::UnboundedSender<Command>,
+    /// Deliveries for this member; ends when the group stops.
+    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    left: bool,
+}
+
+impl Membership {
+    /// Acknowledges the events at `positions`.
+    pub fn ack(&self, positions: Vec<Position>) {
+        let _ = self.commands.send(Command::Ack { id: self.id, positions });
+    }
+
+    /// Negatively acknowledges the events at `positions`.
+    pub fn nack(&self, positions: Vec<Position>, action: NackAction, reason: String) {
+        let _ = self.commands.send(Command::Nack { id: self.id, positions, action, reason });
+    }
+
+    /// Leaves cleanly: events held go back without counting as failures.
+    pub fn leave(mut self) {
+        self.left = true;
+        let _ = self.commands.send(Command::Leave { id: self.id, failed: false });
+    }
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        if !self.left {
+            let _ = self.commands.send(Command::Leave { id: self.id, failed: true });
+        }
+    }
+}
+
+impl Groups {
+    /// Loads every group from `$groups` and starts them.
+    ///
+    /// # Errors
+    /// Read errors of the store, or a `$groups` record that does not
+    /// decode (a corrupt registry is reported, not guessed at).
+    pub fn open(store: Arc<Store>, live: Live) -> Result<Groups, ApiError> {
+        let stream = groups_stream();
+        let mut definitions: BTreeMap<String, Settings> = BTreeMap::new();
+        let mut revision = None;
+        let mut next = Revision(0);
+        loop {
+            let page = match store.read_stream(&stream, Some(next), Direction::Forwards, 1000) {
+                Err(quipu_core::Error::StreamNotFound { .. }) => Vec::new(),
+                page => page?,
+            };
+            let Some(last) = page.last() else { break };
+            next = last.revision.next();
+            for event in &page {
+                revision = Some(event.revision);
+                let record: Record = serde_json::from_slice(&event.data).map_err(|error| {
+                    ApiError::new(
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        "corrupt_groups",
+                        format!("record {} of {GROUPS_STREAM} does not decode: {error}", event.revision.0),
+                    )
+                })?;
+                match record {
+                    Record::Created(settings) | Record::Updated(settings) => {
+                        definitions.insert(settings.name.clone(), settings);
+                    }
+                    Record::Deleted { name, .. } => {
+                        definitions.remove(&name);
+                    }
+                }
+            }
+        }
+        let mut groups = BTreeMap::new();
+        for (name, settings) in definitions {
+            let running = start(&store, &live, settings)?;
+            groups.insert(name, running);
+        }
+        Ok(Groups { store, live, registry: Mutex::new(Registry { groups, revision }), next_member: AtomicU64::new(1) })
+    }
+
+    /// Creates a group.
+    ///
+    /// # Errors
+    /// 400 for bad settings, 409 `group_exists` for a name in use, store
+    /// errors.
+    pub async fn create(
+        &self,
+        name: &str,
+        filter: Filter,
+        start_from: StartFrom,
+        tuning: &TuningRequest,
+    ) -> Result<Settings, ApiError> {
+        check_name(name)?;
+        let mut registry = self.registry.lock().await;
+        if registry.groups.contains_key(name) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "group_exists",
+                format!("a group named {name:?} exists already"),
+            ));
+        }
+        let start = match start_from {
+            StartFrom::Beginning => 0,
+            StartFrom::End => self.store.last_position().map_or(0, |p| p.0 + 1),
+            StartFrom::Position(position) => position,
+        };
+        let id = registry.revision.map_or(0, |r| r.0 + 1);
+        let mut settings = Settings::new(name, id, filter, start, tuning)?;
+        let parked = StreamName::system(settings.parked_stream())
+            .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
+        settings.parked_from = match self.store.stream_info(&parked) {
+            Ok(info) => info.last_revision.map_or(0, |r| r.0 + 1),
+            Err(quipu_core::Error::StreamNotFound { .. }) => 0,
+            Err(error) => return Err(error.into()),
+        };
+        self.record(&mut registry, Record::Created(settings.clone())).await?;
+        let running = start_group(&self.store, &self.live, settings.clone(), None);
+        registry.groups.insert(name.to_string(), running);
+        Ok(settings)
+    }
+
+    /// Changes a group's retry and flow settings.
+    ///
+    /// # Errors
+    /// 404 for an unknown group, 400 for bad settings, store errors.
+    pub async fn update(&self, name: &str, tuning: &TuningRequest) -> Result<Settings, ApiError> {
+        let mut registry = self.registry.lock().await;
+        let current = registry.groups.get(name).ok_or_else(|| not_found(name))?;
+        let settings = current.settings.retuned(tuning)?;
+        self.record(&mut registry, Record::Updated(settings.clone())).await?;
+        let running = registry.groups.get_mut(name).ok_or_else(|| not_found(name))?;
+        running.settings = settings.clone();
+        let _ = running.commands.send(Command::Retune(Box::new(settings.clone())));
+        Ok(settings)
+    }
+
+    /// Deletes a group: its task writes a last checkpoint and stops, its
+    /// members' deliveries end.
+    ///
+    /// # Errors
+    /// 404 for an unknown group, store errors.
+    pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
+        let mut registry = self.registry.lock().await;
+        let id = registry.groups.get(name).ok_or_else(|| not_found(name))?.settings.id;
+        self.record(&mut registry, Record::Deleted { name: name.to_string(), id }).await?;
+        if let Some(running) = registry.groups.remove(name) {
+            stop(&running).await;
+        }
+        Ok(())
+    }
+
+    /// Every group with what it is doing, by name.
+    pub async fn list(&self) -> Vec<GroupInfo> {
+        let running: Vec<(Settings, mpsc::UnboundedSender<Command>)> = {
+            let registry = self.registry.lock().await;
+            registry.groups.values().map(|r| (r.settings.clone(), r.commands.clone())).collect()
+        };
+        let mut infos = Vec::new();
+        for (settings, commands) in running {
+            if let Some(info) = self.info_of(settings, &commands).await {
+                infos.push(info);
+            }
+        }
+        infos
+    }
+
+    /// One group with what it is doing.
+    ///
+    /// # Errors
+    /// 404 for an unknown group.
+    pub async fn info(&self, name: &str) -> Result<GroupInfo, ApiError> {
+        let (settings, commands) = self.running(name).await?;
+        self.info_of(settings, &commands).await.ok_or_else(|| not_found(name))
+    }
+
+    /// Schedules every parked event of the group not replayed yet.
+    ///
+    /// # Errors
+    /// 404 for an unknown group, read errors.
+    pub async fn replay_parked(&self, name: &str) -> Result<u64, ApiError> {
+        let (_, commands) = self.running(name).await?;
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::ReplayParked(reply)).map_err(|_| not_found(name))?;
+        answer.await.map_err(|_| not_found(name))?
+    }
+
+    /// Joins group `name` as member `member`, holding at most
+    /// `max_in_flight` events (0: the group's maximum).
+    ///
+    /// # Errors
+    /// 404 for an unknown group, 400 for a bad member name.
+    pub async fn join(&self, name: &str, member: &str, max_in_flight: u32) -> Result<Membership, ApiError> {
+        if member.is_empty() || member.len() > 200 {
+            return Err(ApiError::bad_request("invalid_member", "a member name has 1 to 200 bytes"));
+        }
+        let (settings, commands) = self.running(name).await?;
+        let id = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let max = if max_in_flight == 0 { settings.max_in_flight } else { max_in_flight.min(settings.max_in_flight) };
+        let (deliveries_sender, deliveries) = mpsc::unbounded_channel();
+        commands
+            .send(Command::Join {
+                id,
+                name: member.to_string(),
+                max_in_flight: max as usize,
+                deliveries: deliveries_sender,
+            })
+            .map_err(|_| not_found(name))?;
+        Ok(Membership { id, commands, deliveries, left: false })
+    }
+
+    /// Stops every group, each writing its last checkpoint.
+    pub async fn shutdown(&self) {
+        let mut registry = self.registry.lock().await;
+        for running in std::mem::take(&mut registry.groups).into_values() {
+            stop(&running).await;
+        }
+    }
+
+    async fn running(&self, name: &str) -> Result<(Settings, mpsc::UnboundedSender<Command>), ApiError> {
+        let registry = self.registry.lock().await;
+        let running = registry.groups.get(name).ok_or_else(|| not_found(name))?;
+        Ok((running.settings.clone(), running.commands.clone()))
+    }
+
+    async fn info_of(&self, settings: Settings, commands: &mpsc::UnboundedSender<Command>) -> Option<GroupInfo> {
+        let (reply, answer) = oneshot::channel();
+        commands.send(Command::Status(reply)).ok()?;
+        let status = answer.await.ok()?;
+        let head = self.store.last_position().map_or(Position(0), Position::next);
+        Some(GroupInfo { settings, status, head })
+    }
+
+    /// Appends `record` to `$groups` at the revision the registry knows.
+    async fn record(&self, registry: &mut Registry, record: Record) -> Result<(), ApiError> {
+        let expected = registry.revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        let data = serde_json::to_vec(&record).expect("group records serialize");
+        let event = ProposedEvent::new(EventType::new(record.event_type()).expect("valid type"), data);
+        let request = AppendRequest::to_stream(groups_stream(), expected, vec![event]);
+        let (reply, outcome) = oneshot::channel();
+        self.store.submit(request, move |result| {
+            let _ = reply.send(result);
+        });
+        match outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))?? {
+            AppendOutcome::Written(result) | AppendOutcome::AlreadyWritten(result) => {
+                registry.revision = result.streams.first().map(|s| s.last_revision);
+                Ok(())
+            }
+            AppendOutcome::Conflict(_) => Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "groups_changed",
+                format!("{GROUPS_STREAM} was changed by another writer; try again"),
+            )),
+        }
+    }
+}
+
+fn groups_stream() -> StreamName {
+    StreamName::system(GROUPS_STREAM).expect("a valid system stream name")
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(axum::http::StatusCode::NOT_FOUND, "group_not_found", format!("no group named {name:?}"))
+}
+
+/// Starts a loaded group from its last checkpoint.
+fn start(store: &Arc<Store>, live: &Live, settings: Settings) -> Result<Running, ApiError> {
+    let stream = StreamName::system(settings.checkpoint_stream())
+        .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
+    let checkpoint = last_checkpoint(store, &stream)?;
+    Ok(start_group(store, live, settings, checkpoint))
+}
+
+fn start_group(
+    store: &Arc<Store>,
+    live: &Live,
+    settings: Settings,
+    checkpoint: Option<super::actor::Checkpoint>,
+) -> Running {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let actor = Actor::new(Arc::clone(store), live.clone(), settings.clone(), checkpoint);
+    tokio::spawn(actor.run(receiver));
+    Running { settings, commands }
+}
+
+async fn stop(running: &Running) {
+    let (reply, done) = oneshot::channel();
+    if running.commands.send(Command::Stop(reply)).is_ok() {
+        let _ = done.await;
+    }
+}
