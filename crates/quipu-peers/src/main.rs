@@ -34,7 +34,7 @@ struct Args {
     /// Print one JSON object per result.
     #[arg(long)]
     json: bool,
-    /// Seconds per timed run (default 10; 1 with --smoke).
+    /// Seconds per timed run (default 5; 1 with --smoke).
     #[arg(long)]
     seconds: Option<u64>,
     /// Writer counts for single-event appends (default 1,16,64; 1,4 with --smoke).
@@ -116,6 +116,9 @@ fn parse_unavailable(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("{text:?} is not name=reason"))
 }
 
+/// Longest a catch-up reads.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(60);
+
 /// Sizes of one run.
 #[derive(Debug, Clone)]
 struct Sizes {
@@ -130,7 +133,7 @@ impl Args {
     fn sizes(&self) -> Sizes {
         let smoke = self.smoke;
         Sizes {
-            duration: Duration::from_secs(self.seconds.unwrap_or(if smoke { 1 } else { 10 })),
+            duration: Duration::from_secs(self.seconds.unwrap_or(if smoke { 1 } else { 5 })),
             writers: if !self.writers.is_empty() {
                 self.writers.clone()
             } else if smoke {
@@ -283,7 +286,7 @@ async fn run_peer(peer: Arc<dyn Peer>, sizes: &Sizes, json: bool) -> anyhow::Res
         emit(Row::skipped(name, "load20 x1".into(), "loads/s", "cannot load one stream"), &mut rows);
     }
 
-    match workload::catch_up(Arc::clone(&peer)).await {
+    match workload::catch_up(Arc::clone(&peer), CATCH_UP_LIMIT).await {
         Ok(catch_up) => {
             let mut row = Row::throughput(name, "catchup".into(), &catch_up);
             row.latency_us = None;

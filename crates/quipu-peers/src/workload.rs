@@ -7,7 +7,8 @@
 //! 3. `load`: fill streams of 20 events interleaved (revision r of every
 //!    stream before revision r + 1 of any), then load whole streams picked
 //!    at random;
-//! 4. `catchup`: read everything written, from the start, in order;
+//! 4. `catchup`: read everything written, from the start, in order (for
+//!    at most a minute);
 //! 5. `disk`: disk bytes per event written.
 //!
 //! A conflict in 1 or 2 would mean a lost or invented revision: each
@@ -217,13 +218,16 @@ async fn merge(tasks: Vec<Task>, start: Instant, events_per_operation: u64) -> a
     Ok(outcome)
 }
 
-/// Reads everything from the start, page by page, on one connection.
+/// Reads everything from the start, page by page, on one connection, for
+/// at most `limit` (a slow reader of twenty million events would take the
+/// whole run; the rate is what is measured).
 ///
 /// # Errors
 /// A failed read.
-pub async fn catch_up(peer: Arc<dyn Peer>) -> anyhow::Result<Outcome> {
+pub async fn catch_up(peer: Arc<dyn Peer>, limit: Duration) -> anyhow::Result<Outcome> {
     let mut connection = peer.connect().await?;
     let start = Instant::now();
+    let deadline = start + limit;
     let (mut events, mut pages, mut from, mut latency) = (0u64, 0u64, None, histogram());
     loop {
         let begun = Instant::now();
@@ -232,8 +236,8 @@ pub async fn catch_up(peer: Arc<dyn Peer>) -> anyhow::Result<Outcome> {
         events += page.events as u64;
         pages += 1;
         match page.next {
-            Some(next) => from = Some(next),
-            None => break,
+            Some(next) if Instant::now() < deadline => from = Some(next),
+            _ => break,
         }
     }
     Ok(Outcome { operations: pages, events, seconds: start.elapsed().as_secs_f64(), latency })
