@@ -104,11 +104,16 @@ fn group_status(error: ApiError) -> Status {
 type ConsumeStream = Pin<Box<dyn Stream<Item = Result<pb::ConsumeResponse, Status>> + Send>>;
 
 /// Forwards the member's answers to its group until the request stream
-/// ends (a clean leave) or breaks (a failed one).
+/// ends (a clean leave) or breaks (a failed one), or the group stops (then
+/// the request stream is let go, so the call can end).
 async fn forward_answers(membership: Membership, mut requests: Streaming<pb::ConsumeRequest>) {
     use pb::consume_request::Kind;
     loop {
-        match requests.next().await {
+        let request = tokio::select! {
+            request = requests.next() => request,
+            () = membership.group_stopped() => return,
+        };
+        match request {
             None => {
                 membership.leave();
                 return;

@@ -104,6 +104,12 @@ impl Membership {
         let _ = self.commands.send(Command::Nack { id: self.id, positions, action, reason });
     }
 
+    /// Resolves when the group's task has stopped (the group was deleted
+    /// or the server is stopping).
+    pub async fn group_stopped(&self) {
+        self.commands.closed().await;
+    }
+
     /// Leaves cleanly: events held go back without counting as failures.
     pub fn leave(mut self) {
         self.left = true;

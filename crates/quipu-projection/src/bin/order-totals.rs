@@ -1,0 +1,95 @@
+//! `order-totals`: a runnable projection. Keeps, per `order-*` stream, the
+//! sum of its events' `amount` and how many events it applied, in the
+//! PostgreSQL table `order_totals.totals`, exactly once.
+//!
+//! Environment: `QUIPU_SERVER` (default `http://127.0.0.1:2113`),
+//! `DATABASE_URL` (a libpq connection string, required),
+//! `ORDER_TOTALS_BATCH_MAX` (events per transaction), and
+//! `ORDER_TOTALS_PAUSE_MS` (a pause inside each transaction, for crash
+//! tests). Runs until SIGTERM or Ctrl-C; prints where it stands.
+
+use anyhow::Context;
+use async_trait::async_trait;
+use quipu_client::{Client, Event, Filter};
+use quipu_projection::{HandlerError, Projection, Runner};
+use tokio_postgres::Transaction;
+
+struct OrderTotals {
+    pause: std::time::Duration,
+}
+
+#[async_trait]
+impl Projection for OrderTotals {
+    fn name(&self) -> &str {
+        "order_totals"
+    }
+
+    fn filter(&self) -> Option<Filter> {
+        Some(Filter::Category("order".into()))
+    }
+
+    async fn create(&mut self, transaction: &Transaction<'_>, schema: &str) -> Result<(), HandlerError> {
+        transaction
+            .batch_execute(&format!(
+                "CREATE TABLE \"{schema}\".totals (stream text PRIMARY KEY, total bigint NOT NULL, events bigint NOT NULL)"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn apply(
+        &mut self,
+        transaction: &Transaction<'_>,
+        schema: &str,
+        events: &[Event],
+    ) -> Result<(), HandlerError> {
+        let upsert = format!(
+            "INSERT INTO \"{schema}\".totals (stream, total, events) VALUES ($1, $2, 1) \
+             ON CONFLICT (stream) DO UPDATE SET total = totals.total + $2, events = totals.events + 1"
+        );
+        for event in events {
+            let data: serde_json::Value = event.json()?;
+            let amount = data["amount"].as_i64().ok_or_else(|| format!("{} has no integer amount", event.id))?;
+            transaction.execute(&upsert, &[&event.stream, &amount]).await?;
+        }
+        if !self.pause.is_zero() {
+            tokio::time::sleep(self.pause).await;
+        }
+        Ok(())
+    }
+}
+
+fn env_number(name: &str) -> anyhow::Result<Option<u64>> {
+    std::env::var(name).ok().map(|v| v.parse().with_context(|| format!("{name}={v:?} is not a number"))).transpose()
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let server = std::env::var("QUIPU_SERVER").unwrap_or_else(|_| "http://127.0.0.1:2113".into());
+    let database = std::env::var("DATABASE_URL").context("set DATABASE_URL to a libpq connection string")?;
+    let batch_max = env_number("ORDER_TOTALS_BATCH_MAX")?.map_or(quipu_projection::BATCH_MAX_DEFAULT, |n| n as usize);
+    let pause = std::time::Duration::from_millis(env_number("ORDER_TOTALS_PAUSE_MS")?.unwrap_or(0));
+    let quipu = Client::connect(server.clone()).await.with_context(|| format!("connecting to {server}"))?;
+    let (postgres, connection) =
+        tokio_postgres::connect(&database, tokio_postgres::NoTls).await.context("connecting to PostgreSQL")?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("postgres connection ended: {error}");
+        }
+    });
+    let mut runner = Runner::new(quipu, postgres).batch_max(batch_max);
+    let stop = async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            () = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    };
+    println!("order-totals: running");
+    let progress = runner.run(&mut OrderTotals { pause }, stop).await?;
+    println!(
+        "order-totals: stopped at position {} ({} events in {} transactions)",
+        progress.position, progress.applied, progress.batches
+    );
+    Ok(())
+}

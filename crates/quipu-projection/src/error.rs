@@ -1,0 +1,46 @@
+//! What can stop a projection.
+
+/// Why a projection stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Quipu refused a call or could not be reached (after the client's
+    /// retries).
+    #[error("quipu: {0}")]
+    Quipu(#[from] quipu_client::Error),
+    /// PostgreSQL failed; the batch's transaction was rolled back, so
+    /// neither its effects nor its checkpoint are stored.
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The projection's handler failed on an event; its batch was rolled
+    /// back.
+    #[error("projection {projection} failed at position {position}: {reason}")]
+    Handler {
+        /// The projection.
+        projection: String,
+        /// Position of the first event of the failed batch.
+        position: u64,
+        /// What the handler said.
+        reason: String,
+    },
+    /// Another runner of the same projection moved its checkpoint: two
+    /// runners must not apply the same events; this one stops.
+    #[error(
+        "projection {projection}: the checkpoint moved to {found} under this runner (at {expected}); is another runner going?"
+    )]
+    CheckpointMoved {
+        /// The projection.
+        projection: String,
+        /// Where this runner had it.
+        expected: u64,
+        /// Where it was.
+        found: u64,
+    },
+    /// A name that cannot be a PostgreSQL schema of ours.
+    #[error("invalid projection name {name:?}: {reason}")]
+    InvalidName {
+        /// The name.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+}

@@ -1,0 +1,234 @@
+//! [`Runner`]: reads a projection's events from Quipu (a catch-up
+//! subscription from its checkpoint) and applies them in batches, each in
+//! one PostgreSQL transaction with the checkpoint.
+//!
+//! What it promises: an event's effect is committed exactly once. A batch
+//! is either wholly committed with the checkpoint after it, or not at all
+//! (a crash, a failed handler, a lost connection roll it back), and the
+//! next run starts from the committed checkpoint. Batches take what has
+//! arrived, up to [`Runner::batch_max`] events, so a backlog is applied in
+//! large transactions and live events with little delay.
+
+use std::future::Future;
+
+use futures_util::{FutureExt, StreamExt};
+use quipu_client::{Client, Event, Start, Subscription, SubscriptionItem};
+
+use crate::Error;
+use crate::checkpoint;
+use crate::projection::Projection;
+
+/// Events per transaction at most, by default.
+pub const BATCH_MAX_DEFAULT: usize = 500;
+
+/// Longest projection name: PostgreSQL identifiers have 63 bytes, and a
+/// rebuild adds a suffix.
+const NAME_BYTES_MAX: usize = 48;
+
+/// Where a projection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Next position to read: every event before it is applied.
+    pub position: u64,
+    /// Events applied by this runner.
+    pub applied: u64,
+    /// Transactions committed by this runner.
+    pub batches: u64,
+}
+
+/// Runs projections from one Quipu server into one PostgreSQL database.
+pub struct Runner {
+    quipu: Client,
+    postgres: tokio_postgres::Client,
+    batch_max: usize,
+}
+
+/// What to do when the subscription catches up with the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Until {
+    /// Return.
+    CaughtUp,
+    /// Go on with live events.
+    Stopped,
+}
+
+impl Runner {
+    /// A runner reading from `quipu` and writing to `postgres`.
+    #[must_use]
+    pub fn new(quipu: Client, postgres: tokio_postgres::Client) -> Runner {
+        Runner { quipu, postgres, batch_max: BATCH_MAX_DEFAULT }
+    }
+
+    /// The same runner committing at most `events` events per transaction
+    /// (at least 1).
+    #[must_use]
+    pub fn batch_max(mut self, events: usize) -> Runner {
+        self.batch_max = events.max(1);
+        self
+    }
+
+    /// Applies every event written so far; returns where the projection
+    /// stands.
+    ///
+    /// # Errors
+    /// See [`Error`]; what was committed before stays.
+    pub async fn catch_up<P: Projection>(&mut self, projection: &mut P) -> Result<Progress, Error> {
+        self.drive(projection, Until::CaughtUp, std::future::pending()).await
+    }
+
+    /// Applies events as they are written until `stop` resolves; returns
+    /// where the projection stands.
+    ///
+    /// # Errors
+    /// See [`Error`]; what was committed before stays.
+    pub async fn run<P: Projection>(
+        &mut self,
+        projection: &mut P,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Progress, Error> {
+        self.drive(projection, Until::Stopped, stop).await
+    }
+
+    async fn drive<P: Projection>(
+        &mut self,
+        projection: &mut P,
+        until: Until,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Progress, Error> {
+        let name = projection.name().to_string();
+        check_name(&name)?;
+        let stored = self.prepare(projection).await?;
+        let mut progress = Progress { position: stored.position, applied: 0, batches: 0 };
+        let mut subscription = self.quipu.subscribe(projection.filter(), Start::Position(stored.position)).await?;
+        let mut stop = std::pin::pin!(stop);
+        loop {
+            let first = tokio::select! {
+                item = subscription.next() => item,
+                () = &mut stop => return Ok(progress),
+            };
+            let Some(first) = first else {
+                return Err(Error::Quipu(quipu_client::Error::Unavailable("the subscription ended".into())));
+            };
+            let (batch, caught_up) = self.gather(first?, &mut subscription)?;
+            if let Some(next) = batch.next_position {
+                self.commit(projection, &stored.schema, &mut progress, &batch.events, next).await?;
+            }
+            if caught_up && until == Until::CaughtUp {
+                return Ok(progress);
+            }
+        }
+    }
+
+    /// Creates the checkpoint table, and on the first run the read model's
+    /// schema and tables with the projection's row, in one transaction.
+    async fn prepare<P: Projection>(&mut self, projection: &mut P) -> Result<checkpoint::Checkpoint, Error> {
+        let name = projection.name().to_string();
+        checkpoint::ensure_table(&self.postgres).await?;
+        if let Some(stored) = checkpoint::load(&self.postgres, &name).await? {
+            return Ok(stored);
+        }
+        let transaction = self.postgres.transaction().await?;
+        transaction.batch_execute(&format!("CREATE SCHEMA \"{name}\"")).await?;
+        projection.create(&transaction, &name).await.map_err(|e| handler(&name, 0, &e))?;
+        checkpoint::insert(&transaction, &name, &name).await?;
+        transaction.commit().await?;
+        Ok(checkpoint::Checkpoint { schema: name, position: 0, events: 0 })
+    }
+
+    /// The first item plus whatever has already arrived, up to the batch
+    /// limit; whether the subscription caught up on the way.
+    fn gather(&self, first: SubscriptionItem, subscription: &mut Subscription) -> Result<(Batch, bool), Error> {
+        let mut batch = Batch::default();
+        let mut caught_up = batch.add(first);
+        while !caught_up && batch.events.len() < self.batch_max {
+            match subscription.next().now_or_never() {
+                Some(Some(item)) => caught_up = batch.add(item?),
+                Some(None) | None => break,
+            }
+        }
+        Ok((batch, caught_up))
+    }
+
+    /// Applies `events` and moves the checkpoint to `next` in one
+    /// transaction.
+    async fn commit<P: Projection>(
+        &mut self,
+        projection: &mut P,
+        schema: &str,
+        progress: &mut Progress,
+        events: &[Event],
+        next: u64,
+    ) -> Result<(), Error> {
+        let name = projection.name().to_string();
+        let transaction = self.postgres.transaction().await?;
+        if !events.is_empty() {
+            projection.apply(&transaction, schema, events).await.map_err(|e| handler(&name, progress.position, &e))?;
+        }
+        checkpoint::advance(&transaction, &name, progress.position, next, events.len() as u64).await?;
+        transaction.commit().await?;
+        progress.position = next;
+        progress.applied += events.len() as u64;
+        progress.batches += 1;
+        Ok(())
+    }
+}
+
+/// Events gathered for one transaction.
+#[derive(Debug, Default)]
+struct Batch {
+    events: Vec<Event>,
+    /// Position after the last event seen (system events included).
+    next_position: Option<u64>,
+}
+
+impl Batch {
+    /// Adds an item; returns whether it says the subscription caught up.
+    fn add(&mut self, item: SubscriptionItem) -> bool {
+        match item {
+            SubscriptionItem::Event(event) => {
+                self.next_position = Some(event.position + 1);
+                if !event.stream.starts_with('$') {
+                    self.events.push(event);
+                }
+                false
+            }
+            SubscriptionItem::CaughtUp { .. } => true,
+        }
+    }
+}
+
+fn handler(projection: &str, position: u64, error: &crate::HandlerError) -> Error {
+    Error::Handler { projection: projection.to_string(), position, reason: error.to_string() }
+}
+
+/// Checks a projection name: lowercase ASCII letters, digits and `_`,
+/// starting with a letter, at most [`NAME_BYTES_MAX`] bytes.
+///
+/// # Errors
+/// [`Error::InvalidName`] saying which rule it breaks.
+pub fn check_name(name: &str) -> Result<(), Error> {
+    let invalid = |reason: &str| Err(Error::InvalidName { name: name.to_string(), reason: reason.to_string() });
+    if name.is_empty() || name.len() > NAME_BYTES_MAX {
+        return invalid("must have 1 to 48 bytes");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return invalid("must start with a lowercase letter");
+    }
+    if !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        return invalid("may hold only lowercase letters, digits and '_'");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_safe_schema_names() {
+        assert!(check_name("order_totals_2").is_ok());
+        for bad in ["", "2orders", "Orders", "order-totals", "a\"b", &"x".repeat(49)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
