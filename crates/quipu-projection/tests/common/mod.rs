@@ -37,7 +37,7 @@ impl Postgres {
     pub fn start() -> Postgres {
         let bin = postgres_bin();
         let dir = tempfile::tempdir().expect("tempdir");
-        // SAFETY-free check of the effective user: `id -u` prints it.
+        // The effective user: `id -u` prints it.
         let uid = Command::new("id").arg("-u").output().expect("run id").stdout;
         let as_postgres = String::from_utf8_lossy(&uid).trim() == "0";
         if as_postgres {
@@ -58,22 +58,22 @@ impl Postgres {
         cluster
     }
 
-    fn run(&self, program: &str, args: &[&str]) {
+    /// A command running PostgreSQL's `program`, as the `postgres` user
+    /// when this process is root.
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if self.as_postgres {
+        if self.as_postgres {
             let mut command = Command::new("runuser");
             command.args(["-u", "postgres", "--"]).arg(&program);
             command
         } else {
             Command::new(&program)
-        };
-        let output = command.args(args).output().unwrap_or_else(|e| panic!("run {}: {e}", program.display()));
-        assert!(
-            output.status.success(),
-            "{} {args:?} failed: {}",
-            program.display(),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self.command(program).args(args).output().unwrap_or_else(|e| panic!("run {program}: {e}"));
+        assert!(output.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
 
     /// A connection, its driver spawned on the current runtime.
@@ -90,15 +90,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let program = self.bin.join("pg_ctl");
-        let mut command = if self.as_postgres {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(&program);
-            command
-        } else {
-            Command::new(&program)
-        };
-        let _ = command.args(["-D", path(&data), "-m", "immediate", "stop"]).output();
+        let _ = self.command("pg_ctl").args(["-D", path(&data), "-m", "immediate", "stop"]).output();
     }
 }
 
