@@ -40,6 +40,7 @@ fn group_response() -> Value {
 /// The consumer-group routes.
 fn group_paths() -> Value {
     let name = || json!([path_parameter("name")]);
+    let member = || json!([path_parameter("name"), path_parameter("member")]);
     json!({
         "/v1/groups": {
             "get": {"summary": "List consumer groups with their checkpoint, lag and members.",
@@ -58,7 +59,21 @@ fn group_paths() -> Value {
                        "responses": {"200": {"description": "`{\"deleted\": name}`"}, "404": error_response("No such group.")}}
         },
         "/v1/groups/{name}/replay-parked": {"post": {"summary": "Deliver again every parked event not replayed yet.", "parameters": name(),
-                                                     "responses": {"200": {"description": "`{\"group\", \"scheduled\"}`"}, "404": error_response("No such group.")}}}
+                                                     "responses": {"200": {"description": "`{\"group\", \"scheduled\"}`"}, "404": error_response("No such group.")}}},
+        "/v1/groups/{name}/members/{member}": {"delete": {"summary": "Leave the group cleanly: events held go to other members without counting as failures.", "parameters": member(),
+                                                          "responses": {"200": {"description": "`{\"left\": member}`"}, "404": error_response("No such member session.")}}},
+        "/v1/groups/{name}/members/{member}/poll": {"post": {"summary": "Take deliveries; the first poll joins the group. A session idle longer than the group's message timeout leaves as failed.", "parameters": member(),
+                                                             "requestBody": {"content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                                                                 "max": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+                                                                 "wait_ms": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 0}}}}}},
+                                                             "responses": {"200": {"description": "`{\"events\": [{\"event\": Event, \"retries\": n}]}`"}, "400": error_response("Bad limits."), "404": error_response("No such group.")}}},
+        "/v1/groups/{name}/members/{member}/ack": {"post": {"summary": "Acknowledge handled events.", "parameters": member(),
+                                                            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["positions"], "properties": {"positions": {"type": "array", "items": {"type": "integer"}}}}}}},
+                                                            "responses": {"200": {"description": "`{\"acked\": n}`"}, "404": error_response("No such member session.")}}},
+        "/v1/groups/{name}/members/{member}/nack": {"post": {"summary": "Events that could not be handled: retry (after a backoff; parked when retries run out), park or skip.", "parameters": member(),
+                                                             "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["positions", "action"], "properties": {
+                                                                 "positions": {"type": "array", "items": {"type": "integer"}}, "action": {"type": "string", "enum": ["retry", "park", "skip"]}, "reason": {"type": "string"}}}}}},
+                                                             "responses": {"200": {"description": "`{\"nacked\": n}`"}, "400": error_response("Bad body."), "404": error_response("No such member session.")}}}
     })
 }
 
@@ -173,7 +188,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 13] = [
+    const PATHS: [&str; 17] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -187,6 +202,10 @@ mod tests {
         "/v1/groups",
         "/v1/groups/{name}",
         "/v1/groups/{name}/replay-parked",
+        "/v1/groups/{name}/members/{member}",
+        "/v1/groups/{name}/members/{member}/poll",
+        "/v1/groups/{name}/members/{member}/ack",
+        "/v1/groups/{name}/members/{member}/nack",
     ];
 
     #[test]

@@ -396,3 +396,79 @@ fn groups_are_managed_over_http_with_clear_errors() {
     let (status, _) = server.request("GET", "/v1/groups/h", None);
     assert_eq!(status, 404);
 }
+
+#[test]
+fn members_consume_over_http_with_polls_acks_and_nacks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let (status, body) =
+        server.request("POST", "/v1/groups", Some(r#"{"name": "web", "filter": {"category": "job"}}"#));
+    assert_eq!(status, 201, "{body}");
+    for n in 0..3 {
+        let (status, body) =
+            server.append(&format!("job-{n}"), &json!({"events": [{"type": "Queued", "data": {"n": n}}]}));
+        assert_eq!(status, 200, "{body}");
+    }
+    let poll = |max: u64| {
+        let (status, body) = server.request(
+            "POST",
+            "/v1/groups/web/members/w1/poll",
+            Some(&json!({"max": max, "wait_ms": 5000}).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["events"].as_array().expect("events").clone()
+    };
+    let mut taken = poll(2);
+    while taken.len() < 2 {
+        taken.extend(poll(2 - taken.len() as u64));
+    }
+    let position = |d: &serde_json::Value| d["event"]["position"].as_u64().expect("a position");
+    let (first, second) = (position(&taken[0]), position(&taken[1]));
+    assert_eq!(taken[0]["event"]["stream"].as_str(), Some("job-0"));
+    assert_eq!(taken[0]["retries"].as_u64(), Some(0));
+
+    let (status, body) =
+        server.request("POST", "/v1/groups/web/members/w1/ack", Some(&json!({"positions": [first]}).to_string()));
+    assert_eq!((status, body["acked"].as_u64()), (200, Some(1)), "{body}");
+    let nack = json!({"positions": [second], "action": "park", "reason": "no worker for this"}).to_string();
+    let (status, _) = server.request("POST", "/v1/groups/web/members/w1/nack", Some(&nack));
+    assert_eq!(status, 200);
+    let third = poll(10);
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0]["event"]["stream"].as_str(), Some("job-2"));
+    let (status, _) = server.request(
+        "POST",
+        "/v1/groups/web/members/w1/ack",
+        Some(&json!({"positions": [position(&third[0])]}).to_string()),
+    );
+    assert_eq!(status, 200);
+
+    // Bad answers are refused and change nothing.
+    let (status, body) =
+        server.request("POST", "/v1/groups/web/members/w1/nack", Some(r#"{"positions": [1], "action": "explode"}"#));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = server.request("POST", "/v1/groups/web/members/w1/poll", Some(r#"{"max": 0}"#));
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_poll")), "{body}");
+    let (status, body) = server.request("POST", "/v1/groups/web/members/nobody/ack", Some(r#"{"positions": [1]}"#));
+    assert_eq!((status, body["code"].as_str()), (404, Some("member_not_found")), "{body}");
+    let (status, body) = server.request("POST", "/v1/groups/nope/members/w1/poll", Some("{}"));
+    assert_eq!((status, body["code"].as_str()), (404, Some("group_not_found")), "{body}");
+
+    let deadline = std::time::Instant::now() + DELIVERY_WAIT;
+    loop {
+        let (_, info) = server.request("GET", "/v1/groups/web", None);
+        if info["parked"].as_u64() == Some(1)
+            && info["in_flight"].as_u64() == Some(0)
+            && info["buffered"].as_u64() == Some(0)
+        {
+            assert_eq!(info["members"][0]["acked"].as_u64(), Some(2), "{info}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the answers never landed: {info}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, body) = server.request("DELETE", "/v1/groups/web/members/w1", None);
+    assert_eq!((status, body["left"].as_str()), (200, Some("w1")), "{body}");
+    let (_, info) = server.request("GET", "/v1/groups/web", None);
+    assert_eq!(info["members"].as_array().map(Vec::len), Some(0), "{info}");
+}

@@ -207,7 +207,7 @@ impl pb::groups_server::Groups for GroupsService {
         };
         let mut membership =
             self.groups.join(&join.group, &join.member, join.max_in_flight).await.map_err(group_status)?;
-        let deliveries = std::mem::replace(&mut membership.deliveries, tokio::sync::mpsc::unbounded_channel().1);
+        let deliveries = membership.take_deliveries();
         tokio::spawn(forward_answers(membership, requests));
         let joined =
             futures_util::stream::once(async { Ok(pb::ConsumeResponse { kind: Some(Out::Joined(pb::Empty {})) }) });

@@ -2,6 +2,12 @@
 //! `GET /v1/groups` lists them, `GET`, `PATCH` and `DELETE
 //! /v1/groups/{name}` read, tune and delete one, and `POST
 //! /v1/groups/{name}/replay-parked` delivers its parked events again.
+//!
+//! Members consume over HTTP too (see [`super::session`]): `POST
+//! /v1/groups/{name}/members/{member}/poll` with `{"max", "wait_ms"}`
+//! answers `{"events": [{"event", "retries"}]}`; `.../ack` takes
+//! `{"positions"}`, `.../nack` takes `{"positions", "action": "retry" |
+//! "park" | "skip", "reason"}`; `DELETE .../members/{member}` leaves.
 //! A create body is `{"name", "filter": {"category", "event_types",
 //! "tag", "stream_prefix"}, "start", "tuning": {"max_retries",
 //! "message_timeout_ms", "max_in_flight", "backoff_base_ms",
@@ -20,9 +26,61 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::dispatcher::NackAction;
 use super::registry::{GroupInfo, Groups};
+use super::session::Sessions;
 use super::settings::{Filter, StartFrom, TuningRequest};
 use crate::ApiError;
+use crate::wire::EventJson;
+
+/// What the group routes share.
+#[derive(Clone)]
+struct Shared {
+    groups: Arc<Groups>,
+    sessions: Arc<Sessions>,
+}
+
+/// Body of a poll.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollBody {
+    /// Most events to return (default 100).
+    #[serde(default = "poll_max")]
+    max: usize,
+    /// Longest wait for the first event, ms (default 0: answer at once).
+    #[serde(default)]
+    wait_ms: u64,
+}
+
+fn poll_max() -> usize {
+    100
+}
+
+/// Body of an ack.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    positions: Vec<u64>,
+}
+
+/// What a nack asks for.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum NackActionJson {
+    Retry,
+    Park,
+    Skip,
+}
+
+/// Body of a nack.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NackBody {
+    positions: Vec<u64>,
+    action: NackActionJson,
+    #[serde(default)]
+    reason: String,
+}
 
 /// Body of `POST /v1/groups`.
 #[derive(Debug, Deserialize)]
@@ -44,11 +102,16 @@ fn beginning() -> StartFrom {
 
 /// The group routes over `groups`.
 pub fn router(groups: Arc<Groups>) -> Router {
+    let sessions = Sessions::new(Arc::clone(&groups));
     Router::new()
         .route("/v1/groups", get(list).post(create))
         .route("/v1/groups/{name}", get(info).patch(update).delete(delete))
         .route("/v1/groups/{name}/replay-parked", post(replay_parked))
-        .with_state(groups)
+        .route("/v1/groups/{name}/members/{member}", axum::routing::delete(leave))
+        .route("/v1/groups/{name}/members/{member}/poll", post(poll))
+        .route("/v1/groups/{name}/members/{member}/ack", post(ack))
+        .route("/v1/groups/{name}/members/{member}/nack", post(nack))
+        .with_state(Shared { groups, sessions })
 }
 
 /// A group's info as JSON.
@@ -86,7 +149,7 @@ pub fn info_json(info: &GroupInfo) -> Value {
 }
 
 async fn create(
-    State(groups): State<Arc<Groups>>,
+    State(Shared { groups, .. }): State<Shared>,
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
@@ -95,17 +158,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(info_json(&info))))
 }
 
-async fn list(State(groups): State<Arc<Groups>>) -> Json<Value> {
+async fn list(State(Shared { groups, .. }): State<Shared>) -> Json<Value> {
     let infos: Vec<Value> = groups.list().await.iter().map(info_json).collect();
     Json(json!({ "groups": infos }))
 }
 
-async fn info(State(groups): State<Arc<Groups>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn info(State(Shared { groups, .. }): State<Shared>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(info_json(&groups.info(&name).await?)))
 }
 
 async fn update(
-    State(groups): State<Arc<Groups>>,
+    State(Shared { groups, .. }): State<Shared>,
     Path(name): Path<String>,
     body: Result<Json<TuningRequest>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -114,12 +177,73 @@ async fn update(
     Ok(Json(info_json(&groups.info(&name).await?)))
 }
 
-async fn delete(State(groups): State<Arc<Groups>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn delete(
+    State(Shared { groups, .. }): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     groups.delete(&name).await?;
     Ok(Json(json!({ "deleted": name })))
 }
 
-async fn replay_parked(State(groups): State<Arc<Groups>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+async fn replay_parked(
+    State(Shared { groups, .. }): State<Shared>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let scheduled = groups.replay_parked(&name).await?;
     Ok(Json(json!({ "group": name, "scheduled": scheduled })))
+}
+
+async fn poll(
+    State(Shared { sessions, .. }): State<Shared>,
+    Path((name, member)): Path<(String, String)>,
+    body: Result<Json<PollBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let deliveries = sessions.poll(&name, &member, body.max, std::time::Duration::from_millis(body.wait_ms)).await?;
+    let events: Vec<Value> = deliveries
+        .into_iter()
+        .map(|d| json!({ "event": EventJson::from((*d.event).clone()), "retries": d.retries }))
+        .collect();
+    Ok(Json(json!({ "events": events })))
+}
+
+async fn ack(
+    State(Shared { sessions, .. }): State<Shared>,
+    Path((name, member)): Path<(String, String)>,
+    body: Result<Json<AckBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let count = body.positions.len();
+    sessions.ack(&name, &member, body.positions.into_iter().map(quipu_core::Position).collect())?;
+    Ok(Json(json!({ "acked": count })))
+}
+
+async fn nack(
+    State(Shared { sessions, .. }): State<Shared>,
+    Path((name, member)): Path<(String, String)>,
+    body: Result<Json<NackBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(body) = body?;
+    let action = match body.action {
+        NackActionJson::Retry => NackAction::Retry,
+        NackActionJson::Park => NackAction::Park,
+        NackActionJson::Skip => NackAction::Skip,
+    };
+    let count = body.positions.len();
+    sessions.nack(
+        &name,
+        &member,
+        body.positions.into_iter().map(quipu_core::Position).collect(),
+        action,
+        body.reason,
+    )?;
+    Ok(Json(json!({ "nacked": count })))
+}
+
+async fn leave(
+    State(Shared { sessions, .. }): State<Shared>,
+    Path((name, member)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    sessions.leave(&name, &member)?;
+    Ok(Json(json!({ "left": member })))
 }

@@ -6,13 +6,14 @@
 //! watermark; synchronous and tested on its own), `actor` (the task that
 //! runs one group against the store), `registry` (every group, kept in
 //! `$groups`), `grpc` (the `quipu.v1.Groups` service), `http` (the
-//! `/v1/groups` routes).
+//! `/v1/groups` routes), `session` (members that consume over HTTP).
 
 mod actor;
 pub mod dispatcher;
 pub mod grpc;
 pub mod http;
 mod registry;
+pub mod session;
 pub mod settings;
 
 pub use registry::{GROUPS_STREAM, GroupInfo, Groups, Membership};

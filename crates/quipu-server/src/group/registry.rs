@@ -88,12 +88,27 @@ pub struct Groups {
 pub struct Membership {
     id: MemberId,
     commands: mpsc::UnboundedSender<Command>,
-    /// Deliveries for this member; ends when the group stops.
-    pub deliveries: mpsc::UnboundedReceiver<Delivery>,
+    deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
+    message_timeout: std::time::Duration,
     left: bool,
 }
 
 impl Membership {
+    /// The member's deliveries, once; the channel ends when the member
+    /// leaves or the group stops.
+    ///
+    /// # Panics
+    /// When called twice.
+    pub fn take_deliveries(&mut self) -> mpsc::UnboundedReceiver<Delivery> {
+        self.deliveries.take().expect("deliveries are taken once")
+    }
+
+    /// How long a delivery may stay unanswered in this group.
+    #[must_use]
+    pub fn message_timeout(&self) -> std::time::Duration {
+        self.message_timeout
+    }
+
     /// Acknowledges the events at `positions`.
     pub fn ack(&self, positions: Vec<Position>) {
         let _ = self.commands.send(Command::Ack { id: self.id, positions });
@@ -297,7 +312,8 @@ impl Groups {
                 deliveries: deliveries_sender,
             })
             .map_err(|_| not_found(name))?;
-        Ok(Membership { id, commands, deliveries, left: false })
+        let message_timeout = std::time::Duration::from_millis(settings.message_timeout_ms);
+        Ok(Membership { id, commands, deliveries: Some(deliveries), message_timeout, left: false })
     }
 
     /// Stops every group, each writing its last checkpoint.
