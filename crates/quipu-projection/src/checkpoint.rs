@@ -1,7 +1,8 @@
 //! Where projections keep their checkpoints: the table
 //! `quipu_projections` of the read store, one row per projection with the
-//! next position to read. The runner moves it in the transaction of each
-//! batch, after locking the row and checking that nobody else moved it.
+//! next position to read. The runner locks it first in the transaction of
+//! each batch, checks that nobody else moved it, and moves it with the
+//! batch's effects.
 
 use tokio_postgres::{GenericClient, Transaction};
 
@@ -61,25 +62,23 @@ pub async fn insert(transaction: &Transaction<'_>, name: &str, schema: &str) -> 
     Ok(())
 }
 
-/// Locks the row of `name` for this transaction and checks that it is
-/// still at `position`; then moves it to `next`, counting `events`.
+/// Locks the row of `name` for this transaction; returns its position
+/// when that is not `position` (another runner, or a rebuild, moved it).
 ///
 /// # Errors
-/// [`Error::CheckpointMoved`] when another runner moved it; PostgreSQL
-/// errors.
-pub async fn advance(
-    transaction: &Transaction<'_>,
-    name: &str,
-    position: u64,
-    next: u64,
-    events: u64,
-) -> Result<(), Error> {
+/// PostgreSQL errors; a missing row.
+pub async fn lock_at(transaction: &Transaction<'_>, name: &str, position: u64) -> Result<Option<u64>, Error> {
     let row =
         transaction.query_one("SELECT position FROM quipu_projections WHERE name = $1 FOR UPDATE", &[&name]).await?;
     let stored = u64::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-    if stored != position {
-        return Err(Error::CheckpointMoved { projection: name.to_string(), expected: position, found: stored });
-    }
+    Ok((stored != position).then_some(stored))
+}
+
+/// Moves the (locked) row of `name` to `next`, counting `events` more.
+///
+/// # Errors
+/// PostgreSQL errors.
+pub async fn set(transaction: &Transaction<'_>, name: &str, next: u64, events: u64) -> Result<(), Error> {
     let (next, events) = (to_i64(next), to_i64(events));
     transaction
         .execute(

@@ -22,19 +22,6 @@ pub enum Error {
         /// What the handler said.
         reason: String,
     },
-    /// Another runner of the same projection moved its checkpoint: two
-    /// runners must not apply the same events; this one stops.
-    #[error(
-        "projection {projection}: the checkpoint moved to {found} under this runner (at {expected}); is another runner going?"
-    )]
-    CheckpointMoved {
-        /// The projection.
-        projection: String,
-        /// Where this runner had it.
-        expected: u64,
-        /// Where it was.
-        found: u64,
-    },
     /// A name that cannot be a PostgreSQL schema of ours.
     #[error("invalid projection name {name:?}: {reason}")]
     InvalidName {

@@ -5,9 +5,18 @@
 //! What it promises: an event's effect is committed exactly once. A batch
 //! is either wholly committed with the checkpoint after it, or not at all
 //! (a crash, a failed handler, a lost connection roll it back), and the
-//! next run starts from the committed checkpoint. Batches take what has
-//! arrived, up to [`Runner::batch_max`] events, so a backlog is applied in
-//! large transactions and live events with little delay.
+//! next run starts from the committed checkpoint. Each transaction locks
+//! the projection's row first and checks its position: when another
+//! runner (or a rebuild) moved it, the batch is rolled back and the runner
+//! resumes from the stored position, so competing runners never apply an
+//! event twice. Batches take what has arrived, up to
+//! [`Runner::batch_max`] events, so a backlog is applied in large
+//! transactions and live events with little delay.
+//!
+//! [`Runner::rebuild`] builds a fresh read model beside the live one (in
+//! the schema `<name>__rebuild`) from the first event, while the live one
+//! keeps serving and moving, then swaps them in one transaction: readers
+//! see the old model or the new one, never an empty one.
 
 use std::future::Future;
 
@@ -24,6 +33,9 @@ pub const BATCH_MAX_DEFAULT: usize = 500;
 /// Longest projection name: PostgreSQL identifiers have 63 bytes, and a
 /// rebuild adds a suffix.
 const NAME_BYTES_MAX: usize = 48;
+
+/// What a rebuild's schema and checkpoint row add to the name.
+const REBUILD_SUFFIX: &str = "__rebuild";
 
 /// Where a projection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,8 +110,21 @@ impl Runner {
         let name = projection.name().to_string();
         check_name(&name)?;
         let stored = self.prepare(projection).await?;
-        let mut progress = Progress { position: stored.position, applied: 0, batches: 0 };
-        let mut subscription = self.quipu.subscribe(projection.filter(), Start::Position(stored.position)).await?;
+        let target = Target { row: name, schema: stored.schema };
+        self.follow(projection, &target, stored.position, until, stop).await
+    }
+
+    /// Applies the projection's events to `target` from `position`.
+    async fn follow<P: Projection>(
+        &mut self,
+        projection: &mut P,
+        target: &Target,
+        position: u64,
+        until: Until,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Progress, Error> {
+        let mut progress = Progress { position, applied: 0, batches: 0 };
+        let mut subscription = self.quipu.subscribe(projection.filter(), Start::Position(position)).await?;
         let mut stop = std::pin::pin!(stop);
         loop {
             let first = tokio::select! {
@@ -110,13 +135,90 @@ impl Runner {
                 return Err(Error::Quipu(quipu_client::Error::Unavailable("the subscription ended".into())));
             };
             let (batch, caught_up) = self.gather(first?, &mut subscription)?;
-            if let Some(next) = batch.next_position {
-                self.commit(projection, &stored.schema, &mut progress, &batch.events, next).await?;
+            if let Some(next) = batch.next_position
+                && let Some(moved) = self.commit(projection, target, &mut progress, &batch.events, next).await?
+            {
+                tracing::info!(projection = %target.row, from = progress.position, to = moved, "the checkpoint moved under this runner; resuming there");
+                progress.position = moved;
+                subscription = self.quipu.subscribe(projection.filter(), Start::Position(moved)).await?;
+                continue;
             }
             if caught_up && until == Until::CaughtUp {
                 return Ok(progress);
             }
         }
+    }
+
+    /// Rebuilds the projection's read model from the first event beside
+    /// the live one (which keeps serving, and may keep moving under another
+    /// runner), then swaps the two in one transaction and drops the old
+    /// one. Returns where the new model stands.
+    ///
+    /// # Errors
+    /// See [`Error`]; before the swap the live model is untouched.
+    pub async fn rebuild<P: Projection>(&mut self, projection: &mut P) -> Result<Progress, Error> {
+        let name = projection.name().to_string();
+        check_name(&name)?;
+        self.prepare(projection).await?;
+        let target = Target { row: format!("{name}{REBUILD_SUFFIX}"), schema: format!("{name}{REBUILD_SUFFIX}") };
+        let transaction = self.postgres.transaction().await?;
+        transaction
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\"",
+                schema = target.schema
+            ))
+            .await?;
+        projection.create(&transaction, &target.schema).await.map_err(|e| handler(&name, 0, &e))?;
+        transaction.execute("DELETE FROM quipu_projections WHERE name = $1", &[&target.row]).await?;
+        checkpoint::insert(&transaction, &target.row, &target.schema).await?;
+        transaction.commit().await?;
+        let mut total = Progress { position: 0, applied: 0, batches: 0 };
+        loop {
+            let built =
+                self.follow(projection, &target, total.position, Until::CaughtUp, std::future::pending()).await?;
+            total = Progress {
+                position: built.position,
+                applied: total.applied + built.applied,
+                batches: total.batches + built.batches,
+            };
+            if self.swap(&name, &target, total.position).await? {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Swaps the rebuilt model in when it is at least as far as the live
+    /// one; `false` when the live one moved ahead (catch up and try again).
+    async fn swap(&mut self, name: &str, rebuilt: &Target, position: u64) -> Result<bool, Error> {
+        let transaction = self.postgres.transaction().await?;
+        let live = checkpoint::lock_at(&transaction, name, u64::MAX).await?.unwrap_or(0);
+        if live > position {
+            return Ok(false);
+        }
+        let events: i64 = transaction
+            .query_one("SELECT events FROM quipu_projections WHERE name = $1", &[&rebuilt.row])
+            .await?
+            .get(0);
+        let old = format!("{name}__old");
+        transaction
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS \"{old}\" CASCADE; \
+                 ALTER SCHEMA \"{name}\" RENAME TO \"{old}\"; \
+                 ALTER SCHEMA \"{new}\" RENAME TO \"{name}\"; \
+                 DROP SCHEMA \"{old}\" CASCADE",
+                new = rebuilt.schema
+            ))
+            .await?;
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        transaction
+            .execute(
+                "UPDATE quipu_projections SET position = $2, events = $3, updated_at = now() WHERE name = $1",
+                &[&name, &position, &events],
+            )
+            .await?;
+        transaction.execute("DELETE FROM quipu_projections WHERE name = $1", &[&rebuilt.row]).await?;
+        transaction.commit().await?;
+        Ok(true)
     }
 
     /// Creates the checkpoint table, and on the first run the read model's
@@ -149,28 +251,41 @@ impl Runner {
         Ok((batch, caught_up))
     }
 
-    /// Applies `events` and moves the checkpoint to `next` in one
-    /// transaction.
+    /// Applies `events` to `target` and moves its checkpoint to `next` in
+    /// one transaction; returns the stored position instead, committing
+    /// nothing, when someone else moved the checkpoint.
     async fn commit<P: Projection>(
         &mut self,
         projection: &mut P,
-        schema: &str,
+        target: &Target,
         progress: &mut Progress,
         events: &[Event],
         next: u64,
-    ) -> Result<(), Error> {
-        let name = projection.name().to_string();
+    ) -> Result<Option<u64>, Error> {
         let transaction = self.postgres.transaction().await?;
-        if !events.is_empty() {
-            projection.apply(&transaction, schema, events).await.map_err(|e| handler(&name, progress.position, &e))?;
+        if let Some(moved) = checkpoint::lock_at(&transaction, &target.row, progress.position).await? {
+            return Ok(Some(moved));
         }
-        checkpoint::advance(&transaction, &name, progress.position, next, events.len() as u64).await?;
+        if !events.is_empty() {
+            projection
+                .apply(&transaction, &target.schema, events)
+                .await
+                .map_err(|e| handler(&target.row, progress.position, &e))?;
+        }
+        checkpoint::set(&transaction, &target.row, next, events.len() as u64).await?;
         transaction.commit().await?;
         progress.position = next;
         progress.applied += events.len() as u64;
         progress.batches += 1;
-        Ok(())
+        Ok(None)
     }
+}
+
+/// Where a run writes: the checkpoint row and the schema of its model.
+#[derive(Debug, Clone)]
+struct Target {
+    row: String,
+    schema: String,
 }
 
 /// Events gathered for one transaction.

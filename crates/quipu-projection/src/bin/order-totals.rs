@@ -7,6 +7,9 @@
 //! `ORDER_TOTALS_BATCH_MAX` (events per transaction), and
 //! `ORDER_TOTALS_PAUSE_MS` (a pause inside each transaction, for crash
 //! tests). Runs until SIGTERM or Ctrl-C; prints where it stands.
+//!
+//! `order-totals rebuild` instead rebuilds the read model beside the live
+//! one (which keeps serving) and swaps it in, then exits.
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -78,6 +81,19 @@ async fn main() -> anyhow::Result<()> {
         }
     });
     let mut runner = Runner::new(quipu, postgres).batch_max(batch_max);
+    let mut projection = OrderTotals { pause };
+    match std::env::args().nth(1).as_deref() {
+        None => {}
+        Some("rebuild") => {
+            let progress = runner.rebuild(&mut projection).await?;
+            println!(
+                "order-totals: rebuilt and swapped in at position {} ({} events in {} transactions)",
+                progress.position, progress.applied, progress.batches
+            );
+            return Ok(());
+        }
+        Some(other) => anyhow::bail!("unknown command {other:?}; the only one is `rebuild`"),
+    }
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         tokio::select! {
@@ -86,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("order-totals: running");
-    let progress = runner.run(&mut OrderTotals { pause }, stop).await?;
+    let progress = runner.run(&mut projection, stop).await?;
     println!(
         "order-totals: stopped at position {} ({} events in {} transactions)",
         progress.position, progress.applied, progress.batches

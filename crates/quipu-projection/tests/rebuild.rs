@@ -1,0 +1,146 @@
+//! Zero-downtime rebuild against a real PostgreSQL and a real Quipu
+//! server: while orders are written and the live `order-totals` process
+//! keeps applying them, `order-totals rebuild` builds a fresh model beside
+//! it and swaps it in. Readers querying all along never see an empty (or
+//! missing) model, and in the end the model equals the fold of every
+//! event.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use quipu_client::{Client, Direction, ExpectedRevision, NewEvent};
+
+use common::{Postgres, Quipu};
+
+const ORDERS: u64 = 20;
+
+fn order_totals(quipu: &Quipu, postgres: &Postgres, rebuild: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_order-totals"));
+    command
+        .env("QUIPU_SERVER", &quipu.address)
+        .env("DATABASE_URL", &postgres.conninfo)
+        .env("ORDER_TOTALS_BATCH_MAX", "20")
+        .env("ORDER_TOTALS_PAUSE_MS", "5")
+        .stdout(Stdio::null());
+    if rebuild {
+        command.arg("rebuild");
+    }
+    command
+}
+
+async fn write(client: &Client, rounds: std::ops::Range<u64>) -> u64 {
+    let mut last = 0;
+    for round in rounds {
+        for order in 0..ORDERS {
+            let event = NewEvent::json("ItemAdded", &serde_json::json!({ "amount": round % 9 + order })).expect("JSON");
+            last = client
+                .append(format!("order-{order}"), ExpectedRevision::Any, vec![event])
+                .await
+                .expect("append")
+                .last_position;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    last
+}
+
+async fn fold(client: &Client) -> BTreeMap<String, (i64, i64)> {
+    let mut totals = BTreeMap::new();
+    let mut from = 0;
+    loop {
+        let page = client.read_all(Some(from), Direction::Forwards, 1000).await.expect("read $all");
+        let Some(last) = page.last() else { return totals };
+        from = last.position + 1;
+        for event in page.iter().filter(|e| e.stream.starts_with("order-")) {
+            let data: serde_json::Value = event.json().expect("JSON data");
+            let entry = totals.entry(event.stream.clone()).or_insert((0, 0));
+            entry.0 += data["amount"].as_i64().expect("amount");
+            entry.1 += 1;
+        }
+    }
+}
+
+async fn position(pg: &tokio_postgres::Client) -> u64 {
+    quipu_projection::checkpoint::load(pg, "order_totals").await.expect("load").map_or(0, |c| c.position)
+}
+
+async fn wait_for(pg: &tokio_postgres::Client, past: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while position(pg).await <= past {
+        assert!(tokio::time::Instant::now() < deadline, "the projection never got past {past}");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_empty() {
+    let postgres = Postgres::start();
+    let quipu = Quipu::start();
+    let client = Client::connect(quipu.address.clone()).await.expect("connect");
+    let pg = postgres.connect().await;
+    quipu_projection::checkpoint::ensure_table(&pg).await.expect("the checkpoint table");
+
+    let first = write(&client, 0..10).await;
+    let live = order_totals(&quipu, &postgres, false).spawn().expect("start the live projection");
+    wait_for(&pg, first).await;
+
+    // Readers from now on: the model must always be there and never empty.
+    let reading = Arc::new(AtomicBool::new(true));
+    let (reads, bad) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let reader = {
+        let (reading, reads, bad) = (Arc::clone(&reading), Arc::clone(&reads), Arc::clone(&bad));
+        let pg = postgres.connect().await;
+        tokio::spawn(async move {
+            while reading.load(Ordering::Relaxed) {
+                match pg.query_one("SELECT count(*) FROM order_totals.totals", &[]).await {
+                    Ok(row) if row.get::<_, i64>(0) == ORDERS as i64 => {}
+                    Ok(row) => {
+                        eprintln!("a reader saw {} orders", row.get::<_, i64>(0));
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => {
+                        eprintln!("a reader failed: {error}");
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                reads.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+    };
+    let writer = {
+        let client = client.clone();
+        tokio::spawn(async move { write(&client, 10..40).await })
+    };
+    let rebuild = order_totals(&quipu, &postgres, true).output().expect("run the rebuild");
+    assert!(rebuild.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&rebuild.stderr));
+    let last = writer.await.expect("writer");
+    wait_for(&pg, last).await;
+    reading.store(false, Ordering::Relaxed);
+    reader.await.expect("reader");
+    stop(live);
+
+    assert!(reads.load(Ordering::Relaxed) > 10, "the readers ran during the rebuild");
+    assert_eq!(bad.load(Ordering::Relaxed), 0, "a reader saw a missing or partial model");
+    let rows = pg.query("SELECT stream, total, events FROM order_totals.totals", &[]).await.expect("query");
+    let model: BTreeMap<String, (i64, i64)> = rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
+    assert_eq!(model, fold(&client).await, "the swapped-in model is the fold of every event");
+    let leftovers: i64 = pg
+        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'order_totals\\_\\_%'", &[])
+        .await
+        .expect("schemas")
+        .get(0);
+    assert_eq!(leftovers, 0, "the rebuild's and the old schemas are gone");
+    let rows: i64 = pg.query_one("SELECT count(*) FROM quipu_projections", &[]).await.expect("rows").get(0);
+    assert_eq!(rows, 1, "only the live projection's checkpoint is left");
+}
