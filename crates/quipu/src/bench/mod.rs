@@ -35,6 +35,7 @@ mod clients;
 mod connection;
 mod disk;
 mod driver;
+mod groups;
 mod http_connection;
 mod interleaved;
 mod load;
@@ -109,6 +110,8 @@ pub enum Workload {
     /// Appends and stream loads over gRPC and HTTP, 1/16/64 connections,
     /// beside the same work in-process.
     Server,
+    /// Consumer groups: delivery with 1 and 4 members, end-to-end lag.
+    Groups,
     /// Everything, each workload in its own process.
     All,
 }
@@ -124,14 +127,15 @@ impl Workload {
             Workload::Scan => "scan",
             Workload::Reopen => "reopen",
             Workload::Server => "server",
+            Workload::Groups => "groups",
             Workload::All => "all",
         }
     }
 }
 
 /// What `all` runs after the disk, in order; `load` includes the scan.
-const ALL_WORKLOADS: [Workload; 5] =
-    [Workload::Append, Workload::Batch, Workload::Load, Workload::Reopen, Workload::Server];
+const ALL_WORKLOADS: [Workload; 6] =
+    [Workload::Append, Workload::Batch, Workload::Load, Workload::Reopen, Workload::Server, Workload::Groups];
 
 /// Settings shared by the workloads of one run.
 #[derive(Debug)]
@@ -234,7 +238,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
     // Neither states ratios to the disk: `server` compares with the engine.
-    if !matches!(args.workload, Workload::Reopen | Workload::Server) && bench.disk.is_none() {
+    if !matches!(args.workload, Workload::Reopen | Workload::Server | Workload::Groups) && bench.disk.is_none() {
         bench.disk = Some(disk::measure(bench)?);
     }
     match args.workload {
@@ -245,6 +249,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Scan => load::run(bench, false),
         Workload::Reopen => reopen::run(bench),
         Workload::Server => remote::run(bench),
+        Workload::Groups => groups::run(bench),
         Workload::All => run_all(bench, args),
     }
 }
