@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use quipu_client::{Client, Direction, ExpectedRevision, NewEvent};
+use quipu_client::{Client, ExpectedRevision, NewEvent};
 use quipu_projection::{HandlerError, Projection, Runner};
 
-use common::{Postgres, Quipu};
+use common::{Postgres, Quipu, fold, read_model};
 
 const ORDERS: u64 = 40;
 const EVENTS_PER_ORDER: u64 = 30;
@@ -52,30 +51,6 @@ async fn write_orders(client: Client) -> u64 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     last_position
-}
-
-/// Per order stream: the sum of amounts and the number of events, from the
-/// events themselves.
-async fn fold(client: &Client) -> BTreeMap<String, (i64, i64)> {
-    let mut totals = BTreeMap::new();
-    let mut from = 0;
-    loop {
-        let page = client.read_all(Some(from), Direction::Forwards, 1000).await.expect("read $all");
-        let Some(last) = page.last() else { return totals };
-        from = last.position + 1;
-        for event in page.iter().filter(|e| e.stream.starts_with("order-")) {
-            let data: serde_json::Value = event.json().expect("JSON data");
-            let entry = totals.entry(event.stream.clone()).or_insert((0, 0));
-            entry.0 += data["amount"].as_i64().expect("amount");
-            entry.1 += 1;
-        }
-    }
-}
-
-async fn read_model(postgres: &tokio_postgres::Client) -> BTreeMap<String, (i64, i64)> {
-    let rows =
-        postgres.query("SELECT stream, total, events FROM order_totals.totals", &[]).await.expect("query totals");
-    rows.iter().map(|row| (row.get(0), (row.get(1), row.get(2)))).collect()
 }
 
 async fn checkpoint(postgres: &tokio_postgres::Client) -> u64 {

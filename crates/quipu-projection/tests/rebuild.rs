@@ -7,15 +7,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use quipu_client::{Client, Direction, ExpectedRevision, NewEvent};
+use quipu_client::{Client, ExpectedRevision, NewEvent};
 
-use common::{Postgres, Quipu};
+use common::{Postgres, Quipu, fold, read_model};
 
 const ORDERS: u64 = 20;
 
@@ -47,22 +46,6 @@ async fn write(client: &Client, rounds: std::ops::Range<u64>) -> u64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     last
-}
-
-async fn fold(client: &Client) -> BTreeMap<String, (i64, i64)> {
-    let mut totals = BTreeMap::new();
-    let mut from = 0;
-    loop {
-        let page = client.read_all(Some(from), Direction::Forwards, 1000).await.expect("read $all");
-        let Some(last) = page.last() else { return totals };
-        from = last.position + 1;
-        for event in page.iter().filter(|e| e.stream.starts_with("order-")) {
-            let data: serde_json::Value = event.json().expect("JSON data");
-            let entry = totals.entry(event.stream.clone()).or_insert((0, 0));
-            entry.0 += data["amount"].as_i64().expect("amount");
-            entry.1 += 1;
-        }
-    }
 }
 
 async fn position(pg: &tokio_postgres::Client) -> u64 {
@@ -132,9 +115,7 @@ async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_emp
 
     assert!(reads.load(Ordering::Relaxed) > 10, "the readers ran during the rebuild");
     assert_eq!(bad.load(Ordering::Relaxed), 0, "a reader saw a missing or partial model");
-    let rows = pg.query("SELECT stream, total, events FROM order_totals.totals", &[]).await.expect("query");
-    let model: BTreeMap<String, (i64, i64)> = rows.iter().map(|r| (r.get(0), (r.get(1), r.get(2)))).collect();
-    assert_eq!(model, fold(&client).await, "the swapped-in model is the fold of every event");
+    assert_eq!(read_model(&pg).await, fold(&client).await, "the swapped-in model is the fold of every event");
     let leftovers: i64 = pg
         .query_one("SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'order_totals\\_\\_%'", &[])
         .await

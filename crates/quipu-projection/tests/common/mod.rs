@@ -147,3 +147,28 @@ impl Drop for Quipu {
         }
     }
 }
+
+/// Per `order-*` stream: the sum of its events' `amount` and how many it
+/// has, from the events themselves.
+pub async fn fold(client: &quipu_client::Client) -> std::collections::BTreeMap<String, (i64, i64)> {
+    let mut totals = std::collections::BTreeMap::new();
+    let mut from = 0;
+    loop {
+        let page = client.read_all(Some(from), quipu_client::Direction::Forwards, 1000).await.expect("read $all");
+        let Some(last) = page.last() else { return totals };
+        from = last.position + 1;
+        for event in page.iter().filter(|e| e.stream.starts_with("order-")) {
+            let data: serde_json::Value = event.json().expect("JSON data");
+            let entry = totals.entry(event.stream.clone()).or_insert((0, 0));
+            entry.0 += data["amount"].as_i64().expect("amount");
+            entry.1 += 1;
+        }
+    }
+}
+
+/// `order_totals.totals` as stream -> (total, events).
+pub async fn read_model(postgres: &tokio_postgres::Client) -> std::collections::BTreeMap<String, (i64, i64)> {
+    let rows =
+        postgres.query("SELECT stream, total, events FROM order_totals.totals", &[]).await.expect("query totals");
+    rows.iter().map(|row| (row.get(0), (row.get(1), row.get(2)))).collect()
+}
