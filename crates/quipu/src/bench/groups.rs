@@ -104,17 +104,23 @@ async fn deliver(client: &Client, events: u64, members: u64) -> anyhow::Result<f
     let filter = GroupFilter { category: Some("group".into()), ..GroupFilter::default() };
     client.create_group(&name, filter, GroupStart::Beginning, tuning).await?;
     let done = Arc::new(AtomicU64::new(0));
+    // Nanoseconds from the start to the last acknowledgement: members
+    // notice the end only at their next wake-up, which is not counted.
+    let finished = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..members)
         .map(|member| {
-            let (client, name, done) = (client.clone(), name.clone(), Arc::clone(&done));
+            let (client, name, done, finished) =
+                (client.clone(), name.clone(), Arc::clone(&done), Arc::clone(&finished));
             tokio::spawn(async move {
                 let mut consumer = client.consume_group(&name, &format!("m{member}"), MAX_IN_FLIGHT).await?;
                 while done.load(Ordering::Relaxed) < events {
                     let next = tokio::time::timeout(Duration::from_millis(200), consumer.next()).await;
                     let Ok(Some(delivery)) = next else { continue };
                     consumer.ack(delivery?.event.position);
-                    done.fetch_add(1, Ordering::Relaxed);
+                    if done.fetch_add(1, Ordering::Relaxed) + 1 == events {
+                        finished.store(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    }
                 }
                 consumer.leave().await;
                 anyhow::Ok(())
@@ -124,7 +130,7 @@ async fn deliver(client: &Client, events: u64, members: u64) -> anyhow::Result<f
     for task in tasks {
         task.await.context("a member panicked")??;
     }
-    Ok(start.elapsed().as_secs_f64())
+    Ok(finished.load(Ordering::Relaxed) as f64 / 1e9)
 }
 
 /// Delivered events, seconds and the commit-to-handler lag (µs) of a
