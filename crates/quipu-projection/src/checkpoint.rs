@@ -17,6 +17,17 @@ const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS quipu_projections (
     updated_at timestamptz NOT NULL DEFAULT now()
 )";
 
+/// A projection's row, with its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The projection.
+    pub name: String,
+    /// Its checkpoint.
+    pub checkpoint: Checkpoint,
+    /// When it last moved, as PostgreSQL prints it.
+    pub updated_at: String,
+}
+
 /// A projection's row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -49,6 +60,32 @@ pub async fn load(client: &impl GenericClient, name: &str) -> Result<Option<Chec
         position: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
         events: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
     }))
+}
+
+/// Every projection's row, by name (none when the table is missing).
+///
+/// # Errors
+/// PostgreSQL errors.
+pub async fn list(client: &impl GenericClient) -> Result<Vec<Row>, Error> {
+    let exists: bool = client.query_one("SELECT to_regclass('quipu_projections') IS NOT NULL", &[]).await?.get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query("SELECT name, schema, position, events, updated_at::text FROM quipu_projections ORDER BY name", &[])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| Row {
+            name: row.get(0),
+            checkpoint: Checkpoint {
+                schema: row.get(1),
+                position: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                events: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
+            },
+            updated_at: row.get(4),
+        })
+        .collect())
 }
 
 /// Inserts the first row of projection `name`.

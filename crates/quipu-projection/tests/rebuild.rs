@@ -124,4 +124,32 @@ async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_emp
     assert_eq!(leftovers, 0, "the rebuild's and the old schemas are gone");
     let rows: i64 = pg.query_one("SELECT count(*) FROM quipu_projections", &[]).await.expect("rows").get(0);
     assert_eq!(rows, 1, "only the live projection's checkpoint is left");
+
+    // `quipu projection list` shows it caught up, with every event applied.
+    let listed = quipu_cli(&quipu, &postgres, &["projection", "list", "--json"]);
+    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
+    let row: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("one JSON line");
+    let events: i64 = fold(&client).await.values().map(|(_, n)| n).sum();
+    assert_eq!((row["name"].as_str(), row["lag"].as_u64()), (Some("order_totals"), Some(0)), "{row}");
+    assert_eq!(row["events"].as_i64(), Some(events), "{row}");
+    let missing = quipu_cli(&quipu, &postgres, &["projection", "status", "nope"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no projection named \"nope\""));
+}
+
+/// Runs the `quipu` binary (built beside `order-totals` by `cargo test
+/// --workspace`) against this test's server and read store.
+fn quipu_cli(quipu: &Quipu, postgres: &Postgres, args: &[&str]) -> std::process::Output {
+    let binary = std::path::Path::new(env!("CARGO_BIN_EXE_order-totals")).with_file_name("quipu");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build -p quipu` (./scripts/test does)",
+        binary.display()
+    );
+    Command::new(binary)
+        .args(["--server", &quipu.address])
+        .args(args)
+        .env("DATABASE_URL", &postgres.conninfo)
+        .output()
+        .expect("run quipu")
 }

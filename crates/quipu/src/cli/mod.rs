@@ -1,10 +1,11 @@
 //! The client commands of the `quipu` binary: `append`, `read`,
-//! `subscribe`, `info` and `group`, spoken over gRPC through `quipu-client` to a
+//! `subscribe`, `info`, `group` and `projection`, spoken over gRPC through `quipu-client` to a
 //! running `quipu serve`. Output is a table for people by default and one
 //! JSON object per line with `--json`, for scripts.
 
 mod group;
 mod output;
+mod projection;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -137,6 +138,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: group::GroupCommand,
     },
+    /// Where projections into PostgreSQL stand.
+    Projection {
+        /// What to show.
+        #[command(subcommand)]
+        command: projection::ProjectionCommand,
+    },
 }
 
 /// Runs a client command against the server in `connection`.
@@ -162,6 +169,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
                 output.info(&info)
             }
             ClientCommand::Group { command } => group::run(&client, &output, command).await,
+            ClientCommand::Projection { command } => projection::run(&client, &output, command).await,
         }
     })
 }
