@@ -139,20 +139,15 @@ impl StreamName {
         Ok(StreamName(name))
     }
 
-    /// Validates the name of a stream to read: any stream name, system
-    /// streams (`$...`) included, since reading them is how their records
-    /// (parked events, checkpoints) are inspected.
+    /// Validates the name of a stream to read (or read back from the log):
+    /// any stream name, system streams (`$...`) included, since reading
+    /// them is how their records (parked events, checkpoints) are
+    /// inspected.
     ///
     /// # Errors
     /// [`Error::InvalidName`] when `name` breaks a rule of stream names.
     pub fn readable(name: impl Into<String>) -> Result<StreamName, Error> {
         let name = name.into();
-        check_name(NameKind::Stream, &name, STREAM_NAME_BYTES_MAX)?;
-        Ok(StreamName(name))
-    }
-
-    /// Wraps a name read back from the log, where `$` streams may exist.
-    pub(crate) fn from_log(name: String) -> Result<StreamName, Error> {
         check_name(NameKind::Stream, &name, STREAM_NAME_BYTES_MAX)?;
         Ok(StreamName(name))
     }

@@ -162,15 +162,10 @@ impl Runner {
         self.prepare(projection).await?;
         let target = Target { row: format!("{name}{REBUILD_SUFFIX}"), schema: format!("{name}{REBUILD_SUFFIX}") };
         let transaction = self.postgres.transaction().await?;
-        transaction
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE; CREATE SCHEMA \"{schema}\"",
-                schema = target.schema
-            ))
-            .await?;
-        projection.create(&transaction, &target.schema).await.map_err(|e| handler(&name, 0, &e))?;
+        // A rebuild that stopped half-way leaves its schema and row: start over.
+        transaction.batch_execute(&format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", target.schema)).await?;
         transaction.execute("DELETE FROM quipu_projections WHERE name = $1", &[&target.row]).await?;
-        checkpoint::insert(&transaction, &target.row, &target.schema).await?;
+        create_model(&transaction, projection, &target).await?;
         transaction.commit().await?;
         let mut total = Progress { position: 0, applied: 0, batches: 0 };
         loop {
@@ -230,9 +225,7 @@ impl Runner {
             return Ok(stored);
         }
         let transaction = self.postgres.transaction().await?;
-        transaction.batch_execute(&format!("CREATE SCHEMA \"{name}\"")).await?;
-        projection.create(&transaction, &name).await.map_err(|e| handler(&name, 0, &e))?;
-        checkpoint::insert(&transaction, &name, &name).await?;
+        create_model(&transaction, projection, &Target { row: name.clone(), schema: name.clone() }).await?;
         transaction.commit().await?;
         Ok(checkpoint::Checkpoint { schema: name, position: 0, events: 0 })
     }
@@ -310,6 +303,18 @@ impl Batch {
             SubscriptionItem::CaughtUp { .. } => true,
         }
     }
+}
+
+/// Creates `target`'s schema, the projection's tables in it, and its
+/// checkpoint row at position 0, in `transaction`.
+async fn create_model<P: Projection>(
+    transaction: &tokio_postgres::Transaction<'_>,
+    projection: &mut P,
+    target: &Target,
+) -> Result<(), Error> {
+    transaction.batch_execute(&format!("CREATE SCHEMA \"{}\"", target.schema)).await?;
+    projection.create(transaction, &target.schema).await.map_err(|e| handler(&target.row, 0, &e))?;
+    checkpoint::insert(transaction, &target.row, &target.schema).await
 }
 
 fn handler(projection: &str, position: u64, error: &crate::HandlerError) -> Error {

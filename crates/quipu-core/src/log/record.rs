@@ -199,7 +199,7 @@ pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, Stri
         let stream = std::str::from_utf8(stream).map_err(|_| "stream name is not UTF-8".to_owned())?;
         return Ok(RecordedEvent {
             id: event.id,
-            stream: StreamName::from_log(stream.to_owned()).map_err(|e| e.to_string())?,
+            stream: StreamName::readable(stream.to_owned()).map_err(|e| e.to_string())?,
             revision: Revision(first_revision + u64::from(skip)),
             position: Position(first_position + u64::from(index)),
             event_type: event.event_type,
@@ -274,7 +274,7 @@ fn put_bytes_u32(out: &mut Vec<u8>, bytes: &[u8]) {
 
 fn decode_write(reader: &mut Reader<'_>) -> Result<CommitWrite, String> {
     let stream_len = usize::from(reader.u16()?);
-    let stream = StreamName::from_log(reader.text(stream_len)?).map_err(|e| e.to_string())?;
+    let stream = StreamName::readable(reader.text(stream_len)?).map_err(|e| e.to_string())?;
     let first_revision = Revision(reader.u64()?);
     let event_count = reader.u32()?;
     if event_count == 0 {
