@@ -7,6 +7,7 @@ use std::future::Future;
 
 use quipu_proto::v1 as pb;
 use quipu_proto::v1::groups_client::GroupsClient;
+use quipu_proto::v1::projections_client::ProjectionsClient;
 use quipu_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
 
@@ -55,6 +56,7 @@ pub enum BatchOutcome {
 pub struct Client {
     grpc: StreamsClient<Channel>,
     groups: GroupsClient<Channel>,
+    projections: ProjectionsClient<Channel>,
     retry: RetryPolicy,
 }
 
@@ -74,10 +76,11 @@ impl Client {
         let grpc = StreamsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
-        let groups = GroupsClient::new(channel)
+        let groups = GroupsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
-        Ok(Client { grpc, groups, retry: RetryPolicy::default() })
+        let projections = ProjectionsClient::new(channel);
+        Ok(Client { grpc, groups, projections, retry: RetryPolicy::default() })
     }
 
     /// The same client with another retry policy.
@@ -105,6 +108,16 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call_with(&self.groups, call).await
+    }
+
+    /// Runs `call` on the `Projections` service, repeating it while the
+    /// server is unreachable.
+    pub(crate) async fn call_projections<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut(ProjectionsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_with(&self.projections, call).await
     }
 
     /// The `Groups` service, for calls that are not repeated.

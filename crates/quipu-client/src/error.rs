@@ -35,6 +35,10 @@ pub enum Error {
         /// Each failed stream with its actual revision.
         conflict: Conflict,
     },
+    /// The append writes to a category closed while a projection rebuilds
+    /// in blocking mode; nothing was written. Retry once the rebuild ends.
+    #[error("{0}")]
+    ReplayInProgress(String),
     /// The stream does not exist.
     #[error("{0}")]
     NotFound(String),

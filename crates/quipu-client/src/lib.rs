@@ -21,6 +21,9 @@
 //! - **Consumer groups**: [`Client::create_group`] and friends manage
 //!   them; [`Client::consume_group`] joins one as a [`GroupConsumer`] that
 //!   receives events and acknowledges them.
+//! - **Projection rebuilds**: [`Client::rebuild_projection`] asks the
+//!   runners of a projection (see `quipu-projection`) to rebuild it,
+//!   [`Client::projection_info`] shows the progress.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), quipu_client::Error> {
@@ -41,6 +44,7 @@ mod client;
 mod error;
 mod event;
 mod group;
+mod projection;
 mod retry;
 mod subscription;
 mod wire;
@@ -51,6 +55,7 @@ pub use client::{BatchOutcome, Client, Direction};
 pub use error::{Conflict, Error, StreamConflict};
 pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
+pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};
 pub use retry::RetryPolicy;
 pub use subscription::{Subscription, SubscriptionItem};
 

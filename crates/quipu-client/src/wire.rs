@@ -106,7 +106,8 @@ pub(crate) fn error(status: tonic::Status) -> Error {
     use tonic::Code;
     let message = status.message().to_string();
     match status.code() {
-        Code::FailedPrecondition => match pb::Conflict::decode(status.details()) {
+        Code::FailedPrecondition if message.starts_with("replay_in_progress:") => Error::ReplayInProgress(message),
+        Code::FailedPrecondition if !status.details().is_empty() => match pb::Conflict::decode(status.details()) {
             Ok(details) => Error::Conflict { message, conflict: conflict(details) },
             Err(_) => Error::Server { code: Code::FailedPrecondition, message },
         },

@@ -30,4 +30,7 @@ pub enum Error {
         /// Which rule it breaks.
         reason: String,
     },
+    /// The task running the live model panicked or was cancelled.
+    #[error("the projection's task stopped: {0}")]
+    Stopped(String),
 }

@@ -8,8 +8,13 @@
 //! loses nor repeats an effect. The read model lives in the schema named
 //! after the projection.
 //!
+//! A [`Supervisor`] runs a projection the same way and also the rebuilds
+//! asked through the server (`quipu projection rebuild NAME`): it reports
+//! to the server, builds the new model beside the live one, swaps it in
+//! and reports the outcome.
+//!
 //! `src/bin/order-totals.rs` is a complete example, also used by the
-//! crash tests.
+//! crash and rebuild tests.
 //!
 //! ```no_run
 //! # use quipu_projection::{HandlerError, Projection, Runner};
@@ -46,7 +51,9 @@ pub mod checkpoint;
 mod error;
 mod projection;
 mod runner;
+mod supervisor;
 
 pub use error::Error;
 pub use projection::{HandlerError, Projection};
 pub use runner::{BATCH_MAX_DEFAULT, Progress, Runner, check_name};
+pub use supervisor::{REPORT_EVERY, Supervisor};

@@ -22,6 +22,7 @@ use std::future::Future;
 
 use futures_util::{FutureExt, StreamExt};
 use quipu_client::{Client, Event, Start, Subscription, SubscriptionItem};
+use tokio::sync::watch;
 
 use crate::Error;
 use crate::checkpoint;
@@ -53,6 +54,8 @@ pub struct Runner {
     quipu: Client,
     postgres: tokio_postgres::Client,
     batch_max: usize,
+    /// The next position of the model this runner is writing.
+    positions: watch::Sender<Option<u64>>,
 }
 
 /// What to do when the subscription catches up with the log.
@@ -68,7 +71,15 @@ impl Runner {
     /// A runner reading from `quipu` and writing to `postgres`.
     #[must_use]
     pub fn new(quipu: Client, postgres: tokio_postgres::Client) -> Runner {
-        Runner { quipu, postgres, batch_max: BATCH_MAX_DEFAULT }
+        Runner { quipu, postgres, batch_max: BATCH_MAX_DEFAULT, positions: watch::Sender::new(None) }
+    }
+
+    /// Where the model this runner writes stands: its next position, from
+    /// the start of a run (a rebuild's model during a rebuild), after each
+    /// commit.
+    #[must_use]
+    pub fn positions(&self) -> watch::Receiver<Option<u64>> {
+        self.positions.subscribe()
     }
 
     /// The same runner committing at most `events` events per transaction
@@ -124,6 +135,7 @@ impl Runner {
         stop: impl Future<Output = ()>,
     ) -> Result<Progress, Error> {
         let mut progress = Progress { position, applied: 0, batches: 0 };
+        self.positions.send_replace(Some(position));
         let mut subscription = self.quipu.subscribe(projection.filter(), Start::Position(position)).await?;
         let mut stop = std::pin::pin!(stop);
         loop {
@@ -140,6 +152,7 @@ impl Runner {
             {
                 tracing::info!(projection = %target.row, from = progress.position, to = moved, "the checkpoint moved under this runner; resuming there");
                 progress.position = moved;
+                self.positions.send_replace(Some(moved));
                 subscription = self.quipu.subscribe(projection.filter(), Start::Position(moved)).await?;
                 continue;
             }
@@ -268,6 +281,7 @@ impl Runner {
         checkpoint::set(&transaction, &target.row, next, events.len() as u64).await?;
         transaction.commit().await?;
         progress.position = next;
+        self.positions.send_replace(Some(next));
         progress.applied += events.len() as u64;
         progress.batches += 1;
         Ok(None)

@@ -15,6 +15,7 @@ use crate::ApiError;
 use crate::feed::{Feed, Item, Live, Source};
 use crate::grpc_wire::{self as wire, status};
 use crate::metrics::Metrics;
+use crate::projection::Blocks;
 use crate::submission::submit;
 
 /// Requests one `AppendBatch` call may carry: each holds a pending
@@ -26,13 +27,14 @@ pub struct StreamsService {
     store: Arc<Store>,
     live: Live,
     metrics: Arc<Metrics>,
+    blocks: Arc<Blocks>,
 }
 
 impl StreamsService {
     /// The service; subscriptions follow `live`.
     #[must_use]
-    pub fn new(store: Arc<Store>, live: Live, metrics: Arc<Metrics>) -> StreamsService {
-        StreamsService { store, live, metrics }
+    pub fn new(store: Arc<Store>, live: Live, metrics: Arc<Metrics>, blocks: Arc<Blocks>) -> StreamsService {
+        StreamsService { store, live, metrics, blocks }
     }
 
     /// Runs a read on the blocking pool.
@@ -83,7 +85,7 @@ fn batch_outcome(outcome: Result<AppendOutcome, ApiError>) -> pb::AppendOutcome 
 impl Streams for StreamsService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         let request = wire::append_request(request.into_inner()).map_err(status)?;
-        match submit(&self.store, &self.metrics, request).await.map_err(status)? {
+        match submit(&self.store, &self.metrics, &self.blocks, request).await.map_err(status)? {
             AppendOutcome::Written(result) => Ok(Response::new(wire::append_response(&result, false))),
             AppendOutcome::AlreadyWritten(result) => Ok(Response::new(wire::append_response(&result, true))),
             AppendOutcome::Conflict(conflict) => Err(wire::conflict_status(&conflict)),
@@ -109,7 +111,7 @@ impl Streams for StreamsService {
                 )));
             }
             pending.push(match wire::append_request(request) {
-                Ok(request) => futures_util::future::Either::Left(submit(&self.store, &self.metrics, request)),
+                Ok(request) => futures_util::future::Either::Left(submit(&self.store, &self.metrics, &self.blocks, request)),
                 Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),
             });
         }

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use crate::ApiError;
 use crate::feed::{Live, Source};
 use crate::metrics::Metrics;
+use crate::projection::Blocks;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 
 /// Events a read returns when it names no limit.
@@ -25,8 +26,25 @@ const DEFAULT_READ_LIMIT: usize = 100;
 
 type Shared = Arc<Store>;
 
-/// The API's routes over `store`; subscriptions follow `live`.
-pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>, groups: Arc<crate::group::Groups>) -> Router {
+/// What the HTTP API serves.
+pub struct Services {
+    /// The store.
+    pub store: Shared,
+    /// The head of the log, for subscriptions.
+    pub live: Live,
+    /// Request counters.
+    pub metrics: Arc<Metrics>,
+    /// Consumer groups.
+    pub groups: Arc<crate::group::Groups>,
+    /// Projections and their rebuilds.
+    pub projections: Arc<crate::projection::Projections>,
+    /// Categories closed to appends.
+    pub blocks: Arc<Blocks>,
+}
+
+/// The API's routes.
+pub fn router(services: Services) -> Router {
+    let Services { store, live, metrics, groups, projections, blocks } = services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -44,6 +62,7 @@ pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>, groups: Arc<crat
         .route("/v1/tags/{tag}", get(read_tag))
         .with_state(store)
         .merge(crate::group::http::router(groups))
+        .merge(crate::projection::http::router(projections))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -54,6 +73,7 @@ pub fn router(store: Shared, live: Live, metrics: Arc<Metrics>, groups: Arc<crat
             }
         }))
         .layer(Extension(metrics))
+        .layer(Extension(blocks))
 }
 
 async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
@@ -67,6 +87,7 @@ async fn health() -> Json<Value> {
 async fn append_to_stream(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
+    Extension(blocks): Extension<Arc<Blocks>>,
     Path(stream): Path<String>,
     body: Result<Json<AppendBody>, JsonRejection>,
 ) -> Result<Json<AppendJson>, ApiError> {
@@ -75,7 +96,7 @@ async fn append_to_stream(
     let expected = expected_revision(body.expected_revision.as_ref())?;
     let events = body.events.into_iter().map(|e| e.into_proposed()).collect::<Result<Vec<_>, _>>()?;
     let request = AppendRequest::to_stream(stream, expected, events);
-    match crate::submission::submit(&store, &metrics, request).await? {
+    match crate::submission::submit(&store, &metrics, &blocks, request).await? {
         AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
         AppendOutcome::Conflict(conflict) => Err(crate::api_error::conflict_error(&conflict)),
@@ -85,10 +106,11 @@ async fn append_to_stream(
 async fn append_multi(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
+    Extension(blocks): Extension<Arc<Blocks>>,
     body: Result<Json<MultiAppendBody>, JsonRejection>,
 ) -> Result<Json<MultiAppendJson>, ApiError> {
     let Json(body) = body?;
-    match crate::submission::submit(&store, &metrics, body.into_request()?).await? {
+    match crate::submission::submit(&store, &metrics, &blocks, body.into_request()?).await? {
         AppendOutcome::Written(result) => Ok(Json(MultiAppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(MultiAppendJson::new(&result, true))),
         AppendOutcome::Conflict(conflict) => Err(crate::api_error::conflict_error(&conflict)),

@@ -24,7 +24,9 @@
 //! Modules: [`wire`] (the JSON shapes), `grpc_wire` (the gRPC messages),
 //! `api_error` (errors as responses), `submission` (appends from async
 //! handlers), `feed` (catch-up then live), `http`, `sse`, `grpc`,
-//! `metrics` (`/metrics`), `openapi` (`/openapi.json`), and [`serve`].
+//! `metrics` (`/metrics`), `openapi` (`/openapi.json`), [`group`]
+//! (consumer groups), [`projection`] (rebuilds and blocks), `record_log`
+//! (registries kept in system streams), and [`serve`].
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
@@ -36,6 +38,8 @@ mod grpc_wire;
 mod http;
 mod metrics;
 mod openapi;
+pub mod projection;
+mod record_log;
 mod sse;
 mod submission;
 pub mod wire;
@@ -63,6 +67,9 @@ pub enum ServerError {
     /// The consumer groups could not be loaded from `$groups`.
     #[error("loading consumer groups: {}", .0.message)]
     Groups(ApiError),
+    /// The projections' rebuilds could not be loaded from `$projections`.
+    #[error("loading projection rebuilds: {}", .0.message)]
+    Projections(ApiError),
 }
 
 /// The sockets the server answers on.
@@ -89,11 +96,22 @@ pub async fn serve(
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let live = feed::Live::follow(&store, stopping.clone());
     let groups = Arc::new(group::Groups::open(Arc::clone(&store), live.clone()).map_err(ServerError::Groups)?);
+    let blocks = Arc::new(projection::Blocks::default());
+    let projections = Arc::new(
+        projection::Projections::open(Arc::clone(&store), Arc::clone(&blocks)).map_err(ServerError::Projections)?,
+    );
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
-    let router = http::router(Arc::clone(&store), live.clone(), Arc::clone(&metrics), Arc::clone(&groups));
+    let router = http::router(http::Services {
+        store: Arc::clone(&store),
+        live: live.clone(),
+        metrics: Arc::clone(&metrics),
+        groups: Arc::clone(&groups),
+        projections: Arc::clone(&projections),
+        blocks: Arc::clone(&blocks),
+    });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
     let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |socket: &mut tokio::net::TcpStream| {
@@ -108,13 +126,18 @@ pub async fn serve(
         Arc::clone(&store),
         live,
         metrics,
+        blocks,
     ))
     .max_decoding_message_size(message_max);
     let groups_service =
         quipu_proto::v1::groups_server::GroupsServer::new(group::grpc::GroupsService::new(Arc::clone(&groups)));
+    let projections_service = quipu_proto::v1::projections_server::ProjectionsServer::new(
+        projection::grpc::ProjectionsService::new(projections),
+    );
     let grpc = tonic::transport::Server::builder()
         .add_service(service)
         .add_service(groups_service)
+        .add_service(projections_service)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(stopping),

@@ -6,7 +6,9 @@
 //! `DATABASE_URL` (a libpq connection string, required),
 //! `ORDER_TOTALS_BATCH_MAX` (events per transaction), and
 //! `ORDER_TOTALS_PAUSE_MS` (a pause inside each transaction, for crash
-//! tests). Runs until SIGTERM or Ctrl-C; prints where it stands.
+//! tests). Runs until SIGTERM or Ctrl-C under a [`Supervisor`], so it
+//! also runs the rebuilds asked with `quipu projection rebuild
+//! order_totals`; prints where it stands.
 //!
 //! `order-totals rebuild` instead rebuilds the read model beside the live
 //! one (which keeps serving) and swaps it in, then exits.
@@ -18,7 +20,7 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use quipu_client::{Client, Event, Filter};
-use quipu_projection::{HandlerError, Projection, Runner};
+use quipu_projection::{HandlerError, Projection, Runner, Supervisor};
 use tokio_postgres::Transaction;
 
 struct OrderTotals {
@@ -86,20 +88,12 @@ async fn main() -> anyhow::Result<()> {
     let batch_max = env_number("ORDER_TOTALS_BATCH_MAX")?.map_or(quipu_projection::BATCH_MAX_DEFAULT, |n| n as usize);
     let pause = std::time::Duration::from_millis(env_number("ORDER_TOTALS_PAUSE_MS")?.unwrap_or(0));
     let quipu = Client::connect(server.clone()).await.with_context(|| format!("connecting to {server}"))?;
-    let quipu_for_bench = quipu.clone();
-    let (postgres, connection) =
-        tokio_postgres::connect(&database, tokio_postgres::NoTls).await.context("connecting to PostgreSQL")?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            eprintln!("postgres connection ended: {error}");
-        }
-    });
-    let mut runner = Runner::new(quipu, postgres).batch_max(batch_max);
-    let mut projection = OrderTotals { pause };
+    let make = move || OrderTotals { pause };
     match std::env::args().nth(1).as_deref() {
         None => {}
         Some("rebuild") => {
-            let progress = runner.rebuild(&mut projection).await?;
+            let mut runner = Runner::new(quipu, connect(&database).await?).batch_max(batch_max);
+            let progress = runner.rebuild(&mut make()).await?;
             println!(
                 "order-totals: rebuilt and swapped in at position {} ({} events in {} transactions)",
                 progress.position, progress.applied, progress.batches
@@ -108,7 +102,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("bench") => {
             let events: u64 = std::env::args().nth(2).context("bench N: how many events")?.parse()?;
-            return bench(&quipu_for_bench, &mut runner, &mut projection, events).await;
+            let mut runner = Runner::new(quipu.clone(), connect(&database).await?).batch_max(batch_max);
+            return bench(&quipu, &mut runner, &mut make(), events).await;
         }
         Some(other) => anyhow::bail!("unknown command {other:?}; use `rebuild` or `bench N`"),
     }
@@ -120,12 +115,24 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("order-totals: running");
-    let progress = runner.run(&mut projection, stop).await?;
+    let progress = Supervisor::new(quipu, database, make).batch_max(batch_max).run(stop).await?;
     println!(
         "order-totals: stopped at position {} ({} events in {} transactions)",
         progress.position, progress.applied, progress.batches
     );
     Ok(())
+}
+
+/// Connects to PostgreSQL; the connection is driven by its own task.
+async fn connect(database: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (postgres, connection) =
+        tokio_postgres::connect(database, tokio_postgres::NoTls).await.context("connecting to PostgreSQL")?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("postgres connection ended: {error}");
+        }
+    });
+    Ok(postgres)
 }
 
 /// Writes `events` order events, then applies everything and prints the

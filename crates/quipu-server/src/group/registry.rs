@@ -10,10 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use quipu_core::{
-    AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Position, ProposedEvent, Revision, Store,
-    StreamName,
-};
+use quipu_core::{Position, Store, StreamName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -22,6 +19,7 @@ use super::dispatcher::{Delivery, MemberId, NackAction};
 use super::settings::{Filter, Settings, StartFrom, TuningRequest, check_name};
 use crate::ApiError;
 use crate::feed::Live;
+use crate::record_log::RecordLog;
 
 /// The system stream holding group definitions.
 pub const GROUPS_STREAM: &str = "$groups";
@@ -35,7 +33,7 @@ enum Record {
     Deleted { name: String, id: u64 },
 }
 
-impl Record {
+impl crate::record_log::Record for Record {
     fn event_type(&self) -> &'static str {
         match self {
             Record::Created(_) => "GroupCreated",
@@ -71,8 +69,8 @@ struct Running {
 
 struct Registry {
     groups: BTreeMap<String, Running>,
-    /// Last revision of `$groups`.
-    revision: Option<Revision>,
+    /// `$groups`.
+    log: RecordLog<Record>,
 }
 
 /// The server's consumer groups.
@@ -147,33 +145,15 @@ impl Groups {
     /// Read errors of the store, or a `$groups` record that does not
     /// decode (a corrupt registry is reported, not guessed at).
     pub fn open(store: Arc<Store>, live: Live) -> Result<Groups, ApiError> {
-        let stream = groups_stream();
+        let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), GROUPS_STREAM)?;
         let mut definitions: BTreeMap<String, Settings> = BTreeMap::new();
-        let mut revision = None;
-        let mut next = Revision(0);
-        loop {
-            let page = match store.read_stream(&stream, Some(next), Direction::Forwards, 1000) {
-                Err(quipu_core::Error::StreamNotFound { .. }) => Vec::new(),
-                page => page?,
-            };
-            let Some(last) = page.last() else { break };
-            next = last.revision.next();
-            for event in &page {
-                revision = Some(event.revision);
-                let record: Record = serde_json::from_slice(&event.data).map_err(|error| {
-                    ApiError::new(
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        "corrupt_groups",
-                        format!("record {} of {GROUPS_STREAM} does not decode: {error}", event.revision.0),
-                    )
-                })?;
-                match record {
-                    Record::Created(settings) | Record::Updated(settings) => {
-                        definitions.insert(settings.name.clone(), settings);
-                    }
-                    Record::Deleted { name, .. } => {
-                        definitions.remove(&name);
-                    }
+        for record in records {
+            match record {
+                Record::Created(settings) | Record::Updated(settings) => {
+                    definitions.insert(settings.name.clone(), settings);
+                }
+                Record::Deleted { name, .. } => {
+                    definitions.remove(&name);
                 }
             }
         }
@@ -182,7 +162,7 @@ impl Groups {
             let running = start(&store, &live, settings)?;
             groups.insert(name, running);
         }
-        Ok(Groups { store, live, registry: Mutex::new(Registry { groups, revision }), next_member: AtomicU64::new(1) })
+        Ok(Groups { store, live, registry: Mutex::new(Registry { groups, log }), next_member: AtomicU64::new(1) })
     }
 
     /// Creates a group.
@@ -211,7 +191,7 @@ impl Groups {
             StartFrom::End => self.store.last_position().map_or(0, |p| p.0 + 1),
             StartFrom::Position(position) => position,
         };
-        let id = registry.revision.map_or(0, |r| r.0 + 1);
+        let id = registry.log.next_revision();
         let mut settings = Settings::new(name, id, filter, start, tuning)?;
         let parked = StreamName::system(settings.parked_stream())
             .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
@@ -220,7 +200,7 @@ impl Groups {
             Err(quipu_core::Error::StreamNotFound { .. }) => 0,
             Err(error) => return Err(error.into()),
         };
-        self.record(&mut registry, Record::Created(settings.clone())).await?;
+        registry.log.append(&Record::Created(settings.clone())).await?;
         let running = start_group(&self.store, &self.live, settings.clone(), None);
         registry.groups.insert(name.to_string(), running);
         Ok(settings)
@@ -234,7 +214,7 @@ impl Groups {
         let mut registry = self.registry.lock().await;
         let current = registry.groups.get(name).ok_or_else(|| not_found(name))?;
         let settings = current.settings.retuned(tuning)?;
-        self.record(&mut registry, Record::Updated(settings.clone())).await?;
+        registry.log.append(&Record::Updated(settings.clone())).await?;
         let running = registry.groups.get_mut(name).ok_or_else(|| not_found(name))?;
         running.settings = settings.clone();
         let _ = running.commands.send(Command::Retune(Box::new(settings.clone())));
@@ -249,7 +229,7 @@ impl Groups {
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
         let mut registry = self.registry.lock().await;
         let id = registry.groups.get(name).ok_or_else(|| not_found(name))?.settings.id;
-        self.record(&mut registry, Record::Deleted { name: name.to_string(), id }).await?;
+        registry.log.append(&Record::Deleted { name: name.to_string(), id }).await?;
         if let Some(running) = registry.groups.remove(name) {
             stop(&running).await;
         }
@@ -337,33 +317,6 @@ impl Groups {
         let head = self.store.last_position().map_or(Position(0), Position::next);
         Some(GroupInfo { settings, status, head })
     }
-
-    /// Appends `record` to `$groups` at the revision the registry knows.
-    async fn record(&self, registry: &mut Registry, record: Record) -> Result<(), ApiError> {
-        let expected = registry.revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
-        let data = serde_json::to_vec(&record).expect("group records serialize");
-        let event = ProposedEvent::new(EventType::new(record.event_type()).expect("valid type"), data);
-        let request = AppendRequest::to_stream(groups_stream(), expected, vec![event]);
-        let (reply, outcome) = oneshot::channel();
-        self.store.submit(request, move |result| {
-            let _ = reply.send(result);
-        });
-        match outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))?? {
-            AppendOutcome::Written(result) | AppendOutcome::AlreadyWritten(result) => {
-                registry.revision = result.streams.first().map(|s| s.last_revision);
-                Ok(())
-            }
-            AppendOutcome::Conflict(_) => Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "groups_changed",
-                format!("{GROUPS_STREAM} was changed by another writer; try again"),
-            )),
-        }
-    }
-}
-
-fn groups_stream() -> StreamName {
-    StreamName::system(GROUPS_STREAM).expect("a valid system stream name")
 }
 
 fn not_found(name: &str) -> ApiError {
