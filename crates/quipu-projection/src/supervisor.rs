@@ -120,7 +120,11 @@ where
             match self.quipu.report_projection(&name, &self.runner, position, report).await {
                 Ok(assignment) => {
                     outcome = None;
-                    self.follow(assignment, &mut rebuild).await?;
+                    // A rebuild starts once the live model exists, so the
+                    // two never both create it on a first run.
+                    if position.is_some() {
+                        self.follow(assignment, &mut rebuild).await?;
+                    }
                 }
                 Err(error) => tracing::warn!(projection = %name, %error, "cannot report to the server; trying again"),
             }

@@ -1,9 +1,13 @@
-//! Zero-downtime rebuild against a real PostgreSQL and a real Quipu
-//! server: while orders are written and the live `order-totals` process
-//! keeps applying them, `order-totals rebuild` builds a fresh model beside
-//! it and swaps it in. Readers querying all along never see an empty (or
-//! missing) model, and in the end the model equals the fold of every
-//! event.
+//! Rebuilds against a real PostgreSQL and a real Quipu server, asked with
+//! `quipu projection rebuild` and run by the live `order-totals` process
+//! (its supervisor takes the request from the server).
+//!
+//! - Zero downtime: while orders are written and the live model keeps
+//!   moving, a fresh model is built beside it and swapped in. Readers
+//!   querying all along never see an empty (or missing) model, and in the
+//!   end the model equals the fold of every event.
+//! - Blocking mode: appends to the closed category are refused with
+//!   "replay in progress" until the rebuild is swapped in, then accepted.
 
 mod common;
 
@@ -18,7 +22,7 @@ use common::{Postgres, Quipu, fold, read_model};
 
 const ORDERS: u64 = 20;
 
-fn order_totals(quipu: &Quipu, postgres: &Postgres, rebuild: bool) -> Command {
+fn order_totals(quipu: &Quipu, postgres: &Postgres) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_order-totals"));
     command
         .env("QUIPU_SERVER", &quipu.address)
@@ -26,9 +30,6 @@ fn order_totals(quipu: &Quipu, postgres: &Postgres, rebuild: bool) -> Command {
         .env("ORDER_TOTALS_BATCH_MAX", "20")
         .env("ORDER_TOTALS_PAUSE_MS", "5")
         .stdout(Stdio::null());
-    if rebuild {
-        command.arg("rebuild");
-    }
     command
 }
 
@@ -74,7 +75,7 @@ async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_emp
     quipu_projection::checkpoint::ensure_table(&pg).await.expect("the checkpoint table");
 
     let first = write(&client, 0..10).await;
-    let live = order_totals(&quipu, &postgres, false).spawn().expect("start the live projection");
+    let live = order_totals(&quipu, &postgres).spawn().expect("start the live projection");
     wait_for(&pg, first).await;
 
     // Readers from now on: the model must always be there and never empty.
@@ -105,8 +106,9 @@ async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_emp
         let client = client.clone();
         tokio::spawn(async move { write(&client, 10..40).await })
     };
-    let rebuild = order_totals(&quipu, &postgres, true).output().expect("run the rebuild");
+    let rebuild = quipu_cli(&quipu, &postgres, &["--json", "projection", "rebuild", "order_totals"]);
     assert!(rebuild.status.success(), "rebuild failed: {}", String::from_utf8_lossy(&rebuild.stderr));
+    check_progress(&rebuild.stdout);
     let last = writer.await.expect("writer");
     wait_for(&pg, last).await;
     reading.store(false, Ordering::Relaxed);
@@ -132,9 +134,28 @@ async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_emp
     let events: i64 = fold(&client).await.values().map(|(_, n)| n).sum();
     assert_eq!((row["name"].as_str(), row["lag"].as_u64()), (Some("order_totals"), Some(0)), "{row}");
     assert_eq!(row["events"].as_i64(), Some(events), "{row}");
+    let status = quipu_cli(&quipu, &postgres, &["--json", "projection", "status", "order_totals"]);
+    let row: serde_json::Value = serde_json::from_slice(&status.stdout).expect("one JSON line");
+    assert_eq!(row["schema"], "order_totals", "--database reads the checkpoint row: {row}");
     let missing = quipu_cli(&quipu, &postgres, &["projection", "status", "nope"]);
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no projection named \"nope\""));
+}
+
+/// The JSON lines of `quipu --json projection rebuild`: the request, then
+/// progress that never goes back, ending done with every position done.
+fn check_progress(stdout: &[u8]) {
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON line"))
+        .collect();
+    let (first, last) = (lines.first().expect("the request"), lines.last().expect("the end"));
+    assert_eq!(first["rebuild"]["state"], "requested", "{first}");
+    assert_eq!(last["rebuild"]["state"], "done", "{last}");
+    assert_eq!(last["rebuild"]["done"], last["rebuild"]["total"], "{last}");
+    let done: Vec<u64> = lines.iter().filter_map(|l| l["rebuild"]["done"].as_u64()).collect();
+    assert!(done.windows(2).all(|w| w[0] <= w[1]), "progress went back: {done:?}");
+    assert!(lines.iter().all(|l| l["rebuild"]["id"] == first["rebuild"]["id"]), "one rebuild throughout");
 }
 
 /// Runs the `quipu` binary (built beside `order-totals` by `cargo test
@@ -152,4 +173,51 @@ fn quipu_cli(quipu: &Quipu, postgres: &Postgres, args: &[&str]) -> std::process:
         .env("DATABASE_URL", &postgres.conninfo)
         .output()
         .expect("run quipu")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_rebuild_refuses_appends_to_its_category_until_it_is_swapped_in() {
+    let postgres = Postgres::start();
+    let quipu = Quipu::start();
+    let client = Client::connect(quipu.address.clone()).await.expect("connect");
+    let pg = postgres.connect().await;
+    write(&client, 0..10).await;
+
+    // Asked before any runner runs, the block holds until one does.
+    let requested =
+        quipu_cli(&quipu, &postgres, &["projection", "rebuild", "order_totals", "--block-category", "order", "--detach"]);
+    assert!(requested.status.success(), "{}", String::from_utf8_lossy(&requested.stderr));
+    assert!(String::from_utf8_lossy(&requested.stdout).contains("appends to order are refused until it ends"));
+    let before = client.stream_info("order-1").await.expect("info").last_revision;
+    match client.append("order-1", ExpectedRevision::Any, vec![order_event(1)]).await {
+        Err(quipu_client::Error::ReplayInProgress(message)) => assert!(message.contains("replay in progress")),
+        other => panic!("an append to a closed category: {other:?}"),
+    }
+    let cli_append = quipu_cli(&quipu, &postgres, &["append", "order-2", "--type", "ItemAdded", "--data", r#"{"amount": 1}"#]);
+    assert_eq!(cli_append.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&cli_append.stderr).contains("replay in progress"), "{cli_append:?}");
+    assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, before, "nothing written");
+    client.append("customer-1", ExpectedRevision::Any, vec![order_event(1)]).await.expect("another category");
+
+    // The runner takes the rebuild, swaps it in, and the category opens.
+    let live = order_totals(&quipu, &postgres).spawn().expect("start the projection");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let rebuild = client.projection_info("order_totals").await.ok().and_then(|i| i.rebuild);
+        let state = rebuild.as_ref().map(|r| r.state);
+        if state == Some(quipu_client::RebuildState::Done) {
+            break;
+        }
+        assert_ne!(state, Some(quipu_client::RebuildState::Failed), "the rebuild failed: {rebuild:?}");
+        assert!(tokio::time::Instant::now() < deadline, "the rebuild never finished: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last = client.append("order-1", ExpectedRevision::Any, vec![order_event(5)]).await.expect("open again");
+    wait_for(&pg, last.last_position).await;
+    stop(live);
+    assert_eq!(read_model(&pg).await, fold(&client).await, "the model is the fold of every event");
+}
+
+fn order_event(amount: i64) -> NewEvent {
+    NewEvent::json("ItemAdded", &serde_json::json!({ "amount": amount })).expect("JSON")
 }

@@ -10,9 +10,6 @@
 //! also runs the rebuilds asked with `quipu projection rebuild
 //! order_totals`; prints where it stands.
 //!
-//! `order-totals rebuild` instead rebuilds the read model beside the live
-//! one (which keeps serving) and swaps it in, then exits.
-//!
 //! `order-totals bench N` measures: it writes N order events (over 1,000
 //! streams, in 100-event appends), then times how long the projection
 //! takes to apply them and prints events/s.
@@ -91,21 +88,12 @@ async fn main() -> anyhow::Result<()> {
     let make = move || OrderTotals { pause };
     match std::env::args().nth(1).as_deref() {
         None => {}
-        Some("rebuild") => {
-            let mut runner = Runner::new(quipu, connect(&database).await?).batch_max(batch_max);
-            let progress = runner.rebuild(&mut make()).await?;
-            println!(
-                "order-totals: rebuilt and swapped in at position {} ({} events in {} transactions)",
-                progress.position, progress.applied, progress.batches
-            );
-            return Ok(());
-        }
         Some("bench") => {
             let events: u64 = std::env::args().nth(2).context("bench N: how many events")?.parse()?;
             let mut runner = Runner::new(quipu.clone(), connect(&database).await?).batch_max(batch_max);
             return bench(&quipu, &mut runner, &mut make(), events).await;
         }
-        Some(other) => anyhow::bail!("unknown command {other:?}; use `rebuild` or `bench N`"),
+        Some(other) => anyhow::bail!("unknown command {other:?}; use `bench N` (or none to run)"),
     }
     let stop = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
