@@ -3,7 +3,11 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = [root.join("quipu/v1/streams.proto"), root.join("quipu/v1/groups.proto"), root.join("quipu/v1/projections.proto")];
+    let files = [
+        root.join("quipu/v1/streams.proto"),
+        root.join("quipu/v1/groups.proto"),
+        root.join("quipu/v1/projections.proto"),
+    ];
     println!("cargo:rerun-if-changed={}", root.display());
     let descriptors = protox::compile(&files, [&root])?;
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;

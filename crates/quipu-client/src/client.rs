@@ -279,6 +279,48 @@ impl Client {
         wire::events(response.await?)
     }
 
+    /// The event types marked as integration events, sorted.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] after the retries.
+    pub async fn list_integration_types(&self) -> Result<Vec<String>, Error> {
+        let response = self.call(|mut grpc| async move { grpc.list_integration_types(pb::Empty {}).await }).await?;
+        Ok(response.types)
+    }
+
+    /// Marks `types` as integration events (those marked already stay);
+    /// returns every marked type.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] naming an invalid type; nothing is
+    /// marked then.
+    pub async fn mark_integration_types(&self, types: &[String]) -> Result<Vec<String>, Error> {
+        let request = pb::IntegrationTypes { types: types.to_vec() };
+        let response = self
+            .call(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.mark_integration_types(request).await }
+            })
+            .await?;
+        Ok(response.types)
+    }
+
+    /// Unmarks `types`; returns every type still marked.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] naming a type that is not marked; nothing is
+    /// unmarked then.
+    pub async fn unmark_integration_types(&self, types: &[String]) -> Result<Vec<String>, Error> {
+        let request = pb::IntegrationTypes { types: types.to_vec() };
+        let response = self
+            .call(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.unmark_integration_types(request).await }
+            })
+            .await?;
+        Ok(response.types)
+    }
+
     /// Whether `stream` exists and its last revision.
     ///
     /// # Errors

@@ -26,6 +26,8 @@ pub struct GroupFilter {
     pub tag: Option<String>,
     /// Streams whose name starts with this.
     pub stream_prefix: Option<String>,
+    /// Only integration events (see [`Client::mark_integration_types`]).
+    pub integration: bool,
 }
 
 /// Where a new group starts.
@@ -214,6 +216,7 @@ fn filter_message(filter: GroupFilter) -> pb::GroupFilter {
         event_types: filter.event_types,
         tag: filter.tag,
         stream_prefix: filter.stream_prefix,
+        integration: filter.integration,
     }
 }
 
@@ -236,6 +239,7 @@ fn group_info(info: pb::GroupInfo) -> GroupInfo {
             event_types: filter.event_types,
             tag: filter.tag,
             stream_prefix: filter.stream_prefix,
+            integration: filter.integration,
         },
         start: info.start,
         max_retries: info.max_retries,

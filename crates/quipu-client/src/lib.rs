@@ -70,6 +70,9 @@ pub enum Filter {
     Tag(String),
     /// One stream (subscriptions only; reads use [`Client::read_stream`]).
     Stream(String),
+    /// Integration events: events of the types marked with
+    /// [`Client::mark_integration_types`] when the read runs.
+    Integration,
 }
 
 /// Where a subscription starts.

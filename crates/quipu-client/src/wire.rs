@@ -88,6 +88,7 @@ pub(crate) fn filter(filter: Filter) -> pb::Filter {
         Filter::EventType(event_type) => Kind::EventType(event_type),
         Filter::Tag(tag) => Kind::Tag(tag),
         Filter::Stream(stream) => Kind::Stream(stream),
+        Filter::Integration => Kind::Integration(pb::Empty {}),
     };
     pb::Filter { kind: Some(kind) }
 }

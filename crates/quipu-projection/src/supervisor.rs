@@ -137,7 +137,11 @@ where
     }
 
     /// Starts the rebuild the server assigned, dropping any other.
-    async fn follow(&self, assignment: Option<RebuildAssignment>, rebuild: &mut Option<RebuildTask>) -> Result<(), Error> {
+    async fn follow(
+        &self,
+        assignment: Option<RebuildAssignment>,
+        rebuild: &mut Option<RebuildTask>,
+    ) -> Result<(), Error> {
         if let (Some(assigned), Some(task)) = (&assignment, rebuild.as_ref())
             && assigned.id == task.id
         {
@@ -149,8 +153,7 @@ where
         }
         if let Some(assigned) = assignment {
             tracing::info!(rebuild = assigned.id, blocking = ?assigned.block_categories, "starting a rebuild");
-            let mut runner =
-                Runner::new(self.quipu.clone(), connect(&self.database).await?).batch_max(self.batch_max);
+            let mut runner = Runner::new(self.quipu.clone(), connect(&self.database).await?).batch_max(self.batch_max);
             let positions = runner.positions();
             let mut projection = (self.make)();
             let handle = tokio::spawn(async move { runner.rebuild(&mut projection).await });

@@ -145,10 +145,8 @@ async fn a_rebuild_under_load_swaps_in_a_full_model_and_readers_never_see_it_emp
 /// The JSON lines of `quipu --json projection rebuild`: the request, then
 /// progress that never goes back, ending done with every position done.
 fn check_progress(stdout: &[u8]) {
-    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).expect("a JSON line"))
-        .collect();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(stdout).lines().map(|line| serde_json::from_str(line).expect("a JSON line")).collect();
     let (first, last) = (lines.first().expect("the request"), lines.last().expect("the end"));
     assert_eq!(first["rebuild"]["state"], "requested", "{first}");
     assert_eq!(last["rebuild"]["state"], "done", "{last}");
@@ -184,8 +182,11 @@ async fn a_blocking_rebuild_refuses_appends_to_its_category_until_it_is_swapped_
     write(&client, 0..10).await;
 
     // Asked before any runner runs, the block holds until one does.
-    let requested =
-        quipu_cli(&quipu, &postgres, &["projection", "rebuild", "order_totals", "--block-category", "order", "--detach"]);
+    let requested = quipu_cli(
+        &quipu,
+        &postgres,
+        &["projection", "rebuild", "order_totals", "--block-category", "order", "--detach"],
+    );
     assert!(requested.status.success(), "{}", String::from_utf8_lossy(&requested.stderr));
     assert!(String::from_utf8_lossy(&requested.stdout).contains("appends to order are refused until it ends"));
     let before = client.stream_info("order-1").await.expect("info").last_revision;
@@ -193,7 +194,8 @@ async fn a_blocking_rebuild_refuses_appends_to_its_category_until_it_is_swapped_
         Err(quipu_client::Error::ReplayInProgress(message)) => assert!(message.contains("replay in progress")),
         other => panic!("an append to a closed category: {other:?}"),
     }
-    let cli_append = quipu_cli(&quipu, &postgres, &["append", "order-2", "--type", "ItemAdded", "--data", r#"{"amount": 1}"#]);
+    let cli_append =
+        quipu_cli(&quipu, &postgres, &["append", "order-2", "--type", "ItemAdded", "--data", r#"{"amount": 1}"#]);
     assert_eq!(cli_append.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&cli_append.stderr).contains("replay in progress"), "{cli_append:?}");
     assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, before, "nothing written");

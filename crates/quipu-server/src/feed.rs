@@ -19,6 +19,7 @@ use quipu_core::{Direction, EventType, Position, RecordedEvent, Revision, Store,
 use tokio::sync::watch;
 
 use crate::ApiError;
+use crate::integration::IntegrationTypes;
 
 /// Events read per catch-up page.
 const PAGE: usize = 1000;
@@ -36,6 +37,34 @@ pub enum Source {
     Tag(Tag),
     /// Events of one stream.
     Stream(StreamName),
+    /// Events of the types marked as integration events.
+    Integration(Arc<IntegrationTypes>),
+}
+
+impl Source {
+    /// Up to `limit` of the source's events from `from` (inclusive: a
+    /// revision for a stream, a position otherwise; absent: the start
+    /// forwards, the end backwards).
+    ///
+    /// # Errors
+    /// Read errors of the store; `StreamNotFound` for a missing stream.
+    pub fn read(
+        &self,
+        store: &Store,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, quipu_core::Error> {
+        let position = from.map(Position);
+        match self {
+            Source::All => store.read_all(position, direction, limit),
+            Source::Category(category) => store.read_category(category, position, direction, limit),
+            Source::Type(event_type) => store.read_event_type(event_type, position, direction, limit),
+            Source::Tag(tag) => store.read_tag(tag, position, direction, limit),
+            Source::Stream(stream) => store.read_stream(stream, from.map(Revision), direction, limit),
+            Source::Integration(types) => types.read(store, position, direction, limit),
+        }
+    }
 }
 
 /// Where a feed starts.
@@ -217,22 +246,12 @@ impl Feed {
 }
 
 fn read_page(store: &Store, source: &Source, next: Cursor) -> Result<Vec<RecordedEvent>, quipu_core::Error> {
-    let forwards = Direction::Forwards;
-    match (source, next) {
-        (Source::Stream(stream), Cursor::Revision(revision)) => {
-            match store.read_stream(stream, Some(revision), forwards, PAGE) {
-                Err(quipu_core::Error::StreamNotFound { .. }) => Ok(Vec::new()),
-                page => page,
-            }
-        }
-        (Source::All, Cursor::Position(from)) => store.read_all(Some(from), forwards, PAGE),
-        (Source::Category(category), Cursor::Position(from)) => {
-            store.read_category(category, Some(from), forwards, PAGE)
-        }
-        (Source::Type(event_type), Cursor::Position(from)) => {
-            store.read_event_type(event_type, Some(from), forwards, PAGE)
-        }
-        (Source::Tag(tag), Cursor::Position(from)) => store.read_tag(tag, Some(from), forwards, PAGE),
-        (source, next) => unreachable!("Feed::new pairs {source:?} with a matching cursor, not {next:?}"),
+    let from = match next {
+        Cursor::Position(position) => position.0,
+        Cursor::Revision(revision) => revision.0,
+    };
+    match source.read(store, Some(from), Direction::Forwards, PAGE) {
+        Err(quipu_core::Error::StreamNotFound { .. }) => Ok(Vec::new()),
+        page => page,
     }
 }

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::ApiError;
 use crate::feed::{Feed, Item, Live, Source};
 use crate::grpc_wire::{self as wire, status};
+use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
 use crate::projection::Blocks;
 use crate::submission::submit;
@@ -28,13 +29,20 @@ pub struct StreamsService {
     live: Live,
     metrics: Arc<Metrics>,
     blocks: Arc<Blocks>,
+    integration: Arc<IntegrationTypes>,
 }
 
 impl StreamsService {
     /// The service; subscriptions follow `live`.
     #[must_use]
-    pub fn new(store: Arc<Store>, live: Live, metrics: Arc<Metrics>, blocks: Arc<Blocks>) -> StreamsService {
-        StreamsService { store, live, metrics, blocks }
+    pub fn new(
+        store: Arc<Store>,
+        live: Live,
+        metrics: Arc<Metrics>,
+        blocks: Arc<Blocks>,
+        integration: Arc<IntegrationTypes>,
+    ) -> StreamsService {
+        StreamsService { store, live, metrics, blocks, integration }
     }
 
     /// Runs a read on the blocking pool.
@@ -111,7 +119,9 @@ impl Streams for StreamsService {
                 )));
             }
             pending.push(match wire::append_request(request) {
-                Ok(request) => futures_util::future::Either::Left(submit(&self.store, &self.metrics, &self.blocks, request)),
+                Ok(request) => {
+                    futures_util::future::Either::Left(submit(&self.store, &self.metrics, &self.blocks, request))
+                }
                 Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),
             });
         }
@@ -142,32 +152,49 @@ impl Streams for StreamsService {
         request: Request<pb::ReadFilteredRequest>,
     ) -> Result<Response<pb::ReadResponse>, Status> {
         let request = request.into_inner();
-        let source = wire::source(request.filter).map_err(status)?;
+        let source = wire::source(request.filter, &self.integration).map_err(status)?;
         if matches!(source, Source::All | Source::Stream(_)) {
             return Err(status(ApiError::bad_request(
                 "invalid_filter",
-                "ReadFiltered reads a category, an event type or a tag; use ReadAll or ReadStream",
+                "ReadFiltered reads a category, an event type, a tag or the integration events; use ReadAll or ReadStream",
             )));
         }
         let direction = wire::direction(request.direction).map_err(status)?;
-        let (from, limit) = (request.from_position.map(quipu_core::Position), wire::limit(request.limit));
-        self.read(move |store| match &source {
-            Source::Category(category) => store.read_category(category, from, direction, limit),
-            Source::Type(event_type) => store.read_event_type(event_type, from, direction, limit),
-            Source::Tag(tag) => store.read_tag(tag, from, direction, limit),
-            Source::All | Source::Stream(_) => unreachable!("refused above"),
-        })
-        .await
+        let (from, limit) = (request.from_position, wire::limit(request.limit));
+        self.read(move |store| source.read(store, from, direction, limit)).await
     }
 
     type SubscribeStream = SubscribeStream;
 
     async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
         let request = request.into_inner();
-        let source = wire::source(request.filter).map_err(status)?;
+        let source = wire::source(request.filter, &self.integration).map_err(status)?;
         let start = wire::start(request.start, &source);
         let feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
         Ok(Response::new(subscription(feed)))
+    }
+
+    async fn list_integration_types(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::IntegrationTypes>, Status> {
+        Ok(Response::new(integration_types(&self.integration.snapshot())))
+    }
+
+    async fn mark_integration_types(
+        &self,
+        request: Request<pb::IntegrationTypes>,
+    ) -> Result<Response<pb::IntegrationTypes>, Status> {
+        let marked = self.integration.mark(&request.into_inner().types).await.map_err(status)?;
+        Ok(Response::new(integration_types(&marked)))
+    }
+
+    async fn unmark_integration_types(
+        &self,
+        request: Request<pb::IntegrationTypes>,
+    ) -> Result<Response<pb::IntegrationTypes>, Status> {
+        let marked = self.integration.unmark(&request.into_inner().types).await.map_err(status)?;
+        Ok(Response::new(integration_types(&marked)))
     }
 
     async fn stream_info(
@@ -186,4 +213,8 @@ impl Streams for StreamsService {
             last_revision: info.last_revision.map(|r| r.0),
         }))
     }
+}
+
+fn integration_types(types: &std::collections::BTreeSet<quipu_core::EventType>) -> pb::IntegrationTypes {
+    pb::IntegrationTypes { types: types.iter().map(|t| t.as_str().to_string()).collect() }
 }

@@ -3,6 +3,8 @@
 //! `INVALID_ARGUMENT` (or the status its HTTP twin maps to), never
 //! `INTERNAL`.
 
+use std::sync::Arc;
+
 use prost::Message;
 use quipu_core::{
     AppendRequest, AppendResult, Conflict, Direction, EventId, EventType, ExpectedRevision, Position, ProposedEvent,
@@ -13,6 +15,7 @@ use tonic::{Code, Status};
 
 use crate::ApiError;
 use crate::feed::{Source, Start};
+use crate::integration::IntegrationTypes;
 
 /// Events a read returns when its limit is 0.
 pub const DEFAULT_READ_LIMIT: usize = 100;
@@ -172,15 +175,19 @@ pub fn limit(limit: u32) -> usize {
 ///
 /// # Errors
 /// [`ApiError`] 400 for a bad name, or a filter with no kind set.
-pub fn source(filter: Option<pb::Filter>) -> Result<Source, ApiError> {
+pub fn source(filter: Option<pb::Filter>, integration: &Arc<IntegrationTypes>) -> Result<Source, ApiError> {
     use pb::filter::Kind;
     let Some(filter) = filter else { return Ok(Source::All) };
     match filter.kind {
-        None => Err(ApiError::bad_request("invalid_filter", "the filter names no category, type, tag or stream")),
+        None => Err(ApiError::bad_request(
+            "invalid_filter",
+            "the filter names no category, type, tag, stream or integration",
+        )),
         Some(Kind::Category(category)) => Ok(Source::Category(StreamName::readable(category)?.to_string())),
         Some(Kind::EventType(event_type)) => Ok(Source::Type(EventType::new(event_type)?)),
         Some(Kind::Tag(tag)) => Ok(Source::Tag(Tag::new(tag)?)),
         Some(Kind::Stream(stream)) => Ok(Source::Stream(StreamName::readable(stream)?)),
+        Some(Kind::Integration(_)) => Ok(Source::Integration(Arc::clone(integration))),
     }
 }
 

@@ -9,14 +9,13 @@ use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use quipu_core::{
-    AppendOutcome, AppendRequest, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag,
-};
+use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, RecordedEvent, Revision, Store, StreamName, Tag};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::ApiError;
 use crate::feed::{Live, Source};
+use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
 use crate::projection::Blocks;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
@@ -40,11 +39,13 @@ pub struct Services {
     pub projections: Arc<crate::projection::Projections>,
     /// Categories closed to appends.
     pub blocks: Arc<Blocks>,
+    /// The event types marked as integration events.
+    pub integration: Arc<IntegrationTypes>,
 }
 
 /// The API's routes.
 pub fn router(services: Services) -> Router {
-    let Services { store, live, metrics, groups, projections, blocks } = services;
+    let Services { store, live, metrics, groups, projections, blocks, integration } = services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -56,13 +57,18 @@ pub fn router(services: Services) -> Router {
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
-        .route("/v1/subscribe", get(move |state, headers, query| subscribe(state, live, headers, query)))
+        .route(
+            "/v1/subscribe",
+            get(move |state, integration, headers, query| subscribe(state, integration, live, headers, query)),
+        )
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
+        .route("/v1/integration", get(read_integration))
         .with_state(store)
         .merge(crate::group::http::router(groups))
         .merge(crate::projection::http::router(projections))
+        .merge(crate::integration::http::router(Arc::clone(&integration)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -74,6 +80,7 @@ pub fn router(services: Services) -> Router {
         }))
         .layer(Extension(metrics))
         .layer(Extension(blocks))
+        .layer(Extension(integration))
 }
 
 async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
@@ -156,9 +163,9 @@ async fn read_stream(
     read(move || store.read_stream(&stream, from, direction, limit)).await
 }
 
-/// Query of a subscription: at most one of `stream`, `category`, `type`
-/// and `tag` (none: `$all`); `from` is a revision for a stream and a
-/// position otherwise.
+/// Query of a subscription: at most one of `stream`, `category`, `type`,
+/// `tag` and `integration=true` (none: `$all`); `from` is a revision for a
+/// stream and a position otherwise.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SubscribeQuery {
@@ -168,16 +175,21 @@ struct SubscribeQuery {
     #[serde(rename = "type")]
     event_type: Option<String>,
     tag: Option<String>,
+    #[serde(default)]
+    integration: bool,
 }
 
 impl SubscribeQuery {
-    fn source(self) -> Result<Source, ApiError> {
+    fn source(self, integration: Arc<IntegrationTypes>) -> Result<Source, ApiError> {
         let filters = [&self.stream, &self.category, &self.event_type, &self.tag];
-        if filters.iter().filter(|f| f.is_some()).count() > 1 {
+        if filters.iter().filter(|f| f.is_some()).count() + usize::from(self.integration) > 1 {
             return Err(ApiError::bad_request(
                 "invalid_query",
-                "a subscription takes at most one of stream, category, type and tag",
+                "a subscription takes at most one of stream, category, type, tag and integration",
             ));
+        }
+        if self.integration {
+            return Ok(Source::Integration(integration));
         }
         Ok(match (self.stream, self.category, self.event_type, self.tag) {
             (Some(stream), ..) => Source::Stream(StreamName::readable(stream)?),
@@ -191,32 +203,25 @@ impl SubscribeQuery {
 
 async fn subscribe(
     State(store): State<Shared>,
+    Extension(integration): Extension<Arc<IntegrationTypes>>,
     live: Live,
     headers: axum::http::HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(query) = query?;
     let from = query.from;
-    let source = query.source()?;
+    let source = query.source(integration)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let start = crate::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
     let feed = live.feed(store, source, start)?;
     Ok(axum::response::IntoResponse::into_response(crate::sse::events(feed)))
 }
 
-/// Which position-ordered index a read walks.
-enum Target {
-    All,
-    Category(String),
-    Type(EventType),
-    Tag(Tag),
-}
-
 async fn read_all(
     State(store): State<Shared>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Target::All, query).await
+    read_by_position(store, Source::All, query).await
 }
 
 async fn read_category(
@@ -224,7 +229,7 @@ async fn read_category(
     Path(category): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Target::Category(category), query).await
+    read_by_position(store, Source::Category(category), query).await
 }
 
 async fn read_event_type(
@@ -232,7 +237,7 @@ async fn read_event_type(
     Path(event_type): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Target::Type(EventType::new(event_type)?), query).await
+    read_by_position(store, Source::Type(EventType::new(event_type)?), query).await
 }
 
 async fn read_tag(
@@ -240,24 +245,28 @@ async fn read_tag(
     Path(tag): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Target::Tag(Tag::new(tag)?), query).await
+    read_by_position(store, Source::Tag(Tag::new(tag)?), query).await
 }
 
-/// A read of `$all`, a category, a type or a tag from a position.
-async fn read_by_position(
-    store: Shared,
-    target: Target,
+async fn read_integration(
+    State(store): State<Shared>,
+    Extension(integration): Extension<Arc<IntegrationTypes>>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    read_by_position(store, Source::Integration(integration), query).await
+}
+
+/// A read of `$all`, a category, a type, a tag or the integration events
+/// from a position.
+async fn read_by_position(
+    store: Shared,
+    source: Source,
+    query: Result<Query<ReadQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    debug_assert!(!matches!(source, Source::Stream(_)), "streams are read by revision");
     let Query(query) = query?;
-    let (from, direction, limit) = (query.from.map(Position), query.direction()?, query.limit());
-    read(move || match &target {
-        Target::All => store.read_all(from, direction, limit),
-        Target::Category(category) => store.read_category(category, from, direction, limit),
-        Target::Type(event_type) => store.read_event_type(event_type, from, direction, limit),
-        Target::Tag(tag) => store.read_tag(tag, from, direction, limit),
-    })
-    .await
+    let (from, direction, limit) = (query.from, query.direction()?, query.limit());
+    read(move || source.read(&store, from, direction, limit)).await
 }
 
 /// Runs a read on the blocking pool and answers `{"events": [...]}`.

@@ -25,7 +25,8 @@
 //! `api_error` (errors as responses), `submission` (appends from async
 //! handlers), `feed` (catch-up then live), `http`, `sse`, `grpc`,
 //! `metrics` (`/metrics`), `openapi` (`/openapi.json`), [`group`]
-//! (consumer groups), [`projection`] (rebuilds and blocks), `record_log`
+//! (consumer groups), [`projection`] (rebuilds and blocks), [`integration`]
+//! (integration event types), `record_log`
 //! (registries kept in system streams), and [`serve`].
 
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
@@ -36,6 +37,7 @@ pub mod group;
 mod grpc;
 mod grpc_wire;
 mod http;
+pub mod integration;
 mod metrics;
 mod openapi;
 pub mod projection;
@@ -67,6 +69,10 @@ pub enum ServerError {
     /// The consumer groups could not be loaded from `$groups`.
     #[error("loading consumer groups: {}", .0.message)]
     Groups(ApiError),
+    /// The integration types could not be loaded from
+    /// `$integration-types`.
+    #[error("loading integration types: {}", .0.message)]
+    Integration(ApiError),
     /// The projections' rebuilds could not be loaded from `$projections`.
     #[error("loading projection rebuilds: {}", .0.message)]
     Projections(ApiError),
@@ -95,10 +101,19 @@ pub async fn serve(
     let store = Arc::new(store);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let live = feed::Live::follow(&store, stopping.clone());
-    let groups = Arc::new(group::Groups::open(Arc::clone(&store), live.clone()).map_err(ServerError::Groups)?);
     let blocks = Arc::new(projection::Blocks::default());
     let projections = Arc::new(
         projection::Projections::open(Arc::clone(&store), Arc::clone(&blocks)).map_err(ServerError::Projections)?,
+    );
+    let integration =
+        Arc::new(integration::IntegrationTypes::open(Arc::clone(&store)).map_err(ServerError::Integration)?);
+    let groups = Arc::new(
+        group::Groups::open(group::Feeds {
+            store: Arc::clone(&store),
+            live: live.clone(),
+            integration: Arc::clone(&integration),
+        })
+        .map_err(ServerError::Groups)?,
     );
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
@@ -111,6 +126,7 @@ pub async fn serve(
         groups: Arc::clone(&groups),
         projections: Arc::clone(&projections),
         blocks: Arc::clone(&blocks),
+        integration: Arc::clone(&integration),
     });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
@@ -127,6 +143,7 @@ pub async fn serve(
         live,
         metrics,
         blocks,
+        integration,
     ))
     .max_decoding_message_size(message_max);
     let groups_service =

@@ -88,7 +88,7 @@ fn group_schemas() -> Value {
             "backoff_base_ms": {"type": "integer", "default": 100},
             "backoff_max_ms": {"type": "integer", "maximum": 3_600_000, "default": 10000}}},
         "GroupFilter": {"type": "object", "additionalProperties": false, "description": "Every set field must match; `$` streams are never delivered.", "properties": {
-            "category": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}}, "tag": {"type": "string"}, "stream_prefix": {"type": "string"}}},
+            "category": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}}, "tag": {"type": "string"}, "stream_prefix": {"type": "string"}, "integration": {"type": "boolean"}}},
         "GroupCreate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
             "name": {"type": "string"}, "filter": {"$ref": "#/components/schemas/GroupFilter"},
             "start": {"oneOf": [{"type": "string", "enum": ["beginning", "end"]}, {"type": "object", "properties": {"position": {"type": "integer", "minimum": 0}}}], "default": "beginning"},

@@ -91,7 +91,8 @@ impl<R: Record> RecordLog<R> {
         let expected = self.revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
         let data = serde_json::to_vec(record).expect("records serialize");
         let event_type = EventType::new(record.event_type()).expect("record types are valid event types");
-        let request = AppendRequest::to_stream(self.stream.clone(), expected, vec![ProposedEvent::new(event_type, data)]);
+        let request =
+            AppendRequest::to_stream(self.stream.clone(), expected, vec![ProposedEvent::new(event_type, data)]);
         let (reply, outcome) = oneshot::channel();
         self.store.submit(request, move |result| {
             let _ = reply.send(result);

@@ -119,13 +119,31 @@ async fn a_cancelled_rebuild_is_dropped_by_its_runner_and_bad_requests_change_no
     // Bad input: clear errors, nothing recorded.
     let bad = [
         ("POST", "/v1/projections/Bad-Name/rebuild", None, 400, "invalid_projection"),
-        ("POST", "/v1/projections/order_totals/rebuild", Some(r#"{"block_categories": ["order-1"]}"#), 400, "invalid_category"),
-        ("POST", "/v1/projections/order_totals/rebuild", Some(r#"{"block_categories": ["$all"]}"#), 400, "invalid_category"),
+        (
+            "POST",
+            "/v1/projections/order_totals/rebuild",
+            Some(r#"{"block_categories": ["order-1"]}"#),
+            400,
+            "invalid_category",
+        ),
+        (
+            "POST",
+            "/v1/projections/order_totals/rebuild",
+            Some(r#"{"block_categories": ["$all"]}"#),
+            400,
+            "invalid_category",
+        ),
         ("POST", "/v1/projections/order_totals/rebuild", Some(r#"{"blocks": []}"#), 400, "invalid_json"),
         ("DELETE", "/v1/projections/order_totals/rebuild", None, 404, "no_rebuild"),
         ("GET", "/v1/projections/nope", None, 404, "projection_not_found"),
         ("POST", "/v1/projections/order_totals/report", Some(r#"{"runner": ""}"#), 400, "invalid_runner"),
-        ("POST", "/v1/projections/order_totals/report", Some(r#"{"runner": "a", "rebuild": {"id": 1}}"#), 400, "invalid_report"),
+        (
+            "POST",
+            "/v1/projections/order_totals/report",
+            Some(r#"{"runner": "a", "rebuild": {"id": 1}}"#),
+            400,
+            "invalid_report",
+        ),
     ];
     for (method, path, body, want_status, want_code) in bad {
         let (status, answer) = server.request(method, path, body);

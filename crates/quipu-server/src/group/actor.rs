@@ -23,6 +23,7 @@ use super::dispatcher::{Delivery, Dispatcher, MemberId, MemberStats, NackAction,
 use super::settings::Settings;
 use crate::ApiError;
 use crate::feed::{Item, Live, Start};
+use crate::integration::IntegrationTypes;
 
 /// Most events read from the log and not finished.
 pub const READ_AHEAD: usize = 4096;
@@ -145,10 +146,22 @@ enum Done {
     },
 }
 
-/// One group's task.
+/// What a group's task reads with.
+#[derive(Clone)]
+pub struct Feeds {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The head of the log.
+    pub live: Live,
+    /// The integration event types, for groups that take only those.
+    pub integration: Arc<IntegrationTypes>,
+}
+
+/// A group's task.
 pub struct Actor {
     store: Arc<Store>,
     live: Live,
+    integration: Arc<IntegrationTypes>,
     settings: Settings,
     dispatcher: Dispatcher,
     members: std::collections::HashMap<MemberId, mpsc::UnboundedSender<Delivery>>,
@@ -165,7 +178,7 @@ impl Actor {
     /// A group's task resuming from `checkpoint` (its last record, if it
     /// belongs to this group).
     #[must_use]
-    pub fn new(store: Arc<Store>, live: Live, settings: Settings, checkpoint: Option<Checkpoint>) -> Actor {
+    pub fn new(feeds: &Feeds, settings: Settings, checkpoint: Option<Checkpoint>) -> Actor {
         let resumed = checkpoint.filter(|c| c.group_id == settings.id).unwrap_or(Checkpoint {
             group_id: settings.id,
             position: settings.start,
@@ -175,8 +188,9 @@ impl Actor {
         let dispatcher = Dispatcher::new(settings.tuning(), Position(resumed.position), resumed.parked_from);
         let (done_sender, done) = mpsc::unbounded_channel();
         Actor {
-            store,
-            live,
+            store: Arc::clone(&feeds.store),
+            live: feeds.live.clone(),
+            integration: Arc::clone(&feeds.integration),
             settings,
             dispatcher,
             members: std::collections::HashMap::new(),
@@ -195,7 +209,7 @@ impl Actor {
         let (events_sender, mut events) = mpsc::channel(256);
         let feed = match self.live.feed(
             Arc::clone(&self.store),
-            self.settings.filter.source().unwrap_or(crate::feed::Source::All),
+            self.settings.filter.source(&self.integration).unwrap_or(crate::feed::Source::All),
             Start::Position(Position(self.written.position)),
         ) {
             Ok(feed) => feed,

@@ -35,6 +35,7 @@ fn filter(filter: Option<pb::GroupFilter>) -> Filter {
         event_types: filter.event_types,
         tag: filter.tag,
         stream_prefix: filter.stream_prefix,
+        integration: filter.integration,
     }
 }
 
@@ -60,6 +61,7 @@ pub fn group_info(info: &GroupInfo) -> pb::GroupInfo {
             event_types: s.filter.event_types.clone(),
             tag: s.filter.tag.clone(),
             stream_prefix: s.filter.stream_prefix.clone(),
+            integration: s.filter.integration,
         }),
         start: s.start,
         max_retries: s.max_retries,

@@ -9,7 +9,7 @@
 //! `{"positions"}`, `.../nack` takes `{"positions", "action": "retry" |
 //! "park" | "skip", "reason"}`; `DELETE .../members/{member}` leaves.
 //! A create body is `{"name", "filter": {"category", "event_types",
-//! "tag", "stream_prefix"}, "start", "tuning": {"max_retries",
+//! "tag", "stream_prefix", "integration"}, "start", "tuning": {"max_retries",
 //! "message_timeout_ms", "max_in_flight", "backoff_base_ms",
 //! "backoff_max_ms"}}`, everything but the name optional; a `PATCH` body
 //! is a tuning object. Errors are the API's usual `{"code", "message"}` bodies: 400

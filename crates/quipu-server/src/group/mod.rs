@@ -16,4 +16,5 @@ mod registry;
 pub mod session;
 pub mod settings;
 
+pub use actor::Feeds;
 pub use registry::{GROUPS_STREAM, GroupInfo, Groups, Membership};

@@ -14,11 +14,10 @@ use quipu_core::{Position, Store, StreamName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::actor::{Actor, Command, Status, last_checkpoint};
+use super::actor::{Actor, Command, Feeds, Status, last_checkpoint};
 use super::dispatcher::{Delivery, MemberId, NackAction};
 use super::settings::{Filter, Settings, StartFrom, TuningRequest, check_name};
 use crate::ApiError;
-use crate::feed::Live;
 use crate::record_log::RecordLog;
 
 /// The system stream holding group definitions.
@@ -76,7 +75,7 @@ struct Registry {
 /// The server's consumer groups.
 pub struct Groups {
     store: Arc<Store>,
-    live: Live,
+    feeds: Feeds,
     registry: Mutex<Registry>,
     next_member: AtomicU64,
 }
@@ -144,7 +143,8 @@ impl Groups {
     /// # Errors
     /// Read errors of the store, or a `$groups` record that does not
     /// decode (a corrupt registry is reported, not guessed at).
-    pub fn open(store: Arc<Store>, live: Live) -> Result<Groups, ApiError> {
+    pub fn open(feeds: Feeds) -> Result<Groups, ApiError> {
+        let store = Arc::clone(&feeds.store);
         let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), GROUPS_STREAM)?;
         let mut definitions: BTreeMap<String, Settings> = BTreeMap::new();
         for record in records {
@@ -159,10 +159,10 @@ impl Groups {
         }
         let mut groups = BTreeMap::new();
         for (name, settings) in definitions {
-            let running = start(&store, &live, settings)?;
+            let running = start(&feeds, settings)?;
             groups.insert(name, running);
         }
-        Ok(Groups { store, live, registry: Mutex::new(Registry { groups, log }), next_member: AtomicU64::new(1) })
+        Ok(Groups { store, feeds, registry: Mutex::new(Registry { groups, log }), next_member: AtomicU64::new(1) })
     }
 
     /// Creates a group.
@@ -201,7 +201,7 @@ impl Groups {
             Err(error) => return Err(error.into()),
         };
         registry.log.append(&Record::Created(settings.clone())).await?;
-        let running = start_group(&self.store, &self.live, settings.clone(), None);
+        let running = start_group(&self.feeds, settings.clone(), None);
         registry.groups.insert(name.to_string(), running);
         Ok(settings)
     }
@@ -324,21 +324,16 @@ fn not_found(name: &str) -> ApiError {
 }
 
 /// Starts a loaded group from its last checkpoint.
-fn start(store: &Arc<Store>, live: &Live, settings: Settings) -> Result<Running, ApiError> {
+fn start(feeds: &Feeds, settings: Settings) -> Result<Running, ApiError> {
     let stream = StreamName::system(settings.checkpoint_stream())
         .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
-    let checkpoint = last_checkpoint(store, &stream)?;
-    Ok(start_group(store, live, settings, checkpoint))
+    let checkpoint = last_checkpoint(&feeds.store, &stream)?;
+    Ok(start_group(feeds, settings, checkpoint))
 }
 
-fn start_group(
-    store: &Arc<Store>,
-    live: &Live,
-    settings: Settings,
-    checkpoint: Option<super::actor::Checkpoint>,
-) -> Running {
+fn start_group(feeds: &Feeds, settings: Settings, checkpoint: Option<super::actor::Checkpoint>) -> Running {
     let (commands, receiver) = mpsc::unbounded_channel();
-    let actor = Actor::new(Arc::clone(store), live.clone(), settings.clone(), checkpoint);
+    let actor = Actor::new(feeds, settings.clone(), checkpoint);
     tokio::spawn(actor.run(receiver));
     Running { settings, commands }
 }

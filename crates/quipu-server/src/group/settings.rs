@@ -3,6 +3,7 @@
 //! created or updated, with an error that names the field; they are kept
 //! as JSON in the system stream `$groups`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use quipu_core::{Position, RecordedEvent, StreamName};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::dispatcher::Tuning;
 use crate::ApiError;
 use crate::feed::Source;
+use crate::integration::IntegrationTypes;
 
 /// Longest group name, in bytes.
 pub const GROUP_NAME_BYTES_MAX: usize = 200;
@@ -35,6 +37,9 @@ pub struct Filter {
     /// Streams whose name starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_prefix: Option<String>,
+    /// Only integration events (of the types marked when they are read).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub integration: bool,
 }
 
 impl Filter {
@@ -49,11 +54,15 @@ impl Filter {
             && self.stream_prefix.as_deref().is_none_or(|p| stream.starts_with(p))
     }
 
-    /// The narrowest index that holds every matching event.
+    /// The narrowest index that holds every matching event: the
+    /// integration events of `integration` when the filter asks for them.
     ///
     /// # Errors
     /// A 400 naming a type or tag that is not a valid name.
-    pub fn source(&self) -> Result<Source, ApiError> {
+    pub fn source(&self, integration: &Arc<IntegrationTypes>) -> Result<Source, ApiError> {
+        if self.integration {
+            return Ok(Source::Integration(Arc::clone(integration)));
+        }
         if let Some(category) = &self.category {
             return Ok(Source::Category(category.clone()));
         }
@@ -305,6 +314,7 @@ mod tests {
             event_types: vec!["Placed".into(), "Paid".into()],
             tag: Some("vip".into()),
             stream_prefix: Some("order-4".into()),
+            integration: false,
         };
         assert!(filter.matches(&event("order-42", "Paid")));
         assert!(!filter.matches(&event("order-52", "Paid")));
@@ -312,9 +322,14 @@ mod tests {
         assert!(!filter.matches(&event("invoice-42", "Paid")));
         assert!(Filter::default().matches(&event("order-42", "Shipped")));
         assert!(!Filter::default().matches(&event("$checkpoint-g", "Checkpoint")), "system streams never match");
-        assert!(matches!(filter.source(), Ok(Source::Category(c)) if c == "order"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(quipu_core::Store::open(dir.path(), quipu_core::Options::default()).expect("store"));
+        let integration = Arc::new(IntegrationTypes::open(store).expect("integration types"));
+        assert!(matches!(filter.source(&integration), Ok(Source::Category(c)) if c == "order"));
         let one_type = Filter { event_types: vec!["Paid".into()], ..Filter::default() };
-        assert!(matches!(one_type.source(), Ok(Source::Type(_))));
-        assert!(matches!(Filter::default().source(), Ok(Source::All)));
+        assert!(matches!(one_type.source(&integration), Ok(Source::Type(_))));
+        assert!(matches!(Filter::default().source(&integration), Ok(Source::All)));
+        let integration_only = Filter { integration: true, ..filter };
+        assert!(matches!(integration_only.source(&integration), Ok(Source::Integration(_))));
     }
 }

@@ -111,8 +111,7 @@ impl pb::projections_server::Projections for ProjectionsService {
         let request = request.into_inner();
         let name = request.name.clone();
         let assignment = self.projections.report(&name, report(request)).await.map_err(status)?;
-        let rebuild =
-            assignment.map(|a| pb::Assignment { id: a.id, block_categories: a.block_categories });
+        let rebuild = assignment.map(|a| pb::Assignment { id: a.id, block_categories: a.block_categories });
         Ok(Response::new(pb::ReportResponse { rebuild }))
     }
 }

@@ -321,7 +321,11 @@ impl Projections {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "rebuild_in_progress",
-                format!("projection {name:?} has rebuild {} {}; cancel it first", rebuild.id, state_name(rebuild.state)),
+                format!(
+                    "projection {name:?} has rebuild {} {}; cancel it first",
+                    rebuild.id,
+                    state_name(rebuild.state)
+                ),
             ));
         }
         let id = registry.log.next_revision();
@@ -396,7 +400,9 @@ impl Projections {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
                 "projection_not_found",
-                format!("no runner of projection {name:?} has reported since the server started, and it has no rebuild"),
+                format!(
+                    "no runner of projection {name:?} has reported since the server started, and it has no rebuild"
+                ),
             ));
         }
         Ok(self.info_of(name, &registry.entries))
@@ -419,8 +425,13 @@ impl Projections {
     ) -> Result<(), ApiError> {
         debug_assert!(!state.is_active(), "a finished rebuild is not active");
         let finished_at_us = now_us();
-        let record =
-            Record::RebuildFinished { projection: name.to_string(), id, state, message: message.clone(), finished_at_us };
+        let record = Record::RebuildFinished {
+            projection: name.to_string(),
+            id,
+            state,
+            message: message.clone(),
+            finished_at_us,
+        };
         registry.log.append(&record).await?;
         if let Some(rebuild) = registry.entries.get_mut(name).and_then(|e| e.rebuild.as_mut()) {
             rebuild.state = state;
@@ -541,7 +552,9 @@ fn check_categories(categories: &[String]) -> Result<Vec<String>, ApiError> {
         if category.contains('-') {
             return Err(ApiError::bad_request(
                 "invalid_category",
-                format!("category {category:?} contains '-': a category is the part of a stream name before its first '-'"),
+                format!(
+                    "category {category:?} contains '-': a category is the part of a stream name before its first '-'"
+                ),
             ));
         }
         StreamName::new(category.clone())

@@ -55,6 +55,9 @@ pub struct CreateArgs {
     /// Only streams whose name starts with this.
     #[arg(long)]
     pub stream_prefix: Option<String>,
+    /// Only integration events (see `quipu integration`).
+    #[arg(long)]
+    pub integration: bool,
     /// Start at this position; the beginning when absent.
     #[arg(long, conflicts_with = "from_end")]
     pub from: Option<u64>,
@@ -123,6 +126,7 @@ pub async fn run(client: &Client, output: &Output, command: GroupCommand) -> any
                 event_types: args.event_types,
                 tag: args.tag,
                 stream_prefix: args.stream_prefix,
+                integration: args.integration,
             };
             let start = match (args.from_end, args.from) {
                 (true, _) => GroupStart::End,
@@ -205,6 +209,7 @@ fn info_json(info: &GroupInfo) -> serde_json::Value {
             "event_types": info.filter.event_types,
             "tag": info.filter.tag,
             "stream_prefix": info.filter.stream_prefix,
+            "integration": info.filter.integration,
         },
         "start": info.start,
         "max_retries": info.max_retries,
@@ -248,6 +253,9 @@ fn print_info(output: &Output, info: &GroupInfo) -> anyhow::Result<()> {
     }
     if let Some(p) = &f.stream_prefix {
         filter.push(format!("stream_prefix={p}"));
+    }
+    if f.integration {
+        filter.push("integration events".to_string());
     }
     let filter = if filter.is_empty() { "everything".to_string() } else { filter.join(" ") };
     println!("group        {}", info.name);

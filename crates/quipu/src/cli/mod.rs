@@ -58,9 +58,10 @@ pub struct AppendArgs {
     pub expected: ExpectedRevision,
 }
 
-/// `quipu read`: a stream, `$all`, a category, an event type or a tag.
+/// `quipu read`: a stream, `$all`, a category, an event type, a tag or the
+/// integration events.
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["stream", "all", "category", "event_type", "tag"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).args(["stream", "all", "category", "event_type", "tag", "integration"])))]
 pub struct ReadArgs {
     /// The stream to read.
     pub stream: Option<String>,
@@ -76,6 +77,9 @@ pub struct ReadArgs {
     /// Read a tag.
     #[arg(long)]
     pub tag: Option<String>,
+    /// Read the integration events (see `quipu integration`).
+    #[arg(long)]
+    pub integration: bool,
     /// First revision (stream) or position (others) to read, inclusive.
     #[arg(long)]
     pub from: Option<u64>,
@@ -91,17 +95,20 @@ pub struct ReadArgs {
 #[derive(clap::Args, Debug)]
 pub struct SubscribeArgs {
     /// Follow one stream.
-    #[arg(long, conflicts_with_all = ["category", "event_type", "tag"])]
+    #[arg(long, conflicts_with_all = ["category", "event_type", "tag", "integration"])]
     pub stream: Option<String>,
     /// Follow a category.
-    #[arg(long, conflicts_with_all = ["event_type", "tag"])]
+    #[arg(long, conflicts_with_all = ["event_type", "tag", "integration"])]
     pub category: Option<String>,
     /// Follow an event type.
-    #[arg(long = "type", conflicts_with = "tag")]
+    #[arg(long = "type", conflicts_with_all = ["tag", "integration"])]
     pub event_type: Option<String>,
     /// Follow a tag.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "integration")]
     pub tag: Option<String>,
+    /// Follow the integration events (see `quipu integration`).
+    #[arg(long)]
+    pub integration: bool,
     /// Start at this position (a revision with `--stream`); the beginning
     /// when absent.
     #[arg(long, conflicts_with = "from_end")]
@@ -138,11 +145,37 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: group::GroupCommand,
     },
-    /// Where projections into PostgreSQL stand.
+    /// Projections: where they stand, rebuilds with progress.
     Projection {
-        /// What to show.
+        /// What to do.
         #[command(subcommand)]
         command: projection::ProjectionCommand,
+    },
+    /// Mark event types as integration events (those other systems may
+    /// see), unmark them, list them.
+    Integration {
+        /// What to do.
+        #[command(subcommand)]
+        command: IntegrationCommand,
+    },
+}
+
+/// A `quipu integration` command.
+#[derive(clap::Subcommand, Debug)]
+pub enum IntegrationCommand {
+    /// The marked types.
+    List,
+    /// Mark event types as integration events.
+    Mark {
+        /// The event types.
+        #[arg(required = true)]
+        types: Vec<String>,
+    },
+    /// Unmark event types.
+    Unmark {
+        /// The event types.
+        #[arg(required = true)]
+        types: Vec<String>,
     },
 }
 
@@ -170,6 +203,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             }
             ClientCommand::Group { command } => group::run(&client, &output, command).await,
             ClientCommand::Projection { command } => projection::run(&client, &output, command).await,
+            ClientCommand::Integration { command } => integration(&client, &output, command).await,
         }
     })
 }
@@ -233,6 +267,24 @@ fn events_from_file(path: &std::path::Path) -> anyhow::Result<Vec<NewEvent>> {
         .collect()
 }
 
+async fn integration(client: &Client, output: &Output, command: IntegrationCommand) -> anyhow::Result<()> {
+    let types = match command {
+        IntegrationCommand::List => client.list_integration_types().await?,
+        IntegrationCommand::Mark { types } => client.mark_integration_types(&types).await?,
+        IntegrationCommand::Unmark { types } => client.unmark_integration_types(&types).await?,
+    };
+    if output.is_json() {
+        return output::line(&serde_json::json!({ "types": types }));
+    }
+    if types.is_empty() {
+        println!("(no integration event types)");
+    }
+    for event_type in types {
+        println!("{event_type}");
+    }
+    Ok(())
+}
+
 async fn read(client: &Client, output: &Output, args: ReadArgs) -> anyhow::Result<()> {
     let direction = if args.backwards { Direction::Backwards } else { Direction::Forwards };
     let (from, limit) = (args.from, args.limit);
@@ -243,6 +295,7 @@ async fn read(client: &Client, output: &Output, args: ReadArgs) -> anyhow::Resul
             client.read_filtered(Filter::EventType(event_type), from, direction, limit).await?
         }
         (.., Some(tag)) => client.read_filtered(Filter::Tag(tag), from, direction, limit).await?,
+        _ if args.integration => client.read_filtered(Filter::Integration, from, direction, limit).await?,
         _ => client.read_all(from, direction, limit).await?,
     };
     output.events(&events)
@@ -255,6 +308,7 @@ async fn subscribe(client: &Client, output: &Output, args: SubscribeArgs) -> any
         (_, Some(category), ..) => Some(Filter::Category(category)),
         (_, _, Some(event_type), _) => Some(Filter::EventType(event_type)),
         (.., Some(tag)) => Some(Filter::Tag(tag)),
+        _ if args.integration => Some(Filter::Integration),
         _ => None,
     };
     let start = match (args.from_end, args.from) {

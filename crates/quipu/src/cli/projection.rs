@@ -223,9 +223,10 @@ fn print_infos(output: &Output, infos: &[ProjectionInfo]) -> anyhow::Result<()> 
     let dash = || "-".to_string();
     println!("{:<32} {:<24} {:>12} {:>10} {:>9}  REBUILD", "PROJECTION", "RUNNER", "POSITION", "LAG", "REPORTED");
     for info in infos {
-        let rebuild = info.rebuild.as_ref().map_or_else(dash, |r| {
-            format!("{} {} ({}/{})", r.id, state_name(r.state), r.done, r.total)
-        });
+        let rebuild = info
+            .rebuild
+            .as_ref()
+            .map_or_else(dash, |r| format!("{} {} ({}/{})", r.id, state_name(r.state), r.done, r.total));
         println!(
             "{:<32} {:<24} {:>12} {:>10} {:>9}  {rebuild}",
             info.name,
