@@ -106,6 +106,63 @@ fn group_schemas() -> Value {
     })
 }
 
+fn projection_response(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProjectionInfo"}}}})
+}
+
+fn types_response() -> Value {
+    json!({"description": "The marked types, sorted.", "content": {"application/json": {"schema": {"type": "object", "properties": {"types": {"type": "array", "items": {"type": "string"}}}}}}})
+}
+
+/// The projection and integration-type routes.
+fn projection_paths() -> Value {
+    let name = || json!([path_parameter("name")]);
+    let event_type = || json!([path_parameter("event_type")]);
+    json!({
+        "/v1/projections": {"get": {"summary": "Projections whose runners reported since the server started, or that had a rebuild.",
+            "responses": {"200": {"description": "`{\"projections\": [ProjectionInfo]}`", "content": {"application/json": {"schema": {"type": "object", "properties": {"projections": {"type": "array", "items": {"$ref": "#/components/schemas/ProjectionInfo"}}}}}}}}}},
+        "/v1/projections/{name}": {"get": {"summary": "One projection, with its rebuild's progress (done/total positions, rate, ETA).", "parameters": name(),
+            "responses": {"200": projection_response("The projection."), "404": error_response("The server knows no such projection.")}}},
+        "/v1/projections/{name}/rebuild": {
+            "post": {"summary": "Ask the projection's runners to rebuild it beside the live model and swap it in. With `block_categories`, appends to those categories are refused (409 `replay_in_progress`) until it ends.", "parameters": name(),
+                     "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"block_categories": {"type": "array", "items": {"type": "string"}}}}}}},
+                     "responses": {"202": projection_response("Recorded in `$projections`."), "400": error_response("A bad name or category."), "409": error_response("A rebuild is pending or running.")}},
+            "delete": {"summary": "Cancel the pending or running rebuild; the live model stays.", "parameters": name(),
+                       "responses": {"200": projection_response("Cancelled."), "404": error_response("No rebuild is pending or running.")}}
+        },
+        "/v1/projections/{name}/report": {"post": {"summary": "A runner's report (see quipu-projection's Supervisor); answers the rebuild it should run.", "parameters": name(),
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunnerReport"}}}},
+            "responses": {"200": {"description": "`{\"rebuild\": {\"id\", \"block_categories\"} | null}`"}, "400": error_response("A bad name, runner or report.")}}},
+        "/v1/integration": position_read("Read the integration events: events whose type is marked when the read runs.", None),
+        "/v1/integration-types": {"get": {"summary": "The event types marked as integration events.", "responses": {"200": types_response()}}},
+        "/v1/integration-types/{event_type}": {
+            "put": {"summary": "Mark a type as integration events (again: no change).", "parameters": event_type(),
+                    "responses": {"200": types_response(), "400": error_response("An invalid type.")}},
+            "delete": {"summary": "Unmark a type.", "parameters": event_type(),
+                       "responses": {"200": types_response(), "404": error_response("The type is not marked.")}}
+        }
+    })
+}
+
+fn projection_schemas() -> Value {
+    let integer = || json!({"type": "integer", "minimum": 0});
+    json!({
+        "RebuildInfo": {"type": "object", "properties": {
+            "id": integer(), "state": {"type": "string", "enum": ["requested", "running", "done", "failed", "cancelled"]},
+            "block_categories": {"type": "array", "items": {"type": "string"}}, "requested_at_us": integer(), "finished_at_us": integer(),
+            "runner": {"type": "string"}, "done": {"type": "integer", "description": "The rebuild's next position."},
+            "total": {"type": "integer", "description": "The position after the log's last event (the final position once done)."},
+            "rate": {"type": "number", "description": "Positions per second."}, "eta_seconds": {"type": "number"}, "message": {"type": "string"}}},
+        "ProjectionInfo": {"type": "object", "properties": {
+            "name": {"type": "string"}, "runner": {"type": "string"}, "position": integer(), "head": integer(), "lag": integer(),
+            "reported_ms_ago": integer(), "rebuild": {"$ref": "#/components/schemas/RebuildInfo"}}},
+        "RunnerReport": {"type": "object", "required": ["runner"], "additionalProperties": false, "properties": {
+            "runner": {"type": "string"}, "position": integer(),
+            "rebuild": {"type": "object", "required": ["id"], "description": "Exactly one of running_done, done and failed.", "properties": {
+                "id": integer(), "running_done": integer(), "done": integer(), "failed": {"type": "string"}}}}}
+    })
+}
+
 /// Adds the entries of `more` to the object `doc[key]`.
 fn extend(doc: &mut Value, key: &str, more: Value) {
     if let (Some(Value::Object(target)), Value::Object(more)) = (doc.get_mut(key), more) {
@@ -143,13 +200,14 @@ pub fn document() -> Value {
             "/v1/categories/{category}": position_read("Read the events of a category (stream name before the first `-`).", Some("category")),
             "/v1/types/{event_type}": position_read("Read the events of one type.", Some("event_type")),
             "/v1/tags/{tag}": position_read("Read the events carrying a tag.", Some("tag")),
-            "/v1/subscribe": {"get": {"summary": "Server-Sent Events: catch-up from `from` (or `Last-Event-ID` + 1), then live; `$all`, or at most one of `stream`, `category`, `type`, `tag`. Each message: `event: event`, `id: <position>` (`<revision>` with `stream`), data: an Event.",
+            "/v1/subscribe": {"get": {"summary": "Server-Sent Events: catch-up from `from` (or `Last-Event-ID` + 1), then live; `$all`, or at most one of `stream`, `category`, `type`, `tag`, `integration=true`. Each message: `event: event`, `id: <position>` (`<revision>` with `stream`), data: an Event.",
                                       "parameters": [
                                           {"name": "from", "in": "query", "description": "A revision with `stream`, else a position.", "schema": {"type": "integer", "minimum": 0}},
                                           {"name": "stream", "in": "query", "schema": {"type": "string"}},
                                           {"name": "category", "in": "query", "schema": {"type": "string"}},
                                           {"name": "type", "in": "query", "schema": {"type": "string"}},
-                                          {"name": "tag", "in": "query", "schema": {"type": "string"}}],
+                                          {"name": "tag", "in": "query", "schema": {"type": "string"}},
+                                          {"name": "integration", "in": "query", "schema": {"type": "boolean"}}],
                                       "responses": {"200": {"description": "text/event-stream"}, "400": error_response("Bad parameters.")}}}
         },
         "components": {"schemas": {
@@ -176,8 +234,10 @@ pub fn document() -> Value {
         }}
     });
     extend(&mut doc, "paths", group_paths());
+    extend(&mut doc, "paths", projection_paths());
     if let Some(components) = doc.get_mut("components") {
         extend(components, "schemas", group_schemas());
+        extend(components, "schemas", projection_schemas());
     }
     doc
 }
@@ -188,7 +248,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 17] = [
+    const PATHS: [&str; 24] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -206,6 +266,13 @@ mod tests {
         "/v1/groups/{name}/members/{member}/poll",
         "/v1/groups/{name}/members/{member}/ack",
         "/v1/groups/{name}/members/{member}/nack",
+        "/v1/projections",
+        "/v1/projections/{name}",
+        "/v1/projections/{name}/rebuild",
+        "/v1/projections/{name}/report",
+        "/v1/integration",
+        "/v1/integration-types",
+        "/v1/integration-types/{event_type}",
     ];
 
     #[test]

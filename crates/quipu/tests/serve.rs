@@ -418,6 +418,9 @@ fn the_openapi_document_describes_the_served_routes() {
         ("/v1/categories/{category}", "/v1/categories/order"),
         ("/v1/types/{event_type}", "/v1/types/Placed"),
         ("/v1/tags/{tag}", "/v1/tags/vip"),
+        ("/v1/integration", "/v1/integration"),
+        ("/v1/integration-types", "/v1/integration-types"),
+        ("/v1/projections", "/v1/projections"),
     ] {
         assert!(paths.contains_key(path), "{path} is not described");
         assert_eq!(server.request_text("GET", probe, None).0, 200, "{probe} is not served");
