@@ -221,6 +221,18 @@ struct Rebuild {
 }
 
 impl Rebuild {
+    fn requested(id: u64, block_categories: Vec<String>, requested_at_us: u64) -> Rebuild {
+        Rebuild {
+            id,
+            state: RebuildState::Requested,
+            block_categories,
+            requested_at_us,
+            finished_at_us: None,
+            message: String::new(),
+            claim: None,
+        }
+    }
+
     fn info(&self, head: u64) -> RebuildInfo {
         let done = self.claim.as_ref().map_or(0, |c| c.done);
         let total = if self.state.is_active() { head.max(done) } else { done };
@@ -279,15 +291,8 @@ impl Projections {
         for record in records {
             match record {
                 Record::RebuildRequested { projection, id, block_categories, requested_at_us } => {
-                    entries.entry(projection).or_default().rebuild = Some(Rebuild {
-                        id,
-                        state: RebuildState::Requested,
-                        block_categories,
-                        requested_at_us,
-                        finished_at_us: None,
-                        message: String::new(),
-                        claim: None,
-                    });
+                    entries.entry(projection).or_default().rebuild =
+                        Some(Rebuild::requested(id, block_categories, requested_at_us));
                 }
                 Record::RebuildFinished { projection, id, state, message, finished_at_us } => {
                     if let Some(rebuild) = entries.get_mut(&projection).and_then(|e| e.rebuild.as_mut())
@@ -337,15 +342,8 @@ impl Projections {
             requested_at_us,
         };
         registry.log.append(&record).await?;
-        registry.entries.entry(name.to_string()).or_default().rebuild = Some(Rebuild {
-            id,
-            state: RebuildState::Requested,
-            block_categories,
-            requested_at_us,
-            finished_at_us: None,
-            message: String::new(),
-            claim: None,
-        });
+        registry.entries.entry(name.to_string()).or_default().rebuild =
+            Some(Rebuild::requested(id, block_categories, requested_at_us));
         self.blocks.set(closed_categories(&registry.entries));
         Ok(self.info_of(name, &registry.entries))
     }
@@ -569,18 +567,7 @@ mod tests {
     use super::*;
 
     fn entry_with(state: RebuildState, claim: Option<Claim>) -> Entry {
-        Entry {
-            seen: None,
-            rebuild: Some(Rebuild {
-                id: 3,
-                state,
-                block_categories: vec!["order".into()],
-                requested_at_us: 0,
-                finished_at_us: None,
-                message: String::new(),
-                claim,
-            }),
-        }
+        Entry { seen: None, rebuild: Some(Rebuild { state, claim, ..Rebuild::requested(3, vec!["order".into()], 0) }) }
     }
 
     #[test]
