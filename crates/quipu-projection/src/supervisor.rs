@@ -108,7 +108,12 @@ where
         loop {
             tokio::select! {
                 () = &mut stop => break,
-                ended = &mut live_task => return ended.map_err(|e| Error::Stopped(e.to_string()))?,
+                ended = &mut live_task => {
+                    if let Some(task) = rebuild.take() {
+                        task.handle.abort();
+                    }
+                    return ended.map_err(|e| Error::Stopped(e.to_string()))?;
+                }
                 ended = finished(&mut rebuild) => {
                     let id = rebuild.take().map_or(0, |task| task.id);
                     outcome = Some((id, rebuild_outcome(&name, id, ended)));
