@@ -136,11 +136,30 @@ pub struct GroupEvent {
 /// A member of a group. [`GroupConsumer::leave`] leaves the group
 /// cleanly: answers already given reach the server, and the events it
 /// still holds go to other members without counting as failures. Dropping
-/// it instead cancels the call like a broken connection: answers not yet
-/// sent may be lost and the events it holds count as failed attempts.
+/// it instead abandons the group: answers already given are sent, and the
+/// events it holds count as failed attempts, as when the connection
+/// breaks.
 pub struct GroupConsumer {
     answers: Option<mpsc::UnboundedSender<pb::ConsumeRequest>>,
-    deliveries: tonic::Streaming<pb::ConsumeResponse>,
+    /// Always present but while dropping.
+    deliveries: Option<tonic::Streaming<pb::ConsumeResponse>>,
+}
+
+impl Drop for GroupConsumer {
+    /// Abandons the group unless [`GroupConsumer::leave`] ran: the events
+    /// the member holds count as failed attempts and go to other members.
+    /// The call stays open (drained by a task) until the server has read
+    /// the answers: cancelling it at once could read as a clean leave.
+    fn drop(&mut self) {
+        if self.answers.is_none() {
+            return;
+        }
+        self.answer(pb::consume_request::Kind::Abandon(pb::Empty {}));
+        self.answers = None;
+        if let (Some(mut deliveries), Ok(runtime)) = (self.deliveries.take(), tokio::runtime::Handle::try_current()) {
+            runtime.spawn(async move { while let Ok(Some(_)) = deliveries.message().await {} });
+        }
+    }
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -159,7 +178,8 @@ impl GroupConsumer {
     pub async fn next(&mut self) -> Option<Result<GroupEvent, Error>> {
         use pb::consume_response::Kind;
         loop {
-            let response = match self.deliveries.message().await {
+            let Some(deliveries) = self.deliveries.as_mut() else { return None };
+            let response = match deliveries.message().await {
                 Ok(Some(response)) => response,
                 Ok(None) => return None,
                 Err(status) => return Some(Err(wire::error(status))),
@@ -206,7 +226,9 @@ impl GroupConsumer {
     /// not handled; the group gives them to other members).
     pub async fn leave(mut self) {
         self.answers = None;
-        while let Ok(Some(_)) = self.deliveries.message().await {}
+        if let Some(deliveries) = self.deliveries.as_mut() {
+            while let Ok(Some(_)) = deliveries.message().await {}
+        }
     }
 }
 
@@ -398,6 +420,6 @@ impl Client {
             Ok(_) => return Err(Error::Protocol("the server did not confirm the join".into())),
             Err(status) => return Err(wire::error(status)),
         }
-        Ok(GroupConsumer { answers: Some(answers), deliveries })
+        Ok(GroupConsumer { answers: Some(answers), deliveries: Some(deliveries) })
     }
 }

@@ -115,6 +115,56 @@ async fn two_members_keep_each_streams_order_across_a_rebalance_under_concurrent
     assert_eq!((info.in_flight, info.buffered), (0, 0));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_drops_mid_stream_hands_its_events_to_the_others_in_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    let tuning = GroupTuning { max_retries: Some(3), ..fast_retries(3) };
+    client.create_group("ship", GroupFilter::default(), GroupStart::Beginning, tuning).await.expect("create");
+    let (streams, rounds) = (8u64, 30u64);
+    let writing = {
+        let client = client.clone();
+        tokio::spawn(async move { write_streams(&client, streams, rounds).await })
+    };
+    // a handles some events, then its connection breaks while it holds
+    // others it never acknowledged; b, there all along, must get those
+    // again and everything after, each stream still in order.
+    let mut a = client.consume_group("ship", "a", 10).await.expect("a joins");
+    let mut b = client.consume_group("ship", "b", 10).await.expect("b joins");
+    let mut handled: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut a_handled = 0;
+    while a_handled < 20 {
+        tokio::select! {
+            d = next(&mut a) => { record(&mut handled, &d.event); a.ack(d.event.position); a_handled += 1; }
+            d = next(&mut b) => { record(&mut handled, &d.event); b.ack(d.event.position); }
+        }
+    }
+    // a takes what it is given next and is dropped without answering: its
+    // acknowledgements still arrive, the event it holds counts as failed.
+    let held = next(&mut a).await.event.position;
+    drop(a);
+    let mut redelivered = false;
+    let total = streams * rounds;
+    while handled.values().map(|r| r.len() as u64).sum::<u64>() < total {
+        let delivery = next(&mut b).await;
+        redelivered |= delivery.event.position == held && delivery.retries == 1;
+        record(&mut handled, &delivery.event);
+        b.ack(delivery.event.position);
+    }
+    writing.await.expect("writers");
+    assert!(redelivered, "the event a held came to b as a retry");
+    for (stream, revisions) in &handled {
+        assert_eq!(revisions, &(0..rounds).collect::<Vec<_>>(), "{stream}: every event once, in order");
+    }
+    let info = wait_for_checkpoint(&client, "ship", total).await;
+    assert_eq!(info.members.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["b"], "a is gone");
+}
+
+fn record(handled: &mut BTreeMap<String, Vec<u64>>, event: &quipu_client::Event) {
+    handled.entry(event.stream.clone()).or_default().push(event.revision);
+}
+
 /// Waits until group `name` has nothing buffered or out and its
 /// checkpoint is at least `at_least` (positions count system events too,
 /// so a group that finished `n` events has a checkpoint of at least `n`).
@@ -217,6 +267,21 @@ async fn a_member_holds_no_more_than_its_bound_and_never_gets_system_streams() {
     // Checkpoints were written to $checkpoint-audit meanwhile; none comes.
     let info = wait_for_checkpoint(&client, "audit", 10).await;
     assert_eq!(info.members[0].acked, 10);
+
+    // Lowering the group's maximum binds the member already joined.
+    let tuning = GroupTuning { max_in_flight: Some(1), ..GroupTuning::default() };
+    client.update_group("audit", tuning).await.expect("update");
+    for n in 10..13 {
+        client.append(format!("item-{n}"), ExpectedRevision::NoStream, vec![event("Made", n)]).await.expect("append");
+    }
+    let first = next(&mut consumer).await;
+    let info = client.group_info("audit").await.expect("info");
+    assert_eq!((info.members[0].in_flight, info.members[0].max_in_flight), (1, 1), "one at a time now");
+    consumer.ack(first.event.position);
+    for _ in 11..13 {
+        let delivery = next(&mut consumer).await;
+        consumer.ack(delivery.event.position);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

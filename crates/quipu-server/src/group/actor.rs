@@ -93,7 +93,8 @@ pub enum Command {
         id: MemberId,
         /// Its name.
         name: String,
-        /// Most events it holds.
+        /// Most events it asks to hold (0: the group's maximum; more is
+        /// capped to it, now and when the group is retuned).
         max_in_flight: usize,
         /// Where its deliveries go.
         deliveries: mpsc::UnboundedSender<Delivery>,
@@ -165,6 +166,8 @@ pub struct Actor {
     settings: Settings,
     dispatcher: Dispatcher,
     members: std::collections::HashMap<MemberId, mpsc::UnboundedSender<Delivery>>,
+    /// What each member asked to hold at most (0: the group's maximum).
+    asked_in_flight: std::collections::HashMap<MemberId, usize>,
     done_sender: mpsc::UnboundedSender<Done>,
     done: mpsc::UnboundedReceiver<Done>,
     written: Checkpoint,
@@ -194,6 +197,7 @@ impl Actor {
             settings,
             dispatcher,
             members: std::collections::HashMap::new(),
+            asked_in_flight: std::collections::HashMap::new(),
             done_sender,
             done,
             written: resumed,
@@ -202,6 +206,13 @@ impl Actor {
             parked: 0,
             parks_to_retry: Vec::new(),
         }
+    }
+
+    /// The bound of a member that asked for `asked` (0: the group's
+    /// maximum), within the group's maximum.
+    fn member_bound(&self, asked: usize) -> usize {
+        let group = self.settings.max_in_flight as usize;
+        if asked == 0 { group } else { asked.clamp(1, group) }
     }
 
     /// Runs until [`Command::Stop`] or until every command sender is gone.
@@ -274,12 +285,13 @@ impl Actor {
         let now = std::time::Instant::now();
         match command {
             Command::Join { id, name, max_in_flight, deliveries } => {
-                let max = max_in_flight.clamp(1, self.settings.max_in_flight as usize);
-                self.dispatcher.join(id, &name, max);
+                self.dispatcher.join(id, &name, self.member_bound(max_in_flight));
                 self.members.insert(id, deliveries);
+                self.asked_in_flight.insert(id, max_in_flight);
             }
             Command::Leave { id, failed } => {
                 self.members.remove(&id);
+                self.asked_in_flight.remove(&id);
                 let parks = self.dispatcher.leave(id, failed);
                 self.park_all(parks);
             }
@@ -297,6 +309,9 @@ impl Actor {
             Command::Retune(settings) => {
                 self.dispatcher.retune(settings.tuning());
                 self.settings = *settings;
+                for (id, asked) in &self.asked_in_flight {
+                    self.dispatcher.set_max_in_flight(*id, self.member_bound(*asked));
+                }
             }
             Command::Status(reply) => {
                 let _ = reply.send(Status {

@@ -262,6 +262,15 @@ impl Dispatcher {
         assert!(previous.is_none(), "member ids are unique");
     }
 
+    /// Changes a member's bound (at least 1); events it holds beyond a
+    /// lower bound stay with it, and it gets no more until it is under.
+    pub fn set_max_in_flight(&mut self, id: MemberId, max_in_flight: usize) {
+        if let Some(member) = self.members.get_mut(&id) {
+            member.max_in_flight = max_in_flight.max(1);
+            member.stats.max_in_flight = member.max_in_flight;
+        }
+    }
+
     /// Removes a member and hands its events back. When it `failed` (it
     /// disconnected), each counts as a failed attempt. Returns events whose
     /// retries ran out, to park.

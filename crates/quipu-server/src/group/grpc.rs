@@ -131,6 +131,7 @@ async fn forward_answers(membership: Membership, mut requests: Streaming<pb::Con
                     };
                     membership.nack(nack.positions.into_iter().map(Position).collect(), action, nack.reason);
                 }
+                Some(Kind::Abandon(_)) => return, // dropped: leaves as failed
                 Some(Kind::Join(_)) | None => {
                     tracing::debug!("a member sent a second join or an empty request; ignored");
                 }

@@ -282,13 +282,12 @@ impl Groups {
         }
         let (settings, commands) = self.running(name).await?;
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
-        let max = if max_in_flight == 0 { settings.max_in_flight } else { max_in_flight.min(settings.max_in_flight) };
         let (deliveries_sender, deliveries) = mpsc::unbounded_channel();
         commands
             .send(Command::Join {
                 id,
                 name: member.to_string(),
-                max_in_flight: max as usize,
+                max_in_flight: max_in_flight as usize,
                 deliveries: deliveries_sender,
             })
             .map_err(|_| not_found(name))?;
