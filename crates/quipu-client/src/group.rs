@@ -178,7 +178,7 @@ impl GroupConsumer {
     pub async fn next(&mut self) -> Option<Result<GroupEvent, Error>> {
         use pb::consume_response::Kind;
         loop {
-            let Some(deliveries) = self.deliveries.as_mut() else { return None };
+            let deliveries = self.deliveries.as_mut()?;
             let response = match deliveries.message().await {
                 Ok(Some(response)) => response,
                 Ok(None) => return None,
