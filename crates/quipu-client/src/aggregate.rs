@@ -62,7 +62,16 @@ impl Client {
     /// # Errors
     /// A read error, or an event `A` cannot apply.
     pub async fn load<A: Aggregate>(&self, stream: &str) -> Result<Loaded<A>, Error> {
-        let events = self.load_stream(stream).await?;
+        self.load_as_of(stream, None).await
+    }
+
+    /// Loads `stream` as it stood at `as_of` (`None`: now) and folds it
+    /// into `A`: the state as of a revision, a position or a time.
+    ///
+    /// # Errors
+    /// A read error, or an event `A` cannot apply.
+    pub async fn load_as_of<A: Aggregate>(&self, stream: &str, as_of: Option<crate::AsOf>) -> Result<Loaded<A>, Error> {
+        let events = self.load_stream_as_of(stream, as_of).await?;
         let mut state = A::default();
         for event in &events {
             state.apply(event)?;

@@ -15,7 +15,7 @@ use crate::append::Append;
 use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 use crate::retry::RetryPolicy;
 use crate::subscription::Subscription;
-use crate::{Error, Filter, Start, wire};
+use crate::{AsOf, Error, Filter, Start, wire};
 
 /// Largest answer the client accepts (a read of many big events).
 const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -210,11 +210,31 @@ impl Client {
         direction: Direction,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
+        self.read_stream_as_of(stream, from, direction, limit, None).await
+    }
+
+    /// As [`Client::read_stream`], as the stream stood at `as_of` (`None`:
+    /// now): forwards up to the moment, backwards from it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the stream had no events then.
+    pub async fn read_stream_as_of(
+        &self,
+        stream: &str,
+        from: Option<u64>,
+        direction: Direction,
+        limit: u32,
+        as_of: Option<AsOf>,
+    ) -> Result<Vec<Event>, Error> {
+        let (to_revision, to_position, as_of_us) = wire::as_of(as_of);
         let request = pb::ReadStreamRequest {
             stream: stream.to_string(),
             from_revision: from,
             direction: direction.message(),
             limit,
+            to_revision,
+            to_position,
+            as_of_us,
         };
         let response = self.call(|mut grpc| {
             let request = request.clone();
@@ -228,10 +248,20 @@ impl Client {
     /// # Errors
     /// As [`Client::read_stream`], except that a missing stream is empty.
     pub async fn load_stream(&self, stream: &str) -> Result<Vec<Event>, Error> {
+        self.load_stream_as_of(stream, None).await
+    }
+
+    /// Every event `stream` had at `as_of` (`None`: now), in order; empty
+    /// when it had none.
+    ///
+    /// # Errors
+    /// As [`Client::read_stream_as_of`], except that a missing stream is
+    /// empty.
+    pub async fn load_stream_as_of(&self, stream: &str, as_of: Option<AsOf>) -> Result<Vec<Event>, Error> {
         let mut events = Vec::new();
         loop {
             let from = events.last().map(|e: &Event| e.revision + 1);
-            let page = match self.read_stream(stream, from, Direction::Forwards, LOAD_PAGE).await {
+            let page = match self.read_stream_as_of(stream, from, Direction::Forwards, LOAD_PAGE, as_of).await {
                 Err(Error::NotFound(_)) => return Ok(events),
                 page => page?,
             };
@@ -249,7 +279,24 @@ impl Client {
     /// # Errors
     /// [`Error::InvalidArgument`] for a limit above the server's maximum.
     pub async fn read_all(&self, from: Option<u64>, direction: Direction, limit: u32) -> Result<Vec<Event>, Error> {
-        let request = pb::ReadAllRequest { from_position: from, direction: direction.message(), limit };
+        self.read_all_as_of(from, direction, limit, None).await
+    }
+
+    /// As [`Client::read_all`], as `$all` stood at `as_of` (`None`: now).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for [`AsOf::Revision`] (streams only) or
+    /// a limit above the server's maximum.
+    pub async fn read_all_as_of(
+        &self,
+        from: Option<u64>,
+        direction: Direction,
+        limit: u32,
+        as_of: Option<AsOf>,
+    ) -> Result<Vec<Event>, Error> {
+        let (to_position, as_of_us) = wire::position_as_of(as_of)?;
+        let request =
+            pb::ReadAllRequest { from_position: from, direction: direction.message(), limit, to_position, as_of_us };
         let response = self.call(|mut grpc| async move { grpc.read_all(request).await });
         wire::events(response.await?)
     }
@@ -266,11 +313,31 @@ impl Client {
         direction: Direction,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
+        self.read_filtered_as_of(filter, from, direction, limit, None).await
+    }
+
+    /// As [`Client::read_filtered`], as things stood at `as_of` (`None`:
+    /// now).
+    ///
+    /// # Errors
+    /// As [`Client::read_filtered`]; [`Error::InvalidArgument`] for
+    /// [`AsOf::Revision`].
+    pub async fn read_filtered_as_of(
+        &self,
+        filter: Filter,
+        from: Option<u64>,
+        direction: Direction,
+        limit: u32,
+        as_of: Option<AsOf>,
+    ) -> Result<Vec<Event>, Error> {
+        let (to_position, as_of_us) = wire::position_as_of(as_of)?;
         let request = pb::ReadFilteredRequest {
             filter: Some(wire::filter(filter)),
             from_position: from,
             direction: direction.message(),
             limit,
+            to_position,
+            as_of_us,
         };
         let response = self.call(|mut grpc| {
             let request = request.clone();

@@ -75,6 +75,19 @@ pub enum Filter {
     Integration,
 }
 
+/// A past moment to read at: the state of a stream, `$all` or a filter as
+/// it stood then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Just after this revision (reads of one stream only).
+    Revision(u64),
+    /// Just after this position of `$all`.
+    Position(u64),
+    /// Just after the last commit at or before this time, µs since the
+    /// Unix epoch.
+    Time(u64),
+}
+
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {

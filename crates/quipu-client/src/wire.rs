@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::error::{Conflict, StreamConflict};
 use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent};
-use crate::{Error, Filter, Start};
+use crate::{AsOf, Error, Filter, Start};
 
 pub(crate) fn expected(expected: ExpectedRevision) -> pb::ExpectedRevision {
     use pb::expected_revision::Kind;
@@ -122,5 +122,28 @@ pub(crate) fn error(status: tonic::Status) -> Error {
             Error::Unavailable(format!("{message} (the connection broke)"))
         }
         code => Error::Server { code, message },
+    }
+}
+
+/// `(to_revision, to_position, as_of_us)` of a stream read.
+pub(crate) fn as_of(as_of: Option<AsOf>) -> (Option<u64>, Option<u64>, Option<u64>) {
+    match as_of {
+        None => (None, None, None),
+        Some(AsOf::Revision(revision)) => (Some(revision), None, None),
+        Some(AsOf::Position(position)) => (None, Some(position), None),
+        Some(AsOf::Time(time_us)) => (None, None, Some(time_us)),
+    }
+}
+
+/// `(to_position, as_of_us)` of a read by position.
+pub(crate) fn position_as_of(as_of: Option<AsOf>) -> Result<(Option<u64>, Option<u64>), Error> {
+    match as_of {
+        Some(AsOf::Revision(_)) => {
+            Err(Error::InvalidArgument("a revision bounds a read of one stream; use a position or a time".into()))
+        }
+        other => {
+            let (_, to_position, as_of_us) = self::as_of(other);
+            Ok((to_position, as_of_us))
+        }
     }
 }

@@ -63,6 +63,7 @@ mod replay;
 mod sequencer;
 mod state;
 mod store;
+mod temporal;
 
 pub use append::{
     AppendOutcome, AppendRequest, AppendResult, Condition, Conflict, Query, QueryItem, StreamConflict, StreamResult,
@@ -81,3 +82,4 @@ pub use options::{BATCH_BYTES_CEILING, Options, SyncMode};
 pub use position::{ExpectedRevision, Position, Revision};
 pub use read::{Direction, StreamInfo};
 pub use store::{STORE_FORMAT_VERSION, Store};
+pub use temporal::AsOf;

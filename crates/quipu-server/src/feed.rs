@@ -15,7 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use quipu_core::{Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag};
+use quipu_core::{AsOf, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag};
 use tokio::sync::watch;
 
 use crate::ApiError;
@@ -63,6 +63,47 @@ impl Source {
             Source::Tag(tag) => store.read_tag(tag, position, direction, limit),
             Source::Stream(stream) => store.read_stream(stream, from.map(Revision), direction, limit),
             Source::Integration(types) => types.read(store, position, direction, limit),
+        }
+    }
+}
+
+impl Source {
+    /// As [`Source::read`], as the source stood at `as_of` (`None`: now):
+    /// forwards, the events from `from` up to the moment; backwards, from
+    /// `from` or the moment, whichever is earlier. A stream that had no event then is
+    /// `StreamNotFound`; [`AsOf::Revision`] applies to streams only (a
+    /// position source takes it as no bound; the API refuses it first).
+    ///
+    /// # Errors
+    /// As [`Source::read`].
+    pub fn read_as_of(
+        &self,
+        store: &Store,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+        as_of: Option<AsOf>,
+    ) -> Result<Vec<RecordedEvent>, quipu_core::Error> {
+        let Some(as_of) = as_of else { return self.read(store, from, direction, limit) };
+        let (bound, key): (u64, fn(&RecordedEvent) -> u64) = match (self, as_of) {
+            (Source::Stream(stream), as_of) => match store.revision_as_of(stream, as_of)? {
+                Some(revision) => (revision.0, |e| e.revision.0),
+                None => return Err(quipu_core::Error::StreamNotFound { stream: stream.clone() }),
+            },
+            (_, AsOf::Position(position)) => (position.0, |e| e.position.0),
+            (_, AsOf::Time(time_us)) => match store.position_at(time_us)? {
+                Some(position) => (position.0, |e| e.position.0),
+                None => return Ok(Vec::new()),
+            },
+            (_, AsOf::Revision(_)) => return self.read(store, from, direction, limit),
+        };
+        match direction {
+            Direction::Forwards => {
+                let mut events = self.read(store, from, direction, limit)?;
+                events.retain(|e| key(e) <= bound);
+                Ok(events)
+            }
+            Direction::Backwards => self.read(store, Some(from.map_or(bound, |f| f.min(bound))), direction, limit),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use quipu_core::{AppendOutcome, RecordedEvent, Revision, Store, StreamName};
+use quipu_core::{AppendOutcome, RecordedEvent, Store, StreamName};
 use quipu_proto::v1 as pb;
 use quipu_proto::v1::streams_server::Streams;
 use tonic::{Request, Response, Status, Streaming};
@@ -18,6 +18,7 @@ use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
 use crate::projection::Blocks;
 use crate::submission::submit;
+use crate::wire::as_of;
 
 /// Requests one `AppendBatch` call may carry: each holds a pending
 /// outcome until the call ends.
@@ -134,17 +135,19 @@ impl Streams for StreamsService {
 
     async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let request = request.into_inner();
-        let stream = StreamName::readable(request.stream).map_err(|e| status(e.into()))?;
+        let source = Source::Stream(StreamName::readable(request.stream).map_err(|e| status(e.into()))?);
         let direction = wire::direction(request.direction).map_err(status)?;
-        let (from, limit) = (request.from_revision.map(Revision), wire::limit(request.limit));
-        self.read(move |store| store.read_stream(&stream, from, direction, limit)).await
+        let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
+        let (from, limit) = (request.from_revision, wire::limit(request.limit));
+        self.read(move |store| source.read_as_of(store, from, direction, limit, as_of)).await
     }
 
     async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let request = request.into_inner();
         let direction = wire::direction(request.direction).map_err(status)?;
-        let (from, limit) = (request.from_position.map(quipu_core::Position), wire::limit(request.limit));
-        self.read(move |store| store.read_all(from, direction, limit)).await
+        let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
+        let (from, limit) = (request.from_position, wire::limit(request.limit));
+        self.read(move |store| Source::All.read_as_of(store, from, direction, limit, as_of)).await
     }
 
     async fn read_filtered(
@@ -160,8 +163,9 @@ impl Streams for StreamsService {
             )));
         }
         let direction = wire::direction(request.direction).map_err(status)?;
+        let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        self.read(move |store| source.read(store, from, direction, limit)).await
+        self.read(move |store| source.read_as_of(store, from, direction, limit, as_of)).await
     }
 
     type SubscribeStream = SubscribeStream;

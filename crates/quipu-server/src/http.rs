@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, RecordedEvent, Revision, Store, StreamName, Tag};
+use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, RecordedEvent, Store, StreamName, Tag};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -126,16 +126,24 @@ async fn append_multi(
 
 /// Query of a read: `from` is a revision for streams and a position for
 /// everything else, inclusive; `direction` is `forwards` (default) or
-/// `backwards`; `limit` defaults to 100.
+/// `backwards`; `limit` defaults to 100. At most one of `to_revision`
+/// (streams), `to_position` and `as_of_us` reads as things stood then.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReadQuery {
     from: Option<u64>,
     limit: Option<usize>,
     direction: Option<String>,
+    to_revision: Option<u64>,
+    to_position: Option<u64>,
+    as_of_us: Option<u64>,
 }
 
 impl ReadQuery {
+    fn as_of(&self, stream: bool) -> Result<Option<quipu_core::AsOf>, ApiError> {
+        crate::wire::as_of(self.to_revision, self.to_position, self.as_of_us, stream)
+    }
+
     fn limit(&self) -> usize {
         self.limit.unwrap_or(DEFAULT_READ_LIMIT)
     }
@@ -158,9 +166,9 @@ async fn read_stream(
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let stream = StreamName::readable(stream)?;
-    let (from, direction, limit) = (query.from.map(Revision), query.direction()?, query.limit());
-    read(move || store.read_stream(&stream, from, direction, limit)).await
+    let source = Source::Stream(StreamName::readable(stream)?);
+    let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
+    read(move || source.read_as_of(&store, from, direction, limit, as_of)).await
 }
 
 /// Query of a subscription: at most one of `stream`, `category`, `type`,
@@ -265,8 +273,8 @@ async fn read_by_position(
 ) -> Result<Json<Value>, ApiError> {
     debug_assert!(!matches!(source, Source::Stream(_)), "streams are read by revision");
     let Query(query) = query?;
-    let (from, direction, limit) = (query.from, query.direction()?, query.limit());
-    read(move || source.read(&store, from, direction, limit)).await
+    let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(false)?);
+    read(move || source.read_as_of(&store, from, direction, limit, as_of)).await
 }
 
 /// Runs a read on the blocking pool and answers `{"events": [...]}`.

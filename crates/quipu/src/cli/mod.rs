@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use quipu_client::{Client, Direction, ExpectedRevision, Filter, NewEvent, Start, SubscriptionItem};
+use quipu_client::{AsOf, Client, Direction, ExpectedRevision, Filter, NewEvent, Start, SubscriptionItem};
 
 use output::Output;
 
@@ -89,6 +89,27 @@ pub struct ReadArgs {
     /// Read from the end towards the start.
     #[arg(long)]
     pub backwards: bool,
+    /// Read as things stood at this time: RFC 3339 (`2026-11-23T16:00:00Z`)
+    /// or microseconds since the Unix epoch.
+    #[arg(long, value_parser = parse_time_us, conflicts_with_all = ["to_revision", "to_position"])]
+    pub as_of: Option<u64>,
+    /// Read a stream as it stood just after this revision.
+    #[arg(long, requires = "stream", conflicts_with = "to_position")]
+    pub to_revision: Option<u64>,
+    /// Read as things stood just after this position of `$all`.
+    #[arg(long)]
+    pub to_position: Option<u64>,
+}
+
+/// A time as µs since the Unix epoch, from RFC 3339 or a number.
+fn parse_time_us(text: &str) -> Result<u64, String> {
+    if let Ok(us) = text.parse::<u64>() {
+        return Ok(us);
+    }
+    let time = humantime::parse_rfc3339_weak(text)
+        .map_err(|e| format!("{text:?} is neither RFC 3339 (2026-11-23T16:00:00Z) nor microseconds: {e}"))?;
+    let since = time.duration_since(std::time::UNIX_EPOCH).map_err(|_| format!("{text:?} is before 1970"))?;
+    u64::try_from(since.as_micros()).map_err(|_| format!("{text:?} is too far in the future"))
 }
 
 /// `quipu subscribe`: follow events as they are written.
@@ -288,15 +309,23 @@ async fn integration(client: &Client, output: &Output, command: IntegrationComma
 async fn read(client: &Client, output: &Output, args: ReadArgs) -> anyhow::Result<()> {
     let direction = if args.backwards { Direction::Backwards } else { Direction::Forwards };
     let (from, limit) = (args.from, args.limit);
-    let events = match (args.stream, args.category, args.event_type, args.tag) {
-        (Some(stream), ..) => client.read_stream(&stream, from, direction, limit).await?,
-        (_, Some(category), ..) => client.read_filtered(Filter::Category(category), from, direction, limit).await?,
-        (_, _, Some(event_type), _) => {
-            client.read_filtered(Filter::EventType(event_type), from, direction, limit).await?
-        }
-        (.., Some(tag)) => client.read_filtered(Filter::Tag(tag), from, direction, limit).await?,
-        _ if args.integration => client.read_filtered(Filter::Integration, from, direction, limit).await?,
-        _ => client.read_all(from, direction, limit).await?,
+    let as_of = match (args.to_revision, args.to_position, args.as_of) {
+        (Some(revision), ..) => Some(AsOf::Revision(revision)),
+        (_, Some(position), _) => Some(AsOf::Position(position)),
+        (.., Some(time_us)) => Some(AsOf::Time(time_us)),
+        _ => None,
+    };
+    let filter = match (args.category, args.event_type, args.tag) {
+        (Some(category), ..) => Some(Filter::Category(category)),
+        (_, Some(event_type), _) => Some(Filter::EventType(event_type)),
+        (.., Some(tag)) => Some(Filter::Tag(tag)),
+        _ if args.integration => Some(Filter::Integration),
+        _ => None,
+    };
+    let events = match (args.stream, filter) {
+        (Some(stream), _) => client.read_stream_as_of(&stream, from, direction, limit, as_of).await?,
+        (None, Some(filter)) => client.read_filtered_as_of(filter, from, direction, limit, as_of).await?,
+        (None, None) => client.read_all_as_of(from, direction, limit, as_of).await?,
     };
     output.events(&events)
 }
