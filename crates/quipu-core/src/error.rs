@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::event::{EventId, NameKind, StreamName};
-use crate::position::Position;
+use crate::position::{Position, Revision};
 
 /// Everything that can go wrong in the engine.
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +99,28 @@ pub enum Error {
         event_id: EventId,
         /// Where it was written.
         position: Position,
+    },
+    /// A snapshot names a revision its stream does not have.
+    #[error(
+        "a snapshot of {stream} at revision {} is beyond the stream (last revision {}); write it after the events it folds",
+        revision.0,
+        last.map_or_else(|| "none: no events".to_string(), |r| r.0.to_string())
+    )]
+    SnapshotBeyondStream {
+        /// The stream.
+        stream: StreamName,
+        /// The snapshot's revision.
+        revision: Revision,
+        /// The stream's last revision.
+        last: Option<Revision>,
+    },
+    /// A snapshot is larger than an append may be.
+    #[error("snapshot of {bytes} bytes is larger than the maximum of {max}")]
+    SnapshotTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit (`Options::append_bytes_max`).
+        max: usize,
     },
     /// A read asked for a stream that has no events.
     #[error("stream {stream} not found")]

@@ -39,7 +39,7 @@ const META_PREFIX: &str = "quipu-store-format ";
 /// An open event store. Cheap to share behind an `Arc`; every method takes
 /// `&self` and may be called from any thread.
 pub struct Store {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     submissions: Mutex<Option<SyncSender<Submission>>>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
     dir: PathBuf,

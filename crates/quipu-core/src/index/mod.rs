@@ -8,6 +8,7 @@
 //! | `categories`, `types`, `tags` | label `\0` first position of a run | [`RunEntry`] |
 //! | `event_ids` | event id | position, [`EventPointer`] |
 //! | `meta` | `checkpoint` | [`Checkpoint`] |
+//! | `snapshots` | stream `\0` revision | a client's snapshot (see `crate::snapshot`) |
 //!
 //! A run is the consecutive events of one record that share the label, so
 //! a 100-event append to one stream costs one entry per index, not 100;
@@ -17,7 +18,9 @@
 //! only after the log is fsynced, one atomic batch per group commit with
 //! the checkpoint saying how far it covers. It is not fsynced itself: after
 //! a crash it may lag, and recovery replays the log from its checkpoint.
-//! Deleting the directory rebuilds it from the whole log. Memory is bounded
+//! Deleting the directory rebuilds it from the whole log (snapshots,
+//! which are derived data written by clients, are then gone: loads fold
+//! from the first event until new ones are written). Memory is bounded
 //! by the block cache and the write buffers, whatever the number of streams.
 
 pub mod entry;
@@ -81,6 +84,7 @@ pub struct Index {
     tags: Keyspace,
     event_ids: Keyspace,
     meta: Keyspace,
+    snapshots: Keyspace,
 }
 
 impl std::fmt::Debug for Index {
@@ -118,6 +122,7 @@ impl Index {
             tags: open("tags")?,
             event_ids: open("event_ids")?,
             meta: open("meta")?,
+            snapshots: open("snapshots")?,
             db,
         })
     }
@@ -142,6 +147,67 @@ impl Index {
             return Ok(None);
         };
         entry::revision_from_value(&value).map(Some).ok_or_else(|| bad_entry("stream head"))
+    }
+
+    /// Stores `value` as the snapshot of `stream` at `revision` (replacing
+    /// one there); not fsynced.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn put_snapshot(&self, stream: &StreamName, revision: Revision, value: Vec<u8>) -> Result<(), Error> {
+        self.snapshots.insert(entry::label_key(stream.as_str(), revision.0), value)?;
+        Ok(())
+    }
+
+    /// The newest snapshot of `stream` at or below `at_most` whose value
+    /// `wanted` accepts, with its revision.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn find_snapshot(
+        &self,
+        stream: &StreamName,
+        at_most: Revision,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Option<(Revision, Vec<u8>)>, Error> {
+        let range = entry::label_key(stream.as_str(), 0)..=entry::label_key(stream.as_str(), at_most.0);
+        for guard in self.snapshots.range(range).rev() {
+            let (key, value) = guard.into_inner()?;
+            if wanted(&value) {
+                let revision = entry::label_key_number(&key).ok_or_else(|| bad_entry("snapshot key"))?;
+                return Ok(Some((Revision(revision), value.to_vec())));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every snapshot of `stream`, oldest first.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn snapshots(&self, stream: &StreamName) -> Result<Vec<(Revision, Vec<u8>)>, Error> {
+        let range = entry::label_key(stream.as_str(), 0)..=entry::label_key(stream.as_str(), u64::MAX);
+        let mut found = Vec::new();
+        for guard in self.snapshots.range(range) {
+            let (key, value) = guard.into_inner()?;
+            let revision = entry::label_key_number(&key).ok_or_else(|| bad_entry("snapshot key"))?;
+            found.push((Revision(revision), value.to_vec()));
+        }
+        Ok(found)
+    }
+
+    /// Deletes every snapshot of `stream`; returns how many there were.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn delete_snapshots(&self, stream: &StreamName) -> Result<u64, Error> {
+        let revisions: Vec<Revision> = self.snapshots(stream)?.into_iter().map(|(r, _)| r).collect();
+        let mut batch = self.db.batch();
+        for revision in &revisions {
+            batch.remove(&self.snapshots, entry::label_key(stream.as_str(), revision.0));
+        }
+        batch.commit()?;
+        Ok(revisions.len() as u64)
     }
 
     /// Where the event with `id` is; `None` when no such event was written.
