@@ -8,6 +8,7 @@ use std::future::Future;
 use quipu_proto::v1 as pb;
 use quipu_proto::v1::groups_client::GroupsClient;
 use quipu_proto::v1::projections_client::ProjectionsClient;
+use quipu_proto::v1::snapshots_client::SnapshotsClient;
 use quipu_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
 
@@ -57,6 +58,7 @@ pub struct Client {
     grpc: StreamsClient<Channel>,
     groups: GroupsClient<Channel>,
     projections: ProjectionsClient<Channel>,
+    snapshots: SnapshotsClient<Channel>,
     retry: RetryPolicy,
 }
 
@@ -79,8 +81,11 @@ impl Client {
         let groups = GroupsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
-        let projections = ProjectionsClient::new(channel);
-        Ok(Client { grpc, groups, projections, retry: RetryPolicy::default() })
+        let projections = ProjectionsClient::new(channel.clone());
+        let snapshots = SnapshotsClient::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        Ok(Client { grpc, groups, projections, snapshots, retry: RetryPolicy::default() })
     }
 
     /// The same client with another retry policy.
@@ -118,6 +123,16 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call_with(&self.projections, call).await
+    }
+
+    /// Runs `call` on the `Snapshots` service, repeating it while the
+    /// server is unreachable.
+    pub(crate) async fn call_snapshots<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut(SnapshotsClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_with(&self.snapshots, call).await
     }
 
     /// The `Groups` service, for calls that are not repeated.

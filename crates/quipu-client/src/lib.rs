@@ -21,6 +21,10 @@
 //! - **Consumer groups**: [`Client::create_group`] and friends manage
 //!   them; [`Client::consume_group`] joins one as a [`GroupConsumer`] that
 //!   receives events and acknowledges them.
+//! - **Snapshots and the past**: [`Client::load_snapshotted`] loads a
+//!   [`Snapshotted`] aggregate from its newest snapshot plus the events
+//!   after it; [`Client::load_as_of`] folds the state as of a revision, a
+//!   position or a time.
 //! - **Projection rebuilds**: [`Client::rebuild_projection`] asks the
 //!   runners of a projection (see `quipu-projection`) to rebuild it,
 //!   [`Client::projection_info`] shows the progress.
@@ -46,6 +50,7 @@ mod event;
 mod group;
 mod projection;
 mod retry;
+mod snapshot;
 mod subscription;
 mod wire;
 
@@ -57,6 +62,7 @@ pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
 pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};
 pub use retry::RetryPolicy;
+pub use snapshot::{Snapshot, SnapshotLoad, SnapshotPolicy, Snapshotted};
 pub use subscription::{Subscription, SubscriptionItem};
 
 /// Which events a read or subscription selects.

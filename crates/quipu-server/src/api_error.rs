@@ -71,6 +71,8 @@ impl From<quipu_core::Error> for ApiError {
             E::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
             E::TooManyStreams { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_streams"),
             E::EventIdReused { .. } => (StatusCode::CONFLICT, "event_id_reused"),
+            E::SnapshotBeyondStream { .. } => (StatusCode::BAD_REQUEST, "invalid_snapshot"),
+            E::SnapshotTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "snapshot_too_large"),
             E::StreamNotFound { .. } => (StatusCode::NOT_FOUND, "stream_not_found"),
             E::StoreFailed { .. } | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),

@@ -42,6 +42,7 @@ mod metrics;
 mod openapi;
 pub mod projection;
 mod record_log;
+pub mod snapshot;
 mod sse;
 mod submission;
 pub mod wire;
@@ -73,6 +74,9 @@ pub enum ServerError {
     /// `$integration-types`.
     #[error("loading integration types: {}", .0.message)]
     Integration(ApiError),
+    /// The snapshot policies could not be loaded.
+    #[error("loading snapshot policies: {}", .0.message)]
+    Snapshots(ApiError),
     /// The projections' rebuilds could not be loaded from `$projections`.
     #[error("loading projection rebuilds: {}", .0.message)]
     Projections(ApiError),
@@ -115,6 +119,7 @@ pub async fn serve(
         })
         .map_err(ServerError::Groups)?,
     );
+    let snapshots = Arc::new(snapshot::Snapshots::open(Arc::clone(&store)).map_err(ServerError::Snapshots)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -127,6 +132,7 @@ pub async fn serve(
         projections: Arc::clone(&projections),
         blocks: Arc::clone(&blocks),
         integration: Arc::clone(&integration),
+        snapshots: Arc::clone(&snapshots),
     });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
@@ -151,10 +157,14 @@ pub async fn serve(
     let projections_service = quipu_proto::v1::projections_server::ProjectionsServer::new(
         projection::grpc::ProjectionsService::new(projections),
     );
+    let snapshots_service =
+        quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::grpc::SnapshotsService::new(snapshots))
+            .max_decoding_message_size(message_max);
     let grpc = tonic::transport::Server::builder()
         .add_service(service)
         .add_service(groups_service)
         .add_service(projections_service)
+        .add_service(snapshots_service)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(stopping),

@@ -119,7 +119,8 @@ pub struct EventJson {
     pub recorded_at: u64,
 }
 
-fn payload(bytes: &[u8]) -> Value {
+/// Stored bytes as JSON: the value when they are JSON, else a string.
+pub fn payload(bytes: &[u8]) -> Value {
     if bytes.is_empty() {
         return Value::Null;
     }
@@ -329,4 +330,29 @@ pub fn as_of(
         (None, None, Some(time_us)) => Ok(Some(AsOf::Time(time_us))),
         _ => invalid("give at most one of to_revision, to_position and as_of_us"),
     }
+}
+
+/// Checks a category name: what a stream name may hold before its first
+/// `-` (no `-`, not a system name).
+///
+/// # Errors
+/// 400 `invalid_category` saying what is wrong.
+pub fn check_category(category: &str) -> Result<(), crate::ApiError> {
+    if category.contains('-') {
+        return Err(crate::ApiError::bad_request(
+            "invalid_category",
+            format!("category {category:?} contains '-': a category is the part of a stream name before its first '-'"),
+        ));
+    }
+    quipu_core::StreamName::new(category)
+        .map_err(|e| crate::ApiError::bad_request("invalid_category", format!("category {category:?}: {e}")))?;
+    Ok(())
+}
+
+/// Now, µs since the Unix epoch.
+#[must_use]
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }

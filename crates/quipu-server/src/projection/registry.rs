@@ -21,16 +21,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use quipu_core::{Store, StreamName};
+use quipu_core::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::block::Blocks;
 use crate::ApiError;
 use crate::record_log::RecordLog;
+use crate::wire::{check_category, now_us};
 
 /// The system stream holding rebuild requests and outcomes.
 pub const PROJECTIONS_STREAM: &str = "$projections";
@@ -520,10 +521,6 @@ fn state_name(state: RebuildState) -> &'static str {
     }
 }
 
-fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
-
 /// Checks a projection name: lowercase ASCII letters, digits and `_`,
 /// starting with a letter, at most 48 bytes (the runner's rule).
 fn check_name(name: &str) -> Result<(), ApiError> {
@@ -547,16 +544,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 fn check_categories(categories: &[String]) -> Result<Vec<String>, ApiError> {
     let mut checked = BTreeSet::new();
     for category in categories {
-        if category.contains('-') {
-            return Err(ApiError::bad_request(
-                "invalid_category",
-                format!(
-                    "category {category:?} contains '-': a category is the part of a stream name before its first '-'"
-                ),
-            ));
-        }
-        StreamName::new(category.clone())
-            .map_err(|e| ApiError::bad_request("invalid_category", format!("category {category:?}: {e}")))?;
+        check_category(category)?;
         checked.insert(category.clone());
     }
     Ok(checked.into_iter().collect())

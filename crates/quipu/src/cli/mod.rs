@@ -6,6 +6,7 @@
 mod group;
 mod output;
 mod projection;
+mod snapshot;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -172,6 +173,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: projection::ProjectionCommand,
     },
+    /// Snapshots of streams, and when they are due.
+    Snapshot {
+        /// What to do.
+        #[command(subcommand)]
+        command: snapshot::SnapshotCommand,
+    },
     /// Mark event types as integration events (those other systems may
     /// see), unmark them, list them.
     Integration {
@@ -225,6 +232,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             ClientCommand::Group { command } => group::run(&client, &output, command).await,
             ClientCommand::Projection { command } => projection::run(&client, &output, command).await,
             ClientCommand::Integration { command } => integration(&client, &output, command).await,
+            ClientCommand::Snapshot { command } => snapshot::run(&client, &output, command).await,
         }
     })
 }
