@@ -49,6 +49,7 @@ mod reopen;
 mod report;
 mod scan;
 mod server;
+mod snapshots;
 mod threads;
 mod timed;
 mod writer;
@@ -112,6 +113,8 @@ pub enum Workload {
     Server,
     /// Consumer groups: delivery with 1 and 4 members, end-to-end lag.
     Groups,
+    /// Loading a 10,000-event aggregate with and without a snapshot.
+    Snapshots,
     /// Everything, each workload in its own process.
     All,
 }
@@ -128,14 +131,22 @@ impl Workload {
             Workload::Reopen => "reopen",
             Workload::Server => "server",
             Workload::Groups => "groups",
+            Workload::Snapshots => "snapshots",
             Workload::All => "all",
         }
     }
 }
 
 /// What `all` runs after the disk, in order; `load` includes the scan.
-const ALL_WORKLOADS: [Workload; 6] =
-    [Workload::Append, Workload::Batch, Workload::Load, Workload::Reopen, Workload::Server, Workload::Groups];
+const ALL_WORKLOADS: [Workload; 7] = [
+    Workload::Append,
+    Workload::Batch,
+    Workload::Load,
+    Workload::Reopen,
+    Workload::Server,
+    Workload::Groups,
+    Workload::Snapshots,
+];
 
 /// Settings shared by the workloads of one run.
 #[derive(Debug)]
@@ -238,7 +249,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
     // Neither states ratios to the disk: `server` compares with the engine.
-    if !matches!(args.workload, Workload::Reopen | Workload::Server | Workload::Groups) && bench.disk.is_none() {
+    if !matches!(args.workload, Workload::Reopen | Workload::Server | Workload::Groups | Workload::Snapshots)
+        && bench.disk.is_none()
+    {
         bench.disk = Some(disk::measure(bench)?);
     }
     match args.workload {
@@ -250,6 +263,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Reopen => reopen::run(bench),
         Workload::Server => remote::run(bench),
         Workload::Groups => groups::run(bench),
+        Workload::Snapshots => snapshots::run(bench),
         Workload::All => run_all(bench, args),
     }
 }
