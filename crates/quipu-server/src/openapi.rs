@@ -8,7 +8,10 @@ fn read_parameters(from: &str) -> Value {
     json!([
         {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": from},
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 100}, "description": "Events at most (the server's maximum is 10000 by default)."},
-        {"name": "direction", "in": "query", "schema": {"type": "string", "enum": ["forwards", "backwards"], "default": "forwards"}}
+        {"name": "direction", "in": "query", "schema": {"type": "string", "enum": ["forwards", "backwards"], "default": "forwards"}},
+        {"name": "to_revision", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Streams only: read as the stream stood just after this revision. At most one of to_revision, to_position, as_of_us."},
+        {"name": "to_position", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood just after this position of `$all`."},
+        {"name": "as_of_us", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood after the last commit at or before this time (µs since the Unix epoch)."}
     ])
 }
 
@@ -144,6 +147,38 @@ fn projection_paths() -> Value {
     })
 }
 
+/// The snapshot routes.
+fn snapshot_paths() -> Value {
+    let stream = || json!([path_parameter("stream")]);
+    let ok = |description: &str| json!({"description": description});
+    json!({
+        "/v1/streams/{stream}/snapshots": {
+            "get": {"summary": "A stream's snapshots, oldest first, without data.", "parameters": stream(), "responses": {"200": ok("`{\"snapshots\": [{stream, revision, schema_version, written_at_us}]}`")}},
+            "delete": {"summary": "Delete a stream's snapshots; its events stay.", "parameters": stream(), "responses": {"200": ok("`{\"deleted\": n}`")}}
+        },
+        "/v1/streams/{stream}/snapshots/{revision}": {"put": {"summary": "Store a stream's state after a revision.",
+            "parameters": [path_parameter("stream"), {"name": "revision", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["schema_version", "data"], "properties": {"schema_version": {"type": "integer"}, "data": {}}}}}},
+            "responses": {"200": ok("Stored."), "400": error_response("A revision the stream does not have, or a bad body."), "413": error_response("Too large.")}}},
+        "/v1/streams/{stream}/load": {"get": {"summary": "The newest snapshot of the wanted version at or below the moment, and the events after it.",
+            "parameters": [path_parameter("stream"),
+                {"name": "schema_version", "in": "query", "schema": {"type": "integer"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 1000}},
+                {"name": "to_revision", "in": "query", "schema": {"type": "integer"}},
+                {"name": "to_position", "in": "query", "schema": {"type": "integer"}},
+                {"name": "as_of_us", "in": "query", "schema": {"type": "integer"}}],
+            "responses": {"200": ok("`{snapshot, events, complete, next_revision, last_revision, snapshot_due, schema_version}`"), "404": error_response("The stream had no events then.")}}},
+        "/v1/snapshot-policies": {"get": {"summary": "Per-category snapshot policies.", "responses": {"200": ok("`{\"policies\": [{category, every, schema_version}]}`")}}},
+        "/v1/snapshot-policies/{category}": {
+            "put": {"summary": "Set a category's policy: a snapshot is due when `every` events lie after the newest.", "parameters": [path_parameter("category")],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["every", "schema_version"], "properties": {"every": {"type": "integer", "minimum": 1}, "schema_version": {"type": "integer"}}}}}},
+                    "responses": {"200": ok("The policy."), "400": error_response("A bad category or `every` 0.")}},
+            "delete": {"summary": "Remove a category's policy.", "parameters": [path_parameter("category")],
+                       "responses": {"200": ok("Removed."), "404": error_response("No policy.")}}
+        }
+    })
+}
+
 fn projection_schemas() -> Value {
     let integer = || json!({"type": "integer", "minimum": 0});
     json!({
@@ -235,6 +270,7 @@ pub fn document() -> Value {
     });
     extend(&mut doc, "paths", group_paths());
     extend(&mut doc, "paths", projection_paths());
+    extend(&mut doc, "paths", snapshot_paths());
     if let Some(components) = doc.get_mut("components") {
         extend(components, "schemas", group_schemas());
         extend(components, "schemas", projection_schemas());
@@ -248,7 +284,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 24] = [
+    const PATHS: [&str; 29] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -273,6 +309,11 @@ mod tests {
         "/v1/integration",
         "/v1/integration-types",
         "/v1/integration-types/{event_type}",
+        "/v1/streams/{stream}/snapshots",
+        "/v1/streams/{stream}/snapshots/{revision}",
+        "/v1/streams/{stream}/load",
+        "/v1/snapshot-policies",
+        "/v1/snapshot-policies/{category}",
     ];
 
     #[test]

@@ -421,6 +421,7 @@ fn the_openapi_document_describes_the_served_routes() {
         ("/v1/integration", "/v1/integration"),
         ("/v1/integration-types", "/v1/integration-types"),
         ("/v1/projections", "/v1/projections"),
+        ("/v1/snapshot-policies", "/v1/snapshot-policies"),
     ] {
         assert!(paths.contains_key(path), "{path} is not described");
         assert_eq!(server.request_text("GET", probe, None).0, 200, "{probe} is not served");
