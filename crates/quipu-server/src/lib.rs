@@ -42,6 +42,7 @@ mod metrics;
 mod openapi;
 pub mod projection;
 mod record_log;
+pub mod schema;
 pub mod snapshot;
 mod sse;
 mod submission;
