@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("quipu/v1/groups.proto"),
         root.join("quipu/v1/projections.proto"),
         root.join("quipu/v1/snapshots.proto"),
+        root.join("quipu/v1/schemas.proto"),
     ];
     println!("cargo:rerun-if-changed={}", root.display());
     let descriptors = protox::compile(&files, [&root])?;

@@ -8,6 +8,7 @@ use std::future::Future;
 use quipu_proto::v1 as pb;
 use quipu_proto::v1::groups_client::GroupsClient;
 use quipu_proto::v1::projections_client::ProjectionsClient;
+use quipu_proto::v1::schemas_client::SchemasClient;
 use quipu_proto::v1::snapshots_client::SnapshotsClient;
 use quipu_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
@@ -59,6 +60,7 @@ pub struct Client {
     groups: GroupsClient<Channel>,
     projections: ProjectionsClient<Channel>,
     snapshots: SnapshotsClient<Channel>,
+    schemas: SchemasClient<Channel>,
     retry: RetryPolicy,
 }
 
@@ -82,10 +84,11 @@ impl Client {
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
         let projections = ProjectionsClient::new(channel.clone());
-        let snapshots = SnapshotsClient::new(channel)
+        let snapshots = SnapshotsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
-        Ok(Client { grpc, groups, projections, snapshots, retry: RetryPolicy::default() })
+        let schemas = SchemasClient::new(channel);
+        Ok(Client { grpc, groups, projections, snapshots, schemas, retry: RetryPolicy::default() })
     }
 
     /// The same client with another retry policy.
@@ -133,6 +136,16 @@ impl Client {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call_with(&self.snapshots, call).await
+    }
+
+    /// Runs `call` on the `Schemas` service, repeating it while the
+    /// server is unreachable.
+    pub(crate) async fn call_schemas<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    where
+        F: FnMut(SchemasClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.call_with(&self.schemas, call).await
     }
 
     /// The `Groups` service, for calls that are not repeated.

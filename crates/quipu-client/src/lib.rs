@@ -50,6 +50,7 @@ mod event;
 mod group;
 mod projection;
 mod retry;
+mod schema;
 mod snapshot;
 mod subscription;
 mod wire;
@@ -62,6 +63,7 @@ pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
 pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};
 pub use retry::RetryPolicy;
+pub use schema::SchemaVersion;
 pub use snapshot::{Snapshot, SnapshotLoad, SnapshotPolicy, Snapshotted};
 pub use subscription::{Subscription, SubscriptionItem};
 

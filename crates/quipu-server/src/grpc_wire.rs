@@ -25,7 +25,7 @@ pub const DEFAULT_READ_LIMIT: usize = 100;
 #[must_use]
 pub fn status(error: ApiError) -> Status {
     let code = match error.status.as_u16() {
-        400 => Code::InvalidArgument,
+        400 | 422 => Code::InvalidArgument,
         404 => Code::NotFound,
         409 => Code::FailedPrecondition,
         413 => Code::ResourceExhausted,

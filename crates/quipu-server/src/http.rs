@@ -43,11 +43,13 @@ pub struct Services {
     pub integration: Arc<IntegrationTypes>,
     /// Snapshots and their policies.
     pub snapshots: Arc<crate::snapshot::Snapshots>,
+    /// The schema registry.
+    pub schemas: Arc<crate::schema::Schemas>,
 }
 
 /// The API's routes.
 pub fn router(services: Services) -> Router {
-    let Services { store, live, metrics, groups, projections, blocks, integration, snapshots } = services;
+    let Services { store, live, metrics, groups, projections, blocks, integration, snapshots, schemas } = services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -72,6 +74,7 @@ pub fn router(services: Services) -> Router {
         .merge(crate::projection::http::router(projections))
         .merge(crate::integration::http::router(Arc::clone(&integration)))
         .merge(crate::snapshot::http::router(snapshots))
+        .merge(crate::schema::confluent::router(schemas))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);

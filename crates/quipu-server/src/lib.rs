@@ -75,6 +75,9 @@ pub enum ServerError {
     /// `$integration-types`.
     #[error("loading integration types: {}", .0.message)]
     Integration(ApiError),
+    /// The schema registry could not be loaded from `$schemas`.
+    #[error("loading the schema registry: {}", .0.message)]
+    Schemas(ApiError),
     /// The snapshot policies could not be loaded.
     #[error("loading snapshot policies: {}", .0.message)]
     Snapshots(ApiError),
@@ -121,6 +124,7 @@ pub async fn serve(
         .map_err(ServerError::Groups)?,
     );
     let snapshots = Arc::new(snapshot::Snapshots::open(Arc::clone(&store)).map_err(ServerError::Snapshots)?);
+    let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -134,6 +138,7 @@ pub async fn serve(
         blocks: Arc::clone(&blocks),
         integration: Arc::clone(&integration),
         snapshots: Arc::clone(&snapshots),
+        schemas: Arc::clone(&schemas),
     });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
@@ -161,11 +166,14 @@ pub async fn serve(
     let snapshots_service =
         quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::grpc::SnapshotsService::new(snapshots))
             .max_decoding_message_size(message_max);
+    let schemas_service =
+        quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(schemas));
     let grpc = tonic::transport::Server::builder()
         .add_service(service)
         .add_service(groups_service)
         .add_service(projections_service)
         .add_service(snapshots_service)
+        .add_service(schemas_service)
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(stopping),

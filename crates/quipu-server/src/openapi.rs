@@ -179,6 +179,37 @@ fn snapshot_paths() -> Value {
     })
 }
 
+/// The schema registry's routes: the Confluent Schema Registry REST subset.
+fn schema_paths() -> Value {
+    let subject = || path_parameter("subject");
+    let version = || json!({"name": "version", "in": "path", "required": true, "schema": {"type": "string"}, "description": "A version number or `latest`."});
+    let schema_body = || json!({"required": true, "content": {"application/vnd.schemaregistry.v1+json": {"schema": {"type": "object", "required": ["schema"], "properties": {"schema": {"type": "string", "description": "A JSON Schema, as JSON text."}, "schemaType": {"type": "string", "enum": ["JSON"]}}}}}});
+    let ok = |description: &str| json!({"description": description});
+    let confluent_error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object", "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"}}}}}});
+    let config = || json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["compatibility"], "properties": {"compatibility": {"type": "string", "enum": ["NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"]}}}}}});
+    json!({
+        "/subjects": {"get": {"summary": "Subjects (event types) with schemas.", "responses": {"200": ok("`[subject]`")}}},
+        "/subjects/{subject}": {"post": {"summary": "The version a schema is registered as.", "parameters": [subject()], "requestBody": schema_body(),
+            "responses": {"200": ok("`{subject, version, id, schemaType, schema}`"), "404": confluent_error("40401 subject, 40403 schema not found.")}}},
+        "/subjects/{subject}/versions": {
+            "get": {"summary": "A subject's versions.", "parameters": [subject()], "responses": {"200": ok("`[1, 2, ...]`"), "404": confluent_error("40401.")}},
+            "post": {"summary": "Register a JSON Schema, checked under the subject's compatibility mode.", "parameters": [subject()], "requestBody": schema_body(),
+                     "responses": {"200": ok("`{\"id\": n}`"), "409": confluent_error("Incompatible: every break named."), "422": confluent_error("42201 invalid schema.")}}
+        },
+        "/subjects/{subject}/versions/{version}": {"get": {"summary": "One version.", "parameters": [subject(), version()],
+            "responses": {"200": ok("`{subject, version, id, schemaType, schema}`"), "404": confluent_error("40401, 40402."), "422": confluent_error("42202 bad version.")}}},
+        "/schemas/ids/{id}": {"get": {"summary": "A schema by global id.", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
+            "responses": {"200": ok("`{schema, schemaType}`"), "404": confluent_error("40403.")}}},
+        "/compatibility/subjects/{subject}/versions/{version}": {"post": {"summary": "Whether a schema is compatible (with `?verbose=true`, the breaks).",
+            "parameters": [subject(), version(), {"name": "verbose", "in": "query", "schema": {"type": "boolean"}}], "requestBody": schema_body(),
+            "responses": {"200": ok("`{is_compatible, messages}`"), "404": confluent_error("40401, 40402.")}}},
+        "/config": {"get": {"summary": "The global compatibility mode (BACKWARD by default).", "responses": {"200": ok("`{compatibilityLevel}`")}},
+                    "put": {"summary": "Set the global mode.", "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}},
+        "/config/{subject}": {"get": {"summary": "A subject's mode.", "parameters": [subject()], "responses": {"200": ok("`{compatibilityLevel}`")}},
+                              "put": {"summary": "Set a subject's mode.", "parameters": [subject()], "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}}
+    })
+}
+
 fn projection_schemas() -> Value {
     let integer = || json!({"type": "integer", "minimum": 0});
     json!({
@@ -271,6 +302,7 @@ pub fn document() -> Value {
     extend(&mut doc, "paths", group_paths());
     extend(&mut doc, "paths", projection_paths());
     extend(&mut doc, "paths", snapshot_paths());
+    extend(&mut doc, "paths", schema_paths());
     if let Some(components) = doc.get_mut("components") {
         extend(components, "schemas", group_schemas());
         extend(components, "schemas", projection_schemas());
@@ -284,7 +316,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 29] = [
+    const PATHS: [&str; 37] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -314,6 +346,14 @@ mod tests {
         "/v1/streams/{stream}/load",
         "/v1/snapshot-policies",
         "/v1/snapshot-policies/{category}",
+        "/subjects",
+        "/subjects/{subject}",
+        "/subjects/{subject}/versions",
+        "/subjects/{subject}/versions/{version}",
+        "/schemas/ids/{id}",
+        "/compatibility/subjects/{subject}/versions/{version}",
+        "/config",
+        "/config/{subject}",
     ];
 
     #[test]

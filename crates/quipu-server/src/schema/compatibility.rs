@@ -75,17 +75,22 @@ impl Mode {
 /// returns every break, each saying which version, where, and which rule.
 #[must_use]
 pub fn check_against(mode: Mode, new: &Value, earlier: &[(u32, Value)]) -> Vec<String> {
-    let against: Vec<&(u32, Value)> = if mode.transitive() { earlier.iter().collect() } else { earlier.last().into_iter().collect() };
+    let against: Vec<&(u32, Value)> =
+        if mode.transitive() { earlier.iter().collect() } else { earlier.last().into_iter().collect() };
     let mut breaks = Vec::new();
     for (version, old) in against {
         if mode.backward() {
             for reason in check(new, old) {
-                breaks.push(format!("BACKWARD with version {version}: the new schema cannot read what it wrote: {reason}"));
+                breaks.push(format!(
+                    "BACKWARD with version {version}: the new schema cannot read what it wrote: {reason}"
+                ));
             }
         }
         if mode.forward() {
             for reason in check(old, new) {
-                breaks.push(format!("FORWARD with version {version}: it cannot read what the new schema writes: {reason}"));
+                breaks.push(format!(
+                    "FORWARD with version {version}: it cannot read what the new schema writes: {reason}"
+                ));
             }
         }
     }
@@ -222,8 +227,11 @@ fn compare_object(r: &Map<String, Value>, w: &Map<String, Value>, path: &str, br
     let empty = Map::new();
     let reader_properties = r.get("properties").and_then(Value::as_object).unwrap_or(&empty);
     let writer_properties = w.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-    let writer_required: Vec<&str> =
-        w.get("required").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let writer_required: Vec<&str> = w
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let writer_closed = w.get("additionalProperties") == Some(&Value::Bool(false));
     if let Some(required) = r.get("required").and_then(Value::as_array) {
         for name in required.iter().filter_map(Value::as_str).filter(|n| !writer_required.contains(n)) {
@@ -247,12 +255,15 @@ fn compare_object(r: &Map<String, Value>, w: &Map<String, Value>, path: &str, br
             compare(reader_schema, writer_additional, &format!("{path}.{name}"), breaks);
         }
         if reader_additional == &Value::Bool(false) {
-            breaks.push(format!("{path}: additionalProperties became false; documents with other properties were allowed"));
+            breaks.push(format!(
+                "{path}: additionalProperties became false; documents with other properties were allowed"
+            ));
         }
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use serde_json::json;
 
@@ -291,8 +302,20 @@ mod tests {
                 true,
                 false,
             ),
-            ("add a required field", base.clone(), order(json!({"properties": three, "required": ["id", "note"]})), false, true),
-            ("remove an optional field (open)", base.clone(), order(json!({"properties": {"id": {"type": "string"}}})), true, false),
+            (
+                "add a required field",
+                base.clone(),
+                order(json!({"properties": three, "required": ["id", "note"]})),
+                false,
+                true,
+            ),
+            (
+                "remove an optional field (open)",
+                base.clone(),
+                order(json!({"properties": {"id": {"type": "string"}}})),
+                true,
+                false,
+            ),
             (
                 "remove an optional field (closed)",
                 closed.clone(),
@@ -316,10 +339,28 @@ mod tests {
                 true,
                 false,
             ),
-            ("add an enum value", json!({"type": "string", "enum": ["a", "b"]}), json!({"type": "string", "enum": ["a", "b", "c"]}), true, false),
-            ("tighten a maximum", json!({"type": "integer", "maximum": 10}), json!({"type": "integer", "maximum": 5}), false, true),
+            (
+                "add an enum value",
+                json!({"type": "string", "enum": ["a", "b"]}),
+                json!({"type": "string", "enum": ["a", "b", "c"]}),
+                true,
+                false,
+            ),
+            (
+                "tighten a maximum",
+                json!({"type": "integer", "maximum": 10}),
+                json!({"type": "integer", "maximum": 5}),
+                false,
+                true,
+            ),
             ("close the schema", base.clone(), closed, false, true),
-            ("change an unknown keyword", json!({"type": "string", "format": "uuid"}), json!({"type": "string", "format": "date"}), false, false),
+            (
+                "change an unknown keyword",
+                json!({"type": "string", "format": "uuid"}),
+                json!({"type": "string", "format": "date"}),
+                false,
+                false,
+            ),
         ]
     }
 
@@ -328,8 +369,18 @@ mod tests {
         for (change, old, new, backward, forward) in matrix() {
             let earlier = [(1, old)];
             let verdict = |mode| check_against(mode, &new, &earlier).is_empty();
-            assert_eq!(verdict(Mode::Backward), backward, "BACKWARD: {change}: {:?}", check_against(Mode::Backward, &new, &earlier));
-            assert_eq!(verdict(Mode::Forward), forward, "FORWARD: {change}: {:?}", check_against(Mode::Forward, &new, &earlier));
+            assert_eq!(
+                verdict(Mode::Backward),
+                backward,
+                "BACKWARD: {change}: {:?}",
+                check_against(Mode::Backward, &new, &earlier)
+            );
+            assert_eq!(
+                verdict(Mode::Forward),
+                forward,
+                "FORWARD: {change}: {:?}",
+                check_against(Mode::Forward, &new, &earlier)
+            );
             assert_eq!(verdict(Mode::Full), backward && forward, "FULL: {change}");
             assert!(verdict(Mode::None), "NONE: {change}");
         }
@@ -354,7 +405,12 @@ mod tests {
             &order(json!({"properties": {"id": {"type": "string"}, "total": {"type": "string"}}})),
             &[(4, order(json!({})))],
         );
-        assert_eq!(breaks, ["BACKWARD with version 4: the new schema cannot read what it wrote: $.total: type \"integer\" is no longer allowed (now [\"string\"])"]);
+        assert_eq!(
+            breaks,
+            [
+                "BACKWARD with version 4: the new schema cannot read what it wrote: $.total: type \"integer\" is no longer allowed (now [\"string\"])"
+            ]
+        );
         assert_eq!(Mode::parse("full_transitive"), Ok(Mode::FullTransitive));
         assert_eq!(Mode::FullTransitive.name(), "FULL_TRANSITIVE");
         assert!(Mode::parse("SIDEWAYS").is_err());

@@ -6,6 +6,7 @@
 mod group;
 mod output;
 mod projection;
+mod schema;
 mod snapshot;
 
 use std::io::Write;
@@ -173,6 +174,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: projection::ProjectionCommand,
     },
+    /// The schema registry: JSON Schemas per event type.
+    Schema {
+        /// What to do.
+        #[command(subcommand)]
+        command: schema::SchemaCommand,
+    },
     /// Snapshots of streams, and when they are due.
     Snapshot {
         /// What to do.
@@ -233,6 +240,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             ClientCommand::Projection { command } => projection::run(&client, &output, command).await,
             ClientCommand::Integration { command } => integration(&client, &output, command).await,
             ClientCommand::Snapshot { command } => snapshot::run(&client, &output, command).await,
+            ClientCommand::Schema { command } => schema::run(&client, &output, command).await,
         }
     })
 }

@@ -100,12 +100,31 @@ impl Server {
     /// Sends a request; returns the status and the body as text, or the
     /// error of a connection that failed or closed before a whole head.
     pub fn try_request_text(&self, method: &str, path: &str, body: Option<&str>) -> io::Result<(u16, String)> {
+        self.try_request_typed(method, path, "application/json", body)
+    }
+
+    /// Sends a request whose body has `content_type`; returns the status
+    /// and the body as JSON.
+    pub fn request_typed(&self, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+        let (status, text) = self
+            .try_request_typed(method, path, content_type, Some(body))
+            .unwrap_or_else(|error| panic!("{method} {path} failed: {error}"));
+        (status, serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text:?}")))
+    }
+
+    fn try_request_typed(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Option<&str>,
+    ) -> io::Result<(u16, String)> {
         let mut stream = TcpStream::connect(&self.address)?;
         stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
         stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
         let body = body.unwrap_or("");
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.address,
             body.len()
         );

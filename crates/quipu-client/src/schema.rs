@@ -1,0 +1,115 @@
+//! The schema registry (`quipu.v1.Schemas`): register JSON Schemas per
+//! event type, check compatibility, read versions, set modes.
+
+use quipu_proto::v1 as pb;
+
+use crate::Error;
+use crate::client::Client;
+
+/// One version of an event type's schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaVersion {
+    /// The subject (event type).
+    pub subject: String,
+    /// Its version, from 1.
+    pub version: u32,
+    /// Its global id.
+    pub id: u32,
+    /// The schema, as canonical JSON text.
+    pub schema: String,
+}
+
+fn version(v: pb::SchemaVersion) -> SchemaVersion {
+    SchemaVersion { subject: v.subject, version: v.version, id: v.id, schema: v.schema }
+}
+
+impl Client {
+    /// Registers `schema` (JSON text) for event type `subject`; returns the
+    /// version, new or existing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad schema or subject;
+    /// [`Error::Server`] with `FailedPrecondition` naming every break when
+    /// it is incompatible.
+    pub async fn register_schema(&self, subject: &str, schema: &str) -> Result<SchemaVersion, Error> {
+        let request = pb::SchemaRequest { subject: subject.to_string(), schema: schema.to_string() };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.register_schema(request).await }
+            })
+            .await?;
+        Ok(version(response))
+    }
+
+    /// The breaks `schema` would have against `subject`'s versions (empty:
+    /// it could be registered).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for a subject without schemas.
+    pub async fn check_schema(&self, subject: &str, schema: &str) -> Result<Vec<String>, Error> {
+        let request = pb::SchemaRequest { subject: subject.to_string(), schema: schema.to_string() };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.check_schema(request).await }
+            })
+            .await?;
+        Ok(response.breaks)
+    }
+
+    /// A version of `subject`'s schema (`None`: the latest).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown subject or version.
+    pub async fn schema(&self, subject: &str, version_number: Option<u32>) -> Result<SchemaVersion, Error> {
+        let request = pb::GetSchemaRequest { subject: subject.to_string(), version: version_number.unwrap_or(0) };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.get_schema(request).await }
+            })
+            .await?;
+        Ok(version(response))
+    }
+
+    /// Every version of every subject.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] after the retries.
+    pub async fn list_schemas(&self) -> Result<Vec<SchemaVersion>, Error> {
+        let response = self.call_schemas(|mut grpc| async move { grpc.list_schemas(pb::Empty {}).await }).await?;
+        Ok(response.versions.into_iter().map(version).collect())
+    }
+
+    /// Sets the compatibility mode of `subject` (`None`: the global one);
+    /// returns it.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for an unknown mode.
+    pub async fn set_compatibility(&self, subject: Option<&str>, mode: &str) -> Result<String, Error> {
+        let request = pb::Compatibility { subject: subject.unwrap_or_default().to_string(), mode: mode.to_string() };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.set_compatibility(request).await }
+            })
+            .await?;
+        Ok(response.mode)
+    }
+
+    /// The compatibility mode of `subject` (`None`: the global one).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] after the retries.
+    pub async fn compatibility(&self, subject: Option<&str>) -> Result<String, Error> {
+        let request = pb::Compatibility { subject: subject.unwrap_or_default().to_string(), mode: String::new() };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.get_compatibility(request).await }
+            })
+            .await?;
+        Ok(response.mode)
+    }
+}

@@ -1,0 +1,96 @@
+//! The gRPC service `quipu.v1.Schemas` (see `proto/quipu/v1/schemas.proto`)
+//! over the server's [`Schemas`].
+
+use std::sync::Arc;
+
+use quipu_proto::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use super::compatibility::Mode;
+use super::registry::{SchemaError, SchemaVersion, Schemas};
+use crate::ApiError;
+use crate::grpc_wire::status;
+
+/// The service over the registry.
+pub struct SchemasService {
+    schemas: Arc<Schemas>,
+}
+
+impl SchemasService {
+    /// The service.
+    #[must_use]
+    pub fn new(schemas: Arc<Schemas>) -> SchemasService {
+        SchemasService { schemas }
+    }
+}
+
+fn version_message(version: SchemaVersion) -> pb::SchemaVersion {
+    pb::SchemaVersion { subject: version.subject, version: version.version, id: version.id, schema: version.schema }
+}
+
+fn schema_status(error: SchemaError) -> Status {
+    match error {
+        SchemaError::Api(error) => status(error),
+        SchemaError::Incompatible(breaks) => {
+            Status::failed_precondition(format!("incompatible: {}", breaks.join("; ")))
+        }
+    }
+}
+
+fn subject(subject: &str) -> Option<&str> {
+    (!subject.is_empty()).then_some(subject)
+}
+
+#[tonic::async_trait]
+impl pb::schemas_server::Schemas for SchemasService {
+    async fn register_schema(
+        &self,
+        request: Request<pb::SchemaRequest>,
+    ) -> Result<Response<pb::SchemaVersion>, Status> {
+        let r = request.into_inner();
+        let version = self.schemas.register(&r.subject, &r.schema).await.map_err(schema_status)?;
+        Ok(Response::new(version_message(version)))
+    }
+
+    async fn check_schema(
+        &self,
+        request: Request<pb::SchemaRequest>,
+    ) -> Result<Response<pb::CheckSchemaResponse>, Status> {
+        let r = request.into_inner();
+        let breaks = self.schemas.check(&r.subject, None, &r.schema).map_err(status)?;
+        Ok(Response::new(pb::CheckSchemaResponse { compatible: breaks.is_empty(), breaks }))
+    }
+
+    async fn get_schema(&self, request: Request<pb::GetSchemaRequest>) -> Result<Response<pb::SchemaVersion>, Status> {
+        let r = request.into_inner();
+        let version = (r.version > 0).then_some(r.version);
+        Ok(Response::new(version_message(self.schemas.version(&r.subject, version).map_err(status)?)))
+    }
+
+    async fn list_schemas(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ListSchemasResponse>, Status> {
+        let mut versions = Vec::new();
+        for subject in self.schemas.subjects() {
+            versions.extend(self.schemas.versions(&subject).map_err(status)?.into_iter().map(version_message));
+        }
+        Ok(Response::new(pb::ListSchemasResponse { versions }))
+    }
+
+    async fn set_compatibility(
+        &self,
+        request: Request<pb::Compatibility>,
+    ) -> Result<Response<pb::Compatibility>, Status> {
+        let r = request.into_inner();
+        let mode = Mode::parse(&r.mode).map_err(|m| status(ApiError::bad_request("invalid_compatibility", m)))?;
+        let set = self.schemas.set_mode(subject(&r.subject), mode).await.map_err(status)?;
+        Ok(Response::new(pb::Compatibility { subject: r.subject, mode: set.name() }))
+    }
+
+    async fn get_compatibility(
+        &self,
+        request: Request<pb::Compatibility>,
+    ) -> Result<Response<pb::Compatibility>, Status> {
+        let r = request.into_inner();
+        let mode = self.schemas.mode(subject(&r.subject));
+        Ok(Response::new(pb::Compatibility { subject: r.subject, mode: mode.name() }))
+    }
+}

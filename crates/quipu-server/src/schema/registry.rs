@@ -1,0 +1,280 @@
+//! [`Schemas`]: versioned JSON Schemas per subject (an event type), kept
+//! in the system stream `$schemas`.
+//!
+//! What it promises:
+//! - A subject's versions are numbered from 1. Registering a schema equal
+//!   (as JSON) to one of the subject's versions returns that version and
+//!   records nothing; a new one is checked against the earlier versions
+//!   under the subject's compatibility mode (else the global one, BACKWARD
+//!   by default) and refused, recording nothing, with every break named.
+//! - Schema ids are global: the same schema under two subjects has one id.
+//! - Everything outlives restarts: it is rebuilt from `$schemas` on open.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use quipu_core::{EventType, Store};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::compatibility::{Mode, check_against};
+use crate::ApiError;
+use crate::record_log::RecordLog;
+
+/// The system stream holding the registry.
+pub const SCHEMAS_STREAM: &str = "$schemas";
+
+/// The mode used when neither the subject nor the global config sets one.
+pub const DEFAULT_MODE: Mode = Mode::Backward;
+
+/// Records of `$schemas`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    Registered { subject: String, version: u32, id: u32, schema: String },
+    ConfigSet { subject: Option<String>, compatibility: Mode },
+}
+
+impl crate::record_log::Record for Record {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Record::Registered { .. } => "SchemaRegistered",
+            Record::ConfigSet { .. } => "CompatibilitySet",
+        }
+    }
+}
+
+/// One version of a subject's schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchemaVersion {
+    /// The subject.
+    pub subject: String,
+    /// Its version, from 1.
+    pub version: u32,
+    /// Its global id.
+    pub id: u32,
+    /// The schema, as canonical JSON text (keys sorted).
+    pub schema: String,
+    /// The schema, parsed.
+    pub parsed: Value,
+}
+
+/// Why a registration or a check was refused.
+#[derive(Debug)]
+pub enum SchemaError {
+    /// The request is bad (API error with code and message).
+    Api(ApiError),
+    /// The schema breaks the mode; each entry names a break.
+    Incompatible(Vec<String>),
+}
+
+impl From<ApiError> for SchemaError {
+    fn from(error: ApiError) -> SchemaError {
+        SchemaError::Api(error)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    subjects: BTreeMap<String, Vec<SchemaVersion>>,
+    modes: BTreeMap<String, Mode>,
+    global: Option<Mode>,
+    ids: BTreeMap<u32, String>,
+}
+
+impl State {
+    fn apply(&mut self, record: Record) -> Result<(), ApiError> {
+        match record {
+            Record::Registered { subject, version, id, schema } => {
+                let parsed = parse(&schema)?;
+                self.ids.insert(id, schema.clone());
+                self.subjects.entry(subject.clone()).or_default().push(SchemaVersion {
+                    subject,
+                    version,
+                    id,
+                    schema,
+                    parsed,
+                });
+            }
+            Record::ConfigSet { subject: Some(subject), compatibility } => {
+                self.modes.insert(subject, compatibility);
+            }
+            Record::ConfigSet { subject: None, compatibility } => self.global = Some(compatibility),
+        }
+        Ok(())
+    }
+
+    fn mode(&self, subject: &str) -> Mode {
+        self.modes.get(subject).copied().or(self.global).unwrap_or(DEFAULT_MODE)
+    }
+
+    fn id_of(&self, schema: &str) -> Option<u32> {
+        self.ids.iter().find(|(_, s)| s.as_str() == schema).map(|(id, _)| *id)
+    }
+}
+
+/// The registry.
+pub struct Schemas {
+    log: Mutex<RecordLog<Record>>,
+    state: std::sync::RwLock<State>,
+}
+
+impl Schemas {
+    /// Loads the registry from `$schemas`.
+    ///
+    /// # Errors
+    /// Read errors; a record that does not decode.
+    pub fn open(store: Arc<Store>) -> Result<Schemas, ApiError> {
+        let (log, records) = RecordLog::<Record>::open(store, SCHEMAS_STREAM)?;
+        let mut state = State::default();
+        for record in records {
+            state.apply(record)?;
+        }
+        Ok(Schemas { log: Mutex::new(log), state: std::sync::RwLock::new(state) })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers `schema` (JSON text) under `subject`; returns its
+    /// version (existing or new).
+    ///
+    /// # Errors
+    /// [`SchemaError::Api`] for a bad subject or schema (422
+    /// `invalid_schema`), [`SchemaError::Incompatible`] with the breaks.
+    pub async fn register(&self, subject: &str, schema: &str) -> Result<SchemaVersion, SchemaError> {
+        check_subject(subject)?;
+        let parsed = parse(schema)?;
+        let canonical = parsed.to_string();
+        let mut log = self.log.lock().await;
+        let (record, version) = {
+            let state = self.read();
+            let versions = state.subjects.get(subject).map(Vec::as_slice).unwrap_or_default();
+            if let Some(existing) = versions.iter().find(|v| v.schema == canonical) {
+                return Ok(existing.clone());
+            }
+            let earlier: Vec<(u32, Value)> = versions.iter().map(|v| (v.version, v.parsed.clone())).collect();
+            let breaks = check_against(state.mode(subject), &parsed, &earlier);
+            if !breaks.is_empty() {
+                return Err(SchemaError::Incompatible(breaks));
+            }
+            let id = state.id_of(&canonical).unwrap_or_else(|| state.ids.keys().next_back().map_or(1, |id| id + 1));
+            let version = versions.last().map_or(1, |v| v.version + 1);
+            let record = Record::Registered { subject: subject.to_string(), version, id, schema: canonical.clone() };
+            (record, SchemaVersion { subject: subject.to_string(), version, id, schema: canonical, parsed })
+        };
+        log.append(&record).await?;
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(record)?;
+        Ok(version)
+    }
+
+    /// Whether `schema` could be registered under `subject`, checked
+    /// against `version` (`None`: the latest) and, for transitive modes,
+    /// the versions before it; the breaks, empty when it could.
+    ///
+    /// # Errors
+    /// 404 for an unknown subject or version, 422 for a bad schema.
+    pub fn check(&self, subject: &str, version: Option<u32>, schema: &str) -> Result<Vec<String>, ApiError> {
+        let parsed = parse(schema)?;
+        let state = self.read();
+        let versions = state.subjects.get(subject).ok_or_else(|| subject_not_found(subject))?;
+        let upto = match version {
+            None => versions.len(),
+            Some(v) => versions.iter().position(|s| s.version == v).ok_or_else(|| version_not_found(subject, v))? + 1,
+        };
+        let earlier: Vec<(u32, Value)> = versions.iter().take(upto).map(|v| (v.version, v.parsed.clone())).collect();
+        Ok(check_against(state.mode(subject), &parsed, &earlier))
+    }
+
+    /// Every subject, sorted.
+    #[must_use]
+    pub fn subjects(&self) -> Vec<String> {
+        self.read().subjects.keys().cloned().collect()
+    }
+
+    /// A subject's versions, oldest first.
+    ///
+    /// # Errors
+    /// 404 for an unknown subject.
+    pub fn versions(&self, subject: &str) -> Result<Vec<SchemaVersion>, ApiError> {
+        self.read().subjects.get(subject).cloned().ok_or_else(|| subject_not_found(subject))
+    }
+
+    /// One version (`None`: the latest).
+    ///
+    /// # Errors
+    /// 404 for an unknown subject or version.
+    pub fn version(&self, subject: &str, version: Option<u32>) -> Result<SchemaVersion, ApiError> {
+        let versions = self.versions(subject)?;
+        let found = match version {
+            None => versions.last(),
+            Some(v) => versions.iter().find(|s| s.version == v),
+        };
+        found.cloned().ok_or_else(|| version_not_found(subject, version.unwrap_or(0)))
+    }
+
+    /// The schema with global id `id`.
+    ///
+    /// # Errors
+    /// 404 `schema_not_found`.
+    pub fn by_id(&self, id: u32) -> Result<String, ApiError> {
+        self.read()
+            .ids
+            .get(&id)
+            .cloned()
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "schema_not_found", format!("no schema has id {id}")))
+    }
+
+    /// The mode of `subject` (`None`: the global one).
+    #[must_use]
+    pub fn mode(&self, subject: Option<&str>) -> Mode {
+        let state = self.read();
+        match subject {
+            Some(subject) => state.mode(subject),
+            None => state.global.unwrap_or(DEFAULT_MODE),
+        }
+    }
+
+    /// Sets the mode of `subject` (`None`: the global one).
+    ///
+    /// # Errors
+    /// 400 for a bad subject, store errors.
+    pub async fn set_mode(&self, subject: Option<&str>, mode: Mode) -> Result<Mode, ApiError> {
+        if let Some(subject) = subject {
+            check_subject(subject)?;
+        }
+        let mut log = self.log.lock().await;
+        let record = Record::ConfigSet { subject: subject.map(str::to_string), compatibility: mode };
+        log.append(&record).await?;
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(record)?;
+        Ok(mode)
+    }
+}
+
+/// Parses a schema: JSON text holding an object or a boolean.
+fn parse(schema: &str) -> Result<Value, ApiError> {
+    let invalid = |reason: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_schema", reason);
+    let parsed: Value = serde_json::from_str(schema).map_err(|e| invalid(format!("the schema is not JSON: {e}")))?;
+    if !(parsed.is_object() || parsed.is_boolean()) {
+        return Err(invalid("a JSON Schema is an object or a boolean".into()));
+    }
+    Ok(parsed)
+}
+
+/// A subject is an event type name.
+fn check_subject(subject: &str) -> Result<(), ApiError> {
+    EventType::new(subject)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request("invalid_subject", format!("subject {subject:?} (an event type): {e}")))
+}
+
+fn subject_not_found(subject: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "subject_not_found", format!("subject {subject:?} has no schema"))
+}
+
+fn version_not_found(subject: &str, version: u32) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "version_not_found", format!("subject {subject:?} has no version {version}"))
+}

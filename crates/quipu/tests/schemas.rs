@@ -1,0 +1,159 @@
+//! The schema registry against the real `quipu serve` binary: the
+//! Confluent REST subset (with Confluent's content type and error shape),
+//! compatibility verdicts with every break named, modes per subject and
+//! global, our gRPC API through the CLI, and the registry across a
+//! restart.
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use common::Server;
+
+const CONFLUENT: &str = "application/vnd.schemaregistry.v1+json";
+
+fn body(schema: &Value) -> String {
+    json!({ "schema": schema.to_string(), "schemaType": "JSON" }).to_string()
+}
+
+/// `OrderPlaced` version 1: a closed object with a required `id`.
+fn v1() -> Value {
+    json!({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"], "additionalProperties": false})
+}
+
+/// Version 2 adds an optional `note`: backward compatible in a closed model.
+fn v2() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["id"],
+           "properties": {"id": {"type": "string"}, "note": {"type": "string"}}})
+}
+
+/// A break: `total` required.
+fn breaking() -> Value {
+    json!({"type": "object", "additionalProperties": false, "required": ["id", "total"],
+           "properties": {"id": {"type": "string"}, "note": {"type": "string"}, "total": {"type": "integer"}}})
+}
+
+#[test]
+fn the_confluent_api_registers_checks_and_refuses_with_every_break_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let register =
+        |schema: &Value| server.request_typed("POST", "/subjects/OrderPlaced/versions", CONFLUENT, &body(schema));
+
+    assert_eq!(register(&v1()), (200, json!({"id": 1})));
+    // The same schema, keys in another order: the same version, nothing new.
+    let reordered = json!({"required": ["id"], "additionalProperties": false, "properties": {"id": {"type": "string"}}, "type": "object"});
+    assert_eq!(register(&reordered), (200, json!({"id": 1})));
+    assert_eq!(register(&v2()), (200, json!({"id": 2})));
+
+    let (status, refused) = register(&breaking());
+    assert_eq!((status, refused["error_code"].as_u64()), (409, Some(409)), "{refused}");
+    let message = refused["message"].as_str().expect("a message");
+    assert!(message.contains("BACKWARD with version 2") && message.contains("\"total\" became required"), "{message}");
+    let (status, verdict) = server.request_typed(
+        "POST",
+        "/compatibility/subjects/OrderPlaced/versions/latest?verbose=true",
+        CONFLUENT,
+        &body(&breaking()),
+    );
+    assert_eq!((status, &verdict["is_compatible"]), (200, &json!(false)), "{verdict}");
+    assert_eq!(verdict["messages"].as_array().map(Vec::len), Some(1));
+
+    assert_eq!(server.request("GET", "/subjects", None), (200, json!(["OrderPlaced"])));
+    assert_eq!(server.request("GET", "/subjects/OrderPlaced/versions", None), (200, json!([1, 2])));
+    let (status, latest) = server.request("GET", "/subjects/OrderPlaced/versions/latest", None);
+    assert_eq!(
+        (status, &latest["version"], &latest["id"], &latest["schemaType"]),
+        (200, &json!(2), &json!(2), &json!("JSON"))
+    );
+    let (status, by_id) = server.request("GET", "/schemas/ids/1", None);
+    assert_eq!(status, 200);
+    let stored: Value = serde_json::from_str(by_id["schema"].as_str().expect("text")).expect("JSON");
+    assert_eq!(stored, v1());
+    let (status, found) = server.request_typed("POST", "/subjects/OrderPlaced", CONFLUENT, &body(&v2()));
+    assert_eq!((status, &found["version"]), (200, &json!(2)));
+
+    // Modes: per subject, global; NONE lets the break in.
+    assert_eq!(server.request("GET", "/config", None), (200, json!({"compatibilityLevel": "BACKWARD"})));
+    let (status, set) = server.request_typed("PUT", "/config/OrderPlaced", CONFLUENT, r#"{"compatibility": "none"}"#);
+    assert_eq!((status, set), (200, json!({"compatibility": "NONE"})));
+    assert_eq!(register(&breaking()), (200, json!({"id": 3})));
+    assert_eq!(server.request("GET", "/config", None).1["compatibilityLevel"], "BACKWARD", "the global mode stays");
+
+    for (method, path, sent, want_status, want_code) in [
+        ("GET", "/subjects/Nope/versions", None, 404, 40401),
+        ("GET", "/subjects/OrderPlaced/versions/9", None, 404, 40402),
+        ("GET", "/subjects/OrderPlaced/versions/first", None, 422, 42202),
+        ("GET", "/schemas/ids/99", None, 404, 40403),
+        ("PUT", "/config", Some(r#"{"compatibility": "SIDEWAYS"}"#.to_string()), 422, 42203),
+        ("POST", "/subjects/OrderPlaced/versions", Some(r#"{"schema": "{nope"}"#.to_string()), 422, 42201),
+        (
+            "POST",
+            "/subjects/OrderPlaced/versions",
+            Some(r#"{"schema": "{}", "schemaType": "AVRO"}"#.to_string()),
+            422,
+            42201,
+        ),
+        ("POST", "/subjects/OrderPlaced/versions", Some(r#"{"schema": "[1]"}"#.to_string()), 422, 42201),
+    ] {
+        let (status, answer) = match &sent {
+            Some(sent) => server.request_typed(method, path, CONFLUENT, sent),
+            None => server.request(method, path, None),
+        };
+        assert_eq!(
+            (status, answer["error_code"].as_u64()),
+            (want_status, Some(want_code)),
+            "{method} {path}: {answer}"
+        );
+    }
+    assert_eq!(
+        server.request("GET", "/subjects/OrderPlaced/versions", None).1,
+        json!([1, 2, 3]),
+        "refusals recorded nothing"
+    );
+
+    // Everything outlives a restart.
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start(dir.path());
+    assert_eq!(server.request("GET", "/subjects/OrderPlaced/versions", None), (200, json!([1, 2, 3])));
+    assert_eq!(server.request("GET", "/config/OrderPlaced", None).1["compatibilityLevel"], "NONE");
+}
+
+#[test]
+fn the_cli_registers_checks_lists_and_sets_modes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let quipu = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quipu"))
+            .args(["--server", &format!("http://{}", server.grpc_address)])
+            .args(args)
+            .output()
+            .expect("run quipu")
+    };
+    let registered = quipu(&["--json", "schema", "register", "OrderShipped", "--schema", &v1().to_string()]);
+    assert!(registered.status.success(), "{}", String::from_utf8_lossy(&registered.stderr));
+    let line: Value = serde_json::from_slice(&registered.stdout).expect("a JSON line");
+    assert_eq!((&line["version"], &line["id"]), (&json!(1), &json!(1)));
+
+    let check = quipu(&["schema", "check", "OrderShipped", "--schema", &breaking().to_string()]);
+    assert_eq!(check.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        printed.contains("breaks: BACKWARD with version 1") && printed.contains("\"total\" became required"),
+        "{printed}"
+    );
+    let refused = quipu(&["schema", "register", "OrderShipped", "--schema", &breaking().to_string()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("incompatible:"), "{refused:?}");
+    let bad = quipu(&["schema", "register", "OrderShipped", "--schema", "{nope"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid_schema"), "{bad:?}");
+
+    let set = quipu(&["--json", "schema", "compatibility", "--global", "--set", "FULL_TRANSITIVE"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    let shown = quipu(&["schema", "compatibility", "OrderShipped"]);
+    assert_eq!(String::from_utf8_lossy(&shown.stdout).trim(), "OrderShipped: FULL_TRANSITIVE");
+    let listed = quipu(&["--json", "schema", "list"]);
+    assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
+}
