@@ -62,6 +62,7 @@ pub struct Client {
     snapshots: SnapshotsClient<Channel>,
     schemas: SchemasClient<Channel>,
     retry: RetryPolicy,
+    raw: bool,
 }
 
 impl Client {
@@ -88,7 +89,16 @@ impl Client {
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
         let schemas = SchemasClient::new(channel);
-        Ok(Client { grpc, groups, projections, snapshots, schemas, retry: RetryPolicy::default() })
+        Ok(Client { grpc, groups, projections, snapshots, schemas, retry: RetryPolicy::default(), raw: false })
+    }
+
+    /// The same client reading events as written (`true`) instead of at
+    /// their types' current versions, which is what reads and
+    /// subscriptions return by default when upcasters are declared.
+    #[must_use]
+    pub fn raw_reads(mut self, raw: bool) -> Client {
+        self.raw = raw;
+        self
     }
 
     /// The same client with another retry policy.
@@ -263,6 +273,7 @@ impl Client {
             to_revision,
             to_position,
             as_of_us,
+            raw: self.raw,
         };
         let response = self.call(|mut grpc| {
             let request = request.clone();
@@ -323,8 +334,14 @@ impl Client {
         as_of: Option<AsOf>,
     ) -> Result<Vec<Event>, Error> {
         let (to_position, as_of_us) = wire::position_as_of(as_of)?;
-        let request =
-            pb::ReadAllRequest { from_position: from, direction: direction.message(), limit, to_position, as_of_us };
+        let request = pb::ReadAllRequest {
+            from_position: from,
+            direction: direction.message(),
+            limit,
+            to_position,
+            as_of_us,
+            raw: self.raw,
+        };
         let response = self.call(|mut grpc| async move { grpc.read_all(request).await });
         wire::events(response.await?)
     }
@@ -366,6 +383,7 @@ impl Client {
             limit,
             to_position,
             as_of_us,
+            raw: self.raw,
         };
         let response = self.call(|mut grpc| {
             let request = request.clone();
@@ -457,7 +475,8 @@ impl Client {
         start: Start,
         retry: bool,
     ) -> Result<tonic::Streaming<pb::SubscribeResponse>, Error> {
-        let request = pb::SubscribeRequest { filter: filter.map(wire::filter), start: Some(wire::start(start)) };
+        let request =
+            pb::SubscribeRequest { filter: filter.map(wire::filter), start: Some(wire::start(start)), raw: self.raw };
         if !retry {
             return self.grpc.clone().subscribe(request).await.map(tonic::Response::into_inner).map_err(wire::error);
         }

@@ -63,7 +63,7 @@ pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
 pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};
 pub use retry::RetryPolicy;
-pub use schema::SchemaVersion;
+pub use schema::{SchemaVersion, Upcaster};
 pub use snapshot::{Snapshot, SnapshotLoad, SnapshotPolicy, Snapshotted};
 pub use subscription::{Subscription, SubscriptionItem};
 

@@ -19,6 +19,32 @@ pub struct SchemaVersion {
     pub schema: String,
 }
 
+/// How an event type's data goes from one version to the next.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upcaster {
+    /// The event type.
+    pub event_type: String,
+    /// The version it reads; it writes the next one.
+    pub from_version: u32,
+    /// The steps, a JSON array: `{"rename": {"path", "to"}}`, `{"add":
+    /// {"path", "value"}}`, `{"remove": {"path"}}`, `{"move": {"from",
+    /// "to"}}`, `{"map": {"path", "values"}}`.
+    pub steps: serde_json::Value,
+}
+
+fn upcasters(set: pb::UpcasterSet) -> (u64, Vec<Upcaster>) {
+    let declared = set
+        .upcasters
+        .into_iter()
+        .map(|u| Upcaster {
+            event_type: u.event_type,
+            from_version: u.from_version,
+            steps: serde_json::from_str(&u.steps).unwrap_or(serde_json::Value::Null),
+        })
+        .collect();
+    (set.set_version, declared)
+}
+
 fn version(v: pb::SchemaVersion) -> SchemaVersion {
     SchemaVersion { subject: v.subject, version: v.version, id: v.id, schema: v.schema }
 }
@@ -111,5 +137,35 @@ impl Client {
             })
             .await?;
         Ok(response.mode)
+    }
+
+    /// Declares (or replaces) an upcaster; returns the set's version and
+    /// every declaration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad type, version or step, or a
+    /// gap in the chain.
+    pub async fn declare_upcaster(&self, upcaster: &Upcaster) -> Result<(u64, Vec<Upcaster>), Error> {
+        let request = pb::Upcaster {
+            event_type: upcaster.event_type.clone(),
+            from_version: upcaster.from_version,
+            steps: upcaster.steps.to_string(),
+        };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.declare_upcaster(request).await }
+            })
+            .await?;
+        Ok(upcasters(response))
+    }
+
+    /// The upcaster set's version and every declaration.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] after the retries.
+    pub async fn list_upcasters(&self) -> Result<(u64, Vec<Upcaster>), Error> {
+        let response = self.call_schemas(|mut grpc| async move { grpc.list_upcasters(pb::Empty {}).await }).await?;
+        Ok(upcasters(response))
     }
 }

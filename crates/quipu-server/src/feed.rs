@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::ApiError;
 use crate::integration::IntegrationTypes;
+use crate::upcast::Upcasters;
 
 /// Events read per catch-up page.
 const PAGE: usize = 1000;
@@ -177,6 +178,7 @@ pub struct Feed {
     next: Cursor,
     ready: VecDeque<RecordedEvent>,
     caught_up: bool,
+    upcasters: Option<Arc<Upcasters>>,
 }
 
 impl Feed {
@@ -215,7 +217,16 @@ impl Feed {
             next,
             ready: VecDeque::new(),
             caught_up: false,
+            upcasters: None,
         })
+    }
+
+    /// The same feed yielding events at their types' current versions
+    /// (see [`Upcasters`]).
+    #[must_use]
+    pub fn upcasting(mut self, upcasters: Arc<Upcasters>) -> Feed {
+        self.upcasters = Some(upcasters);
+        self
     }
 
     /// Whether the feed walks one stream by revision (else `$all` or an
@@ -241,7 +252,10 @@ impl Feed {
                 return None;
             }
             let head = self.store.last_position();
-            let page = self.read_page().await?;
+            let mut page = self.read_page().await?;
+            if let Some(upcasters) = &self.upcasters {
+                upcasters.apply(&mut page);
+            }
             if !page.is_empty() {
                 self.ready.extend(page);
                 continue;

@@ -18,6 +18,7 @@ use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
 use crate::projection::Blocks;
 use crate::submission::submit;
+use crate::upcast::Upcasters;
 use crate::wire::as_of;
 
 /// Requests one `AppendBatch` call may carry: each holds a pending
@@ -31,6 +32,7 @@ pub struct StreamsService {
     metrics: Arc<Metrics>,
     blocks: Arc<Blocks>,
     integration: Arc<IntegrationTypes>,
+    upcasters: Arc<Upcasters>,
 }
 
 impl StreamsService {
@@ -42,20 +44,27 @@ impl StreamsService {
         metrics: Arc<Metrics>,
         blocks: Arc<Blocks>,
         integration: Arc<IntegrationTypes>,
+        upcasters: Arc<Upcasters>,
     ) -> StreamsService {
-        StreamsService { store, live, metrics, blocks, integration }
+        StreamsService { store, live, metrics, blocks, integration, upcasters }
     }
 
     /// Runs a read on the blocking pool.
+    /// Runs `read` on the blocking pool; events come at their types'
+    /// current versions unless `raw`.
     async fn read(
         &self,
+        raw: bool,
         read: impl FnOnce(&Store) -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
     ) -> Result<Response<pb::ReadResponse>, Status> {
         let store = Arc::clone(&self.store);
-        let events = tokio::task::spawn_blocking(move || read(&store))
+        let mut events = tokio::task::spawn_blocking(move || read(&store))
             .await
             .map_err(|e| Status::internal(format!("read task failed: {e}")))?
             .map_err(|e| status(e.into()))?;
+        if !raw {
+            self.upcasters.apply(&mut events);
+        }
         Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
     }
 }
@@ -139,7 +148,7 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
         let (from, limit) = (request.from_revision, wire::limit(request.limit));
-        self.read(move |store| source.read_as_of(store, from, direction, limit, as_of)).await
+        self.read(request.raw, move |store| source.read_as_of(store, from, direction, limit, as_of)).await
     }
 
     async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -147,7 +156,7 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        self.read(move |store| Source::All.read_as_of(store, from, direction, limit, as_of)).await
+        self.read(request.raw, move |store| Source::All.read_as_of(store, from, direction, limit, as_of)).await
     }
 
     async fn read_filtered(
@@ -165,7 +174,7 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        self.read(move |store| source.read_as_of(store, from, direction, limit, as_of)).await
+        self.read(request.raw, move |store| source.read_as_of(store, from, direction, limit, as_of)).await
     }
 
     type SubscribeStream = SubscribeStream;
@@ -174,7 +183,10 @@ impl Streams for StreamsService {
         let request = request.into_inner();
         let source = wire::source(request.filter, &self.integration).map_err(status)?;
         let start = wire::start(request.start, &source);
-        let feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
+        let mut feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
+        if !request.raw {
+            feed = feed.upcasting(Arc::clone(&self.upcasters));
+        }
         Ok(Response::new(subscription(feed)))
     }
 

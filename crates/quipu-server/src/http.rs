@@ -18,6 +18,7 @@ use crate::feed::{Live, Source};
 use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
 use crate::projection::Blocks;
+use crate::upcast::Upcasters;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 
 /// Events a read returns when it names no limit.
@@ -45,11 +46,14 @@ pub struct Services {
     pub snapshots: Arc<crate::snapshot::Snapshots>,
     /// The schema registry.
     pub schemas: Arc<crate::schema::Schemas>,
+    /// Upcasting on read.
+    pub upcasters: Arc<Upcasters>,
 }
 
 /// The API's routes.
 pub fn router(services: Services) -> Router {
-    let Services { store, live, metrics, groups, projections, blocks, integration, snapshots, schemas } = services;
+    let Services { store, live, metrics, groups, projections, blocks, integration, snapshots, schemas, upcasters } =
+        services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -63,7 +67,9 @@ pub fn router(services: Services) -> Router {
         .route("/v1/all", get(read_all))
         .route(
             "/v1/subscribe",
-            get(move |state, integration, headers, query| subscribe(state, integration, live, headers, query)),
+            get(move |state, integration, upcasters, headers, query| {
+                subscribe(state, integration, upcasters, live, headers, query)
+            }),
         )
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
@@ -75,6 +81,7 @@ pub fn router(services: Services) -> Router {
         .merge(crate::integration::http::router(Arc::clone(&integration)))
         .merge(crate::snapshot::http::router(snapshots))
         .merge(crate::schema::confluent::router(schemas))
+        .merge(crate::upcast::http::router(Arc::clone(&upcasters)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -87,6 +94,7 @@ pub fn router(services: Services) -> Router {
         .layer(Extension(metrics))
         .layer(Extension(blocks))
         .layer(Extension(integration))
+        .layer(Extension(upcasters))
 }
 
 async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
@@ -143,9 +151,17 @@ struct ReadQuery {
     to_revision: Option<u64>,
     to_position: Option<u64>,
     as_of_us: Option<u64>,
+    /// Events as written, without upcasting.
+    #[serde(default)]
+    raw: bool,
 }
 
 impl ReadQuery {
+    /// The upcasters to apply: none for a raw read.
+    fn upcasting(&self, upcasters: Arc<Upcasters>) -> Option<Arc<Upcasters>> {
+        (!self.raw).then_some(upcasters)
+    }
+
     fn as_of(&self, stream: bool) -> Result<Option<quipu_core::AsOf>, ApiError> {
         crate::wire::as_of(self.to_revision, self.to_position, self.as_of_us, stream)
     }
@@ -168,13 +184,15 @@ impl ReadQuery {
 
 async fn read_stream(
     State(store): State<Shared>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     Path(stream): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
     let source = Source::Stream(StreamName::readable(stream)?);
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
-    read(move || source.read_as_of(&store, from, direction, limit, as_of)).await
+    let upcasting = query.upcasting(upcasters);
+    read(upcasting, move || source.read_as_of(&store, from, direction, limit, as_of)).await
 }
 
 /// Query of a subscription: at most one of `stream`, `category`, `type`,
@@ -191,6 +209,9 @@ struct SubscribeQuery {
     tag: Option<String>,
     #[serde(default)]
     integration: bool,
+    /// Events as written, without upcasting.
+    #[serde(default)]
+    raw: bool,
 }
 
 impl SubscribeQuery {
@@ -218,78 +239,94 @@ impl SubscribeQuery {
 async fn subscribe(
     State(store): State<Shared>,
     Extension(integration): Extension<Arc<IntegrationTypes>>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     live: Live,
     headers: axum::http::HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, ApiError> {
     let Query(query) = query?;
-    let from = query.from;
+    let (from, raw) = (query.from, query.raw);
     let source = query.source(integration)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let start = crate::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
-    let feed = live.feed(store, source, start)?;
+    let mut feed = live.feed(store, source, start)?;
+    if !raw {
+        feed = feed.upcasting(upcasters);
+    }
     Ok(axum::response::IntoResponse::into_response(crate::sse::events(feed)))
 }
 
 async fn read_all(
     State(store): State<Shared>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Source::All, query).await
+    read_by_position(store, upcasters, Source::All, query).await
 }
 
 async fn read_category(
     State(store): State<Shared>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     Path(category): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Source::Category(category), query).await
+    read_by_position(store, upcasters, Source::Category(category), query).await
 }
 
 async fn read_event_type(
     State(store): State<Shared>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     Path(event_type): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Source::Type(EventType::new(event_type)?), query).await
+    read_by_position(store, upcasters, Source::Type(EventType::new(event_type)?), query).await
 }
 
 async fn read_tag(
     State(store): State<Shared>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     Path(tag): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Source::Tag(Tag::new(tag)?), query).await
+    read_by_position(store, upcasters, Source::Tag(Tag::new(tag)?), query).await
 }
 
 async fn read_integration(
     State(store): State<Shared>,
+    Extension(upcasters): Extension<Arc<Upcasters>>,
     Extension(integration): Extension<Arc<IntegrationTypes>>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    read_by_position(store, Source::Integration(integration), query).await
+    read_by_position(store, upcasters, Source::Integration(integration), query).await
 }
 
 /// A read of `$all`, a category, a type, a tag or the integration events
 /// from a position.
 async fn read_by_position(
     store: Shared,
+    upcasters: Arc<Upcasters>,
     source: Source,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     debug_assert!(!matches!(source, Source::Stream(_)), "streams are read by revision");
     let Query(query) = query?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(false)?);
-    read(move || source.read_as_of(&store, from, direction, limit, as_of)).await
+    let upcasting = query.upcasting(upcasters);
+    read(upcasting, move || source.read_as_of(&store, from, direction, limit, as_of)).await
 }
 
-/// Runs a read on the blocking pool and answers `{"events": [...]}`.
+/// Runs a read on the blocking pool and answers `{"events": [...]}`, at
+/// their types' current versions when `upcasting`.
 async fn read(
+    upcasting: Option<Arc<Upcasters>>,
     read: impl FnOnce() -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
-    let events = tokio::task::spawn_blocking(read)
+    let mut events = tokio::task::spawn_blocking(read)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    if let Some(upcasters) = upcasting {
+        upcasters.apply(&mut events);
+    }
     let events: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
     Ok(Json(json!({ "events": events })))
 }

@@ -46,6 +46,7 @@ pub mod schema;
 pub mod snapshot;
 mod sse;
 mod submission;
+pub mod upcast;
 pub mod wire;
 
 use std::future::Future;
@@ -78,6 +79,9 @@ pub enum ServerError {
     /// The schema registry could not be loaded from `$schemas`.
     #[error("loading the schema registry: {}", .0.message)]
     Schemas(ApiError),
+    /// The upcasters could not be loaded from `$upcasters`.
+    #[error("loading upcasters: {}", .0.message)]
+    Upcasters(ApiError),
     /// The snapshot policies could not be loaded.
     #[error("loading snapshot policies: {}", .0.message)]
     Snapshots(ApiError),
@@ -115,11 +119,13 @@ pub async fn serve(
     );
     let integration =
         Arc::new(integration::IntegrationTypes::open(Arc::clone(&store)).map_err(ServerError::Integration)?);
+    let upcasters = Arc::new(upcast::Upcasters::open(Arc::clone(&store)).map_err(ServerError::Upcasters)?);
     let groups = Arc::new(
         group::Groups::open(group::Feeds {
             store: Arc::clone(&store),
             live: live.clone(),
             integration: Arc::clone(&integration),
+            upcasters: Arc::clone(&upcasters),
         })
         .map_err(ServerError::Groups)?,
     );
@@ -139,6 +145,7 @@ pub async fn serve(
         integration: Arc::clone(&integration),
         snapshots: Arc::clone(&snapshots),
         schemas: Arc::clone(&schemas),
+        upcasters: Arc::clone(&upcasters),
     });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
@@ -156,6 +163,7 @@ pub async fn serve(
         metrics,
         blocks,
         integration,
+        Arc::clone(&upcasters),
     ))
     .max_decoding_message_size(message_max);
     let groups_service =
@@ -166,8 +174,10 @@ pub async fn serve(
     let snapshots_service =
         quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::grpc::SnapshotsService::new(snapshots))
             .max_decoding_message_size(message_max);
-    let schemas_service =
-        quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(schemas));
+    let schemas_service = quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(
+        schemas,
+        Arc::clone(&upcasters),
+    ));
     let grpc = tonic::transport::Server::builder()
         .add_service(service)
         .add_service(groups_service)

@@ -156,6 +156,8 @@ pub struct Feeds {
     pub live: Live,
     /// The integration event types, for groups that take only those.
     pub integration: Arc<IntegrationTypes>,
+    /// Deliveries come at their types' current versions.
+    pub upcasters: Arc<crate::upcast::Upcasters>,
 }
 
 /// A group's task.
@@ -163,6 +165,7 @@ pub struct Actor {
     store: Arc<Store>,
     live: Live,
     integration: Arc<IntegrationTypes>,
+    upcasters: Arc<crate::upcast::Upcasters>,
     settings: Settings,
     dispatcher: Dispatcher,
     members: std::collections::HashMap<MemberId, mpsc::UnboundedSender<Delivery>>,
@@ -194,6 +197,7 @@ impl Actor {
             store: Arc::clone(&feeds.store),
             live: feeds.live.clone(),
             integration: Arc::clone(&feeds.integration),
+            upcasters: Arc::clone(&feeds.upcasters),
             settings,
             dispatcher,
             members: std::collections::HashMap::new(),
@@ -223,7 +227,7 @@ impl Actor {
             self.settings.filter.source(&self.integration).unwrap_or(crate::feed::Source::All),
             Start::Position(Position(self.written.position)),
         ) {
-            Ok(feed) => feed,
+            Ok(feed) => feed.upcasting(Arc::clone(&self.upcasters)),
             Err(error) => {
                 tracing::error!(group = %self.settings.name, message = %error.message, "cannot start the group's feed");
                 return;

@@ -10,17 +10,32 @@ use super::compatibility::Mode;
 use super::registry::{SchemaError, SchemaVersion, Schemas};
 use crate::ApiError;
 use crate::grpc_wire::status;
+use crate::upcast::{Upcaster, Upcasters};
 
 /// The service over the registry.
 pub struct SchemasService {
     schemas: Arc<Schemas>,
+    upcasters: Arc<Upcasters>,
 }
 
 impl SchemasService {
     /// The service.
     #[must_use]
-    pub fn new(schemas: Arc<Schemas>) -> SchemasService {
-        SchemasService { schemas }
+    pub fn new(schemas: Arc<Schemas>, upcasters: Arc<Upcasters>) -> SchemasService {
+        SchemasService { schemas, upcasters }
+    }
+
+    fn upcaster_set(&self) -> pb::UpcasterSet {
+        let (set_version, declared) = self.upcasters.list();
+        let upcasters = declared
+            .into_iter()
+            .map(|u| pb::Upcaster {
+                event_type: u.event_type,
+                from_version: u.from_version,
+                steps: serde_json::to_string(&u.steps).unwrap_or_default(),
+            })
+            .collect();
+        pb::UpcasterSet { set_version, upcasters }
     }
 }
 
@@ -83,6 +98,20 @@ impl pb::schemas_server::Schemas for SchemasService {
         let mode = Mode::parse(&r.mode).map_err(|m| status(ApiError::bad_request("invalid_compatibility", m)))?;
         let set = self.schemas.set_mode(subject(&r.subject), mode).await.map_err(status)?;
         Ok(Response::new(pb::Compatibility { subject: r.subject, mode: set.name() }))
+    }
+
+    async fn declare_upcaster(&self, request: Request<pb::Upcaster>) -> Result<Response<pb::UpcasterSet>, Status> {
+        let r = request.into_inner();
+        let steps = serde_json::from_str(&r.steps).map_err(|e| {
+            status(ApiError::bad_request("invalid_upcaster", format!("steps are not a JSON array of steps: {e}")))
+        })?;
+        let upcaster = Upcaster { event_type: r.event_type, from_version: r.from_version, steps };
+        self.upcasters.declare(upcaster).await.map_err(status)?;
+        Ok(Response::new(self.upcaster_set()))
+    }
+
+    async fn list_upcasters(&self, _request: Request<pb::Empty>) -> Result<Response<pb::UpcasterSet>, Status> {
+        Ok(Response::new(self.upcaster_set()))
     }
 
     async fn get_compatibility(

@@ -82,6 +82,10 @@ pub struct ReadArgs {
     /// Read the integration events (see `quipu integration`).
     #[arg(long)]
     pub integration: bool,
+    /// Events as written, without upcasting to their types' current
+    /// versions.
+    #[arg(long)]
+    pub raw: bool,
     /// First revision (stream) or position (others) to read, inclusive.
     #[arg(long)]
     pub from: Option<u64>,
@@ -132,6 +136,9 @@ pub struct SubscribeArgs {
     /// Follow the integration events (see `quipu integration`).
     #[arg(long)]
     pub integration: bool,
+    /// Events as written, without upcasting.
+    #[arg(long)]
+    pub raw: bool,
     /// Start at this position (a revision with `--stream`); the beginning
     /// when absent.
     #[arg(long, conflicts_with = "from_end")]
@@ -179,6 +186,13 @@ pub enum ClientCommand {
         /// What to do.
         #[command(subcommand)]
         command: schema::SchemaCommand,
+    },
+    /// Upcasters: how old versions of an event type's data are read as the
+    /// current one.
+    Upcaster {
+        /// What to do.
+        #[command(subcommand)]
+        command: schema::UpcasterCommand,
     },
     /// Snapshots of streams, and when they are due.
     Snapshot {
@@ -230,8 +244,14 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
         let output = Output::new(connection.json);
         match command {
             ClientCommand::Append(args) => append(&client, &output, args).await,
-            ClientCommand::Read(args) => read(&client, &output, args).await,
-            ClientCommand::Subscribe(args) => subscribe(&client, &output, args).await,
+            ClientCommand::Read(args) => {
+                let client = client.raw_reads(args.raw);
+                read(&client, &output, args).await
+            }
+            ClientCommand::Subscribe(args) => {
+                let client = client.raw_reads(args.raw);
+                subscribe(&client, &output, args).await
+            }
             ClientCommand::Info(args) => {
                 let info = client.stream_info(&args.stream).await?;
                 output.info(&info)
@@ -241,6 +261,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             ClientCommand::Integration { command } => integration(&client, &output, command).await,
             ClientCommand::Snapshot { command } => snapshot::run(&client, &output, command).await,
             ClientCommand::Schema { command } => schema::run(&client, &output, command).await,
+            ClientCommand::Upcaster { command } => schema::run_upcaster(&client, &output, command).await,
         }
     })
 }

@@ -41,6 +41,51 @@ pub enum SchemaCommand {
     },
 }
 
+/// A `quipu upcaster` command.
+#[derive(clap::Subcommand, Debug)]
+pub enum UpcasterCommand {
+    /// Declare how an event type's data goes from one version to the next.
+    Declare {
+        /// The event type.
+        event_type: String,
+        /// The version it reads; it writes the next one.
+        #[arg(long = "from")]
+        from_version: u32,
+        /// The steps, a JSON array, e.g. `[{"rename": {"path": "name", "to":
+        /// "full_name"}}, {"add": {"path": "tier", "value": "basic"}}]`.
+        #[arg(long)]
+        steps: String,
+    },
+    /// The set's version and every declaration.
+    List,
+}
+
+/// Runs an upcaster command.
+///
+/// # Errors
+/// The server refused it or cannot be reached; `--steps` is not JSON.
+pub async fn run_upcaster(client: &Client, output: &Output, command: UpcasterCommand) -> anyhow::Result<()> {
+    let (set_version, declared) = match command {
+        UpcasterCommand::Declare { event_type, from_version, steps } => {
+            let steps: serde_json::Value = serde_json::from_str(&steps).context("--steps is not JSON")?;
+            client.declare_upcaster(&quipu_client::Upcaster { event_type, from_version, steps }).await?
+        }
+        UpcasterCommand::List => client.list_upcasters().await?,
+    };
+    if output.is_json() {
+        let declared: Vec<serde_json::Value> = declared
+            .iter()
+            .map(|u| json!({"event_type": u.event_type, "from_version": u.from_version, "steps": u.steps}))
+            .collect();
+        return line(&json!({"set_version": set_version, "upcasters": declared}));
+    }
+    println!("upcaster set version {set_version}");
+    for u in &declared {
+        println!("{:<32} v{} -> v{}  {}", u.event_type, u.from_version, u.from_version + 1, u.steps);
+    }
+    Ok(())
+}
+
 /// A schema for an event type.
 #[derive(clap::Args, Debug)]
 pub struct SchemaArgs {
