@@ -227,7 +227,7 @@ impl Actor {
             self.settings.filter.source(&self.integration).unwrap_or(crate::feed::Source::All),
             Start::Position(Position(self.written.position)),
         ) {
-            Ok(feed) => feed.upcasting(Arc::clone(&self.upcasters)),
+            Ok(feed) => feed,
             Err(error) => {
                 tracing::error!(group = %self.settings.name, message = %error.message, "cannot start the group's feed");
                 return;
@@ -349,7 +349,12 @@ impl Actor {
     fn deliver(&mut self) {
         let deliveries = self.dispatcher.dispatch(std::time::Instant::now());
         let mut gone = Vec::new();
-        for (member, delivery) in deliveries {
+        for (member, mut delivery) in deliveries {
+            // Upcast as it goes out, so upcasters declared while events
+            // wait in the group apply to them too.
+            if let Some(upcast) = self.upcasters.upcast_one(&delivery.event) {
+                delivery.event = Arc::new(upcast);
+            }
             let sent = self.members.get(&member).is_some_and(|sender| sender.send(delivery).is_ok());
             if !sent {
                 gone.push(member);

@@ -173,6 +173,19 @@ impl Upcasters {
     }
 }
 
+impl Upcasters {
+    /// `event` at its type's current version, when that differs from what
+    /// was written.
+    #[must_use]
+    pub fn upcast_one(&self, event: &RecordedEvent) -> Option<RecordedEvent> {
+        let state = self.read();
+        let chain = state.chains.get(event.event_type.as_str())?;
+        let mut upcast = event.clone();
+        self::upcast(&mut upcast, chain);
+        (upcast != *event).then_some(upcast)
+    }
+}
+
 /// Takes `event` through `chain` from its version to the last.
 fn upcast(event: &mut RecordedEvent, chain: &BTreeMap<u32, Vec<Step>>) {
     let Ok(Value::Object(mut metadata)) = metadata_of(&event.metadata) else { return };
