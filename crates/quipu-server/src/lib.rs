@@ -174,10 +174,10 @@ pub async fn serve(
     let snapshots_service =
         quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::grpc::SnapshotsService::new(snapshots))
             .max_decoding_message_size(message_max);
-    let schemas_service = quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(
-        schemas,
-        Arc::clone(&upcasters),
-    ));
+    // The last use moves each registry: one left here would hold the store
+    // open past `close`.
+    let schemas_service =
+        quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(schemas, upcasters));
     let grpc = tonic::transport::Server::builder()
         .add_service(service)
         .add_service(groups_service)

@@ -52,6 +52,7 @@ mod server;
 mod snapshots;
 mod threads;
 mod timed;
+mod upcasting;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -115,6 +116,8 @@ pub enum Workload {
     Groups,
     /// Loading a 10,000-event aggregate with and without a snapshot.
     Snapshots,
+    /// Reading `$all` with upcasting on and off.
+    Upcasting,
     /// Everything, each workload in its own process.
     All,
 }
@@ -132,13 +135,14 @@ impl Workload {
             Workload::Server => "server",
             Workload::Groups => "groups",
             Workload::Snapshots => "snapshots",
+            Workload::Upcasting => "upcasting",
             Workload::All => "all",
         }
     }
 }
 
 /// What `all` runs after the disk, in order; `load` includes the scan.
-const ALL_WORKLOADS: [Workload; 7] = [
+const ALL_WORKLOADS: [Workload; 8] = [
     Workload::Append,
     Workload::Batch,
     Workload::Load,
@@ -146,6 +150,7 @@ const ALL_WORKLOADS: [Workload; 7] = [
     Workload::Server,
     Workload::Groups,
     Workload::Snapshots,
+    Workload::Upcasting,
 ];
 
 /// Settings shared by the workloads of one run.
@@ -249,8 +254,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
     // Neither states ratios to the disk: `server` compares with the engine.
-    if !matches!(args.workload, Workload::Reopen | Workload::Server | Workload::Groups | Workload::Snapshots)
-        && bench.disk.is_none()
+    if !matches!(
+        args.workload,
+        Workload::Reopen | Workload::Server | Workload::Groups | Workload::Snapshots | Workload::Upcasting
+    ) && bench.disk.is_none()
     {
         bench.disk = Some(disk::measure(bench)?);
     }
@@ -264,6 +271,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Server => remote::run(bench),
         Workload::Groups => groups::run(bench),
         Workload::Snapshots => snapshots::run(bench),
+        Workload::Upcasting => upcasting::run(bench),
         Workload::All => run_all(bench, args),
     }
 }
