@@ -11,7 +11,8 @@ fn read_parameters(from: &str) -> Value {
         {"name": "direction", "in": "query", "schema": {"type": "string", "enum": ["forwards", "backwards"], "default": "forwards"}},
         {"name": "to_revision", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Streams only: read as the stream stood just after this revision. At most one of to_revision, to_position, as_of_us."},
         {"name": "to_position", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood just after this position of `$all`."},
-        {"name": "as_of_us", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood after the last commit at or before this time (µs since the Unix epoch)."}
+        {"name": "as_of_us", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood after the last commit at or before this time (µs since the Unix epoch)."},
+        {"name": "raw", "in": "query", "schema": {"type": "boolean"}, "description": "Events as written, without upcasting to their types' current versions."}
     ])
 }
 
@@ -205,6 +206,12 @@ fn schema_paths() -> Value {
             "responses": {"200": ok("`{is_compatible, messages}`"), "404": confluent_error("40401, 40402.")}}},
         "/config": {"get": {"summary": "The global compatibility mode (BACKWARD by default).", "responses": {"200": ok("`{compatibilityLevel}`")}},
                     "put": {"summary": "Set the global mode.", "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}},
+        "/v1/upcasters": {
+            "get": {"summary": "The upcaster set's version and every declaration.", "responses": {"200": ok("`{set_version, upcasters: [{event_type, from_version, steps}]}`")}},
+            "post": {"summary": "Declare how an event type's data goes from `from_version` to the next (steps: rename, add, remove, move, map).",
+                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["event_type", "from_version", "steps"], "properties": {"event_type": {"type": "string"}, "from_version": {"type": "integer", "minimum": 1}, "steps": {"type": "array"}}}}}},
+                     "responses": {"200": ok("`{set_version}`"), "400": error_response("A bad type, version or step, or a gap in the chain.")}}
+        },
         "/config/{subject}": {"get": {"summary": "A subject's mode.", "parameters": [subject()], "responses": {"200": ok("`{compatibilityLevel}`")}},
                               "put": {"summary": "Set a subject's mode.", "parameters": [subject()], "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}}
     })
@@ -316,7 +323,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 37] = [
+    const PATHS: [&str; 38] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -354,6 +361,7 @@ mod tests {
         "/compatibility/subjects/{subject}/versions/{version}",
         "/config",
         "/config/{subject}",
+        "/v1/upcasters",
     ];
 
     #[test]
