@@ -168,4 +168,37 @@ impl Client {
         let response = self.call_schemas(|mut grpc| async move { grpc.list_upcasters(pb::Empty {}).await }).await?;
         Ok(upcasters(response))
     }
+
+    /// Turns validation of appends against their type's latest schema on
+    /// or off for an event type (`category` false) or a category; returns
+    /// the validated (event types, categories).
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for a bad name.
+    pub async fn set_validation(
+        &self,
+        name: &str,
+        category: bool,
+        enabled: bool,
+    ) -> Result<(Vec<String>, Vec<String>), Error> {
+        use pb::validation_scope::Scope;
+        let scope = if category { Scope::Category(name.to_string()) } else { Scope::EventType(name.to_string()) };
+        let request = pb::ValidationScope { scope: Some(scope), enabled };
+        let response = self
+            .call_schemas(|mut grpc| {
+                let request = request.clone();
+                async move { grpc.set_validation(request).await }
+            })
+            .await?;
+        Ok((response.event_types, response.categories))
+    }
+
+    /// The validated (event types, categories).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] after the retries.
+    pub async fn validation(&self) -> Result<(Vec<String>, Vec<String>), Error> {
+        let response = self.call_schemas(|mut grpc| async move { grpc.list_validation(pb::Empty {}).await }).await?;
+        Ok((response.event_types, response.categories))
+    }
 }

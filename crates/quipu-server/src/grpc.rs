@@ -16,8 +16,8 @@ use crate::feed::{Feed, Item, Live, Source};
 use crate::grpc_wire::{self as wire, status};
 use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
-use crate::projection::Blocks;
-use crate::submission::submit;
+
+use crate::submission::{Admission, submit};
 use crate::upcast::Upcasters;
 use crate::wire::as_of;
 
@@ -30,7 +30,7 @@ pub struct StreamsService {
     store: Arc<Store>,
     live: Live,
     metrics: Arc<Metrics>,
-    blocks: Arc<Blocks>,
+    admission: Arc<Admission>,
     integration: Arc<IntegrationTypes>,
     upcasters: Arc<Upcasters>,
 }
@@ -42,11 +42,11 @@ impl StreamsService {
         store: Arc<Store>,
         live: Live,
         metrics: Arc<Metrics>,
-        blocks: Arc<Blocks>,
+        admission: Arc<Admission>,
         integration: Arc<IntegrationTypes>,
         upcasters: Arc<Upcasters>,
     ) -> StreamsService {
-        StreamsService { store, live, metrics, blocks, integration, upcasters }
+        StreamsService { store, live, metrics, admission, integration, upcasters }
     }
 
     /// Runs a read on the blocking pool.
@@ -103,7 +103,7 @@ fn batch_outcome(outcome: Result<AppendOutcome, ApiError>) -> pb::AppendOutcome 
 impl Streams for StreamsService {
     async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
         let request = wire::append_request(request.into_inner()).map_err(status)?;
-        match submit(&self.store, &self.metrics, &self.blocks, request).await.map_err(status)? {
+        match submit(&self.store, &self.metrics, &self.admission, request).await.map_err(status)? {
             AppendOutcome::Written(result) => Ok(Response::new(wire::append_response(&result, false))),
             AppendOutcome::AlreadyWritten(result) => Ok(Response::new(wire::append_response(&result, true))),
             AppendOutcome::Conflict(conflict) => Err(wire::conflict_status(&conflict)),
@@ -130,7 +130,7 @@ impl Streams for StreamsService {
             }
             pending.push(match wire::append_request(request) {
                 Ok(request) => {
-                    futures_util::future::Either::Left(submit(&self.store, &self.metrics, &self.blocks, request))
+                    futures_util::future::Either::Left(submit(&self.store, &self.metrics, &self.admission, request))
                 }
                 Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),
             });

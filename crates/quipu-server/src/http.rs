@@ -17,7 +17,7 @@ use crate::ApiError;
 use crate::feed::{Live, Source};
 use crate::integration::IntegrationTypes;
 use crate::metrics::Metrics;
-use crate::projection::Blocks;
+use crate::submission::Admission;
 use crate::upcast::Upcasters;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 
@@ -38,8 +38,8 @@ pub struct Services {
     pub groups: Arc<crate::group::Groups>,
     /// Projections and their rebuilds.
     pub projections: Arc<crate::projection::Projections>,
-    /// Categories closed to appends.
-    pub blocks: Arc<Blocks>,
+    /// What appends must pass.
+    pub admission: Arc<Admission>,
     /// The event types marked as integration events.
     pub integration: Arc<IntegrationTypes>,
     /// Snapshots and their policies.
@@ -52,7 +52,7 @@ pub struct Services {
 
 /// The API's routes.
 pub fn router(services: Services) -> Router {
-    let Services { store, live, metrics, groups, projections, blocks, integration, snapshots, schemas, upcasters } =
+    let Services { store, live, metrics, groups, projections, admission, integration, snapshots, schemas, upcasters } =
         services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
@@ -80,7 +80,8 @@ pub fn router(services: Services) -> Router {
         .merge(crate::projection::http::router(projections))
         .merge(crate::integration::http::router(Arc::clone(&integration)))
         .merge(crate::snapshot::http::router(snapshots))
-        .merge(crate::schema::confluent::router(schemas))
+        .merge(crate::schema::confluent::router(Arc::clone(&schemas)))
+        .merge(crate::schema::http::router(schemas))
         .merge(crate::upcast::http::router(Arc::clone(&upcasters)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
@@ -92,7 +93,7 @@ pub fn router(services: Services) -> Router {
             }
         }))
         .layer(Extension(metrics))
-        .layer(Extension(blocks))
+        .layer(Extension(admission))
         .layer(Extension(integration))
         .layer(Extension(upcasters))
 }
@@ -108,7 +109,7 @@ async fn health() -> Json<Value> {
 async fn append_to_stream(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
-    Extension(blocks): Extension<Arc<Blocks>>,
+    Extension(admission): Extension<Arc<Admission>>,
     Path(stream): Path<String>,
     body: Result<Json<AppendBody>, JsonRejection>,
 ) -> Result<Json<AppendJson>, ApiError> {
@@ -117,7 +118,7 @@ async fn append_to_stream(
     let expected = expected_revision(body.expected_revision.as_ref())?;
     let events = body.events.into_iter().map(|e| e.into_proposed()).collect::<Result<Vec<_>, _>>()?;
     let request = AppendRequest::to_stream(stream, expected, events);
-    match crate::submission::submit(&store, &metrics, &blocks, request).await? {
+    match crate::submission::submit(&store, &metrics, &admission, request).await? {
         AppendOutcome::Written(result) => Ok(Json(AppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(AppendJson::new(&result, true))),
         AppendOutcome::Conflict(conflict) => Err(crate::api_error::conflict_error(&conflict)),
@@ -127,11 +128,11 @@ async fn append_to_stream(
 async fn append_multi(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
-    Extension(blocks): Extension<Arc<Blocks>>,
+    Extension(admission): Extension<Arc<Admission>>,
     body: Result<Json<MultiAppendBody>, JsonRejection>,
 ) -> Result<Json<MultiAppendJson>, ApiError> {
     let Json(body) = body?;
-    match crate::submission::submit(&store, &metrics, &blocks, body.into_request()?).await? {
+    match crate::submission::submit(&store, &metrics, &admission, body.into_request()?).await? {
         AppendOutcome::Written(result) => Ok(Json(MultiAppendJson::new(&result, false))),
         AppendOutcome::AlreadyWritten(result) => Ok(Json(MultiAppendJson::new(&result, true))),
         AppendOutcome::Conflict(conflict) => Err(crate::api_error::conflict_error(&conflict)),

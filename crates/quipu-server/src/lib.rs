@@ -131,6 +131,7 @@ pub async fn serve(
     );
     let snapshots = Arc::new(snapshot::Snapshots::open(Arc::clone(&store)).map_err(ServerError::Snapshots)?);
     let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
+    let admission = Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas) });
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -141,7 +142,7 @@ pub async fn serve(
         metrics: Arc::clone(&metrics),
         groups: Arc::clone(&groups),
         projections: Arc::clone(&projections),
-        blocks: Arc::clone(&blocks),
+        admission: Arc::clone(&admission),
         integration: Arc::clone(&integration),
         snapshots: Arc::clone(&snapshots),
         schemas: Arc::clone(&schemas),
@@ -161,7 +162,7 @@ pub async fn serve(
         Arc::clone(&store),
         live,
         metrics,
-        blocks,
+        admission,
         integration,
         Arc::clone(&upcasters),
     ))

@@ -206,6 +206,15 @@ fn schema_paths() -> Value {
             "responses": {"200": ok("`{is_compatible, messages}`"), "404": confluent_error("40401, 40402.")}}},
         "/config": {"get": {"summary": "The global compatibility mode (BACKWARD by default).", "responses": {"200": ok("`{compatibilityLevel}`")}},
                     "put": {"summary": "Set the global mode.", "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}},
+        "/v1/schema-validation": {"get": {"summary": "Event types and categories whose appends are validated against their type's latest schema.", "responses": {"200": ok("`{event_types, categories}`")}}},
+        "/v1/schema-validation/types/{event_type}": {
+            "put": {"summary": "Validate appended events of this type.", "parameters": [path_parameter("event_type")], "responses": {"200": ok("`{event_types, categories}`"), "400": error_response("A bad type.")}},
+            "delete": {"summary": "Stop validating this type.", "parameters": [path_parameter("event_type")], "responses": {"200": ok("`{event_types, categories}`")}}
+        },
+        "/v1/schema-validation/categories/{category}": {
+            "put": {"summary": "Validate every appended event of this category's streams.", "parameters": [path_parameter("category")], "responses": {"200": ok("`{event_types, categories}`"), "400": error_response("A bad category.")}},
+            "delete": {"summary": "Stop validating this category.", "parameters": [path_parameter("category")], "responses": {"200": ok("`{event_types, categories}`")}}
+        },
         "/v1/upcasters": {
             "get": {"summary": "The upcaster set's version and every declaration.", "responses": {"200": ok("`{set_version, upcasters: [{event_type, from_version, steps}]}`")}},
             "post": {"summary": "Declare how an event type's data goes from `from_version` to the next (steps: rename, add, remove, move, map).",
@@ -323,7 +332,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 38] = [
+    const PATHS: [&str; 41] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -362,6 +371,9 @@ mod tests {
         "/config",
         "/config/{subject}",
         "/v1/upcasters",
+        "/v1/schema-validation",
+        "/v1/schema-validation/types/{event_type}",
+        "/v1/schema-validation/categories/{category}",
     ];
 
     #[test]

@@ -2,8 +2,9 @@
 //! sequencer at once ([`Store::submit`] with a one-shot reply), and the
 //! handler awaits the outcome without blocking the runtime. Submitting
 //! before awaiting lets one connection pipeline many appends into the
-//! same group commit. Appends to categories a blocking rebuild closed are
-//! refused here, before the sequencer, so every door honours the block.
+//! same group commit. Appends to categories a blocking rebuild closed, and
+//! events that fail schema validation, are refused here, before the
+//! sequencer, so every door honours both.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -14,16 +15,36 @@ use crate::ApiError;
 use crate::metrics::Metrics;
 use crate::projection::Blocks;
 
-/// Hands `request` to the sequencer now, unless it writes to a category
-/// that `blocks` closed; the returned future resolves to its outcome.
-/// Dropping the future does not cancel the append.
+/// What an append must pass before it reaches the sequencer.
+pub struct Admission {
+    /// Categories closed by blocking rebuilds.
+    pub blocks: Arc<Blocks>,
+    /// Validation of events against their types' schemas.
+    pub schemas: Arc<crate::schema::Schemas>,
+}
+
+impl Admission {
+    /// Refuses `request` when it writes to a closed category or holds an
+    /// event that fails validation.
+    ///
+    /// # Errors
+    /// The refusal, as an API error.
+    pub fn check(&self, request: &AppendRequest) -> Result<(), ApiError> {
+        self.blocks.check(request)?;
+        self.schemas.validate(request)
+    }
+}
+
+/// Hands `request` to the sequencer now, unless `admission` refuses it;
+/// the returned future resolves to its outcome. Dropping the future does
+/// not cancel the append.
 pub fn submit(
     store: &Store,
     metrics: &Arc<Metrics>,
-    blocks: &Blocks,
+    admission: &Admission,
     request: AppendRequest,
 ) -> impl Future<Output = Result<AppendOutcome, ApiError>> + use<> {
-    let refused = blocks.check(&request).err();
+    let refused = admission.check(&request).err();
     let (reply, outcome) = tokio::sync::oneshot::channel();
     if let Some(error) = refused {
         return futures_util::future::Either::Left(std::future::ready(Err(error)));

@@ -157,3 +157,68 @@ fn the_cli_registers_checks_lists_and_sets_modes() {
     let listed = quipu(&["--json", "schema", "list"]);
     assert_eq!(String::from_utf8_lossy(&listed.stdout).lines().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validated_appends_must_match_their_types_latest_schema() {
+    use quipu_client::{Client, Error, ExpectedRevision, NewEvent};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect");
+    client.register_schema("OrderPlaced", &v1().to_string()).await.expect("register");
+    let placed = |data: Value| NewEvent::json("OrderPlaced", &data).expect("JSON");
+
+    // Off by default: anything goes.
+    client.append("order-1", ExpectedRevision::Any, vec![placed(json!({"oops": 1}))]).await.expect("unvalidated");
+
+    client.set_validation("order", true, true).await.expect("validate the category");
+    client.append("order-1", ExpectedRevision::Any, vec![placed(json!({"id": "a"}))]).await.expect("valid");
+    let refused = |result: Result<quipu_client::AppendResult, Error>| match result {
+        Err(Error::InvalidArgument(message)) => message,
+        other => panic!("an invalid append went through: {other:?}"),
+    };
+    let message = refused(
+        client
+            .append("order-1", ExpectedRevision::Any, vec![placed(json!({"id": "b"})), placed(json!({"id": 7}))])
+            .await,
+    );
+    assert!(
+        message.contains("invalid_event") && message.contains("schema version 1") && message.contains("/id"),
+        "{message}"
+    );
+    let message = refused(
+        client.append("order-2", ExpectedRevision::Any, vec![NewEvent::new("OrderNoted", b"{}".to_vec())]).await,
+    );
+    assert!(message.contains("schema_missing"), "{message}");
+    let message = refused(
+        client.append("order-2", ExpectedRevision::Any, vec![NewEvent::new("OrderPlaced", b"not json".to_vec())]).await,
+    );
+    assert!(message.contains("not JSON"), "{message}");
+    assert_eq!(
+        client.stream_info("order-1").await.expect("info").last_revision,
+        Some(1),
+        "nothing of a refused append was written"
+    );
+    assert_eq!(client.stream_info("order-2").await.expect("info").last_revision, None);
+    client.append("invoice-1", ExpectedRevision::Any, vec![placed(json!({"id": 9}))]).await.expect("another category");
+
+    // By type, over HTTP, and across a restart.
+    let (status, scopes) = server.request("PUT", "/v1/schema-validation/types/OrderPlaced", None);
+    assert_eq!((status, scopes), (200, json!({"event_types": ["OrderPlaced"], "categories": ["order"]})));
+    let (status, answer) = server.append("invoice-2", &json!({"events": [{"type": "OrderPlaced", "data": {"id": 9}}]}));
+    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_event")), "{answer}");
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start(dir.path());
+    let client = Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect");
+    refused(client.append("invoice-3", ExpectedRevision::Any, vec![placed(json!({"id": 9}))]).await);
+    let (status, _) = server.request("DELETE", "/v1/schema-validation/types/OrderPlaced", None);
+    assert_eq!(status, 200);
+    client.set_validation("order", true, false).await.expect("off");
+    client.append("order-3", ExpectedRevision::Any, vec![placed(json!({"id": 9}))]).await.expect("validation off");
+    let (status, answer) = server.request("PUT", "/v1/schema-validation/categories/a-b", None);
+    assert_eq!((status, answer["code"].as_str()), (400, Some("invalid_category")));
+    let unusable = json!({"type": "object", "properties": {"id": {"type": "no-such-type"}}});
+    match client.register_schema("OrderPaid", &unusable.to_string()).await {
+        Err(Error::InvalidArgument(message)) => assert!(message.contains("not a valid JSON Schema"), "{message}"),
+        other => panic!("an unusable schema: {other:?}"),
+    }
+}

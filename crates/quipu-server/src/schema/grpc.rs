@@ -7,7 +7,7 @@ use quipu_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use super::compatibility::Mode;
-use super::registry::{SchemaError, SchemaVersion, Schemas};
+use super::registry::{SchemaError, SchemaVersion, Schemas, Scope};
 use crate::ApiError;
 use crate::grpc_wire::status;
 use crate::upcast::{Upcaster, Upcasters};
@@ -23,6 +23,17 @@ impl SchemasService {
     #[must_use]
     pub fn new(schemas: Arc<Schemas>, upcasters: Arc<Upcasters>) -> SchemasService {
         SchemasService { schemas, upcasters }
+    }
+
+    fn validation_scopes(&self) -> pb::ValidationScopes {
+        let mut scopes = pb::ValidationScopes::default();
+        for scope in self.schemas.validated() {
+            match scope {
+                Scope::EventType(event_type) => scopes.event_types.push(event_type),
+                Scope::Category(category) => scopes.categories.push(category),
+            }
+        }
+        scopes
     }
 
     fn upcaster_set(&self) -> pb::UpcasterSet {
@@ -108,6 +119,25 @@ impl pb::schemas_server::Schemas for SchemasService {
         let upcaster = Upcaster { event_type: r.event_type, from_version: r.from_version, steps };
         self.upcasters.declare(upcaster).await.map_err(status)?;
         Ok(Response::new(self.upcaster_set()))
+    }
+
+    async fn set_validation(
+        &self,
+        request: Request<pb::ValidationScope>,
+    ) -> Result<Response<pb::ValidationScopes>, Status> {
+        use pb::validation_scope::Scope as S;
+        let r = request.into_inner();
+        let scope = match r.scope {
+            Some(S::EventType(event_type)) => Scope::EventType(event_type),
+            Some(S::Category(category)) => Scope::Category(category),
+            None => return Err(status(ApiError::bad_request("invalid_scope", "name an event type or a category"))),
+        };
+        self.schemas.set_validation(scope, r.enabled).await.map_err(status)?;
+        Ok(Response::new(self.validation_scopes()))
+    }
+
+    async fn list_validation(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ValidationScopes>, Status> {
+        Ok(Response::new(self.validation_scopes()))
     }
 
     async fn list_upcasters(&self, _request: Request<pb::Empty>) -> Result<Response<pb::UpcasterSet>, Status> {

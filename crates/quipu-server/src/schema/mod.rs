@@ -11,7 +11,8 @@
 pub mod compatibility;
 pub mod confluent;
 pub mod grpc;
+pub mod http;
 pub mod registry;
 
 pub use compatibility::Mode;
-pub use registry::{SchemaError, SchemaVersion, Schemas};
+pub use registry::{SchemaError, SchemaVersion, Schemas, Scope};

@@ -10,7 +10,7 @@
 //! - Schema ids are global: the same schema under two subjects has one id.
 //! - Everything outlives restarts: it is rebuilt from `$schemas` on open.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -35,6 +35,17 @@ pub const DEFAULT_MODE: Mode = Mode::Backward;
 enum Record {
     Registered { subject: String, version: u32, id: u32, schema: String },
     ConfigSet { subject: Option<String>, compatibility: Mode },
+    ValidationSet { scope: Scope, enabled: bool },
+}
+
+/// Where appends are validated against their event type's latest schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    /// Events of this type, in any stream.
+    EventType(String),
+    /// Every event of streams in this category.
+    Category(String),
 }
 
 impl crate::record_log::Record for Record {
@@ -42,6 +53,7 @@ impl crate::record_log::Record for Record {
         match self {
             Record::Registered { .. } => "SchemaRegistered",
             Record::ConfigSet { .. } => "CompatibilitySet",
+            Record::ValidationSet { .. } => "ValidationSet",
         }
     }
 }
@@ -82,6 +94,10 @@ struct State {
     modes: BTreeMap<String, Mode>,
     global: Option<Mode>,
     ids: BTreeMap<u32, String>,
+    /// Scopes whose appends are validated.
+    validated: BTreeSet<Scope>,
+    /// The latest version of each subject, compiled.
+    validators: BTreeMap<String, (u32, Arc<jsonschema::Validator>)>,
 }
 
 impl State {
@@ -89,6 +105,13 @@ impl State {
         match record {
             Record::Registered { subject, version, id, schema } => {
                 let parsed = parse(&schema)?;
+                if let Ok(validator) = jsonschema::validator_for(&parsed) {
+                    self.validators.insert(subject.clone(), (version, Arc::new(validator)));
+                } else {
+                    // Registered before it could compile; appends of the
+                    // type then fail validation as having no schema.
+                    self.validators.remove(&subject);
+                }
                 self.ids.insert(id, schema.clone());
                 self.subjects.entry(subject.clone()).or_default().push(SchemaVersion {
                     subject,
@@ -102,6 +125,12 @@ impl State {
                 self.modes.insert(subject, compatibility);
             }
             Record::ConfigSet { subject: None, compatibility } => self.global = Some(compatibility),
+            Record::ValidationSet { scope, enabled: true } => {
+                self.validated.insert(scope);
+            }
+            Record::ValidationSet { scope, enabled: false } => {
+                self.validated.remove(&scope);
+            }
         }
         Ok(())
     }
@@ -148,6 +177,13 @@ impl Schemas {
     pub async fn register(&self, subject: &str, schema: &str) -> Result<SchemaVersion, SchemaError> {
         check_subject(subject)?;
         let parsed = parse(schema)?;
+        if let Err(error) = jsonschema::validator_for(&parsed) {
+            return Err(SchemaError::Api(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_schema",
+                format!("the schema is not a valid JSON Schema: {error}"),
+            )));
+        }
         let canonical = parsed.to_string();
         let mut log = self.log.lock().await;
         let (record, version) = {
@@ -236,6 +272,76 @@ impl Schemas {
             Some(subject) => state.mode(subject),
             None => state.global.unwrap_or(DEFAULT_MODE),
         }
+    }
+
+    /// Turns validation of appends on or off for `scope`.
+    ///
+    /// # Errors
+    /// 400 for a bad event type or category, store errors.
+    pub async fn set_validation(&self, scope: Scope, enabled: bool) -> Result<(), ApiError> {
+        match &scope {
+            Scope::EventType(event_type) => check_subject(event_type)?,
+            Scope::Category(category) => crate::wire::check_category(category)?,
+        }
+        let mut log = self.log.lock().await;
+        let record = Record::ValidationSet { scope, enabled };
+        log.append(&record).await?;
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(record)?;
+        Ok(())
+    }
+
+    /// The scopes whose appends are validated.
+    #[must_use]
+    pub fn validated(&self) -> Vec<Scope> {
+        self.read().validated.iter().cloned().collect()
+    }
+
+    /// Checks every event of `request` in a validated scope against its
+    /// type's latest schema.
+    ///
+    /// # Errors
+    /// 400 `invalid_event` naming the event, the schema version and what
+    /// does not match (or that its data is not JSON); 400
+    /// `schema_missing` when its type has no schema.
+    pub fn validate(&self, request: &quipu_core::AppendRequest) -> Result<(), ApiError> {
+        let state = self.read();
+        if state.validated.is_empty() {
+            return Ok(());
+        }
+        for write in &request.writes {
+            let by_category = state.validated.contains(&Scope::Category(write.stream.category().to_string()));
+            for event in &write.events {
+                let event_type = event.event_type.as_str();
+                if !by_category && !state.validated.contains(&Scope::EventType(event_type.to_string())) {
+                    continue;
+                }
+                let Some((version, validator)) = state.validators.get(event_type) else {
+                    return Err(ApiError::bad_request(
+                        "schema_missing",
+                        format!(
+                            "event {} of type {event_type:?} in {} is validated, but the type has no schema; register one or turn validation off",
+                            event.id, write.stream
+                        ),
+                    ));
+                };
+                let invalid = |what: String| {
+                    ApiError::bad_request(
+                        "invalid_event",
+                        format!(
+                            "event {} ({event_type}) in {} does not match schema version {version}: {what}; nothing was written",
+                            event.id, write.stream
+                        ),
+                    )
+                };
+                let data: Value =
+                    serde_json::from_slice(&event.data).map_err(|e| invalid(format!("its data is not JSON ({e})")))?;
+                if let Some(error) = validator.iter_errors(&data).next() {
+                    let path = error.instance_path().to_string();
+                    return Err(invalid(format!("at {:?}: {error}", if path.is_empty() { "/" } else { &path })));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sets the mode of `subject` (`None`: the global one).

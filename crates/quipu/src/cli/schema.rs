@@ -25,6 +25,19 @@ pub enum SchemaCommand {
         #[arg(long)]
         schemas: bool,
     },
+    /// Show, or turn on or off, validation of appended events against
+    /// their type's latest schema, for an event type or a category.
+    Validation {
+        /// Validate events of this type.
+        #[arg(long = "type", conflicts_with = "category")]
+        event_type: Option<String>,
+        /// Validate every event of this category's streams.
+        #[arg(long)]
+        category: Option<String>,
+        /// Turn it off instead of on.
+        #[arg(long)]
+        off: bool,
+    },
     /// Show or set the compatibility mode of an event type, or the global
     /// one (`--global`).
     Compatibility {
@@ -158,6 +171,22 @@ pub async fn run(client: &Client, output: &Output, command: SchemaCommand) -> an
                 println!("(no schemas)");
             }
             shown.into_iter().try_for_each(|v| print_version(output, v, schemas))
+        }
+        SchemaCommand::Validation { event_type, category, off } => {
+            let (types, categories) = match (event_type, category) {
+                (Some(t), _) => client.set_validation(&t, false, !off).await?,
+                (None, Some(c)) => client.set_validation(&c, true, !off).await?,
+                (None, None) => client.validation().await?,
+            };
+            if output.is_json() {
+                return line(&json!({"event_types": types, "categories": categories}));
+            }
+            println!("validated event types: {}", if types.is_empty() { "-".into() } else { types.join(", ") });
+            println!(
+                "validated categories:  {}",
+                if categories.is_empty() { "-".into() } else { categories.join(", ") }
+            );
+            Ok(())
         }
         SchemaCommand::Compatibility { subject, set, .. } => {
             let mode = match &set {
