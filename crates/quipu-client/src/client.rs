@@ -110,7 +110,7 @@ impl Client {
 
     /// Runs `call` on the `Streams` service, repeating it while the
     /// server is unreachable.
-    async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
+    pub(crate) async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
         F: FnMut(StreamsClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,

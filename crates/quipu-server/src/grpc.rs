@@ -15,6 +15,7 @@ use crate::ApiError;
 use crate::feed::{Feed, Item, Live, Source};
 use crate::grpc_wire::{self as wire, status};
 use crate::integration::IntegrationTypes;
+use crate::lifecycle::{Lifecycle, Metadata};
 use crate::metrics::Metrics;
 
 use crate::submission::{Admission, submit};
@@ -33,6 +34,7 @@ pub struct StreamsService {
     admission: Arc<Admission>,
     integration: Arc<IntegrationTypes>,
     upcasters: Arc<Upcasters>,
+    lifecycle: Arc<Lifecycle>,
 }
 
 impl StreamsService {
@@ -45,8 +47,9 @@ impl StreamsService {
         admission: Arc<Admission>,
         integration: Arc<IntegrationTypes>,
         upcasters: Arc<Upcasters>,
+        lifecycle: Arc<Lifecycle>,
     ) -> StreamsService {
-        StreamsService { store, live, metrics, admission, integration, upcasters }
+        StreamsService { store, live, metrics, admission, integration, upcasters, lifecycle }
     }
 
     /// Runs a read on the blocking pool.
@@ -144,11 +147,19 @@ impl Streams for StreamsService {
 
     async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<pb::ReadResponse>, Status> {
         let request = request.into_inner();
-        let source = Source::Stream(StreamName::readable(request.stream).map_err(|e| status(e.into()))?);
+        let stream = StreamName::readable(request.stream).map_err(|e| status(e.into()))?;
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
         let (from, limit) = (request.from_revision, wire::limit(request.limit));
-        self.read(request.raw, move |store| source.read_as_of(store, from, direction, limit, as_of)).await
+        let lifecycle = Arc::clone(&self.lifecycle);
+        let mut events = tokio::task::spawn_blocking(move || lifecycle.read(&stream, from, direction, limit, as_of))
+            .await
+            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+            .map_err(status)?;
+        if !request.raw {
+            self.upcasters.apply(&mut events);
+        }
+        Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
     }
 
     async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -188,6 +199,50 @@ impl Streams for StreamsService {
             feed = feed.upcasting(Arc::clone(&self.upcasters));
         }
         Ok(Response::new(subscription(feed)))
+    }
+
+    async fn get_stream_metadata(
+        &self,
+        request: Request<pb::StreamInfoRequest>,
+    ) -> Result<Response<pb::StreamMetadata>, Status> {
+        Ok(Response::new(metadata_message(&self.lifecycle.metadata(&request.into_inner().stream))))
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        request: Request<pb::SetStreamMetadataRequest>,
+    ) -> Result<Response<pb::StreamMetadata>, Status> {
+        let r = request.into_inner();
+        let m = r.metadata.unwrap_or_default();
+        let custom = if m.custom_json.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(&m.custom_json).map_err(|e| {
+                status(ApiError::bad_request("invalid_metadata", format!("custom_json is not JSON: {e}")))
+            })?)
+        };
+        let metadata = Metadata {
+            max_count: m.max_count,
+            max_age_s: m.max_age_s,
+            truncate_before: m.truncate_before,
+            custom,
+            tombstoned: m.tombstoned,
+        };
+        let set = self.lifecycle.set(&r.stream, metadata).await.map_err(status)?;
+        Ok(Response::new(metadata_message(&set)))
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Result<Response<pb::StreamMetadata>, Status> {
+        let r = request.into_inner();
+        let set = if r.tombstone {
+            self.lifecycle.tombstone(&r.stream).await
+        } else {
+            self.lifecycle.delete(&r.stream).await
+        };
+        Ok(Response::new(metadata_message(&set.map_err(status)?)))
     }
 
     async fn list_integration_types(
@@ -233,4 +288,14 @@ impl Streams for StreamsService {
 
 fn integration_types(types: &std::collections::BTreeSet<quipu_core::EventType>) -> pb::IntegrationTypes {
     pb::IntegrationTypes { types: types.iter().map(|t| t.as_str().to_string()).collect() }
+}
+
+fn metadata_message(metadata: &Metadata) -> pb::StreamMetadata {
+    pb::StreamMetadata {
+        max_count: metadata.max_count,
+        max_age_s: metadata.max_age_s,
+        truncate_before: metadata.truncate_before,
+        custom_json: metadata.custom.as_ref().map(ToString::to_string).unwrap_or_default(),
+        tombstoned: metadata.tombstoned,
+    }
 }

@@ -26,7 +26,7 @@ pub const DEFAULT_READ_LIMIT: usize = 100;
 pub fn status(error: ApiError) -> Status {
     let code = match error.status.as_u16() {
         400 | 422 => Code::InvalidArgument,
-        404 => Code::NotFound,
+        404 | 410 => Code::NotFound,
         409 => Code::FailedPrecondition,
         413 => Code::ResourceExhausted,
         503 => Code::Unavailable,

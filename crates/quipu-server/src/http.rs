@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::ApiError;
 use crate::feed::{Live, Source};
 use crate::integration::IntegrationTypes;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::submission::Admission;
 use crate::upcast::Upcasters;
@@ -48,12 +49,25 @@ pub struct Services {
     pub schemas: Arc<crate::schema::Schemas>,
     /// Upcasting on read.
     pub upcasters: Arc<Upcasters>,
+    /// Stream metadata and deletes.
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 /// The API's routes.
 pub fn router(services: Services) -> Router {
-    let Services { store, live, metrics, groups, projections, admission, integration, snapshots, schemas, upcasters } =
-        services;
+    let Services {
+        store,
+        live,
+        metrics,
+        groups,
+        projections,
+        admission,
+        integration,
+        snapshots,
+        schemas,
+        upcasters,
+        lifecycle,
+    } = services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -62,7 +76,7 @@ pub fn router(services: Services) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
-        .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream))
+        .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream).delete(delete_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
         .route(
@@ -83,6 +97,7 @@ pub fn router(services: Services) -> Router {
         .merge(crate::schema::confluent::router(Arc::clone(&schemas)))
         .merge(crate::schema::http::router(schemas))
         .merge(crate::upcast::http::router(Arc::clone(&upcasters)))
+        .merge(crate::lifecycle::http::router(Arc::clone(&lifecycle)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -96,6 +111,7 @@ pub fn router(services: Services) -> Router {
         .layer(Extension(admission))
         .layer(Extension(integration))
         .layer(Extension(upcasters))
+        .layer(Extension(lifecycle))
 }
 
 async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
@@ -184,16 +200,43 @@ impl ReadQuery {
 }
 
 async fn read_stream(
-    State(store): State<Shared>,
+    State(_store): State<Shared>,
     Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(lifecycle): Extension<Arc<Lifecycle>>,
     Path(stream): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query?;
-    let source = Source::Stream(StreamName::readable(stream)?);
+    let stream = StreamName::readable(stream)?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
     let upcasting = query.upcasting(upcasters);
-    read(upcasting, move || source.read_as_of(&store, from, direction, limit, as_of)).await
+    let mut events = tokio::task::spawn_blocking(move || lifecycle.read(&stream, from, direction, limit, as_of))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    if let Some(upcasters) = upcasting {
+        upcasters.apply(&mut events);
+    }
+    let events: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
+    Ok(Json(json!({ "events": events })))
+}
+
+/// Query of a delete.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    tombstone: bool,
+}
+
+async fn delete_stream(
+    Extension(lifecycle): Extension<Arc<Lifecycle>>,
+    Path(stream): Path<String>,
+    query: Result<Query<DeleteQuery>, QueryRejection>,
+) -> Result<Json<crate::lifecycle::Metadata>, ApiError> {
+    let Query(query) = query?;
+    let metadata =
+        if query.tombstone { lifecycle.tombstone(&stream).await? } else { lifecycle.delete(&stream).await? };
+    Ok(Json(metadata))
 }
 
 /// Query of a subscription: at most one of `stream`, `category`, `type`,

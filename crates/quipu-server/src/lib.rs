@@ -38,6 +38,7 @@ mod grpc;
 mod grpc_wire;
 mod http;
 pub mod integration;
+pub mod lifecycle;
 mod metrics;
 mod openapi;
 pub mod projection;
@@ -79,6 +80,9 @@ pub enum ServerError {
     /// The schema registry could not be loaded from `$schemas`.
     #[error("loading the schema registry: {}", .0.message)]
     Schemas(ApiError),
+    /// Stream metadata could not be loaded from `$stream-metadata`.
+    #[error("loading stream metadata: {}", .0.message)]
+    Lifecycle(ApiError),
     /// The upcasters could not be loaded from `$upcasters`.
     #[error("loading upcasters: {}", .0.message)]
     Upcasters(ApiError),
@@ -131,7 +135,9 @@ pub async fn serve(
     );
     let snapshots = Arc::new(snapshot::Snapshots::open(Arc::clone(&store)).map_err(ServerError::Snapshots)?);
     let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
-    let admission = Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas) });
+    let lifecycle = Arc::new(lifecycle::Lifecycle::open(Arc::clone(&store)).map_err(ServerError::Lifecycle)?);
+    let admission =
+        Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas), lifecycle: Arc::clone(&lifecycle) });
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -147,6 +153,7 @@ pub async fn serve(
         snapshots: Arc::clone(&snapshots),
         schemas: Arc::clone(&schemas),
         upcasters: Arc::clone(&upcasters),
+        lifecycle: Arc::clone(&lifecycle),
     });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
@@ -165,6 +172,7 @@ pub async fn serve(
         admission,
         integration,
         Arc::clone(&upcasters),
+        lifecycle,
     ))
     .max_decoding_message_size(message_max);
     let groups_service =

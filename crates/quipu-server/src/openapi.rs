@@ -215,6 +215,12 @@ fn schema_paths() -> Value {
             "put": {"summary": "Validate every appended event of this category's streams.", "parameters": [path_parameter("category")], "responses": {"200": ok("`{event_types, categories}`"), "400": error_response("A bad category.")}},
             "delete": {"summary": "Stop validating this category.", "parameters": [path_parameter("category")], "responses": {"200": ok("`{event_types, categories}`")}}
         },
+        "/v1/streams/{stream}/metadata": {
+            "get": {"summary": "A stream's metadata.", "parameters": [path_parameter("stream")], "responses": {"200": ok("`{max_count, max_age_s, truncate_before, custom, tombstoned}`")}},
+            "put": {"summary": "Replace a stream's metadata; reads of the stream return only visible events.", "parameters": [path_parameter("stream")],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"max_count": {"type": "integer", "minimum": 1}, "max_age_s": {"type": "integer"}, "truncate_before": {"type": "integer"}, "custom": {}}}}}},
+                    "responses": {"200": ok("The metadata."), "400": error_response("A bad value."), "410": error_response("The stream is tombstoned.")}}
+        },
         "/v1/upcasters": {
             "get": {"summary": "The upcaster set's version and every declaration.", "responses": {"200": ok("`{set_version, upcasters: [{event_type, from_version, steps}]}`")}},
             "post": {"summary": "Declare how an event type's data goes from `from_version` to the next (steps: rename, add, remove, move, map).",
@@ -272,8 +278,11 @@ pub fn document() -> Value {
                 "post": {"summary": "Append events to one stream.", "parameters": [path_parameter("stream")],
                          "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StreamAppend"}}}},
                          "responses": append_responses.clone()},
-                "get": {"summary": "Read a stream.", "parameters": read_parameters("First revision (inclusive)."),
-                        "responses": {"200": events_response(), "400": error_response("Bad parameters."), "404": error_response("No such stream.")}}
+                "get": {"summary": "Read a stream (its visible events, see its metadata).", "parameters": read_parameters("First revision (inclusive)."),
+                        "responses": {"200": events_response(), "400": error_response("Bad parameters."), "404": error_response("No such stream, or nothing visible."), "410": error_response("Tombstoned.")}},
+                "delete": {"summary": "Soft delete (reads as not found until new events come), or with `tombstone=true` delete for good.",
+                           "parameters": [path_parameter("stream"), {"name": "tombstone", "in": "query", "schema": {"type": "boolean"}}],
+                           "responses": {"200": {"description": "The stream's metadata."}, "404": error_response("No such stream."), "410": error_response("Already tombstoned.")}}
             },
             "/v1/append": {"post": {"summary": "Append atomically to several streams, with an optional DCB condition.",
                                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MultiAppend"}}}},
@@ -332,7 +341,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 41] = [
+    const PATHS: [&str; 42] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -374,6 +383,7 @@ mod tests {
         "/v1/schema-validation",
         "/v1/schema-validation/types/{event_type}",
         "/v1/schema-validation/categories/{category}",
+        "/v1/streams/{stream}/metadata",
     ];
 
     #[test]

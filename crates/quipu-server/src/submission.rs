@@ -21,16 +21,19 @@ pub struct Admission {
     pub blocks: Arc<Blocks>,
     /// Validation of events against their types' schemas.
     pub schemas: Arc<crate::schema::Schemas>,
+    /// Tombstoned streams.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 impl Admission {
-    /// Refuses `request` when it writes to a closed category or holds an
-    /// event that fails validation.
+    /// Refuses `request` when it writes to a closed category or a
+    /// tombstoned stream, or holds an event that fails validation.
     ///
     /// # Errors
     /// The refusal, as an API error.
     pub fn check(&self, request: &AppendRequest) -> Result<(), ApiError> {
         self.blocks.check(request)?;
+        self.lifecycle.check(request)?;
         self.schemas.validate(request)
     }
 }

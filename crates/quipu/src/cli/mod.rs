@@ -8,6 +8,7 @@ mod output;
 mod projection;
 mod schema;
 mod snapshot;
+mod stream;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -181,6 +182,13 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: projection::ProjectionCommand,
     },
+    /// A stream's metadata (max count, max age, truncate before) and
+    /// deletes.
+    Stream {
+        /// What to do.
+        #[command(subcommand)]
+        command: stream::StreamCommand,
+    },
     /// The schema registry: JSON Schemas per event type.
     Schema {
         /// What to do.
@@ -261,6 +269,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             ClientCommand::Integration { command } => integration(&client, &output, command).await,
             ClientCommand::Snapshot { command } => snapshot::run(&client, &output, command).await,
             ClientCommand::Schema { command } => schema::run(&client, &output, command).await,
+            ClientCommand::Stream { command } => stream::run(&client, &output, command).await,
             ClientCommand::Upcaster { command } => schema::run_upcaster(&client, &output, command).await,
         }
     })

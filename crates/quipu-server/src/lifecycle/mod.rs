@@ -1,0 +1,247 @@
+//! Stream lifecycle: per-stream metadata (max count, max age, truncate
+//! before, custom JSON), soft delete and tombstone, applied to reads of
+//! the stream.
+//!
+//! What it promises:
+//! - Metadata is kept in the system stream `$stream-metadata` (one record
+//!   per change, the whole metadata each time), so it outlives restarts.
+//! - A read of a stream (and a load) returns only its visible events:
+//!   revisions from `truncate_before`, the last `max_count`, those
+//!   committed within `max_age_s`. A stream with none visible reads as
+//!   not found.
+//! - A soft delete sets `truncate_before` past the last event: the stream
+//!   reads as not found until new events are appended (revisions go on
+//!   from where they were; append with `any` or the exact last revision).
+//! - A tombstone is for good: reads are 410 `stream_deleted`, appends are
+//!   refused (checked before the sequencer, so an append racing the
+//!   tombstone by a moment may still land; it is never visible through
+//!   the stream).
+//! - `$all`, category, type and tag reads still hold the hidden events, as
+//!   the log does until a scavenge removes them (not built yet).
+
+pub mod http;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use axum::http::StatusCode;
+use quipu_core::{AppendRequest, AsOf, Direction, RecordedEvent, Revision, Store, StreamName};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use crate::ApiError;
+use crate::record_log::RecordLog;
+use crate::wire::now_us;
+
+/// The system stream holding every stream's metadata.
+pub const METADATA_STREAM: &str = "$stream-metadata";
+
+/// A stream's metadata.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Only the last this many events are visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u64>,
+    /// Only events committed within this many seconds are visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age_s: Option<u64>,
+    /// Events before this revision are not visible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_before: Option<u64>,
+    /// Anything the application keeps with the stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<Value>,
+    /// Deleted for good.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tombstoned: bool,
+}
+
+/// Records of `$stream-metadata`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Record {
+    MetadataSet { stream: String, metadata: Metadata },
+}
+
+impl crate::record_log::Record for Record {
+    fn event_type(&self) -> &'static str {
+        "StreamMetadataSet"
+    }
+}
+
+/// Every stream's metadata.
+pub struct Lifecycle {
+    store: Arc<Store>,
+    log: Mutex<RecordLog<Record>>,
+    metadata: RwLock<BTreeMap<String, Metadata>>,
+}
+
+impl Lifecycle {
+    /// Loads the metadata from `$stream-metadata`.
+    ///
+    /// # Errors
+    /// Read errors; a record that does not decode.
+    pub fn open(store: Arc<Store>) -> Result<Lifecycle, ApiError> {
+        let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), METADATA_STREAM)?;
+        let mut metadata = BTreeMap::new();
+        for Record::MetadataSet { stream, metadata: set } in records {
+            metadata.insert(stream, set);
+        }
+        Ok(Lifecycle { store, log: Mutex::new(log), metadata: RwLock::new(metadata) })
+    }
+
+    /// A stream's metadata (the default when none was set).
+    #[must_use]
+    pub fn metadata(&self, stream: &str) -> Metadata {
+        self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(stream).cloned().unwrap_or_default()
+    }
+
+    /// Replaces a stream's metadata (a tombstone stays).
+    ///
+    /// # Errors
+    /// 400 for a bad stream or `max_count` 0, 410 for a tombstoned
+    /// stream, store errors.
+    pub async fn set(&self, stream: &str, metadata: Metadata) -> Result<Metadata, ApiError> {
+        StreamName::new(stream)?;
+        if metadata.max_count == Some(0) {
+            return Err(ApiError::bad_request("invalid_metadata", "max_count must be at least 1"));
+        }
+        if metadata.tombstoned {
+            return Err(ApiError::bad_request(
+                "invalid_metadata",
+                "tombstone a stream with a delete, not its metadata",
+            ));
+        }
+        self.write(stream, |_| Ok(metadata.clone())).await
+    }
+
+    /// Soft-deletes a stream: it reads as not found until new events come.
+    ///
+    /// # Errors
+    /// 404 for a stream without events, 410 for a tombstoned one.
+    pub async fn delete(&self, stream: &str) -> Result<Metadata, ApiError> {
+        let name = StreamName::new(stream)?;
+        let last = self.store.stream_info(&name)?.last_revision;
+        let Some(last) = last else { return Err(quipu_core::Error::StreamNotFound { stream: name }.into()) };
+        self.write(stream, |mut metadata| {
+            metadata.truncate_before = Some(last.0 + 1);
+            Ok(metadata)
+        })
+        .await
+    }
+
+    /// Tombstones a stream: deleted for good, never written again.
+    ///
+    /// # Errors
+    /// 410 when it is already, store errors.
+    pub async fn tombstone(&self, stream: &str) -> Result<Metadata, ApiError> {
+        StreamName::new(stream)?;
+        self.write(stream, |mut metadata| {
+            metadata.tombstoned = true;
+            Ok(metadata)
+        })
+        .await
+    }
+
+    async fn write(
+        &self,
+        stream: &str,
+        change: impl FnOnce(Metadata) -> Result<Metadata, ApiError>,
+    ) -> Result<Metadata, ApiError> {
+        let mut log = self.log.lock().await;
+        let current = self.metadata(stream);
+        if current.tombstoned {
+            return Err(deleted(stream));
+        }
+        let metadata = change(current)?;
+        log.append(&Record::MetadataSet { stream: stream.to_string(), metadata: metadata.clone() }).await?;
+        self.metadata
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(stream.to_string(), metadata.clone());
+        Ok(metadata)
+    }
+
+    /// Refuses appends to tombstoned streams.
+    ///
+    /// # Errors
+    /// 410 `stream_deleted` naming the first one written.
+    pub fn check(&self, request: &AppendRequest) -> Result<(), ApiError> {
+        let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if metadata.is_empty() {
+            return Ok(());
+        }
+        match request.writes.iter().find(|w| metadata.get(w.stream.as_str()).is_some_and(|m| m.tombstoned)) {
+            Some(write) => Err(deleted(write.stream.as_str())),
+            None => Ok(()),
+        }
+    }
+
+    /// Reads `stream` as [`crate::feed::Source::read_as_of`] does, but
+    /// only its visible events.
+    ///
+    /// # Errors
+    /// 410 for a tombstoned stream, 404 when nothing is visible, read
+    /// errors.
+    pub fn read(
+        &self,
+        stream: &StreamName,
+        from: Option<u64>,
+        direction: Direction,
+        limit: usize,
+        as_of: Option<AsOf>,
+    ) -> Result<Vec<RecordedEvent>, ApiError> {
+        let metadata = self.metadata(stream.as_str());
+        if metadata.tombstoned {
+            return Err(deleted(stream.as_str()));
+        }
+        let source = crate::feed::Source::Stream(stream.clone());
+        let Some(first) = self.first_visible(stream, &metadata)? else {
+            return Ok(source.read_as_of(&self.store, from, direction, limit, as_of)?);
+        };
+        let not_found = || ApiError::from(quipu_core::Error::StreamNotFound { stream: stream.clone() });
+        let mut events = match direction {
+            Direction::Forwards => {
+                let from = Some(from.map_or(first, |f| f.max(first)));
+                match source.read_as_of(&self.store, from, direction, limit, as_of) {
+                    Err(quipu_core::Error::StreamNotFound { .. }) => return Err(not_found()),
+                    events => events?,
+                }
+            }
+            Direction::Backwards => source.read_as_of(&self.store, from, direction, limit, as_of)?,
+        };
+        events.retain(|e| e.revision.0 >= first);
+        let last = self.store.stream_info(stream)?.last_revision.map_or(0, |r| r.0);
+        if events.is_empty() && first > last {
+            return Err(not_found());
+        }
+        Ok(events)
+    }
+
+    /// The first visible revision; `None` when every event is.
+    fn first_visible(&self, stream: &StreamName, metadata: &Metadata) -> Result<Option<u64>, ApiError> {
+        let mut first = metadata.truncate_before;
+        if let Some(max_count) = metadata.max_count
+            && let Some(last) = self.store.stream_info(stream)?.last_revision
+        {
+            first = first.max(Some((last.0 + 1).saturating_sub(max_count)));
+        }
+        if let Some(max_age_s) = metadata.max_age_s {
+            let since = now_us().saturating_sub(max_age_s.saturating_mul(1_000_000));
+            // The last event committed before `since`, plus one.
+            let before = since.checked_sub(1).map(AsOf::Time);
+            let old = match before {
+                Some(before) => self.store.revision_as_of(stream, before)?,
+                None => None,
+            };
+            first = first.max(Some(old.map_or(0, |r: Revision| r.0 + 1)));
+        }
+        Ok(first.filter(|f| *f > 0))
+    }
+}
+
+fn deleted(stream: &str) -> ApiError {
+    ApiError::new(StatusCode::GONE, "stream_deleted", format!("stream {stream} was deleted for good (tombstoned)"))
+}

@@ -1,0 +1,107 @@
+//! Stream lifecycle against the real `quipu serve` binary: max count,
+//! truncate before, max age and custom metadata on reads of the stream;
+//! a soft delete that reads as not found until new events come; a
+//! tombstone that refuses reads and appends for good; all across a
+//! restart; bad input; the CLI.
+
+mod common;
+
+use std::process::Command;
+
+use quipu_client::{Client, Direction, Error, ExpectedRevision, NewEvent, StreamMetadata};
+use serde_json::json;
+
+use common::Server;
+
+async fn connect(server: &Server) -> Client {
+    Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect over gRPC")
+}
+
+async fn write(client: &Client, stream: &str, n: u64) {
+    let events = (0..n).map(|i| NewEvent::json("Noted", &json!({ "i": i })).expect("JSON")).collect();
+    client.append(stream, ExpectedRevision::Any, events).await.expect("append");
+}
+
+async fn revisions(client: &Client, stream: &str) -> Result<Vec<u64>, Error> {
+    Ok(client.read_stream(stream, None, Direction::Forwards, 1000).await?.iter().map(|e| e.revision).collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    write(&client, "log-1", 10).await;
+
+    let keep = |max_count, truncate_before| StreamMetadata { max_count, truncate_before, ..StreamMetadata::default() };
+    client.set_stream_metadata("log-1", &keep(Some(3), None)).await.expect("max count");
+    assert_eq!(revisions(&client, "log-1").await.expect("read"), [7, 8, 9]);
+    let back = client.read_stream("log-1", None, Direction::Backwards, 10).await.expect("read");
+    assert_eq!(back.iter().map(|e| e.revision).collect::<Vec<_>>(), [9, 8, 7]);
+    client.set_stream_metadata("log-1", &keep(None, Some(4))).await.expect("truncate");
+    assert_eq!(revisions(&client, "log-1").await.expect("read").first(), Some(&4));
+    assert_eq!(client.load_stream("log-1").await.expect("load").len(), 6);
+    let aged =
+        StreamMetadata { max_age_s: Some(3600), custom: Some(json!({"owner": "ops"})), ..StreamMetadata::default() };
+    client.set_stream_metadata("log-1", &aged).await.expect("max age");
+    assert_eq!(revisions(&client, "log-1").await.expect("read").len(), 10, "every event is younger than an hour");
+    assert_eq!(client.stream_metadata("log-1").await.expect("meta").custom, Some(json!({"owner": "ops"})));
+    write(&client, "log-3", 2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    write(&client, "log-3", 1).await;
+    let young = StreamMetadata { max_age_s: Some(2), ..StreamMetadata::default() };
+    client.set_stream_metadata("log-3", &young).await.expect("max age");
+    assert_eq!(revisions(&client, "log-3").await.expect("read"), [2], "the events older than 2 s are hidden");
+
+    // Soft delete: not found until new events; revisions go on.
+    client.delete_stream("log-1", false).await.expect("delete");
+    assert!(matches!(revisions(&client, "log-1").await, Err(Error::NotFound(_))));
+    assert!(client.load_stream("log-1").await.expect("load").is_empty());
+    write(&client, "log-1", 2).await;
+    assert_eq!(revisions(&client, "log-1").await.expect("read"), [10, 11]);
+    let all = client.read_all(None, Direction::Forwards, 1000).await.expect("$all");
+    assert_eq!(all.iter().filter(|e| e.stream == "log-1").count(), 12, "$all keeps every event until a scavenge");
+
+    // Tombstone: for good, across a restart.
+    write(&client, "log-2", 1).await;
+    client.delete_stream("log-2", true).await.expect("tombstone");
+    assert_eq!(server.terminate(), Some(0));
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    for result in [
+        revisions(&client, "log-2").await.map(|_| ()),
+        client.append("log-2", ExpectedRevision::Any, vec![NewEvent::new("Noted", b"{}".to_vec())]).await.map(|_| ()),
+    ] {
+        match result {
+            Err(Error::NotFound(message)) => assert!(message.contains("stream_deleted"), "{message}"),
+            other => panic!("a tombstoned stream: {other:?}"),
+        }
+    }
+    let (status, body) = server.request("GET", "/v1/streams/log-2", None);
+    assert_eq!((status, body["code"].as_str()), (410, Some("stream_deleted")));
+    assert!(matches!(client.delete_stream("log-2", false).await, Err(Error::NotFound(_))), "no way back");
+    assert_eq!(revisions(&client, "log-1").await.expect("read"), [10, 11], "metadata survived the restart");
+
+    // Bad input and the CLI.
+    let (status, body) = server.request("PUT", "/v1/streams/log-1/metadata", Some(r#"{"max_count": 0}"#));
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_metadata")));
+    let (status, body) = server.request("PUT", "/v1/streams/log-1/metadata", Some(r#"{"maxCount": 2}"#));
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_json")));
+    let (status, _) = server.request("DELETE", "/v1/streams/nothing-1", None);
+    assert_eq!(status, 404);
+    let quipu = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_quipu"))
+            .args(["--server", &format!("http://{}", server.grpc_address)])
+            .args(args)
+            .output()
+            .expect("run quipu")
+    };
+    let set = quipu(&["--json", "stream", "meta", "log-1", "--max-count", "1"]);
+    assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
+    assert_eq!(revisions(&client, "log-1").await.expect("read"), [11]);
+    let tombstone = quipu(&["stream", "tombstone", "log-1"]);
+    assert!(tombstone.status.success(), "{}", String::from_utf8_lossy(&tombstone.stderr));
+    let read = quipu(&["read", "log-1"]);
+    assert_eq!(read.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&read.stderr).contains("deleted for good"), "{read:?}");
+}
