@@ -200,7 +200,6 @@ impl ReadQuery {
 }
 
 async fn read_stream(
-    State(_store): State<Shared>,
     Extension(upcasters): Extension<Arc<Upcasters>>,
     Extension(lifecycle): Extension<Arc<Lifecycle>>,
     Path(stream): Path<String>,
@@ -210,14 +209,7 @@ async fn read_stream(
     let stream = StreamName::readable(stream)?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
     let upcasting = query.upcasting(upcasters);
-    let mut events = tokio::task::spawn_blocking(move || lifecycle.read(&stream, from, direction, limit, as_of))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
-    if let Some(upcasters) = upcasting {
-        upcasters.apply(&mut events);
-    }
-    let events: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
-    Ok(Json(json!({ "events": events })))
+    read(upcasting, move || lifecycle.read(&stream, from, direction, limit, as_of)).await
 }
 
 /// Query of a delete.
@@ -361,13 +353,14 @@ async fn read_by_position(
 
 /// Runs a read on the blocking pool and answers `{"events": [...]}`, at
 /// their types' current versions when `upcasting`.
-async fn read(
+async fn read<E: Into<ApiError> + Send + 'static>(
     upcasting: Option<Arc<Upcasters>>,
-    read: impl FnOnce() -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
+    read: impl FnOnce() -> Result<Vec<RecordedEvent>, E> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let mut events = tokio::task::spawn_blocking(read)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(Into::into)?;
     if let Some(upcasters) = upcasting {
         upcasters.apply(&mut events);
     }

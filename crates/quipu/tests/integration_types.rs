@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -45,11 +44,7 @@ async fn expected(client: &Client) -> Vec<u64> {
 }
 
 fn quipu(server: &Server, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_quipu"))
-        .args(["--server", &format!("http://{}", server.grpc_address)])
-        .args(args)
-        .output()
-        .expect("run quipu")
+    server.cli(args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

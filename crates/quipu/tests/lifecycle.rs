@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use quipu_client::{Client, Direction, Error, ExpectedRevision, NewEvent, StreamMetadata};
 use serde_json::json;
 
@@ -89,13 +87,7 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_json")));
     let (status, _) = server.request("DELETE", "/v1/streams/nothing-1", None);
     assert_eq!(status, 404);
-    let quipu = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_quipu"))
-            .args(["--server", &format!("http://{}", server.grpc_address)])
-            .args(args)
-            .output()
-            .expect("run quipu")
-    };
+    let quipu = |args: &[&str]| server.cli(args);
     let set = quipu(&["--json", "stream", "meta", "log-1", "--max-count", "1"]);
     assert!(set.status.success(), "{}", String::from_utf8_lossy(&set.stderr));
     assert_eq!(revisions(&client, "log-1").await.expect("read"), [11]);

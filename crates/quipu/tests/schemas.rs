@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use serde_json::{Value, json};
 
 use common::Server;
@@ -125,13 +123,7 @@ fn the_confluent_api_registers_checks_and_refuses_with_every_break_named() {
 fn the_cli_registers_checks_lists_and_sets_modes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let quipu = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_quipu"))
-            .args(["--server", &format!("http://{}", server.grpc_address)])
-            .args(args)
-            .output()
-            .expect("run quipu")
-    };
+    let quipu = |args: &[&str]| server.cli(args);
     let registered = quipu(&["--json", "schema", "register", "OrderShipped", "--schema", &v1().to_string()]);
     assert!(registered.status.success(), "{}", String::from_utf8_lossy(&registered.stderr));
     let line: Value = serde_json::from_slice(&registered.stdout).expect("a JSON line");

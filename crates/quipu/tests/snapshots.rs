@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use quipu_client::{Aggregate, AsOf, Client, Error, Event, ExpectedRevision, NewEvent, SnapshotPolicy, Snapshotted};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -128,13 +126,7 @@ async fn bad_snapshots_and_policies_get_clear_errors() {
     assert_eq!(client.list_snapshots("account-7").await.expect("list").len(), 1, "the refusals stored nothing");
     assert!(client.list_snapshot_policies().await.expect("policies").is_empty());
 
-    let quipu = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_quipu"))
-            .args(["--server", &format!("http://{}", server.grpc_address)])
-            .args(args)
-            .output()
-            .expect("run quipu")
-    };
+    let quipu = |args: &[&str]| server.cli(args);
     let written = quipu(&["snapshot", "write", "account-7", "2", "--schema-version", "3", "--data", r#"{"total": 1}"#]);
     assert!(written.status.success(), "{}", String::from_utf8_lossy(&written.stderr));
     let listed = quipu(&["--json", "snapshot", "list", "account-7"]);

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use quipu_client::{Aggregate, AsOf, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent};
 use serde_json::json;
 
@@ -130,18 +128,12 @@ async fn temporal_reads_over_http_and_the_cli_and_bad_bounds() {
     // The CLI takes RFC 3339.
     let seconds = cut.recorded_at_us / 1_000_000 + 1;
     let time = humantime::format_rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds)).to_string();
-    let output = Command::new(env!("CARGO_BIN_EXE_quipu"))
-        .args(["--server", &format!("http://{}", server.grpc_address), "--json", "read", "--all", "--as-of", &time])
-        .output()
-        .expect("run quipu");
+    let output = server.cli(&["--json", "read", "--all", "--as-of", &time]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let lines = String::from_utf8_lossy(&output.stdout).lines().count();
     let want = all.iter().filter(|e| e.recorded_at_us <= seconds * 1_000_000).count().min(100);
     assert_eq!(lines, want, "events committed by {time}");
-    let bad = Command::new(env!("CARGO_BIN_EXE_quipu"))
-        .args(["--server", &format!("http://{}", server.grpc_address), "read", "--all", "--as-of", "yesterday"])
-        .output()
-        .expect("run quipu");
+    let bad = server.cli(&["read", "--all", "--as-of", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("neither RFC 3339"), "{bad:?}");
 }

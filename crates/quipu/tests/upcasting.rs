@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -120,13 +119,7 @@ async fn mixed_versions_read_as_the_current_one_and_raw_reads_as_written() {
     let events = client.read_stream("customer-1", None, Direction::Forwards, 10).await.expect("read");
     assert_eq!(data(&events[1]), v3(1));
 
-    let quipu = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_quipu"))
-            .args(["--server", &format!("http://{}", server.grpc_address)])
-            .args(args)
-            .output()
-            .expect("run quipu")
-    };
+    let quipu = |args: &[&str]| server.cli(args);
     let raw = quipu(&["--json", "read", "customer-1", "--raw", "--limit", "1"]);
     assert!(String::from_utf8_lossy(&raw.stdout).contains("\"town\""), "{raw:?}");
     let listed = quipu(&["--json", "upcaster", "list"]);

@@ -18,12 +18,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use quipu_client::{Append, Client, ExpectedRevision, GroupFilter, GroupStart, GroupTuning, NewEvent};
-use quipu_core::{Options, Store};
 
 use super::Bench;
 use super::payload::EVENT_DATA_BYTES;
 use super::report::{Measurement, latency_histogram};
-use super::server::Server;
 
 /// Events written before the delivery runs (before scaling).
 const EVENTS: u64 = 200_000;
@@ -43,20 +41,7 @@ const LAG_RATE: u64 = 1_000;
 /// # Errors
 /// Store, server or client errors.
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
-    let dir = bench.store_dir("groups")?;
-    let server = Server::start(Store::open(&dir, Options::default())?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bench-groups")
-        .build()
-        .context("starting the client runtime")?;
-    let address = format!("http://{}", server.addresses().grpc);
-    let result = runtime.block_on(measure(bench, address));
-    drop(runtime);
-    let stopped = server.stop();
-    result?;
-    stopped?;
-    bench.finish_store(&dir)
+    super::server::with_server(bench, "groups", |address| measure(bench, address))
 }
 
 async fn measure(bench: &Bench, address: String) -> anyhow::Result<()> {

@@ -82,3 +82,29 @@ impl Server {
         served.context("the server task panicked")?.context("serving the bench store")
     }
 }
+
+/// Serves a fresh store named `name` in this process and runs `measure`
+/// with its gRPC address on a client runtime of its own; stops both and
+/// removes the store (unless kept).
+///
+/// # Errors
+/// Store, server or `measure`'s errors.
+pub fn with_server<Fut>(bench: &super::Bench, name: &str, measure: impl FnOnce(String) -> Fut) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let dir = bench.store_dir(name)?;
+    let server = Server::start(Store::open(&dir, quipu_core::Options::default())?)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name(format!("bench-{name}"))
+        .build()
+        .context("starting the client runtime")?;
+    let address = format!("http://{}", server.addresses().grpc);
+    let result = runtime.block_on(measure(address));
+    drop(runtime);
+    let stopped = server.stop();
+    result?;
+    stopped?;
+    bench.finish_store(&dir)
+}

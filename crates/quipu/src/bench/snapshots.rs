@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use quipu_client::{Aggregate, Append, Client, Event, ExpectedRevision, NewEvent, Snapshotted};
-use quipu_core::{Options, Store};
 use serde::{Deserialize, Serialize};
 
 use super::Bench;
 use super::report::{Measurement, latency_histogram};
-use super::server::Server;
 
 /// Events in the stream.
 const EVENTS: u64 = 10_000;
@@ -49,20 +47,7 @@ impl Snapshotted for Balance {
 /// # Errors
 /// Store, server or client errors.
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
-    let dir = bench.store_dir("snapshots")?;
-    let server = Server::start(Store::open(&dir, Options::default())?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bench-snapshots")
-        .build()
-        .context("starting the client runtime")?;
-    let address = format!("http://{}", server.addresses().grpc);
-    let result = runtime.block_on(measure(bench, address));
-    drop(runtime);
-    let stopped = server.stop();
-    result?;
-    stopped?;
-    bench.finish_store(&dir)
+    super::server::with_server(bench, "snapshots", |address| measure(bench, address))
 }
 
 async fn measure(bench: &Bench, address: String) -> anyhow::Result<()> {

@@ -10,13 +10,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use quipu_client::{Append, Client, Direction, ExpectedRevision, NewEvent, Upcaster};
-use quipu_core::{Options, Store};
 
 use super::Bench;
 use super::report::Measurement;
-use super::server::Server;
 
 /// Events written (before scaling).
 const EVENTS: u64 = 100_000;
@@ -28,20 +25,7 @@ const PAGE: u32 = 1_000;
 /// # Errors
 /// Store, server or client errors.
 pub fn run(bench: &Bench) -> anyhow::Result<()> {
-    let dir = bench.store_dir("upcasting")?;
-    let server = Server::start(Store::open(&dir, Options::default())?)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("bench-upcasting")
-        .build()
-        .context("starting the client runtime")?;
-    let address = format!("http://{}", server.addresses().grpc);
-    let result = runtime.block_on(measure(bench, address));
-    drop(runtime);
-    let stopped = server.stop();
-    result?;
-    stopped?;
-    bench.finish_store(&dir)
+    super::server::with_server(bench, "upcasting", |address| measure(bench, address))
 }
 
 async fn measure(bench: &Bench, address: String) -> anyhow::Result<()> {

@@ -55,6 +55,15 @@ pub struct Server {
 }
 
 impl Server {
+    /// Runs the `quipu` CLI against this server's gRPC address with `args`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_quipu"))
+            .args(["--server", &format!("http://{}", self.grpc_address)])
+            .args(args)
+            .output()
+            .expect("run quipu")
+    }
+
     /// Starts a server on `data_dir`, both APIs on free ports of loopback.
     pub fn start(data_dir: &Path) -> Server {
         let mut command = serve_command();
