@@ -21,7 +21,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -119,10 +119,18 @@ struct ConfigBody {
     compatibility: String,
 }
 
+/// Query of a compatibility check. Clients send `verbose=true`,
+/// `verbose=True` or `verbose=1`, and other flags (`normalize`) that do not
+/// change the verdict here.
 #[derive(Debug, Deserialize)]
 struct VerboseQuery {
-    #[serde(default)]
-    verbose: bool,
+    verbose: Option<String>,
+}
+
+impl VerboseQuery {
+    fn verbose(&self) -> bool {
+        self.verbose.as_deref().is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    }
 }
 
 /// The Confluent-compatible routes.
@@ -216,13 +224,14 @@ async fn by_id(State(schemas): State<Shared>, Path(id): Path<u32>) -> Result<Jso
 async fn compatibility(
     State(schemas): State<Shared>,
     Path((subject, version)): Path<(String, String)>,
-    Query(query): Query<VerboseQuery>,
+    query: Result<Query<VerboseQuery>, QueryRejection>,
     body: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Result<Json<Value>, ConfluentError> {
+    let Query(query) = query.map_err(ApiError::from)?;
     let Json(body) = body?;
     let breaks = schemas.check(&subject, version_ref(&version)?, body.json_schema()?)?;
     let mut answer = json!({ "is_compatible": breaks.is_empty() });
-    if query.verbose
+    if query.verbose()
         && let Some(object) = answer.as_object_mut()
     {
         object.insert("messages".into(), json!(breaks));
