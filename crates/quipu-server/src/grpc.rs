@@ -194,6 +194,10 @@ impl Streams for StreamsService {
         let request = request.into_inner();
         let source = wire::source(request.filter, &self.integration).map_err(status)?;
         let start = wire::start(request.start, &source);
+        let start = match &source {
+            Source::Stream(stream) => self.lifecycle.subscription_start(stream, start).map_err(status)?,
+            _ => start,
+        };
         let mut feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
         if !request.raw {
             feed = feed.upcasting(Arc::clone(&self.upcasters));

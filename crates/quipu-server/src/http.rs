@@ -81,8 +81,8 @@ pub fn router(services: Services) -> Router {
         .route("/v1/all", get(read_all))
         .route(
             "/v1/subscribe",
-            get(move |state, integration, upcasters, headers, query| {
-                subscribe(state, integration, upcasters, live, headers, query)
+            get(move |state, integration, upcasters, lifecycle, headers, query| {
+                subscribe(state, integration, upcasters, lifecycle, live, headers, query)
             }),
         )
         .route("/v1/categories/{category}", get(read_category))
@@ -276,6 +276,7 @@ async fn subscribe(
     State(store): State<Shared>,
     Extension(integration): Extension<Arc<IntegrationTypes>>,
     Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(lifecycle): Extension<Arc<Lifecycle>>,
     live: Live,
     headers: axum::http::HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
@@ -285,6 +286,10 @@ async fn subscribe(
     let source = query.source(integration)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let start = crate::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
+    let start = match &source {
+        Source::Stream(stream) => lifecycle.subscription_start(stream, start)?,
+        _ => start,
+    };
     let mut feed = live.feed(store, source, start)?;
     if !raw {
         feed = feed.upcasting(upcasters);

@@ -133,9 +133,11 @@ pub async fn serve(
         })
         .map_err(ServerError::Groups)?,
     );
-    let snapshots = Arc::new(snapshot::Snapshots::open(Arc::clone(&store)).map_err(ServerError::Snapshots)?);
-    let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
     let lifecycle = Arc::new(lifecycle::Lifecycle::open(Arc::clone(&store)).map_err(ServerError::Lifecycle)?);
+    let snapshots = Arc::new(
+        snapshot::Snapshots::open(Arc::clone(&store), Arc::clone(&lifecycle)).map_err(ServerError::Snapshots)?,
+    );
+    let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
     let admission =
         Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas), lifecycle: Arc::clone(&lifecycle) });
     let metrics = Arc::new(metrics::Metrics::default());

@@ -57,8 +57,26 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     assert!(client.load_stream("log-1").await.expect("load").is_empty());
     write(&client, "log-1", 2).await;
     assert_eq!(revisions(&client, "log-1").await.expect("read"), [10, 11]);
+    let mut subscription = client
+        .subscribe(Some(quipu_client::Filter::Stream("log-1".into())), quipu_client::Start::Revision(0))
+        .await
+        .expect("sub");
+    match tokio::time::timeout(std::time::Duration::from_secs(20), futures_util::StreamExt::next(&mut subscription))
+        .await
+    {
+        Ok(Some(Ok(quipu_client::SubscriptionItem::Event(event)))) => {
+            assert_eq!(event.revision, 10, "a subscription skips hidden events")
+        }
+        other => panic!("unexpected: {other:?}"),
+    }
+    drop(subscription);
     let all = client.read_all(None, Direction::Forwards, 1000).await.expect("$all");
     assert_eq!(all.iter().filter(|e| e.stream == "log-1").count(), 12, "$all keeps every event until a scavenge");
+
+    // Snapshots that folded events now hidden are not used.
+    client.write_snapshot("log-1", 9, 1, b"{\"stale\": true}".to_vec()).await.expect("a snapshot before the delete");
+    let load = client.load_from_snapshot("log-1", Some(1), None).await.expect("load");
+    assert_eq!((load.snapshot, load.events.iter().map(|e| e.revision).collect::<Vec<_>>()), (None, vec![10, 11]));
 
     // Tombstone: for good, across a restart.
     write(&client, "log-2", 1).await;
@@ -77,6 +95,15 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     }
     let (status, body) = server.request("GET", "/v1/streams/log-2", None);
     assert_eq!((status, body["code"].as_str()), (410, Some("stream_deleted")));
+    let (status, body) = server.request("GET", "/v1/streams/log-2/load", None);
+    assert_eq!((status, body["code"].as_str()), (410, Some("stream_deleted")));
+    let refused =
+        client.subscribe(Some(quipu_client::Filter::Stream("log-2".into())), quipu_client::Start::Revision(0)).await;
+    let first = match refused {
+        Ok(mut subscription) => futures_util::StreamExt::next(&mut subscription).await.map(|item| item.map(|_| ())),
+        Err(error) => Some(Err(error)),
+    };
+    assert!(matches!(first, Some(Err(Error::NotFound(_)))), "a subscription to a tombstoned stream: {first:?}");
     assert!(matches!(client.delete_stream("log-2", false).await, Err(Error::NotFound(_))), "no way back");
     assert_eq!(revisions(&client, "log-1").await.expect("read"), [10, 11], "metadata survived the restart");
 

@@ -16,6 +16,9 @@
 //!   refused (checked before the sequencer, so an append racing the
 //!   tombstone by a moment may still land; it is never visible through
 //!   the stream).
+//! - One-stream subscriptions start at the first visible event (and are
+//!   refused for a tombstoned stream); snapshot loads of a tombstoned or
+//!   wholly hidden stream are refused too.
 //! - `$all`, category, type and tag reads still hold the hidden events, as
 //!   the log does until a scavenge removes them (not built yet).
 
@@ -177,6 +180,35 @@ impl Lifecycle {
             Some(write) => Err(deleted(write.stream.as_str())),
             None => Ok(()),
         }
+    }
+
+    /// Whether `stream` may be read, and from which revision on its events
+    /// are visible (`None`: all of them).
+    ///
+    /// # Errors
+    /// 410 for a tombstoned stream, read errors.
+    pub fn visible_from(&self, stream: &StreamName) -> Result<Option<u64>, ApiError> {
+        let metadata = self.metadata(stream.as_str());
+        if metadata.tombstoned {
+            return Err(deleted(stream.as_str()));
+        }
+        self.first_visible(stream, &metadata)
+    }
+
+    /// A subscription start for `stream` that skips its hidden events.
+    ///
+    /// # Errors
+    /// 410 for a tombstoned stream, read errors.
+    pub fn subscription_start(
+        &self,
+        stream: &StreamName,
+        start: crate::feed::Start,
+    ) -> Result<crate::feed::Start, ApiError> {
+        use crate::feed::Start;
+        Ok(match (self.visible_from(stream)?, start) {
+            (Some(first), Start::Revision(revision)) if revision.0 < first => Start::Revision(Revision(first)),
+            (_, start) => start,
+        })
     }
 
     /// Reads `stream` as [`crate::feed::Source::read_as_of`] does, but

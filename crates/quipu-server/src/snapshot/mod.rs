@@ -87,6 +87,7 @@ pub struct Loaded {
 /// The server's snapshots: the store's, and the policies.
 pub struct Snapshots {
     store: Arc<Store>,
+    lifecycle: Arc<crate::lifecycle::Lifecycle>,
     log: Mutex<RecordLog<Record>>,
     policies: RwLock<BTreeMap<String, Policy>>,
 }
@@ -96,7 +97,7 @@ impl Snapshots {
     ///
     /// # Errors
     /// Read errors; a record that does not decode.
-    pub fn open(store: Arc<Store>) -> Result<Snapshots, ApiError> {
+    pub fn open(store: Arc<Store>, lifecycle: Arc<crate::lifecycle::Lifecycle>) -> Result<Snapshots, ApiError> {
         let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), POLICIES_STREAM)?;
         let mut policies = BTreeMap::new();
         for record in records {
@@ -109,7 +110,7 @@ impl Snapshots {
                 }
             }
         }
-        Ok(Snapshots { store, log: Mutex::new(log), policies: RwLock::new(policies) })
+        Ok(Snapshots { store, lifecycle, log: Mutex::new(log), policies: RwLock::new(policies) })
     }
 
     /// Stores a snapshot of `stream` at `revision`.
@@ -142,9 +143,12 @@ impl Snapshots {
         limit: usize,
     ) -> Result<Loaded, ApiError> {
         let stream = StreamName::readable(stream)?;
+        // A tombstoned stream is refused; a wholly hidden one is not found;
+        // hidden events are neither loaded nor folded into a usable snapshot.
+        let first = self.lifecycle.visible_from(&stream)?.unwrap_or(0);
         let policy = self.policy(stream.category());
         let store = Arc::clone(&self.store);
-        blocking(move || load(&store, &stream, schema_version, policy.as_ref(), as_of, limit)).await
+        blocking(move || load(&store, &stream, first, schema_version, policy.as_ref(), as_of, limit)).await
     }
 
     /// A stream's snapshots, oldest first.
@@ -217,6 +221,7 @@ impl Snapshots {
 fn load(
     store: &Store,
     stream: &StreamName,
+    first_visible: u64,
     schema_version: Option<u32>,
     policy: Option<&Policy>,
     as_of: Option<AsOf>,
@@ -226,10 +231,13 @@ fn load(
         Some(as_of) => store.revision_as_of(stream, as_of)?,
         None => store.stream_info(stream)?.last_revision,
     };
-    let Some(last) = last else { return Err(quipu_core::Error::StreamNotFound { stream: stream.clone() }) };
+    let Some(last) = last.filter(|last| last.0 >= first_visible) else {
+        return Err(quipu_core::Error::StreamNotFound { stream: stream.clone() });
+    };
     let schema_version = schema_version.or(policy.map(|p| p.schema_version));
-    let snapshot = store.read_snapshot(stream, Some(last), schema_version)?;
-    let from = snapshot.as_ref().map_or(0, |s| s.revision.0 + 1);
+    // A snapshot that folded hidden events is not used.
+    let snapshot = store.read_snapshot(stream, Some(last), schema_version)?.filter(|s| s.revision.0 >= first_visible);
+    let from = snapshot.as_ref().map_or(first_visible, |s| s.revision.0 + 1);
     let mut events = if from <= last.0 {
         store.read_stream(stream, Some(Revision(from)), Direction::Forwards, limit)?
     } else {
