@@ -47,17 +47,21 @@ pub fn submit(
     admission: &Admission,
     request: AppendRequest,
 ) -> impl Future<Output = Result<AppendOutcome, ApiError>> + use<> {
-    let refused = admission.check(&request).err();
     let (reply, outcome) = tokio::sync::oneshot::channel();
-    if let Some(error) = refused {
-        return futures_util::future::Either::Left(std::future::ready(Err(error)));
+    {
+        // Admitted and handed over under the gate: a tombstone cannot slip
+        // between the check and the queue.
+        let _admitting = admission.lifecycle.admitting();
+        if let Err(error) = admission.check(&request) {
+            return futures_util::future::Either::Left(std::future::ready(Err(error)));
+        }
+        let metrics = Arc::clone(metrics);
+        store.submit(request, move |result| {
+            metrics.count_append(&result);
+            // The handler may have gone (client hung up); the append stands.
+            let _ = reply.send(result);
+        });
     }
-    let metrics = Arc::clone(metrics);
-    store.submit(request, move |result| {
-        metrics.count_append(&result);
-        // The handler may have gone (client hung up); the append stands.
-        let _ = reply.send(result);
-    });
     futures_util::future::Either::Right(async move {
         Ok(outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??)
     })

@@ -124,3 +124,59 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     assert_eq!(read.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&read.stderr).contains("deleted for good"), "{read:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_event_lands_after_a_tombstone_even_when_appends_race_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    // Writers stream batches of appends (many queued in the sequencer at
+    // once) until the stream is refused.
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let mut written = 0u64;
+                loop {
+                    let appends: Vec<quipu_client::Append> = (0..200)
+                        .map(|n| {
+                            let event = NewEvent::json("Noted", &json!({ "w": w, "n": n })).expect("JSON");
+                            quipu_client::Append::new().stream("race-1", ExpectedRevision::Any, vec![event])
+                        })
+                        .collect();
+                    let mut refused = false;
+                    for outcome in client.append_batch(&appends).await.expect("a batch") {
+                        match outcome {
+                            quipu_client::BatchOutcome::Written(_) => written += 1,
+                            quipu_client::BatchOutcome::Refused(Error::NotFound(m)) if m.contains("stream_deleted") => {
+                                refused = true;
+                            }
+                            quipu_client::BatchOutcome::Refused(error) => panic!("writer {w}: {error}"),
+                        }
+                    }
+                    if refused {
+                        return written;
+                    }
+                }
+            })
+        })
+        .collect();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while client.stream_info("race-1").await.expect("info").last_revision.is_none_or(|r| r < 50) {
+        assert!(tokio::time::Instant::now() < deadline, "the writers never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    client.delete_stream("race-1", true).await.expect("tombstone");
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.expect("writer");
+    }
+
+    let record = client.read_stream("$stream-metadata", None, Direction::Backwards, 1).await.expect("the record");
+    let tombstone_at = record.first().expect("a tombstone record").position;
+    let all = client.read_all(None, Direction::Forwards, 10_000).await.expect("$all");
+    let race: Vec<u64> = all.iter().filter(|e| e.stream == "race-1").map(|e| e.position).collect();
+    assert_eq!(race.len() as u64, written, "every acknowledged append is in the log, and nothing else");
+    let after: Vec<&u64> = race.iter().filter(|p| **p > tombstone_at).collect();
+    assert!(after.is_empty(), "events landed after the tombstone at {tombstone_at}: {after:?}");
+}

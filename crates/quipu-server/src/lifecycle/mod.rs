@@ -13,9 +13,11 @@
 //!   reads as not found until new events are appended (revisions go on
 //!   from where they were; append with `any` or the exact last revision).
 //! - A tombstone is for good: reads are 410 `stream_deleted`, appends are
-//!   refused (checked before the sequencer, so an append racing the
-//!   tombstone by a moment may still land; it is never visible through
-//!   the stream).
+//!   refused, and no event of the stream lands after the tombstone's
+//!   record in the log. Appends are admitted under a shared gate up to
+//!   their hand-over to the sequencer; a tombstone takes the gate
+//!   exclusively to close the stream, so every append admitted before it
+//!   is queued ahead of its record, and every later one is refused.
 //! - One-stream subscriptions start at the first visible event (and are
 //!   refused for a tombstoned stream); snapshot loads of a tombstoned or
 //!   wholly hidden stream are refused too.
@@ -79,6 +81,9 @@ pub struct Lifecycle {
     store: Arc<Store>,
     log: Mutex<RecordLog<Record>>,
     metadata: RwLock<BTreeMap<String, Metadata>>,
+    /// Held shared by each append from its admission to its hand-over to
+    /// the sequencer, and exclusively by a tombstone closing its stream.
+    gate: RwLock<()>,
 }
 
 impl Lifecycle {
@@ -92,7 +97,7 @@ impl Lifecycle {
         for Record::MetadataSet { stream, metadata: set } in records {
             metadata.insert(stream, set);
         }
-        Ok(Lifecycle { store, log: Mutex::new(log), metadata: RwLock::new(metadata) })
+        Ok(Lifecycle { store, log: Mutex::new(log), metadata: RwLock::new(metadata), gate: RwLock::new(()) })
     }
 
     /// A stream's metadata (the default when none was set).
@@ -135,17 +140,42 @@ impl Lifecycle {
         .await
     }
 
-    /// Tombstones a stream: deleted for good, never written again.
+    /// Tombstones a stream: deleted for good, never written again. The
+    /// stream is closed before its record is written, under the gate, so
+    /// appends admitted before are queued ahead of the record and later
+    /// ones are refused.
     ///
     /// # Errors
-    /// 410 when it is already, store errors.
+    /// 410 when it is already, store errors (the stream is then open
+    /// again).
     pub async fn tombstone(&self, stream: &str) -> Result<Metadata, ApiError> {
         StreamName::new(stream)?;
-        self.write(stream, |mut metadata| {
-            metadata.tombstoned = true;
-            Ok(metadata)
-        })
-        .await
+        let mut log = self.log.lock().await;
+        let current = self.metadata(stream);
+        if current.tombstoned {
+            return Err(deleted(stream));
+        }
+        let metadata = Metadata { tombstoned: true, ..current.clone() };
+        {
+            let _closing = self.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.store_metadata(stream, metadata.clone());
+        }
+        if let Err(error) =
+            log.append(&Record::MetadataSet { stream: stream.to_string(), metadata: metadata.clone() }).await
+        {
+            self.store_metadata(stream, current);
+            return Err(error);
+        }
+        Ok(metadata)
+    }
+
+    /// Holds the gate shared: appends take it from admission to hand-over.
+    pub fn admitting(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn store_metadata(&self, stream: &str, metadata: Metadata) {
+        self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stream.to_string(), metadata);
     }
 
     async fn write(
@@ -276,4 +306,41 @@ impl Lifecycle {
 
 fn deleted(stream: &str) -> ApiError {
     ApiError::new(StatusCode::GONE, "stream_deleted", format!("stream {stream} was deleted for good (tombstoned)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use quipu_core::{EventType, ExpectedRevision, Options, ProposedEvent};
+
+    use super::*;
+
+    fn append(stream: &str) -> AppendRequest {
+        let event = ProposedEvent::new(EventType::new("Noted").expect("valid"), b"{}".to_vec());
+        AppendRequest::to_stream(StreamName::new(stream).expect("valid"), ExpectedRevision::Any, vec![event])
+    }
+
+    /// An append holding the gate (admitted, not yet queued) keeps a
+    /// tombstone of its stream from closing it; once it lets go, the
+    /// tombstone closes the stream before its record is written, and later
+    /// appends are refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_tombstone_waits_for_admitted_appends_and_closes_before_its_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        let lifecycle = Arc::new(Lifecycle::open(Arc::clone(&store)).expect("open"));
+        let admitted = lifecycle.admitting();
+        assert!(lifecycle.check(&append("race-1")).is_ok());
+        let tombstoning = {
+            let lifecycle = Arc::clone(&lifecycle);
+            tokio::spawn(async move { lifecycle.tombstone("race-1").await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!tombstoning.is_finished(), "the tombstone went past an admitted append");
+        assert!(lifecycle.metadata("race-1") == Metadata::default(), "the stream is not closed yet");
+        drop(admitted);
+        let metadata = tombstoning.await.expect("task").expect("tombstone");
+        assert!(metadata.tombstoned);
+        assert_eq!(lifecycle.check(&append("race-1")).expect_err("closed").code, "stream_deleted");
+        assert!(lifecycle.check(&append("race-2")).is_ok(), "other streams stay open");
+    }
 }
