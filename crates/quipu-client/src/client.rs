@@ -57,10 +57,10 @@ pub enum BatchOutcome {
 #[derive(Debug, Clone)]
 pub struct Client {
     grpc: StreamsClient<Channel>,
-    groups: GroupsClient<Channel>,
-    projections: ProjectionsClient<Channel>,
-    snapshots: SnapshotsClient<Channel>,
-    schemas: SchemasClient<Channel>,
+    pub(crate) groups: GroupsClient<Channel>,
+    pub(crate) projections: ProjectionsClient<Channel>,
+    pub(crate) snapshots: SnapshotsClient<Channel>,
+    pub(crate) schemas: SchemasClient<Channel>,
     retry: RetryPolicy,
     raw: bool,
 }
@@ -118,52 +118,14 @@ impl Client {
         self.call_with(&self.grpc, call).await
     }
 
-    /// Runs `call` on the `Groups` service, repeating it while the server
-    /// is unreachable.
-    pub(crate) async fn call_groups<T, F, Fut>(&self, call: F) -> Result<T, Error>
-    where
-        F: FnMut(GroupsClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.call_with(&self.groups, call).await
-    }
-
-    /// Runs `call` on the `Projections` service, repeating it while the
-    /// server is unreachable.
-    pub(crate) async fn call_projections<T, F, Fut>(&self, call: F) -> Result<T, Error>
-    where
-        F: FnMut(ProjectionsClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.call_with(&self.projections, call).await
-    }
-
-    /// Runs `call` on the `Snapshots` service, repeating it while the
-    /// server is unreachable.
-    pub(crate) async fn call_snapshots<T, F, Fut>(&self, call: F) -> Result<T, Error>
-    where
-        F: FnMut(SnapshotsClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.call_with(&self.snapshots, call).await
-    }
-
-    /// Runs `call` on the `Schemas` service, repeating it while the
-    /// server is unreachable.
-    pub(crate) async fn call_schemas<T, F, Fut>(&self, call: F) -> Result<T, Error>
-    where
-        F: FnMut(SchemasClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.call_with(&self.schemas, call).await
-    }
-
     /// The `Groups` service, for calls that are not repeated.
     pub(crate) fn groups_grpc(&self) -> GroupsClient<Channel> {
         self.groups.clone()
     }
 
-    async fn call_with<S: Clone, T, F, Fut>(&self, service: &S, mut call: F) -> Result<T, Error>
+    /// Runs `call` on `service` (one of this client's gRPC services),
+    /// repeating it while the server is unreachable.
+    pub(crate) async fn call_with<S: Clone, T, F, Fut>(&self, service: &S, mut call: F) -> Result<T, Error>
     where
         F: FnMut(S) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,

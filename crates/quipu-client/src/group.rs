@@ -318,7 +318,7 @@ impl Client {
             tuning: Some(tuning_message(tuning)),
         };
         let response = self
-            .call_groups(|mut grpc| {
+            .call_with(&self.groups, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.create_group(request).await }
             })
@@ -334,7 +334,7 @@ impl Client {
     pub async fn update_group(&self, name: &str, tuning: GroupTuning) -> Result<GroupInfo, Error> {
         let request = pb::UpdateGroupRequest { name: name.to_string(), tuning: Some(tuning_message(tuning)) };
         let response = self
-            .call_groups(|mut grpc| {
+            .call_with(&self.groups, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.update_group(request).await }
             })
@@ -348,7 +348,7 @@ impl Client {
     /// [`Error::NotFound`] for an unknown group.
     pub async fn delete_group(&self, name: &str) -> Result<(), Error> {
         let request = pb::GroupName { name: name.to_string() };
-        self.call_groups(|mut grpc| {
+        self.call_with(&self.groups, |mut grpc| {
             let request = request.clone();
             async move { grpc.delete_group(request).await }
         })
@@ -361,7 +361,8 @@ impl Client {
     /// # Errors
     /// [`Error::Unavailable`] after the retries.
     pub async fn list_groups(&self) -> Result<Vec<GroupInfo>, Error> {
-        let response = self.call_groups(|mut grpc| async move { grpc.list_groups(pb::Empty {}).await }).await?;
+        let response =
+            self.call_with(&self.groups, |mut grpc| async move { grpc.list_groups(pb::Empty {}).await }).await?;
         Ok(response.groups.into_iter().map(group_info).collect())
     }
 
@@ -372,7 +373,7 @@ impl Client {
     pub async fn group_info(&self, name: &str) -> Result<GroupInfo, Error> {
         let request = pb::GroupName { name: name.to_string() };
         let response = self
-            .call_groups(|mut grpc| {
+            .call_with(&self.groups, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.get_group(request).await }
             })
@@ -388,7 +389,7 @@ impl Client {
     pub async fn replay_parked(&self, name: &str) -> Result<u64, Error> {
         let request = pb::GroupName { name: name.to_string() };
         let response = self
-            .call_groups(|mut grpc| {
+            .call_with(&self.groups, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.replay_parked(request).await }
             })

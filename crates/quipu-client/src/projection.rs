@@ -142,7 +142,7 @@ impl Client {
     pub async fn rebuild_projection(&self, name: &str, block_categories: &[String]) -> Result<ProjectionInfo, Error> {
         let request = pb::RebuildRequest { name: name.to_string(), block_categories: block_categories.to_vec() };
         let response = self
-            .call_projections(|mut grpc| {
+            .call_with(&self.projections, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.rebuild(request).await }
             })
@@ -157,7 +157,7 @@ impl Client {
     pub async fn cancel_rebuild(&self, name: &str) -> Result<ProjectionInfo, Error> {
         let request = pb::ProjectionName { name: name.to_string() };
         let response = self
-            .call_projections(|mut grpc| {
+            .call_with(&self.projections, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.cancel_rebuild(request).await }
             })
@@ -172,7 +172,7 @@ impl Client {
     pub async fn projection_info(&self, name: &str) -> Result<ProjectionInfo, Error> {
         let request = pb::ProjectionName { name: name.to_string() };
         let response = self
-            .call_projections(|mut grpc| {
+            .call_with(&self.projections, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.get_projection(request).await }
             })
@@ -185,8 +185,9 @@ impl Client {
     /// # Errors
     /// [`Error::Unavailable`] after the retries.
     pub async fn list_projections(&self) -> Result<Vec<ProjectionInfo>, Error> {
-        let response =
-            self.call_projections(|mut grpc| async move { grpc.list_projections(pb::Empty {}).await }).await?;
+        let response = self
+            .call_with(&self.projections, |mut grpc| async move { grpc.list_projections(pb::Empty {}).await })
+            .await?;
         Ok(response.projections.into_iter().map(projection_info).collect())
     }
 
@@ -214,7 +215,7 @@ impl Client {
         });
         let request = pb::ReportRequest { name: name.to_string(), runner: runner.to_string(), position, rebuild };
         let response = self
-            .call_projections(|mut grpc| {
+            .call_with(&self.projections, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.report(request).await }
             })

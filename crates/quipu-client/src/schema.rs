@@ -60,7 +60,7 @@ impl Client {
     pub async fn register_schema(&self, subject: &str, schema: &str) -> Result<SchemaVersion, Error> {
         let request = pb::SchemaRequest { subject: subject.to_string(), schema: schema.to_string() };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.register_schema(request).await }
             })
@@ -76,7 +76,7 @@ impl Client {
     pub async fn check_schema(&self, subject: &str, schema: &str) -> Result<Vec<String>, Error> {
         let request = pb::SchemaRequest { subject: subject.to_string(), schema: schema.to_string() };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.check_schema(request).await }
             })
@@ -91,7 +91,7 @@ impl Client {
     pub async fn schema(&self, subject: &str, version_number: Option<u32>) -> Result<SchemaVersion, Error> {
         let request = pb::GetSchemaRequest { subject: subject.to_string(), version: version_number.unwrap_or(0) };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.get_schema(request).await }
             })
@@ -104,7 +104,8 @@ impl Client {
     /// # Errors
     /// [`Error::Unavailable`] after the retries.
     pub async fn list_schemas(&self) -> Result<Vec<SchemaVersion>, Error> {
-        let response = self.call_schemas(|mut grpc| async move { grpc.list_schemas(pb::Empty {}).await }).await?;
+        let response =
+            self.call_with(&self.schemas, |mut grpc| async move { grpc.list_schemas(pb::Empty {}).await }).await?;
         Ok(response.versions.into_iter().map(version).collect())
     }
 
@@ -116,7 +117,7 @@ impl Client {
     pub async fn set_compatibility(&self, subject: Option<&str>, mode: &str) -> Result<String, Error> {
         let request = pb::Compatibility { subject: subject.unwrap_or_default().to_string(), mode: mode.to_string() };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.set_compatibility(request).await }
             })
@@ -131,7 +132,7 @@ impl Client {
     pub async fn compatibility(&self, subject: Option<&str>) -> Result<String, Error> {
         let request = pb::Compatibility { subject: subject.unwrap_or_default().to_string(), mode: String::new() };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.get_compatibility(request).await }
             })
@@ -152,7 +153,7 @@ impl Client {
             steps: upcaster.steps.to_string(),
         };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.declare_upcaster(request).await }
             })
@@ -165,7 +166,8 @@ impl Client {
     /// # Errors
     /// [`Error::Unavailable`] after the retries.
     pub async fn list_upcasters(&self) -> Result<(u64, Vec<Upcaster>), Error> {
-        let response = self.call_schemas(|mut grpc| async move { grpc.list_upcasters(pb::Empty {}).await }).await?;
+        let response =
+            self.call_with(&self.schemas, |mut grpc| async move { grpc.list_upcasters(pb::Empty {}).await }).await?;
         Ok(upcasters(response))
     }
 
@@ -185,7 +187,7 @@ impl Client {
         let scope = if category { Scope::Category(name.to_string()) } else { Scope::EventType(name.to_string()) };
         let request = pb::ValidationScope { scope: Some(scope), enabled };
         let response = self
-            .call_schemas(|mut grpc| {
+            .call_with(&self.schemas, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.set_validation(request).await }
             })
@@ -198,7 +200,8 @@ impl Client {
     /// # Errors
     /// [`Error::Unavailable`] after the retries.
     pub async fn validation(&self) -> Result<(Vec<String>, Vec<String>), Error> {
-        let response = self.call_schemas(|mut grpc| async move { grpc.list_validation(pb::Empty {}).await }).await?;
+        let response =
+            self.call_with(&self.schemas, |mut grpc| async move { grpc.list_validation(pb::Empty {}).await }).await?;
         Ok((response.event_types, response.categories))
     }
 }

@@ -88,7 +88,7 @@ impl Client {
         data: Vec<u8>,
     ) -> Result<(), Error> {
         let request = pb::Snapshot { stream: stream.to_string(), revision, schema_version, data, written_at_us: 0 };
-        self.call_snapshots(|mut grpc| {
+        self.call_with(&self.snapshots, |mut grpc| {
             let request = request.clone();
             async move { grpc.write_snapshot(request).await }
         })
@@ -118,7 +118,7 @@ impl Client {
             limit: 0,
         };
         let response = self
-            .call_snapshots(|mut grpc| {
+            .call_with(&self.snapshots, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.load(request).await }
             })
@@ -180,7 +180,7 @@ impl Client {
     pub async fn list_snapshots(&self, stream: &str) -> Result<Vec<Snapshot>, Error> {
         let request = pb::SnapshotStream { stream: stream.to_string() };
         let response = self
-            .call_snapshots(|mut grpc| {
+            .call_with(&self.snapshots, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.list_snapshots(request).await }
             })
@@ -195,7 +195,7 @@ impl Client {
     pub async fn delete_snapshots(&self, stream: &str) -> Result<u64, Error> {
         let request = pb::SnapshotStream { stream: stream.to_string() };
         let response = self
-            .call_snapshots(|mut grpc| {
+            .call_with(&self.snapshots, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.delete_snapshots(request).await }
             })
@@ -214,7 +214,7 @@ impl Client {
             schema_version: policy.schema_version,
         };
         let response = self
-            .call_snapshots(|mut grpc| {
+            .call_with(&self.snapshots, |mut grpc| {
                 let request = request.clone();
                 async move { grpc.set_snapshot_policy(request).await }
             })
@@ -227,8 +227,9 @@ impl Client {
     /// # Errors
     /// [`Error::Unavailable`] after the retries.
     pub async fn list_snapshot_policies(&self) -> Result<Vec<SnapshotPolicy>, Error> {
-        let response =
-            self.call_snapshots(|mut grpc| async move { grpc.list_snapshot_policies(pb::Empty {}).await }).await?;
+        let response = self
+            .call_with(&self.snapshots, |mut grpc| async move { grpc.list_snapshot_policies(pb::Empty {}).await })
+            .await?;
         Ok(response.policies.into_iter().map(policy).collect())
     }
 
@@ -238,7 +239,7 @@ impl Client {
     /// [`Error::NotFound`] when it has none.
     pub async fn delete_snapshot_policy(&self, category: &str) -> Result<(), Error> {
         let request = pb::SnapshotPolicyCategory { category: category.to_string() };
-        self.call_snapshots(|mut grpc| {
+        self.call_with(&self.snapshots, |mut grpc| {
             let request = request.clone();
             async move { grpc.delete_snapshot_policy(request).await }
         })
