@@ -79,7 +79,7 @@ pub fn decide(state: &dyn StateView, request: &AppendRequest, recorded_at_us: u6
         }
         if !write.events.is_empty() {
             let first_revision = actual.map_or(Revision(0), Revision::next);
-            writes.push(CommitWrite { stream: write.stream.clone(), first_revision, events: write.events.clone() });
+            writes.push(CommitWrite::new(write.stream.clone(), first_revision, write.events.clone()));
         }
     }
     if let Some(condition) = &request.condition {
@@ -152,6 +152,9 @@ pub fn verify_replay(state: &dyn StateView, commit: &Commit) -> Result<Result<()
     }
     for write in &commit.writes {
         let expected = state.stream_head(&write.stream)?.map_or(Revision(0), Revision::next);
+        if write.span() == 0 {
+            return Ok(Err(format!("commit writes nothing to {}", write.stream)));
+        }
         if write.first_revision != expected {
             return Ok(Err(format!(
                 "commit writes {} from revision {}, the stream's next revision is {expected}",

@@ -174,6 +174,9 @@ pub enum Error {
     /// The store is closed or closing.
     #[error("the store is closed")]
     Closed,
+    /// A scavenge is already running on this store; one runs at a time.
+    #[error("a scavenge is already running")]
+    ScavengeRunning,
     /// Another process (or store in this process) has the data directory.
     #[error("data directory {} is in use by another store", path.display())]
     Locked {

@@ -21,6 +21,9 @@
 //! - **Corruption is never served.** Every record read is checked against
 //!   its CRC32C; a torn tail is cut on open, any other bad record is an
 //!   [`Error::Corrupt`] naming the segment file and offset.
+//! - **Deletion reclaims space.** [`Store::scavenge`] rewrites closed
+//!   segments without the events a caller dooms, online and crash-safe;
+//!   positions, revisions and stream heads stay as they were.
 //! - **Fail-stop.** After a failed write or fdatasync the store refuses
 //!   appends ([`Error::StoreFailed`]); reads go on.
 //!
@@ -60,6 +63,7 @@ mod options;
 mod position;
 mod read;
 mod replay;
+mod scavenge;
 mod sequencer;
 mod snapshot;
 mod state;
@@ -82,6 +86,7 @@ pub use head::HeadListener;
 pub use options::{BATCH_BYTES_CEILING, Options, SyncMode};
 pub use position::{ExpectedRevision, Position, Revision};
 pub use read::{Direction, StreamInfo};
+pub use scavenge::{Doomed, ScavengeProgress};
 pub use snapshot::Snapshot;
 pub use store::{STORE_FORMAT_VERSION, Store};
 pub use temporal::AsOf;

@@ -27,12 +27,16 @@ pub enum SyncMode {
     NoSyncUnsafe,
 }
 
+/// Largest `segment_size_bytes` (1 TiB): offsets in index entries stay
+/// far below [`crate::index::entry::OFFSET_MAX`].
+pub const SEGMENT_BYTES_CEILING: u64 = 1 << 40;
+
 /// Configuration of a [`crate::Store`].
 #[derive(Debug, Clone)]
 pub struct Options {
     /// A segment file is closed and a new one started once it reaches this
     /// size (a batch is never split, so a segment may exceed it by one
-    /// batch). Default 256 MiB.
+    /// batch). Default 256 MiB, at most 1 TiB.
     pub segment_size_bytes: u64,
     /// Most bytes of encoded records written (and fdatasync'ed) as one
     /// group commit. Default 8 MiB.
@@ -107,6 +111,9 @@ impl Options {
         let invalid = |reason: String| Err(Error::InvalidOptions { reason });
         if self.segment_size_bytes < 4096 {
             return invalid(format!("segment_size_bytes {} is below 4096", self.segment_size_bytes));
+        }
+        if self.segment_size_bytes > SEGMENT_BYTES_CEILING {
+            return invalid(format!("segment_size_bytes {} is above {SEGMENT_BYTES_CEILING}", self.segment_size_bytes));
         }
         if self.batch_bytes_max > BATCH_BYTES_CEILING {
             return invalid(format!("batch_bytes_max {} is above {BATCH_BYTES_CEILING}", self.batch_bytes_max));

@@ -2,7 +2,10 @@
 //! type or tag by position, one event by id, and stream info. Every read
 //! goes through the index to the records it points at (no scans) and
 //! checks each record's checksum; a corrupt record is an error naming the
-//! segment and offset, never served. Reads do not take the writer's locks.
+//! segment and offset, never served. Reads do not take the writer's locks;
+//! each holds a pin on the segment files (see
+//! [`crate::log::segment::SegmentReader::pin`]) from its index lookup to
+//! its last record, so a scavenge cannot remove a file under it.
 
 use crate::error::Error;
 use crate::event::{EventId, RecordedEvent, StreamName};
@@ -54,21 +57,20 @@ fn fetch(shared: &Shared, pointers: impl Iterator<Item = EventPointer>) -> Resul
     let pointers: Vec<EventPointer> = pointers.collect();
     let mut buffer = Vec::new();
     let mut events = Vec::with_capacity(pointers.len());
-    let same_record = |a: &EventPointer, b: &EventPointer| (a.segment, a.offset) == (b.segment, b.offset);
+    let same_record = |a: &EventPointer, b: &EventPointer| a.record() == b.record();
     for group in pointers.chunk_by(same_record) {
         let [single] = group else {
             let first = group.first().expect("chunk_by yields non-empty groups");
-            let commit = shared.reader.read_commit(first.segment, first.offset, &mut buffer)?;
+            let commit = shared.reader.read_commit(first.record(), &mut buffer)?;
             for pointer in group {
-                events.push(commit.recorded_event(pointer.index).ok_or_else(|| Error::Corrupt {
-                    segment: crate::log::segment::segment_path(&shared.log_dir, pointer.segment),
-                    offset: pointer.offset,
-                    reason: format!("the index points at event {} of a record that has fewer", pointer.index),
+                events.push(commit.recorded_event(pointer.index).ok_or_else(|| {
+                    let reason = format!("the index points at event {} of a record that has fewer", pointer.index);
+                    shared.reader.corrupt(pointer.record(), reason)
                 })?);
             }
             continue;
         };
-        events.push(shared.reader.read_event(single.segment, single.offset, single.index, &mut buffer)?);
+        events.push(shared.reader.read_event(single.record(), single.index, &mut buffer)?);
     }
     Ok(events)
 }
@@ -83,6 +85,7 @@ pub(crate) fn read_stream(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, Error> {
     check_limit(shared, limit)?;
+    let _pin = shared.reader.pin();
     let entries = shared.index.stream_range(stream, from, direction, limit)?;
     if entries.is_empty() && shared.index.stream_head(stream)?.is_none() {
         return Err(Error::StreamNotFound { stream: stream.clone() });
@@ -98,28 +101,44 @@ pub(crate) fn read_all(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, Error> {
     check_limit(shared, limit)?;
+    let _pin = shared.reader.pin();
     // Only the first record can hold events before `from`; ask for enough
     // records to fill `limit` even when all of its events are skipped.
+    // Records a scavenge emptied give fewer events than their span, so
+    // ask again from where the last batch ended until `limit` is met.
     let events_min = limit.saturating_add(shared.options.append_events_max);
-    let records = shared.index.record_range(from, direction, events_min)?;
     let mut buffer = Vec::new();
     let mut events = Vec::with_capacity(limit);
-    for (_, record) in records {
-        let commit = shared.reader.read_commit(record.segment, record.offset, &mut buffer)?;
-        let in_range = |e: &RecordedEvent| match (direction, from) {
-            (_, None) => true,
-            (Direction::Forwards, Some(from)) => e.position >= from,
-            (Direction::Backwards, Some(from)) => e.position <= from,
-        };
-        let mut commit_events: Vec<RecordedEvent> = commit.recorded_events().filter(in_range).collect();
-        if direction == Direction::Backwards {
-            commit_events.reverse();
-        }
-        let room = limit - events.len();
-        events.extend(commit_events.into_iter().take(room));
-        if events.len() == limit {
+    let mut cursor = from;
+    while events.len() < limit {
+        let records = shared.index.record_range(cursor, direction, events_min)?;
+        let Some(&(last_first, last)) = records.last() else {
             break;
+        };
+        for (_, record) in records {
+            let commit = shared.reader.read_commit(record.record(), &mut buffer)?;
+            let in_range = |e: &RecordedEvent| match (direction, from) {
+                (_, None) => true,
+                (Direction::Forwards, Some(from)) => e.position >= from,
+                (Direction::Backwards, Some(from)) => e.position <= from,
+            };
+            let mut commit_events: Vec<RecordedEvent> = commit.recorded_events().filter(in_range).collect();
+            if direction == Direction::Backwards {
+                commit_events.reverse();
+            }
+            let room = limit - events.len();
+            events.extend(commit_events.into_iter().take(room));
+            if events.len() == limit {
+                break;
+            }
         }
+        cursor = match direction {
+            Direction::Forwards => Some(Position(last_first.0 + u64::from(last.span))),
+            Direction::Backwards => match last_first.0.checked_sub(1) {
+                Some(before) => Some(Position(before)),
+                None => break,
+            },
+        };
     }
     Ok(events)
 }
@@ -134,12 +153,14 @@ pub(crate) fn read_label(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, Error> {
     check_limit(shared, limit)?;
+    let _pin = shared.reader.pin();
     let entries = shared.index.label_range(kind, label, from, direction, limit)?;
     fetch(shared, entries.into_iter().map(|(_, pointer)| pointer))
 }
 
 /// The event with `id`, if one was written.
 pub(crate) fn read_event(shared: &Shared, id: &EventId) -> Result<Option<RecordedEvent>, Error> {
+    let _pin = shared.reader.pin();
     let Some((_, pointer)) = shared.index.event_by_id(id)? else {
         return Ok(None);
     };

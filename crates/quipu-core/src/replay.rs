@@ -5,6 +5,7 @@
 //! the open with the file and offset (see [`crate::log::recovery`]).
 //! Deleting the index directory makes this a full rebuild.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::engine::verify_replay;
@@ -12,7 +13,10 @@ use crate::error::Error;
 use crate::index::LocatedCommit;
 use crate::index::entry::Checkpoint;
 use crate::log::recovery::{ScanEnd, file_len, is_torn_tail, scan_segment, truncate_segment};
-use crate::log::segment::{SEGMENT_HEADER_BYTES, SegmentHeader, SegmentWriter, list_segments, segment_path};
+use crate::log::segment::{
+    RecordAddress, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentWriter, remove_temp_files, segment_file_path,
+    segment_files, segment_path, sync_dir,
+};
 use crate::position::Position;
 use crate::sequencer::Shared;
 use crate::state::{DecisionState, Pending};
@@ -46,7 +50,9 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
     let options = &shared.options;
     let saved = shared.index.checkpoint()?;
     let mut checkpoint = saved.unwrap_or(Checkpoint { offset: SEGMENT_HEADER_BYTES, ..Checkpoint::default() });
-    let mut segments = list_segments(log_dir)?;
+    remove_temp_files(log_dir)?;
+    let generations = settle_generations(shared, saved.is_some())?;
+    let mut segments: Vec<u32> = generations.keys().copied().collect();
     remove_unborn_segment(log_dir, &mut segments)?;
     check_segments(log_dir, &segments, &checkpoint, saved.is_some())?;
     let Some(&last_segment) = segments.last() else {
@@ -62,7 +68,9 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
     let first_unindexed = checkpoint.segment;
     for &number in segments.iter().filter(|&&n| n >= first_unindexed) {
         let start = if number == checkpoint.segment { checkpoint.offset } else { SEGMENT_HEADER_BYTES };
-        checkpoint = replay_segment(shared, number, start, number == last_segment, checkpoint)?;
+        let generation = generations.get(&number).copied().unwrap_or(0);
+        let at = RecordAddress { segment: number, generation, offset: start };
+        checkpoint = replay_segment(shared, at, number == last_segment, checkpoint)?;
     }
     let path = segment_path(log_dir, last_segment);
     let header = SegmentHeader::read(&path, last_segment)?;
@@ -82,6 +90,50 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
         next_position: checkpoint.next_position,
         last_recorded_at_us: checkpoint.last_recorded_at_us,
     })
+}
+
+/// Picks the current file generation of every segment and removes the
+/// others, which a crash in the middle of a scavenge can leave (see
+/// `crate::scavenge`). With an index, the current generation is the one
+/// its marker names (0 without one): a newer file is a scavenge whose
+/// index batch never landed, an older one a scavenge that had not yet
+/// removed it. Without an index, the newest complete file wins, and the
+/// markers are written before the rebuild starts. A segment whose entries
+/// were being repointed keeps both files until the scavenge resumes.
+fn settle_generations(shared: &Shared, indexed: bool) -> Result<BTreeMap<u32, u16>, Error> {
+    let log_dir = &shared.log_dir;
+    let markers = if indexed { shared.index.generations()? } else { BTreeMap::new() };
+    let repointing = if indexed { shared.index.repointings()? } else { BTreeMap::new() };
+    let mut current = BTreeMap::new();
+    let mut removed = false;
+    for (number, generations) in segment_files(log_dir)? {
+        let newest = generations.last().copied().unwrap_or(0);
+        let wanted = if indexed { markers.get(&number).copied().unwrap_or(0) } else { newest };
+        let moving_to = repointing.get(&number).map(|&(_, new)| new);
+        for needed in std::iter::once(wanted).chain(moving_to) {
+            if !generations.contains(&needed) {
+                return Err(Error::Corrupt {
+                    segment: segment_file_path(log_dir, number, needed),
+                    offset: 0,
+                    reason: "the index points into this generation of the segment, and the file is missing".into(),
+                });
+            }
+        }
+        for &generation in generations.iter().filter(|&&g| g != wanted && Some(g) != moving_to) {
+            let path = segment_file_path(log_dir, number, generation);
+            tracing::warn!(file = %path.display(), "removing a segment generation an interrupted scavenge left");
+            std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+            removed = true;
+        }
+        current.insert(number, wanted);
+    }
+    if removed {
+        sync_dir(log_dir)?;
+    }
+    if !indexed {
+        shared.index.set_generations(&current.iter().filter(|(_, g)| **g > 0).map(|(n, g)| (*n, *g)).collect())?;
+    }
+    Ok(current)
 }
 
 /// A crash while a new segment was being created can leave it shorter
@@ -128,15 +180,15 @@ fn check_segments(log_dir: &Path, segments: &[u32], checkpoint: &Checkpoint, ind
     Ok(())
 }
 
-/// Replays one segment from `start`; returns the checkpoint after it.
+/// Replays one segment from `start.offset`; returns the checkpoint after it.
 fn replay_segment(
     shared: &Shared,
-    number: u32,
-    start: u64,
+    start_at: RecordAddress,
     is_last: bool,
     checkpoint: Checkpoint,
 ) -> Result<Checkpoint, Error> {
-    let path = segment_path(&shared.log_dir, number);
+    let RecordAddress { segment: number, generation, offset: start } = start_at;
+    let path = segment_file_path(&shared.log_dir, number, generation);
     let header = SegmentHeader::read(&path, number)?;
     let len = file_len(&path)?;
     if start > len {
@@ -164,12 +216,12 @@ fn replay_segment(
         located_offsets.push(offset);
         checkpoint.offset = offset + frame_len as u64;
         if pending.len() >= REPLAY_CHUNK_COMMITS || pending.event_count() >= REPLAY_CHUNK_EVENTS {
-            flush(shared, &mut pending, &mut located_offsets, &mut checkpoint)?;
+            flush(shared, generation, &mut pending, &mut located_offsets, &mut checkpoint)?;
         }
         Ok(())
     };
     let end = scan_segment(&path, start, &mut visit)?;
-    flush(shared, &mut pending, &mut located_offsets, &mut checkpoint)?;
+    flush(shared, generation, &mut pending, &mut located_offsets, &mut checkpoint)?;
     if let ScanEnd::Bad { offset, reason } = end {
         if !is_torn_tail(is_last, len, offset, header.torn_window_bytes) {
             return Err(Error::Corrupt { segment: path, offset, reason });
@@ -182,6 +234,7 @@ fn replay_segment(
 
 fn flush(
     shared: &Shared,
+    generation: u16,
     pending: &mut Pending,
     offsets: &mut Vec<u64>,
     checkpoint: &mut Checkpoint,
@@ -191,7 +244,10 @@ fn flush(
         .take()
         .into_iter()
         .zip(offsets.drain(..))
-        .map(|(commit, offset)| LocatedCommit { commit, segment: checkpoint.segment, offset })
+        .map(|(commit, offset)| LocatedCommit {
+            commit,
+            at: RecordAddress { segment: checkpoint.segment, generation, offset },
+        })
         .collect();
     shared.index.write(&commits, *checkpoint)
 }

@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::head::Head;
 use crate::index::entry::Checkpoint;
 use crate::index::{Index, LocatedCommit};
-use crate::log::segment::{SegmentReader, SegmentWriter};
+use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter};
 use crate::options::Options;
 use crate::position::Position;
 use crate::state::{DecisionState, Pending};
@@ -159,7 +159,10 @@ impl Sequencer {
         recorded_at_us: u64,
     ) -> Result<AppendOutcome, Error> {
         let state = DecisionState { index: &self.shared.index, reader: &self.shared.reader, pending: &group.pending };
-        let commit = match decide(&state, request, recorded_at_us)? {
+        let pin = self.shared.reader.pin();
+        let decision = decide(&state, request, recorded_at_us);
+        drop(pin);
+        let commit = match decision? {
             Decision::Accept(commit) => commit,
             Decision::Duplicate(result) => return Ok(AppendOutcome::AlreadyWritten(result)),
             Decision::Reject(conflict) => return Ok(AppendOutcome::Conflict(conflict)),
@@ -213,7 +216,10 @@ impl Sequencer {
             .take()
             .into_iter()
             .zip(&group.record_offsets)
-            .map(|(commit, relative)| LocatedCommit { commit, segment, offset: base + *relative as u64 })
+            .map(|(commit, relative)| LocatedCommit {
+                commit,
+                at: RecordAddress { segment, generation: 0, offset: base + *relative as u64 },
+            })
             .collect();
         let checkpoint = Checkpoint {
             segment,

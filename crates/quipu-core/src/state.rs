@@ -41,12 +41,12 @@ impl Pending {
         let index = self.commits.len();
         let mut position = commit.first_position;
         for write in &commit.writes {
+            position = Position(position.0 + u64::from(write.dropped));
             for event in &write.events {
                 self.ids.insert(event.id, (index, position));
                 position = position.next();
             }
-            let last = Revision(write.first_revision.0 + write.events.len() as u64 - 1);
-            self.heads.insert(write.stream.clone(), last);
+            self.heads.insert(write.stream.clone(), write.last_revision());
         }
         self.next_position = commit.next_position();
         debug_assert_eq!(position, self.next_position);
@@ -85,7 +85,8 @@ impl Pending {
     }
 }
 
-/// Index plus pending commits, as the engine sees them.
+/// Index plus pending commits, as the engine sees them. Whoever decides
+/// with it holds a [`SegmentReader::pin`] meanwhile.
 pub struct DecisionState<'a> {
     /// Committed and indexed.
     pub index: &'a Index,
@@ -111,7 +112,7 @@ impl StateView for DecisionState<'_> {
         let Some((position, pointer)) = self.index.event_by_id(id)? else {
             return Ok(None);
         };
-        let commit = self.reader.read_commit(pointer.segment, pointer.offset, &mut Vec::new())?;
+        let commit = self.reader.read_commit(pointer.record(), &mut Vec::new())?;
         Ok(Some(Origin { position, commit }))
     }
 
@@ -186,7 +187,7 @@ impl DecisionState<'_> {
                 if item.tags.len() == 1 && item.types.is_empty() {
                     return Ok(Some(*position));
                 }
-                let commit = self.reader.read_commit(pointer.segment, pointer.offset, &mut buffer)?;
+                let commit = self.reader.read_commit(pointer.record(), &mut buffer)?;
                 let event = commit.recorded_event(pointer.index);
                 if event.is_some_and(|e| item.matches(&e.event_type, &e.tags)) {
                     return Ok(Some(*position));

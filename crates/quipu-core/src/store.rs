@@ -29,6 +29,7 @@ use crate::log::segment::{SegmentReader, sync_dir};
 use crate::options::Options;
 use crate::position::{Position, Revision};
 use crate::read::{self, Direction, StreamInfo};
+use crate::scavenge::{Doomed, ScavengeProgress};
 use crate::sequencer::{Sequencer, Shared, Submission};
 
 /// Version of the data directory layout written by this build.
@@ -42,6 +43,7 @@ pub struct Store {
     pub(crate) shared: Arc<Shared>,
     submissions: Mutex<Option<SyncSender<Submission>>>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
+    scavenging: Mutex<()>,
     dir: PathBuf,
     _lock: File,
 }
@@ -80,6 +82,7 @@ impl Store {
             log_dir,
         };
         let recovered = crate::replay::recover(&shared)?;
+        crate::scavenge::resume(&shared)?;
         let shared =
             Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
         let (sender, receiver) = sync_channel(shared.options.queue_appends_max);
@@ -97,6 +100,7 @@ impl Store {
             shared,
             submissions: Mutex::new(Some(sender)),
             sequencer: Mutex::new(Some(thread)),
+            scavenging: Mutex::new(()),
             dir,
             _lock: lock,
         })
@@ -290,12 +294,46 @@ impl Store {
     /// # Errors
     /// I/O and index errors.
     pub fn disk_bytes(&self) -> Result<(u64, u64), Error> {
+        use crate::log::segment::{segment_file_path, segment_files};
         let mut log_bytes = 0;
-        for number in crate::log::segment::list_segments(&self.shared.log_dir)? {
-            log_bytes +=
-                crate::log::recovery::file_len(&crate::log::segment::segment_path(&self.shared.log_dir, number))?;
+        for (number, generations) in segment_files(&self.shared.log_dir)? {
+            for generation in generations {
+                let path = segment_file_path(&self.shared.log_dir, number, generation);
+                // A scavenge may remove an old generation meanwhile.
+                log_bytes += std::fs::metadata(path).map_or(0, |m| m.len());
+            }
         }
         Ok((log_bytes, self.shared.index.disk_bytes()?))
+    }
+
+    /// Removes from the log every event `doomed` says may go, while
+    /// appends and reads go on, and returns what it did. Only closed
+    /// segments are rewritten (not the one appends write to); positions,
+    /// revisions and stream heads are kept, and removed events vanish from
+    /// every read, including `$all`, categories, types, tags and ids.
+    /// `doomed(stream, revision, recorded_at_us)` must be monotone per
+    /// stream: once it spares an event, it spares the later ones of that
+    /// stream in the same record (only a leading run of each write goes).
+    /// `report` hears progress at least every 16 MiB and after each
+    /// segment; `stop` is asked before each segment. A crash at any point
+    /// loses nothing: the next open finishes or undoes the segment in
+    /// hand.
+    ///
+    /// # Errors
+    /// [`Error::ScavengeRunning`] when one already runs; I/O, index and
+    /// [`Error::Corrupt`] errors (segments done before stay done).
+    pub fn scavenge(
+        &self,
+        doomed: Doomed<'_>,
+        report: &mut dyn FnMut(&ScavengeProgress),
+        stop: &dyn Fn() -> bool,
+    ) -> Result<ScavengeProgress, Error> {
+        let _only_one = match self.scavenging.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(Error::ScavengeRunning),
+        };
+        crate::scavenge::scavenge(&self.shared, doomed, report, stop)
     }
 
     /// The options the store was opened with (its limits).

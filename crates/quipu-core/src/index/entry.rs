@@ -3,7 +3,32 @@
 //! categories, types, tags) never contain NUL, so `label ++ 0x00 ++ n` keys
 //! of one label are contiguous and sort by `n`.
 
+use crate::log::segment::RecordAddress;
 use crate::position::{Position, Revision};
+
+/// Bits of an encoded offset field that hold the offset; the 16 above
+/// hold the segment's generation (see [`pack_offset`]).
+const OFFSET_BITS: u32 = 48;
+
+/// Largest offset an index entry can hold (256 TiB): segments are far
+/// smaller (`Options::segment_size_bytes` is at most 1 TiB).
+pub const OFFSET_MAX: u64 = (1 << OFFSET_BITS) - 1;
+
+/// Packs a segment generation and an offset into one `u64`: generation in
+/// the top 16 bits. Entries written before scavenges existed decode as
+/// generation 0, which is what their files are.
+#[must_use]
+pub fn pack_offset(generation: u16, offset: u64) -> u64 {
+    assert!(offset <= OFFSET_MAX, "offset {offset} beyond what index entries hold");
+    (u64::from(generation) << OFFSET_BITS) | offset
+}
+
+/// The generation and offset of a [`pack_offset`] value.
+#[must_use]
+pub fn unpack_offset(packed: u64) -> (u16, u64) {
+    let generation = u16::try_from(packed >> OFFSET_BITS).unwrap_or(u16::MAX);
+    (generation, packed & OFFSET_MAX)
+}
 
 /// Where an event is in the log: the record holding it and its place in
 /// the record.
@@ -11,6 +36,8 @@ use crate::position::{Position, Revision};
 pub struct EventPointer {
     /// Segment number.
     pub segment: u32,
+    /// Generation of the segment's file (0 until a scavenge rewrites it).
+    pub generation: u16,
     /// Offset of the record's frame in the segment.
     pub offset: u64,
     /// Index of the event within the record, in log order.
@@ -26,18 +53,26 @@ impl EventPointer {
     pub fn encode(&self) -> [u8; EVENT_POINTER_BYTES] {
         let mut bytes = [0; EVENT_POINTER_BYTES];
         bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
-        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        bytes[4..12].copy_from_slice(&pack_offset(self.generation, self.offset).to_le_bytes());
         bytes[12..].copy_from_slice(&self.index.to_le_bytes());
         bytes
+    }
+
+    /// The record the event is in.
+    #[must_use]
+    pub fn record(&self) -> RecordAddress {
+        RecordAddress { segment: self.segment, generation: self.generation, offset: self.offset }
     }
 
     /// Decodes 16 bytes; `None` when the length is wrong.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<EventPointer> {
         let bytes: &[u8; EVENT_POINTER_BYTES] = bytes.try_into().ok()?;
+        let (generation, offset) = unpack_offset(u64::from_le_bytes(bytes[4..12].try_into().ok()?));
         Some(EventPointer {
             segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
-            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            generation,
+            offset,
             index: u32::from_le_bytes(bytes[12..].try_into().ok()?),
         })
     }
@@ -51,6 +86,8 @@ impl EventPointer {
 pub struct RunEntry {
     /// Segment number.
     pub segment: u32,
+    /// Generation of the segment's file.
+    pub generation: u16,
     /// Offset of the record's frame in the segment.
     pub offset: u64,
     /// Index of the run's first event within the record.
@@ -68,7 +105,7 @@ impl RunEntry {
     pub fn encode(&self) -> [u8; RUN_ENTRY_BYTES] {
         let mut bytes = [0; RUN_ENTRY_BYTES];
         bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
-        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
+        bytes[4..12].copy_from_slice(&pack_offset(self.generation, self.offset).to_le_bytes());
         bytes[12..16].copy_from_slice(&self.index.to_le_bytes());
         bytes[16..].copy_from_slice(&self.count.to_le_bytes());
         bytes
@@ -79,9 +116,11 @@ impl RunEntry {
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<RunEntry> {
         let bytes: &[u8; RUN_ENTRY_BYTES] = bytes.try_into().ok()?;
+        let (generation, offset) = unpack_offset(u64::from_le_bytes(bytes[4..12].try_into().ok()?));
         let run = RunEntry {
             segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
-            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+            generation,
+            offset,
             index: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
             count: u32::from_le_bytes(bytes[16..].try_into().ok()?),
         };
@@ -92,7 +131,7 @@ impl RunEntry {
     #[must_use]
     pub fn pointer(&self, i: u32) -> EventPointer {
         debug_assert!(i < self.count, "event {i} of a run of {}", self.count);
-        EventPointer { segment: self.segment, offset: self.offset, index: self.index + i }
+        EventPointer { segment: self.segment, generation: self.generation, offset: self.offset, index: self.index + i }
     }
 }
 
@@ -101,22 +140,31 @@ impl RunEntry {
 pub struct RecordEntry {
     /// Segment number.
     pub segment: u32,
+    /// Generation of the segment's file.
+    pub generation: u16,
     /// Offset of the record's frame.
     pub offset: u64,
-    /// Events in the record.
-    pub event_count: u32,
+    /// Positions the record took when written: its events, including
+    /// those a scavenge dropped since.
+    pub span: u32,
     /// Commit timestamp.
     pub recorded_at_us: u64,
 }
 
 impl RecordEntry {
+    /// The record.
+    #[must_use]
+    pub fn record(&self) -> RecordAddress {
+        RecordAddress { segment: self.segment, generation: self.generation, offset: self.offset }
+    }
+
     /// Encodes as 24 bytes.
     #[must_use]
     pub fn encode(&self) -> [u8; 24] {
         let mut bytes = [0; 24];
         bytes[..4].copy_from_slice(&self.segment.to_le_bytes());
-        bytes[4..12].copy_from_slice(&self.offset.to_le_bytes());
-        bytes[12..16].copy_from_slice(&self.event_count.to_le_bytes());
+        bytes[4..12].copy_from_slice(&pack_offset(self.generation, self.offset).to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.span.to_le_bytes());
         bytes[16..].copy_from_slice(&self.recorded_at_us.to_le_bytes());
         bytes
     }
@@ -125,10 +173,12 @@ impl RecordEntry {
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<RecordEntry> {
         let bytes: &[u8; 24] = bytes.try_into().ok()?;
+        let (generation, offset) = unpack_offset(u64::from_le_bytes(bytes[4..12].try_into().ok()?));
         Some(RecordEntry {
             segment: u32::from_le_bytes(bytes[..4].try_into().ok()?),
-            offset: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
-            event_count: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
+            generation,
+            offset,
+            span: u32::from_le_bytes(bytes[12..16].try_into().ok()?),
             recorded_at_us: u64::from_le_bytes(bytes[16..].try_into().ok()?),
         })
     }
@@ -244,16 +294,25 @@ mod tests {
 
     #[test]
     fn values_round_trip() {
-        let pointer = EventPointer { segment: 3, offset: 1 << 40, index: 7 };
+        let pointer = EventPointer { segment: 3, generation: 2, offset: 1 << 40, index: 7 };
         assert_eq!(EventPointer::decode(&pointer.encode()), Some(pointer));
-        let run = RunEntry { segment: 3, offset: 99, index: 4, count: 12 };
+        let run = RunEntry { segment: 3, generation: u16::MAX, offset: OFFSET_MAX, index: 4, count: 12 };
         assert_eq!(RunEntry::decode(&run.encode()), Some(run));
-        assert_eq!(run.pointer(2), EventPointer { segment: 3, offset: 99, index: 6 });
+        assert_eq!(run.pointer(2), EventPointer { segment: 3, generation: u16::MAX, offset: OFFSET_MAX, index: 6 });
         assert_eq!(RunEntry::decode(&RunEntry { count: 0, ..run }.encode()), None);
-        let record = RecordEntry { segment: 1, offset: 32, event_count: 100, recorded_at_us: 9 };
+        let record = RecordEntry { segment: 1, generation: 1, offset: 32, span: 100, recorded_at_us: 9 };
         assert_eq!(RecordEntry::decode(&record.encode()), Some(record));
         let checkpoint = Checkpoint { segment: 2, offset: 5, next_position: Position(8), last_recorded_at_us: 1 };
         assert_eq!(Checkpoint::decode(&checkpoint.encode()), Some(checkpoint));
         assert_eq!(id_from_value(&id_value(Position(4), pointer)), Some((Position(4), pointer)));
+    }
+
+    #[test]
+    fn entries_written_before_generations_decode_as_generation_0() {
+        let mut old = [0u8; EVENT_POINTER_BYTES];
+        old[..4].copy_from_slice(&5u32.to_le_bytes());
+        old[4..12].copy_from_slice(&(1u64 << 33).to_le_bytes());
+        let pointer = EventPointer::decode(&old).expect("16 bytes decode");
+        assert_eq!((pointer.generation, pointer.offset), (0, 1 << 33));
     }
 }

@@ -8,6 +8,8 @@
 //! | `categories`, `types`, `tags` | label `\0` first position of a run | [`RunEntry`] |
 //! | `event_ids` | event id | position, [`EventPointer`] |
 //! | `meta` | `checkpoint` | [`Checkpoint`] |
+//! | `meta` | `generation` segment (u32 BE) | the segment's current file generation (u16), when above 0 |
+//! | `meta` | `repointing` segment (u32 BE) | old and new generation (u16 each) of a scavenge under way |
 //! | `snapshots` | stream `\0` revision | a client's snapshot (see `crate::snapshot`) |
 //!
 //! A run is the consecutive events of one record that share the label, so
@@ -18,6 +20,9 @@
 //! only after the log is fsynced, one atomic batch per group commit with
 //! the checkpoint saying how far it covers. It is not fsynced itself: after
 //! a crash it may lag, and recovery replays the log from its checkpoint.
+//! Entries point at records by segment, file generation and offset; a
+//! scavenge repoints a segment's entries to its new generation in batches
+//! ([`Index::repoint`]) between an intent and a marker (see `crate::scavenge`).
 //! Deleting the directory rebuilds it from the whole log (snapshots,
 //! which are derived data written by clients, are then gone: loads fold
 //! from the first event until new ones are written). Memory is bounded
@@ -25,6 +30,7 @@
 
 pub mod entry;
 
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use fjall::config::PinningPolicy;
@@ -33,11 +39,14 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use crate::error::Error;
 use crate::event::{EventId, StreamName};
 use crate::log::record::Commit;
+use crate::log::segment::RecordAddress;
 use crate::position::{Position, Revision};
 use crate::read::Direction;
 use entry::{Checkpoint, EventPointer, RecordEntry, RunEntry};
 
 const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+const GENERATION_PREFIX: &[u8] = b"generation";
+const REPOINTING_PREFIX: &[u8] = b"repointing";
 /// Write buffer of each keyspace (eight share the budget; only the
 /// stream, event-id and `$all` keyspaces fill theirs quickly). 32 MiB
 /// rather than 8: fewer, larger flushes mean less compaction of the
@@ -52,7 +61,7 @@ const MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
 const JOURNAL_BYTES_MAX: u64 = 512 * 1024 * 1024;
 
 /// Which secondary index a label read uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LabelKind {
     /// Stream category.
     Category,
@@ -67,10 +76,25 @@ pub enum LabelKind {
 pub struct LocatedCommit {
     /// The commit.
     pub commit: Commit,
-    /// Segment holding its record.
-    pub segment: u32,
-    /// Offset of its record's frame.
-    pub offset: u64,
+    /// Where its record is.
+    pub at: RecordAddress,
+}
+
+/// The keyspaces a commit's entries go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Space {
+    Streams,
+    StreamEvents,
+    All,
+    Label(LabelKind),
+    EventIds,
+}
+
+/// One index entry a commit produces.
+struct Entry {
+    space: Space,
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 /// The open index.
@@ -136,6 +160,84 @@ impl Index {
             return Ok(None);
         };
         Checkpoint::decode(&value).map(Some).ok_or_else(|| bad_entry("checkpoint"))
+    }
+
+    /// Segments whose current file generation is above 0, with it.
+    ///
+    /// # Errors
+    /// Errors of the index store; a marker that does not decode.
+    pub fn generations(&self) -> Result<BTreeMap<u32, u16>, Error> {
+        self.segment_markers(GENERATION_PREFIX, |value| Some(u16::from_le_bytes(value.try_into().ok()?)))
+    }
+
+    /// Records the current generation of each segment in `generations`.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn set_generations(&self, generations: &BTreeMap<u32, u16>) -> Result<(), Error> {
+        let mut batch = self.db.batch();
+        for (&number, &generation) in generations {
+            batch.insert(&self.meta, marker_key(GENERATION_PREFIX, number), generation.to_le_bytes().to_vec());
+        }
+        batch.commit()?;
+        Ok(())
+    }
+
+    /// Segments whose entries a scavenge was moving from one generation
+    /// to another: segment to (old, new).
+    ///
+    /// # Errors
+    /// Errors of the index store; a marker that does not decode.
+    pub fn repointings(&self) -> Result<BTreeMap<u32, (u16, u16)>, Error> {
+        self.segment_markers(REPOINTING_PREFIX, |value| {
+            let old = u16::from_le_bytes(value.get(..2)?.try_into().ok()?);
+            let new = u16::from_le_bytes(value.get(2..)?.try_into().ok()?);
+            Some((old, new))
+        })
+    }
+
+    /// Records that entries of segment `number` are about to move from
+    /// generation `old` to `new`: until [`Index::finish_repointing`], they
+    /// may point into either.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn start_repointing(&self, number: u32, old: u16, new: u16) -> Result<(), Error> {
+        let mut value = old.to_le_bytes().to_vec();
+        value.extend_from_slice(&new.to_le_bytes());
+        self.meta.insert(marker_key(REPOINTING_PREFIX, number), value)?;
+        Ok(())
+    }
+
+    /// Makes `generation` the current one of segment `number` and clears
+    /// its repointing intent, then syncs the index to disk: after this the
+    /// old generation's file may go.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn finish_repointing(&self, number: u32, generation: u16) -> Result<(), Error> {
+        let mut batch = self.db.batch();
+        batch.insert(&self.meta, marker_key(GENERATION_PREFIX, number), generation.to_le_bytes().to_vec());
+        batch.remove(&self.meta, marker_key(REPOINTING_PREFIX, number));
+        batch.commit()?;
+        self.persist()
+    }
+
+    fn segment_markers<T>(
+        &self,
+        prefix: &[u8],
+        decode: impl Fn(&[u8]) -> Option<T>,
+    ) -> Result<BTreeMap<u32, T>, Error> {
+        let mut markers = BTreeMap::new();
+        for guard in self.meta.prefix(prefix) {
+            let (key, value) = guard.into_inner()?;
+            let number = key.get(prefix.len()..).and_then(|b| <[u8; 4]>::try_from(b).ok());
+            let (Some(number), Some(marker)) = (number, decode(&value)) else {
+                return Err(bad_entry("segment marker"));
+            };
+            markers.insert(u32::from_be_bytes(number), marker);
+        }
+        Ok(markers)
     }
 
     /// Last revision of `stream`; `None` when it has no events.
@@ -229,48 +331,53 @@ impl Index {
     pub fn write(&self, commits: &[LocatedCommit], checkpoint: Checkpoint) -> Result<(), Error> {
         let mut batch = self.db.batch();
         for located in commits {
-            self.add_commit(&mut batch, located);
+            for entry in commit_entries(located) {
+                batch.insert(self.keyspace(entry.space), entry.key, entry.value);
+            }
         }
         batch.insert(&self.meta, CHECKPOINT_KEY, checkpoint.encode().to_vec());
         batch.commit()?;
         Ok(())
     }
 
-    fn add_commit(&self, batch: &mut fjall::OwnedWriteBatch, located: &LocatedCommit) {
-        let commit = &located.commit;
-        let record = RecordEntry {
-            segment: located.segment,
-            offset: located.offset,
-            event_count: u32::try_from(commit.event_count()).expect("bounded by append_events_max"),
-            recorded_at_us: commit.recorded_at_us,
-        };
-        batch.insert(&self.all, entry::position_key(commit.first_position).to_vec(), record.encode().to_vec());
-        let mut runs = Runs::new(located);
-        for write in &commit.writes {
-            let stream = write.stream.as_str();
-            let first_index = runs.next_index;
-            for event in &write.events {
-                runs.add(LabelKind::Category, write.stream.category());
-                runs.add(LabelKind::EventType, event.event_type.as_str());
-                for tag in &event.tags {
-                    runs.add(LabelKind::Tag, tag.as_str());
+    /// Points the entries of some records of a rewritten segment at its
+    /// new generation, in one atomic batch: the entries of `old` (record
+    /// by record the same commits as `new`, plus the events a scavenge
+    /// dropped) are replaced by those of `new`, and entries of dropped
+    /// events are removed. Doing it twice does no harm. Stream heads are
+    /// left alone: later segments may have moved them on. Not fsynced.
+    ///
+    /// # Errors
+    /// Errors of the index store.
+    pub fn repoint(&self, old: &[LocatedCommit], new: &[LocatedCommit]) -> Result<(), Error> {
+        assert_eq!(old.len(), new.len(), "records pair up one to one");
+        let mut batch = self.db.batch();
+        for (old, new) in old.iter().zip(new) {
+            assert_eq!(old.commit.first_position, new.commit.first_position, "records keep their positions");
+            let new_entries: Vec<Entry> =
+                commit_entries(new).into_iter().filter(|e| e.space != Space::Streams).collect();
+            let kept: HashSet<(Space, &[u8])> = new_entries.iter().map(|e| (e.space, e.key.as_slice())).collect();
+            for entry in commit_entries(old) {
+                if entry.space != Space::Streams && !kept.contains(&(entry.space, entry.key.as_slice())) {
+                    batch.remove(self.keyspace(entry.space), entry.key);
                 }
-                let position = Position(commit.first_position.0 + u64::from(runs.next_index));
-                let pointer = EventPointer { segment: located.segment, offset: located.offset, index: runs.next_index };
-                batch.insert(
-                    &self.event_ids,
-                    event.id.as_bytes().to_vec(),
-                    entry::id_value(position, pointer).to_vec(),
-                );
-                runs.next_index += 1;
             }
-            let count = runs.next_index - first_index;
-            let run = RunEntry { segment: located.segment, offset: located.offset, index: first_index, count };
-            batch.insert(&self.stream_events, entry::label_key(stream, write.first_revision.0), run.encode().to_vec());
-            let last = Revision(write.first_revision.0 + u64::from(count) - 1);
-            batch.insert(&self.streams, stream, entry::revision_value(last).to_vec());
+            for entry in new_entries {
+                batch.insert(self.keyspace(entry.space), entry.key, entry.value);
+            }
         }
-        runs.insert_into(self, batch);
+        batch.commit()?;
+        Ok(())
+    }
+
+    fn keyspace(&self, space: Space) -> &Keyspace {
+        match space {
+            Space::Streams => &self.streams,
+            Space::StreamEvents => &self.stream_events,
+            Space::All => &self.all,
+            Space::Label(kind) => self.label_keyspace(kind),
+            Space::EventIds => &self.event_ids,
+        }
     }
 
     /// Up to `limit` events of `stream` from revision `from` (inclusive;
@@ -332,7 +439,7 @@ impl Index {
             let (key, value) = guard.into_inner()?;
             let position = entry::position_from_key(&key).ok_or_else(|| bad_entry("$all key"))?;
             let record = RecordEntry::decode(&value).ok_or_else(|| bad_entry("$all record"))?;
-            events += record.event_count as usize;
+            events += record.span as usize;
             records.push((position, record));
             Ok(events < events_min)
         };
@@ -377,7 +484,7 @@ impl Index {
         let (key, value) = guard.into_inner()?;
         let first = entry::position_from_key(&key).ok_or_else(|| bad_entry("$all key"))?;
         let record = RecordEntry::decode(&value).ok_or_else(|| bad_entry("$all record"))?;
-        let contains = position.0 < first.0 + u64::from(record.event_count);
+        let contains = position.0 < first.0 + u64::from(record.span);
         Ok(contains.then_some((first, record)))
     }
 
@@ -468,10 +575,67 @@ fn label_range(
     Ok(events)
 }
 
+/// Key of a segment's marker.
+fn marker_key(prefix: &[u8], number: u32) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&number.to_be_bytes());
+    key
+}
+
+/// Every index entry of one record: its `$all` entry, stream head and
+/// run per write, category, type and tag runs, and one entry per event id.
+fn commit_entries(located: &LocatedCommit) -> Vec<Entry> {
+    let commit = &located.commit;
+    let at = located.at;
+    let record = RecordEntry {
+        segment: at.segment,
+        generation: at.generation,
+        offset: at.offset,
+        span: u32::try_from(commit.span()).expect("bounded by append_events_max"),
+        recorded_at_us: commit.recorded_at_us,
+    };
+    let mut entries = vec![Entry {
+        space: Space::All,
+        key: entry::position_key(commit.first_position).to_vec(),
+        value: record.encode().to_vec(),
+    }];
+    let mut runs = Runs::new(at);
+    let mut position = commit.first_position.0;
+    for write in &commit.writes {
+        position += u64::from(write.dropped);
+        let first_index = runs.next_index;
+        for event in &write.events {
+            runs.add(LabelKind::Category, write.stream.category(), position);
+            runs.add(LabelKind::EventType, event.event_type.as_str(), position);
+            for tag in &event.tags {
+                runs.add(LabelKind::Tag, tag.as_str(), position);
+            }
+            let pointer = runs.pointer(runs.next_index);
+            let value = entry::id_value(Position(position), pointer).to_vec();
+            entries.push(Entry { space: Space::EventIds, key: event.id.as_bytes().to_vec(), value });
+            runs.next_index += 1;
+            position += 1;
+        }
+        let stream = write.stream.as_str();
+        let count = runs.next_index - first_index;
+        if count > 0 {
+            let run = RunEntry { index: first_index, count, ..runs.fresh(first_index) };
+            let key = entry::label_key(stream, write.first_kept_revision().0);
+            entries.push(Entry { space: Space::StreamEvents, key, value: run.encode().to_vec() });
+        }
+        let head = entry::revision_value(write.last_revision()).to_vec();
+        entries.push(Entry { space: Space::Streams, key: stream.as_bytes().to_vec(), value: head });
+    }
+    debug_assert_eq!(position, commit.next_position().0);
+    entries.extend(runs.into_entries());
+    entries
+}
+
 /// The label runs of one record being indexed: for each label, the open
-/// run, extended while the label's events stay consecutive.
+/// run, extended while the label's events stay consecutive in the record
+/// and in positions (a scavenged write's dropped events break a run).
 struct Runs<'a> {
-    located: &'a LocatedCommit,
+    at: RecordAddress,
     /// Index in the record of the next event.
     next_index: u32,
     /// Runs that may still grow: (kind, label, first position, run).
@@ -481,25 +645,39 @@ struct Runs<'a> {
 }
 
 impl<'a> Runs<'a> {
-    fn new(located: &'a LocatedCommit) -> Runs<'a> {
-        Runs { located, next_index: 0, open: Vec::new(), closed: Vec::new() }
+    fn new(at: RecordAddress) -> Runs<'a> {
+        Runs { at, next_index: 0, open: Vec::new(), closed: Vec::new() }
     }
 
-    /// Counts the event at `next_index` into the run of `label`.
-    fn add(&mut self, kind: LabelKind, label: &'a str) {
+    /// A one-event run of the record starting at `index`.
+    fn fresh(&self, index: u32) -> RunEntry {
+        RunEntry { segment: self.at.segment, generation: self.at.generation, offset: self.at.offset, index, count: 1 }
+    }
+
+    /// Pointer to the record's event at `index`.
+    fn pointer(&self, index: u32) -> EventPointer {
+        self.fresh(index).pointer(0)
+    }
+
+    /// Counts the event at `next_index`, at `position`, into the run of
+    /// `label`.
+    fn add(&mut self, kind: LabelKind, label: &'a str, position: u64) {
         let index = self.next_index;
-        let position = self.located.commit.first_position.0 + u64::from(index);
-        let fresh = RunEntry { segment: self.located.segment, offset: self.located.offset, index, count: 1 };
+        let fresh = self.fresh(index);
         match self.open.iter_mut().find(|(k, l, _, _)| *k == kind && *l == label) {
-            Some((_, _, _, run)) if run.index + run.count == index => run.count += 1,
+            Some((_, _, first, run)) if run.index + run.count == index && *first + u64::from(run.count) == position => {
+                run.count += 1;
+            }
             Some(slot) => self.closed.push(std::mem::replace(slot, (kind, label, position, fresh))),
             None => self.open.push((kind, label, position, fresh)),
         }
     }
 
-    fn insert_into(self, index: &Index, batch: &mut fjall::OwnedWriteBatch) {
-        for (kind, label, first, run) in self.closed.into_iter().chain(self.open) {
-            batch.insert(index.label_keyspace(kind), entry::label_key(label, first), run.encode().to_vec());
-        }
+    fn into_entries(self) -> impl Iterator<Item = Entry> + 'a {
+        self.closed.into_iter().chain(self.open).map(|(kind, label, first, run)| Entry {
+            space: Space::Label(kind),
+            key: entry::label_key(label, first),
+            value: run.encode().to_vec(),
+        })
     }
 }

@@ -15,6 +15,12 @@
 //! A commit holds what was decided (positions, revisions), not the
 //! conditions, so replaying it can verify that the engine decides the
 //! same way (see `crate::engine`).
+//!
+//! A record rewritten by a scavenge (see `crate::scavenge`) has kind 2:
+//! each write then carries `u32 dropped` after `first_revision`, the
+//! number of its leading events the scavenge removed, and its
+//! `event_count` may be 0. The dropped events keep their positions and
+//! revisions (nothing after them moves); only their bytes are gone.
 
 use crate::append::{AppendResult, StreamResult};
 use crate::event::{EventId, EventType, ProposedEvent, RecordedEvent, StreamName, Tag};
@@ -23,6 +29,7 @@ use crate::position::{Position, Revision};
 /// Version of the record payload format written by this build.
 pub const RECORD_FORMAT_VERSION: u8 = 1;
 const KIND_COMMIT: u8 = 1;
+const KIND_SCAVENGED: u8 = 2;
 /// Bytes of the frame header: length and checksum.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// Bytes a record adds around its writes: frame and payload header.
@@ -37,14 +44,45 @@ pub const EVENT_OVERHEAD_BYTES_MAX: usize = 1 + 4 + 4 + 1 + crate::event::EVENT_
 pub struct CommitWrite {
     /// The stream.
     pub stream: StreamName,
-    /// Revision given to the first event.
+    /// Revision given to the first event the write had.
     pub first_revision: Revision,
-    /// The events, at consecutive revisions.
+    /// Leading events a scavenge removed (0 for a commit as written):
+    /// they held revisions `first_revision..first_revision + dropped`.
+    pub dropped: u32,
+    /// The events kept, at consecutive revisions after the dropped ones.
     pub events: Vec<ProposedEvent>,
 }
 
+impl CommitWrite {
+    /// A write as decided: nothing dropped.
+    #[must_use]
+    pub fn new(stream: StreamName, first_revision: Revision, events: Vec<ProposedEvent>) -> CommitWrite {
+        CommitWrite { stream, first_revision, dropped: 0, events }
+    }
+
+    /// Events the write had when it was committed, dropped ones included.
+    #[must_use]
+    pub fn span(&self) -> u64 {
+        u64::from(self.dropped) + self.events.len() as u64
+    }
+
+    /// Revision of the write's last event (kept or dropped).
+    #[must_use]
+    pub fn last_revision(&self) -> Revision {
+        assert!(self.span() > 0, "a write holds at least one event");
+        Revision(self.first_revision.0 + self.span() - 1)
+    }
+
+    /// Revision of the first kept event.
+    #[must_use]
+    pub fn first_kept_revision(&self) -> Revision {
+        Revision(self.first_revision.0 + u64::from(self.dropped))
+    }
+}
+
 /// One accepted append, as stored in the log: every event with its place.
-/// Events take consecutive positions from `first_position`, in write order.
+/// Events take consecutive positions from `first_position`, in write order
+/// (a write's dropped events included).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
     /// Position of the first event.
@@ -56,22 +94,34 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// Number of events in the commit.
+    /// Number of events the commit still holds (without dropped ones).
     #[must_use]
     pub fn event_count(&self) -> usize {
         self.writes.iter().map(|w| w.events.len()).sum()
     }
 
+    /// Number of positions the commit took when it was written.
+    #[must_use]
+    pub fn span(&self) -> u64 {
+        self.writes.iter().map(CommitWrite::span).sum()
+    }
+
+    /// Whether a scavenge removed events from the commit.
+    #[must_use]
+    pub fn is_scavenged(&self) -> bool {
+        self.writes.iter().any(|w| w.dropped > 0)
+    }
+
     /// The position after the commit's last event.
     #[must_use]
     pub fn next_position(&self) -> Position {
-        Position(self.first_position.0 + self.event_count() as u64)
+        Position(self.first_position.0 + self.span())
     }
 
     /// What the append that wrote this commit was told.
     #[must_use]
     pub fn result(&self) -> AppendResult {
-        debug_assert!(self.event_count() > 0, "a commit holds at least one event");
+        debug_assert!(self.span() > 0, "a commit holds at least one event");
         AppendResult {
             first_position: self.first_position,
             last_position: Position(self.next_position().0.saturating_sub(1)),
@@ -81,7 +131,7 @@ impl Commit {
                 .map(|w| StreamResult {
                     stream: w.stream.clone(),
                     first_revision: w.first_revision,
-                    last_revision: Revision(w.first_revision.0 + w.events.len() as u64 - 1),
+                    last_revision: w.last_revision(),
                 })
                 .collect(),
             recorded_at_us: self.recorded_at_us,
@@ -93,17 +143,19 @@ impl Commit {
         (0..self.event_count()).filter_map(|index| self.recorded_event(u32::try_from(index).ok()?))
     }
 
-    /// The `index`th event (0-based, in log order) of the commit.
+    /// The `index`th kept event (0-based, in log order) of the commit.
     #[must_use]
     pub fn recorded_event(&self, index: u32) -> Option<RecordedEvent> {
         let mut skip = index as usize;
+        let mut position = self.first_position.0;
         for write in &self.writes {
+            position += u64::from(write.dropped);
             if let Some(event) = write.events.get(skip) {
                 return Some(RecordedEvent {
                     id: event.id,
                     stream: write.stream.clone(),
-                    revision: Revision(write.first_revision.0 + skip as u64),
-                    position: Position(self.first_position.0 + u64::from(index)),
+                    revision: Revision(write.first_kept_revision().0 + skip as u64),
+                    position: Position(position + skip as u64),
                     event_type: event.event_type.clone(),
                     data: event.data.clone(),
                     metadata: event.metadata.clone(),
@@ -112,6 +164,7 @@ impl Commit {
                 });
             }
             skip -= write.events.len();
+            position += write.events.len() as u64;
         }
         None
     }
@@ -135,14 +188,18 @@ impl Commit {
     }
 
     fn encode_payload(&self, out: &mut Vec<u8>) {
+        let scavenged = self.is_scavenged();
         out.push(RECORD_FORMAT_VERSION);
-        out.push(KIND_COMMIT);
+        out.push(if scavenged { KIND_SCAVENGED } else { KIND_COMMIT });
         out.extend_from_slice(&self.first_position.0.to_le_bytes());
         out.extend_from_slice(&self.recorded_at_us.to_le_bytes());
         out.extend_from_slice(&count_u16(self.writes.len()).to_le_bytes());
         for write in &self.writes {
             put_bytes_u16(out, write.stream.as_str().as_bytes());
             out.extend_from_slice(&write.first_revision.0.to_le_bytes());
+            if scavenged {
+                out.extend_from_slice(&write.dropped.to_le_bytes());
+            }
             out.extend_from_slice(&(write.events.len() as u32).to_le_bytes());
             for event in &write.events {
                 encode_event(out, event);
@@ -156,16 +213,16 @@ impl Commit {
     /// A description of the first thing that is not as the format says.
     pub fn decode(payload: &[u8]) -> Result<Commit, String> {
         let mut reader = Reader { bytes: payload };
-        let (first_position, recorded_at_us, write_count) = read_header(&mut reader)?;
-        let first_position = Position(first_position);
-        let mut writes = Vec::with_capacity(usize::from(write_count).min(1024));
-        for _ in 0..write_count {
-            writes.push(decode_write(&mut reader)?);
+        let header = read_header(&mut reader)?;
+        let first_position = Position(header.first_position);
+        let mut writes = Vec::with_capacity(usize::from(header.write_count).min(1024));
+        for _ in 0..header.write_count {
+            writes.push(decode_write(&mut reader, header.scavenged)?);
         }
         if !reader.bytes.is_empty() {
             return Err(format!("{} bytes left after the last write", reader.bytes.len()));
         }
-        Ok(Commit { first_position, recorded_at_us, writes })
+        Ok(Commit { first_position, recorded_at_us: header.recorded_at_us, writes })
     }
 }
 
@@ -178,18 +235,25 @@ impl Commit {
 /// `index` beyond the record's events.
 pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, String> {
     let mut reader = Reader { bytes: payload };
-    let (first_position, recorded_at_us, write_count) = read_header(&mut reader)?;
+    let header = read_header(&mut reader)?;
     let mut skip = index;
-    for _ in 0..write_count {
+    let mut position = header.first_position;
+    for _ in 0..header.write_count {
         let stream_len = usize::from(reader.u16()?);
         let stream = reader.take(stream_len)?;
-        let first_revision = reader.u64()?;
+        let mut first_revision = reader.u64()?;
+        if header.scavenged {
+            let dropped = reader.u32()?;
+            first_revision += u64::from(dropped);
+            position += u64::from(dropped);
+        }
         let event_count = reader.u32()?;
         if skip >= event_count {
             for _ in 0..event_count {
                 skip_event(&mut reader)?;
             }
             skip -= event_count;
+            position += u64::from(event_count);
             continue;
         }
         for _ in 0..skip {
@@ -201,29 +265,42 @@ pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, Stri
             id: event.id,
             stream: StreamName::readable(stream.to_owned()).map_err(|e| e.to_string())?,
             revision: Revision(first_revision + u64::from(skip)),
-            position: Position(first_position + u64::from(index)),
+            position: Position(position + u64::from(skip)),
             event_type: event.event_type,
             data: event.data,
             metadata: event.metadata,
             tags: event.tags,
-            recorded_at_us,
+            recorded_at_us: header.recorded_at_us,
         });
     }
     Err(format!("the record has no event {index}"))
 }
 
-/// Reads the payload header: checks version and kind, returns first
-/// position, timestamp and number of writes.
-fn read_header(reader: &mut Reader<'_>) -> Result<(u64, u64, u16), String> {
+/// The fixed fields at the start of a payload.
+struct PayloadHeader {
+    scavenged: bool,
+    first_position: u64,
+    recorded_at_us: u64,
+    write_count: u16,
+}
+
+/// Reads the payload header, checking version and kind.
+fn read_header(reader: &mut Reader<'_>) -> Result<PayloadHeader, String> {
     let version = reader.u8()?;
     if version != RECORD_FORMAT_VERSION {
         return Err(format!("unknown record format version {version}"));
     }
-    let kind = reader.u8()?;
-    if kind != KIND_COMMIT {
-        return Err(format!("unknown record kind {kind}"));
-    }
-    Ok((reader.u64()?, reader.u64()?, reader.u16()?))
+    let scavenged = match reader.u8()? {
+        KIND_COMMIT => false,
+        KIND_SCAVENGED => true,
+        kind => return Err(format!("unknown record kind {kind}")),
+    };
+    Ok(PayloadHeader {
+        scavenged,
+        first_position: reader.u64()?,
+        recorded_at_us: reader.u64()?,
+        write_count: reader.u16()?,
+    })
 }
 
 fn skip_event(reader: &mut Reader<'_>) -> Result<(), String> {
@@ -272,19 +349,20 @@ fn put_bytes_u32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn decode_write(reader: &mut Reader<'_>) -> Result<CommitWrite, String> {
+fn decode_write(reader: &mut Reader<'_>, scavenged: bool) -> Result<CommitWrite, String> {
     let stream_len = usize::from(reader.u16()?);
     let stream = StreamName::readable(reader.text(stream_len)?).map_err(|e| e.to_string())?;
     let first_revision = Revision(reader.u64()?);
+    let dropped = if scavenged { reader.u32()? } else { 0 };
     let event_count = reader.u32()?;
-    if event_count == 0 {
+    if event_count == 0 && dropped == 0 {
         return Err(format!("write to {stream} holds no events"));
     }
     let mut events = Vec::with_capacity((event_count as usize).min(1024));
     for _ in 0..event_count {
         events.push(decode_event(reader)?);
     }
-    Ok(CommitWrite { stream, first_revision, events })
+    Ok(CommitWrite { stream, first_revision, dropped, events })
 }
 
 fn decode_event(reader: &mut Reader<'_>) -> Result<ProposedEvent, String> {
@@ -418,13 +496,16 @@ mod tests {
     }
 
     fn commit() -> impl Strategy<Value = Commit> {
-        let write = (label(), any::<u32>(), proptest::collection::vec(event(), 1..5)).prop_map(
-            |(stream, first_revision, events)| CommitWrite {
+        let write = (label(), any::<u32>(), 0..3u32, proptest::collection::vec(event(), 0..5))
+            .prop_filter("a write holds at least one event", |(_, _, dropped, events)| {
+                *dropped > 0 || !events.is_empty()
+            })
+            .prop_map(|(stream, first_revision, dropped, events)| CommitWrite {
                 stream: StreamName::new(stream).expect("strategy makes valid names"),
                 first_revision: Revision(u64::from(first_revision)),
+                dropped,
                 events,
-            },
-        );
+            });
         (any::<u64>(), any::<u64>(), proptest::collection::vec(write, 1..4)).prop_map(
             |(first_position, recorded_at_us, writes)| Commit {
                 first_position: Position(first_position >> 8),
@@ -484,11 +565,11 @@ mod tests {
         let commit = Commit {
             first_position: Position(7),
             recorded_at_us: 1,
-            writes: vec![CommitWrite {
-                stream: StreamName::new("s").expect("valid"),
-                first_revision: Revision(0),
-                events: vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec())],
-            }],
+            writes: vec![CommitWrite::new(
+                StreamName::new("s").expect("valid"),
+                Revision(0),
+                vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec())],
+            )],
         };
         let mut bytes = Vec::new();
         commit.encode_framed(&mut bytes);

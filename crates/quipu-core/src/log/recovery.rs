@@ -48,43 +48,98 @@ pub fn scan_segment(
     start_offset: u64,
     visit: &mut dyn FnMut(u64, usize, Commit) -> Result<(), Error>,
 ) -> Result<ScanEnd, Error> {
-    let context = || format!("reading {}", path.display());
-    let file = File::open(path).map_err(Error::io(context()))?;
-    let file_len = file.metadata().map_err(Error::io(context()))?.len();
-    let mut buffer: Vec<u8> = Vec::new();
-    let mut buffer_offset = start_offset;
-    let mut consumed = 0usize;
-    loop {
-        let offset = buffer_offset + consumed as u64;
-        let frame = parse_frame(buffer.get(consumed..).unwrap_or_default(), PAYLOAD_BYTES_MAX);
-        match frame {
-            Frame::Valid { payload, len } => {
-                let commit = match Commit::decode(payload) {
-                    Ok(commit) => commit,
-                    Err(reason) => return Ok(ScanEnd::Bad { offset, reason }),
-                };
-                consumed += len;
-                visit(offset, len, commit)?;
+    let mut scan = RecordScan::open(path, start_offset)?;
+    while let Some((offset, len, commit)) = scan.next_record()? {
+        visit(offset, len, commit)?;
+    }
+    Ok(scan.end())
+}
+
+/// A sequential read of a segment's records, one at a time, through a
+/// buffer of a few MiB.
+#[derive(Debug)]
+pub struct RecordScan {
+    path: std::path::PathBuf,
+    file: File,
+    file_len: u64,
+    buffer: Vec<u8>,
+    /// Offset in the file of `buffer[0]`.
+    buffer_offset: u64,
+    /// Bytes of `buffer` already returned as records.
+    consumed: usize,
+    end: Option<ScanEnd>,
+}
+
+impl RecordScan {
+    /// Starts reading the segment at `path` at `start_offset`.
+    ///
+    /// # Errors
+    /// I/O errors opening it.
+    pub fn open(path: &Path, start_offset: u64) -> Result<RecordScan, Error> {
+        let file = File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
+        let file_len = file.metadata().map_err(Error::io(format!("reading {}", path.display())))?.len();
+        Ok(RecordScan {
+            path: path.to_owned(),
+            file,
+            file_len,
+            buffer: Vec::new(),
+            buffer_offset: start_offset,
+            consumed: 0,
+            end: None,
+        })
+    }
+
+    /// The next valid record as (offset, frame length, commit); `None`
+    /// once the scan has ended (see [`RecordScan::end`]).
+    ///
+    /// # Errors
+    /// I/O errors reading the file.
+    pub fn next_record(&mut self) -> Result<Option<(u64, usize, Commit)>, Error> {
+        loop {
+            if self.end.is_some() {
+                return Ok(None);
             }
-            Frame::Invalid(reason) => return Ok(ScanEnd::Bad { offset, reason }),
-            Frame::Truncated => {
-                let buffered_end = buffer_offset + buffer.len() as u64;
-                if buffered_end >= file_len {
-                    if offset == file_len {
-                        return Ok(ScanEnd::Clean { end_offset: file_len });
+            let offset = self.buffer_offset + self.consumed as u64;
+            match parse_frame(self.buffer.get(self.consumed..).unwrap_or_default(), PAYLOAD_BYTES_MAX) {
+                Frame::Valid { payload, len } => match Commit::decode(payload) {
+                    Ok(commit) => {
+                        self.consumed += len;
+                        return Ok(Some((offset, len, commit)));
                     }
-                    return Ok(ScanEnd::Bad { offset, reason: "record is cut off by the end of the file".into() });
-                }
-                buffer.drain(..consumed);
-                buffer_offset = offset;
-                consumed = 0;
-                let wanted = (file_len - buffered_end).min(SCAN_CHUNK_BYTES.max(buffer.len()) as u64) as usize;
-                let old_len = buffer.len();
-                buffer.resize(old_len + wanted, 0);
-                let target = buffer.get_mut(old_len..).unwrap_or_default();
-                file.read_exact_at(target, buffered_end).map_err(Error::io(context()))?;
+                    Err(reason) => self.end = Some(ScanEnd::Bad { offset, reason }),
+                },
+                Frame::Invalid(reason) => self.end = Some(ScanEnd::Bad { offset, reason }),
+                Frame::Truncated => self.refill(offset)?,
             }
         }
+    }
+
+    /// Reads more of the file after the buffered bytes, or ends the scan
+    /// at the end of the file.
+    fn refill(&mut self, offset: u64) -> Result<(), Error> {
+        let buffered_end = self.buffer_offset + self.buffer.len() as u64;
+        if buffered_end >= self.file_len {
+            self.end = Some(if offset == self.file_len {
+                ScanEnd::Clean { end_offset: self.file_len }
+            } else {
+                ScanEnd::Bad { offset, reason: "record is cut off by the end of the file".into() }
+            });
+            return Ok(());
+        }
+        self.buffer.drain(..self.consumed);
+        self.buffer_offset = offset;
+        self.consumed = 0;
+        let wanted = (self.file_len - buffered_end).min(SCAN_CHUNK_BYTES.max(self.buffer.len()) as u64) as usize;
+        let old_len = self.buffer.len();
+        self.buffer.resize(old_len + wanted, 0);
+        let target = self.buffer.get_mut(old_len..).unwrap_or_default();
+        self.file.read_exact_at(target, buffered_end).map_err(Error::io(format!("reading {}", self.path.display())))
+    }
+
+    /// How the scan ended; call once [`RecordScan::next_record`] gave `None`.
+    #[must_use]
+    pub fn end(self) -> ScanEnd {
+        self.end.unwrap_or(ScanEnd::Bad { offset: self.buffer_offset, reason: "scan not finished".into() })
     }
 }
 

@@ -3,16 +3,21 @@
 //! [`super::record`]). Only the last segment is ever written to, and only
 //! at its end; a batch of records is one write followed by one fdatasync.
 //!
+//! A scavenge rewrites a closed segment into a new *generation* of it,
+//! `0000000005.g00001.qlog`, then removes the old file: the segment keeps
+//! its number and positions, its records move to new offsets. The index
+//! names the generation each entry points into (see `crate::scavenge`).
+//!
 //! Header (32 bytes): `b"QUIPUSEG"`, `u32` format version, `u32` segment
 //! number, `u64` torn-tail window (the largest single write this segment
 //! may receive, see `super::recovery`), `u32` CRC32C of the preceding 24
 //! bytes, 4 zero bytes. Little-endian.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use crate::error::Error;
 use crate::event::RecordedEvent;
@@ -30,34 +35,90 @@ pub const PAYLOAD_BYTES_MAX: usize = BATCH_BYTES_CEILING;
 /// Open read handles kept; beyond this, handles are dropped and reopened.
 const OPEN_READERS_MAX: usize = 256;
 
-/// Path of segment `number` in `dir`.
+/// Path of generation 0 of segment `number` in `dir` (what appends write).
 #[must_use]
 pub fn segment_path(dir: &Path, number: u32) -> PathBuf {
-    dir.join(format!("{number:010}.qlog"))
+    segment_file_path(dir, number, 0)
 }
 
-/// Segment numbers present in `dir`, ascending.
+/// Path of generation `generation` of segment `number` in `dir`.
+#[must_use]
+pub fn segment_file_path(dir: &Path, number: u32, generation: u16) -> PathBuf {
+    if generation == 0 {
+        return dir.join(format!("{number:010}.qlog"));
+    }
+    dir.join(format!("{number:010}.g{generation:05}.qlog"))
+}
+
+/// Suffix of a segment file being written by a scavenge: such a file is
+/// incomplete until renamed, and removed on open.
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// The segment number and generation a file name stands for.
+fn parse_segment_name(name: &str) -> Option<(u32, u16)> {
+    let stem = name.strip_suffix(".qlog")?;
+    let (number, generation) = match stem.split_once(".g") {
+        Some((number, generation)) if generation.len() == 5 && generation.bytes().all(|b| b.is_ascii_digit()) => {
+            (number, generation.parse::<u16>().ok().filter(|&g| g > 0)?)
+        }
+        Some(_) => return None,
+        None => (stem, 0),
+    };
+    if number.len() != 10 || !number.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((number.parse().ok()?, generation))
+}
+
+/// Every segment file in `dir`: number to its generations, ascending.
+/// More than one generation of a number exists only while a scavenge
+/// swaps them (or after a crash in the middle of one).
+///
+/// # Errors
+/// I/O errors listing the directory.
+pub fn segment_files(dir: &Path) -> Result<BTreeMap<u32, Vec<u16>>, Error> {
+    let mut files: BTreeMap<u32, Vec<u16>> = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(Error::io(format!("listing {}", dir.display())))?;
+        if let Some((number, generation)) = entry.file_name().to_str().and_then(parse_segment_name) {
+            files.entry(number).or_default().push(generation);
+        }
+    }
+    for generations in files.values_mut() {
+        generations.sort_unstable();
+    }
+    Ok(files)
+}
+
+/// Segment numbers present in `dir` (in any generation), ascending.
 ///
 /// # Errors
 /// I/O errors listing the directory.
 pub fn list_segments(dir: &Path) -> Result<Vec<u32>, Error> {
-    let mut numbers = Vec::new();
+    Ok(segment_files(dir)?.into_keys().collect())
+}
+
+/// Removes the files a scavenge left half-written (`*.qlog.tmp`).
+///
+/// # Errors
+/// I/O errors.
+pub fn remove_temp_files(dir: &Path) -> Result<(), Error> {
     let entries = std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    let mut removed = false;
     for entry in entries {
         let entry = entry.map_err(Error::io(format!("listing {}", dir.display())))?;
-        let name = entry.file_name();
-        let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".qlog")) else {
-            continue;
-        };
-        if stem.len() == 10
-            && stem.bytes().all(|b| b.is_ascii_digit())
-            && let Ok(number) = stem.parse::<u32>()
-        {
-            numbers.push(number);
+        if entry.file_name().to_str().is_some_and(|n| n.ends_with(&format!(".qlog{TEMP_SUFFIX}"))) {
+            let path = entry.path();
+            tracing::warn!(file = %path.display(), "removing a segment a scavenge left half-written");
+            std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+            removed = true;
         }
     }
-    numbers.sort_unstable();
-    Ok(numbers)
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so that file creations and renames in it are durable.
@@ -149,14 +210,30 @@ impl SegmentWriter {
         fault_plan: Option<Arc<FaultPlan>>,
     ) -> Result<SegmentWriter, Error> {
         let path = segment_path(dir, number);
+        let writer = SegmentWriter::create_at(&path, number, torn_window_bytes, sync, fault_plan)?;
+        sync_dir(dir)?;
+        Ok(writer)
+    }
+
+    /// Creates a segment file at `path` holding segment `number` and
+    /// writes and syncs its header (the caller syncs the directory).
+    ///
+    /// # Errors
+    /// I/O errors; a file of that name must not exist.
+    pub fn create_at(
+        path: &Path,
+        number: u32,
+        torn_window_bytes: u64,
+        sync: SyncMode,
+        fault_plan: Option<Arc<FaultPlan>>,
+    ) -> Result<SegmentWriter, Error> {
         let context = format!("creating {}", path.display());
         let file =
-            OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(Error::io(&context))?;
+            OpenOptions::new().read(true).write(true).create_new(true).open(path).map_err(Error::io(&context))?;
         let header = SegmentHeader { number, torn_window_bytes };
         file.write_all_at(&header.encode(), 0).map_err(Error::io(&context))?;
         file.sync_all().map_err(Error::io(&context))?;
-        sync_dir(dir)?;
-        Ok(SegmentWriter { path, header, file, len_bytes: SEGMENT_HEADER_BYTES, sync, fault_plan })
+        Ok(SegmentWriter { path: path.to_owned(), header, file, len_bytes: SEGMENT_HEADER_BYTES, sync, fault_plan })
     }
 
     /// Reopens an existing segment for appending at `len_bytes` (the end of
@@ -197,6 +274,21 @@ impl SegmentWriter {
         self.header.torn_window_bytes
     }
 
+    /// Writes `bytes` at the end of the segment without syncing (a
+    /// scavenge fills a new generation this way, then calls
+    /// [`SegmentWriter::sync_all`] once); returns the offset they start at.
+    ///
+    /// # Errors
+    /// I/O errors of the write.
+    pub fn write_unsynced(&mut self, bytes: &[u8]) -> Result<u64, Error> {
+        let offset = self.len_bytes;
+        self.file
+            .write_all_at(bytes, offset)
+            .map_err(Error::io(format!("writing {} at offset {offset}", self.path.display())))?;
+        self.len_bytes += bytes.len() as u64;
+        Ok(offset)
+    }
+
     /// Writes `batch` at the end of the segment in one write, then
     /// fdatasyncs (unless the sync mode is unsafe). Returns the offset the
     /// batch starts at. On error, nothing about the batch's durability is
@@ -232,72 +324,110 @@ impl SegmentWriter {
     }
 }
 
-/// Random-access reads of records by (segment, offset), shared by all
-/// readers; keeps a bounded set of open file handles.
+/// Where a record is: segment number, generation of its file, and the
+/// offset of its frame in that file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordAddress {
+    /// Segment number.
+    pub segment: u32,
+    /// Generation of the segment's file.
+    pub generation: u16,
+    /// Offset of the record's frame.
+    pub offset: u64,
+}
+
+/// Random-access reads of records by (segment, generation, offset),
+/// shared by all readers; keeps a bounded set of open file handles.
+///
+/// A read first [pins](SegmentReader::pin) the files, then looks up the
+/// index and reads what it points at; a scavenge retires an old
+/// generation only when no pin is held, so an address taken from the
+/// index stays readable for as long as the read that took it.
 #[derive(Debug)]
 pub struct SegmentReader {
     dir: PathBuf,
-    open: RwLock<HashMap<u32, Arc<File>>>,
+    open: RwLock<HashMap<(u32, u16), Arc<File>>>,
+    retirement: RwLock<()>,
 }
 
 impl SegmentReader {
     /// A reader of the segments in `dir`.
     #[must_use]
     pub fn new(dir: &Path) -> SegmentReader {
-        SegmentReader { dir: dir.to_owned(), open: RwLock::new(HashMap::new()) }
+        SegmentReader { dir: dir.to_owned(), open: RwLock::new(HashMap::new()), retirement: RwLock::new(()) }
     }
 
-    fn file(&self, number: u32) -> Result<Arc<File>, Error> {
-        if let Some(file) = self.open.read().unwrap_or_else(|p| p.into_inner()).get(&number) {
+    /// Keeps every file the index may point at in place until the guard
+    /// drops. Take it before the index lookup; never take two at once on
+    /// one thread (a waiting retirement would deadlock them).
+    pub fn pin(&self) -> RwLockReadGuard<'_, ()> {
+        self.retirement.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes generation `generation` of segment `number` once no read
+    /// holds a pin, so none can still be about to open it; syncs the
+    /// directory.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn retire(&self, number: u32, generation: u16) -> Result<(), Error> {
+        let path = segment_file_path(&self.dir, number, generation);
+        {
+            let _no_readers = self.retirement.write().unwrap_or_else(|p| p.into_inner());
+            self.open.write().unwrap_or_else(|p| p.into_inner()).remove(&(number, generation));
+            std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
+        }
+        sync_dir(&self.dir)
+    }
+
+    fn file(&self, number: u32, generation: u16) -> Result<Arc<File>, Error> {
+        if let Some(file) = self.open.read().unwrap_or_else(|p| p.into_inner()).get(&(number, generation)) {
             return Ok(Arc::clone(file));
         }
-        let path = segment_path(&self.dir, number);
+        let path = segment_file_path(&self.dir, number, generation);
         let file = Arc::new(File::open(&path).map_err(Error::io(format!("opening {}", path.display())))?);
         let mut open = self.open.write().unwrap_or_else(|p| p.into_inner());
         if open.len() >= OPEN_READERS_MAX {
             open.clear();
         }
-        open.insert(number, Arc::clone(&file));
+        open.insert((number, generation), Arc::clone(&file));
         Ok(file)
     }
 
-    /// Reads, checks and decodes the record at `offset` of segment
-    /// `number`. `buffer` is reused between calls to avoid allocation.
+    /// Reads, checks and decodes the record at `at`. `buffer` is reused
+    /// between calls to avoid allocation.
     ///
     /// # Errors
     /// [`Error::Corrupt`] naming the file and offset when the record fails
     /// its checksum or cannot be decoded; I/O errors.
-    pub fn read_commit(&self, number: u32, offset: u64, buffer: &mut Vec<u8>) -> Result<Commit, Error> {
-        let payload = self.read_payload(number, offset, buffer)?;
-        Commit::decode(payload).map_err(|reason| self.corrupt(number, offset, reason))
+    pub fn read_commit(&self, at: RecordAddress, buffer: &mut Vec<u8>) -> Result<Commit, Error> {
+        let payload = self.read_payload(at, buffer)?;
+        Commit::decode(payload).map_err(|reason| self.corrupt(at, reason))
     }
 
-    /// Reads the record at `offset` of segment `number`, checks its CRC,
-    /// and decodes only its `index`th event.
+    /// Reads the record at `at`, checks its CRC, and decodes only its
+    /// `index`th (kept) event.
     ///
     /// # Errors
     /// As [`SegmentReader::read_commit`]; an index beyond the record is
     /// [`Error::Corrupt`] too (the index pointed at something the log lacks).
-    pub fn read_event(
-        &self,
-        number: u32,
-        offset: u64,
-        index: u32,
-        buffer: &mut Vec<u8>,
-    ) -> Result<RecordedEvent, Error> {
-        let payload = self.read_payload(number, offset, buffer)?;
-        decode_event_at(payload, index).map_err(|reason| self.corrupt(number, offset, reason))
+    pub fn read_event(&self, at: RecordAddress, index: u32, buffer: &mut Vec<u8>) -> Result<RecordedEvent, Error> {
+        let payload = self.read_payload(at, buffer)?;
+        decode_event_at(payload, index).map_err(|reason| self.corrupt(at, reason))
     }
 
-    fn corrupt(&self, number: u32, offset: u64, reason: String) -> Error {
-        Error::Corrupt { segment: segment_path(&self.dir, number), offset, reason }
+    /// The error for a bad record at `at`, naming its file.
+    #[must_use]
+    pub fn corrupt(&self, at: RecordAddress, reason: String) -> Error {
+        Error::Corrupt { segment: segment_file_path(&self.dir, at.segment, at.generation), offset: at.offset, reason }
     }
 
-    /// Reads the frame at `offset` into `buffer` and returns its payload
-    /// once the checksum holds.
-    fn read_payload<'b>(&self, number: u32, offset: u64, buffer: &'b mut Vec<u8>) -> Result<&'b [u8], Error> {
-        let file = self.file(number)?;
-        let corrupt = |reason: String| self.corrupt(number, offset, reason);
+    /// Reads the frame at `at` into `buffer` and returns its payload once
+    /// the checksum holds.
+    fn read_payload<'b>(&self, at: RecordAddress, buffer: &'b mut Vec<u8>) -> Result<&'b [u8], Error> {
+        let file = self.file(at.segment, at.generation)?;
+        let offset = at.offset;
+        let corrupt = |reason: String| self.corrupt(at, reason);
         let mut header = [0u8; FRAME_HEADER_BYTES];
         file.read_exact_at(&mut header, offset).map_err(|e| corrupt(format!("record header unreadable: {e}")))?;
         let payload_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
