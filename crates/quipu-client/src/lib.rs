@@ -62,7 +62,7 @@ pub use client::{BatchOutcome, Client, Direction};
 pub use error::{Conflict, Error, StreamConflict};
 pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
-pub use lifecycle::StreamMetadata;
+pub use lifecycle::{ScavengeState, ScavengeStatus, StreamMetadata};
 pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};
 pub use retry::RetryPolicy;
 pub use schema::{SchemaVersion, Upcaster};

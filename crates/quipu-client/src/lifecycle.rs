@@ -1,5 +1,6 @@
 //! Stream lifecycle: metadata (max count, max age, truncate before,
-//! custom JSON), soft delete and tombstone.
+//! custom JSON), soft delete and tombstone, and the online scavenge that
+//! removes hidden events from the log.
 
 use quipu_proto::v1 as pb;
 
@@ -87,5 +88,104 @@ impl Client {
             })
             .await?;
         Ok(metadata(response))
+    }
+}
+
+/// Where a scavenge is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScavengeState {
+    /// Going through the segments.
+    Running,
+    /// Went through every closed segment.
+    Done,
+    /// Stopped on request; what is done stays done.
+    Stopped,
+    /// Ended with an error (see the message); what is done stays done.
+    Failed,
+}
+
+/// A scavenge's state and progress.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScavengeStatus {
+    /// When it started, µs since the Unix epoch; names the scavenge.
+    pub started_at_us: u64,
+    /// When it ended; `None` while it runs.
+    pub finished_at_us: Option<u64>,
+    /// Where it is.
+    pub state: ScavengeState,
+    /// Streams whose events it may remove.
+    pub streams: u64,
+    /// Closed segments it covers.
+    pub segments_total: u32,
+    /// Segments done.
+    pub segments_done: u32,
+    /// Segments rewritten.
+    pub segments_rewritten: u32,
+    /// Bytes of the segments it covers.
+    pub bytes_total: u64,
+    /// Bytes read so far.
+    pub bytes_scanned: u64,
+    /// Disk freed so far.
+    pub bytes_reclaimed: u64,
+    /// Events removed so far.
+    pub events_removed: u64,
+    /// Bytes read per second since the start.
+    pub bytes_per_second: f64,
+    /// Why it failed; empty otherwise.
+    pub message: String,
+}
+
+fn scavenge_status(s: pb::ScavengeStatus) -> Result<ScavengeStatus, Error> {
+    let state = match s.state() {
+        pb::ScavengeState::Running => ScavengeState::Running,
+        pb::ScavengeState::Done => ScavengeState::Done,
+        pb::ScavengeState::Stopped => ScavengeState::Stopped,
+        pb::ScavengeState::Failed => ScavengeState::Failed,
+        pb::ScavengeState::Unspecified => return Err(Error::Protocol("a scavenge status without a state".into())),
+    };
+    Ok(ScavengeStatus {
+        started_at_us: s.started_at_us,
+        finished_at_us: s.finished_at_us,
+        state,
+        streams: s.streams,
+        segments_total: s.segments_total,
+        segments_done: s.segments_done,
+        segments_rewritten: s.segments_rewritten,
+        bytes_total: s.bytes_total,
+        bytes_scanned: s.bytes_scanned,
+        bytes_reclaimed: s.bytes_reclaimed,
+        events_removed: s.events_removed,
+        bytes_per_second: s.bytes_per_second,
+        message: s.message,
+    })
+}
+
+impl Client {
+    /// Starts an online scavenge: the server removes from its closed log
+    /// segments every event stream metadata hides, while appends and
+    /// reads go on. Answers at once; follow it with
+    /// [`Client::scavenge_status`].
+    ///
+    /// # Errors
+    /// [`Error::Server`] with `FAILED_PRECONDITION` when one runs.
+    pub async fn start_scavenge(&self) -> Result<ScavengeStatus, Error> {
+        scavenge_status(self.call(|mut grpc| async move { grpc.start_scavenge(pb::Empty {}).await }).await?)
+    }
+
+    /// The running or last scavenge.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when none ran since the server started.
+    pub async fn scavenge_status(&self) -> Result<ScavengeStatus, Error> {
+        scavenge_status(self.call(|mut grpc| async move { grpc.get_scavenge(pb::Empty {}).await }).await?)
+    }
+
+    /// Stops the running scavenge after the segment in hand.
+    ///
+    /// # Errors
+    /// [`Error::Server`] with `FAILED_PRECONDITION` when none runs,
+    /// [`Error::NotFound`] when none ran.
+    pub async fn stop_scavenge(&self) -> Result<ScavengeStatus, Error> {
+        scavenge_status(self.call(|mut grpc| async move { grpc.stop_scavenge(pb::Empty {}).await }).await?)
     }
 }

@@ -71,6 +71,7 @@ impl From<quipu_core::Error> for ApiError {
             E::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
             E::TooManyStreams { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_streams"),
             E::EventIdReused { .. } => (StatusCode::CONFLICT, "event_id_reused"),
+            E::ScavengeRunning => (StatusCode::CONFLICT, "scavenge_running"),
             E::SnapshotBeyondStream { .. } => (StatusCode::BAD_REQUEST, "invalid_snapshot"),
             E::SnapshotTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "snapshot_too_large"),
             E::StreamNotFound { .. } => (StatusCode::NOT_FOUND, "stream_not_found"),

@@ -15,6 +15,7 @@ use crate::ApiError;
 use crate::feed::{Feed, Item, Live, Source};
 use crate::grpc_wire::{self as wire, status};
 use crate::integration::IntegrationTypes;
+use crate::lifecycle::scavenger::{ScavengeState, ScavengeStatus, Scavenger};
 use crate::lifecycle::{Lifecycle, Metadata};
 use crate::metrics::Metrics;
 
@@ -26,33 +27,27 @@ use crate::wire::as_of;
 /// outcome until the call ends.
 pub const APPEND_BATCH_REQUESTS_MAX: usize = 10_000;
 
-/// The service over one store.
+/// The service over one store; built from its parts.
 pub struct StreamsService {
-    store: Arc<Store>,
-    live: Live,
-    metrics: Arc<Metrics>,
-    admission: Arc<Admission>,
-    integration: Arc<IntegrationTypes>,
-    upcasters: Arc<Upcasters>,
-    lifecycle: Arc<Lifecycle>,
+    /// The store.
+    pub store: Arc<Store>,
+    /// The head of the log; subscriptions follow it.
+    pub live: Live,
+    /// Request counters.
+    pub metrics: Arc<Metrics>,
+    /// What appends must pass.
+    pub admission: Arc<Admission>,
+    /// The event types marked as integration events.
+    pub integration: Arc<IntegrationTypes>,
+    /// Upcasting on read.
+    pub upcasters: Arc<Upcasters>,
+    /// Stream metadata and deletes.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The online scavenge.
+    pub scavenger: Arc<Scavenger>,
 }
 
 impl StreamsService {
-    /// The service; subscriptions follow `live`.
-    #[must_use]
-    pub fn new(
-        store: Arc<Store>,
-        live: Live,
-        metrics: Arc<Metrics>,
-        admission: Arc<Admission>,
-        integration: Arc<IntegrationTypes>,
-        upcasters: Arc<Upcasters>,
-        lifecycle: Arc<Lifecycle>,
-    ) -> StreamsService {
-        StreamsService { store, live, metrics, admission, integration, upcasters, lifecycle }
-    }
-
-    /// Runs a read on the blocking pool.
     /// Runs `read` on the blocking pool; events come at their types'
     /// current versions unless `raw`.
     async fn read(
@@ -272,6 +267,18 @@ impl Streams for StreamsService {
         Ok(Response::new(integration_types(&marked)))
     }
 
+    async fn start_scavenge(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ScavengeStatus>, Status> {
+        Ok(Response::new(scavenge_message(self.scavenger.start().map_err(status)?)))
+    }
+
+    async fn get_scavenge(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ScavengeStatus>, Status> {
+        Ok(Response::new(scavenge_message(self.scavenger.status().map_err(status)?)))
+    }
+
+    async fn stop_scavenge(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ScavengeStatus>, Status> {
+        Ok(Response::new(scavenge_message(self.scavenger.stop().map_err(status)?)))
+    }
+
     async fn stream_info(
         &self,
         request: Request<pb::StreamInfoRequest>,
@@ -301,5 +308,29 @@ fn metadata_message(metadata: &Metadata) -> pb::StreamMetadata {
         truncate_before: metadata.truncate_before,
         custom_json: metadata.custom.as_ref().map(ToString::to_string).unwrap_or_default(),
         tombstoned: metadata.tombstoned,
+    }
+}
+
+fn scavenge_message(status: ScavengeStatus) -> pb::ScavengeStatus {
+    let state = match status.state {
+        ScavengeState::Running => pb::ScavengeState::Running,
+        ScavengeState::Done => pb::ScavengeState::Done,
+        ScavengeState::Stopped => pb::ScavengeState::Stopped,
+        ScavengeState::Failed => pb::ScavengeState::Failed,
+    };
+    pb::ScavengeStatus {
+        started_at_us: status.started_at_us,
+        finished_at_us: status.finished_at_us,
+        state: state.into(),
+        streams: status.streams as u64,
+        segments_total: status.segments_total,
+        segments_done: status.segments_done,
+        segments_rewritten: status.segments_rewritten,
+        bytes_total: status.bytes_total,
+        bytes_scanned: status.bytes_scanned,
+        bytes_reclaimed: status.bytes_reclaimed,
+        events_removed: status.events_removed,
+        bytes_per_second: status.bytes_per_second,
+        message: status.message,
     }
 }

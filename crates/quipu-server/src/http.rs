@@ -51,6 +51,8 @@ pub struct Services {
     pub upcasters: Arc<Upcasters>,
     /// Stream metadata and deletes.
     pub lifecycle: Arc<Lifecycle>,
+    /// The online scavenge.
+    pub scavenger: Arc<crate::lifecycle::scavenger::Scavenger>,
 }
 
 /// The API's routes.
@@ -67,6 +69,7 @@ pub fn router(services: Services) -> Router {
         schemas,
         upcasters,
         lifecycle,
+        scavenger,
     } = services;
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
@@ -98,6 +101,7 @@ pub fn router(services: Services) -> Router {
         .merge(crate::schema::http::router(schemas))
         .merge(crate::upcast::http::router(Arc::clone(&upcasters)))
         .merge(crate::lifecycle::http::router(Arc::clone(&lifecycle)))
+        .merge(crate::lifecycle::http::scavenge_router(scavenger))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);

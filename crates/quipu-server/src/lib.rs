@@ -140,6 +140,7 @@ pub async fn serve(
     let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
     let admission =
         Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas), lifecycle: Arc::clone(&lifecycle) });
+    let scavenger = Arc::new(lifecycle::scavenger::Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
     let metrics = Arc::new(metrics::Metrics::default());
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -156,6 +157,7 @@ pub async fn serve(
         schemas: Arc::clone(&schemas),
         upcasters: Arc::clone(&upcasters),
         lifecycle: Arc::clone(&lifecycle),
+        scavenger: Arc::clone(&scavenger),
     });
     // Answers go out at once: without TCP_NODELAY a response's last small
     // frame waits for the client's delayed ACK (about 40 ms).
@@ -167,15 +169,16 @@ pub async fn serve(
     let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stopping.clone()));
     // Appends may be as large as the engine allows, with room for framing.
     let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
-    let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService::new(
-        Arc::clone(&store),
+    let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService {
+        store: Arc::clone(&store),
         live,
         metrics,
         admission,
         integration,
-        Arc::clone(&upcasters),
+        upcasters: Arc::clone(&upcasters),
         lifecycle,
-    ))
+        scavenger: Arc::clone(&scavenger),
+    })
     .max_decoding_message_size(message_max);
     let groups_service =
         quipu_proto::v1::groups_server::GroupsServer::new(group::grpc::GroupsService::new(Arc::clone(&groups)));
@@ -206,6 +209,8 @@ pub async fn serve(
         let _ = stop.send(true);
         // Groups write their checkpoints; their members' streams end.
         stopping_groups.shutdown().await;
+        // A scavenge ends after the segment in hand.
+        scavenger.shutdown();
     };
     let (http, grpc, ()) = tokio::join!(http.into_future(), grpc, signal);
     drop(groups);

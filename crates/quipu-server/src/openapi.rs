@@ -221,6 +221,12 @@ fn schema_paths() -> Value {
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"max_count": {"type": "integer", "minimum": 1}, "max_age_s": {"type": "integer"}, "truncate_before": {"type": "integer"}, "custom": {}}}}}},
                     "responses": {"200": ok("The metadata."), "400": error_response("A bad value."), "410": error_response("The stream is tombstoned.")}}
         },
+        "/v1/scavenge": {
+            "post": {"summary": "Start an online scavenge: remove from closed log segments every event stream metadata hides, while appends and reads go on.",
+                     "responses": {"202": ok("The status: `{started_at_us, finished_at_us, state, streams, segments_total, segments_done, segments_rewritten, bytes_total, bytes_scanned, bytes_reclaimed, events_removed, bytes_per_second, message}`"), "409": error_response("`scavenge_running`: one runs.")}},
+            "get": {"summary": "The running or last scavenge (state `running`, `done`, `stopped` or `failed`).", "responses": {"200": ok("The status."), "404": error_response("`no_scavenge`: none ran since the server started.")}},
+            "delete": {"summary": "Stop the running scavenge after the segment in hand; what is done stays done.", "responses": {"200": ok("The status."), "404": error_response("`no_scavenge`."), "409": error_response("`scavenge_not_running`.")}}
+        },
         "/v1/upcasters": {
             "get": {"summary": "The upcaster set's version and every declaration.", "responses": {"200": ok("`{set_version, upcasters: [{event_type, from_version, steps}]}`")}},
             "post": {"summary": "Declare how an event type's data goes from `from_version` to the next (steps: rename, add, remove, move, map).",
@@ -341,7 +347,7 @@ mod tests {
     use super::*;
 
     /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 42] = [
+    const PATHS: [&str; 43] = [
         "/health",
         "/metrics",
         "/openapi.json",
@@ -384,6 +390,7 @@ mod tests {
         "/v1/schema-validation/types/{event_type}",
         "/v1/schema-validation/categories/{category}",
         "/v1/streams/{stream}/metadata",
+        "/v1/scavenge",
     ];
 
     #[test]

@@ -24,6 +24,9 @@ pub const GRPC_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr:
 /// Address of the HTTP/JSON API when no source sets one.
 pub const HTTP_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2114);
 
+/// Segment size when no source sets one: the engine's default.
+pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
+
 /// The settings one source gives, each `None` unless that source sets it.
 /// A config file holds exactly these keys, all optional:
 ///
@@ -32,6 +35,7 @@ pub const HTTP_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr:
 /// grpc_listen = "127.0.0.1:2113"
 /// http_listen = "127.0.0.1:2114"
 /// insecure = false
+/// segment_size_bytes = 268435456
 /// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,6 +49,9 @@ pub struct ConfigLayer {
     pub http_listen: Option<SocketAddr>,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: Option<bool>,
+    /// Size at which a log segment is closed (scavenges rewrite closed
+    /// segments only).
+    pub segment_size_bytes: Option<u64>,
 }
 
 impl ConfigLayer {
@@ -82,6 +89,7 @@ impl ConfigLayer {
             grpc_listen: self.grpc_listen.or(lower.grpc_listen),
             http_listen: self.http_listen.or(lower.http_listen),
             insecure: self.insecure.or(lower.insecure),
+            segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
         }
     }
 }
@@ -97,6 +105,8 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: bool,
+    /// Size at which a log segment is closed.
+    pub segment_size_bytes: u64,
 }
 
 impl Config {
@@ -122,6 +132,7 @@ impl Config {
             grpc_listen: layer.grpc_listen.unwrap_or(GRPC_LISTEN_DEFAULT),
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
             insecure: layer.insecure.unwrap_or(false),
+            segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
         }
     }
 }
@@ -158,6 +169,7 @@ mod tests {
                 grpc_listen: address("127.0.0.1:2113"),
                 http_listen: address("127.0.0.1:2114"),
                 insecure: false,
+                segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             }
         );
     }
@@ -165,7 +177,8 @@ mod tests {
     #[test]
     fn the_file_sets_every_key_the_command_line_leaves_unset() {
         let (_dir, path) = config_file(
-            "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n",
+            "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n\
+             segment_size_bytes = 1048576\n",
         );
         let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
         assert_eq!(
@@ -175,6 +188,7 @@ mod tests {
                 grpc_listen: address("127.0.0.1:7113"),
                 http_listen: address("[::1]:7114"),
                 insecure: true,
+                segment_size_bytes: 1_048_576,
             }
         );
     }
@@ -188,6 +202,7 @@ mod tests {
             grpc_listen: None,
             http_listen: None,
             insecure: Some(false),
+            segment_size_bytes: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
         assert_eq!(
@@ -197,6 +212,7 @@ mod tests {
                 grpc_listen: GRPC_LISTEN_DEFAULT,
                 http_listen: address("127.0.0.1:7114"),
                 insecure: false,
+                segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
             },
             "flag over file, file over default, and an explicit false is not unset"
         );

@@ -20,8 +20,9 @@ use crate::config::{Config, ConfigLayer};
 /// (see `config.rs`), so none has a clap default.
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// TOML file setting any of data_dir, grpc_listen, http_listen and
-    /// insecure; flags and environment variables override it.
+    /// TOML file setting any of data_dir, grpc_listen, http_listen,
+    /// insecure and segment_size_bytes; flags and environment variables
+    /// override it.
     #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory, created when missing [default: ./quipu-data].
@@ -44,6 +45,10 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub insecure: Option<bool>,
+    /// Size at which a log segment is closed and the next begun; a
+    /// scavenge rewrites closed segments only [default: 268435456].
+    #[arg(long, env = "QUIPU_SEGMENT_SIZE_BYTES", value_name = "BYTES")]
+    pub segment_size_bytes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -58,6 +63,7 @@ impl ServeArgs {
             grpc_listen: self.grpc_listen,
             http_listen: self.http_listen,
             insecure: self.insecure,
+            segment_size_bytes: self.segment_size_bytes,
         };
         Config::resolve(command_line, self.config.as_deref())
     }
@@ -79,7 +85,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(%address, "serving without authentication on a non-loopback address (--insecure)");
         }
     }
-    let store = Store::open(&config.data_dir, Options::default())
+    let options = Options { segment_size_bytes: config.segment_size_bytes, ..Options::default() };
+    let store = Store::open(&config.data_dir, options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {

@@ -4,14 +4,21 @@
 //! /v1/streams/{stream}` (soft) and `DELETE
 //! /v1/streams/{stream}?tombstone=true` (for good), routed with the
 //! stream's other methods.
+//!
+//! The scavenge: `POST /v1/scavenge` starts one (202 with its status, 409
+//! `scavenge_running` when one runs), `GET /v1/scavenge` answers the
+//! running or last one (404 `no_scavenge`), `DELETE /v1/scavenge` stops
+//! it after the segment in hand.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
+use super::scavenger::{ScavengeStatus, Scavenger};
 use super::{Lifecycle, Metadata};
 use crate::ApiError;
 
@@ -33,4 +40,25 @@ async fn write(
 ) -> Result<Json<Metadata>, ApiError> {
     let Json(metadata) = body?;
     Ok(Json(lifecycle.set(&stream, metadata).await?))
+}
+
+/// The scavenge routes.
+pub fn scavenge_router(scavenger: Arc<Scavenger>) -> Router {
+    Router::new()
+        .route("/v1/scavenge", get(scavenge_status).post(start_scavenge).delete(stop_scavenge))
+        .with_state(scavenger)
+}
+
+async fn start_scavenge(
+    State(scavenger): State<Arc<Scavenger>>,
+) -> Result<(StatusCode, Json<ScavengeStatus>), ApiError> {
+    Ok((StatusCode::ACCEPTED, Json(scavenger.start()?)))
+}
+
+async fn scavenge_status(State(scavenger): State<Arc<Scavenger>>) -> Result<Json<ScavengeStatus>, ApiError> {
+    Ok(Json(scavenger.status()?))
+}
+
+async fn stop_scavenge(State(scavenger): State<Arc<Scavenger>>) -> Result<Json<ScavengeStatus>, ApiError> {
+    Ok(Json(scavenger.stop()?))
 }

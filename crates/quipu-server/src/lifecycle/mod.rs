@@ -22,9 +22,10 @@
 //!   refused for a tombstoned stream); snapshot loads of a tombstoned or
 //!   wholly hidden stream are refused too.
 //! - `$all`, category, type and tag reads still hold the hidden events, as
-//!   the log does until a scavenge removes them (not built yet).
+//!   the log does until a scavenge ([`scavenger`]) removes them.
 
 pub mod http;
+pub mod scavenger;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};

@@ -48,6 +48,7 @@ mod remote_load;
 mod reopen;
 mod report;
 mod scan;
+mod scavenge;
 mod server;
 mod snapshots;
 mod threads;
@@ -118,6 +119,8 @@ pub enum Workload {
     Snapshots,
     /// Reading `$all` with upcasting on and off.
     Upcasting,
+    /// The online scavenge: MB/s through the log, nothing vs half removed.
+    Scavenge,
     /// Everything, each workload in its own process.
     All,
 }
@@ -136,13 +139,14 @@ impl Workload {
             Workload::Groups => "groups",
             Workload::Snapshots => "snapshots",
             Workload::Upcasting => "upcasting",
+            Workload::Scavenge => "scavenge",
             Workload::All => "all",
         }
     }
 }
 
 /// What `all` runs after the disk, in order; `load` includes the scan.
-const ALL_WORKLOADS: [Workload; 8] = [
+const ALL_WORKLOADS: [Workload; 9] = [
     Workload::Append,
     Workload::Batch,
     Workload::Load,
@@ -151,6 +155,7 @@ const ALL_WORKLOADS: [Workload; 8] = [
     Workload::Groups,
     Workload::Snapshots,
     Workload::Upcasting,
+    Workload::Scavenge,
 ];
 
 /// Settings shared by the workloads of one run.
@@ -272,6 +277,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Groups => groups::run(bench),
         Workload::Snapshots => snapshots::run(bench),
         Workload::Upcasting => upcasting::run(bench),
+        Workload::Scavenge => scavenge::run(bench),
         Workload::All => run_all(bench, args),
     }
 }

@@ -6,6 +6,7 @@
 mod group;
 mod output;
 mod projection;
+mod scavenge;
 mod schema;
 mod snapshot;
 mod stream;
@@ -208,6 +209,9 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: snapshot::SnapshotCommand,
     },
+    /// Remove from the log every event stream metadata hides (deleted,
+    /// tombstoned, truncated, expired), online, with a progress bar.
+    Scavenge(scavenge::ScavengeArgs),
     /// Mark event types as integration events (those other systems may
     /// see), unmark them, list them.
     Integration {
@@ -271,6 +275,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             ClientCommand::Schema { command } => schema::run(&client, &output, command).await,
             ClientCommand::Stream { command } => stream::run(&client, &output, command).await,
             ClientCommand::Upcaster { command } => schema::run_upcaster(&client, &output, command).await,
+            ClientCommand::Scavenge(args) => scavenge::run(&client, &output, args).await,
         }
     })
 }

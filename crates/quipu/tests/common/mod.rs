@@ -19,8 +19,14 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 5] =
-    ["QUIPU_CONFIG", "QUIPU_DATA_DIR", "QUIPU_GRPC_LISTEN", "QUIPU_HTTP_LISTEN", "QUIPU_INSECURE"];
+const SERVE_ENV_VARS: [&str; 6] = [
+    "QUIPU_CONFIG",
+    "QUIPU_DATA_DIR",
+    "QUIPU_GRPC_LISTEN",
+    "QUIPU_HTTP_LISTEN",
+    "QUIPU_INSECURE",
+    "QUIPU_SEGMENT_SIZE_BYTES",
+];
 
 /// Bounds a request that hangs, so a broken server fails a test instead of
 /// stalling it; far above any healthy response time.
