@@ -318,18 +318,19 @@ fn scavenge_message(status: ScavengeStatus) -> pb::ScavengeStatus {
         ScavengeState::Stopped => pb::ScavengeState::Stopped,
         ScavengeState::Failed => pb::ScavengeState::Failed,
     };
+    let progress = status.progress;
     pb::ScavengeStatus {
         started_at_us: status.started_at_us,
         finished_at_us: status.finished_at_us,
         state: state.into(),
         streams: status.streams as u64,
-        segments_total: status.segments_total,
-        segments_done: status.segments_done,
-        segments_rewritten: status.segments_rewritten,
-        bytes_total: status.bytes_total,
-        bytes_scanned: status.bytes_scanned,
-        bytes_reclaimed: status.bytes_reclaimed,
-        events_removed: status.events_removed,
+        segments_total: progress.segments_total,
+        segments_done: progress.segments_done,
+        segments_rewritten: progress.segments_rewritten,
+        bytes_total: progress.bytes_total,
+        bytes_scanned: progress.bytes_scanned,
+        bytes_reclaimed: progress.bytes_reclaimed,
+        events_removed: progress.events_removed,
         bytes_per_second: status.bytes_per_second,
         message: status.message,
     }

@@ -42,8 +42,12 @@ pub enum ScavengeState {
     Failed,
 }
 
-/// A scavenge's state and progress.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A scavenge's state and progress. As JSON (`GET /v1/scavenge`), the
+/// progress counts sit beside the other fields: `{started_at_us,
+/// finished_at_us, state, streams, segments_total, segments_done,
+/// segments_rewritten, bytes_total, bytes_scanned, bytes_reclaimed,
+/// events_removed, bytes_per_second, message}`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ScavengeStatus {
     /// When it started, µs since the Unix epoch; names the scavenge.
     pub started_at_us: u64,
@@ -53,20 +57,8 @@ pub struct ScavengeStatus {
     pub state: ScavengeState,
     /// Streams whose events it may remove.
     pub streams: usize,
-    /// Closed segments it covers.
-    pub segments_total: u32,
-    /// Segments done.
-    pub segments_done: u32,
-    /// Segments rewritten.
-    pub segments_rewritten: u32,
-    /// Bytes of the segments it covers.
-    pub bytes_total: u64,
-    /// Bytes read so far.
-    pub bytes_scanned: u64,
-    /// Bytes of disk freed so far.
-    pub bytes_reclaimed: u64,
-    /// Events removed so far.
-    pub events_removed: u64,
+    /// Segments, bytes and events so far.
+    pub progress: ScavengeProgress,
     /// Bytes read per second since the start.
     pub bytes_per_second: f64,
     /// Why it failed; empty otherwise.
@@ -80,28 +72,38 @@ impl ScavengeStatus {
             finished_at_us: None,
             state: ScavengeState::Running,
             streams: 0,
-            segments_total: 0,
-            segments_done: 0,
-            segments_rewritten: 0,
-            bytes_total: 0,
-            bytes_scanned: 0,
-            bytes_reclaimed: 0,
-            events_removed: 0,
+            progress: ScavengeProgress::default(),
             bytes_per_second: 0.0,
             message: String::new(),
         }
     }
 
     fn record(&mut self, progress: &ScavengeProgress, started: Instant) {
-        self.segments_total = progress.segments_total;
-        self.segments_done = progress.segments_done;
-        self.segments_rewritten = progress.segments_rewritten;
-        self.bytes_total = progress.bytes_total;
-        self.bytes_scanned = progress.bytes_scanned;
-        self.bytes_reclaimed = progress.bytes_reclaimed;
-        self.events_removed = progress.events_removed;
+        self.progress = *progress;
         let seconds = started.elapsed().as_secs_f64();
         self.bytes_per_second = if seconds > 0.0 { progress.bytes_scanned as f64 / seconds } else { 0.0 };
+    }
+}
+
+impl Serialize for ScavengeStatus {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = &self.progress;
+        serde_json::json!({
+            "started_at_us": self.started_at_us,
+            "finished_at_us": self.finished_at_us,
+            "state": self.state,
+            "streams": self.streams,
+            "segments_total": p.segments_total,
+            "segments_done": p.segments_done,
+            "segments_rewritten": p.segments_rewritten,
+            "bytes_total": p.bytes_total,
+            "bytes_scanned": p.bytes_scanned,
+            "bytes_reclaimed": p.bytes_reclaimed,
+            "events_removed": p.events_removed,
+            "bytes_per_second": self.bytes_per_second,
+            "message": self.message,
+        })
+        .serialize(serializer)
     }
 }
 
