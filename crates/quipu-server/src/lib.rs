@@ -92,6 +92,18 @@ pub enum ServerError {
     /// The projections' rebuilds could not be loaded from `$projections`.
     #[error("loading projection rebuilds: {}", .0.message)]
     Projections(ApiError),
+    /// The Kafka door could not start or failed.
+    #[error(transparent)]
+    Kafka(#[from] quipu_kafka::DoorError),
+}
+
+/// The Kafka door's socket and settings.
+#[derive(Debug)]
+pub struct KafkaListener {
+    /// Where Kafka clients connect.
+    pub listener: TcpListener,
+    /// Partitions per category topic, and the rest.
+    pub config: quipu_kafka::DoorConfig,
 }
 
 /// The sockets the server answers on.
@@ -101,6 +113,8 @@ pub struct Listeners {
     pub grpc: TcpListener,
     /// HTTP/JSON and SSE.
     pub http: TcpListener,
+    /// The Kafka wire protocol (off when `None`).
+    pub kafka: Option<KafkaListener>,
 }
 
 /// Serves `store` on `listeners` until `shutdown` resolves, then drains
@@ -116,6 +130,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let store = Arc::new(store);
     let (stop, stopping) = tokio::sync::watch::channel(false);
+    let kafka_stopping = stopping.clone();
     let live = feed::Live::follow(&store, stopping.clone());
     let blocks = Arc::new(projection::Blocks::default());
     let projections = Arc::new(
@@ -142,6 +157,7 @@ pub async fn serve(
         Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas), lifecycle: Arc::clone(&lifecycle) });
     let scavenger = Arc::new(lifecycle::scavenger::Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
     let metrics = Arc::new(metrics::Metrics::default());
+    let (kafka_metrics, kafka_admission) = (Arc::clone(&metrics), Arc::clone(&admission));
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
@@ -202,6 +218,24 @@ pub async fn serve(
             tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(stopping),
         );
+    let kafka = match listeners.kafka {
+        Some(KafkaListener { listener, config }) => {
+            let appends = Arc::new(submission::KafkaAppends {
+                store: Arc::clone(&store),
+                metrics: Arc::clone(&kafka_metrics),
+                admission: Arc::clone(&kafka_admission),
+            });
+            let door = Arc::new(quipu_kafka::Door::new(Arc::clone(&store), appends, config)?);
+            Some(quipu_kafka::serve(door, listener, kafka_stopping))
+        }
+        None => None,
+    };
+    let kafka = async move {
+        match kafka {
+            Some(door) => door.await,
+            None => Ok(()),
+        }
+    };
     let stopping_groups = Arc::clone(&groups);
     let signal = async move {
         shutdown.await;
@@ -212,10 +246,11 @@ pub async fn serve(
         // A scavenge ends after the segment in hand.
         scavenger.shutdown();
     };
-    let (http, grpc, ()) = tokio::join!(http.into_future(), grpc, signal);
+    let (http, grpc, kafka, ()) = tokio::join!(http.into_future(), grpc, kafka, signal);
     drop(groups);
     http?;
     grpc?;
+    kafka?;
     close(store).await
 }
 

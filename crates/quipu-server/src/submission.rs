@@ -66,3 +66,22 @@ pub fn submit(
         Ok(outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??)
     })
 }
+
+/// Appends of the Kafka door, admitted as every door's are.
+pub struct KafkaAppends {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Append counters.
+    pub metrics: Arc<Metrics>,
+    /// What appends must pass.
+    pub admission: Arc<Admission>,
+}
+
+impl quipu_kafka::Appends for KafkaAppends {
+    fn submit(&self, request: AppendRequest) -> quipu_kafka::Submitted {
+        let outcome = submit(&self.store, &self.metrics, &self.admission, request);
+        Box::pin(async move {
+            outcome.await.map_err(|error| quipu_kafka::Refusal { code: error.code, message: error.message })
+        })
+    }
+}

@@ -27,6 +27,9 @@ pub const HTTP_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr:
 /// Segment size when no source sets one: the engine's default.
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 
+/// Partitions of a category topic when no source sets them.
+pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
+
 /// The settings one source gives, each `None` unless that source sets it.
 /// A config file holds exactly these keys, all optional:
 ///
@@ -36,6 +39,8 @@ pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// http_listen = "127.0.0.1:2114"
 /// insecure = false
 /// segment_size_bytes = 268435456
+/// kafka_listen = "127.0.0.1:9092"
+/// kafka_category_partitions = 4
 /// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +57,10 @@ pub struct ConfigLayer {
     /// Size at which a log segment is closed (scavenges rewrite closed
     /// segments only).
     pub segment_size_bytes: Option<u64>,
+    /// Address of the Kafka door (off unless set).
+    pub kafka_listen: Option<SocketAddr>,
+    /// Partitions of each category topic of the Kafka door.
+    pub kafka_category_partitions: Option<i32>,
 }
 
 impl ConfigLayer {
@@ -90,6 +99,8 @@ impl ConfigLayer {
             http_listen: self.http_listen.or(lower.http_listen),
             insecure: self.insecure.or(lower.insecure),
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
+            kafka_listen: self.kafka_listen.or(lower.kafka_listen),
+            kafka_category_partitions: self.kafka_category_partitions.or(lower.kafka_category_partitions),
         }
     }
 }
@@ -107,6 +118,10 @@ pub struct Config {
     pub insecure: bool,
     /// Size at which a log segment is closed.
     pub segment_size_bytes: u64,
+    /// Address of the Kafka door; `None`: off.
+    pub kafka_listen: Option<SocketAddr>,
+    /// Partitions of each category topic of the Kafka door.
+    pub kafka_category_partitions: i32,
 }
 
 impl Config {
@@ -133,6 +148,8 @@ impl Config {
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
             insecure: layer.insecure.unwrap_or(false),
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
+            kafka_listen: layer.kafka_listen,
+            kafka_category_partitions: layer.kafka_category_partitions.unwrap_or(KAFKA_CATEGORY_PARTITIONS_DEFAULT),
         }
     }
 }
@@ -170,6 +187,8 @@ mod tests {
                 http_listen: address("127.0.0.1:2114"),
                 insecure: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+                kafka_listen: None,
+                kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
             }
         );
     }
@@ -178,7 +197,7 @@ mod tests {
     fn the_file_sets_every_key_the_command_line_leaves_unset() {
         let (_dir, path) = config_file(
             "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n\
-             segment_size_bytes = 1048576\n",
+             segment_size_bytes = 1048576\nkafka_listen = \"127.0.0.1:9092\"\nkafka_category_partitions = 8\n",
         );
         let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
         assert_eq!(
@@ -189,6 +208,8 @@ mod tests {
                 http_listen: address("[::1]:7114"),
                 insecure: true,
                 segment_size_bytes: 1_048_576,
+                kafka_listen: Some(address("127.0.0.1:9092")),
+                kafka_category_partitions: 8,
             }
         );
     }
@@ -203,6 +224,8 @@ mod tests {
             http_listen: None,
             insecure: Some(false),
             segment_size_bytes: None,
+            kafka_listen: None,
+            kafka_category_partitions: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
         assert_eq!(
@@ -213,6 +236,8 @@ mod tests {
                 http_listen: address("127.0.0.1:7114"),
                 insecure: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
+                kafka_listen: None,
+                kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
             },
             "flag over file, file over default, and an explicit false is not unset"
         );

@@ -21,8 +21,9 @@ use crate::config::{Config, ConfigLayer};
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
-    /// insecure and segment_size_bytes; flags and environment variables
-    /// override it.
+    /// insecure, segment_size_bytes, kafka_listen and
+    /// kafka_category_partitions; flags and environment variables override
+    /// it.
     #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory, created when missing [default: ./quipu-data].
@@ -49,6 +50,13 @@ pub struct ServeArgs {
     /// scavenge rewrites closed segments only [default: 268435456].
     #[arg(long, env = "QUIPU_SEGMENT_SIZE_BYTES", value_name = "BYTES")]
     pub segment_size_bytes: Option<u64>,
+    /// Address of the Kafka door (the Kafka wire protocol), e.g.
+    /// 127.0.0.1:9092; off unless set.
+    #[arg(long, env = "QUIPU_KAFKA_LISTEN", value_name = "ADDRESS")]
+    pub kafka_listen: Option<SocketAddr>,
+    /// Partitions of each category topic of the Kafka door [default: 4].
+    #[arg(long, env = "QUIPU_KAFKA_CATEGORY_PARTITIONS", value_name = "N")]
+    pub kafka_category_partitions: Option<i32>,
 }
 
 impl ServeArgs {
@@ -64,6 +72,8 @@ impl ServeArgs {
             http_listen: self.http_listen,
             insecure: self.insecure,
             segment_size_bytes: self.segment_size_bytes,
+            kafka_listen: self.kafka_listen,
+            kafka_category_partitions: self.kafka_category_partitions,
         };
         Config::resolve(command_line, self.config.as_deref())
     }
@@ -76,7 +86,7 @@ impl ServeArgs {
 /// or a listener failure.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
-    for address in [config.grpc_listen, config.http_listen] {
+    for address in [config.grpc_listen, config.http_listen].into_iter().chain(config.kafka_listen) {
         if !address.ip().is_loopback() {
             anyhow::ensure!(
                 config.insecure,
@@ -90,13 +100,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async {
-        let listeners =
-            quipu_server::Listeners { grpc: bind(config.grpc_listen).await?, http: bind(config.http_listen).await? };
+        let kafka = match config.kafka_listen {
+            Some(address) => Some(quipu_server::KafkaListener {
+                listener: bind(address).await?,
+                config: quipu_kafka::DoorConfig { category_partitions: config.kafka_category_partitions },
+            }),
+            None => None,
+        };
+        let kafka_address = match &kafka {
+            Some(kafka) => {
+                let address = kafka.listener.local_addr().context("reading the bound Kafka address")?;
+                format!(" kafka={address}")
+            }
+            None => String::new(),
+        };
+        let listeners = quipu_server::Listeners {
+            grpc: bind(config.grpc_listen).await?,
+            http: bind(config.http_listen).await?,
+            kafka,
+        };
         let grpc = listeners.grpc.local_addr().context("reading the bound gRPC address")?;
         let http = listeners.http.local_addr().context("reading the bound HTTP address")?;
         let stop = stop_signal()?;
         // One line on stdout that scripts and tests can wait for.
-        println!("quipu listening grpc={grpc} http={http} data_dir={}", config.data_dir.display());
+        println!("quipu listening grpc={grpc} http={http}{kafka_address} data_dir={}", config.data_dir.display());
         tracing::info!(%grpc, %http, data_dir = %config.data_dir.display(), "serving");
         quipu_server::serve(store, listeners, stop).await?;
         tracing::info!("stopped");

@@ -126,6 +126,7 @@ impl Quipu {
                 let listeners = quipu_server::Listeners {
                     grpc: tokio::net::TcpListener::from_std(grpc).expect("gRPC listener"),
                     http: tokio::net::TcpListener::from_std(http).expect("HTTP listener"),
+                    kafka: None,
                 };
                 let shutdown = async {
                     let _ = stopped.await;

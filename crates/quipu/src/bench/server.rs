@@ -54,7 +54,8 @@ impl Server {
             // A dropped sender stops the server too.
             let _ = stopped.await;
         };
-        let serving = runtime.spawn(quipu_server::serve(store, quipu_server::Listeners { grpc, http }, shutdown));
+        let serving =
+            runtime.spawn(quipu_server::serve(store, quipu_server::Listeners { grpc, http, kafka: None }, shutdown));
         Ok(Server { runtime, addresses, stop, serving })
     }
 

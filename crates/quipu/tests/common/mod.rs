@@ -19,13 +19,15 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 6] = [
+const SERVE_ENV_VARS: [&str; 8] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
     "QUIPU_HTTP_LISTEN",
     "QUIPU_INSECURE",
     "QUIPU_SEGMENT_SIZE_BYTES",
+    "QUIPU_KAFKA_LISTEN",
+    "QUIPU_KAFKA_CATEGORY_PARTITIONS",
 ];
 
 /// Bounds a request that hangs, so a broken server fails a test instead of
@@ -58,6 +60,8 @@ pub struct Server {
     pub grpc_address: String,
     /// The data directory the server says it serves.
     pub data_dir: String,
+    /// `host:port` of the Kafka door, when it is on.
+    pub kafka_address: Option<String>,
 }
 
 impl Server {
@@ -91,13 +95,14 @@ impl Server {
                 .to_string()
         };
         let (address, grpc_address) = (field("http="), field("grpc="));
+        let kafka_address = line.split_whitespace().find_map(|word| word.strip_prefix("kafka=")).map(str::to_string);
         let data_dir = line
             .trim_end()
             .split_once(" data_dir=")
             .unwrap_or_else(|| panic!("no data directory in {line:?}"))
             .1
             .to_string();
-        Server { child, _stdout: stdout, address, grpc_address, data_dir }
+        Server { child, _stdout: stdout, address, grpc_address, data_dir, kafka_address }
     }
 
     /// Sends a request; returns the status and the JSON body.

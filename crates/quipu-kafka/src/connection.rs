@@ -1,0 +1,62 @@
+//! One client connection: length-prefixed frames in, answers out, one at
+//! a time and in order (as a Kafka broker answers a connection).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+
+use crate::Door;
+use crate::api::{self, ApiError};
+
+/// Largest request frame accepted (Kafka's `socket.request.max.bytes`
+/// default).
+const FRAME_BYTES_MAX: i32 = 100 * 1024 * 1024;
+
+/// Why a connection ended early.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    /// The socket failed.
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client sent a frame length out of bounds.
+    #[error("a request frame of {0} bytes (at most {FRAME_BYTES_MAX})")]
+    FrameSize(i32),
+    /// The request could not be answered; the connection closes.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+/// Serves `socket` until the client leaves, a request is refused, or the
+/// door stops.
+pub async fn run(
+    door: Arc<Door>,
+    socket: TcpStream,
+    mut stopping: watch::Receiver<bool>,
+) -> Result<(), ConnectionError> {
+    let local = socket.local_addr()?;
+    let (mut reader, mut writer) = socket.into_split();
+    loop {
+        let size = tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+            size = reader.read_i32() => match size {
+                Ok(size) => size,
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(error) => return Err(error.into()),
+            },
+        };
+        if !(0..=FRAME_BYTES_MAX).contains(&size) {
+            return Err(ConnectionError::FrameSize(size));
+        }
+        let mut frame = vec![0; usize::try_from(size).unwrap_or_default()];
+        reader.read_exact(&mut frame).await?;
+        let Some(answer) = api::answer(&door, local, Bytes::from(frame)).await? else {
+            continue;
+        };
+        let len = i32::try_from(answer.len()).map_err(|_| ApiError::Encode("an answer over 2 GiB".into()))?;
+        writer.write_i32(len).await?;
+        writer.write_all(&answer).await?;
+    }
+}

@@ -1,0 +1,157 @@
+//! # quipu-kafka: the Kafka door
+//!
+//! Serves the Kafka wire protocol over a Quipu store, so Kafka tools
+//! (kcat, librdkafka and Java clients, Connect, Flink) read `$all`, a
+//! category or an event type as a topic ([`topic`] has the mapping).
+//!
+//! What it promises now:
+//! - **ApiVersions** (0 to 3; an unsupported version gets the v0 answer
+//!   with `UNSUPPORTED_VERSION`, as Kafka does), **Metadata** (1 to 12),
+//!   **ListOffsets** (1 to 7: earliest, latest, by timestamp) and **Fetch**
+//!   (4 to 12, with long polling and byte limits), **Produce** (3 to 9,
+//!   acks 0, 1 and all; see [`produce`] for what a record must carry).
+//! - One broker, node 0, at the address the client reached; every
+//!   partition is led by it.
+//! - A record is one event: offset = its position in `$all`, timestamp =
+//!   its commit time (ms), key = its stream, value = its data, headers
+//!   `quipu-event-id`, `quipu-event-type`, `quipu-stream-revision` and,
+//!   when it has metadata, `quipu-metadata`. Events are as stored (no
+//!   upcasting).
+//! - Bad requests get Kafka's error codes per topic and partition
+//!   (`INVALID_TOPIC_EXCEPTION`, `UNKNOWN_TOPIC_OR_PARTITION`,
+//!   `OFFSET_OUT_OF_RANGE`); a frame that does not decode, or an API this
+//!   door does not offer, closes the connection, as a Kafka broker does.
+//!
+//! Requests on one connection are answered one at a time, in order.
+
+pub mod topic;
+
+mod api;
+mod connection;
+mod fetch;
+mod metadata;
+mod offsets;
+pub mod produce;
+pub mod record;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use quipu_core::{AppendOutcome, AppendRequest, Store};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Settings of the door.
+#[derive(Debug, Clone)]
+pub struct DoorConfig {
+    /// Partitions of every category topic (default 4).
+    pub category_partitions: i32,
+}
+
+impl Default for DoorConfig {
+    fn default() -> DoorConfig {
+        DoorConfig { category_partitions: 4 }
+    }
+}
+
+/// What can stop the door.
+#[derive(Debug, thiserror::Error)]
+pub enum DoorError {
+    /// The settings cannot work.
+    #[error("invalid Kafka door settings: {0}")]
+    InvalidConfig(String),
+    /// Accepting connections failed.
+    #[error("accepting Kafka connections: {0}")]
+    Accept(#[source] std::io::Error),
+}
+
+/// Why the server refused an append before the sequencer (a closed
+/// category, a tombstoned stream, an event its schema refuses...).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Machine-readable code, as the HTTP API names it.
+    pub code: &'static str,
+    /// What was wrong.
+    pub message: String,
+}
+
+/// The outcome of a submitted append.
+pub type Submitted = Pin<Box<dyn Future<Output = Result<AppendOutcome, Refusal>> + Send>>;
+
+/// Where the door's appends go: the server checks them as it checks every
+/// door's (see `quipu_server::submission`) and hands them to the
+/// sequencer.
+pub trait Appends: Send + Sync {
+    /// Submits `request` now (so appends queue in order); the future
+    /// resolves to its outcome, or the refusal.
+    fn submit(&self, request: AppendRequest) -> Submitted;
+}
+
+/// The door over one store.
+pub struct Door {
+    store: Arc<Store>,
+    appends: Arc<dyn Appends>,
+    config: DoorConfig,
+}
+
+impl std::fmt::Debug for Door {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Door").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Door {
+    /// A door reading `store` and appending through `appends`.
+    ///
+    /// # Errors
+    /// [`DoorError::InvalidConfig`] for fewer than 1 or more than 1,000
+    /// partitions per category.
+    pub fn new(store: Arc<Store>, appends: Arc<dyn Appends>, config: DoorConfig) -> Result<Door, DoorError> {
+        if !(1..=1000).contains(&config.category_partitions) {
+            return Err(DoorError::InvalidConfig(format!(
+                "category_partitions must be 1 to 1000, not {}",
+                config.category_partitions
+            )));
+        }
+        Ok(Door { store, appends, config })
+    }
+
+    /// Partitions of `topic`.
+    fn partitions(&self, topic: &topic::Topic) -> i32 {
+        match topic {
+            topic::Topic::Category(_) => self.config.category_partitions,
+            topic::Topic::All | topic::Topic::EventType(_) => 1,
+        }
+    }
+}
+
+/// Serves Kafka clients on `listener` until `stopping` turns true; each
+/// connection runs as its own task and ends with the door.
+///
+/// # Errors
+/// [`DoorError::Accept`] when the listener fails.
+pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Receiver<bool>) -> Result<(), DoorError> {
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop = stopping.clone();
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = accepted.map_err(DoorError::Accept)?;
+                if let Err(error) = socket.set_nodelay(true) {
+                    tracing::warn!(%error, "cannot set TCP_NODELAY on a Kafka connection");
+                }
+                let door = Arc::clone(&door);
+                let stopping = stopping.clone();
+                connections.spawn(async move {
+                    if let Err(error) = connection::run(door, socket, stopping).await {
+                        tracing::debug!(%peer, %error, "Kafka connection closed");
+                    }
+                });
+            }
+        }
+    }
+    connections.shutdown().await;
+    Ok(())
+}
