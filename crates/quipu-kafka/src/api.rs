@@ -8,20 +8,28 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-    ResponseHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest,
+    ProduceRequest, ResponseHeader, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, decode_request_header_from_buffer};
 
-use crate::Door;
+use crate::{Door, groups};
 
 /// The APIs this door answers, with the versions it offers.
-const OFFERED: [(ApiKey, i16, i16); 5] = [
+const OFFERED: [(ApiKey, i16, i16); 12] = [
     (ApiKey::Produce, 3, 9),
-    (ApiKey::ApiVersions, 0, 3),
-    (ApiKey::Metadata, 1, 12),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 1, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::ApiVersions, 0, 3),
 ];
 
 /// A request that closes the connection instead of getting an answer.
@@ -76,7 +84,8 @@ pub async fn answer(door: &Arc<Door>, local: SocketAddr, mut frame: Bytes) -> Re
         }
         return Err(ApiError::NotOffered { key, version });
     }
-    decode_request_header_from_buffer(&mut frame).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let header = decode_request_header_from_buffer(&mut frame).map_err(|e| ApiError::Decode(e.to_string()))?;
+    let client_id = header.client_id.as_ref().map(ToString::to_string).unwrap_or_default();
     if api_key == ApiKey::Produce {
         let request = decode::<ProduceRequest>(&mut frame, version)?;
         let response = crate::produce::answer(door, &request).await;
@@ -103,6 +112,34 @@ pub async fn answer(door: &Arc<Door>, local: SocketAddr, mut frame: Bytes) -> Re
             let request = decode::<FetchRequest>(&mut frame, version)?;
             let response = crate::fetch::answer(door, request).await;
             encode(api_key, version, correlation_id, &response)
+        }
+        ApiKey::FindCoordinator => {
+            let request = decode::<FindCoordinatorRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::find_coordinator(local, &request))
+        }
+        ApiKey::JoinGroup => {
+            let request = decode::<JoinGroupRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::join(door, &client_id, &request).await)
+        }
+        ApiKey::SyncGroup => {
+            let request = decode::<SyncGroupRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::sync(door, &request).await)
+        }
+        ApiKey::Heartbeat => {
+            let request = decode::<HeartbeatRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::heartbeat(door, &request).await)
+        }
+        ApiKey::LeaveGroup => {
+            let request = decode::<LeaveGroupRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::leave(door, &request).await)
+        }
+        ApiKey::OffsetCommit => {
+            let request = decode::<OffsetCommitRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::commit(door, &request).await)
+        }
+        ApiKey::OffsetFetch => {
+            let request = decode::<OffsetFetchRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &groups::fetch_offsets(door, &request))
         }
         _ => Err(ApiError::NotOffered { key, version }),
     };
@@ -150,6 +187,13 @@ mod tests {
                 ApiKey::Fetch => FetchRequest::VERSIONS,
                 ApiKey::ListOffsets => ListOffsetsRequest::VERSIONS,
                 ApiKey::Produce => ProduceRequest::VERSIONS,
+                ApiKey::OffsetCommit => OffsetCommitRequest::VERSIONS,
+                ApiKey::OffsetFetch => OffsetFetchRequest::VERSIONS,
+                ApiKey::FindCoordinator => FindCoordinatorRequest::VERSIONS,
+                ApiKey::JoinGroup => JoinGroupRequest::VERSIONS,
+                ApiKey::Heartbeat => HeartbeatRequest::VERSIONS,
+                ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
+                ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
                 _ => panic!("no codec range for {key:?}"),
             };
             assert!(within(range, min, max), "{key:?} {min}..={max} outside {range:?}");

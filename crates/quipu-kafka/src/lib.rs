@@ -9,7 +9,11 @@
 //!   with `UNSUPPORTED_VERSION`, as Kafka does), **Metadata** (1 to 12),
 //!   **ListOffsets** (1 to 7: earliest, latest, by timestamp) and **Fetch**
 //!   (4 to 12, with long polling and byte limits), **Produce** (3 to 9,
-//!   acks 0, 1 and all; see [`produce`] for what a record must carry).
+//!   acks 0, 1 and all; see [`produce`] for what a record must carry),
+//!   and consumer groups: **FindCoordinator**, **JoinGroup**,
+//!   **SyncGroup**, **Heartbeat**, **LeaveGroup**, **OffsetCommit** and
+//!   **OffsetFetch** (see [`coordinator`]; committed offsets are durable,
+//!   [`offset_store`]).
 //! - One broker, node 0, at the address the client reached; every
 //!   partition is led by it.
 //! - A record is one event: offset = its position in `$all`, timestamp =
@@ -28,8 +32,11 @@ pub mod topic;
 
 mod api;
 mod connection;
+pub mod coordinator;
 mod fetch;
+mod groups;
 mod metadata;
+pub mod offset_store;
 mod offsets;
 pub mod produce;
 pub mod record;
@@ -64,6 +71,9 @@ pub enum DoorError {
     /// Accepting connections failed.
     #[error("accepting Kafka connections: {0}")]
     Accept(#[source] std::io::Error),
+    /// The committed offsets could not be read.
+    #[error("reading Kafka consumer offsets: {0}")]
+    Offsets(#[from] offset_store::OffsetError),
 }
 
 /// Why the server refused an append before the sequencer (a closed
@@ -93,6 +103,8 @@ pub struct Door {
     store: Arc<Store>,
     appends: Arc<dyn Appends>,
     config: DoorConfig,
+    coordinator: Arc<coordinator::Coordinator>,
+    offsets: offset_store::OffsetStore,
 }
 
 impl std::fmt::Debug for Door {
@@ -106,7 +118,8 @@ impl Door {
     ///
     /// # Errors
     /// [`DoorError::InvalidConfig`] for fewer than 1 or more than 1,000
-    /// partitions per category.
+    /// partitions per category; [`DoorError::Offsets`] when the committed
+    /// offsets do not read.
     pub fn new(store: Arc<Store>, appends: Arc<dyn Appends>, config: DoorConfig) -> Result<Door, DoorError> {
         if !(1..=1000).contains(&config.category_partitions) {
             return Err(DoorError::InvalidConfig(format!(
@@ -114,7 +127,8 @@ impl Door {
                 config.category_partitions
             )));
         }
-        Ok(Door { store, appends, config })
+        let offsets = offset_store::OffsetStore::open(Arc::clone(&store))?;
+        Ok(Door { store, appends, config, coordinator: coordinator::Coordinator::new(), offsets })
     }
 
     /// Partitions of `topic`.
@@ -133,6 +147,14 @@ impl Door {
 /// [`DoorError::Accept`] when the listener fails.
 pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Receiver<bool>) -> Result<(), DoorError> {
     let mut connections = tokio::task::JoinSet::new();
+    let coordinator = Arc::clone(&door.coordinator);
+    connections.spawn(async move {
+        let mut ticks = tokio::time::interval(coordinator::TICK);
+        loop {
+            ticks.tick().await;
+            coordinator.tick().await;
+        }
+    });
     let mut stop = stopping.clone();
     loop {
         tokio::select! {

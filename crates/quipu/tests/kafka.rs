@@ -214,3 +214,113 @@ fn kcat_produces_with_optimistic_concurrency_and_gets_clear_refusals() {
     let listed = kcat(&server, &["-L", "-t", "no.such"], None);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Broker: Invalid topic"), "{listed:?}");
 }
+
+/// A kcat member of a consumer group, writing to files until killed.
+struct Member {
+    child: std::process::Child,
+    stdout: std::path::PathBuf,
+    stderr: std::path::PathBuf,
+}
+
+impl Member {
+    fn start(server: &Server, dir: &std::path::Path, name: &str, group: &str, extra: &[&str]) -> Member {
+        let (stdout, stderr) = (dir.join(format!("{name}.out")), dir.join(format!("{name}.err")));
+        let child = Command::new("kcat")
+            .args(["-b", server.kafka_address.as_deref().expect("kafka"), "-u", "-G", group, "-J"])
+            .args(["-X", "auto.offset.reset=earliest", "-X", "auto.commit.interval.ms=100"])
+            .args(["-X", "heartbeat.interval.ms=200", "-X", "session.timeout.ms=6000"])
+            .args(extra)
+            .arg("order")
+            .stdout(std::fs::File::create(&stdout).expect("stdout file"))
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("kcat is installed");
+        Member { child, stdout, stderr }
+    }
+
+    fn messages(&self) -> Vec<Value> {
+        let text = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Stops the member the way Ctrl-C does: it commits and leaves.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+        self.child.wait().expect("kcat exits");
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if done() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn offsets_of(messages: &[Value]) -> Vec<u64> {
+    let mut offsets: Vec<u64> = messages.iter().map(|m| m["offset"].as_u64().unwrap()).collect();
+    offsets.sort_unstable();
+    offsets
+}
+
+#[test]
+fn two_kcat_members_share_partitions_and_committed_offsets_outlive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("logs");
+    let server = start(dir.path());
+    let place = |server: &Server, round: u64| {
+        for n in 0..8 {
+            append(server, &format!("order-{n}"), json!([{"type": "Placed", "data": {"round": round}}]));
+        }
+    };
+    place(&server, 0);
+    let first = Member::start(&server, logs.path(), "first", "billing", &[]);
+    wait_until("the first member to read 8 events", || first.messages().len() == 8);
+    let second = Member::start(&server, logs.path(), "second", "billing", &[]);
+    wait_until("the group to rebalance over both", || {
+        second.log().contains("assigned:") && first.log().matches("assigned:").count() >= 2
+    });
+    place(&server, 1);
+    wait_until("16 deliveries", || first.messages().len() + second.messages().len() >= 16);
+    let (a, b) = (first.messages(), second.messages());
+    let partitions = |messages: &[Value]| -> std::collections::BTreeSet<u64> {
+        messages.iter().map(|m| m["partition"].as_u64().unwrap()).collect()
+    };
+    let later_a: Vec<Value> = a[8..].to_vec();
+    assert!(!later_a.is_empty() && !b.is_empty(), "both members got events: {} and {}", later_a.len(), b.len());
+    assert!(partitions(&later_a).is_disjoint(&partitions(&b)), "a partition has one member");
+    let mut delivered = offsets_of(&a);
+    delivered.extend(offsets_of(&b));
+    delivered.sort_unstable();
+    let expected: Vec<u64> = all_events(&server)
+        .iter()
+        .filter(|e| e["stream"].as_str().unwrap().starts_with("order-"))
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(delivered, expected, "every event once");
+    first.stop();
+    second.stop();
+    assert_eq!(server.terminate(), Some(0));
+
+    let server = start(dir.path());
+    let (status, shipped) =
+        server.append("order-3", &json!({"expected_revision": "any", "events": [{"type": "Shipped", "data": {}}]}));
+    assert_eq!(status, 200, "{shipped}");
+    let third = Member::start(&server, logs.path(), "third", "billing", &["-c", "1"]);
+    wait_until("the third member to read", || !third.messages().is_empty());
+    let message = &third.messages()[0];
+    assert_eq!(
+        message["offset"], shipped["first_position"],
+        "the group goes on after its committed offsets, not from the start"
+    );
+    assert_eq!(headers(message)["quipu-event-type"], "Shipped");
+    third.stop();
+}
