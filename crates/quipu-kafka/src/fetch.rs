@@ -31,7 +31,7 @@ struct Wanted {
 
 /// The answer to `request`, once `min_bytes` are there or `max_wait_ms`
 /// passed.
-pub async fn answer(door: &Arc<Door>, request: FetchRequest) -> FetchResponse {
+pub async fn answer(door: &Arc<Door>, request: FetchRequest, version: i16) -> FetchResponse {
     let deadline = Instant::now() + Duration::from_millis(u64::try_from(request.max_wait_ms).unwrap_or(0));
     let min_bytes = usize::try_from(request.min_bytes).unwrap_or(0).max(1);
     let max_bytes = usize::try_from(request.max_bytes).unwrap_or(usize::MAX);
@@ -57,7 +57,8 @@ pub async fn answer(door: &Arc<Door>, request: FetchRequest) -> FetchResponse {
         let seen = door.store.last_position();
         let door_for_read = Arc::clone(door);
         let wanted_for_read = wanted.clone();
-        let read = tokio::task::spawn_blocking(move || read_all(&door_for_read, &wanted_for_read, max_bytes)).await;
+        let read =
+            tokio::task::spawn_blocking(move || read_all(&door_for_read, &wanted_for_read, max_bytes, version)).await;
         let (response, bytes) = match read {
             Ok(read) => read,
             Err(error) => {
@@ -80,6 +81,7 @@ fn read_all(
     door: &Door,
     wanted: &[(kafka_protocol::messages::TopicName, Vec<Wanted>)],
     max_bytes: usize,
+    version: i16,
 ) -> (FetchResponse, usize) {
     let mut total = 0usize;
     let mut topics = Vec::with_capacity(wanted.len());
@@ -87,7 +89,11 @@ fn read_all(
         let mut answers = Vec::with_capacity(partitions.len());
         for want in partitions {
             let room = max_bytes.saturating_sub(total);
-            let (answer, bytes) = read_partition(door, want, room, total == 0);
+            let (mut answer, bytes) = read_partition(door, want, room, total == 0);
+            if version < 5 {
+                // The log start offset is a field of version 5 on.
+                answer.log_start_offset = -1;
+            }
             total += bytes;
             answers.push(answer);
         }

@@ -25,8 +25,9 @@ use crate::coordinator::JoinRequest;
 use crate::metadata::NODE_ID;
 use crate::offset_store::Committed;
 
-/// FindCoordinator: this broker, for every key.
-pub fn find_coordinator(local: SocketAddr, request: &FindCoordinatorRequest) -> FindCoordinatorResponse {
+/// FindCoordinator: this broker, for every key (in `coordinators` from
+/// version 4, in the top-level fields before).
+pub fn find_coordinator(local: SocketAddr, request: &FindCoordinatorRequest, version: i16) -> FindCoordinatorResponse {
     let host = StrBytes::from_string(local.ip().to_string());
     let port = i32::from(local.port());
     let coordinators = request
@@ -40,15 +41,14 @@ pub fn find_coordinator(local: SocketAddr, request: &FindCoordinatorRequest) -> 
                 .with_port(port)
         })
         .collect();
-    FindCoordinatorResponse::default()
-        .with_node_id(BrokerId(NODE_ID))
-        .with_host(host)
-        .with_port(port)
-        .with_coordinators(coordinators)
+    if version >= 4 {
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default().with_node_id(BrokerId(NODE_ID)).with_host(host).with_port(port)
 }
 
 /// JoinGroup: resolves when the rebalance completes.
-pub async fn join(door: &Door, client_id: &str, request: &JoinGroupRequest) -> JoinGroupResponse {
+pub async fn join(door: &Door, client_id: &str, request: &JoinGroupRequest, version: i16) -> JoinGroupResponse {
     let millis = |ms: i32| Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let rebalance_timeout =
         if request.rebalance_timeout_ms > 0 { request.rebalance_timeout_ms } else { request.session_timeout_ms };
@@ -69,26 +69,29 @@ pub async fn join(door: &Door, client_id: &str, request: &JoinGroupRequest) -> J
         .into_iter()
         .map(|(id, metadata)| JoinGroupResponseMember::default().with_member_id(text(id)).with_metadata(metadata))
         .collect();
+    let protocol_type = (version >= 7).then(|| text(joined.protocol_type));
     JoinGroupResponse::default()
         .with_error_code(joined.error)
         .with_generation_id(joined.generation)
-        .with_protocol_type(Some(text(joined.protocol_type)))
-        .with_protocol_name(joined.protocol.map(text))
+        .with_protocol_type(protocol_type)
+        .with_protocol_name(Some(text(joined.protocol.unwrap_or_default())))
         .with_leader(text(joined.leader))
         .with_member_id(text(joined.member_id))
         .with_members(members)
 }
 
 /// SyncGroup: resolves with this member's assignment.
-pub async fn sync(door: &Door, request: &SyncGroupRequest) -> SyncGroupResponse {
+pub async fn sync(door: &Door, request: &SyncGroupRequest, version: i16) -> SyncGroupResponse {
     let assignments: Vec<(String, Bytes)> =
         request.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
     let synced =
         door.coordinator.sync(&request.group_id.0, &request.member_id, request.generation_id, assignments).await;
+    let (protocol_type, protocol_name) =
+        if version >= 5 { (Some(text(synced.protocol_type)), synced.protocol.map(text)) } else { (None, None) };
     SyncGroupResponse::default()
         .with_error_code(synced.error)
-        .with_protocol_type(Some(text(synced.protocol_type)))
-        .with_protocol_name(synced.protocol.map(text))
+        .with_protocol_type(protocol_type)
+        .with_protocol_name(protocol_name)
         .with_assignment(synced.assignment)
 }
 
@@ -99,7 +102,7 @@ pub async fn heartbeat(door: &Door, request: &HeartbeatRequest) -> HeartbeatResp
 }
 
 /// LeaveGroup: one member (up to v2) or several (v3 on).
-pub async fn leave(door: &Door, request: &LeaveGroupRequest) -> LeaveGroupResponse {
+pub async fn leave(door: &Door, request: &LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
     let ids: Vec<String> = if request.members.is_empty() {
         vec![request.member_id.to_string()]
     } else {
@@ -112,8 +115,10 @@ pub async fn leave(door: &Door, request: &LeaveGroupRequest) -> LeaveGroupRespon
         .zip(errors)
         .map(|(id, error)| MemberResponse::default().with_member_id(text(id)).with_error_code(code(error)))
         .collect();
-    let error = if request.members.is_empty() { first } else { None };
-    LeaveGroupResponse::default().with_error_code(code(error)).with_members(members)
+    if version < 3 {
+        return LeaveGroupResponse::default().with_error_code(code(first));
+    }
+    LeaveGroupResponse::default().with_members(members)
 }
 
 /// OffsetCommit: durable before the answer.

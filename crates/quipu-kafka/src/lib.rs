@@ -10,6 +10,7 @@
 //!   **ListOffsets** (1 to 7: earliest, latest, by timestamp) and **Fetch**
 //!   (4 to 12, with long polling and byte limits), **Produce** (3 to 9,
 //!   acks 0, 1 and all; see [`produce`] for what a record must carry),
+//!   **InitProducerId** for idempotent producers ([`idempotence`]),
 //!   and consumer groups: **FindCoordinator**, **JoinGroup**,
 //!   **SyncGroup**, **Heartbeat**, **LeaveGroup**, **OffsetCommit** and
 //!   **OffsetFetch** (see [`coordinator`]; committed offsets are durable,
@@ -35,6 +36,7 @@ mod connection;
 pub mod coordinator;
 mod fetch;
 mod groups;
+pub mod idempotence;
 mod metadata;
 pub mod offset_store;
 mod offsets;
@@ -105,6 +107,7 @@ pub struct Door {
     config: DoorConfig,
     coordinator: Arc<coordinator::Coordinator>,
     offsets: offset_store::OffsetStore,
+    producers: idempotence::Producers,
 }
 
 impl std::fmt::Debug for Door {
@@ -128,7 +131,11 @@ impl Door {
             )));
         }
         let offsets = offset_store::OffsetStore::open(Arc::clone(&store))?;
-        Ok(Door { store, appends, config, coordinator: coordinator::Coordinator::new(), offsets })
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let producers = idempotence::Producers::new(now_us);
+        Ok(Door { store, appends, config, coordinator: coordinator::Coordinator::new(), offsets, producers })
     }
 
     /// Partitions of `topic`.

@@ -21,7 +21,7 @@ pub const NODE_ID: i32 = 0;
 pub const CLUSTER_ID: &str = "quipu";
 
 /// The answer to `request`.
-pub fn answer(door: &Door, local: SocketAddr, request: &MetadataRequest) -> MetadataResponse {
+pub fn answer(door: &Door, local: SocketAddr, request: &MetadataRequest, version: i16) -> MetadataResponse {
     let names: Vec<String> = match &request.topics {
         None => vec![ALL_TOPIC.to_string()],
         Some(topics) => topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect(),
@@ -32,7 +32,7 @@ pub fn answer(door: &Door, local: SocketAddr, request: &MetadataRequest) -> Meta
         .with_port(i32::from(local.port()));
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(StrBytes::from_static_str(CLUSTER_ID)))
+        .with_cluster_id((version >= 2).then(|| StrBytes::from_static_str(CLUSTER_ID)))
         .with_controller_id(BrokerId(NODE_ID))
         .with_topics(names.iter().map(|name| topic(door, name)).collect())
 }

@@ -13,15 +13,19 @@
 //! the header too, when it says what the records before make true.
 //!
 //! `quipu.all` and `quipu.type.*` are read-only. Compressed batches are
-//! refused with `UNSUPPORTED_COMPRESSION_TYPE`.
+//! refused with `UNSUPPORTED_COMPRESSION_TYPE`. Batches of idempotent
+//! producers are checked by [`crate::idempotence`]; transactional ones
+//! are refused (InitProducerId with a transactional id answers
+//! `TRANSACTIONAL_ID_AUTHORIZATION_FAILED`).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::ProduceRequest;
-use kafka_protocol::messages::ProduceResponse;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use quipu_core::{
@@ -30,6 +34,7 @@ use quipu_core::{
 };
 
 use crate::Door;
+use crate::idempotence::{BatchSequence, Verdict};
 use crate::record::{EVENT_ID_HEADER, EVENT_TYPE_HEADER, METADATA_HEADER};
 use crate::topic::Topic;
 
@@ -48,8 +53,9 @@ impl Refused {
     }
 }
 
-/// The answer to `request` (the caller sends none for `acks = 0`).
-pub async fn answer(door: &Arc<Door>, request: &ProduceRequest) -> ProduceResponse {
+/// The answer to `request` (the caller sends none for `acks = 0`); the
+/// refusal's message goes in `error_message` from version 8 on.
+pub async fn answer(door: &Arc<Door>, request: &ProduceRequest, version: i16) -> ProduceResponse {
     let mut topics = Vec::with_capacity(request.topic_data.len());
     for topic in &request.topic_data {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
@@ -60,7 +66,7 @@ pub async fn answer(door: &Arc<Door>, request: &ProduceRequest) -> ProduceRespon
                 Err(refused) => answer
                     .with_error_code(refused.error.code())
                     .with_base_offset(-1)
-                    .with_error_message(Some(StrBytes::from_string(refused.message))),
+                    .with_error_message((version >= 8).then(|| StrBytes::from_string(refused.message))),
             };
             partitions.push(answer);
         }
@@ -89,6 +95,37 @@ async fn produce(door: &Arc<Door>, topic: &str, partition: i32, records: Option<
         .map_err(|e| Refused::new(ResponseError::CorruptMessage, format!("record batch does not decode: {e}")))?;
     let records: Vec<&Record> = sets.iter().flat_map(|s| s.records.iter()).collect();
     let request = append_request(category, &records)?;
+    let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        return Err(Refused::new(ResponseError::CorruptMessage, "a batch without records"));
+    };
+    if first.producer_id < 0 {
+        return write(door, request).await;
+    }
+    // An idempotent producer: decide on its sequence, under its lock.
+    let batch = BatchSequence {
+        producer_id: first.producer_id,
+        epoch: first.producer_epoch,
+        first: first.sequence,
+        last: last.sequence,
+    };
+    let sequences = door.producers.sequences(batch.producer_id);
+    let mut sequences = sequences.lock().await;
+    let topic_name = topic.name();
+    match sequences.check(&topic_name, partition, batch, door.producers.issued(batch.producer_id)) {
+        Verdict::Duplicate(offset) => Ok(offset),
+        Verdict::Refuse(error) => {
+            Err(Refused::new(error, format!("producer {} sequence {}", batch.producer_id, batch.first)))
+        }
+        Verdict::Write => {
+            let offset = write(door, request).await?;
+            sequences.record(&topic_name, partition, batch, offset);
+            Ok(offset)
+        }
+    }
+}
+
+/// Appends `request`; the offset of its first event.
+async fn write(door: &Door, request: AppendRequest) -> Result<i64, Refused> {
     let outcome = door.appends.submit(request).await.map_err(|refusal| {
         Refused::new(ResponseError::InvalidRecord, format!("{}: {}", refusal.code, refusal.message))
     })?;
@@ -107,6 +144,18 @@ async fn produce(door: &Arc<Door>, topic: &str, partition: i32, records: Option<
         }
     };
     Ok(i64::try_from(result.first_position.0).unwrap_or(i64::MAX))
+}
+
+/// InitProducerId: a new producer id at epoch 0; transactions are not
+/// offered.
+pub fn init_producer_id(door: &Door, request: &InitProducerIdRequest) -> InitProducerIdResponse {
+    if request.transactional_id.is_some() {
+        return InitProducerIdResponse::default()
+            .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    InitProducerIdResponse::default().with_producer_id(ProducerId(door.producers.issue())).with_producer_epoch(0)
 }
 
 /// The records of one batch as one append: a write per stream, in the

@@ -2,7 +2,10 @@
 //! 2.0.2), installed by `scripts/test`. It reads `$all`, a category (over
 //! its partitions) and an event type as topics, with headers; waits for
 //! new events (long polling); produces with optimistic concurrency; and
-//! gets clear errors for bad topics and records.
+//! gets clear errors for bad topics and records; shares a topic in a
+//! consumer group of two members, with committed offsets kept across a
+//! restart. `tests/clients/kafka_clients.py` does the same through
+//! confluent-kafka and kafka-python (an idempotent producer).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
@@ -323,4 +326,21 @@ fn two_kcat_members_share_partitions_and_committed_offsets_outlive_a_restart() {
     );
     assert_eq!(headers(message)["quipu-event-type"], "Shipped");
     third.stop();
+}
+
+#[test]
+fn confluent_kafka_and_kafka_python_produce_and_consume() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/kafka_clients.py");
+    let output = Command::new("python3")
+        .args([script, server.kafka_address.as_deref().expect("kafka"), &server.address])
+        .output()
+        .expect("run python3 (scripts/test installs confluent-kafka and kafka-python)");
+    assert!(
+        output.status.success(),
+        "the Python clients failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
