@@ -8,16 +8,17 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FindCoordinatorRequest, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest, MetadataRequest,
-    OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader, SyncGroupRequest,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, DescribeConfigsRequest, FetchRequest,
+    FindCoordinatorRequest, HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest, ResponseHeader,
+    SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, decode_request_header_from_buffer};
 
 use crate::{Door, groups};
 
 /// The APIs this door answers, with the versions it offers.
-const OFFERED: [(ApiKey, i16, i16); 13] = [
+const OFFERED: [(ApiKey, i16, i16); 15] = [
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
@@ -31,6 +32,8 @@ const OFFERED: [(ApiKey, i16, i16); 13] = [
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 /// A request that closes the connection instead of getting an answer.
@@ -113,6 +116,14 @@ pub async fn answer(door: &Arc<Door>, local: SocketAddr, mut frame: Bytes) -> Re
             let request = decode::<FetchRequest>(&mut frame, version)?;
             let response = crate::fetch::answer(door, request, version).await;
             encode(api_key, version, correlation_id, &response)
+        }
+        ApiKey::CreateTopics => {
+            let request = decode::<CreateTopicsRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &crate::admin::create_topics(door, &request))
+        }
+        ApiKey::DescribeConfigs => {
+            let request = decode::<DescribeConfigsRequest>(&mut frame, version)?;
+            encode(api_key, version, correlation_id, &crate::admin::describe_configs(door, &request))
         }
         ApiKey::InitProducerId => {
             let request = decode::<InitProducerIdRequest>(&mut frame, version)?;
@@ -263,6 +274,19 @@ mod tests {
             ApiKey::InitProducerId => {
                 InitProducerIdRequest::default().with_transaction_timeout_ms(1000).encode(&mut body, version)
             }
+            ApiKey::CreateTopics => {
+                let topics =
+                    ["order", "bad.name"].map(|t| create_topics_request::CreatableTopic::default().with_name(topic(t)));
+                CreateTopicsRequest::default().with_topics(topics.to_vec()).encode(&mut body, version)
+            }
+            ApiKey::DescribeConfigs => {
+                let resources = [(2, "order"), (2, "bad.name"), (4, "0"), (3, "x")].map(|(kind, resource)| {
+                    describe_configs_request::DescribeConfigsResource::default()
+                        .with_resource_type(kind)
+                        .with_resource_name(name(resource))
+                });
+                DescribeConfigsRequest::default().with_resources(resources.to_vec()).encode(&mut body, version)
+            }
             ApiKey::JoinGroup => {
                 let protocol = join_group_request::JoinGroupRequestProtocol::default().with_name(name("range"));
                 JoinGroupRequest::default()
@@ -354,6 +378,8 @@ mod tests {
                     ApiKey::OffsetCommit => decodes::<OffsetCommitResponse>(key, version, answer),
                     ApiKey::OffsetFetch => decodes::<OffsetFetchResponse>(key, version, answer),
                     ApiKey::InitProducerId => decodes::<InitProducerIdResponse>(key, version, answer),
+                    ApiKey::CreateTopics => decodes::<CreateTopicsResponse>(key, version, answer),
+                    ApiKey::DescribeConfigs => decodes::<DescribeConfigsResponse>(key, version, answer),
                     other => panic!("no decoder for {other:?}"),
                 }
             }
@@ -380,6 +406,8 @@ mod tests {
                 ApiKey::LeaveGroup => LeaveGroupRequest::VERSIONS,
                 ApiKey::SyncGroup => SyncGroupRequest::VERSIONS,
                 ApiKey::InitProducerId => InitProducerIdRequest::VERSIONS,
+                ApiKey::CreateTopics => CreateTopicsRequest::VERSIONS,
+                ApiKey::DescribeConfigs => DescribeConfigsRequest::VERSIONS,
                 _ => panic!("no codec range for {key:?}"),
             };
             assert!(within(range, min, max), "{key:?} {min}..={max} outside {range:?}");

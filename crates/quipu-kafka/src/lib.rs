@@ -11,6 +11,8 @@
 //!   (4 to 12, with long polling and byte limits), **Produce** (3 to 9,
 //!   acks 0, 1 and all; see [`produce`] for what a record must carry),
 //!   **InitProducerId** for idempotent producers ([`idempotence`]),
+//!   **CreateTopics** and **DescribeConfigs** for admin tools (every topic
+//!   exists already; settings are read-only),
 //!   and consumer groups: **FindCoordinator**, **JoinGroup**,
 //!   **SyncGroup**, **Heartbeat**, **LeaveGroup**, **OffsetCommit** and
 //!   **OffsetFetch** (see [`coordinator`]; committed offsets are durable,
@@ -31,6 +33,7 @@
 
 pub mod topic;
 
+mod admin;
 mod api;
 mod connection;
 pub mod coordinator;

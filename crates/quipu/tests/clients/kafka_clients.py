@@ -5,7 +5,8 @@ Usage: kafka_clients.py KAFKA_HOST:PORT HTTP_HOST:PORT
 confluent-kafka (librdkafka) produces with optimistic concurrency, sees a
 stale expected revision refused, and consumes in a group with headers;
 kafka-python produces and consumes an event-type topic in its own group.
-The HTTP API then shows what was written. Exits non-zero, naming what went
+The HTTP API then shows what was written. confluent-kafka's AdminClient
+learns that topics exist already and reads a topic's settings. Exits non-zero, naming what went
 wrong, when anything differs.
 """
 
@@ -14,7 +15,8 @@ import sys
 import time
 import urllib.request
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 
 kafka_address, http_address = sys.argv[1], sys.argv[2]
@@ -109,4 +111,19 @@ for stream, total in [("order-py1", 3), ("order-py2", 4)]:
         events = json.load(answer)["events"]
     if [e["data"] for e in events] != [{"total": total}]:
         fail(f"{stream} holds {events}")
+admin = AdminClient({"bootstrap.servers": kafka_address})
+for name, expected in [("order", KafkaError.TOPIC_ALREADY_EXISTS), ("bad.name", KafkaError.TOPIC_EXCEPTION)]:
+    future = admin.create_topics([NewTopic(name, num_partitions=4)], request_timeout=20)[name]
+    try:
+        future.result()
+        fail(f"creating {name} succeeded")
+    except KafkaException as error:
+        if error.args[0].code() != expected:
+            fail(f"creating {name}: {error}")
+resource = ConfigResource("topic", "order")
+configs = admin.describe_configs([resource], request_timeout=20)[resource].result()
+if configs["retention.ms"].value != "-1" or configs["cleanup.policy"].value != "delete":
+    fail(f"order's settings: {configs}")
+if not configs["retention.ms"].is_read_only:
+    fail("settings should be read-only")
 print("ok")
