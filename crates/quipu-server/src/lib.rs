@@ -157,7 +157,19 @@ pub async fn serve(
         Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas), lifecycle: Arc::clone(&lifecycle) });
     let scavenger = Arc::new(lifecycle::scavenger::Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
     let metrics = Arc::new(metrics::Metrics::default());
-    let (kafka_metrics, kafka_admission) = (Arc::clone(&metrics), Arc::clone(&admission));
+    // Built here, where it clones what it needs: a clone kept for later
+    // would hold the store open past `close`.
+    let door = match listeners.kafka {
+        Some(KafkaListener { listener, config }) => {
+            let appends = Arc::new(submission::KafkaAppends {
+                store: Arc::clone(&store),
+                metrics: Arc::clone(&metrics),
+                admission: Arc::clone(&admission),
+            });
+            Some((Arc::new(quipu_kafka::Door::new(Arc::clone(&store), appends, config)?), listener))
+        }
+        None => None,
+    };
     let stopped = |mut stopping: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopping.wait_for(|stop| *stop).await;
     };
@@ -218,21 +230,9 @@ pub async fn serve(
             tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
             stopped(stopping),
         );
-    let kafka = match listeners.kafka {
-        Some(KafkaListener { listener, config }) => {
-            let appends = Arc::new(submission::KafkaAppends {
-                store: Arc::clone(&store),
-                metrics: Arc::clone(&kafka_metrics),
-                admission: Arc::clone(&kafka_admission),
-            });
-            let door = Arc::new(quipu_kafka::Door::new(Arc::clone(&store), appends, config)?);
-            Some(quipu_kafka::serve(door, listener, kafka_stopping))
-        }
-        None => None,
-    };
     let kafka = async move {
-        match kafka {
-            Some(door) => door.await,
+        match door {
+            Some((door, listener)) => quipu_kafka::serve(door, listener, kafka_stopping).await,
             None => Ok(()),
         }
     };

@@ -38,6 +38,7 @@ mod driver;
 mod groups;
 mod http_connection;
 mod interleaved;
+mod kafka;
 mod load;
 mod memory;
 mod page_cache;
@@ -121,6 +122,9 @@ pub enum Workload {
     Upcasting,
     /// The online scavenge: MB/s through the log, nothing vs half removed.
     Scavenge,
+    /// The Kafka door with librdkafka: produce with and without OCC
+    /// headers, consume `quipu.all` and a category.
+    Kafka,
     /// Everything, each workload in its own process.
     All,
 }
@@ -140,13 +144,14 @@ impl Workload {
             Workload::Snapshots => "snapshots",
             Workload::Upcasting => "upcasting",
             Workload::Scavenge => "scavenge",
+            Workload::Kafka => "kafka",
             Workload::All => "all",
         }
     }
 }
 
 /// What `all` runs after the disk, in order; `load` includes the scan.
-const ALL_WORKLOADS: [Workload; 9] = [
+const ALL_WORKLOADS: [Workload; 10] = [
     Workload::Append,
     Workload::Batch,
     Workload::Load,
@@ -156,6 +161,7 @@ const ALL_WORKLOADS: [Workload; 9] = [
     Workload::Snapshots,
     Workload::Upcasting,
     Workload::Scavenge,
+    Workload::Kafka,
 ];
 
 /// Settings shared by the workloads of one run.
@@ -261,7 +267,12 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
     // Neither states ratios to the disk: `server` compares with the engine.
     if !matches!(
         args.workload,
-        Workload::Reopen | Workload::Server | Workload::Groups | Workload::Snapshots | Workload::Upcasting
+        Workload::Reopen
+            | Workload::Server
+            | Workload::Groups
+            | Workload::Snapshots
+            | Workload::Upcasting
+            | Workload::Kafka
     ) && bench.disk.is_none()
     {
         bench.disk = Some(disk::measure(bench)?);
@@ -278,6 +289,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Snapshots => snapshots::run(bench),
         Workload::Upcasting => upcasting::run(bench),
         Workload::Scavenge => scavenge::run(bench),
+        Workload::Kafka => kafka::run(bench),
         Workload::All => run_all(bench, args),
     }
 }

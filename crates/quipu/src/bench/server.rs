@@ -18,6 +18,8 @@ pub struct Addresses {
     pub grpc: SocketAddr,
     /// HTTP/JSON.
     pub http: SocketAddr,
+    /// The Kafka door (4 partitions per category).
+    pub kafka: SocketAddr,
 }
 
 /// A running server; [`Server::stop`] ends it.
@@ -40,22 +42,28 @@ impl Server {
             .thread_name("bench-server")
             .build()
             .context("starting the server runtime")?;
-        let (grpc, http) = runtime.block_on(async {
-            let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the gRPC port")?;
-            let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("binding the HTTP port")?;
-            anyhow::Ok((grpc, http))
+        let (grpc, http, kafka) = runtime.block_on(async {
+            let bind = |what: &'static str| async move {
+                tokio::net::TcpListener::bind("127.0.0.1:0").await.with_context(|| format!("binding the {what} port"))
+            };
+            anyhow::Ok((bind("gRPC").await?, bind("HTTP").await?, bind("Kafka").await?))
         })?;
         let addresses = Addresses {
             grpc: grpc.local_addr().context("reading the gRPC address")?,
             http: http.local_addr().context("reading the HTTP address")?,
+            kafka: kafka.local_addr().context("reading the Kafka address")?,
         };
+        let kafka = quipu_server::KafkaListener { listener: kafka, config: quipu_kafka::DoorConfig::default() };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender stops the server too.
             let _ = stopped.await;
         };
-        let serving =
-            runtime.spawn(quipu_server::serve(store, quipu_server::Listeners { grpc, http, kafka: None }, shutdown));
+        let serving = runtime.spawn(quipu_server::serve(
+            store,
+            quipu_server::Listeners { grpc, http, kafka: Some(kafka) },
+            shutdown,
+        ));
         Ok(Server { runtime, addresses, stop, serving })
     }
 
@@ -94,6 +102,21 @@ pub fn with_server<Fut>(bench: &super::Bench, name: &str, measure: impl FnOnce(S
 where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    with_addresses(bench, name, |addresses| measure(format!("http://{}", addresses.grpc)))
+}
+
+/// As [`with_server`], giving `measure` every address of the server.
+///
+/// # Errors
+/// Store, server or `measure`'s errors.
+pub fn with_addresses<Fut>(
+    bench: &super::Bench,
+    name: &str,
+    measure: impl FnOnce(Addresses) -> Fut,
+) -> anyhow::Result<()>
+where
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     let dir = bench.store_dir(name)?;
     let server = Server::start(Store::open(&dir, quipu_core::Options::default())?)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -101,8 +124,7 @@ where
         .thread_name(format!("bench-{name}"))
         .build()
         .context("starting the client runtime")?;
-    let address = format!("http://{}", server.addresses().grpc);
-    let result = runtime.block_on(measure(address));
+    let result = runtime.block_on(measure(server.addresses()));
     drop(runtime);
     let stopped = server.stop();
     result?;
