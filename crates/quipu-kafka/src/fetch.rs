@@ -86,113 +86,157 @@ fn read_all(
     let mut total = 0usize;
     let mut topics = Vec::with_capacity(wanted.len());
     for (name, partitions) in wanted {
-        let mut answers = Vec::with_capacity(partitions.len());
-        for want in partitions {
-            let room = max_bytes.saturating_sub(total);
-            let (mut answer, bytes) = read_partition(door, want, room, total == 0);
-            if version < 5 {
-                // The log start offset is a field of version 5 on.
-                answer.log_start_offset = -1;
-            }
-            total += bytes;
-            answers.push(answer);
+        let (mut answers, bytes) = read_topic(door, partitions, max_bytes.saturating_sub(total), total == 0);
+        total += bytes;
+        if version < 5 {
+            // The log start offset is a field of version 5 on.
+            answers.iter_mut().for_each(|answer| answer.log_start_offset = -1);
         }
         topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(answers));
     }
     (FetchResponse::default().with_responses(topics), total)
 }
 
-/// One partition's answer and its record bytes. `first` lets the first
-/// non-empty partition exceed the limits with one record, so a consumer
-/// always makes progress.
-fn read_partition(door: &Door, want: &Wanted, room: usize, first: bool) -> (PartitionData, usize) {
+/// The answers for the wanted partitions of one topic, and their record
+/// bytes. The valid ones are read by one scan of the topic (see
+/// [`scan`]); `first` lets the first record of the response exceed the
+/// limits, so a consumer always makes progress.
+fn read_topic(door: &Door, partitions: &[Wanted], room: usize, first: bool) -> (Vec<PartitionData>, usize) {
     let high_watermark = high_watermark(door);
-    let answer = PartitionData::default()
-        .with_partition_index(want.partition)
-        .with_high_watermark(high_watermark)
-        .with_last_stable_offset(high_watermark)
-        .with_log_start_offset(0);
-    let Ok(topic) = &want.topic else {
-        return (answer.with_error_code(ResponseError::InvalidTopicException.code()), 0);
-    };
-    if !(0..door.partitions(topic)).contains(&want.partition) {
-        return (answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()), 0);
-    }
-    if want.offset < 0 || want.offset > high_watermark {
-        return (answer.with_error_code(ResponseError::OffsetOutOfRange.code()), 0);
-    }
-    let limit = want.max_bytes.min(room);
-    match records(&door.store, &door.config, topic, want, limit, first) {
-        Ok((records, None)) if records.is_empty() => (answer, 0),
-        Ok((_, Some(end))) if end <= want.offset => (answer, 0),
-        Ok((records, end)) => {
-            let last_record = records.last().map_or(want.offset - 1, |r| r.offset);
-            let last_offset = end.map_or(last_record, |end| (end - 1).max(last_record));
-            match record::batch(&records, want.offset, last_offset) {
-                Ok(bytes) => {
-                    let len = bytes.len();
-                    (answer.with_records(Some(bytes)), len)
-                }
-                Err(error) => {
-                    tracing::error!(%error, "encoding a record batch");
-                    (answer.with_error_code(ResponseError::UnknownServerError.code()), 0)
-                }
+    let mut answers = Vec::with_capacity(partitions.len());
+    let mut valid = Vec::new();
+    for want in partitions {
+        let answer = PartitionData::default()
+            .with_partition_index(want.partition)
+            .with_high_watermark(high_watermark)
+            .with_last_stable_offset(high_watermark)
+            .with_log_start_offset(0);
+        let error = match &want.topic {
+            Err(()) => Some(ResponseError::InvalidTopicException),
+            Ok(topic) if !(0..door.partitions(topic)).contains(&want.partition) => {
+                Some(ResponseError::UnknownTopicOrPartition)
+            }
+            Ok(_) if want.offset < 0 || want.offset > high_watermark => Some(ResponseError::OffsetOutOfRange),
+            Ok(_) => None,
+        };
+        match error {
+            Some(error) => answers.push(answer.with_error_code(error.code())),
+            None => {
+                valid.push(answers.len());
+                answers.push(answer);
             }
         }
+    }
+    let Some(Ok(topic)) = valid.first().and_then(|&i| partitions.get(i)).map(|w| &w.topic) else {
+        return (answers, 0);
+    };
+    let wants: Vec<&Wanted> = valid.iter().filter_map(|&i| partitions.get(i)).collect();
+    let scanned = match scan(&door.store, &door.config, topic, &wants, room, first) {
+        Ok(scanned) => scanned,
         Err(error) => {
             tracing::error!(%error, "reading for a fetch");
-            (answer.with_error_code(ResponseError::KafkaStorageError.code()), 0)
+            for &i in &valid {
+                if let Some(answer) = answers.get_mut(i) {
+                    answer.error_code = ResponseError::KafkaStorageError.code();
+                }
+            }
+            return (answers, 0);
+        }
+    };
+    let mut bytes = 0;
+    for ((&i, want), Gathered { records, end, .. }) in valid.iter().zip(&wants).zip(scanned) {
+        let Some(answer) = answers.get_mut(i) else { continue };
+        if records.is_empty() && end.is_none_or(|end| end <= want.offset) {
+            continue;
+        }
+        let last_record = records.last().map_or(want.offset - 1, |r| r.offset);
+        let last_offset = end.map_or(last_record, |end| (end - 1).max(last_record));
+        match record::batch(&records, want.offset, last_offset) {
+            Ok(batch) => {
+                bytes += batch.len();
+                answer.records = Some(batch);
+            }
+            Err(error) => {
+                tracing::error!(%error, "encoding a record batch");
+                answer.error_code = ResponseError::UnknownServerError.code();
+            }
         }
     }
+    (answers, bytes)
 }
 
-/// The partition's records from the wanted offset, up to `limit` bytes
-/// (at least one record when `first`), and, when the read went to the end
-/// of the topic, the offset it covered up to (the high watermark before
-/// the read, or past the last record read).
-fn records(
+/// What one scan gathered for one partition.
+#[derive(Default)]
+struct Gathered {
+    records: Vec<Record>,
+    bytes: usize,
+    /// Its byte limit was reached: it takes no more records.
+    full: bool,
+    /// When the scan went to the end of the topic without the partition
+    /// filling up: the offset the read covered up to.
+    end: Option<i64>,
+}
+
+/// Reads `topic` once from the lowest wanted offset and gives each
+/// wanted partition its records from its own offset, up to its byte
+/// limit and `room` in all. For each, it also gives, when the scan went to
+/// the end of the topic without the partition filling up, the offset the
+/// read covered up to (the high watermark before the read, or past the
+/// last event read), so its batch can span the gap after its records.
+fn scan(
     store: &Store,
     config: &DoorConfig,
     topic: &Topic,
-    want: &Wanted,
-    limit: usize,
+    wants: &[&Wanted],
+    room: usize,
     first: bool,
-) -> Result<(Vec<Record>, Option<i64>), quipu_core::Error> {
+) -> Result<Vec<Gathered>, quipu_core::Error> {
     let high_watermark = store.last_position().map_or(0, |p| i64::try_from(p.0).unwrap_or(i64::MAX - 1) + 1);
-    let mut records = Vec::new();
-    let mut bytes = 0usize;
-    let mut from = Position(u64::try_from(want.offset).unwrap_or(0));
-    let at_end = |records: Vec<Record>, from: Position| {
-        let read_to = i64::try_from(from.0).unwrap_or(i64::MAX);
-        Ok((records, Some(high_watermark.max(read_to))))
-    };
-    loop {
+    let mut gathered: Vec<Gathered> = wants.iter().map(|_| Gathered::default()).collect();
+    let mut total = 0usize;
+    let lowest = wants.iter().map(|w| w.offset).min().unwrap_or(0);
+    let mut from = Position(u64::try_from(lowest).unwrap_or(0));
+    let reached_end = loop {
         let page = read_page(store, topic, from)?;
-        let Some(last) = page.last() else { return at_end(records, from) };
+        let Some(last) = page.last() else { break true };
         from = last.position.next();
         let last_page = page.len() < PAGE_EVENTS;
         for event in &page {
-            let in_partition = match topic {
-                Topic::Category(_) => {
-                    partition_of(event.stream.as_str().as_bytes(), config.category_partitions) == want.partition
-                }
-                Topic::All | Topic::EventType(_) => true,
+            let partition = match topic {
+                Topic::Category(_) => partition_of(event.stream.as_str().as_bytes(), config.category_partitions),
+                Topic::All | Topic::EventType(_) => 0,
             };
-            if !in_partition {
+            let position = i64::try_from(event.position.0).unwrap_or(i64::MAX);
+            let Some((want, slot)) = wants.iter().zip(gathered.iter_mut()).find(|(w, _)| w.partition == partition)
+            else {
+                continue;
+            };
+            if slot.full || position < want.offset {
                 continue;
             }
             let record = record::from_event(event);
             let size = record::size_estimate(&record);
-            if bytes + size > limit && !(first && records.is_empty()) {
-                return Ok((records, None));
+            let any = first && total == 0;
+            if (slot.bytes + size > want.max_bytes || total + size > room) && !any {
+                slot.full = true;
+                continue;
             }
-            bytes += size;
-            records.push(record);
+            slot.bytes += size;
+            total += size;
+            slot.records.push(record);
+        }
+        if gathered.iter().all(|g| g.full) || total >= room {
+            break false;
         }
         if last_page {
-            return at_end(records, from);
+            break true;
         }
+    };
+    let read_to = i64::try_from(from.0).unwrap_or(i64::MAX);
+    for g in &mut gathered {
+        g.end = (reached_end && !g.full).then(|| high_watermark.max(read_to));
     }
+    Ok(gathered)
 }
 
 fn read_page(store: &Store, topic: &Topic, from: Position) -> Result<Vec<RecordedEvent>, quipu_core::Error> {

@@ -145,10 +145,17 @@ fn consume(broker: &str, partitions: TopicPartitionList, wanted: u64) -> anyhow:
     consumer.assign(&partitions)?;
     let started = Instant::now();
     let (mut events, mut bytes) = (0u64, 0u64);
+    let mut last_offsets = std::collections::HashMap::new();
     while events < wanted {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "read {events} of {wanted} events in 300 s");
         let Some(message) = consumer.poll(Duration::from_millis(100)) else { continue };
         let message = message.context("consuming")?;
+        let last = last_offsets.insert(message.partition(), message.offset());
+        anyhow::ensure!(
+            last.is_none_or(|l| l < message.offset()),
+            "offset {} came twice or backwards",
+            message.offset()
+        );
         if message.key().is_some_and(|k| k.starts_with(b"account-")) {
             events += 1;
             bytes += message.payload().map_or(0, <[u8]>::len) as u64;
