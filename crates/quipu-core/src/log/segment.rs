@@ -91,14 +91,6 @@ pub fn segment_files(dir: &Path) -> Result<BTreeMap<u32, Vec<u16>>, Error> {
     Ok(files)
 }
 
-/// Segment numbers present in `dir` (in any generation), ascending.
-///
-/// # Errors
-/// I/O errors listing the directory.
-pub fn list_segments(dir: &Path) -> Result<Vec<u32>, Error> {
-    Ok(segment_files(dir)?.into_keys().collect())
-}
-
 /// Removes the files a scavenge left half-written (`*.qlog.tmp`).
 ///
 /// # Errors
