@@ -44,6 +44,24 @@ pub enum TopicError {
     },
 }
 
+/// Checks Kafka's own rules for a topic name: 1 to 249 characters of
+/// `A-Z a-z 0-9 . _ -`, and not `.` or `..`.
+///
+/// # Errors
+/// What is wrong with the name.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(format!("a topic name has 1 to {TOPIC_NAME_BYTES_MAX} characters"));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
+        return Err(format!("{c:?} is not allowed in Kafka topic names"));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("{name:?} is not allowed as a Kafka topic name"));
+    }
+    Ok(())
+}
+
 /// A topic of the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic {
@@ -65,12 +83,7 @@ impl Topic {
     /// Quipu refuses.
     pub fn parse(name: &str) -> Result<Topic, TopicError> {
         let invalid = |reason: String| TopicError::Invalid { name: name.chars().take(64).collect(), reason };
-        if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX {
-            return Err(invalid(format!("a topic name has 1 to {TOPIC_NAME_BYTES_MAX} characters")));
-        }
-        if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-            return Err(invalid(format!("{c:?} is not allowed in Kafka topic names")));
-        }
+        check_name(name).map_err(invalid)?;
         if name == ALL_TOPIC {
             return Ok(Topic::All);
         }

@@ -17,6 +17,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::publishing::PublishEntry;
+
 /// Data directory when no source sets one.
 pub const DATA_DIR_DEFAULT: &str = "./quipu-data";
 /// Address of the gRPC API when no source sets one.
@@ -41,7 +43,14 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// segment_size_bytes = 268435456
 /// kafka_listen = "127.0.0.1:9092"
 /// kafka_category_partitions = 4
+///
+/// [[publish]]    # any number of integration event publishers
+/// brokers = "kafka-1:9092"
+/// topic = "orders.integration"
 /// ```
+///
+/// A `[[publish]]` table takes the keys of
+/// [`crate::publishing::PublishEntry`].
 #[derive(Debug, Default, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigLayer {
@@ -61,6 +70,8 @@ pub struct ConfigLayer {
     pub kafka_listen: Option<SocketAddr>,
     /// Partitions of each category topic of the Kafka door.
     pub kafka_category_partitions: Option<i32>,
+    /// Integration event publishers the server runs (config file only).
+    pub publish: Option<Vec<PublishEntry>>,
 }
 
 impl ConfigLayer {
@@ -86,6 +97,9 @@ impl ConfigLayer {
             toml::from_str(text).with_context(|| format!("invalid config file {}", path.display()))?;
         // The file means the same wherever the server is started from.
         layer.data_dir = layer.data_dir.map(|data_dir| path.parent().unwrap_or(Path::new("")).join(data_dir));
+        for (n, entry) in layer.publish.iter().flatten().enumerate() {
+            entry.settings().with_context(|| format!("invalid config file {}: publish #{}", path.display(), n + 1))?;
+        }
         Ok(layer)
     }
 
@@ -101,6 +115,7 @@ impl ConfigLayer {
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
             kafka_category_partitions: self.kafka_category_partitions.or(lower.kafka_category_partitions),
+            publish: self.publish.or(lower.publish),
         }
     }
 }
@@ -122,6 +137,9 @@ pub struct Config {
     pub kafka_listen: Option<SocketAddr>,
     /// Partitions of each category topic of the Kafka door.
     pub kafka_category_partitions: i32,
+    /// Integration event publishers to run, each checked by
+    /// [`ConfigLayer::parse`].
+    pub publish: Vec<PublishEntry>,
 }
 
 impl Config {
@@ -150,6 +168,7 @@ impl Config {
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
             kafka_listen: layer.kafka_listen,
             kafka_category_partitions: layer.kafka_category_partitions.unwrap_or(KAFKA_CATEGORY_PARTITIONS_DEFAULT),
+            publish: layer.publish.unwrap_or_default(),
         }
     }
 }
@@ -189,6 +208,7 @@ mod tests {
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
+                publish: vec![],
             }
         );
     }
@@ -197,7 +217,8 @@ mod tests {
     fn the_file_sets_every_key_the_command_line_leaves_unset() {
         let (_dir, path) = config_file(
             "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n\
-             segment_size_bytes = 1048576\nkafka_listen = \"127.0.0.1:9092\"\nkafka_category_partitions = 8\n",
+             segment_size_bytes = 1048576\nkafka_listen = \"127.0.0.1:9092\"\nkafka_category_partitions = 8\n\
+             [[publish]]\nbrokers = \"kafka:9092\"\ntopic = \"orders\"\ntypes = [\"OrderShipped\"]\n",
         );
         let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
         assert_eq!(
@@ -210,6 +231,15 @@ mod tests {
                 segment_size_bytes: 1_048_576,
                 kafka_listen: Some(address("127.0.0.1:9092")),
                 kafka_category_partitions: 8,
+                publish: vec![PublishEntry {
+                    brokers: "kafka:9092".into(),
+                    topic: "orders".into(),
+                    types: vec!["OrderShipped".into()],
+                    name: None,
+                    delivery: None,
+                    batch_max: None,
+                    properties: std::collections::BTreeMap::new(),
+                }],
             }
         );
     }
@@ -226,6 +256,7 @@ mod tests {
             segment_size_bytes: None,
             kafka_listen: None,
             kafka_category_partitions: None,
+            publish: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
         assert_eq!(
@@ -238,9 +269,19 @@ mod tests {
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
+                publish: vec![],
             },
             "flag over file, file over default, and an explicit false is not unset"
         );
+    }
+
+    #[test]
+    fn a_bad_publisher_names_the_file_the_table_and_the_setting() {
+        let (_dir, path) =
+            config_file("[[publish]]\nbrokers = \"kafka:9092\"\ntopic = \"orders\"\ndelivery = \"twice\"\n");
+        let error = resolve_error(&path);
+        assert!(error.contains("quipu.toml: publish #1"), "{error}");
+        assert!(error.contains("\"twice\" is not one of"), "{error}");
     }
 
     #[test]

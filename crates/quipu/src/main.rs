@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod config;
 mod demo;
+mod publishing;
 mod serve;
 
 use clap::{Parser, Subcommand};

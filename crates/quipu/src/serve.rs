@@ -14,6 +14,7 @@ use anyhow::Context;
 use quipu_core::{Options, Store};
 
 use crate::config::{Config, ConfigLayer};
+use crate::publishing::{PublishEntry, Publishers};
 
 /// Arguments of `quipu serve`. Each setting is taken from its flag, else
 /// its environment variable, else the `--config` file, else its default
@@ -22,8 +23,9 @@ use crate::config::{Config, ConfigLayer};
 pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
     /// insecure, segment_size_bytes, kafka_listen and
-    /// kafka_category_partitions; flags and environment variables override
-    /// it.
+    /// kafka_category_partitions, and [[publish]] tables (integration
+    /// event publishers the server runs); flags and environment variables
+    /// override it.
     #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Data directory, created when missing [default: ./quipu-data].
@@ -74,6 +76,7 @@ impl ServeArgs {
             segment_size_bytes: self.segment_size_bytes,
             kafka_listen: self.kafka_listen,
             kafka_category_partitions: self.kafka_category_partitions,
+            publish: None,
         };
         Config::resolve(command_line, self.config.as_deref())
     }
@@ -86,6 +89,12 @@ impl ServeArgs {
 /// or a listener failure.
 pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
+    let publishers = config
+        .publish
+        .iter()
+        .map(PublishEntry::settings)
+        .collect::<Result<Vec<_>, _>>()
+        .context("a publisher of the config file")?;
     for address in [config.grpc_listen, config.http_listen].into_iter().chain(config.kafka_listen) {
         if !address.ip().is_loopback() {
             anyhow::ensure!(
@@ -125,6 +134,12 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         // One line on stdout that scripts and tests can wait for.
         println!("quipu listening grpc={grpc} http={http}{kafka_address} data_dir={}", config.data_dir.display());
         tracing::info!(%grpc, %http, data_dir = %config.data_dir.display(), "serving");
+        let publishers = Publishers::start(publishers, grpc);
+        // The publishers are clients of this server: they stop first.
+        let stop = async move {
+            stop.await;
+            publishers.stop().await;
+        };
         quipu_server::serve(store, listeners, stop).await?;
         tracing::info!("stopped");
         Ok(())
@@ -144,7 +159,7 @@ async fn bind(address: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 ///
 /// # Errors
 /// The signal handlers cannot be installed.
-fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
+pub fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;

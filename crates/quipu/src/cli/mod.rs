@@ -6,6 +6,7 @@
 mod group;
 mod output;
 mod projection;
+mod publish;
 mod scavenge;
 mod schema;
 mod snapshot;
@@ -212,6 +213,13 @@ pub enum ClientCommand {
     /// Remove from the log every event stream metadata hides (deleted,
     /// tombstoned, truncated, expired), online, with a progress bar.
     Scavenge(scavenge::ScavengeArgs),
+    /// Publish integration events to an external broker (Kafka), exactly
+    /// once, from a checkpoint kept in Quipu.
+    Publish {
+        /// Where to.
+        #[command(subcommand)]
+        command: publish::PublishCommand,
+    },
     /// Mark event types as integration events (those other systems may
     /// see), unmark them, list them.
     Integration {
@@ -276,6 +284,7 @@ pub fn run(connection: &Connection, command: ClientCommand) -> anyhow::Result<()
             ClientCommand::Stream { command } => stream::run(&client, &output, command).await,
             ClientCommand::Upcaster { command } => schema::run_upcaster(&client, &output, command).await,
             ClientCommand::Scavenge(args) => scavenge::run(&client, &output, args).await,
+            ClientCommand::Publish { command } => publish::run(&client, &output, command).await,
         }
     })
 }
