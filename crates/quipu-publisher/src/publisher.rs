@@ -91,6 +91,11 @@ impl Settings {
     /// # Errors
     /// [`Error::Invalid`] naming the first setting that is wrong.
     pub fn validate(&self) -> Result<(), Error> {
+        if self.brokers.trim().is_empty() {
+            return Err(Error::Invalid("no brokers given".into()));
+        }
+        quipu_kafka::topic::check_name(&self.topic)
+            .map_err(|reason| Error::Invalid(format!("topic {:?}: {reason}", self.topic)))?;
         let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if self.name.is_empty() || self.name.chars().count() > NAME_CHARS_MAX || !self.name.chars().all(name_ok) {
             return Err(Error::Invalid(format!(
@@ -98,11 +103,6 @@ impl Settings {
                 self.name
             )));
         }
-        if self.brokers.trim().is_empty() {
-            return Err(Error::Invalid("no brokers given".into()));
-        }
-        quipu_kafka::topic::check_name(&self.topic)
-            .map_err(|reason| Error::Invalid(format!("topic {:?}: {reason}", self.topic)))?;
         if self.batch_max == 0 {
             return Err(Error::Invalid("batch size must be at least 1".into()));
         }
@@ -112,7 +112,8 @@ impl Settings {
     /// Client configuration common to the producer and the tail reader.
     fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.brokers);
+        // Asking for a missing topic's metadata must not create it.
+        config.set("bootstrap.servers", &self.brokers).set("allow.auto.create.topics", "false");
         for (key, value) in &self.properties {
             config.set(key, value);
         }

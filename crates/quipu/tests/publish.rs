@@ -202,9 +202,8 @@ async fn move_checkpoint(client: &Client) {
     }
 }
 
-/// Checks that the topic holds every selected event of `$all` once, with
-/// its stream as key, in its stream's partition, in revision order.
-async fn check_topic(client: &Client, brokers: &str) {
+/// The selected events of `$all`, by id.
+async fn selected_events(client: &Client) -> HashMap<String, quipu_client::Event> {
     let mut expected = HashMap::new();
     let mut from = 0;
     loop {
@@ -216,9 +215,16 @@ async fn check_topic(client: &Client, brokers: &str) {
         }
         match page.last() {
             Some(last) => from = last.position + 1,
-            None => break,
+            None => return expected,
         }
     }
+}
+
+/// Checks that the topic holds every selected event of `$all` once, sent
+/// by `publisher`, with its stream as key, in its stream's partition, in
+/// revision order.
+async fn check_topic(client: &Client, brokers: &str, publisher: &str) {
+    let expected = selected_events(client).await;
     let records = tokio::task::spawn_blocking({
         let brokers = brokers.to_string();
         move || records(&brokers)
@@ -235,7 +241,7 @@ async fn check_topic(client: &Client, brokers: &str) {
         assert_eq!(record.partition, quipu_kafka::topic::partition_of(event.stream.as_bytes(), PARTITIONS));
         assert_eq!(record.header("quipu-event-type"), event.event_type);
         assert_eq!(record.header("quipu-position"), event.position.to_string());
-        assert_eq!(record.header("quipu-publisher"), TOPIC);
+        assert_eq!(record.header("quipu-publisher"), publisher);
         let revision: u64 = record.header("quipu-stream-revision").parse().expect("a revision");
         assert_eq!(revision, event.revision);
         let previous = last_revision.insert((record.partition, record.key.clone()), revision);
@@ -292,7 +298,7 @@ async fn survives_a_kill_and_a_refused_checkpoint(delivery: &str) {
     let summary = lines.last().expect("a last line");
     assert!(summary.starts_with("stopped: published"), "{lines:?}");
     assert!(already_there(summary) > 0, "the refused batch should be found in the topic: {summary}");
-    check_topic(&client, &brokers).await;
+    check_topic(&client, &brokers, TOPIC).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -308,4 +314,94 @@ async fn idempotent_survives_a_kill_and_a_refused_checkpoint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn at_least_once_survives_a_kill_and_a_refused_checkpoint() {
     survives_a_kill_and_a_refused_checkpoint("at-least-once").await;
+}
+
+/// Waits until the topic holds every selected event written so far.
+async fn wait_until_published(client: &Client, brokers: &str) {
+    let count = selected_events(client).await.len();
+    let brokers = brokers.to_string();
+    tokio::task::spawn_blocking(move || wait_for_records(&brokers, count)).await.expect("wait");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_the_publishers_of_its_config_file_across_a_restart() {
+    let mock = broker();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("quipu.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[publish]]\nbrokers = \"{brokers}\"\ntopic = \"{TOPIC}\"\nname = \"from-config\"\n\
+             types = [\"OrderShipped\", \"InvoiceSent\"]\ndelivery = \"idempotent\"\n"
+        ),
+    )
+    .expect("write the config file");
+    let serve = || {
+        let mut command = common::serve_command();
+        command.args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--config"]).arg(&config);
+        command.arg("--data-dir").arg(dir.path().join("data"));
+        Server::spawn(command)
+    };
+
+    let server = serve();
+    let client = Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect");
+    write(client.clone(), 0..200).await;
+    wait_until_published(&client, &brokers).await;
+    assert_eq!(server.terminate(), Some(0), "the server and its publisher stop cleanly");
+
+    let server = serve();
+    let client = Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect");
+    write(client.clone(), 200..400).await;
+    wait_until_published(&client, &brokers).await;
+    check_topic(&client, &brokers, "from-config").await;
+    let checkpoints = client.read_stream("publisher-from-config", None, Direction::Forwards, 100).await;
+    assert!(!checkpoints.expect("the checkpoint stream").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_settings_are_refused_with_what_was_wrong_and_change_nothing() {
+    let mock = broker();
+    mock.create_topic("elsewhere", 1, 1).expect("create a second topic");
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect");
+    write(client.clone(), 0..30).await;
+    let publish = |extra: &[&str]| {
+        let mut args = vec!["publish", "kafka", "--brokers", brokers.as_str(), "--types", "OrderShipped"];
+        args.extend_from_slice(extra);
+        args.push("--until-caught-up");
+        server.cli(&args)
+    };
+    let refused = |extra: &[&str], needle: &str| {
+        let output = publish(extra);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{extra:?}: {stderr}");
+        assert!(stderr.contains(needle), "{extra:?}: {stderr:?} should say {needle:?}");
+    };
+    refused(&["--topic", "nowhere"], "topic \"nowhere\" does not exist");
+    refused(&["--topic", TOPIC, "--delivery", "twice"], "delivery \"twice\" is not one of");
+    refused(&["--topic", TOPIC, "--property", "acks"], "--property \"acks\" is not KEY=VALUE");
+    refused(&["--topic", TOPIC, "--name", "a/b"], "publisher name \"a/b\"");
+    refused(&["--topic", "bad topic"], "\' \' is not allowed in Kafka topic names");
+    refused(&["--topic", TOPIC, "--batch-max", "0"], "batch size must be at least 1");
+    let none = client.read_stream("publisher-nowhere", None, Direction::Forwards, 10).await;
+    assert!(matches!(none, Err(quipu_client::Error::NotFound(_))), "a refused run writes no checkpoint: {none:?}");
+
+    // A name stays with its topic.
+    let output = publish(&["--topic", TOPIC, "--name", "orders"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let before = client.read_stream("publisher-orders", None, Direction::Forwards, 100).await.expect("checkpoints");
+    refused(&["--topic", "elsewhere", "--name", "orders"], "publishes to topic \"integration\", not \"elsewhere\"");
+    let after = client.read_stream("publisher-orders", None, Direction::Forwards, 100).await.expect("checkpoints");
+    assert_eq!(before, after, "the refused run left the checkpoint alone");
+    let elsewhere = tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer =
+            ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("create the consumer");
+        consumer.fetch_watermarks("elsewhere", 0, Duration::from_secs(10)).expect("watermarks")
+    })
+    .await
+    .expect("read the watermarks");
+    assert_eq!(elsewhere.1, 0, "nothing was published to the other topic");
 }
