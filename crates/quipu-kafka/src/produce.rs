@@ -88,9 +88,6 @@ async fn produce(door: &Arc<Door>, topic: &str, partition: i32, records: Option<
         return Err(Refused::new(ResponseError::UnknownTopicOrPartition, format!("no partition {partition}")));
     }
     let mut bytes = records.ok_or_else(|| Refused::new(ResponseError::CorruptMessage, "no records"))?;
-    if bytes.get(21..23).is_some_and(|a| a[1] & 0x07 != 0) {
-        return Err(Refused::new(ResponseError::UnsupportedCompressionType, "send batches uncompressed"));
-    }
     let sets = RecordBatchDecoder::decode_all(&mut bytes)
         .map_err(|e| Refused::new(ResponseError::CorruptMessage, format!("record batch does not decode: {e}")))?;
     let records: Vec<&Record> = sets.iter().flat_map(|s| s.records.iter()).collect();

@@ -2,7 +2,8 @@
 //! 2.0.2), installed by `scripts/test`. It reads `$all`, a category (over
 //! its partitions) and an event type as topics, with headers; waits for
 //! new events (long polling); produces with optimistic concurrency; and
-//! gets clear errors for bad topics and records; shares a topic in a
+//! takes batches compressed with each codec; gets clear errors for bad
+//! topics and records; shares a topic in a
 //! consumer group of two members, with committed offsets kept across a
 //! restart. `tests/clients/kafka_clients.py` does the same through
 //! confluent-kafka and kafka-python (an idempotent producer).
@@ -29,9 +30,18 @@ fn start(data_dir: &std::path::Path) -> Server {
     Server::spawn(command)
 }
 
+/// Debian's kcat with its own librdkafka (2.0.2): cargo puts the
+/// directory of the `rdkafka` crate's librdkafka 2.12 on
+/// `LD_LIBRARY_PATH` for tests, and kcat would load that one instead.
+fn kcat_command() -> Command {
+    let mut command = Command::new("kcat");
+    command.env_remove("LD_LIBRARY_PATH");
+    command
+}
+
 fn kcat(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
     let broker = server.kafka_address.as_deref().expect("the Kafka door is on");
-    let mut command = Command::new("kcat");
+    let mut command = kcat_command();
     command.args(["-b", broker]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = command.spawn().expect("kcat is installed (scripts/test installs it)");
@@ -147,7 +157,7 @@ fn a_consumer_at_the_end_gets_new_events_as_they_come() {
     write_some(&server);
     let broker = server.kafka_address.clone().expect("kafka");
     let waiting = std::thread::spawn(move || {
-        Command::new("kcat")
+        kcat_command()
             .args(["-b", &broker, "-C", "-t", "quipu.type.Late", "-o", "end", "-c", "1", "-J", "-q"])
             .output()
             .expect("kcat ran")
@@ -218,6 +228,27 @@ fn kcat_produces_with_optimistic_concurrency_and_gets_clear_refusals() {
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Broker: Invalid topic"), "{listed:?}");
 }
 
+#[test]
+fn kcat_produces_compressed_batches_with_every_codec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    let codecs = ["gzip", "snappy", "lz4", "zstd"];
+    for codec in codecs {
+        // Several records in one batch, so the codec has something to do.
+        let lines: String = (0..20).map(|n| format!("{{\"codec\":\"{codec}\",\"n\":{n}}}\n")).collect();
+        let compression = format!("compression.type={codec}");
+        let args = ["-P", "-t", "order", "-k", "order-7", "-X", &compression, "-H", "quipu-event-type=OrderNoted"];
+        let output = kcat(&server, &args, Some(&lines));
+        assert!(output.status.success(), "{codec}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let (status, body) = server.request("GET", "/v1/streams/order-7", None);
+    assert_eq!(status, 200, "{body}");
+    let data: Vec<Value> = body["events"].as_array().unwrap().iter().map(|e| e["data"].clone()).collect();
+    let expected: Vec<Value> =
+        codecs.iter().flat_map(|codec| (0..20).map(move |n| json!({"codec": codec, "n": n}))).collect();
+    assert_eq!(data, expected, "every record of every codec, in order");
+}
+
 /// A kcat member of a consumer group, writing to files until killed.
 struct Member {
     child: std::process::Child,
@@ -228,7 +259,7 @@ struct Member {
 impl Member {
     fn start(server: &Server, dir: &std::path::Path, name: &str, group: &str, extra: &[&str]) -> Member {
         let (stdout, stderr) = (dir.join(format!("{name}.out")), dir.join(format!("{name}.err")));
-        let child = Command::new("kcat")
+        let child = kcat_command()
             .args(["-b", server.kafka_address.as_deref().expect("kafka"), "-u", "-G", group, "-J"])
             .args(["-X", "auto.offset.reset=earliest", "-X", "auto.commit.interval.ms=100"])
             .args(["-X", "heartbeat.interval.ms=200", "-X", "session.timeout.ms=6000"])
