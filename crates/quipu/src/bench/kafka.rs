@@ -9,6 +9,13 @@
 //! topic from offset 0 (`kafka_consume_all`), and the four partitions of
 //! topic `account` (`kafka_consume_category`). Each line counts events
 //! and their values' bytes.
+//!
+//! With `--kafka-peer ADDRESS`, the same producer and consumer then write
+//! and read the same events through that Kafka-protocol broker, whose
+//! topic `account` must have the same four partitions
+//! (`kafka_peer_produce`, `kafka_peer_consume_category`). `--kafka-peer
+//! mock` starts librdkafka's mock cluster (one in-memory broker) in this
+//! process for it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -50,7 +57,48 @@ fn measure(bench: &Bench, addresses: Addresses) -> anyhow::Result<()> {
     for partition in 0..PARTITIONS {
         category.add_partition_offset("account", partition, Offset::Beginning)?;
     }
-    bench.emit(&consume(&broker, category, 2 * events)?.measurement("kafka_consume_category"));
+    bench.emit(&consume(&broker, category.clone(), 2 * events)?.measurement("kafka_consume_category"));
+    if let Some(peer) = &bench.kafka_peer {
+        // `mock`: librdkafka's mock cluster, in this process as the door is.
+        let mock = match peer.as_str() {
+            "mock" => {
+                let mock = rdkafka::mocking::MockCluster::new(1).context("starting the mock cluster")?;
+                mock.create_topic("account", PARTITIONS, 1).context("creating topic account")?;
+                Some(mock)
+            }
+            _ => None,
+        };
+        let peer = mock.as_ref().map_or_else(|| peer.clone(), rdkafka::mocking::MockCluster::bootstrap_servers);
+        let peer = &peer;
+        check_peer_topic(peer)?;
+        bench.emit(&produce(peer, events, false)?.measurement("kafka_peer_produce").with("broker", peer.as_str()));
+        let consumed = consume(peer, category, events)?;
+        bench.emit(&consumed.measurement("kafka_peer_consume_category").with("broker", peer.as_str()));
+    }
+    Ok(())
+}
+
+/// Checks that the peer has topic `account` with [`PARTITIONS`]
+/// partitions, and that it is empty (a second run would count old
+/// records).
+fn check_peer_topic(peer: &str) -> anyhow::Result<()> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", peer)
+        .set("allow.auto.create.topics", "false")
+        .create()
+        .context("creating a client of the peer")?;
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer.fetch_metadata(Some("account"), timeout).context("reading the peer's metadata")?;
+    let partitions = metadata.topics().iter().find(|t| t.name() == "account" && t.error().is_none());
+    let count = partitions.map_or(0, |t| t.partitions().len());
+    anyhow::ensure!(
+        count == PARTITIONS as usize,
+        "the peer {peer} should have topic account with {PARTITIONS} partitions (it has {count}); create it first"
+    );
+    for partition in 0..PARTITIONS {
+        let (low, high) = consumer.fetch_watermarks("account", partition, timeout)?;
+        anyhow::ensure!(high == low, "topic account of the peer {peer} is not empty; recreate it");
+    }
     Ok(())
 }
 

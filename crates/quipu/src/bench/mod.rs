@@ -91,6 +91,12 @@ pub struct BenchArgs {
     /// `server`, connection counts (default: 1,16,64).
     #[arg(long, value_delimiter = ',')]
     pub writers: Vec<u64>,
+    /// For `kafka`: also produce and consume the same events through this
+    /// Kafka-protocol broker (host:port), with the same client, for
+    /// comparison. Its topic `account` must exist with 4 partitions.
+    /// `mock` starts librdkafka's in-memory mock cluster instead.
+    #[arg(long, value_name = "ADDRESS")]
+    pub kafka_peer: Option<String>,
     /// Disk limits measured by a parent `all` run (internal).
     #[arg(long, hide = true, num_args = 2, value_names = ["FDATASYNC_PER_S", "SEQ_MB_PER_S"])]
     pub disk_limits: Option<Vec<f64>>,
@@ -181,6 +187,8 @@ pub struct Bench {
     pub writers: Vec<u64>,
     /// This disk's limits, for ratios.
     pub disk: Option<DiskLimits>,
+    /// A Kafka-protocol broker to compare the Kafka door with.
+    pub kafka_peer: Option<String>,
 }
 
 impl Bench {
@@ -255,6 +263,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         keep: args.keep,
         writers: args.writers.clone(),
         disk,
+        kafka_peer: args.kafka_peer.clone(),
     };
     let result = run_workload(&mut bench, args);
     if !args.keep && args.data_dir.is_none() {
