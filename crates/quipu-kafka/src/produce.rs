@@ -91,7 +91,7 @@ async fn produce(door: &Arc<Door>, topic: &str, partition: i32, records: Option<
     let sets = RecordBatchDecoder::decode_all(&mut bytes)
         .map_err(|e| Refused::new(ResponseError::CorruptMessage, format!("record batch does not decode: {e}")))?;
     let records: Vec<&Record> = sets.iter().flat_map(|s| s.records.iter()).collect();
-    let request = append_request(category, &records)?;
+    let request = append_request(category, (partition, door.partitions(&topic)), &records)?;
     let (Some(first), Some(last)) = (records.first(), records.last()) else {
         return Err(Refused::new(ResponseError::CorruptMessage, "a batch without records"));
     };
@@ -157,7 +157,11 @@ pub fn init_producer_id(door: &Door, request: &InitProducerIdRequest) -> InitPro
 
 /// The records of one batch as one append: a write per stream, in the
 /// order the streams first appear.
-fn append_request(category: &str, records: &[&Record]) -> Result<AppendRequest, Refused> {
+fn append_request(
+    category: &str,
+    (partition, partitions): (i32, i32),
+    records: &[&Record],
+) -> Result<AppendRequest, Refused> {
     let mut writes: Vec<(StreamWrite, Option<ExpectedRevision>)> = Vec::new();
     for (index, record) in records.iter().enumerate() {
         let invalid = |reason: String| Refused::new(ResponseError::InvalidRecord, format!("record {index}: {reason}"));
@@ -166,6 +170,15 @@ fn append_request(category: &str, records: &[&Record]) -> Result<AppendRequest, 
         let stream = StreamName::new(stream).map_err(|e| invalid(e.to_string()))?;
         if stream.category() != category {
             return Err(invalid(format!("stream {stream} is not in category {category}")));
+        }
+        // A record is read from its stream's partition: one sent elsewhere
+        // would be reported at a place no consumer finds it.
+        let home = crate::topic::partition_of(key, partitions);
+        if home != partition {
+            return Err(invalid(format!(
+                "stream {stream} is in partition {home} of {category}, not {partition}: partitions follow \
+                 murmur2(key), Kafka's default partitioner (librdkafka: partitioner=murmur2_random)"
+            )));
         }
         let event = event(record).map_err(invalid)?;
         let expected =

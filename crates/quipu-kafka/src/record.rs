@@ -58,9 +58,12 @@ pub fn size_estimate(record: &Record) -> usize {
 /// Bytes of a v2 batch header, up to and including its record count.
 const BATCH_HEADER_BYTES: usize = 61;
 
+/// The attributes bit of a control batch (low byte).
+const CONTROL_ATTRIBUTE: u8 = 0x20;
+
 /// `records` as one uncompressed record batch (format v2) whose last
 /// offset is `last_offset` when that is past its last record, or, with no
-/// records, an empty batch from `first_offset` to `last_offset`. A topic
+/// records, an empty control batch from `first_offset` to `last_offset`. A topic
 /// partition here has gaps (offsets are positions in `$all`); a batch that
 /// spans the gap after its records moves the consumer past it, as batches
 /// left by compaction do in Kafka, so it reaches the high watermark.
@@ -73,7 +76,11 @@ pub fn batch(records: &[Record], first_offset: i64, last_offset: i64) -> Result<
         buffer.extend_from_slice(&first_offset.to_be_bytes());
         buffer.extend_from_slice(&((BATCH_HEADER_BYTES - 12) as i32).to_be_bytes());
         buffer.extend_from_slice(&NO_PARTITION_LEADER_EPOCH.to_be_bytes());
-        buffer.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0]); // magic, CRC (below), attributes
+        // magic, CRC (below), attributes: a control batch, so that clients
+        // take a batch without records as a marker to step over; librdkafka
+        // takes an ordinary one for a truncated answer and grows its fetch
+        // size until it reports MSG_SIZE_TOO_LARGE.
+        buffer.extend_from_slice(&[2, 0, 0, 0, 0, 0, CONTROL_ATTRIBUTE]);
         buffer.extend_from_slice(&0i32.to_be_bytes()); // last offset delta (below)
         buffer.extend_from_slice(&[0; 16]); // base and max timestamps
         buffer.extend_from_slice(&NO_PRODUCER_ID.to_be_bytes());
@@ -150,6 +157,7 @@ mod tests {
         assert_eq!(empty.len(), BATCH_HEADER_BYTES);
         assert_eq!(i64::from_be_bytes(empty[..8].try_into().expect("8 bytes")), 10);
         assert_eq!(i32::from_be_bytes(empty[23..27].try_into().expect("4 bytes")), 4);
+        assert_eq!(empty[21..23], [0, CONTROL_ATTRIBUTE], "a control batch, which clients step over");
         let sets = RecordBatchDecoder::decode_all(&mut empty).expect("an empty batch decodes, CRC included");
         assert!(sets.iter().all(|s| s.records.is_empty()));
     }

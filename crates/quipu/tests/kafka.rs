@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 
 use common::{Server, serve_command};
+use quipu_kafka::topic::partition_of;
 use serde_json::{Value, json};
 
 /// Partitions of a category topic in these tests.
@@ -43,6 +44,11 @@ fn kcat(server: &Server, args: &[&str], stdin: Option<&str>) -> Output {
     let broker = server.kafka_address.as_deref().expect("the Kafka door is on");
     let mut command = kcat_command();
     command.args(["-b", broker]).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if args.contains(&"-P") {
+        // The door keeps each stream in partition murmur2(key), as Java
+        // clients place it; librdkafka's default hash differs.
+        command.args(["-X", "partitioner=murmur2_random"]);
+    }
     command.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = command.spawn().expect("kcat is installed (scripts/test installs it)");
     if let Some(text) = stdin {
@@ -223,6 +229,16 @@ fn kcat_produces_with_optimistic_concurrency_and_gets_clear_refusals() {
     assert_eq!(status, 404, "nothing was written");
     let read_only = kcat(&server, &["-P", "-t", "quipu.all", "-k", "order-3", "-H", "quipu-event-type=T"], Some("{}"));
     assert!(!read_only.status.success(), "quipu.all is read-only");
+
+    // A stream lives in partition murmur2(key); a record sent to another
+    // partition is refused, not reported where no consumer finds it.
+    let stream =
+        (0..).map(|n| format!("order-{n}")).find(|s| partition_of(s.as_bytes(), PARTITIONS as i32) != 0).unwrap();
+    let elsewhere =
+        kcat(&server, &["-P", "-t", "order", "-p", "0", "-k", &stream, "-H", "quipu-event-type=T"], Some("{}"));
+    assert!(!elsewhere.status.success(), "a record sent to the wrong partition must fail");
+    let (status, _) = server.request("GET", &format!("/v1/streams/{stream}"), None);
+    assert_eq!(status, 404, "nothing was written");
 
     let listed = kcat(&server, &["-L", "-t", "no.such"], None);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("Broker: Invalid topic"), "{listed:?}");

@@ -139,6 +139,7 @@ fn produce(broker: &str, events: u64, occ: bool) -> anyhow::Result<Moved> {
     let producer: BaseProducer<Deliveries> = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("acks", "all")
+        .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
         .set("queue.buffering.max.messages", "1000000")
         .create_with_context(Deliveries::default())

@@ -29,7 +29,9 @@ def fail(message):
 
 def produce_confluent(key, headers, value):
     """Produces one record; returns the delivered message or the error."""
-    producer = Producer({"bootstrap.servers": kafka_address, "acks": "all", "enable.idempotence": False})
+    producer = Producer(
+        {"bootstrap.servers": kafka_address, "acks": "all", "enable.idempotence": False, "partitioner": "murmur2_random"}
+    )
     outcome = {}
 
     def delivered(error, message):
