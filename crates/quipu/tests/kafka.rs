@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
 
-use common::{Server, serve_command};
+use common::Server;
 use quipu_kafka::topic::partition_of;
 use serde_json::{Value, json};
 
@@ -23,12 +23,7 @@ use serde_json::{Value, json};
 const PARTITIONS: usize = 3;
 
 fn start(data_dir: &std::path::Path) -> Server {
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
-        .args(["--kafka-category-partitions", &PARTITIONS.to_string(), "--data-dir"])
-        .arg(data_dir);
-    Server::spawn(command)
+    Server::start_with_kafka(data_dir, PARTITIONS as i32)
 }
 
 /// Debian's kcat with its own librdkafka (2.0.2): cargo puts the

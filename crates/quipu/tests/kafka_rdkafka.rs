@@ -28,11 +28,10 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{Server, serve_command};
+use common::Server;
 use quipu_kafka::topic::partition_of;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
@@ -53,13 +52,8 @@ const PATIENCE: Duration = Duration::from_secs(120);
 /// turn from one thread all stay responsive.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
-fn start(data_dir: &Path) -> Server {
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
-        .args(["--kafka-category-partitions", &PARTITIONS.to_string(), "--data-dir"])
-        .arg(data_dir);
-    Server::spawn(command)
+fn start(data_dir: &std::path::Path) -> Server {
+    Server::start_with_kafka(data_dir, PARTITIONS)
 }
 
 fn broker(server: &Server) -> &str {

@@ -81,6 +81,17 @@ impl Server {
         Server::spawn(command)
     }
 
+    /// Starts a server on `data_dir` with the Kafka door on too, its
+    /// category topics having `partitions` partitions.
+    pub fn start_with_kafka(data_dir: &Path, partitions: i32) -> Server {
+        let mut command = serve_command();
+        command
+            .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
+            .args(["--kafka-category-partitions", &partitions.to_string(), "--data-dir"])
+            .arg(data_dir);
+        Server::spawn(command)
+    }
+
     /// Runs `command` (from [`serve_command`]) and waits for its line
     /// `quipu listening grpc=ADDRESS http=ADDRESS data_dir=DIR`.
     pub fn spawn(mut command: Command) -> Server {
