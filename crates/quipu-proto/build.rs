@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("quipu/v1/projections.proto"),
         root.join("quipu/v1/snapshots.proto"),
         root.join("quipu/v1/schemas.proto"),
+        root.join("kurrent/streams.proto"),
+        root.join("kurrent/serverfeatures.proto"),
+        root.join("kurrent/gossip.proto"),
     ];
     println!("cargo:rerun-if-changed={}", root.display());
     let descriptors = protox::compile(&files, [&root])?;

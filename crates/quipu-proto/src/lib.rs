@@ -12,3 +12,38 @@
 pub mod v1 {
     tonic::include_proto!("quipu.v1");
 }
+
+/// The KurrentDB (EventStoreDB) client protocol, from `proto/kurrent/`:
+/// the packages `event_store.client` (shared types), `.streams`,
+/// `.server_features` and `.gossip`, nested as their names are.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod event_store {
+    /// `event_store.client`.
+    pub mod client {
+        tonic::include_proto!("event_store.client");
+
+        /// `event_store.client.streams`.
+        pub mod streams {
+            tonic::include_proto!("event_store.client.streams");
+        }
+
+        /// `event_store.client.server_features`.
+        pub mod server_features {
+            tonic::include_proto!("event_store.client.server_features");
+        }
+
+        /// `event_store.client.gossip`.
+        pub mod gossip {
+            tonic::include_proto!("event_store.client.gossip");
+        }
+    }
+}
+
+/// `google.rpc.Status`, as batch append answers carry it.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod google {
+    /// `google.rpc`.
+    pub mod rpc {
+        tonic::include_proto!("google.rpc");
+    }
+}

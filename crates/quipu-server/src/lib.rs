@@ -38,6 +38,7 @@ mod grpc;
 mod grpc_wire;
 mod http;
 pub mod integration;
+mod kurrent;
 pub mod lifecycle;
 mod metrics;
 mod openapi;
@@ -115,6 +116,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The Kafka wire protocol (off when `None`).
     pub kafka: Option<KafkaListener>,
+    /// The KurrentDB client protocol (off when `None`).
+    pub kurrent: Option<TcpListener>,
 }
 
 /// Serves `store` on `listeners` until `shutdown` resolves, then drains
@@ -197,6 +200,38 @@ pub async fn serve(
     let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stopping.clone()));
     // Appends may be as large as the engine allows, with room for framing.
     let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
+    let kurrent =
+        match listeners.kurrent {
+            Some(listener) => {
+                let address = listener.local_addr()?;
+                let streams = quipu_proto::event_store::client::streams::streams_server::StreamsServer::new(
+                    kurrent::streams::StreamsService {
+                        store: Arc::clone(&store),
+                        lifecycle: Arc::clone(&lifecycle),
+                        admission: Arc::clone(&admission),
+                        metrics: Arc::clone(&metrics),
+                    },
+                )
+                .max_decoding_message_size(message_max);
+                let features =
+                quipu_proto::event_store::client::server_features::server_features_server::ServerFeaturesServer::new(
+                    kurrent::FeaturesService,
+                );
+                let gossip = quipu_proto::event_store::client::gossip::gossip_server::GossipServer::new(
+                    kurrent::GossipService { instance: quipu_core::EventId::random(), address },
+                );
+                let server = tonic::transport::Server::builder()
+                    .add_service(streams)
+                    .add_service(features)
+                    .add_service(gossip)
+                    .serve_with_incoming_shutdown(
+                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                        stopped(stopping.clone()),
+                    );
+                Some(server)
+            }
+            None => None,
+        };
     let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService {
         store: Arc::clone(&store),
         live,
@@ -246,11 +281,18 @@ pub async fn serve(
         // A scavenge ends after the segment in hand.
         scavenger.shutdown();
     };
-    let (http, grpc, kafka, ()) = tokio::join!(http.into_future(), grpc, kafka, signal);
+    let kurrent = async move {
+        match kurrent {
+            Some(server) => server.await,
+            None => Ok(()),
+        }
+    };
+    let (http, grpc, kafka, kurrent, ()) = tokio::join!(http.into_future(), grpc, kafka, kurrent, signal);
     drop(groups);
     http?;
     grpc?;
     kafka?;
+    kurrent?;
     close(store).await
 }
 

@@ -43,6 +43,7 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// segment_size_bytes = 268435456
 /// kafka_listen = "127.0.0.1:9092"
 /// kafka_category_partitions = 4
+/// kurrent_listen = "127.0.0.1:2115"
 ///
 /// [[publish]]    # any number of integration event publishers
 /// brokers = "kafka-1:9092"
@@ -70,6 +71,8 @@ pub struct ConfigLayer {
     pub kafka_listen: Option<SocketAddr>,
     /// Partitions of each category topic of the Kafka door.
     pub kafka_category_partitions: Option<i32>,
+    /// Address of the KurrentDB client protocol (off unless set).
+    pub kurrent_listen: Option<SocketAddr>,
     /// Integration event publishers the server runs (config file only).
     pub publish: Option<Vec<PublishEntry>>,
 }
@@ -115,6 +118,7 @@ impl ConfigLayer {
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
             kafka_category_partitions: self.kafka_category_partitions.or(lower.kafka_category_partitions),
+            kurrent_listen: self.kurrent_listen.or(lower.kurrent_listen),
             publish: self.publish.or(lower.publish),
         }
     }
@@ -137,6 +141,8 @@ pub struct Config {
     pub kafka_listen: Option<SocketAddr>,
     /// Partitions of each category topic of the Kafka door.
     pub kafka_category_partitions: i32,
+    /// Address of the KurrentDB client protocol; `None`: off.
+    pub kurrent_listen: Option<SocketAddr>,
     /// Integration event publishers to run, each checked by
     /// [`ConfigLayer::parse`].
     pub publish: Vec<PublishEntry>,
@@ -168,6 +174,7 @@ impl Config {
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
             kafka_listen: layer.kafka_listen,
             kafka_category_partitions: layer.kafka_category_partitions.unwrap_or(KAFKA_CATEGORY_PARTITIONS_DEFAULT),
+            kurrent_listen: layer.kurrent_listen,
             publish: layer.publish.unwrap_or_default(),
         }
     }
@@ -208,6 +215,7 @@ mod tests {
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
+                kurrent_listen: None,
                 publish: vec![],
             }
         );
@@ -231,6 +239,7 @@ mod tests {
                 segment_size_bytes: 1_048_576,
                 kafka_listen: Some(address("127.0.0.1:9092")),
                 kafka_category_partitions: 8,
+                kurrent_listen: None,
                 publish: vec![PublishEntry {
                     brokers: "kafka:9092".into(),
                     topic: "orders".into(),
@@ -256,6 +265,7 @@ mod tests {
             segment_size_bytes: None,
             kafka_listen: None,
             kafka_category_partitions: None,
+            kurrent_listen: None,
             publish: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
@@ -269,6 +279,7 @@ mod tests {
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
+                kurrent_listen: None,
                 publish: vec![],
             },
             "flag over file, file over default, and an explicit false is not unset"

@@ -59,6 +59,10 @@ pub struct ServeArgs {
     /// Partitions of each category topic of the Kafka door [default: 4].
     #[arg(long, env = "QUIPU_KAFKA_CATEGORY_PARTITIONS", value_name = "N")]
     pub kafka_category_partitions: Option<i32>,
+    /// Address of the KurrentDB (EventStoreDB) client protocol, e.g.
+    /// 127.0.0.1:2115; off unless set.
+    #[arg(long, env = "QUIPU_KURRENT_LISTEN", value_name = "ADDRESS")]
+    pub kurrent_listen: Option<SocketAddr>,
 }
 
 impl ServeArgs {
@@ -76,6 +80,7 @@ impl ServeArgs {
             segment_size_bytes: self.segment_size_bytes,
             kafka_listen: self.kafka_listen,
             kafka_category_partitions: self.kafka_category_partitions,
+            kurrent_listen: self.kurrent_listen,
             publish: None,
         };
         Config::resolve(command_line, self.config.as_deref())
@@ -95,7 +100,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .map(PublishEntry::settings)
         .collect::<Result<Vec<_>, _>>()
         .context("a publisher of the config file")?;
-    for address in [config.grpc_listen, config.http_listen].into_iter().chain(config.kafka_listen) {
+    for address in
+        [config.grpc_listen, config.http_listen].into_iter().chain(config.kafka_listen).chain(config.kurrent_listen)
+    {
         if !address.ip().is_loopback() {
             anyhow::ensure!(
                 config.insecure,
@@ -123,16 +130,30 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             }
             None => String::new(),
         };
+        let kurrent = match config.kurrent_listen {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        };
+        let kurrent_address = match &kurrent {
+            Some(listener) => {
+                format!(" kurrent={}", listener.local_addr().context("reading the bound KurrentDB address")?)
+            }
+            None => String::new(),
+        };
         let listeners = quipu_server::Listeners {
             grpc: bind(config.grpc_listen).await?,
             http: bind(config.http_listen).await?,
             kafka,
+            kurrent,
         };
         let grpc = listeners.grpc.local_addr().context("reading the bound gRPC address")?;
         let http = listeners.http.local_addr().context("reading the bound HTTP address")?;
         let stop = stop_signal()?;
         // One line on stdout that scripts and tests can wait for.
-        println!("quipu listening grpc={grpc} http={http}{kafka_address} data_dir={}", config.data_dir.display());
+        println!(
+            "quipu listening grpc={grpc} http={http}{kafka_address}{kurrent_address} data_dir={}",
+            config.data_dir.display()
+        );
         tracing::info!(%grpc, %http, data_dir = %config.data_dir.display(), "serving");
         let publishers = Publishers::start(publishers, grpc);
         // The publishers are clients of this server: they stop first.

@@ -127,6 +127,7 @@ impl Quipu {
                     grpc: tokio::net::TcpListener::from_std(grpc).expect("gRPC listener"),
                     http: tokio::net::TcpListener::from_std(http).expect("HTTP listener"),
                     kafka: None,
+                    kurrent: None,
                 };
                 let shutdown = async {
                     let _ = stopped.await;

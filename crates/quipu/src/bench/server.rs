@@ -61,7 +61,7 @@ impl Server {
         };
         let serving = runtime.spawn(quipu_server::serve(
             store,
-            quipu_server::Listeners { grpc, http, kafka: Some(kafka) },
+            quipu_server::Listeners { grpc, http, kafka: Some(kafka), kurrent: None },
             shutdown,
         ));
         Ok(Server { runtime, addresses, stop, serving })

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 8] = [
+const SERVE_ENV_VARS: [&str; 9] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
@@ -28,6 +28,7 @@ const SERVE_ENV_VARS: [&str; 8] = [
     "QUIPU_SEGMENT_SIZE_BYTES",
     "QUIPU_KAFKA_LISTEN",
     "QUIPU_KAFKA_CATEGORY_PARTITIONS",
+    "QUIPU_KURRENT_LISTEN",
 ];
 
 /// Bounds a request that hangs, so a broken server fails a test instead of
@@ -62,6 +63,8 @@ pub struct Server {
     pub data_dir: String,
     /// `host:port` of the Kafka door, when it is on.
     pub kafka_address: Option<String>,
+    /// `host:port` of the KurrentDB door, when it is on.
+    pub kurrent_address: Option<String>,
 }
 
 impl Server {
@@ -106,14 +109,16 @@ impl Server {
                 .to_string()
         };
         let (address, grpc_address) = (field("http="), field("grpc="));
-        let kafka_address = line.split_whitespace().find_map(|word| word.strip_prefix("kafka=")).map(str::to_string);
+        let optional =
+            |prefix: &str| line.split_whitespace().find_map(|word| word.strip_prefix(prefix)).map(str::to_string);
+        let (kafka_address, kurrent_address) = (optional("kafka="), optional("kurrent="));
         let data_dir = line
             .trim_end()
             .split_once(" data_dir=")
             .unwrap_or_else(|| panic!("no data directory in {line:?}"))
             .1
             .to_string();
-        Server { child, _stdout: stdout, address, grpc_address, data_dir, kafka_address }
+        Server { child, _stdout: stdout, address, grpc_address, data_dir, kafka_address, kurrent_address }
     }
 
     /// Sends a request; returns the status and the JSON body.

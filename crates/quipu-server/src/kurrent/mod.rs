@@ -1,0 +1,82 @@
+//! The KurrentDB (EventStoreDB) door: the client gRPC protocol of
+//! KurrentDB on its own port, so applications using the official clients
+//! switch to Quipu by changing their connection string
+//! (`kurrentdb://127.0.0.1:2115?tls=false`).
+//!
+//! Offered: `Streams` (finite reads of streams and `$all` with filters,
+//! `Append`, `BatchAppend`, `Delete`, `Tombstone`), `ServerFeatures` and
+//! `Gossip` (one node, the leader). What is not offered answers
+//! UNIMPLEMENTED with the method's name.
+
+mod answer;
+mod batch;
+mod filter;
+pub mod streams;
+pub mod wire;
+
+use quipu_proto::event_store::client as shared;
+use quipu_proto::event_store::client::{gossip, server_features};
+use tonic::{Request, Response, Status};
+
+/// The protocol version this door follows, as `GetSupportedMethods` says.
+pub const SERVER_VERSION: &str = "24.10.0";
+
+/// `ServerFeatures`: what the door offers, in lower case as the clients
+/// compare it.
+pub struct FeaturesService;
+
+#[tonic::async_trait]
+impl server_features::server_features_server::ServerFeatures for FeaturesService {
+    async fn get_supported_methods(
+        &self,
+        _request: Request<shared::Empty>,
+    ) -> Result<Response<server_features::SupportedMethods>, Status> {
+        let method = |service: &str, method: &str, features: &[&str]| server_features::SupportedMethod {
+            method_name: method.to_string(),
+            service_name: service.to_string(),
+            features: features.iter().map(|f| (*f).to_string()).collect(),
+        };
+        let streams = "event_store.client.streams.streams";
+        let methods = vec![
+            method(streams, "read", &["position", "events"]),
+            method(streams, "append", &[]),
+            method(streams, "batchappend", &["deadline_duration"]),
+            method(streams, "delete", &[]),
+            method(streams, "tombstone", &[]),
+            method("event_store.client.gossip.gossip", "read", &[]),
+            method("event_store.client.server_features.serverfeatures", "getsupportedmethods", &[]),
+        ];
+        Ok(Response::new(server_features::SupportedMethods {
+            methods,
+            event_store_server_version: SERVER_VERSION.to_string(),
+        }))
+    }
+}
+
+/// `Gossip`: one member, the leader, at the door's address.
+pub struct GossipService {
+    /// This node's id, fixed at start.
+    pub instance: quipu_core::EventId,
+    /// Where clients reach the door.
+    pub address: std::net::SocketAddr,
+}
+
+#[tonic::async_trait]
+impl gossip::gossip_server::Gossip for GossipService {
+    async fn read(&self, _request: Request<shared::Empty>) -> Result<Response<gossip::ClusterInfo>, Status> {
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        let member = gossip::MemberInfo {
+            instance_id: Some(wire::uuid(self.instance, true)),
+            time_stamp: now_us.saturating_mul(10),
+            state: gossip::member_info::VNodeState::Leader as i32,
+            is_alive: true,
+            http_end_point: Some(gossip::EndPoint {
+                address: self.address.ip().to_string(),
+                port: u32::from(self.address.port()),
+            }),
+        };
+        Ok(Response::new(gossip::ClusterInfo { members: vec![member] }))
+    }
+}

@@ -1,0 +1,331 @@
+//! `event_store.client.streams.Streams` over the store: finite reads of a
+//! stream or of `$all` (with stream-name and event-type filters), appends
+//! (`Append` and the multiplexed `BatchAppend`), deletes and tombstones.
+//! Catch-up subscriptions answer UNIMPLEMENTED for now.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use quipu_core::{
+    AppendOutcome, AppendRequest, Direction, ExpectedRevision, ProposedEvent, RecordedEvent, StreamName, StreamWrite,
+};
+use quipu_proto::event_store::client as shared;
+use quipu_proto::event_store::client::streams as pb;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::filter::Filter;
+use super::wire;
+use crate::ApiError;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
+use crate::submission::{Admission, submit};
+
+/// Events read from the store per step of a read.
+const PAGE: usize = 1_000;
+
+/// The Streams service.
+pub struct StreamsService {
+    /// The store.
+    pub store: Arc<quipu_core::Store>,
+    /// Stream metadata, deletes, tombstones.
+    pub lifecycle: Arc<Lifecycle>,
+    /// What appends must pass.
+    pub admission: Arc<Admission>,
+    /// Append counters.
+    pub metrics: Arc<Metrics>,
+}
+
+type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadResp, Status>> + Send>>;
+type BatchStream = Pin<Box<dyn Stream<Item = Result<pb::BatchAppendResp, Status>> + Send>>;
+
+/// What a read walks: a stream by revision, or `$all` by position.
+#[derive(Clone)]
+enum Walk {
+    Stream(StreamName),
+    All(Option<Arc<Filter>>),
+}
+
+/// Where a read stands between pages.
+struct Cursor {
+    walk: Walk,
+    lifecycle: Arc<Lifecycle>,
+    store: Arc<quipu_core::Store>,
+    direction: Direction,
+    /// Next revision or position to read; `None`: from the end (or start).
+    from: Option<u64>,
+    remaining: u64,
+    structured: bool,
+    done: bool,
+}
+
+impl Cursor {
+    /// The next page of answers; `None` when the read is over.
+    async fn next_page(mut self) -> Option<(Vec<Result<pb::ReadResp, Status>>, Cursor)> {
+        if self.done || self.remaining == 0 {
+            return None;
+        }
+        let (walk, lifecycle, store, from, direction) =
+            (self.walk.clone(), Arc::clone(&self.lifecycle), Arc::clone(&self.store), self.from, self.direction);
+        let page = tokio::task::spawn_blocking(move || match &walk {
+            Walk::Stream(stream) => lifecycle.read(stream, from, direction, PAGE, None),
+            Walk::All(_) => crate::feed::Source::All.read(&store, from, direction, PAGE).map_err(ApiError::from),
+        })
+        .await;
+        let events = match page {
+            Ok(Ok(events)) => events,
+            Ok(Err(error)) if error.code == "stream_not_found" => {
+                self.done = true;
+                let Walk::Stream(stream) = &self.walk else { return None };
+                let missing =
+                    pb::read_resp::StreamNotFound { stream_identifier: Some(wire::identifier(stream.as_str())) };
+                let answer = pb::ReadResp { content: Some(pb::read_resp::Content::StreamNotFound(missing)) };
+                return Some((vec![Ok(answer)], self));
+            }
+            Ok(Err(error)) => {
+                self.done = true;
+                let stream = match &self.walk {
+                    Walk::Stream(stream) => stream.as_str().to_string(),
+                    Walk::All(_) => String::new(),
+                };
+                return Some((vec![Err(wire::status(&error, &stream))], self));
+            }
+            Err(error) => {
+                self.done = true;
+                return Some((vec![Err(Status::internal(format!("read task failed: {error}")))], self));
+            }
+        };
+        self.done = events.len() < PAGE;
+        let key = |e: &RecordedEvent| match self.walk {
+            Walk::Stream(_) => e.revision.0,
+            Walk::All(_) => e.position.0,
+        };
+        match (events.last(), self.direction) {
+            (Some(last), Direction::Forwards) => self.from = Some(key(last) + 1),
+            (Some(last), Direction::Backwards) => match key(last).checked_sub(1) {
+                Some(next) => self.from = Some(next),
+                None => self.done = true,
+            },
+            (None, _) => self.done = true,
+        }
+        let mut answers = Vec::new();
+        for event in events {
+            if self.remaining == 0 {
+                break;
+            }
+            if let Walk::All(Some(filter)) = &self.walk
+                && !filter.accepts(&event)
+            {
+                continue;
+            }
+            self.remaining -= 1;
+            answers.push(Ok(wire::read_event(event, self.structured)));
+        }
+        Some((answers, self))
+    }
+}
+
+impl StreamsService {
+    /// The read a request asks for.
+    fn cursor(&self, options: pb::read_req::Options) -> Result<Cursor, Status> {
+        use pb::read_req::options::{AllOptions, CountOption, FilterOption, StreamOption, all_options, stream_options};
+        let structured = match options.uuid_option.and_then(|u| u.content) {
+            Some(pb::read_req::options::uuid_option::Content::Structured(_)) => true,
+            Some(pb::read_req::options::uuid_option::Content::String(_)) => false,
+            None => return Err(Status::invalid_argument("'uuidOption' is a required argument")),
+        };
+        let remaining = match options.count_option {
+            Some(CountOption::Count(count)) => count,
+            Some(CountOption::Subscription(_)) => {
+                return Err(Status::unimplemented(
+                    "Streams.Read as a subscription is not offered by Quipu's KurrentDB door yet; \
+                     read with a count, or subscribe through Quipu's own API",
+                ));
+            }
+            None => return Err(Status::invalid_argument("a read needs a count or a subscription")),
+        };
+        let backwards = options.read_direction == pb::read_req::options::ReadDirection::Backwards as i32;
+        let direction = if backwards { Direction::Backwards } else { Direction::Forwards };
+        let filter = match options.filter_option {
+            Some(FilterOption::Filter(filter)) => Some(Filter::new(&filter)?),
+            Some(FilterOption::NoFilter(_)) | None => None,
+        };
+        let (walk, from, empty) = match options.stream_option {
+            Some(StreamOption::Stream(stream)) => {
+                if filter.is_some() {
+                    return Err(Status::invalid_argument("a stream read takes no filter"));
+                }
+                let name = wire::stream_name(stream.stream_identifier.as_ref())?;
+                let (from, empty) = match stream.revision_option {
+                    Some(stream_options::RevisionOption::Revision(revision)) => (Some(revision), false),
+                    Some(stream_options::RevisionOption::Start(_)) | None => (backwards.then_some(0), false),
+                    Some(stream_options::RevisionOption::End(_)) => (None, !backwards),
+                };
+                (Walk::Stream(name), from, empty)
+            }
+            Some(StreamOption::All(AllOptions { all_option })) => {
+                let (from, empty) = match all_option {
+                    Some(all_options::AllOption::Position(position)) => {
+                        let quipu = wire::quipu_position(position.commit_position);
+                        // Backwards from a position starts before it.
+                        match (backwards, position.commit_position) {
+                            (true, 0 | 1) => (None, true),
+                            (true, _) => (Some(quipu - 1), false),
+                            (false, _) => (Some(quipu), false),
+                        }
+                    }
+                    Some(all_options::AllOption::Start(_)) | None => (backwards.then_some(0), backwards),
+                    Some(all_options::AllOption::End(_)) => (None, !backwards),
+                };
+                (Walk::All(filter.map(Arc::new)), from, empty)
+            }
+            None => return Err(Status::invalid_argument("a read names a stream or $all")),
+        };
+        Ok(Cursor {
+            walk,
+            lifecycle: Arc::clone(&self.lifecycle),
+            store: Arc::clone(&self.store),
+            direction,
+            from,
+            remaining: if empty { 0 } else { remaining },
+            structured,
+            done: false,
+        })
+    }
+
+    /// Appends `events` to `stream` with `expected`.
+    pub(super) async fn append_events(
+        &self,
+        stream: StreamName,
+        expected: ExpectedRevision,
+        events: Vec<ProposedEvent>,
+    ) -> Result<AppendOutcome, ApiError> {
+        let request = AppendRequest { writes: vec![StreamWrite { stream, expected, events }], condition: None };
+        submit(&self.store, &self.metrics, &self.admission, request).await
+    }
+
+    /// Checks `expected` against `stream` for a delete; the clients' error
+    /// when it does not hold.
+    fn check_delete(&self, stream: &StreamName, expected: ExpectedRevision) -> Result<(), Status> {
+        let actual =
+            self.store.stream_info(stream).map_err(|e| wire::status(&e.into(), stream.as_str()))?.last_revision;
+        if expected.is_met_by(actual) && actual.is_some() {
+            return Ok(());
+        }
+        let actual = actual.map_or(-1, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
+        let expected = wire::expected_number(expected);
+        let mut status = Status::failed_precondition(format!(
+            "Delete failed due to WrongExpectedVersion. Stream: {stream}, Expected version: {expected}, Actual version: {actual}"
+        ));
+        wire::trailer(&mut status, "exception", "wrong-expected-version");
+        wire::trailer(&mut status, "stream-name", stream.as_str());
+        wire::trailer(&mut status, "expected-version", &expected.to_string());
+        wire::trailer(&mut status, "actual-version", &actual.to_string());
+        Err(status)
+    }
+}
+
+#[tonic::async_trait]
+impl pb::streams_server::Streams for StreamsService {
+    type ReadStream = ReadStream;
+    type BatchAppendStream = BatchStream;
+
+    async fn read(&self, request: Request<pb::ReadReq>) -> Result<Response<ReadStream>, Status> {
+        let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("a read has options"))?;
+        let cursor = self.cursor(options)?;
+        let answers = futures_util::stream::unfold(cursor, Cursor::next_page).flat_map(futures_util::stream::iter);
+        Ok(Response::new(Box::pin(answers)))
+    }
+
+    async fn append(&self, request: Request<Streaming<pb::AppendReq>>) -> Result<Response<pb::AppendResp>, Status> {
+        use pb::append_req::Content;
+        use pb::append_req::options::ExpectedStreamRevision as E;
+        let mut messages = request.into_inner();
+        let Some(Content::Options(options)) = messages.message().await?.and_then(|m| m.content) else {
+            return Err(Status::invalid_argument("an append starts with its options"));
+        };
+        let stream = wire::stream_name(options.stream_identifier.as_ref())?;
+        let expected = match options.expected_stream_revision {
+            Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
+            Some(E::NoStream(_)) => ExpectedRevision::NoStream,
+            Some(E::StreamExists(_)) => ExpectedRevision::Exists,
+            Some(E::Any(_)) | None => ExpectedRevision::Any,
+        };
+        let mut events = Vec::new();
+        while let Some(message) = messages.message().await? {
+            let Some(Content::ProposedMessage(m)) = message.content else {
+                return Err(Status::invalid_argument("after the options, an append sends proposed messages only"));
+            };
+            events.push(wire::proposed_event(m.id.as_ref(), &m.metadata, m.custom_metadata, m.data)?);
+        }
+        if events.is_empty() {
+            return Err(Status::invalid_argument("an append without events writes nothing; send at least one"));
+        }
+        let outcome = self.append_events(stream.clone(), expected, events).await;
+        Ok(Response::new(super::answer::append(outcome.map_err(|e| wire::status(&e, stream.as_str()))?, expected)))
+    }
+
+    async fn batch_append(
+        &self,
+        request: Request<Streaming<pb::BatchAppendReq>>,
+    ) -> Result<Response<BatchStream>, Status> {
+        let (answers, receiver) = tokio::sync::mpsc::channel(64);
+        let service = StreamsService {
+            store: Arc::clone(&self.store),
+            lifecycle: Arc::clone(&self.lifecycle),
+            admission: Arc::clone(&self.admission),
+            metrics: Arc::clone(&self.metrics),
+        };
+        tokio::spawn(super::batch::run(Arc::new(service), request.into_inner(), answers));
+        Ok(Response::new(Box::pin(tokio_stream_from(receiver))))
+    }
+
+    async fn delete(&self, request: Request<pb::DeleteReq>) -> Result<Response<pb::DeleteResp>, Status> {
+        use pb::delete_req::options::ExpectedStreamRevision as E;
+        let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("a delete has options"))?;
+        let stream = wire::stream_name(options.stream_identifier.as_ref())?;
+        let expected = match options.expected_stream_revision {
+            Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
+            Some(E::NoStream(_)) => ExpectedRevision::NoStream,
+            Some(E::StreamExists(_)) => ExpectedRevision::Exists,
+            Some(E::Any(_)) | None => ExpectedRevision::Any,
+        };
+        if self.lifecycle.metadata(stream.as_str()).tombstoned {
+            return Err(wire::deleted(stream.as_str()));
+        }
+        self.check_delete(&stream, expected)?;
+        self.lifecycle.delete(stream.as_str()).await.map_err(|e| wire::status(&e, stream.as_str()))?;
+        let none = pb::delete_resp::PositionOption::NoPosition(shared::Empty {});
+        Ok(Response::new(pb::DeleteResp { position_option: Some(none) }))
+    }
+
+    async fn tombstone(&self, request: Request<pb::TombstoneReq>) -> Result<Response<pb::TombstoneResp>, Status> {
+        use pb::tombstone_req::options::ExpectedStreamRevision as E;
+        let options =
+            request.into_inner().options.ok_or_else(|| Status::invalid_argument("a tombstone has options"))?;
+        let stream = wire::stream_name(options.stream_identifier.as_ref())?;
+        let expected = match options.expected_stream_revision {
+            Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
+            Some(E::NoStream(_)) => ExpectedRevision::NoStream,
+            Some(E::StreamExists(_)) => ExpectedRevision::Exists,
+            Some(E::Any(_)) | None => ExpectedRevision::Any,
+        };
+        if self.lifecycle.metadata(stream.as_str()).tombstoned {
+            return Err(wire::deleted(stream.as_str()));
+        }
+        if expected != ExpectedRevision::Any || self.store.stream_info(&stream).is_ok_and(|i| i.last_revision.is_some())
+        {
+            self.check_delete(&stream, expected)?;
+        }
+        self.lifecycle.tombstone(stream.as_str()).await.map_err(|e| wire::status(&e, stream.as_str()))?;
+        let none = pb::tombstone_resp::PositionOption::NoPosition(shared::Empty {});
+        Ok(Response::new(pb::TombstoneResp { position_option: Some(none) }))
+    }
+}
+
+/// The receiving end of a channel as a stream.
+fn tokio_stream_from<T: Send + 'static>(
+    mut receiver: tokio::sync::mpsc::Receiver<T>,
+) -> impl Stream<Item = T> + Send + 'static {
+    futures_util::stream::poll_fn(move |context| receiver.poll_recv(context))
+}

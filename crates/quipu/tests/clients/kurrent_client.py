@@ -1,0 +1,84 @@
+"""The official Python client of KurrentDB (kurrentdbclient) against
+Quipu's KurrentDB door.
+
+Usage: kurrent_client.py HOST:PORT
+
+Appends one event (Streams.Append) and a list (Streams.BatchAppend) with
+expected versions, gets the client's own WrongCurrentVersionError on a
+stale one, reads the stream both ways and $all (with the client's default
+filter, a regular expression with a lookahead), retries an append
+idempotently, and deletes the stream. Exits non-zero, naming what went
+wrong, when anything differs.
+"""
+
+import sys
+
+from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from kurrentdbclient.exceptions import NotFoundError, WrongCurrentVersionError
+
+client = KurrentDBClient(uri=f"kurrentdb://{sys.argv[1]}?Tls=false")
+
+
+def check(condition, message):
+    if not condition:
+        print(f"FAIL: {message}")
+        sys.exit(1)
+
+
+placed = NewEvent(type="OrderPlaced", data=b'{"n":1}')
+first = client.append_to_stream("order-1", current_version=StreamState.NO_STREAM, events=placed)
+check(first == 1, f"the first event's commit position is {first}, not 1")
+paid = NewEvent(type="OrderPaid", data=b'{"n":2}', metadata=b'{"by":"py"}')
+shipped = NewEvent(type="OrderShipped", data=b"not json", content_type="application/octet-stream")
+last = client.append_to_stream("order-1", current_version=0, events=[paid, shipped])
+check(last == 3, f"the batch's commit position is {last}, not 3")
+try:
+    client.append_to_stream("order-1", current_version=0, events=[NewEvent(type="Late", data=b"{}")])
+    check(False, "a stale expected version was accepted")
+except WrongCurrentVersionError:
+    pass
+try:
+    client.append_to_stream("order-1", current_version=StreamState.NO_STREAM, events=[NewEvent(type="Late", data=b"{}")])
+    check(False, "NO_STREAM was accepted for an existing stream")
+except WrongCurrentVersionError:
+    pass
+
+events = client.get_stream("order-1")
+check([e.type for e in events] == ["OrderPlaced", "OrderPaid", "OrderShipped"], f"types {events}")
+check([e.stream_position for e in events] == [0, 1, 2], "revisions")
+check([e.commit_position for e in events] == [1, 2, 3], "commit positions")
+check(events[0].id == placed.id and events[1].id == paid.id, "event ids")
+check(events[1].metadata == b'{"by":"py"}' and events[2].data == b"not json", "metadata and data")
+check(events[0].content_type == "application/json", f"content type {events[0].content_type}")
+check(events[2].content_type == "application/octet-stream", f"content type {events[2].content_type}")
+check([e.stream_position for e in client.get_stream("order-1", backwards=True)] == [2, 1, 0], "backwards")
+check([e.stream_position for e in client.get_stream("order-1", stream_position=1)] == [1, 2], "from revision 1")
+check(client.get_current_version("order-1") == 2, "current version")
+try:
+    client.get_stream("missing-1")
+    check(False, "a missing stream was found")
+except NotFoundError:
+    pass
+
+client.append_to_stream("invoice-1", current_version=StreamState.ANY, events=NewEvent(type="InvoiceSent", data=b"{}"))
+everything = [(e.stream_name, e.type) for e in client.read_all()]
+check(everything[:3] == [("order-1", "OrderPlaced"), ("order-1", "OrderPaid"), ("order-1", "OrderShipped")], f"$all {everything}")
+check(("invoice-1", "InvoiceSent") in everything, "$all has the invoice")
+from_two = [e.commit_position for e in client.read_all(commit_position=2, limit=2)]
+check(from_two == [2, 3], f"$all from commit position 2 (inclusive): {from_two}")
+backwards = [e.commit_position for e in client.read_all(backwards=True, limit=2)]
+check(backwards == [4, 3], f"$all backwards: {backwards}")
+shipped_only = [e.type for e in client.read_all(filter_include=["OrderShipped"])]
+check(shipped_only == ["OrderShipped"], f"filtered $all: {shipped_only}")
+check(client.get_commit_position() == 4, "the last commit position")
+
+again = client.append_to_stream("order-1", current_version=StreamState.ANY, events=placed)
+check(again == 1 and client.get_current_version("order-1") == 2, "a retried append writes nothing")
+
+client.delete_stream("order-1", current_version=2)
+try:
+    client.get_stream("order-1")
+    check(False, "a deleted stream was read")
+except NotFoundError:
+    pass
+print("ok")
