@@ -208,6 +208,7 @@ pub async fn serve(
                     kurrent::streams::StreamsService {
                         store: Arc::clone(&store),
                         lifecycle: Arc::clone(&lifecycle),
+                        live: live.clone(),
                         admission: Arc::clone(&admission),
                         metrics: Arc::clone(&metrics),
                     },

@@ -3,8 +3,9 @@
 //! switch to Quipu by changing their connection string
 //! (`kurrentdb://127.0.0.1:2115?tls=false`).
 //!
-//! Offered: `Streams` (finite reads of streams and `$all` with filters,
-//! `Append`, `BatchAppend`, `Delete`, `Tombstone`), `ServerFeatures` and
+//! Offered: `Streams` (reads and catch-up subscriptions of streams and
+//! `$all` with filters, `Append`, `BatchAppend`, `Delete`, `Tombstone`),
+//! `ServerFeatures` and
 //! `Gossip` (one node, the leader). What is not offered answers
 //! UNIMPLEMENTED with the method's name.
 
@@ -12,6 +13,7 @@ mod answer;
 mod batch;
 mod filter;
 pub mod streams;
+mod subscription;
 pub mod wire;
 
 use quipu_proto::event_store::client as shared;

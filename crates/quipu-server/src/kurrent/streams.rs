@@ -1,7 +1,7 @@
 //! `event_store.client.streams.Streams` over the store: finite reads of a
 //! stream or of `$all` (with stream-name and event-type filters), appends
 //! (`Append` and the multiplexed `BatchAppend`), deletes and tombstones.
-//! Catch-up subscriptions answer UNIMPLEMENTED for now.
+//! Catch-up subscriptions are in [`super::subscription`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,8 +15,9 @@ use quipu_proto::event_store::client::streams as pb;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::filter::Filter;
-use super::wire;
+use super::{subscription, wire};
 use crate::ApiError;
+use crate::feed::Source;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::submission::{Admission, submit};
@@ -30,13 +31,15 @@ pub struct StreamsService {
     pub store: Arc<quipu_core::Store>,
     /// Stream metadata, deletes, tombstones.
     pub lifecycle: Arc<Lifecycle>,
+    /// The head of the log, for subscriptions.
+    pub live: crate::feed::Live,
     /// What appends must pass.
     pub admission: Arc<Admission>,
     /// Append counters.
     pub metrics: Arc<Metrics>,
 }
 
-type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadResp, Status>> + Send>>;
+pub(super) type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadResp, Status>> + Send>>;
 type BatchStream = Pin<Box<dyn Stream<Item = Result<pb::BatchAppendResp, Status>> + Send>>;
 
 /// What a read walks: a stream by revision, or `$all` by position.
@@ -129,20 +132,12 @@ impl StreamsService {
     /// The read a request asks for.
     fn cursor(&self, options: pb::read_req::Options) -> Result<Cursor, Status> {
         use pb::read_req::options::{AllOptions, CountOption, FilterOption, StreamOption, all_options, stream_options};
-        let structured = match options.uuid_option.and_then(|u| u.content) {
-            Some(pb::read_req::options::uuid_option::Content::Structured(_)) => true,
-            Some(pb::read_req::options::uuid_option::Content::String(_)) => false,
-            None => return Err(Status::invalid_argument("'uuidOption' is a required argument")),
-        };
+        let structured = structured(options.uuid_option)?;
         let remaining = match options.count_option {
             Some(CountOption::Count(count)) => count,
-            Some(CountOption::Subscription(_)) => {
-                return Err(Status::unimplemented(
-                    "Streams.Read as a subscription is not offered by Quipu's KurrentDB door yet; \
-                     read with a count, or subscribe through Quipu's own API",
-                ));
+            Some(CountOption::Subscription(_)) | None => {
+                return Err(Status::invalid_argument("a read needs a count or a subscription"));
             }
-            None => return Err(Status::invalid_argument("a read needs a count or a subscription")),
         };
         let backwards = options.read_direction == pb::read_req::options::ReadDirection::Backwards as i32;
         let direction = if backwards { Direction::Backwards } else { Direction::Forwards };
@@ -193,6 +188,56 @@ impl StreamsService {
         })
     }
 
+    /// A catch-up subscription.
+    fn subscribe(&self, options: pb::read_req::Options) -> Result<ReadStream, Status> {
+        use pb::read_req::options::{AllOptions, FilterOption, StreamOption, all_options, stream_options};
+        let structured = structured(options.uuid_option)?;
+        if options.read_direction == pb::read_req::options::ReadDirection::Backwards as i32 {
+            return Err(Status::invalid_argument("a subscription reads forwards"));
+        }
+        let (filter, checkpoint_every) = match &options.filter_option {
+            Some(FilterOption::Filter(filter)) => {
+                (Some(Arc::new(Filter::new(filter)?)), Some(subscription::checkpoint_every(filter)?))
+            }
+            Some(FilterOption::NoFilter(_)) | None => (None, None),
+        };
+        let (source, start) = match options.stream_option {
+            Some(StreamOption::Stream(stream)) => {
+                if filter.is_some() {
+                    return Err(Status::invalid_argument("a stream subscription takes no filter"));
+                }
+                let name = wire::stream_name(stream.stream_identifier.as_ref())?;
+                if self.lifecycle.metadata(name.as_str()).tombstoned {
+                    return Err(wire::deleted(name.as_str()));
+                }
+                let start = match stream.revision_option {
+                    Some(stream_options::RevisionOption::Revision(revision)) => {
+                        subscription::stream_start(Some(revision), false)
+                    }
+                    Some(stream_options::RevisionOption::Start(_)) | None => subscription::stream_start(None, false),
+                    Some(stream_options::RevisionOption::End(_)) => subscription::stream_start(None, true),
+                };
+                let start =
+                    self.lifecycle.subscription_start(&name, start).map_err(|e| wire::status(&e, name.as_str()))?;
+                (Source::Stream(name), start)
+            }
+            Some(StreamOption::All(AllOptions { all_option })) => {
+                let start = match all_option {
+                    Some(all_options::AllOption::Position(position)) => {
+                        subscription::all_start(Some(position.commit_position), false)
+                    }
+                    Some(all_options::AllOption::Start(_)) | None => subscription::all_start(None, false),
+                    Some(all_options::AllOption::End(_)) => subscription::all_start(None, true),
+                };
+                (Source::All, start)
+            }
+            None => return Err(Status::invalid_argument("a subscription names a stream or $all")),
+        };
+        let feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(|e| wire::status(&e, ""))?;
+        let plan = subscription::Plan { filter, checkpoint_every, structured };
+        Ok(subscription::answers(feed, plan))
+    }
+
     /// Appends `events` to `stream` with `expected`.
     pub(super) async fn append_events(
         &self,
@@ -232,6 +277,9 @@ impl pb::streams_server::Streams for StreamsService {
 
     async fn read(&self, request: Request<pb::ReadReq>) -> Result<Response<ReadStream>, Status> {
         let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("a read has options"))?;
+        if matches!(options.count_option, Some(pb::read_req::options::CountOption::Subscription(_))) {
+            return Ok(Response::new(self.subscribe(options)?));
+        }
         let cursor = self.cursor(options)?;
         let answers = futures_util::stream::unfold(cursor, Cursor::next_page).flat_map(futures_util::stream::iter);
         Ok(Response::new(Box::pin(answers)))
@@ -273,6 +321,7 @@ impl pb::streams_server::Streams for StreamsService {
         let service = StreamsService {
             store: Arc::clone(&self.store),
             lifecycle: Arc::clone(&self.lifecycle),
+            live: self.live.clone(),
             admission: Arc::clone(&self.admission),
             metrics: Arc::clone(&self.metrics),
         };
@@ -320,6 +369,15 @@ impl pb::streams_server::Streams for StreamsService {
         self.lifecycle.tombstone(stream.as_str()).await.map_err(|e| wire::status(&e, stream.as_str()))?;
         let none = pb::tombstone_resp::PositionOption::NoPosition(shared::Empty {});
         Ok(Response::new(pb::TombstoneResp { position_option: Some(none) }))
+    }
+}
+
+/// Whether ids go out structured: the read's required `uuid_option`.
+fn structured(option: Option<pb::read_req::options::UuidOption>) -> Result<bool, Status> {
+    match option.and_then(|u| u.content) {
+        Some(pb::read_req::options::uuid_option::Content::Structured(_)) => Ok(true),
+        Some(pb::read_req::options::uuid_option::Content::String(_)) => Ok(false),
+        None => Err(Status::invalid_argument("'uuidOption' is a required argument")),
     }
 }
 

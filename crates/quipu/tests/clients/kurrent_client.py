@@ -6,8 +6,9 @@ Usage: kurrent_client.py HOST:PORT
 Appends one event (Streams.Append) and a list (Streams.BatchAppend) with
 expected versions, gets the client's own WrongCurrentVersionError on a
 stale one, reads the stream both ways and $all (with the client's default
-filter, a regular expression with a lookahead), retries an append
-idempotently, and deletes the stream. Exits non-zero, naming what went
+filter, a regular expression with a lookahead), follows catch-up
+subscriptions of a stream and of filtered $all from history into live
+events, retries an append idempotently, and deletes the stream. Exits non-zero, naming what went
 wrong, when anything differs.
 """
 
@@ -72,10 +73,35 @@ shipped_only = [e.type for e in client.read_all(filter_include=["OrderShipped"])
 check(shipped_only == ["OrderShipped"], f"filtered $all: {shipped_only}")
 check(client.get_commit_position() == 4, "the last commit position")
 
-again = client.append_to_stream("order-1", current_version=StreamState.ANY, events=placed)
-check(again == 1 and client.get_current_version("order-1") == 2, "a retried append writes nothing")
+# Catch-up subscriptions: history, the switch to live, then live events.
+subscription = client.subscribe_to_stream("order-1", include_caught_up=True, timeout=10)
+seen = []
+for item in subscription:
+    if getattr(item, "type", None) is None or item.__class__.__name__ == "CaughtUp":
+        break
+    seen.append(item.stream_position)
+check(seen == [0, 1, 2], f"stream subscription history {seen}")
+client.append_to_stream("order-1", current_version=2, events=NewEvent(type="OrderClosed", data=b"{}"))
+live = next(subscription)
+check((live.type, live.stream_position) == ("OrderClosed", 3), f"live event {live}")
+subscription.stop()
+after = client.subscribe_to_stream("order-1", stream_position=1, timeout=10)
+check(next(after).stream_position == 2, "a stream subscription starts after the revision given")
+after.stop()
+everything = client.subscribe_to_all(filter_include=["Order.*"], timeout=10)
+types = [next(everything).type for _ in range(4)]
+check(types == ["OrderPlaced", "OrderPaid", "OrderShipped", "OrderClosed"], f"filtered $all subscription {types}")
+client.append_to_stream("order-9", current_version=StreamState.NO_STREAM, events=NewEvent(type="OrderPlaced", data=b"{}"))
+check(next(everything).stream_name == "order-9", "a live event on $all")
+everything.stop()
+from_two = client.subscribe_to_all(commit_position=2, timeout=10)
+check(next(from_two).commit_position == 3, "a $all subscription starts after the position given")
+from_two.stop()
 
-client.delete_stream("order-1", current_version=2)
+again = client.append_to_stream("order-1", current_version=StreamState.ANY, events=placed)
+check(again == 1 and client.get_current_version("order-1") == 3, "a retried append writes nothing")
+
+client.delete_stream("order-1", current_version=3)
 try:
     client.get_stream("order-1")
     check(False, "a deleted stream was read")
