@@ -12,6 +12,7 @@
 mod answer;
 mod batch;
 mod filter;
+mod metadata;
 pub mod streams;
 mod subscription;
 pub mod wire;

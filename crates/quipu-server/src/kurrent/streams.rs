@@ -15,7 +15,7 @@ use quipu_proto::event_store::client::streams as pb;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::filter::Filter;
-use super::{subscription, wire};
+use super::{metadata, subscription, wire};
 use crate::ApiError;
 use crate::feed::Source;
 use crate::lifecycle::Lifecycle;
@@ -280,6 +280,12 @@ impl pb::streams_server::Streams for StreamsService {
         if matches!(options.count_option, Some(pb::read_req::options::CountOption::Subscription(_))) {
             return Ok(Response::new(self.subscribe(options)?));
         }
+        if let Some(pb::read_req::options::StreamOption::Stream(stream)) = &options.stream_option
+            && let Some(target) = metadata::target(stream.stream_identifier.as_ref())
+        {
+            let answers = metadata::read(&self.lifecycle, &target, structured(options.uuid_option)?);
+            return Ok(Response::new(Box::pin(futures_util::stream::iter(answers))));
+        }
         let cursor = self.cursor(options)?;
         let answers = futures_util::stream::unfold(cursor, Cursor::next_page).flat_map(futures_util::stream::iter);
         Ok(Response::new(Box::pin(answers)))
@@ -292,13 +298,23 @@ impl pb::streams_server::Streams for StreamsService {
         let Some(Content::Options(options)) = messages.message().await?.and_then(|m| m.content) else {
             return Err(Status::invalid_argument("an append starts with its options"));
         };
-        let stream = wire::stream_name(options.stream_identifier.as_ref())?;
         let expected = match options.expected_stream_revision {
             Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
             Some(E::NoStream(_)) => ExpectedRevision::NoStream,
             Some(E::StreamExists(_)) => ExpectedRevision::Exists,
             Some(E::Any(_)) | None => ExpectedRevision::Any,
         };
+        if let Some(target) = metadata::target(options.stream_identifier.as_ref()) {
+            let mut last = None;
+            while let Some(message) = messages.message().await? {
+                if let Some(Content::ProposedMessage(m)) = message.content {
+                    last = Some(m.data);
+                }
+            }
+            let data = last.ok_or_else(|| Status::invalid_argument("a metadata append carries the metadata"))?;
+            return Ok(Response::new(metadata::write(&self.lifecycle, &target, expected, &data).await?));
+        }
+        let stream = wire::stream_name(options.stream_identifier.as_ref())?;
         let mut events = Vec::new();
         while let Some(message) = messages.message().await? {
             let Some(Content::ProposedMessage(m)) = message.content else {

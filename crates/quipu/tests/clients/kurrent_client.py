@@ -98,6 +98,18 @@ from_two = client.subscribe_to_all(commit_position=2, timeout=10)
 check(next(from_two).commit_position == 3, "a $all subscription starts after the position given")
 from_two.stop()
 
+# Stream metadata through $$order-5: max count hides older events.
+for n in range(4):
+    client.append_to_stream("order-5", current_version=StreamState.ANY, events=NewEvent(type="Noted", data=b"{}"))
+metadata, version = client.get_stream_metadata("order-5")
+check(metadata == {}, f"no metadata yet: {metadata}")
+client.set_stream_metadata("order-5", metadata={"$maxCount": 2, "owner": "ops"})
+metadata, version = client.get_stream_metadata("order-5")
+check(metadata == {"$maxCount": 2, "owner": "ops"}, f"metadata read back: {metadata}")
+check([e.stream_position for e in client.get_stream("order-5")] == [2, 3], "$maxCount hides older events")
+client.set_stream_metadata("order-5", metadata={"$maxCount": 3}, current_version=version)
+check([e.stream_position for e in client.get_stream("order-5")] == [1, 2, 3], "metadata replaced")
+
 again = client.append_to_stream("order-1", current_version=StreamState.ANY, events=placed)
 check(again == 1 and client.get_current_version("order-1") == 3, "a retried append writes nothing")
 
