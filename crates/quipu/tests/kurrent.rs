@@ -1,7 +1,9 @@
 //! The KurrentDB door against the official Python client of KurrentDB
-//! (`kurrentdbclient` 1.3.5 from PyPI, installed by `scripts/test`):
-//! `tests/clients/kurrent_client.py` appends, conflicts, reads and deletes
-//! through it.
+//! (`kurrentdbclient` 1.3.5 from PyPI) and an application built on the
+//! Python `eventsourcing` library with its KurrentDB module
+//! (`eventsourcing-kurrentdb` 1.2.2), both installed by `scripts/test`.
+//! Each script in `tests/clients/` checks what it sees and exits non-zero
+//! naming what differed.
 
 mod common;
 
@@ -9,8 +11,8 @@ use std::process::Command;
 
 use common::{Server, serve_command};
 
-#[test]
-fn the_python_kurrentdb_client_appends_reads_and_deletes() {
+/// Runs `tests/clients/<script>` against a fresh server with the door on.
+fn run_against_the_door(script: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut command = serve_command();
     command
@@ -18,15 +20,25 @@ fn the_python_kurrentdb_client_appends_reads_and_deletes() {
         .arg("--data-dir")
         .arg(dir.path());
     let server = Server::spawn(command);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/kurrent_client.py");
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new("python3")
-        .args([script, server.kurrent_address.as_deref().expect("the KurrentDB door is on")])
+        .args([path.as_str(), server.kurrent_address.as_deref().expect("the KurrentDB door is on")])
         .output()
-        .expect("run python3 (scripts/test installs kurrentdbclient)");
+        .expect("run python3 (scripts/test installs the Python packages)");
     assert!(
         output.status.success(),
-        "the Python client failed:\n{}\n{}",
+        "{script} failed:\n{}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn the_python_kurrentdb_client_appends_reads_subscribes_and_deletes() {
+    run_against_the_door("kurrent_client.py");
+}
+
+#[test]
+fn an_eventsourcing_application_saves_reloads_and_follows_its_notification_log() {
+    run_against_the_door("eventsourcing_app.py");
 }
