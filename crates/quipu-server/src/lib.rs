@@ -221,14 +221,14 @@ pub async fn serve(
                 let gossip = quipu_proto::event_store::client::gossip::gossip_server::GossipServer::new(
                     kurrent::GossipService { instance: quipu_core::EventId::random(), address },
                 );
-                let server = tonic::transport::Server::builder()
-                    .add_service(streams)
-                    .add_service(features)
-                    .add_service(gossip)
-                    .serve_with_incoming_shutdown(
-                        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                        stopped(stopping.clone()),
-                    );
+                // Calls of services the door does not serve answer
+                // UNIMPLEMENTED naming the method, not tonic's bare one.
+                let routes = tonic::service::Routes::new(streams).add_service(features).add_service(gossip);
+                let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(kurrent::unimplemented));
+                let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stopped(stopping.clone()),
+                );
                 Some(server)
             }
             None => None,

@@ -56,6 +56,16 @@ impl server_features::server_features_server::ServerFeatures for FeaturesService
     }
 }
 
+/// The answer to a call the door does not serve: UNIMPLEMENTED, naming
+/// the service and method of its path.
+pub async fn unimplemented(uri: axum::http::Uri) -> axum::response::Response {
+    let path = uri.path().trim_start_matches('/');
+    let (service, method) = path.split_once('/').unwrap_or((path, ""));
+    let service = service.rsplit('.').next().unwrap_or(service);
+    Status::unimplemented(format!("{service}.{method} is not offered by Quipu's KurrentDB door (see docs/kurrent.md)"))
+        .into_http()
+}
+
 /// `Gossip`: one member, the leader, at the door's address.
 pub struct GossipService {
     /// This node's id, fixed at start.
