@@ -132,4 +132,6 @@ try:
     check(False, "a deleted stream was read")
 except NotFoundError:
     pass
+discovered.close()
+client.close()
 print("ok")
