@@ -6,24 +6,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Server;
 
 #[test]
 fn confluents_python_client_registers_checks_and_serializes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/schema_registry.py");
-    let output = Command::new("python3")
-        .args([script, &format!("http://{}", server.address)])
-        .output()
-        .expect("run python3 (scripts/test installs confluent-kafka)");
-    assert!(
-        output.status.success(),
-        "the Confluent client failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("talked to the registry: ok"));
+    let stdout = common::run_client_script("schema_registry.py", &[&format!("http://{}", server.address)]);
+    assert!(stdout.contains("talked to the registry: ok"), "{stdout}");
 }

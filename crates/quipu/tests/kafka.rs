@@ -374,15 +374,5 @@ fn two_kcat_members_share_partitions_and_committed_offsets_outlive_a_restart() {
 fn confluent_kafka_and_kafka_python_produce_and_consume() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/kafka_clients.py");
-    let output = Command::new("python3")
-        .args([script, server.kafka_address.as_deref().expect("kafka"), &server.address])
-        .output()
-        .expect("run python3 (scripts/test installs confluent-kafka and kafka-python)");
-    assert!(
-        output.status.success(),
-        "the Python clients failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::run_client_script("kafka_clients.py", &[server.kafka_address.as_deref().expect("kafka"), &server.address]);
 }

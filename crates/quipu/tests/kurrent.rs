@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::{Server, serve_command};
 
 /// Runs `tests/clients/<script>` against a fresh server with the door on.
@@ -20,17 +18,7 @@ fn run_against_the_door(script: &str) {
         .arg("--data-dir")
         .arg(dir.path());
     let server = Server::spawn(command);
-    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new("python3")
-        .args([path.as_str(), server.kurrent_address.as_deref().expect("the KurrentDB door is on")])
-        .output()
-        .expect("run python3 (scripts/test installs the Python packages)");
-    assert!(
-        output.status.success(),
-        "{script} failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    common::run_client_script(script, &[server.kurrent_address.as_deref().expect("the KurrentDB door is on")]);
 }
 
 #[test]

@@ -298,12 +298,7 @@ impl pb::streams_server::Streams for StreamsService {
         let Some(Content::Options(options)) = messages.message().await?.and_then(|m| m.content) else {
             return Err(Status::invalid_argument("an append starts with its options"));
         };
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
-            Some(E::NoStream(_)) => ExpectedRevision::NoStream,
-            Some(E::StreamExists(_)) => ExpectedRevision::Exists,
-            Some(E::Any(_)) | None => ExpectedRevision::Any,
-        };
+        let expected = expected_revision!(options.expected_stream_revision, E);
         if let Some(target) = metadata::target(options.stream_identifier.as_ref()) {
             let mut last = None;
             while let Some(message) = messages.message().await? {
@@ -349,12 +344,7 @@ impl pb::streams_server::Streams for StreamsService {
         use pb::delete_req::options::ExpectedStreamRevision as E;
         let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("a delete has options"))?;
         let stream = wire::stream_name(options.stream_identifier.as_ref())?;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
-            Some(E::NoStream(_)) => ExpectedRevision::NoStream,
-            Some(E::StreamExists(_)) => ExpectedRevision::Exists,
-            Some(E::Any(_)) | None => ExpectedRevision::Any,
-        };
+        let expected = expected_revision!(options.expected_stream_revision, E);
         if self.lifecycle.metadata(stream.as_str()).tombstoned {
             return Err(wire::deleted(stream.as_str()));
         }
@@ -369,12 +359,7 @@ impl pb::streams_server::Streams for StreamsService {
         let options =
             request.into_inner().options.ok_or_else(|| Status::invalid_argument("a tombstone has options"))?;
         let stream = wire::stream_name(options.stream_identifier.as_ref())?;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(revision)) => wire::expected(Some(revision), false, false),
-            Some(E::NoStream(_)) => ExpectedRevision::NoStream,
-            Some(E::StreamExists(_)) => ExpectedRevision::Exists,
-            Some(E::Any(_)) | None => ExpectedRevision::Any,
-        };
+        let expected = expected_revision!(options.expected_stream_revision, E);
         if self.lifecycle.metadata(stream.as_str()).tombstoned {
             return Err(wire::deleted(stream.as_str()));
         }
@@ -387,6 +372,20 @@ impl pb::streams_server::Streams for StreamsService {
         Ok(Response::new(pb::TombstoneResp { position_option: Some(none) }))
     }
 }
+
+/// The expected revision in a request's options: each request type has
+/// its own oneof enum `E` of the same four cases.
+macro_rules! expected_revision {
+    ($option:expr, $kind:ident) => {
+        match $option {
+            Some($kind::Revision(revision)) => ExpectedRevision::Exact(quipu_core::Revision(revision)),
+            Some($kind::NoStream(_)) => ExpectedRevision::NoStream,
+            Some($kind::StreamExists(_)) => ExpectedRevision::Exists,
+            Some($kind::Any(_)) | None => ExpectedRevision::Any,
+        }
+    };
+}
+use expected_revision;
 
 /// Whether ids go out structured: the read's required `uuid_option`.
 fn structured(option: Option<pb::read_req::options::UuidOption>) -> Result<bool, Status> {

@@ -391,3 +391,18 @@ pub fn read_stream_ids(server: &Server, stream: &str) -> Vec<String> {
         }
     }
 }
+
+/// Runs the Python script `tests/clients/<script>` with `args` (the
+/// packages it imports are installed by `scripts/test`) and fails the
+/// test with its output unless it exits 0; returns its stdout.
+pub fn run_client_script(script: &str, args: &[&str]) -> String {
+    let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run python3 (scripts/test installs the Python packages)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(output.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
