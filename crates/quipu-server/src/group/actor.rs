@@ -191,7 +191,8 @@ impl Actor {
             parked_from: settings.parked_from,
             parked_to: settings.parked_from,
         });
-        let dispatcher = Dispatcher::new(settings.tuning(), Position(resumed.position), resumed.parked_from);
+        let dispatcher = Dispatcher::new(settings.tuning(), Position(resumed.position), resumed.parked_from)
+            .sharing(settings.strategy);
         let (done_sender, done) = mpsc::unbounded_channel();
         Actor {
             store: Arc::clone(&feeds.store),
@@ -222,11 +223,9 @@ impl Actor {
     /// Runs until [`Command::Stop`] or until every command sender is gone.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let (events_sender, mut events) = mpsc::channel(256);
-        let feed = match self.live.feed(
-            Arc::clone(&self.store),
-            self.settings.filter.source(&self.integration).unwrap_or(crate::feed::Source::All),
-            Start::Position(Position(self.written.position)),
-        ) {
+        let source = self.settings.filter.source(&self.integration).unwrap_or(crate::feed::Source::All);
+        let start = self.feed_start(&source);
+        let feed = match self.live.feed(Arc::clone(&self.store), source, start) {
             Ok(feed) => feed,
             Err(error) => {
                 tracing::error!(group = %self.settings.name, message = %error.message, "cannot start the group's feed");
@@ -283,6 +282,27 @@ impl Actor {
         if let Some(reply) = stop_reply {
             let _ = reply.send(());
         }
+    }
+
+    /// Where the feed starts: at the checkpoint, which for a group on one
+    /// stream is the stream's first revision past it (and not before the
+    /// filter's first revision).
+    fn feed_start(&self, source: &crate::feed::Source) -> Start {
+        let position = Position(self.written.position);
+        let crate::feed::Source::Stream(stream) = source else { return Start::Position(position) };
+        let done = match position.0.checked_sub(1) {
+            None => Ok(None),
+            Some(before) => self.store.revision_as_of(stream, quipu_core::AsOf::Position(Position(before))),
+        };
+        let next = match done {
+            Ok(done) => done.map_or(0, |r| r.0 + 1),
+            Err(quipu_core::Error::StreamNotFound { .. }) => 0,
+            Err(error) => {
+                tracing::warn!(group = %self.settings.name, %error, "cannot place the checkpoint in the stream; starting at its first revision");
+                0
+            }
+        };
+        Start::Revision(Revision(next.max(self.settings.filter.from_revision.unwrap_or(0))))
     }
 
     fn handle(&mut self, command: Command) {

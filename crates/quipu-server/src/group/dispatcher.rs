@@ -3,16 +3,19 @@
 //! A synchronous state machine with time as an input, so every rule is
 //! tested without a runtime. What it promises:
 //!
-//! - **Per-stream order.** At most one event of a stream is out at a time
-//!   (delivered, waiting for a retry, or being parked); the stream's next
-//!   event goes out only once that one is acknowledged, skipped or
-//!   parked. So a stream's events reach consumers in order, across
-//!   retries and across members joining and leaving.
-//! - **Affinity.** A stream goes to the member that rendezvous hashing
-//!   picks among the current members (by member name, so a member that
-//!   reconnects under its name gets its streams back); a join or a leave
-//!   moves only the streams of the members concerned. A stream whose event
-//!   is out stays with its member until that event is done.
+//! - **Per-stream order** (with [`Strategy::PerStream`], the default). At
+//!   most one event of a stream is out at a time (delivered, waiting for a
+//!   retry, or being parked); the stream's next event goes out only once
+//!   that one is acknowledged, skipped or parked. So a stream's events
+//!   reach consumers in order, across retries and across members joining
+//!   and leaving. The other strategies give up this order for throughput:
+//!   many events of one stream may be out at once (see [`Strategy`]).
+//! - **Affinity** (with [`Strategy::PerStream`] and [`Strategy::Pinned`]).
+//!   A stream goes to the member that rendezvous hashing picks among the
+//!   current members (by member name, so a member that reconnects under
+//!   its name gets its streams back); a join or a leave moves only the
+//!   streams of the members concerned. A stream whose event is out stays
+//!   with its member until that event is done.
 //! - **Bounded in-flight.** A member never holds more than its
 //!   `max_in_flight` events; the others wait in their streams' queues.
 //! - **Retries and parking.** A negative acknowledgement with retry, or a
@@ -37,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use quipu_core::{Position, RecordedEvent, StreamName};
+use serde::{Deserialize, Serialize};
 
 /// A member's id, unique within the server's life.
 pub type MemberId = u64;
@@ -60,6 +64,35 @@ impl Tuning {
     pub fn backoff(&self, retries: u32) -> Duration {
         let doublings = retries.saturating_sub(1).min(20);
         self.backoff_base.saturating_mul(1 << doublings).min(self.backoff_max)
+    }
+}
+
+/// How a group shares its events among its members.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// One event of a stream out at a time, streams pinned to members:
+    /// each stream's events are handled in order.
+    #[default]
+    PerStream,
+    /// No order: each event goes to the member with the most room.
+    RoundRobin,
+    /// No order: each event goes to the longest-standing member with room.
+    DispatchToSingle,
+    /// No order, but streams pinned to members: a stream's events all go
+    /// to the member rendezvous hashing picks, many at once.
+    Pinned,
+}
+
+impl Strategy {
+    /// Whether a stream waits for its event out before sending the next.
+    fn ordered(self) -> bool {
+        self == Strategy::PerStream
+    }
+
+    /// Whether streams are pinned to members by hashing.
+    fn pinned(self) -> bool {
+        matches!(self, Strategy::PerStream | Strategy::Pinned)
     }
 }
 
@@ -142,6 +175,14 @@ struct InFlight {
     deadline: Instant,
 }
 
+/// Events that go out one at a time: a stream's (in order) or, when the
+/// strategy keeps no order, a single event's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    Stream(StreamName),
+    Event(Position),
+}
+
 #[derive(Debug, Default)]
 struct StreamQueue {
     events: VecDeque<Entry>,
@@ -153,11 +194,12 @@ struct StreamQueue {
 #[derive(Debug)]
 pub struct Dispatcher {
     tuning: Tuning,
+    strategy: Strategy,
     members: BTreeMap<MemberId, Member>,
-    queues: HashMap<StreamName, StreamQueue>,
-    /// Streams with queued events and none out, by their first event's
+    queues: HashMap<Lane, StreamQueue>,
+    /// Lanes with queued events and none out, by their first event's
     /// position: the order deliveries go out in.
-    ready: BTreeMap<Position, StreamName>,
+    ready: BTreeMap<Position, Lane>,
     in_flight: HashMap<Position, InFlight>,
     deadlines: BTreeSet<(Instant, Position)>,
     retrying: BTreeMap<(Instant, Position), Entry>,
@@ -181,6 +223,7 @@ impl Dispatcher {
     pub fn new(tuning: Tuning, from: Position, parked_from: u64) -> Dispatcher {
         Dispatcher {
             tuning,
+            strategy: Strategy::PerStream,
             members: BTreeMap::new(),
             queues: HashMap::new(),
             ready: BTreeMap::new(),
@@ -194,6 +237,15 @@ impl Dispatcher {
             fed_to: from,
             parked_fed_to: parked_from,
         }
+    }
+
+    /// The same dispatcher sharing events by `strategy` (before any event
+    /// comes in).
+    #[must_use]
+    pub fn sharing(mut self, strategy: Strategy) -> Dispatcher {
+        assert!(self.queues.is_empty() && self.in_flight.is_empty(), "the strategy is set before events come in");
+        self.strategy = strategy;
+        self
     }
 
     /// Replaces the retry settings; events already waiting keep their due
@@ -303,22 +355,24 @@ impl Dispatcher {
             return deliveries;
         }
         let mut taken = Vec::new();
-        for (position, stream) in &self.ready {
+        for (position, lane) in &self.ready {
             if self.members.values().all(|m| m.stats.in_flight >= m.max_in_flight) {
                 break;
             }
-            let owner = self.owner(stream);
+            let queue = self.queues.get(lane).expect("a ready lane has a queue");
+            let stream = &queue.events.front().expect("a ready lane has events").event.stream;
+            let Some(owner) = self.owner(stream) else { break };
             let member = self.members.get(&owner).expect("owner is a member");
             if member.stats.in_flight < member.max_in_flight {
-                taken.push((*position, stream.clone(), owner));
+                taken.push((*position, lane.clone(), owner));
                 // Count it now so the loop sees the member filling up.
                 self.members.get_mut(&owner).expect("owner is a member").stats.in_flight += 1;
             }
         }
-        for (position, stream, owner) in taken {
+        for (position, lane, owner) in taken {
             self.ready.remove(&position);
-            let queue = self.queues.get_mut(&stream).expect("a ready stream has a queue");
-            let entry = queue.events.pop_front().expect("a ready stream has events");
+            let queue = self.queues.get_mut(&lane).expect("a ready lane has a queue");
+            let entry = queue.events.pop_front().expect("a ready lane has events");
             assert_eq!(entry.position(), position, "ready is keyed by the queue's first event");
             queue.out = Some(position);
             let member = self.members.get_mut(&owner).expect("owner is a member");
@@ -423,10 +477,12 @@ impl Dispatcher {
     /// The members and their counts.
     #[must_use]
     pub fn members(&self) -> Vec<MemberStats> {
+        // Queued events belong to a member only when streams are pinned.
         let mut queued: HashMap<MemberId, usize> = HashMap::new();
-        for (stream, queue) in &self.queues {
-            if !self.members.is_empty() {
-                *queued.entry(self.owner(stream)).or_default() += queue.events.len();
+        for queue in self.queues.values() {
+            let owner = queue.events.front().filter(|_| self.strategy.pinned()).and_then(|e| self.owner(&e.event.stream));
+            if let Some(owner) = owner {
+                *queued.entry(owner).or_default() += queue.events.len();
             }
         }
         self.members
@@ -447,15 +503,31 @@ impl Dispatcher {
         self.retrying.len()
     }
 
-    /// The member a stream goes to: highest rendezvous hash of member name
-    /// and stream, ties broken by the lower id.
-    fn owner(&self, stream: &StreamName) -> MemberId {
-        self.members
-            .iter()
-            .map(|(id, member)| (weight(&member.name, stream), std::cmp::Reverse(*id)))
-            .max()
-            .map(|(_, std::cmp::Reverse(id))| id)
-            .expect("owner is asked only when there are members")
+    /// The member an event of `stream` goes to. Pinned: highest rendezvous
+    /// hash of member name and stream, ties broken by the lower id (full
+    /// or not). Otherwise a member with room: the one with the most
+    /// ([`Strategy::RoundRobin`]) or the oldest ([`Strategy::DispatchToSingle`]);
+    /// `None` when every member is full or there is none.
+    fn owner(&self, stream: &StreamName) -> Option<MemberId> {
+        let with_room = || self.members.iter().filter(|(_, m)| m.stats.in_flight < m.max_in_flight);
+        match self.strategy {
+            Strategy::PerStream | Strategy::Pinned => self
+                .members
+                .iter()
+                .map(|(id, member)| (weight(&member.name, stream), std::cmp::Reverse(*id)))
+                .max()
+                .map(|(_, std::cmp::Reverse(id))| id),
+            Strategy::RoundRobin => with_room()
+                .map(|(id, m)| (m.max_in_flight - m.stats.in_flight, std::cmp::Reverse(*id)))
+                .max()
+                .map(|(_, std::cmp::Reverse(id))| id),
+            Strategy::DispatchToSingle => with_room().map(|(id, _)| *id).next(),
+        }
+    }
+
+    /// The lane an entry travels in.
+    fn lane(&self, entry: &Entry) -> Lane {
+        if self.strategy.ordered() { Lane::Stream(entry.event.stream.clone()) } else { Lane::Event(entry.position()) }
     }
 
     fn take_in_flight(&mut self, position: Position) -> Option<InFlight> {
@@ -495,38 +567,38 @@ impl Dispatcher {
                 self.unfinished.remove(&entry.position());
             }
         }
-        let stream = &entry.event.stream;
-        let queue = self.queues.get_mut(stream).expect("an event out has its stream's queue");
-        assert_eq!(queue.out, Some(entry.position()), "the finished event was the stream's one out");
+        let lane = self.lane(entry);
+        let queue = self.queues.get_mut(&lane).expect("an event out has its lane's queue");
+        assert_eq!(queue.out, Some(entry.position()), "the finished event was the lane's one out");
         queue.out = None;
         match queue.events.front() {
             Some(next) => {
-                self.ready.insert(next.position(), stream.clone());
+                self.ready.insert(next.position(), lane);
             }
             None => {
-                self.queues.remove(stream);
+                self.queues.remove(&lane);
             }
         }
     }
 
     /// Puts an event that was out back at the head of its stream's queue.
     fn release_front(&mut self, entry: Entry) {
-        let stream = entry.event.stream.clone();
-        let queue = self.queues.get_mut(&stream).expect("an event out has its stream's queue");
-        assert_eq!(queue.out, Some(entry.position()), "the released event was the stream's one out");
+        let lane = self.lane(&entry);
+        let queue = self.queues.get_mut(&lane).expect("an event out has its lane's queue");
+        assert_eq!(queue.out, Some(entry.position()), "the released event was the lane's one out");
         queue.out = None;
         if let Some(next) = queue.events.front() {
             self.ready.remove(&next.position());
         }
-        self.ready.insert(entry.position(), stream);
+        self.ready.insert(entry.position(), lane);
         queue.events.push_front(entry);
     }
 
     fn enqueue_back(&mut self, entry: Entry) {
-        let stream = entry.event.stream.clone();
-        let queue = self.queues.entry(stream.clone()).or_default();
+        let lane = self.lane(&entry);
+        let queue = self.queues.entry(lane.clone()).or_default();
         if queue.out.is_none() && queue.events.is_empty() {
-            self.ready.insert(entry.position(), stream);
+            self.ready.insert(entry.position(), lane);
         }
         queue.events.push_back(entry);
     }
@@ -743,6 +815,43 @@ mod tests {
     }
 
     #[test]
+    fn unordered_strategies_send_many_events_of_a_stream_at_once() {
+        let now = Instant::now();
+        let mut round_robin = Dispatcher::new(tuning(3), Position(0), 0).sharing(Strategy::RoundRobin);
+        round_robin.join(1, "a", 3);
+        round_robin.join(2, "b", 3);
+        for n in 0..8 {
+            round_robin.push(event(n, "s-1", n));
+        }
+        let out = round_robin.dispatch(now);
+        assert_eq!(positions(&out), vec![0, 1, 2, 3, 4, 5], "one stream, six out at once");
+        let to_a = out.iter().filter(|(member, _)| *member == 1).count();
+        assert_eq!(to_a, 3, "spread over both members");
+        assert!(round_robin.ack(2, out.iter().find(|(m, _)| *m == 2).expect("b holds some").1.event.position));
+        assert_eq!(positions(&round_robin.dispatch(now)), vec![6], "the member with room gets the next");
+
+        let mut single = Dispatcher::new(tuning(3), Position(0), 0).sharing(Strategy::DispatchToSingle);
+        single.join(1, "a", 2);
+        single.join(2, "b", 5);
+        for n in 0..4 {
+            single.push(event(n, &format!("s-{n}"), 0));
+        }
+        let out = single.dispatch(now);
+        let members: Vec<MemberId> = out.iter().map(|(member, _)| *member).collect();
+        assert_eq!(members, vec![1, 1, 2, 2], "the oldest member fills first");
+
+        let mut pinned = Dispatcher::new(tuning(3), Position(0), 0).sharing(Strategy::Pinned);
+        pinned.join(1, "a", 10);
+        pinned.join(2, "b", 10);
+        for n in 0..6 {
+            pinned.push(event(n, "s-1", n));
+        }
+        let out = pinned.dispatch(now);
+        assert_eq!(out.len(), 6);
+        assert!(out.iter().all(|(member, _)| *member == out[0].0), "one stream, one member");
+    }
+
+    #[test]
     fn backoff_doubles_up_to_its_maximum() {
         let t = tuning(3);
         assert_eq!(t.backoff(1), Duration::from_millis(100));
@@ -753,7 +862,9 @@ mod tests {
 
     mod property {
         use super::*;
+        use crate::group::dispatcher::Strategy as Sharing;
         use proptest::prelude::*;
+        use proptest::strategy::Strategy;
 
         #[derive(Debug, Clone)]
         enum Op {
@@ -779,15 +890,24 @@ mod tests {
         }
 
         proptest! {
-            /// Whatever members, answers and timeouts do: a stream's
-            /// events go out in revision order (an event again until it is
-            /// done, then the next), no member exceeds its bound, the
-            /// watermark never passes an unfinished event, and once
-            /// everything is answered every event was done exactly once.
+            /// Whatever members, answers and timeouts do: with per-stream
+            /// order a stream's events go out in revision order (an event
+            /// again until it is done, then the next); with every strategy
+            /// no member exceeds its bound, the watermark never passes an
+            /// unfinished event, and once everything is answered every
+            /// event was done exactly once.
             #[test]
-            fn order_bounds_and_completion_hold(ops in proptest::collection::vec(op(), 1..300)) {
+            fn order_bounds_and_completion_hold(
+                ops in proptest::collection::vec(op(), 1..300),
+                sharing in prop_oneof![
+                    Just(Sharing::PerStream),
+                    Just(Sharing::RoundRobin),
+                    Just(Sharing::DispatchToSingle),
+                    Just(Sharing::Pinned),
+                ],
+            ) {
                 let mut now = Instant::now();
-                let mut d = Dispatcher::new(tuning(2), Position(0), 0);
+                let mut d = Dispatcher::new(tuning(2), Position(0), 0).sharing(sharing);
                 let mut next_revision: HashMap<String, u64> = HashMap::new();
                 let mut expected_next: HashMap<String, u64> = HashMap::new();
                 let mut out: Vec<(MemberId, Position)> = Vec::new();
@@ -861,8 +981,10 @@ mod tests {
                     }
                     for (member, delivery) in d.dispatch(now) {
                         let stream = delivery.event.stream.as_str().to_string();
-                        let want = expected_next.get(&stream).copied().unwrap_or(0);
-                        prop_assert_eq!(delivery.event.revision.0, want, "{} out of order", stream);
+                        if sharing == Sharing::PerStream {
+                            let want = expected_next.get(&stream).copied().unwrap_or(0);
+                            prop_assert_eq!(delivery.event.revision.0, want, "{} out of order", stream);
+                        }
                         prop_assert!(!done.contains(&delivery.event.position.0));
                         out.push((member, delivery.event.position));
                     }

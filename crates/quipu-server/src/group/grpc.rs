@@ -36,6 +36,7 @@ fn filter(filter: Option<pb::GroupFilter>) -> Filter {
         tag: filter.tag,
         stream_prefix: filter.stream_prefix,
         integration: filter.integration,
+        ..Filter::default()
     }
 }
 

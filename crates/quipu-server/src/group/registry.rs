@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::actor::{Actor, Command, Feeds, Status, last_checkpoint};
-use super::dispatcher::{Delivery, MemberId, NackAction};
+use super::dispatcher::{Delivery, MemberId, NackAction, Strategy};
 use super::settings::{Filter, Settings, StartFrom, TuningRequest, check_name};
 use crate::ApiError;
 use crate::record_log::RecordLog;
@@ -177,6 +177,23 @@ impl Groups {
         start_from: StartFrom,
         tuning: &TuningRequest,
     ) -> Result<Settings, ApiError> {
+        self.create_sharing(name, filter, start_from, tuning, Strategy::PerStream, None).await
+    }
+
+    /// Creates a group that shares its events by `strategy` and keeps
+    /// `client_settings` for the client protocol that made it.
+    ///
+    /// # Errors
+    /// As [`Groups::create`].
+    pub async fn create_sharing(
+        &self,
+        name: &str,
+        filter: Filter,
+        start_from: StartFrom,
+        tuning: &TuningRequest,
+        strategy: Strategy,
+        client_settings: Option<serde_json::Value>,
+    ) -> Result<Settings, ApiError> {
         check_name(name)?;
         let mut registry = self.registry.lock().await;
         if registry.groups.contains_key(name) {
@@ -193,6 +210,8 @@ impl Groups {
         };
         let id = registry.log.next_revision();
         let mut settings = Settings::new(name, id, filter, start, tuning)?;
+        settings.strategy = strategy;
+        settings.client_settings = client_settings;
         let parked = StreamName::system(settings.parked_stream())
             .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
         settings.parked_from = match self.store.stream_info(&parked) {
@@ -211,10 +230,37 @@ impl Groups {
     /// # Errors
     /// 404 for an unknown group, 400 for bad settings, store errors.
     pub async fn update(&self, name: &str, tuning: &TuningRequest) -> Result<Settings, ApiError> {
+        self.reconfigure(name, tuning, None, None).await
+    }
+
+    /// Changes a group's retry and flow settings and, when given, its
+    /// strategy and client settings. A new strategy restarts the group
+    /// from its checkpoint: members are let go and join again.
+    ///
+    /// # Errors
+    /// As [`Groups::update`].
+    pub async fn reconfigure(
+        &self,
+        name: &str,
+        tuning: &TuningRequest,
+        strategy: Option<Strategy>,
+        client_settings: Option<serde_json::Value>,
+    ) -> Result<Settings, ApiError> {
         let mut registry = self.registry.lock().await;
         let current = registry.groups.get(name).ok_or_else(|| not_found(name))?;
-        let settings = current.settings.retuned(tuning)?;
+        let mut settings = current.settings.retuned(tuning)?;
+        settings.strategy = strategy.unwrap_or(settings.strategy);
+        settings.client_settings = client_settings.or(settings.client_settings);
+        let restart = settings.strategy != current.settings.strategy;
         registry.log.append(&Record::Updated(settings.clone())).await?;
+        if restart {
+            if let Some(running) = registry.groups.remove(name) {
+                stop(&running).await;
+            }
+            let running = start(&self.feeds, settings.clone())?;
+            registry.groups.insert(name.to_string(), running);
+            return Ok(settings);
+        }
         let running = registry.groups.get_mut(name).ok_or_else(|| not_found(name))?;
         running.settings = settings.clone();
         let _ = running.commands.send(Command::Retune(Box::new(settings.clone())));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use quipu_core::{Position, RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 
-use super::dispatcher::Tuning;
+use super::dispatcher::{Strategy, Tuning};
 use crate::ApiError;
 use crate::feed::Source;
 use crate::integration::IntegrationTypes;
@@ -40,6 +40,75 @@ pub struct Filter {
     /// Only integration events (of the types marked when they are read).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub integration: bool,
+    /// Events of this one stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// With `stream`: only its events at this revision or later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_revision: Option<u64>,
+    /// Streams whose name matches this regular expression (unanchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_regex: Option<Pattern>,
+    /// Events whose type matches this regular expression (unanchored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub type_regex: Option<Pattern>,
+}
+
+/// A regular expression a filter tests names with, kept as its text. It
+/// runs on `fancy-regex`, so the lookarounds and backreferences of .NET
+/// and Python expressions work; an expression too costly to decide on
+/// some name does not match it.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    text: String,
+    regex: Arc<fancy_regex::Regex>,
+}
+
+impl Pattern {
+    /// Compiles `text`.
+    ///
+    /// # Errors
+    /// A 400 `invalid_group` quoting the expression and why it does not
+    /// compile.
+    pub fn new(text: &str) -> Result<Pattern, ApiError> {
+        let regex = fancy_regex::Regex::new(text).map_err(|error| {
+            ApiError::bad_request("invalid_group", format!("regular expression {text:?} does not compile: {error}"))
+        })?;
+        Ok(Pattern { text: text.to_string(), regex: Arc::new(regex) })
+    }
+
+    /// The expression as written.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the expression matches somewhere in `name`.
+    #[must_use]
+    pub fn is_match(&self, name: &str) -> bool {
+        self.regex.is_match(name).unwrap_or(false)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Pattern {}
+
+impl Serialize for Pattern {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pattern, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Pattern::new(&text).map_err(|error| serde::de::Error::custom(error.message))
+    }
 }
 
 impl Filter {
@@ -52,6 +121,10 @@ impl Filter {
             && (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event.event_type.as_str()))
             && self.tag.as_deref().is_none_or(|tag| event.tags.iter().any(|t| t.as_str() == tag))
             && self.stream_prefix.as_deref().is_none_or(|p| stream.starts_with(p))
+            && self.stream.as_deref().is_none_or(|s| stream == s)
+            && self.from_revision.is_none_or(|r| event.revision.0 >= r)
+            && self.stream_regex.as_ref().is_none_or(|p| p.is_match(stream))
+            && self.type_regex.as_ref().is_none_or(|p| p.is_match(event.event_type.as_str()))
     }
 
     /// The narrowest index that holds every matching event: the
@@ -60,6 +133,9 @@ impl Filter {
     /// # Errors
     /// A 400 naming a type or tag that is not a valid name.
     pub fn source(&self, integration: &Arc<IntegrationTypes>) -> Result<Source, ApiError> {
+        if let Some(stream) = &self.stream {
+            return Ok(Source::Stream(StreamName::new(stream.clone()).map_err(invalid)?));
+        }
         if self.integration {
             return Ok(Source::Integration(Arc::clone(integration)));
         }
@@ -87,6 +163,13 @@ impl Filter {
         }
         if let Some(tag) = &self.tag {
             quipu_core::Tag::new(tag.clone()).map_err(invalid)?;
+        }
+        match &self.stream {
+            Some(stream) => drop(StreamName::new(stream.clone()).map_err(invalid)?),
+            None if self.from_revision.is_some() => {
+                return Err(invalid_field("filter.from_revision", "needs filter.stream"));
+            }
+            None => {}
         }
         Ok(())
     }
@@ -131,6 +214,14 @@ pub struct Settings {
     /// Revision of the parked stream where this group's records begin.
     #[serde(default)]
     pub parked_from: u64,
+    /// How it shares events among its members.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Settings a client protocol keeps with the group (the KurrentDB
+    /// door keeps its persistent subscription's here); kept and returned
+    /// as given, never read by the group itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_settings: Option<serde_json::Value>,
 }
 
 /// Tuning a request may set; `None` keeps the current (or default) value.
@@ -173,6 +264,8 @@ impl Settings {
             backoff_base_ms: 100,
             backoff_max_ms: 10_000,
             parked_from: 0,
+            strategy: Strategy::PerStream,
+            client_settings: None,
         };
         settings.retuned(tuning)
     }
@@ -314,7 +407,7 @@ mod tests {
             event_types: vec!["Placed".into(), "Paid".into()],
             tag: Some("vip".into()),
             stream_prefix: Some("order-4".into()),
-            integration: false,
+            ..Filter::default()
         };
         assert!(filter.matches(&event("order-42", "Paid")));
         assert!(!filter.matches(&event("order-52", "Paid")));
@@ -331,5 +424,39 @@ mod tests {
         assert!(matches!(Filter::default().source(&integration), Ok(Source::All)));
         let integration_only = Filter { integration: true, ..filter };
         assert!(matches!(integration_only.source(&integration), Ok(Source::Integration(_))));
+    }
+
+    #[test]
+    fn a_filter_on_one_stream_and_on_expressions() {
+        let event = |stream: &str, revision: u64, event_type: &str| RecordedEvent {
+            id: quipu_core::EventId::random(),
+            stream: StreamName::readable(stream).expect("valid"),
+            revision: quipu_core::Revision(revision),
+            position: Position(0),
+            event_type: quipu_core::EventType::new(event_type).expect("valid"),
+            data: Vec::new(),
+            metadata: Vec::new(),
+            tags: Vec::new(),
+            recorded_at_us: 0,
+        };
+        let one_stream = Filter { stream: Some("order-1".into()), from_revision: Some(2), ..Filter::default() };
+        assert!(one_stream.matches(&event("order-1", 2, "Paid")));
+        assert!(!one_stream.matches(&event("order-1", 1, "Paid")), "before the first revision");
+        assert!(!one_stream.matches(&event("order-10", 5, "Paid")), "another stream");
+        // The Python KurrentDB client's default exclusion, a lookahead.
+        let not_system = Pattern::new(r"^(?!(\$.+$|PersistentConfig\d+$|Result$))").expect("compiles");
+        let by_type = Filter { type_regex: Some(not_system), stream_regex: Some(Pattern::new("^order-").expect("compiles")), ..Filter::default() };
+        assert!(by_type.matches(&event("order-1", 0, "Paid")));
+        assert!(!by_type.matches(&event("order-1", 0, "Result")));
+        assert!(!by_type.matches(&event("invoice-1", 0, "Paid")));
+        let kept: Filter = serde_json::from_value(serde_json::to_value(&by_type).expect("encodes")).expect("decodes");
+        assert_eq!(kept, by_type);
+        let bad = serde_json::from_value::<Filter>(serde_json::json!({"type_regex": "("}));
+        assert!(bad.expect_err("does not compile").to_string().contains("does not compile"));
+        let t = TuningRequest::default();
+        let orphan = Filter { from_revision: Some(1), ..Filter::default() };
+        assert!(Settings::new("g", 1, orphan, 0, &t).is_err(), "a first revision needs a stream");
+        let system = Filter { stream: Some("$groups".into()), ..Filter::default() };
+        assert!(Settings::new("g", 1, system, 0, &t).is_err(), "no system stream");
     }
 }
