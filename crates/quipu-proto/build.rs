@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("quipu/v1/snapshots.proto"),
         root.join("quipu/v1/schemas.proto"),
         root.join("kurrent/streams.proto"),
+        root.join("kurrent/persistent.proto"),
         root.join("kurrent/serverfeatures.proto"),
         root.join("kurrent/gossip.proto"),
     ];

@@ -15,7 +15,8 @@ pub mod v1 {
 
 /// The KurrentDB (EventStoreDB) client protocol, from `proto/kurrent/`:
 /// the packages `event_store.client` (shared types), `.streams`,
-/// `.server_features` and `.gossip`, nested as their names are.
+/// `.persistent_subscriptions`, `.server_features` and `.gossip`, nested
+/// as their names are.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod event_store {
     /// `event_store.client`.
@@ -25,6 +26,11 @@ pub mod event_store {
         /// `event_store.client.streams`.
         pub mod streams {
             tonic::include_proto!("event_store.client.streams");
+        }
+
+        /// `event_store.client.persistent_subscriptions`.
+        pub mod persistent_subscriptions {
+            tonic::include_proto!("event_store.client.persistent_subscriptions");
         }
 
         /// `event_store.client.server_features`.

@@ -200,39 +200,44 @@ pub async fn serve(
     let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stopping.clone()));
     // Appends may be as large as the engine allows, with room for framing.
     let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
-    let kurrent =
-        match listeners.kurrent {
-            Some(listener) => {
-                let address = listener.local_addr()?;
-                let streams = quipu_proto::event_store::client::streams::streams_server::StreamsServer::new(
-                    kurrent::streams::StreamsService {
-                        store: Arc::clone(&store),
-                        lifecycle: Arc::clone(&lifecycle),
-                        live: live.clone(),
-                        admission: Arc::clone(&admission),
-                        metrics: Arc::clone(&metrics),
-                    },
-                )
-                .max_decoding_message_size(message_max);
-                let features =
+    let kurrent = match listeners.kurrent {
+        Some(listener) => {
+            let address = listener.local_addr()?;
+            let streams = quipu_proto::event_store::client::streams::streams_server::StreamsServer::new(
+                kurrent::streams::StreamsService {
+                    store: Arc::clone(&store),
+                    lifecycle: Arc::clone(&lifecycle),
+                    live: live.clone(),
+                    admission: Arc::clone(&admission),
+                    metrics: Arc::clone(&metrics),
+                },
+            )
+            .max_decoding_message_size(message_max);
+            let features =
                 quipu_proto::event_store::client::server_features::server_features_server::ServerFeaturesServer::new(
                     kurrent::FeaturesService,
                 );
-                let gossip = quipu_proto::event_store::client::gossip::gossip_server::GossipServer::new(
-                    kurrent::GossipService { instance: quipu_core::EventId::random(), address },
+            let persistent = quipu_proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer::new(
+                    kurrent::persistent::PersistentService { groups: Arc::clone(&groups), store: Arc::clone(&store) },
                 );
-                // Calls of services the door does not serve answer
-                // UNIMPLEMENTED naming the method, not tonic's bare one.
-                let routes = tonic::service::Routes::new(streams).add_service(features).add_service(gossip);
-                let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(kurrent::unimplemented));
-                let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    stopped(stopping.clone()),
-                );
-                Some(server)
-            }
-            None => None,
-        };
+            let gossip =
+                quipu_proto::event_store::client::gossip::gossip_server::GossipServer::new(kurrent::GossipService {
+                    instance: quipu_core::EventId::random(),
+                    address,
+                });
+            // Calls of services the door does not serve answer
+            // UNIMPLEMENTED naming the method, not tonic's bare one.
+            let routes =
+                tonic::service::Routes::new(streams).add_service(persistent).add_service(features).add_service(gossip);
+            let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(kurrent::unimplemented));
+            let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                stopped(stopping.clone()),
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService {
         store: Arc::clone(&store),
         live,

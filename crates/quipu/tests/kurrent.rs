@@ -27,6 +27,11 @@ fn the_python_kurrentdb_client_appends_reads_subscribes_and_deletes() {
 }
 
 #[test]
+fn the_python_kurrentdb_client_runs_persistent_subscriptions() {
+    run_against_the_door("kurrent_persistent.py");
+}
+
+#[test]
 fn an_eventsourcing_application_saves_reloads_and_follows_its_notification_log() {
     run_against_the_door("eventsourcing_app.py");
 }

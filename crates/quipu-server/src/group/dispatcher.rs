@@ -480,7 +480,8 @@ impl Dispatcher {
         // Queued events belong to a member only when streams are pinned.
         let mut queued: HashMap<MemberId, usize> = HashMap::new();
         for queue in self.queues.values() {
-            let owner = queue.events.front().filter(|_| self.strategy.pinned()).and_then(|e| self.owner(&e.event.stream));
+            let owner =
+                queue.events.front().filter(|_| self.strategy.pinned()).and_then(|e| self.owner(&e.event.stream));
             if let Some(owner) = owner {
                 *queued.entry(owner).or_default() += queue.events.len();
             }

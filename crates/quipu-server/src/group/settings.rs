@@ -445,7 +445,11 @@ mod tests {
         assert!(!one_stream.matches(&event("order-10", 5, "Paid")), "another stream");
         // The Python KurrentDB client's default exclusion, a lookahead.
         let not_system = Pattern::new(r"^(?!(\$.+$|PersistentConfig\d+$|Result$))").expect("compiles");
-        let by_type = Filter { type_regex: Some(not_system), stream_regex: Some(Pattern::new("^order-").expect("compiles")), ..Filter::default() };
+        let by_type = Filter {
+            type_regex: Some(not_system),
+            stream_regex: Some(Pattern::new("^order-").expect("compiles")),
+            ..Filter::default()
+        };
         assert!(by_type.matches(&event("order-1", 0, "Paid")));
         assert!(!by_type.matches(&event("order-1", 0, "Result")));
         assert!(!by_type.matches(&event("invoice-1", 0, "Paid")));

@@ -5,14 +5,16 @@
 //!
 //! Offered: `Streams` (reads and catch-up subscriptions of streams and
 //! `$all` with filters, `Append`, `BatchAppend`, `Delete`, `Tombstone`),
-//! `ServerFeatures` and
-//! `Gossip` (one node, the leader). What is not offered answers
-//! UNIMPLEMENTED with the method's name.
+//! `PersistentSubscriptions` (over Quipu's consumer groups),
+//! `ServerFeatures` and `Gossip` (one node, the leader). What is not
+//! offered answers UNIMPLEMENTED with the method's name.
 
 mod answer;
 mod batch;
 mod filter;
+mod group;
 mod metadata;
+pub mod persistent;
 pub mod streams;
 mod subscription;
 pub mod wire;
@@ -40,6 +42,7 @@ impl server_features::server_features_server::ServerFeatures for FeaturesService
             features: features.iter().map(|f| (*f).to_string()).collect(),
         };
         let streams = "event_store.client.streams.streams";
+        let persistent = "event_store.client.persistent_subscriptions.persistentsubscriptions";
         let methods = vec![
             method(streams, "read", &["position", "events"]),
             method(streams, "append", &[]),
@@ -47,6 +50,14 @@ impl server_features::server_features_server::ServerFeatures for FeaturesService
             method(streams, "delete", &[]),
             method(streams, "tombstone", &[]),
             method("event_store.client.gossip.gossip", "read", &[]),
+            method(persistent, "create", &["stream", "all"]),
+            method(persistent, "update", &["stream", "all"]),
+            method(persistent, "delete", &["stream", "all"]),
+            method(persistent, "read", &["stream", "all"]),
+            method(persistent, "getinfo", &["stream", "all"]),
+            method(persistent, "replayparked", &["stream", "all"]),
+            method(persistent, "list", &["stream", "all"]),
+            method(persistent, "restartsubsystem", &["stream", "all"]),
             method("event_store.client.server_features.serverfeatures", "getsupportedmethods", &[]),
         ];
         Ok(Response::new(server_features::SupportedMethods {

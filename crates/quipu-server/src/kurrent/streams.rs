@@ -397,7 +397,7 @@ fn structured(option: Option<pb::read_req::options::UuidOption>) -> Result<bool,
 }
 
 /// The receiving end of a channel as a stream.
-fn tokio_stream_from<T: Send + 'static>(
+pub(super) fn tokio_stream_from<T: Send + 'static>(
     mut receiver: tokio::sync::mpsc::Receiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
     futures_util::stream::poll_fn(move |context| receiver.poll_recv(context))

@@ -111,10 +111,27 @@ fn missing_metadata(key: &str) -> Status {
     status
 }
 
-/// A stored event as the clients read it.
+/// What every event message of the protocol carries, in its shapes.
+pub struct EventParts {
+    /// The event's id.
+    pub id: shared::Uuid,
+    /// Its stream.
+    pub stream_identifier: shared::StreamIdentifier,
+    /// Its revision in the stream.
+    pub revision: u64,
+    /// Its commit (and prepare) position.
+    pub commit: u64,
+    /// `type`, `created` and `content-type`.
+    pub metadata: std::collections::HashMap<String, String>,
+    /// The client's metadata, as written.
+    pub custom_metadata: Vec<u8>,
+    /// The data, as written.
+    pub data: Vec<u8>,
+}
+
+/// `event` in the protocol's shapes, its id in the form asked for.
 #[must_use]
-pub fn read_event(event: RecordedEvent, structured_ids: bool) -> pb::ReadResp {
-    let commit = commit_position(event.position.0);
+pub fn event_parts(event: RecordedEvent, structured_ids: bool) -> EventParts {
     let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&event.data).is_ok() {
         "application/json"
     } else {
@@ -127,15 +144,31 @@ pub fn read_event(event: RecordedEvent, structured_ids: bool) -> pb::ReadResp {
     ]
     .into_iter()
     .collect();
-    let recorded = pb::read_resp::read_event::RecordedEvent {
-        id: Some(uuid(event.id, structured_ids)),
-        stream_identifier: Some(identifier(event.stream.as_str())),
-        stream_revision: event.revision.0,
-        prepare_position: commit,
-        commit_position: commit,
+    EventParts {
+        id: uuid(event.id, structured_ids),
+        stream_identifier: identifier(event.stream.as_str()),
+        revision: event.revision.0,
+        commit: commit_position(event.position.0),
         metadata,
         custom_metadata: event.metadata,
         data: event.data,
+    }
+}
+
+/// A stored event as the clients read it.
+#[must_use]
+pub fn read_event(event: RecordedEvent, structured_ids: bool) -> pb::ReadResp {
+    let parts = event_parts(event, structured_ids);
+    let commit = parts.commit;
+    let recorded = pb::read_resp::read_event::RecordedEvent {
+        id: Some(parts.id),
+        stream_identifier: Some(parts.stream_identifier),
+        stream_revision: parts.revision,
+        prepare_position: commit,
+        commit_position: commit,
+        metadata: parts.metadata,
+        custom_metadata: parts.custom_metadata,
+        data: parts.data,
     };
     let event = pb::read_resp::ReadEvent {
         event: Some(recorded),

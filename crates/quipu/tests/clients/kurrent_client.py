@@ -119,13 +119,6 @@ check(len(members) == 1 and members[0].state == "NODE_STATE_LEADER", f"gossip {m
 discovered = KurrentDBClient(uri=f"kurrentdb+discover://{sys.argv[1]}?Tls=false")
 check(discovered.get_current_version("order-1") == 3, "a client that discovered the node reads")
 
-# What the door does not offer is refused by name.
-try:
-    client.create_subscription_to_all("projector")
-    check(False, "persistent subscriptions were accepted")
-except Exception as error:  # the client raises a generic error for UNIMPLEMENTED
-    check("PersistentSubscriptions.Create is not offered" in str(error), f"unimplemented: {error}")
-
 client.delete_stream("order-1", current_version=3)
 try:
     client.get_stream("order-1")
