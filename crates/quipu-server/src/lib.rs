@@ -107,6 +107,8 @@ pub struct KafkaListener {
     pub config: quipu_kafka::DoorConfig,
 }
 
+pub use kurrent::door::{Listener as KurrentListener, Tls as KurrentTls};
+
 /// The sockets the server answers on.
 #[derive(Debug)]
 pub struct Listeners {
@@ -117,7 +119,7 @@ pub struct Listeners {
     /// The Kafka wire protocol (off when `None`).
     pub kafka: Option<KafkaListener>,
     /// The KurrentDB client protocol (off when `None`).
-    pub kurrent: Option<TcpListener>,
+    pub kurrent: Option<KurrentListener>,
 }
 
 /// Serves `store` on `listeners` until `shutdown` resolves, then drains
@@ -202,39 +204,18 @@ pub async fn serve(
     let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
     let kurrent = match listeners.kurrent {
         Some(listener) => {
-            let address = listener.local_addr()?;
-            let streams = quipu_proto::event_store::client::streams::streams_server::StreamsServer::new(
-                kurrent::streams::StreamsService {
+            let door = kurrent::door::Door {
+                streams: kurrent::streams::StreamsService {
                     store: Arc::clone(&store),
                     lifecycle: Arc::clone(&lifecycle),
                     live: live.clone(),
                     admission: Arc::clone(&admission),
                     metrics: Arc::clone(&metrics),
                 },
-            )
-            .max_decoding_message_size(message_max);
-            let features =
-                quipu_proto::event_store::client::server_features::server_features_server::ServerFeaturesServer::new(
-                    kurrent::FeaturesService,
-                );
-            let persistent = quipu_proto::event_store::client::persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer::new(
-                    kurrent::persistent::PersistentService { groups: Arc::clone(&groups), store: Arc::clone(&store) },
-                );
-            let gossip =
-                quipu_proto::event_store::client::gossip::gossip_server::GossipServer::new(kurrent::GossipService {
-                    instance: quipu_core::EventId::random(),
-                    address,
-                });
-            // Calls of services the door does not serve answer
-            // UNIMPLEMENTED naming the method, not tonic's bare one.
-            let routes =
-                tonic::service::Routes::new(streams).add_service(persistent).add_service(features).add_service(gossip);
-            let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(kurrent::unimplemented));
-            let server = tonic::transport::Server::builder().add_routes(routes).serve_with_incoming_shutdown(
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                stopped(stopping.clone()),
-            );
-            Some(server)
+                groups: Arc::clone(&groups),
+                message_max,
+            };
+            Some(door.serve(listener, stopped(stopping.clone()))?)
         }
         None => None,
     };

@@ -44,6 +44,8 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// kafka_listen = "127.0.0.1:9092"
 /// kafka_category_partitions = 4
 /// kurrent_listen = "127.0.0.1:2115"
+/// kurrent_tls_cert = "/etc/quipu/cert.pem"   # both, or neither
+/// kurrent_tls_key = "/etc/quipu/key.pem"
 ///
 /// [[publish]]    # any number of integration event publishers
 /// brokers = "kafka-1:9092"
@@ -73,6 +75,11 @@ pub struct ConfigLayer {
     pub kafka_category_partitions: Option<i32>,
     /// Address of the KurrentDB client protocol (off unless set).
     pub kurrent_listen: Option<SocketAddr>,
+    /// PEM certificate chain the KurrentDB door serves TLS with. In a
+    /// file, a relative path is relative to the file's directory.
+    pub kurrent_tls_cert: Option<PathBuf>,
+    /// PEM private key of that certificate.
+    pub kurrent_tls_key: Option<PathBuf>,
     /// Integration event publishers the server runs (config file only).
     pub publish: Option<Vec<PublishEntry>>,
 }
@@ -99,7 +106,10 @@ impl ConfigLayer {
         let mut layer: ConfigLayer =
             toml::from_str(text).with_context(|| format!("invalid config file {}", path.display()))?;
         // The file means the same wherever the server is started from.
-        layer.data_dir = layer.data_dir.map(|data_dir| path.parent().unwrap_or(Path::new("")).join(data_dir));
+        let beside = |file: PathBuf| path.parent().unwrap_or(Path::new("")).join(file);
+        layer.data_dir = layer.data_dir.map(beside);
+        layer.kurrent_tls_cert = layer.kurrent_tls_cert.map(beside);
+        layer.kurrent_tls_key = layer.kurrent_tls_key.map(beside);
         for (n, entry) in layer.publish.iter().flatten().enumerate() {
             entry.settings().with_context(|| format!("invalid config file {}: publish #{}", path.display(), n + 1))?;
         }
@@ -119,6 +129,8 @@ impl ConfigLayer {
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
             kafka_category_partitions: self.kafka_category_partitions.or(lower.kafka_category_partitions),
             kurrent_listen: self.kurrent_listen.or(lower.kurrent_listen),
+            kurrent_tls_cert: self.kurrent_tls_cert.or(lower.kurrent_tls_cert),
+            kurrent_tls_key: self.kurrent_tls_key.or(lower.kurrent_tls_key),
             publish: self.publish.or(lower.publish),
         }
     }
@@ -143,6 +155,9 @@ pub struct Config {
     pub kafka_category_partitions: i32,
     /// Address of the KurrentDB client protocol; `None`: off.
     pub kurrent_listen: Option<SocketAddr>,
+    /// Certificate and key files the KurrentDB door serves TLS with;
+    /// `None`: plain text.
+    pub kurrent_tls: Option<(PathBuf, PathBuf)>,
     /// Integration event publishers to run, each checked by
     /// [`ConfigLayer::parse`].
     pub publish: Vec<PublishEntry>,
@@ -160,13 +175,22 @@ impl Config {
             Some(path) => ConfigLayer::read(path)?,
             None => ConfigLayer::default(),
         };
-        Ok(Config::with_defaults(command_line.over(file)))
+        Config::with_defaults(command_line.over(file))
     }
 
     /// The settings of `layer`, each one it leaves unset at its default.
-    #[must_use]
-    pub fn with_defaults(layer: ConfigLayer) -> Config {
-        Config {
+    ///
+    /// # Errors
+    /// A TLS certificate without its key, or a key without its
+    /// certificate.
+    pub fn with_defaults(layer: ConfigLayer) -> anyhow::Result<Config> {
+        let kurrent_tls = match (layer.kurrent_tls_cert, layer.kurrent_tls_key) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!("kurrent_tls_cert is set without kurrent_tls_key; TLS needs both"),
+            (None, Some(_)) => anyhow::bail!("kurrent_tls_key is set without kurrent_tls_cert; TLS needs both"),
+        };
+        Ok(Config {
             data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
             grpc_listen: layer.grpc_listen.unwrap_or(GRPC_LISTEN_DEFAULT),
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
@@ -175,8 +199,9 @@ impl Config {
             kafka_listen: layer.kafka_listen,
             kafka_category_partitions: layer.kafka_category_partitions.unwrap_or(KAFKA_CATEGORY_PARTITIONS_DEFAULT),
             kurrent_listen: layer.kurrent_listen,
+            kurrent_tls,
             publish: layer.publish.unwrap_or_default(),
-        }
+        })
     }
 }
 
@@ -216,6 +241,7 @@ mod tests {
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
                 kurrent_listen: None,
+                kurrent_tls: None,
                 publish: vec![],
             }
         );
@@ -240,6 +266,7 @@ mod tests {
                 kafka_listen: Some(address("127.0.0.1:9092")),
                 kafka_category_partitions: 8,
                 kurrent_listen: None,
+                kurrent_tls: None,
                 publish: vec![PublishEntry {
                     brokers: "kafka:9092".into(),
                     topic: "orders".into(),
@@ -266,6 +293,8 @@ mod tests {
             kafka_listen: None,
             kafka_category_partitions: None,
             kurrent_listen: None,
+            kurrent_tls_cert: None,
+            kurrent_tls_key: None,
             publish: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
@@ -280,6 +309,7 @@ mod tests {
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
                 kurrent_listen: None,
+                kurrent_tls: None,
                 publish: vec![],
             },
             "flag over file, file over default, and an explicit false is not unset"
@@ -308,6 +338,15 @@ mod tests {
         assert_eq!(layer.data_dir, Some(dir.path().join("data")));
         let layer = ConfigLayer::parse("data_dir = \"data\"\n", Path::new("quipu.toml")).expect("a valid file");
         assert_eq!(layer.data_dir, Some(PathBuf::from("data")));
+    }
+
+    #[test]
+    fn tls_files_in_a_file_are_relative_to_it_and_come_in_pairs() {
+        let (dir, path) = config_file("kurrent_tls_cert = \"cert.pem\"\nkurrent_tls_key = \"key.pem\"\n");
+        let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
+        assert_eq!(config.kurrent_tls, Some((dir.path().join("cert.pem"), dir.path().join("key.pem"))));
+        let (_dir, path) = config_file("kurrent_tls_cert = \"cert.pem\"\n");
+        assert!(resolve_error(&path).contains("without kurrent_tls_key"));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 // only the subcommands, and the settings are `serve`'s alone.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use quipu_core::{Options, Store};
@@ -63,6 +63,13 @@ pub struct ServeArgs {
     /// 127.0.0.1:2115; off unless set.
     #[arg(long, env = "QUIPU_KURRENT_LISTEN", value_name = "ADDRESS")]
     pub kurrent_listen: Option<SocketAddr>,
+    /// PEM certificate chain for TLS on the KurrentDB door (with
+    /// --kurrent-tls-key); plain text unless set.
+    #[arg(long, env = "QUIPU_KURRENT_TLS_CERT", value_name = "FILE")]
+    pub kurrent_tls_cert: Option<PathBuf>,
+    /// PEM private key of --kurrent-tls-cert.
+    #[arg(long, env = "QUIPU_KURRENT_TLS_KEY", value_name = "FILE")]
+    pub kurrent_tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -81,6 +88,8 @@ impl ServeArgs {
             kafka_listen: self.kafka_listen,
             kafka_category_partitions: self.kafka_category_partitions,
             kurrent_listen: self.kurrent_listen,
+            kurrent_tls_cert: self.kurrent_tls_cert.clone(),
+            kurrent_tls_key: self.kurrent_tls_key.clone(),
             publish: None,
         };
         Config::resolve(command_line, self.config.as_deref())
@@ -111,6 +120,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             tracing::warn!(%address, "serving without authentication on a non-loopback address (--insecure)");
         }
     }
+    let kurrent_tls = config.kurrent_tls.as_ref().map(|(cert, key)| kurrent_tls(cert, key)).transpose()?;
     let options = Options { segment_size_bytes: config.segment_size_bytes, ..Options::default() };
     let store = Store::open(&config.data_dir, options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
@@ -131,12 +141,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             None => String::new(),
         };
         let kurrent = match config.kurrent_listen {
-            Some(address) => Some(bind(address).await?),
+            Some(address) => Some(quipu_server::KurrentListener { listener: bind(address).await?, tls: kurrent_tls }),
             None => None,
         };
         let kurrent_address = match &kurrent {
-            Some(listener) => {
-                format!(" kurrent={}", listener.local_addr().context("reading the bound KurrentDB address")?)
+            Some(kurrent) => {
+                let address = kurrent.listener.local_addr().context("reading the bound KurrentDB address")?;
+                format!(" kurrent={address}")
             }
             None => String::new(),
         };
@@ -164,6 +175,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         quipu_server::serve(store, listeners, stop).await?;
         tracing::info!("stopped");
         Ok(())
+    })
+}
+
+/// The door's TLS from the files at `cert` and `key`, checked.
+fn kurrent_tls(cert: &Path, key: &Path) -> anyhow::Result<quipu_server::KurrentTls> {
+    let read = |path: &Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+    quipu_server::KurrentTls::from_pem(&read(cert)?, &read(key)?).map_err(|reason| {
+        anyhow::anyhow!("TLS for the KurrentDB door from {} and {}: {reason}", cert.display(), key.display())
     })
 }
 

@@ -35,3 +35,49 @@ fn the_python_kurrentdb_client_runs_persistent_subscriptions() {
 fn an_eventsourcing_application_saves_reloads_and_follows_its_notification_log() {
     run_against_the_door("eventsourcing_app.py");
 }
+
+#[test]
+fn the_python_client_connects_over_tls_with_the_certificate_given() {
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a self-signed certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).expect("write the certificate");
+    std::fs::write(&key, certified.signing_key.serialize_pem()).expect("write the key");
+    let mut command = serve_command();
+    command
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kurrent-listen", "127.0.0.1:0"])
+        .arg("--kurrent-tls-cert")
+        .arg(&cert)
+        .arg("--kurrent-tls-key")
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    let server = Server::spawn(command);
+    let address = server.kurrent_address.as_deref().expect("the KurrentDB door is on");
+    let port = address.rsplit(':').next().expect("a port");
+    common::run_client_script("kurrent_tls.py", &[&format!("localhost:{port}"), &cert.display().to_string()]);
+}
+
+#[test]
+fn a_certificate_that_is_not_one_stops_the_server_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate").expect("write the certificate");
+    std::fs::write(&key, "not a key").expect("write the key");
+    let output = serve_command()
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kurrent-listen", "127.0.0.1:0"])
+        .arg("--kurrent-tls-cert")
+        .arg(&cert)
+        .arg("--kurrent-tls-key")
+        .arg(&key)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run quipu serve");
+    assert!(!output.status.success(), "the server started with a bad certificate");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS for the KurrentDB door") && stderr.contains("no PEM certificate"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}

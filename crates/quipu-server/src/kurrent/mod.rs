@@ -11,6 +11,7 @@
 
 mod answer;
 mod batch;
+pub mod door;
 mod filter;
 mod group;
 mod metadata;

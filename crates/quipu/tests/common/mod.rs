@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 9] = [
+const SERVE_ENV_VARS: [&str; 11] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
@@ -28,6 +28,8 @@ const SERVE_ENV_VARS: [&str; 9] = [
     "QUIPU_SEGMENT_SIZE_BYTES",
     "QUIPU_KAFKA_LISTEN",
     "QUIPU_KAFKA_CATEGORY_PARTITIONS",
+    "QUIPU_KURRENT_TLS_CERT",
+    "QUIPU_KURRENT_TLS_KEY",
     "QUIPU_KURRENT_LISTEN",
 ];
 

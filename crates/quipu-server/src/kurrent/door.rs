@@ -1,0 +1,116 @@
+//! The door's server: its services on one listener, in plain text or in
+//! TLS with the certificate the user gives.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use quipu_proto::event_store::client::{gossip, persistent_subscriptions, server_features, streams};
+use tokio::net::TcpListener;
+use tonic::transport::{Identity, ServerTlsConfig};
+
+use super::persistent::PersistentService;
+use super::streams::StreamsService;
+use super::{FeaturesService, GossipService, unimplemented};
+use crate::group::Groups;
+
+/// A certificate chain and its private key, in PEM, checked.
+#[derive(Clone)]
+pub struct Tls {
+    config: ServerTlsConfig,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls { .. }")
+    }
+}
+
+impl Tls {
+    /// TLS with `certificate` (a PEM chain, the server's first) and `key`
+    /// (its PEM private key).
+    ///
+    /// # Errors
+    /// A message saying what is wrong with them: not PEM, no certificate,
+    /// no key, or a key that rustls cannot use.
+    pub fn from_pem(certificate: &[u8], key: &[u8]) -> Result<Tls, String> {
+        if !certificate.windows(b"-----BEGIN CERTIFICATE-----".len()).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+            return Err("the certificate file holds no PEM certificate (-----BEGIN CERTIFICATE-----)".to_string());
+        }
+        if !key.windows(b"PRIVATE KEY-----".len()).any(|w| w == b"PRIVATE KEY-----") {
+            return Err("the key file holds no PEM private key (-----BEGIN ... PRIVATE KEY-----)".to_string());
+        }
+        let config = ServerTlsConfig::new().identity(Identity::from_pem(certificate, key));
+        // Building a server checks the pair now rather than at the first
+        // connection.
+        tonic::transport::Server::builder()
+            .tls_config(config.clone())
+            .map_err(|error| format!("the certificate and key are not usable: {}", error_chain(&error)))?;
+        Ok(Tls { config })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The door's socket, and its TLS when it has one.
+#[derive(Debug)]
+pub struct Listener {
+    /// Where KurrentDB clients connect.
+    pub listener: TcpListener,
+    /// TLS; `None`: plain text (`tls=false` connection strings).
+    pub tls: Option<Tls>,
+}
+
+/// What the door's services read and write with.
+pub struct Door {
+    /// The Streams service.
+    pub streams: StreamsService,
+    /// The consumer groups, for persistent subscriptions.
+    pub groups: Arc<Groups>,
+    /// Largest message a client may send.
+    pub message_max: usize,
+}
+
+impl Door {
+    /// Serves on `listener` until `stop` resolves.
+    ///
+    /// # Errors
+    /// The listener's address cannot be read, or TLS cannot be set up.
+    pub fn serve(
+        self,
+        listener: Listener,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, crate::ServerError> {
+        let address = listener.listener.local_addr()?;
+        let store = Arc::clone(&self.streams.store);
+        let streams =
+            streams::streams_server::StreamsServer::new(self.streams).max_decoding_message_size(self.message_max);
+        let persistent = persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer::new(
+            PersistentService { groups: self.groups, store },
+        );
+        let features = server_features::server_features_server::ServerFeaturesServer::new(FeaturesService);
+        let gossip = gossip::gossip_server::GossipServer::new(GossipService {
+            instance: quipu_core::EventId::random(),
+            address,
+        });
+        // Calls of services the door does not serve answer UNIMPLEMENTED
+        // naming the method, not tonic's bare one.
+        let routes =
+            tonic::service::Routes::new(streams).add_service(persistent).add_service(features).add_service(gossip);
+        let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(unimplemented));
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = listener.tls {
+            builder = builder.tls_config(tls.config)?;
+        }
+        let incoming = tonic::transport::server::TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+        Ok(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, stop))
+    }
+}
