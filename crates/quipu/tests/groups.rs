@@ -537,3 +537,38 @@ fn members_consume_over_http_with_polls_acks_and_nacks() {
     let (_, info) = server.request("GET", "/v1/groups/web", None);
     assert_eq!(info["members"].as_array().map(Vec::len), Some(0), "{info}");
 }
+
+#[test]
+fn a_round_robin_group_on_one_stream_sends_many_of_its_events_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let events: Vec<serde_json::Value> = (0..6).map(|n| json!({"type": "Queued", "data": {"n": n}})).collect();
+    let (status, body) = server.append("job-1", &json!({ "events": events }));
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.append("job-2", &json!({"events": [{"type": "Queued", "data": {}}]}));
+    assert_eq!(status, 200, "{body}");
+    let create = json!({
+        "name": "fan",
+        "filter": {"stream": "job-1", "from_revision": 2, "type_regex": "^Que"},
+        "strategy": "round_robin",
+    });
+    let (status, body) = server.request("POST", "/v1/groups", Some(&create.to_string()));
+    assert_eq!((status, body["strategy"].as_str()), (201, Some("round_robin")), "{body}");
+    let mut taken = Vec::new();
+    while taken.len() < 4 {
+        let (status, body) = server.request(
+            "POST",
+            "/v1/groups/fan/members/w1/poll",
+            Some(&json!({"max": 10, "wait_ms": 5000}).to_string()),
+        );
+        assert_eq!(status, 200, "{body}");
+        taken.extend(body["events"].as_array().expect("events").iter().map(|d| d["event"]["revision"].as_u64()));
+    }
+    assert_eq!(taken, vec![Some(2), Some(3), Some(4), Some(5)], "one stream, from revision 2, all out at once");
+    let bad = json!({"name": "bad", "filter": {"type_regex": "("}});
+    let (status, body) = server.request("POST", "/v1/groups", Some(&bad.to_string()));
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("does not compile")), "{body}");
+    let (status, _) = server.request("GET", "/v1/groups/bad", None);
+    assert_eq!(status, 404, "a refused group is not created");
+}

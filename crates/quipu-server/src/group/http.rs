@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::dispatcher::NackAction;
+use super::dispatcher::{NackAction, Strategy};
 use super::registry::{GroupInfo, Groups};
 use super::session::Sessions;
 use super::settings::{Filter, StartFrom, TuningRequest};
@@ -94,6 +94,10 @@ struct CreateBody {
     start: StartFrom,
     #[serde(default)]
     tuning: TuningRequest,
+    /// `"per_stream"` (default), `"round_robin"`, `"dispatch_to_single"`
+    /// or `"pinned"`.
+    #[serde(default)]
+    strategy: Strategy,
 }
 
 fn beginning() -> StartFrom {
@@ -127,6 +131,7 @@ pub fn info_json(info: &GroupInfo) -> Value {
         "max_in_flight": s.max_in_flight,
         "backoff_base_ms": s.backoff_base_ms,
         "backoff_max_ms": s.backoff_max_ms,
+        "strategy": s.strategy,
         "checkpoint": info.status.checkpoint.0,
         "head": info.head.0,
         "lag": info.lag(),
@@ -153,7 +158,7 @@ async fn create(
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
-    groups.create(&body.name, body.filter, body.start, &body.tuning).await?;
+    groups.create_sharing(&body.name, body.filter, body.start, &body.tuning, body.strategy, None).await?;
     let info = groups.info(&body.name).await?;
     Ok((StatusCode::CREATED, Json(info_json(&info))))
 }
