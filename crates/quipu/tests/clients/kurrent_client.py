@@ -8,14 +8,20 @@ expected versions, gets the client's own WrongCurrentVersionError on a
 stale one, reads the stream both ways and $all (with the client's default
 filter, a regular expression with a lookahead), follows catch-up
 subscriptions of a stream and of filtered $all from history into live
-events, retries an append idempotently, and deletes the stream. Exits non-zero, naming what went
+events, retries an append idempotently, deletes one stream and
+tombstones another. Exits non-zero, naming what went
 wrong, when anything differs.
 """
 
 import sys
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
-from kurrentdbclient.exceptions import NotFoundError, WrongCurrentVersionError
+from kurrentdbclient.exceptions import (
+    FailedPreconditionError,
+    NotFoundError,
+    StreamIsDeletedError,
+    WrongCurrentVersionError,
+)
 
 client = KurrentDBClient(uri=f"kurrentdb://{sys.argv[1]}?Tls=false")
 
@@ -98,6 +104,16 @@ from_two = client.subscribe_to_all(commit_position=2, timeout=10)
 check(next(from_two).commit_position == 3, "a $all subscription starts after the position given")
 from_two.stop()
 
+# StreamState.EXISTS: refused for a missing stream, taken for an existing one.
+try:
+    client.append_to_stream("order-2", current_version=StreamState.EXISTS, events=[NewEvent(type="Late", data=b"{}")])
+    check(False, "EXISTS was accepted for a missing stream")
+except WrongCurrentVersionError:
+    pass
+client.append_to_stream("order-2", current_version=StreamState.ANY, events=NewEvent(type="Opened", data=b"{}"))
+client.append_to_stream("order-2", current_version=StreamState.EXISTS, events=NewEvent(type="Confirmed", data=b"{}"))
+check([e.type for e in client.get_stream("order-2")] == ["Opened", "Confirmed"], "ANY then EXISTS")
+
 # Stream metadata through $$order-5: max count hides older events.
 for n in range(4):
     client.append_to_stream("order-5", current_version=StreamState.ANY, events=NewEvent(type="Noted", data=b"{}"))
@@ -125,6 +141,28 @@ try:
     check(False, "a deleted stream was read")
 except NotFoundError:
     pass
+try:
+    client.tombstone_stream("order-2", current_version=0)
+    check(False, "a tombstone with a stale expected version was accepted")
+except WrongCurrentVersionError:
+    pass
+client.tombstone_stream("order-2", current_version=1)
+for name, call in (
+    ("read", lambda: client.get_stream("order-2")),
+    ("append", lambda: client.append_to_stream("order-2", current_version=StreamState.ANY, events=[NewEvent(type="Again", data=b"{}")])),
+):
+    try:
+        call()
+        check(False, f"a tombstoned stream was used: {name}")
+    except StreamIsDeletedError:
+        pass
+# A single event goes through Append, whose refusal the client reports
+# as a plain FailedPreconditionError, as it does against KurrentDB.
+try:
+    client.append_to_stream("order-2", current_version=StreamState.ANY, events=NewEvent(type="Again", data=b"{}"))
+    check(False, "a tombstoned stream took an append")
+except FailedPreconditionError as error:
+    check("is deleted" in str(error), f"append to a tombstoned stream: {error}")
 discovered.close()
 client.close()
 print("ok")
