@@ -18,12 +18,7 @@ os.environ["KURRENTDB_URI"] = f"kurrentdb://{sys.argv[1]}?Tls=false"
 from eventsourcing.application import Application  # noqa: E402
 from eventsourcing.domain import Aggregate, event  # noqa: E402
 from eventsourcing.persistence import IntegrityError  # noqa: E402
-
-
-def check(condition, message):
-    if not condition:
-        print(f"FAIL: {message}")
-        sys.exit(1)
+from verdict import check
 
 
 class Dog(Aggregate):

@@ -18,13 +18,9 @@ import urllib.request
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
+from verdict import fail
 
 kafka_address, http_address = sys.argv[1], sys.argv[2]
-
-
-def fail(message):
-    print(f"FAIL: {message}")
-    sys.exit(1)
 
 
 def produce_confluent(key, headers, value):

@@ -22,14 +22,9 @@ from kurrentdbclient.exceptions import (
     StreamIsDeletedError,
     WrongCurrentVersionError,
 )
+from verdict import check
 
 client = KurrentDBClient(uri=f"kurrentdb://{sys.argv[1]}?Tls=false")
-
-
-def check(condition, message):
-    if not condition:
-        print(f"FAIL: {message}")
-        sys.exit(1)
 
 
 placed = NewEvent(type="OrderPlaced", data=b'{"n":1}')

@@ -17,14 +17,9 @@ import time
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
 from kurrentdbclient.exceptions import AlreadyExistsError, MaximumSubscriptionsReachedError, NotFoundError
+from verdict import check
 
 client = KurrentDBClient(uri=f"kurrentdb://{sys.argv[1]}?Tls=false")
-
-
-def check(condition, message):
-    if not condition:
-        print(f"FAIL: {message}")
-        sys.exit(1)
 
 
 def settle(group, stream=None):

@@ -10,14 +10,9 @@ is refused. Exits non-zero, naming what differed.
 import sys
 
 from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from verdict import check
 
 address, certificate = sys.argv[1], open(sys.argv[2]).read()
-
-
-def check(condition, message):
-    if not condition:
-        print(f"FAIL: {message}")
-        sys.exit(1)
 
 
 # The client insists on credentials with TLS; the door does not check them.

@@ -394,17 +394,58 @@ pub fn read_stream_ids(server: &Server, stream: &str) -> Vec<String> {
     }
 }
 
+/// Longest a client script may run before the test fails (a client that
+/// hangs must fail the test, not stall the suite).
+const CLIENT_SCRIPT_LIMIT: Duration = Duration::from_secs(300);
+
 /// Runs the Python script `tests/clients/<script>` with `args` (the
 /// packages it imports are installed by `scripts/test`) and fails the
-/// test with its output unless it exits 0; returns its stdout.
+/// test with its output unless it exits 0 within
+/// [`CLIENT_SCRIPT_LIMIT`]; returns its stdout.
 pub fn run_client_script(script: &str, args: &[&str]) -> String {
     let path = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .expect("run python3 (scripts/test installs the Python packages)");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "{script} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let mut command = Command::new("python3");
+    command.arg(&path).args(args);
+    run_to_completion(command, script)
+}
+
+/// Runs `command` to its end, killing it after [`CLIENT_SCRIPT_LIMIT`];
+/// fails the test with its output unless it exits 0, and returns its
+/// stdout.
+pub fn run_to_completion(mut command: Command, name: &str) -> String {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {name} (scripts/test installs what it needs): {error}"));
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = std::time::Instant::now() + CLIENT_SCRIPT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the client") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    match status {
+        Some(status) => assert!(status.success(), "{name} failed ({status}):\n{stdout}\n{stderr}"),
+        None => panic!("{name} did not finish within {CLIENT_SCRIPT_LIMIT:?}:\n{stdout}\n{stderr}"),
+    }
     stdout
 }
