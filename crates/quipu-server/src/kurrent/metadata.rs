@@ -9,9 +9,11 @@
 //! | `$tb` | `truncate_before` |
 //! | any other key | kept in `custom`, given back as it came |
 //!
-//! The metadata stream shows the current metadata only, as one event at
-//! revision 0 (type `$metadata`); an append expecting revision 0 or any
-//! replaces it.
+//! The metadata stream shows the current metadata only, as one event
+//! (type `$metadata`) at the metadata's revision: 0 for its first write,
+//! one more for each later one (deletes included). An append replaces it
+//! when its expected revision holds, checked and written under one lock,
+//! so of two concurrent read-modify-writes one is refused.
 
 use quipu_core::ExpectedRevision;
 use quipu_proto::event_store::client as shared;
@@ -82,15 +84,15 @@ pub fn from_json(data: &[u8]) -> Result<Metadata, Status> {
 pub fn read(lifecycle: &Lifecycle, target: &str, structured: bool) -> Vec<Result<pb::ReadResp, Status>> {
     let metadata = lifecycle.metadata(target);
     let stream = format!("{PREFIX}{target}");
-    if metadata == Metadata::default() {
+    let Some(revision) = lifecycle.metadata_revision(target) else {
         let missing = pb::read_resp::StreamNotFound { stream_identifier: Some(wire::identifier(&stream)) };
         return vec![Ok(pb::ReadResp { content: Some(pb::read_resp::Content::StreamNotFound(missing)) })];
-    }
+    };
     let data = serde_json::to_vec(&to_json(&Metadata { tombstoned: false, ..metadata })).unwrap_or_default();
     let recorded = pb::read_resp::read_event::RecordedEvent {
         id: Some(wire::uuid(quipu_core::EventId::random(), structured)),
         stream_identifier: Some(wire::identifier(&stream)),
-        stream_revision: 0,
+        stream_revision: revision,
         prepare_position: 0,
         commit_position: 0,
         metadata: [("type", METADATA_TYPE), ("content-type", "application/json"), ("created", "0")]
@@ -108,8 +110,8 @@ pub fn read(lifecycle: &Lifecycle, target: &str, structured: bool) -> Vec<Result
     vec![Ok(pb::ReadResp { content: Some(pb::read_resp::Content::Event(event)) })]
 }
 
-/// Replaces the metadata of `target` with the last of `events`' data,
-/// when `expected` holds for the metadata stream (revision 0 once set).
+/// Replaces the metadata of `target` with `data` when `expected` holds
+/// for the metadata's revision.
 ///
 /// # Errors
 /// INVALID_ARGUMENT for data that is not metadata; the lifecycle's
@@ -121,26 +123,32 @@ pub async fn write(
     data: &[u8],
 ) -> Result<pb::AppendResp, Status> {
     let metadata = from_json(data)?;
-    let set = lifecycle.metadata(target) != Metadata::default();
-    let actual = set.then_some(quipu_core::Revision(0));
-    if !expected.is_met_by(actual) {
-        let conflict = quipu_core::Conflict {
-            streams: vec![quipu_core::StreamConflict {
-                stream: quipu_core::StreamName::readable(format!("{PREFIX}{target}"))
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-                expected,
-                actual,
-            }],
-            condition_position: None,
-        };
-        return Ok(super::answer::append(quipu_core::AppendOutcome::Conflict(conflict), expected));
-    }
-    lifecycle.set(target, metadata).await.map_err(|e| wire::status(&e, target))?;
+    let written = lifecycle.set_expecting(target, metadata, expected).await.map_err(|e| wire::status(&e, target))?;
+    let revision = match written {
+        Ok(revision) => revision,
+        Err(actual) => return conflict(target, expected, actual.map(quipu_core::Revision)),
+    };
     let success = pb::append_resp::Success {
-        current_revision_option: Some(pb::append_resp::success::CurrentRevisionOption::CurrentRevision(0)),
+        current_revision_option: Some(pb::append_resp::success::CurrentRevisionOption::CurrentRevision(revision)),
         position_option: Some(pb::append_resp::success::PositionOption::NoPosition(shared::Empty {})),
     };
     Ok(pb::AppendResp { result: Some(pb::append_resp::Result::Success(success)) })
+}
+
+/// The in-band refusal of a metadata write expecting `expected` when the
+/// metadata is at `actual`.
+fn conflict(
+    target: &str,
+    expected: ExpectedRevision,
+    actual: Option<quipu_core::Revision>,
+) -> Result<pb::AppendResp, Status> {
+    let stream = quipu_core::StreamName::readable(format!("{PREFIX}{target}"))
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    let conflict = quipu_core::Conflict {
+        streams: vec![quipu_core::StreamConflict { stream, expected, actual }],
+        condition_position: None,
+    };
+    Ok(super::answer::append(quipu_core::AppendOutcome::Conflict(conflict), expected))
 }
 
 #[cfg(test)]

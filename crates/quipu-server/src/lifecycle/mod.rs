@@ -82,6 +82,8 @@ pub struct Lifecycle {
     store: Arc<Store>,
     log: Mutex<RecordLog<Record>>,
     metadata: RwLock<BTreeMap<String, Metadata>>,
+    /// How many times each stream's metadata was written.
+    writes: RwLock<BTreeMap<String, u64>>,
     /// Held shared by each append from its admission to its hand-over to
     /// the sequencer, and exclusively by a tombstone closing its stream.
     gate: RwLock<()>,
@@ -95,10 +97,18 @@ impl Lifecycle {
     pub fn open(store: Arc<Store>) -> Result<Lifecycle, ApiError> {
         let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), METADATA_STREAM)?;
         let mut metadata = BTreeMap::new();
+        let mut writes: BTreeMap<String, u64> = BTreeMap::new();
         for Record::MetadataSet { stream, metadata: set } in records {
+            *writes.entry(stream.clone()).or_default() += 1;
             metadata.insert(stream, set);
         }
-        Ok(Lifecycle { store, log: Mutex::new(log), metadata: RwLock::new(metadata), gate: RwLock::new(()) })
+        Ok(Lifecycle {
+            store,
+            log: Mutex::new(log),
+            metadata: RwLock::new(metadata),
+            writes: RwLock::new(writes),
+            gate: RwLock::new(()),
+        })
     }
 
     /// A stream's metadata (the default when none was set).
@@ -107,22 +117,45 @@ impl Lifecycle {
         self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(stream).cloned().unwrap_or_default()
     }
 
+    /// The revision of a stream's metadata: 0 for its first write, one
+    /// more for each later one (sets, deletes, a tombstone); `None` when
+    /// it was never written.
+    #[must_use]
+    pub fn metadata_revision(&self, stream: &str) -> Option<u64> {
+        let writes = self.writes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        writes.get(stream).and_then(|n| n.checked_sub(1))
+    }
+
+    /// Replaces a stream's metadata when its revision (see
+    /// [`Lifecycle::metadata_revision`]) meets `expected`, checked and
+    /// written under one lock. Answers the new revision, or the actual
+    /// one when `expected` was not met (nothing is written then).
+    ///
+    /// # Errors
+    /// As [`Lifecycle::set`].
+    pub async fn set_expecting(
+        &self,
+        stream: &str,
+        metadata: Metadata,
+        expected: quipu_core::ExpectedRevision,
+    ) -> Result<Result<u64, Option<u64>>, ApiError> {
+        check_settable(stream, &metadata)?;
+        let mut log = self.log.lock().await;
+        let actual = self.metadata_revision(stream);
+        if !expected.is_met_by(actual.map(quipu_core::Revision)) {
+            return Ok(Err(actual));
+        }
+        self.write_locked(&mut log, stream, |_| Ok(metadata)).await?;
+        Ok(Ok(actual.map_or(0, |r| r + 1)))
+    }
+
     /// Replaces a stream's metadata (a tombstone stays).
     ///
     /// # Errors
     /// 400 for a bad stream or `max_count` 0, 410 for a tombstoned
     /// stream, store errors.
     pub async fn set(&self, stream: &str, metadata: Metadata) -> Result<Metadata, ApiError> {
-        StreamName::new(stream)?;
-        if metadata.max_count == Some(0) {
-            return Err(ApiError::bad_request("invalid_metadata", "max_count must be at least 1"));
-        }
-        if metadata.tombstoned {
-            return Err(ApiError::bad_request(
-                "invalid_metadata",
-                "tombstone a stream with a delete, not its metadata",
-            ));
-        }
+        check_settable(stream, &metadata)?;
         self.write(stream, |_| Ok(metadata.clone())).await
     }
 
@@ -167,6 +200,7 @@ impl Lifecycle {
             self.store_metadata(stream, current);
             return Err(error);
         }
+        self.count_write(stream);
         Ok(metadata)
     }
 
@@ -179,12 +213,30 @@ impl Lifecycle {
         self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stream.to_string(), metadata);
     }
 
+    fn count_write(&self, stream: &str) {
+        *self
+            .writes
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(stream.to_string())
+            .or_default() += 1;
+    }
+
     async fn write(
         &self,
         stream: &str,
         change: impl FnOnce(Metadata) -> Result<Metadata, ApiError>,
     ) -> Result<Metadata, ApiError> {
         let mut log = self.log.lock().await;
+        self.write_locked(&mut log, stream, change).await
+    }
+
+    async fn write_locked(
+        &self,
+        log: &mut RecordLog<Record>,
+        stream: &str,
+        change: impl FnOnce(Metadata) -> Result<Metadata, ApiError>,
+    ) -> Result<Metadata, ApiError> {
         let current = self.metadata(stream);
         if current.tombstoned {
             return Err(deleted(stream));
@@ -195,6 +247,7 @@ impl Lifecycle {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(stream.to_string(), metadata.clone());
+        self.count_write(stream);
         Ok(metadata)
     }
 
@@ -305,6 +358,19 @@ impl Lifecycle {
     }
 }
 
+/// Refuses metadata no one may set: a bad stream name, `max_count` 0, a
+/// tombstone (that takes a delete).
+fn check_settable(stream: &str, metadata: &Metadata) -> Result<(), ApiError> {
+    StreamName::new(stream)?;
+    if metadata.max_count == Some(0) {
+        return Err(ApiError::bad_request("invalid_metadata", "max_count must be at least 1"));
+    }
+    if metadata.tombstoned {
+        return Err(ApiError::bad_request("invalid_metadata", "tombstone a stream with a delete, not its metadata"));
+    }
+    Ok(())
+}
+
 fn deleted(stream: &str) -> ApiError {
     ApiError::new(StatusCode::GONE, "stream_deleted", format!("stream {stream} was deleted for good (tombstoned)"))
 }
@@ -344,5 +410,31 @@ mod tests {
         assert!(metadata.tombstoned);
         assert_eq!(lifecycle.check(&append("race-1")).expect_err("closed").code, "stream_deleted");
         assert!(lifecycle.check(&append("race-2")).is_ok(), "other streams stay open");
+    }
+
+    /// Metadata revisions count every write, outlive a restart, and a
+    /// write expecting a replaced revision changes nothing.
+    #[tokio::test]
+    async fn metadata_revisions_count_writes_and_guard_replacements() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        let lifecycle = Lifecycle::open(Arc::clone(&store)).expect("open");
+        assert_eq!(lifecycle.metadata_revision("order-1"), None);
+        let three = Metadata { max_count: Some(3), ..Metadata::default() };
+        let first = lifecycle.set_expecting("order-1", three.clone(), ExpectedRevision::NoStream).await;
+        assert_eq!(first.expect("written"), Ok(0));
+        let two = Metadata { max_count: Some(2), ..Metadata::default() };
+        let stale = lifecycle.set_expecting("order-1", two.clone(), ExpectedRevision::NoStream).await;
+        assert_eq!(stale.expect("answered"), Err(Some(0)), "refused with the actual revision");
+        assert_eq!(lifecycle.metadata("order-1"), three, "nothing changed");
+        let next = lifecycle.set_expecting("order-1", two.clone(), ExpectedRevision::Exact(quipu_core::Revision(0)));
+        assert_eq!(next.await.expect("written"), Ok(1));
+        lifecycle.set("order-1", three).await.expect("set");
+        assert_eq!(lifecycle.metadata_revision("order-1"), Some(2));
+        let zero = Metadata { max_count: Some(0), ..Metadata::default() };
+        assert!(lifecycle.set_expecting("order-1", zero, ExpectedRevision::Any).await.is_err());
+        drop(lifecycle);
+        let reopened = Lifecycle::open(store).expect("open");
+        assert_eq!(reopened.metadata_revision("order-1"), Some(2));
     }
 }

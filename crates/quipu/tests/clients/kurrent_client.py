@@ -120,6 +120,13 @@ check(metadata == {"$maxCount": 2, "owner": "ops"}, f"metadata read back: {metad
 check([e.stream_position for e in client.get_stream("order-5")] == [2, 3], "$maxCount hides older events")
 client.set_stream_metadata("order-5", metadata={"$maxCount": 3}, current_version=version)
 check([e.stream_position for e in client.get_stream("order-5")] == [1, 2, 3], "metadata replaced")
+try:
+    client.set_stream_metadata("order-5", metadata={"$maxCount": 1}, current_version=version)
+    check(False, "a metadata write expecting a replaced version was accepted")
+except WrongCurrentVersionError:
+    pass
+metadata, latest = client.get_stream_metadata("order-5")
+check((metadata, latest) == ({"$maxCount": 3}, version + 1), f"the refused write changed nothing: {metadata} {latest}")
 
 again = client.append_to_stream("order-1", current_version=StreamState.ANY, events=placed)
 check(again == 1 and client.get_current_version("order-1") == 3, "a retried append writes nothing")
