@@ -1,23 +1,30 @@
 //! The KurrentDB door against the official Python client of KurrentDB
-//! (`kurrentdbclient` 1.3.5 from PyPI) and an application built on the
+//! (`kurrentdbclient` 1.3.5 from PyPI), an application built on the
 //! Python `eventsourcing` library with its KurrentDB module
-//! (`eventsourcing-kurrentdb` 1.2.2), both installed by `scripts/test`.
-//! Each script in `tests/clients/` checks what it sees and exits non-zero
-//! naming what differed.
+//! (`eventsourcing-kurrentdb` 1.2.2), and the official Node.js client
+//! (`@kurrent/kurrentdb-client` 1.3.1 from npm, pinned in
+//! `tests/clients/kurrent_node/package-lock.json`), all installed by
+//! `scripts/test`. Each script in `tests/clients/` checks what it sees and
+//! exits non-zero naming what differed.
 
 mod common;
 
 use common::{Server, serve_command};
 
-/// Runs `tests/clients/<script>` against a fresh server with the door on.
-fn run_against_the_door(script: &str) {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A fresh server in `dir` with the door on.
+fn start_door(dir: &std::path::Path) -> Server {
     let mut command = serve_command();
     command
         .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kurrent-listen", "127.0.0.1:0"])
         .arg("--data-dir")
-        .arg(dir.path());
-    let server = Server::spawn(command);
+        .arg(dir);
+    Server::spawn(command)
+}
+
+/// Runs `tests/clients/<script>` against a fresh server with the door on.
+fn run_against_the_door(script: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_door(dir.path());
     common::run_client_script(script, &[server.kurrent_address.as_deref().expect("the KurrentDB door is on")]);
 }
 
@@ -29,6 +36,16 @@ fn the_python_kurrentdb_client_appends_reads_subscribes_and_deletes() {
 #[test]
 fn the_python_kurrentdb_client_runs_persistent_subscriptions() {
     run_against_the_door("kurrent_persistent.py");
+}
+
+#[test]
+fn the_node_kurrentdb_client_appends_reads_subscribes_deletes_and_runs_persistent_subscriptions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_door(dir.path());
+    let mut node = std::process::Command::new("node");
+    node.arg(format!("{}/tests/clients/kurrent_node/scenarios.mjs", env!("CARGO_MANIFEST_DIR")))
+        .arg(server.kurrent_address.as_deref().expect("the KurrentDB door is on"));
+    common::run_to_completion(node, "kurrent_node/scenarios.mjs");
 }
 
 #[test]

@@ -13,11 +13,29 @@ use tokio::sync::mpsc::Sender;
 use tonic::{Status, Streaming};
 
 use super::streams::StreamsService;
-use super::{answer, wire};
+use super::{answer, metadata, wire};
+
+/// Where an append goes.
+enum Target {
+    /// Events of a stream.
+    Stream(StreamName),
+    /// The metadata of this stream, through `$$<stream>`.
+    Metadata(String),
+}
+
+impl Target {
+    /// The stream name as the client wrote it.
+    fn name(&self) -> String {
+        match self {
+            Target::Stream(stream) => stream.as_str().to_string(),
+            Target::Metadata(stream) => format!("$${stream}"),
+        }
+    }
+}
 
 /// An append still receiving chunks.
 struct Pending {
-    stream: StreamName,
+    target: Target,
     expected: ExpectedRevision,
     events: Vec<ProposedEvent>,
 }
@@ -86,21 +104,26 @@ fn chunk(
 ) -> Result<Option<Pending>, (String, Status)> {
     use pb::batch_append_req::options::ExpectedStreamPosition as E;
     if let Some(options) = request.options {
-        let stream = wire::stream_name(options.stream_identifier.as_ref()).map_err(|s| (String::new(), s))?;
+        let target = match metadata::target(options.stream_identifier.as_ref()) {
+            Some(stream) => Target::Metadata(stream),
+            None => {
+                Target::Stream(wire::stream_name(options.stream_identifier.as_ref()).map_err(|s| (String::new(), s))?)
+            }
+        };
         let expected = match options.expected_stream_position {
             Some(E::StreamPosition(revision)) => wire::expected(Some(revision), false, false),
             Some(E::NoStream(())) => ExpectedRevision::NoStream,
             Some(E::StreamExists(())) => ExpectedRevision::Exists,
             Some(E::Any(())) | None => ExpectedRevision::Any,
         };
-        pending.insert(key.to_string(), Pending { stream, expected, events: Vec::new() });
+        pending.insert(key.to_string(), Pending { target, expected, events: Vec::new() });
     }
     let Some(append) = pending.get_mut(key) else {
         return Err((String::new(), Status::invalid_argument("the first chunk of a batch append carries its options")));
     };
     for m in request.proposed_messages {
         let event = wire::proposed_event(m.id.as_ref(), &m.metadata, m.custom_metadata, m.data)
-            .map_err(|s| (append.stream.as_str().to_string(), s))?;
+            .map_err(|s| (append.target.name(), s))?;
         append.events.push(event);
     }
     if request.is_final { Ok(pending.remove(key)) } else { Ok(None) }
@@ -108,22 +131,31 @@ fn chunk(
 
 /// Commits one append; its answer.
 async fn commit(service: &StreamsService, correlation: shared::Uuid, append: Pending) -> pb::BatchAppendResp {
-    let stream = append.stream.as_str().to_string();
-    let result = if append.events.is_empty() {
-        let detail = shared::BadRequest { message: "an append without events writes nothing".into() };
+    let stream = append.target.name();
+    let bad_request = |message: String| {
+        let detail = shared::BadRequest { message };
         pb::batch_append_resp::Result::Error(answer::error(3, "BadRequest", "BadRequest", &detail))
-    } else {
-        match service.append_events(append.stream, append.expected, append.events).await {
+    };
+    let result = match (append.target, append.events.last()) {
+        (_, None) => bad_request("an append without events writes nothing".into()),
+        (Target::Metadata(target), Some(last)) => {
+            match metadata::write(&service.lifecycle, &target, append.expected, &last.data).await {
+                Ok(written) => metadata::batch_answer(written, append.expected),
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    let detail = shared::StreamDeleted { stream_identifier: Some(wire::identifier(&stream)) };
+                    pb::batch_append_resp::Result::Error(answer::error(5, "StreamDeleted", "StreamDeleted", &detail))
+                }
+                Err(status) => bad_request(status.message().to_string()),
+            }
+        }
+        (Target::Stream(name), Some(_)) => match service.append_events(name, append.expected, append.events).await {
             Ok(outcome) => answer::batch(outcome, append.expected),
             Err(error) if error.code == "stream_deleted" => {
                 let detail = shared::StreamDeleted { stream_identifier: Some(wire::identifier(&stream)) };
                 pb::batch_append_resp::Result::Error(answer::error(5, "StreamDeleted", "StreamDeleted", &detail))
             }
-            Err(error) => {
-                let detail = shared::BadRequest { message: error.message };
-                pb::batch_append_resp::Result::Error(answer::error(3, "BadRequest", "BadRequest", &detail))
-            }
-        }
+            Err(error) => bad_request(error.message),
+        },
     };
     pb::BatchAppendResp {
         correlation_id: Some(correlation),

@@ -110,6 +110,10 @@ pub fn read(lifecycle: &Lifecycle, target: &str, structured: bool) -> Vec<Result
     vec![Ok(pb::ReadResp { content: Some(pb::read_resp::Content::Event(event)) })]
 }
 
+/// What a metadata write came to: the metadata's new revision, or the
+/// conflict with the revision it has.
+pub type Written = Result<u64, quipu_core::AppendOutcome>;
+
 /// Replaces the metadata of `target` with `data` when `expected` holds
 /// for the metadata's revision.
 ///
@@ -121,34 +125,51 @@ pub async fn write(
     target: &str,
     expected: ExpectedRevision,
     data: &[u8],
-) -> Result<pb::AppendResp, Status> {
+) -> Result<Written, Status> {
     let metadata = from_json(data)?;
     let written = lifecycle.set_expecting(target, metadata, expected).await.map_err(|e| wire::status(&e, target))?;
-    let revision = match written {
-        Ok(revision) => revision,
-        Err(actual) => return conflict(target, expected, actual.map(quipu_core::Revision)),
-    };
-    let success = pb::append_resp::Success {
-        current_revision_option: Some(pb::append_resp::success::CurrentRevisionOption::CurrentRevision(revision)),
-        position_option: Some(pb::append_resp::success::PositionOption::NoPosition(shared::Empty {})),
-    };
-    Ok(pb::AppendResp { result: Some(pb::append_resp::Result::Success(success)) })
+    match written {
+        Ok(revision) => Ok(Ok(revision)),
+        Err(actual) => {
+            let stream = quipu_core::StreamName::readable(format!("{PREFIX}{target}"))
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let actual = actual.map(quipu_core::Revision);
+            let conflict = quipu_core::Conflict {
+                streams: vec![quipu_core::StreamConflict { stream, expected, actual }],
+                condition_position: None,
+            };
+            Ok(Err(quipu_core::AppendOutcome::Conflict(conflict)))
+        }
+    }
 }
 
-/// The in-band refusal of a metadata write expecting `expected` when the
-/// metadata is at `actual`.
-fn conflict(
-    target: &str,
-    expected: ExpectedRevision,
-    actual: Option<quipu_core::Revision>,
-) -> Result<pb::AppendResp, Status> {
-    let stream = quipu_core::StreamName::readable(format!("{PREFIX}{target}"))
-        .map_err(|e| Status::invalid_argument(e.to_string()))?;
-    let conflict = quipu_core::Conflict {
-        streams: vec![quipu_core::StreamConflict { stream, expected, actual }],
-        condition_position: None,
-    };
-    Ok(super::answer::append(quipu_core::AppendOutcome::Conflict(conflict), expected))
+/// `Append`'s answer to a metadata write.
+#[must_use]
+pub fn append_answer(written: Written, expected: ExpectedRevision) -> pb::AppendResp {
+    use pb::append_resp::success::{CurrentRevisionOption, PositionOption};
+    match written {
+        Ok(revision) => {
+            let success = pb::append_resp::Success {
+                current_revision_option: Some(CurrentRevisionOption::CurrentRevision(revision)),
+                position_option: Some(PositionOption::NoPosition(shared::Empty {})),
+            };
+            pb::AppendResp { result: Some(pb::append_resp::Result::Success(success)) }
+        }
+        Err(conflict) => super::answer::append(conflict, expected),
+    }
+}
+
+/// `BatchAppend`'s result for a metadata write.
+#[must_use]
+pub fn batch_answer(written: Written, expected: ExpectedRevision) -> pb::batch_append_resp::Result {
+    use pb::batch_append_resp::success::{CurrentRevisionOption, PositionOption};
+    match written {
+        Ok(revision) => pb::batch_append_resp::Result::Success(pb::batch_append_resp::Success {
+            current_revision_option: Some(CurrentRevisionOption::CurrentRevision(revision)),
+            position_option: Some(PositionOption::NoPosition(())),
+        }),
+        Err(conflict) => super::answer::batch(conflict, expected),
+    }
 }
 
 #[cfg(test)]

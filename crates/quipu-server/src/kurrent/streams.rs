@@ -307,7 +307,8 @@ impl pb::streams_server::Streams for StreamsService {
                 }
             }
             let data = last.ok_or_else(|| Status::invalid_argument("a metadata append carries the metadata"))?;
-            return Ok(Response::new(metadata::write(&self.lifecycle, &target, expected, &data).await?));
+            let written = metadata::write(&self.lifecycle, &target, expected, &data).await?;
+            return Ok(Response::new(metadata::append_answer(written, expected)));
         }
         let stream = wire::stream_name(options.stream_identifier.as_ref())?;
         let mut events = Vec::new();
