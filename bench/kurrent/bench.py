@@ -1,5 +1,5 @@
-"""The KurrentDB door through KurrentDB's Python client: appends and
-reads, events/s and latency. One client, one thread: the numbers include
+"""The KurrentDB door through KurrentDB's Python client: appends,
+reads, a catch-up and a persistent subscription; events/s and latency. One client, one thread: the numbers include
 the client's own cost, as an application using it would see.
 
 Usage: bench.py HOST:PORT [SCALE]
@@ -83,5 +83,19 @@ for event in subscription:
         break
 subscription.stop()
 report("catch-up subscription of $all", seen, time.perf_counter() - started)
+
+# A persistent subscription to $all (a Quipu consumer group): every
+# event delivered and acknowledged, as a worker would.
+client.create_subscription_to_all("bench")
+started = time.perf_counter()
+reader = client.read_subscription_to_all("bench")
+handled = 0
+for event in reader:
+    reader.ack(event)
+    handled += 1
+    if event.commit_position >= last:
+        break
+reader.stop()
+report("persistent subscription, acked", handled, time.perf_counter() - started)
 # The client's threads keep the interpreter alive until it is closed.
 client.close()

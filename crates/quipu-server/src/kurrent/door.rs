@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use super::persistent::PersistentService;
+use super::quick_ack::QuickAck;
 use super::streams::StreamsService;
 use super::{FeaturesService, GossipService, unimplemented};
 use crate::group::Groups;
@@ -111,6 +112,7 @@ impl Door {
             builder = builder.tls_config(tls.config)?;
         }
         let incoming = tonic::transport::server::TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+        let incoming = futures_util::StreamExt::map(incoming, |accepted| accepted.map(QuickAck::new));
         Ok(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, stop))
     }
 }

@@ -16,6 +16,7 @@ mod filter;
 mod group;
 mod metadata;
 pub mod persistent;
+mod quick_ack;
 pub mod streams;
 mod subscription;
 pub mod wire;
