@@ -103,6 +103,14 @@ reader.ack(live)
 settle("tellers")
 reader.stop()
 
+# Bad settings are refused, saying what is wrong, and create nothing (the
+# listing below has only the two groups).
+try:
+    client.create_subscription_to_stream("bad", "account-1", consumer_strategy="Fastest")
+    check(False, "an unknown consumer strategy was accepted")
+except Exception as error:  # the client's generic error for INVALID_ARGUMENT
+    check("unknown consumer strategy" in str(error), f"refused: {error}")
+
 # Info, listing, update, delete.
 info = client.get_subscription_info("auditors", "account-1")
 check((info.event_source, info.group_name, info.start_from) == ("account-1", "auditors", "1"), f"info {info}")

@@ -240,6 +240,15 @@ async function persistentSubscriptions() {
   assert.deepEqual(queued.map((e) => e.event.streamId), ["job-1", "job-1", "job-1", "job-1"], "filtered $all group");
   await all.ack(...queued);
   await all.unsubscribe();
+  // A filter that does not compile is refused, saying so, and creates
+  // nothing (the listing below has only the two groups).
+  await assert.rejects(
+    () =>
+      client.createPersistentSubscriptionToAll("bad", persistentSubscriptionToAllSettingsFromDefaults(), {
+        filter: eventTypeFilter({ regex: "(" }),
+      }),
+    (error) => error.message.includes("does not compile"),
+  );
   const listed = await client.listAllPersistentSubscriptions();
   assert.deepEqual(listed.map((i) => i.groupName).sort(), ["auditors", "workers"]);
   await client.deletePersistentSubscriptionToStream("job-1", "workers");
