@@ -22,6 +22,30 @@ use super::wire;
 use crate::group::dispatcher::{Delivery, NackAction};
 use crate::group::{GroupInfo, Groups, Membership};
 
+/// The stream a request's `stream_option` names; `None` for `$all`. Each
+/// request type has its own oneof enum `$kind` with these two cases.
+macro_rules! named_stream {
+    ($option:expr, $kind:ident) => {
+        match &$option {
+            Some($kind::StreamIdentifier(identifier)) => Some(identifier),
+            Some($kind::All(_)) | None => None,
+        }
+    };
+}
+
+/// Where a start oneof (`$kind`: `Start`, `End`, and a case carrying
+/// a value) points: the value given, and whether it is the end. Create and
+/// Update each have their own enums of this shape.
+macro_rules! start_of {
+    ($option:expr, $kind:ident :: $case:ident ( $bound:ident ) => $value:expr) => {
+        match $option {
+            Some($kind::$case($bound)) => (Some($value), false),
+            Some($kind::End(_)) => (None, true),
+            Some($kind::Start(_)) | None => (None, false),
+        }
+    };
+}
+
 /// Answers a reader may have queued before it takes them.
 const READ_QUEUE: usize = 64;
 
@@ -51,22 +75,14 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
                 use pb::create_req::stream_options::RevisionOption;
                 let subscription = Subscription::new(stream.stream_identifier.as_ref(), &options.group_name)?;
                 let name = wire::stream_name(stream.stream_identifier.as_ref())?;
-                let (revision, from_end) = match stream.revision_option {
-                    Some(RevisionOption::Revision(revision)) => (Some(revision), false),
-                    Some(RevisionOption::End(_)) => (None, true),
-                    Some(RevisionOption::Start(_)) | None => (None, false),
-                };
+                let (revision, from_end) = start_of!(stream.revision_option, RevisionOption::Revision(r) => r);
                 let (start, filter, text) = group::stream_start(&name, revision, from_end);
                 (subscription, start, filter, text)
             }
             Some(StreamOption::All(all)) => {
                 use pb::create_req::all_options::{AllOption, FilterOption};
                 let subscription = Subscription::new(None, &options.group_name)?;
-                let (commit, from_end) = match all.all_option {
-                    Some(AllOption::Position(position)) => (Some(position.commit_position), false),
-                    Some(AllOption::End(_)) => (None, true),
-                    Some(AllOption::Start(_)) | None => (None, false),
-                };
+                let (commit, from_end) = start_of!(all.all_option, AllOption::Position(p) => p.commit_position);
                 let filter = match &all.filter_option {
                     Some(FilterOption::Filter(filter)) => group::all_filter(Some(filter))?,
                     Some(FilterOption::NoFilter(_)) | None => group::all_filter(None)?,
@@ -106,21 +122,14 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
             Some(StreamOption::Stream(stream)) => {
                 use pb::update_req::stream_options::RevisionOption;
                 let subscription = Subscription::new(stream.stream_identifier.as_ref(), &options.group_name)?;
-                let text = match stream.revision_option {
-                    Some(RevisionOption::Revision(revision)) => revision.to_string(),
-                    Some(RevisionOption::End(_)) => "-1".to_string(),
-                    Some(RevisionOption::Start(_)) | None => "0".to_string(),
-                };
-                (subscription, text)
+                let name = wire::stream_name(stream.stream_identifier.as_ref())?;
+                let (revision, from_end) = start_of!(stream.revision_option, RevisionOption::Revision(r) => r);
+                (subscription, group::stream_start(&name, revision, from_end).2)
             }
             Some(StreamOption::All(all)) => {
                 use pb::update_req::all_options::AllOption;
                 let subscription = Subscription::new(None, &options.group_name)?;
-                let (commit, from_end) = match all.all_option {
-                    Some(AllOption::Position(position)) => (Some(position.commit_position), false),
-                    Some(AllOption::End(_)) => (None, true),
-                    Some(AllOption::Start(_)) | None => (None, false),
-                };
+                let (commit, from_end) = start_of!(all.all_option, AllOption::Position(p) => p.commit_position);
                 (subscription, group::all_start(commit, from_end).1)
             }
             None => {
@@ -141,10 +150,7 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
     async fn delete(&self, request: Request<pb::DeleteReq>) -> Result<Response<pb::DeleteResp>, Status> {
         use pb::delete_req::options::StreamOption;
         let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("options are required"))?;
-        let identifier = match &options.stream_option {
-            Some(StreamOption::StreamIdentifier(identifier)) => Some(identifier),
-            Some(StreamOption::All(_)) | None => None,
-        };
+        let identifier = named_stream!(options.stream_option, StreamOption);
         let subscription = Subscription::new(identifier, &options.group_name)?;
         self.groups.delete(&subscription.group_name()).await.map_err(|error| subscription.status(&error))?;
         Ok(Response::new(pb::DeleteResp {}))
@@ -164,10 +170,7 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
         let Some(pb::read_req::Content::Options(options)) = first else {
             return Err(Status::invalid_argument("a persistent subscription read starts with its options"));
         };
-        let identifier = match &options.stream_option {
-            Some(StreamOption::StreamIdentifier(identifier)) => Some(identifier),
-            Some(StreamOption::All(_)) | None => None,
-        };
+        let identifier = named_stream!(options.stream_option, StreamOption);
         let subscription = Subscription::new(identifier, &options.group_name)?;
         let structured = matches!(options.uuid_option.and_then(|u| u.content), Some(UuidForm::Structured(_)));
         let name = subscription.group_name();
@@ -195,10 +198,7 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
     async fn get_info(&self, request: Request<pb::GetInfoReq>) -> Result<Response<pb::GetInfoResp>, Status> {
         use pb::get_info_req::options::StreamOption;
         let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("options are required"))?;
-        let identifier = match &options.stream_option {
-            Some(StreamOption::StreamIdentifier(identifier)) => Some(identifier),
-            Some(StreamOption::All(_)) | None => None,
-        };
+        let identifier = named_stream!(options.stream_option, StreamOption);
         let subscription = Subscription::new(identifier, &options.group_name)?;
         let info = self.groups.info(&subscription.group_name()).await.map_err(|error| subscription.status(&error))?;
         let info = self.subscription_info(&info).ok_or_else(|| subscription.not_found())?;
@@ -211,10 +211,7 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
     ) -> Result<Response<pb::ReplayParkedResp>, Status> {
         use pb::replay_parked_req::options::StreamOption;
         let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("options are required"))?;
-        let identifier = match &options.stream_option {
-            Some(StreamOption::StreamIdentifier(identifier)) => Some(identifier),
-            Some(StreamOption::All(_)) | None => None,
-        };
+        let identifier = named_stream!(options.stream_option, StreamOption);
         let subscription = Subscription::new(identifier, &options.group_name)?;
         self.groups.replay_parked(&subscription.group_name()).await.map_err(|error| subscription.status(&error))?;
         Ok(Response::new(pb::ReplayParkedResp {}))
@@ -405,16 +402,7 @@ impl Reader {
     fn event(&self, delivery: Delivery) -> pb::ReadResp {
         let parts = wire::event_parts(Arc::unwrap_or_clone(delivery.event), self.structured);
         let commit = parts.commit;
-        let recorded = pb::read_resp::read_event::RecordedEvent {
-            id: Some(parts.id),
-            stream_identifier: Some(parts.stream_identifier),
-            stream_revision: parts.revision,
-            prepare_position: commit,
-            commit_position: commit,
-            metadata: parts.metadata,
-            custom_metadata: parts.custom_metadata,
-            data: parts.data,
-        };
+        let recorded = wire::recorded_event!(pb::read_resp::read_event::RecordedEvent, parts);
         let event = pb::read_resp::ReadEvent {
             event: Some(recorded),
             link: None,

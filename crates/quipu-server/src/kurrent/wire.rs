@@ -155,21 +155,32 @@ pub fn event_parts(event: RecordedEvent, structured_ids: bool) -> EventParts {
     }
 }
 
+/// A protocol `RecordedEvent` of type `$kind` from [`EventParts`]: the
+/// streams and persistent-subscription packages each have one, with the
+/// same fields.
+macro_rules! recorded_event {
+    ($kind:path, $parts:expr) => {{
+        let parts: $crate::kurrent::wire::EventParts = $parts;
+        $kind {
+            id: Some(parts.id),
+            stream_identifier: Some(parts.stream_identifier),
+            stream_revision: parts.revision,
+            prepare_position: parts.commit,
+            commit_position: parts.commit,
+            metadata: parts.metadata,
+            custom_metadata: parts.custom_metadata,
+            data: parts.data,
+        }
+    }};
+}
+pub(crate) use recorded_event;
+
 /// A stored event as the clients read it.
 #[must_use]
 pub fn read_event(event: RecordedEvent, structured_ids: bool) -> pb::ReadResp {
     let parts = event_parts(event, structured_ids);
     let commit = parts.commit;
-    let recorded = pb::read_resp::read_event::RecordedEvent {
-        id: Some(parts.id),
-        stream_identifier: Some(parts.stream_identifier),
-        stream_revision: parts.revision,
-        prepare_position: commit,
-        commit_position: commit,
-        metadata: parts.metadata,
-        custom_metadata: parts.custom_metadata,
-        data: parts.data,
-    };
+    let recorded = recorded_event!(pb::read_resp::read_event::RecordedEvent, parts);
     let event = pb::read_resp::ReadEvent {
         event: Some(recorded),
         link: None,
