@@ -190,7 +190,8 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
             .send(Ok(pb::ReadResp { content: Some(confirmation) }))
             .await
             .map_err(|_| Status::cancelled("the reader went away"))?;
-        let reader = Reader { subscription, membership, structured, held: HashMap::new(), answers };
+        let held_bound = 2 * buffer as usize + 64;
+        let reader = Reader { subscription, membership, structured, held: HashMap::new(), held_bound, answers };
         tokio::spawn(reader.run(requests));
         Ok(Response::new(Box::pin(super::streams::tokio_stream_from(receiver))))
     }
@@ -323,8 +324,10 @@ struct Reader {
     subscription: Subscription,
     membership: Membership,
     structured: bool,
-    /// Positions of the events it holds, by id.
-    held: HashMap<EventId, Position>,
+    /// Positions of the events it holds, by id, with when each went out.
+    held: HashMap<EventId, (Position, std::time::Instant)>,
+    /// Entries of `held` past which the timed-out ones are dropped.
+    held_bound: usize,
     answers: mpsc::Sender<Result<pb::ReadResp, Status>>,
 }
 
@@ -339,7 +342,7 @@ impl Reader {
                         let _ = self.answers.send(Err(self.subscription.dropped())).await;
                         return;
                     };
-                    self.held.insert(delivery.event.id, delivery.event.position);
+                    self.hold(&delivery);
                     if self.answers.send(Ok(self.event(delivery))).await.is_err() {
                         return;
                     }
@@ -359,6 +362,18 @@ impl Reader {
                 },
                 () = self.answers.closed() => return,
             }
+        }
+    }
+
+    /// Notes a delivery until it is answered. Events the group took back
+    /// after the message timeout are never answered here; they are
+    /// forgotten once the reader holds more than it could.
+    fn hold(&mut self, delivery: &Delivery) {
+        let now = std::time::Instant::now();
+        self.held.insert(delivery.event.id, (delivery.event.position, now));
+        if self.held.len() > self.held_bound {
+            let timeout = self.membership.message_timeout();
+            self.held.retain(|_, (_, sent)| now.duration_since(*sent) < timeout);
         }
     }
 
@@ -394,7 +409,7 @@ impl Reader {
         let mut positions = Vec::with_capacity(ids.len());
         for id in ids {
             let id = wire::event_id(Some(id))?;
-            positions.extend(self.held.remove(&id));
+            positions.extend(self.held.remove(&id).map(|(position, _)| position));
         }
         Ok(positions)
     }
