@@ -140,9 +140,13 @@ impl Publisher {
                 collected.lock().expect("lines").push(line);
             }
         });
-        let publisher = Publisher { child, lines };
+        let mut publisher = Publisher { child, lines };
         let started = Instant::now();
         while publisher.lines().is_empty() {
+            if let Ok(Some(status)) = publisher.child.try_wait() {
+                let (_, stderr) = publisher.exit();
+                panic!("the publisher stopped ({status}) before it started:\n{stderr}");
+            }
             assert!(started.elapsed() < PATIENCE, "the publisher printed nothing");
             std::thread::sleep(Duration::from_millis(20));
         }
