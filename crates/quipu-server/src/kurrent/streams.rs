@@ -251,11 +251,11 @@ impl StreamsService {
 
     /// Checks `expected` against `stream` for a delete; the clients' error
     /// when it does not hold.
-    fn check_delete(&self, stream: &StreamName, expected: ExpectedRevision) -> Result<(), Status> {
+    fn check_delete(&self, stream: &StreamName, expected: ExpectedRevision) -> Result<quipu_core::Revision, Status> {
         let actual =
             self.store.stream_info(stream).map_err(|e| wire::status(&e.into(), stream.as_str()))?.last_revision;
-        if expected.is_met_by(actual) && actual.is_some() {
-            return Ok(());
+        if let Some(last) = actual.filter(|_| expected.is_met_by(actual)) {
+            return Ok(last);
         }
         let actual = actual.map_or(-1, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
         let expected = wire::expected_number(expected);
@@ -349,8 +349,10 @@ impl pb::streams_server::Streams for StreamsService {
         if self.lifecycle.metadata(stream.as_str()).tombstoned {
             return Err(wire::deleted(stream.as_str()));
         }
-        self.check_delete(&stream, expected)?;
-        self.lifecycle.delete(stream.as_str()).await.map_err(|e| wire::status(&e, stream.as_str()))?;
+        // The delete covers the revisions checked: an append landing in
+        // between stays, as if it came after.
+        let last = self.check_delete(&stream, expected)?;
+        self.lifecycle.delete_through(stream.as_str(), last).await.map_err(|e| wire::status(&e, stream.as_str()))?;
         let none = pb::delete_resp::PositionOption::NoPosition(shared::Empty {});
         Ok(Response::new(pb::DeleteResp { position_option: Some(none) }))
     }

@@ -167,8 +167,20 @@ impl Lifecycle {
         let name = StreamName::new(stream)?;
         let last = self.store.stream_info(&name)?.last_revision;
         let Some(last) = last else { return Err(quipu_core::Error::StreamNotFound { stream: name }.into()) };
+        self.delete_through(stream, last).await
+    }
+
+    /// Soft-deletes a stream's events up to `last` (inclusive), a revision
+    /// the caller read and checked: events appended after that check stay
+    /// visible, as if they came after the delete.
+    ///
+    /// # Errors
+    /// 400 for a bad stream, 410 for a tombstoned one, store errors.
+    pub async fn delete_through(&self, stream: &str, last: quipu_core::Revision) -> Result<Metadata, ApiError> {
+        StreamName::new(stream)?;
         self.write(stream, |mut metadata| {
-            metadata.truncate_before = Some(last.0 + 1);
+            // A truncation set further already stays where it is.
+            metadata.truncate_before = Some(metadata.truncate_before.map_or(last.0 + 1, |t| t.max(last.0 + 1)));
             Ok(metadata)
         })
         .await
@@ -436,5 +448,20 @@ mod tests {
         drop(lifecycle);
         let reopened = Lifecycle::open(store).expect("open");
         assert_eq!(reopened.metadata_revision("order-1"), Some(2));
+    }
+
+    /// A delete covers the revisions it was given, never less than a
+    /// truncation already set.
+    #[tokio::test]
+    async fn a_delete_through_a_revision_hides_up_to_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        let lifecycle = Lifecycle::open(Arc::clone(&store)).expect("open");
+        let deleted = lifecycle.delete_through("order-1", quipu_core::Revision(4)).await.expect("delete");
+        assert_eq!(deleted.truncate_before, Some(5));
+        let further = Metadata { truncate_before: Some(9), ..Metadata::default() };
+        lifecycle.set("order-2", further).await.expect("set");
+        let kept = lifecycle.delete_through("order-2", quipu_core::Revision(4)).await.expect("delete");
+        assert_eq!(kept.truncate_before, Some(9), "a delete never brings events back");
     }
 }
