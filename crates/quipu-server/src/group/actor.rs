@@ -128,8 +128,14 @@ pub enum Command {
     Retune(Box<Settings>),
     /// What the group is doing.
     Status(oneshot::Sender<Status>),
-    /// Deliver every parked event not replayed yet; answers how many.
-    ReplayParked(oneshot::Sender<Result<u64, ApiError>>),
+    /// Deliver the parked events not replayed yet, at most `limit`
+    /// parked records of them when given; answers how many.
+    ReplayParked {
+        /// Most parked records to replay (`None`: all).
+        limit: Option<u64>,
+        /// Where the count goes.
+        reply: oneshot::Sender<Result<u64, ApiError>>,
+    },
     /// Write the checkpoint and stop; answers when done.
     Stop(oneshot::Sender<()>),
 }
@@ -347,12 +353,13 @@ impl Actor {
                     members: self.dispatcher.members(),
                 });
             }
-            Command::ReplayParked(reply) => {
-                let to = self
+            Command::ReplayParked { limit, reply } => {
+                let end = self
                     .store
                     .stream_info(&self.parked_stream())
                     .map_or(0, |info| info.last_revision.map_or(0, |r| r.0 + 1));
                 let from = self.parked_to.max(self.dispatcher.parked_watermark());
+                let to = limit.map_or(end, |limit| end.min(from.saturating_add(limit)));
                 if to <= from {
                     let _ = reply.send(Ok(0));
                     return;

@@ -311,9 +311,18 @@ impl Groups {
     /// # Errors
     /// 404 for an unknown group, read errors.
     pub async fn replay_parked(&self, name: &str) -> Result<u64, ApiError> {
+        self.replay_parked_up_to(name, None).await
+    }
+
+    /// Schedules the group's parked events not replayed yet, the oldest
+    /// `limit` parked records of them when given.
+    ///
+    /// # Errors
+    /// As [`Groups::replay_parked`].
+    pub async fn replay_parked_up_to(&self, name: &str, limit: Option<u64>) -> Result<u64, ApiError> {
         let (_, commands) = self.running(name).await?;
         let (reply, answer) = oneshot::channel();
-        commands.send(Command::ReplayParked(reply)).map_err(|_| not_found(name))?;
+        commands.send(Command::ReplayParked { limit, reply }).map_err(|_| not_found(name))?;
         answer.await.map_err(|_| not_found(name))?
     }
 

@@ -214,7 +214,16 @@ impl pb::persistent_subscriptions_server::PersistentSubscriptions for Persistent
         let options = request.into_inner().options.ok_or_else(|| Status::invalid_argument("options are required"))?;
         let identifier = named_stream!(options.stream_option, StreamOption);
         let subscription = Subscription::new(identifier, &options.group_name)?;
-        self.groups.replay_parked(&subscription.group_name()).await.map_err(|error| subscription.status(&error))?;
+        let limit = match options.stop_at_option {
+            Some(pb::replay_parked_req::options::StopAtOption::StopAt(stop_at)) => {
+                Some(u64::try_from(stop_at).map_err(|_| Status::invalid_argument("stopAt must not be negative"))?)
+            }
+            Some(pb::replay_parked_req::options::StopAtOption::NoLimit(_)) | None => None,
+        };
+        self.groups
+            .replay_parked_up_to(&subscription.group_name(), limit)
+            .await
+            .map_err(|error| subscription.status(&error))?;
         Ok(Response::new(pb::ReplayParkedResp {}))
     }
 

@@ -207,10 +207,9 @@ async function persistentSubscriptions() {
     const [resolved] = await deliveries.take(1);
     got.push(resolved);
     const { revision } = resolved.event;
-    if (revision === 1n) await reader.ack(resolved);
-    else if (revision === 2n && resolved.retryCount === 0) await reader.nack(RETRY, "try again", resolved);
+    if (revision === 2n && resolved.retryCount === 0) await reader.nack(RETRY, "try again", resolved);
     else if (revision === 2n) await reader.ack(resolved);
-    else if (revision === 3n) await reader.nack(PARK, "poison", resolved);
+    else await reader.nack(PARK, "poison", resolved);
   }
   assert.deepEqual(
     got.map((e) => [e.event.revision, e.retryCount]),
@@ -223,11 +222,29 @@ async function persistentSubscriptions() {
     "from revision 1, the retried event again with its count",
   );
   await reader.unsubscribe();
-  await client.replayParkedMessagesToStream("job-1", "workers");
+  // Revisions 1 and 3 are parked. Once every answer is applied, a replay
+  // stopping at 1 takes back only the first.
+  const settled = async () => {
+    for (let tries = 0; tries < 200; tries++) {
+      const { stats } = await client.getPersistentSubscriptionToStreamInfo("job-1", "workers");
+      if (stats.totalInFlightMessages === 0 && stats.readBufferCount === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.fail("the group's answers were never all applied");
+  };
+  await settled();
+  await client.replayParkedMessagesToStream("job-1", "workers", { stopAt: 1 });
+  const { stats } = await client.getPersistentSubscriptionToStreamInfo("job-1", "workers");
+  assert.equal(stats.readBufferCount, 1, "stopAt 1 replays one parked event");
   const again = client.subscribeToPersistentSubscriptionToStream("job-1", "workers");
-  const [replayed] = await puller(again).take(1);
-  assert.equal(replayed.event.revision, 3n, "the parked event is replayed");
-  await again.ack(replayed);
+  const replays = puller(again);
+  const [first] = await replays.take(1);
+  assert.equal(first.event.revision, 1n, "the oldest parked event first");
+  await again.ack(first);
+  await client.replayParkedMessagesToStream("job-1", "workers");
+  const [second] = await replays.take(1);
+  assert.equal(second.event.revision, 3n, "then the rest");
+  await again.ack(second);
   await again.unsubscribe();
 
   await client.createPersistentSubscriptionToAll(
