@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("quipu/v1/schemas.proto"),
         root.join("kurrent/streams.proto"),
         root.join("kurrent/persistent.proto"),
+        root.join("kurrent/v2/streams.proto"),
+        root.join("kurrent/v2/errors.proto"),
         root.join("kurrent/serverfeatures.proto"),
         root.join("kurrent/gossip.proto"),
     ];

@@ -45,6 +45,28 @@ pub mod event_store {
     }
 }
 
+/// The v2 streams service of the KurrentDB client protocol, from
+/// `proto/kurrent/v2/`: `kurrentdb.protocol.v2.streams` and its
+/// `.errors`.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod kurrentdb {
+    /// `kurrentdb.protocol`.
+    pub mod protocol {
+        /// `kurrentdb.protocol.v2`.
+        pub mod v2 {
+            /// `kurrentdb.protocol.v2.streams`.
+            pub mod streams {
+                tonic::include_proto!("kurrentdb.protocol.v2.streams");
+
+                /// `kurrentdb.protocol.v2.streams.errors`.
+                pub mod errors {
+                    tonic::include_proto!("kurrentdb.protocol.v2.streams.errors");
+                }
+            }
+        }
+    }
+}
+
 /// `google.rpc.Status`, as batch append answers carry it.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod google {

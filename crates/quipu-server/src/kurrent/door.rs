@@ -10,6 +10,7 @@ use tonic::transport::{Identity, ServerTlsConfig};
 
 use super::persistent::PersistentService;
 use super::quick_ack::QuickAck;
+use super::session::SessionService;
 use super::streams::StreamsService;
 use super::{FeaturesService, GossipService, unimplemented};
 use crate::group::Groups;
@@ -92,8 +93,13 @@ impl Door {
     ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, crate::ServerError> {
         let address = listener.listener.local_addr()?;
         let store = Arc::clone(&self.streams.store);
+        let shared = Arc::new(self.streams);
+        let session = quipu_proto::kurrentdb::protocol::v2::streams::streams_service_server::StreamsServiceServer::new(
+            SessionService { streams: Arc::clone(&shared) },
+        )
+        .max_decoding_message_size(self.message_max);
         let streams =
-            streams::streams_server::StreamsServer::new(self.streams).max_decoding_message_size(self.message_max);
+            streams::streams_server::StreamsServer::from_arc(shared).max_decoding_message_size(self.message_max);
         let persistent = persistent_subscriptions::persistent_subscriptions_server::PersistentSubscriptionsServer::new(
             PersistentService { groups: self.groups, store },
         );
@@ -104,8 +110,11 @@ impl Door {
         });
         // Calls of services the door does not serve answer UNIMPLEMENTED
         // naming the method, not tonic's bare one.
-        let routes =
-            tonic::service::Routes::new(streams).add_service(persistent).add_service(features).add_service(gossip);
+        let routes = tonic::service::Routes::new(streams)
+            .add_service(session)
+            .add_service(persistent)
+            .add_service(features)
+            .add_service(gossip);
         let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(unimplemented));
         let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = listener.tls {

@@ -5,7 +5,8 @@
 //!
 //! Offered: `Streams` (reads and catch-up subscriptions of streams and
 //! `$all` with filters, `Append`, `BatchAppend`, `Delete`, `Tombstone`),
-//! `PersistentSubscriptions` (over Quipu's consumer groups),
+//! `PersistentSubscriptions` (over Quipu's consumer groups), the v2
+//! `StreamsService.AppendSession` (atomic appends to several streams),
 //! `ServerFeatures` and `Gossip` (one node, the leader). What is not
 //! offered answers UNIMPLEMENTED with the method's name.
 
@@ -17,6 +18,7 @@ mod group;
 mod metadata;
 pub mod persistent;
 mod quick_ack;
+pub mod session;
 pub mod streams;
 mod subscription;
 pub mod wire;
@@ -26,7 +28,7 @@ use quipu_proto::event_store::client::{gossip, server_features};
 use tonic::{Request, Response, Status};
 
 /// The protocol version this door follows, as `GetSupportedMethods` says.
-pub const SERVER_VERSION: &str = "24.10.0";
+pub const SERVER_VERSION: &str = "25.1.0";
 
 /// `ServerFeatures`: what the door offers, in lower case as the clients
 /// compare it.
@@ -52,6 +54,7 @@ impl server_features::server_features_server::ServerFeatures for FeaturesService
             method(streams, "delete", &[]),
             method(streams, "tombstone", &[]),
             method("event_store.client.gossip.gossip", "read", &[]),
+            method("kurrentdb.protocol.v2.streams.streamsservice", "appendsession", &[]),
             method(persistent, "create", &["stream", "all"]),
             method(persistent, "update", &["stream", "all"]),
             method(persistent, "delete", &["stream", "all"]),

@@ -15,7 +15,7 @@ wrong, when anything differs.
 
 import sys
 
-from kurrentdbclient import KurrentDBClient, NewEvent, StreamState
+from kurrentdbclient import KurrentDBClient, NewEvent, NewEvents, StreamState
 from kurrentdbclient.exceptions import (
     FailedPreconditionError,
     NotFoundError,
@@ -108,6 +108,28 @@ except WrongCurrentVersionError:
 client.append_to_stream("order-2", current_version=StreamState.ANY, events=NewEvent(type="Opened", data=b"{}"))
 client.append_to_stream("order-2", current_version=StreamState.EXISTS, events=NewEvent(type="Confirmed", data=b"{}"))
 check([e.type for e in client.get_stream("order-2")] == ["Opened", "Confirmed"], "ANY then EXISTS")
+
+# Several streams in one atomic append (the v2 AppendSession).
+position = client.multi_append_to_stream([
+    NewEvents("transfer-1", [NewEvent(type="Debited", data=b'{"n":1}', metadata=b'{"by":"py"}')], StreamState.NO_STREAM),
+    NewEvents("transfer-2", [NewEvent(type="Credited", data=b'{"n":1}')], StreamState.ANY),
+])
+debited, credited = client.get_stream("transfer-1")[0], client.get_stream("transfer-2")[0]
+check(position == credited.commit_position, f"the session's position is its last event's: {position}")
+check((debited.type, debited.metadata) == ("Debited", b'{"by":"py"}'), f"properties kept as metadata: {debited}")
+try:
+    client.multi_append_to_stream([
+        NewEvents("transfer-3", [NewEvent(type="Debited", data=b"{}")], StreamState.NO_STREAM),
+        NewEvents("transfer-1", [NewEvent(type="Debited", data=b"{}")], StreamState.NO_STREAM),
+    ])
+    check(False, "a session with a stale expected version was accepted")
+except WrongCurrentVersionError:
+    pass
+try:
+    client.get_stream("transfer-3")
+    check(False, "a refused session wrote part of itself")
+except NotFoundError:
+    pass
 
 # Stream metadata through $$order-5: max count hides older events.
 for n in range(4):

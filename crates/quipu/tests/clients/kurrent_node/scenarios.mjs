@@ -98,6 +98,38 @@ async function appendsWithEveryExpectedRevision() {
   assert.equal((await collect(client.readStream("order-2"))).length, 1, "a retried append writes nothing");
 }
 
+async function appendsToSeveralStreamsAtOnce() {
+  const result = await client.multiStreamAppend([
+    {
+      streamName: "transfer-1",
+      expectedState: NO_STREAM,
+      events: [jsonEvent({ type: "Debited", data: { n: 1 }, metadata: { by: "node" } })],
+    },
+    { streamName: "transfer-2", expectedState: ANY, events: [jsonEvent({ type: "Credited", data: { n: 1 } })] },
+  ]);
+  assert.deepEqual(
+    result.responses.map((r) => [r.streamName, r.revision]),
+    [
+      ["transfer-1", 0n],
+      ["transfer-2", 0n],
+    ],
+  );
+  const [credited] = await collect(client.readStream("transfer-2"));
+  assert.equal(result.position, credited.event.position.commit, "the session's position is its last event's");
+  const [debited] = await collect(client.readStream("transfer-1"));
+  assert.deepEqual(debited.event.metadata, { by: "node" }, "properties kept as metadata");
+  await refused(
+    () =>
+      client.multiStreamAppend([
+        { streamName: "transfer-3", expectedState: NO_STREAM, events: [jsonEvent({ type: "Debited", data: {} })] },
+        { streamName: "transfer-1", expectedState: NO_STREAM, events: [jsonEvent({ type: "Debited", data: {} })] },
+      ]),
+    WrongExpectedVersionError,
+    "a session with a stale expected revision",
+  );
+  await refused(() => collect(client.readStream("transfer-3")), StreamNotFoundError, "a refused session wrote nothing");
+}
+
 async function readsStreamsBothWays() {
   const events = await collect(client.readStream("order-1"));
   assert.deepEqual(events.map((e) => e.event.revision), [0n, 1n, 2n, 3n, 4n]);
@@ -275,6 +307,7 @@ async function persistentSubscriptions() {
 
 const scenarios = [
   appendsWithEveryExpectedRevision,
+  appendsToSeveralStreamsAtOnce,
   readsStreamsBothWays,
   readsAllBothWaysAndFiltered,
   subscribesFromHistoryIntoLive,
