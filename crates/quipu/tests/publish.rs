@@ -147,7 +147,11 @@ impl Publisher {
                 let (_, stderr) = publisher.exit();
                 panic!("the publisher stopped ({status}) before it started:\n{stderr}");
             }
-            assert!(started.elapsed() < PATIENCE, "the publisher printed nothing");
+            if started.elapsed() > PATIENCE {
+                let _ = publisher.child.kill();
+                let (_, stderr) = publisher.exit();
+                panic!("the publisher printed nothing in {PATIENCE:?}; its stderr:\n{stderr}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(publisher.lines()[0].starts_with("publishing to integration"), "{:?}", publisher.lines());
