@@ -99,11 +99,13 @@ pub struct GroupInfo {
     pub lag: u64,
     /// Events out to members.
     pub in_flight: u64,
+    /// Events given up on whose park record is being written.
+    pub parking: u64,
     /// Events waiting for a retry.
     pub retrying: u64,
     /// Events read and not done.
     pub buffered: u64,
-    /// Events parked since the server started.
+    /// Parked events no replay has asked for yet.
     pub parked: u64,
     /// Where parked events go.
     pub parked_stream: String,
@@ -271,6 +273,7 @@ fn group_info(info: pb::GroupInfo) -> GroupInfo {
         head: info.head,
         lag: info.lag,
         in_flight: info.in_flight,
+        parking: info.parking,
         retrying: info.retrying,
         buffered: info.buffered,
         parked: info.parked,

@@ -226,6 +226,8 @@ async fn a_poison_event_is_parked_after_its_retries_while_the_rest_flow_and_can_
     assert!(record["reason"].as_str().is_some_and(|r| r.contains("cannot send this one")), "{record}");
 
     assert_eq!(client.replay_parked("mailer").await.expect("replay"), 1);
+    let info = client.group_info("mailer").await.expect("info");
+    assert_eq!((info.parked, info.parking), (0, 0), "a replay asked for the one parked record");
     let again = next(&mut consumer).await;
     assert_eq!((again.event.event_type.as_str(), again.retries), ("Poison", 0));
     consumer.ack(again.event.position);

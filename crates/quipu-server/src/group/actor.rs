@@ -74,11 +74,15 @@ pub struct Status {
     pub checkpoint: Position,
     /// Events out to members.
     pub in_flight: usize,
+    /// Events given up on whose park record is being written: out of the
+    /// members' hands, not done yet.
+    pub parking: usize,
     /// Events waiting for a retry.
     pub retrying: usize,
     /// Events read and not finished.
     pub buffered: usize,
-    /// Events parked since the group started on this server.
+    /// Parked records no replay has asked for yet: those of the parked
+    /// stream past the last replay's end (kept across restarts).
     pub parked: u64,
     /// Members and their counts.
     pub members: Vec<MemberStats>,
@@ -182,7 +186,6 @@ pub struct Actor {
     written: Checkpoint,
     checkpoint_writing: bool,
     parked_to: u64,
-    parked: u64,
     parks_to_retry: Vec<ParkOrder>,
 }
 
@@ -214,7 +217,6 @@ impl Actor {
             written: resumed,
             checkpoint_writing: false,
             parked_to: resumed.parked_to,
-            parked: 0,
             parks_to_retry: Vec::new(),
         }
     }
@@ -347,18 +349,16 @@ impl Actor {
                 let _ = reply.send(Status {
                     checkpoint: self.dispatcher.watermark(),
                     in_flight: self.dispatcher.in_flight(),
+                    parking: self.dispatcher.parking(),
                     retrying: self.dispatcher.retrying(),
                     buffered: self.dispatcher.unfinished(),
-                    parked: self.parked,
+                    parked: self.unreplayed_parked().count() as u64,
                     members: self.dispatcher.members(),
                 });
             }
             Command::ReplayParked { limit, reply } => {
-                let end = self
-                    .store
-                    .stream_info(&self.parked_stream())
-                    .map_or(0, |info| info.last_revision.map_or(0, |r| r.0 + 1));
-                let from = self.parked_to.max(self.dispatcher.parked_watermark());
+                let unreplayed = self.unreplayed_parked();
+                let (from, end) = (unreplayed.start, unreplayed.end);
                 let to = limit.map_or(end, |limit| end.min(from.saturating_add(limit)));
                 if to <= from {
                     let _ = reply.send(Ok(0));
@@ -396,10 +396,7 @@ impl Actor {
 
     fn finish(&mut self, done: Done) {
         match done {
-            Done::Parked(position) => {
-                self.parked += 1;
-                self.dispatcher.parked(position);
-            }
+            Done::Parked(position) => self.dispatcher.parked(position),
             Done::ParkFailed(order) => self.parks_to_retry.push(order),
             Done::CheckpointWritten(checkpoint) => {
                 self.checkpoint_writing = false;
@@ -425,6 +422,16 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Revisions of the parked stream's records that no replay covers yet.
+    fn unreplayed_parked(&self) -> std::ops::Range<u64> {
+        let end = self
+            .store
+            .stream_info(&self.parked_stream())
+            .map_or(0, |info| info.last_revision.map_or(0, |r| r.0 + 1));
+        let from = self.parked_to.max(self.dispatcher.parked_watermark());
+        from..end.max(from)
     }
 
     fn parked_stream(&self) -> StreamName {

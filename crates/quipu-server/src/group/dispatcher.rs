@@ -498,6 +498,13 @@ impl Dispatcher {
         self.in_flight.len()
     }
 
+    /// Events given up on whose park record is not durable yet: not done,
+    /// and no longer any member's.
+    #[must_use]
+    pub fn parking(&self) -> usize {
+        self.parking.len()
+    }
+
     /// Events waiting for a retry.
     #[must_use]
     pub fn retrying(&self) -> usize {
@@ -737,7 +744,9 @@ mod tests {
         assert!(park.reason.contains("boom"), "{}", park.reason);
         assert!(d.dispatch(now).is_empty(), "s-1 waits until the park is durable");
         assert_eq!(d.watermark(), Position(10));
+        assert_eq!((d.in_flight(), d.parking()), (0, 1), "out of the member's hands, not done");
         d.parked(Position(10));
+        assert_eq!(d.parking(), 0);
         assert_eq!(d.watermark(), Position(12));
         assert_eq!(positions(&d.dispatch(now)), vec![12]);
         assert!(d.ack(1, Position(12)));

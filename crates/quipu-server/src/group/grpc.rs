@@ -74,6 +74,7 @@ pub fn group_info(info: &GroupInfo) -> pb::GroupInfo {
         head: info.head.0,
         lag: info.lag(),
         in_flight: info.status.in_flight as u64,
+        parking: info.status.parking as u64,
         retrying: info.status.retrying as u64,
         buffered: info.status.buffered as u64,
         parked: info.status.parked,

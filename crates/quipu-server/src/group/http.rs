@@ -136,6 +136,7 @@ pub fn info_json(info: &GroupInfo) -> Value {
         "head": info.head.0,
         "lag": info.lag(),
         "in_flight": info.status.in_flight,
+        "parking": info.status.parking,
         "retrying": info.status.retrying,
         "buffered": info.status.buffered,
         "parked": info.status.parked,

@@ -302,8 +302,10 @@ impl PersistentService {
             max_check_point_count: kept.max_checkpoint_count,
             read_buffer_count: count(info.status.buffered),
             retry_buffer_count: count(info.status.retrying),
-            total_in_flight_messages: count(info.status.in_flight),
-            outstanding_messages_count: count(info.status.in_flight),
+            // As KurrentDB counts them: an event being parked is outstanding
+            // until its park is durable.
+            total_in_flight_messages: count(info.status.in_flight + info.status.parking),
+            outstanding_messages_count: count(info.status.in_flight + info.status.parking),
             named_consumer_strategy: kept.consumer_strategy.clone(),
             max_subscriber_count: kept.max_subscriber_count,
             parked_message_count: i64::try_from(info.status.parked).unwrap_or(i64::MAX),
