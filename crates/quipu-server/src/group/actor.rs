@@ -346,13 +346,14 @@ impl Actor {
                 }
             }
             Command::Status(reply) => {
+                let unreplayed = self.unreplayed_parked();
                 let _ = reply.send(Status {
                     checkpoint: self.dispatcher.watermark(),
                     in_flight: self.dispatcher.in_flight(),
                     parking: self.dispatcher.parking(),
                     retrying: self.dispatcher.retrying(),
                     buffered: self.dispatcher.unfinished(),
-                    parked: self.unreplayed_parked().count() as u64,
+                    parked: unreplayed.end - unreplayed.start,
                     members: self.dispatcher.members(),
                 });
             }
@@ -426,10 +427,8 @@ impl Actor {
 
     /// Revisions of the parked stream's records that no replay covers yet.
     fn unreplayed_parked(&self) -> std::ops::Range<u64> {
-        let end = self
-            .store
-            .stream_info(&self.parked_stream())
-            .map_or(0, |info| info.last_revision.map_or(0, |r| r.0 + 1));
+        let end =
+            self.store.stream_info(&self.parked_stream()).map_or(0, |info| info.last_revision.map_or(0, |r| r.0 + 1));
         let from = self.parked_to.max(self.dispatcher.parked_watermark());
         from..end.max(from)
     }
