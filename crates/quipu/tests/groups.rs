@@ -1,6 +1,7 @@
 //! End-to-end tests of consumer groups through `quipu-client` against the
 //! real `quipu serve` binary: per-stream order across a rebalance under
-//! concurrent appends, parking and replay of a poison event, the in-flight
+//! concurrent appends, parking and replay of a poison event, parked counts
+//! kept across a restart, the in-flight
 //! bound, checkpoints across a restart and a SIGKILL, and bad input.
 
 mod common;
@@ -364,6 +365,37 @@ async fn wait_until(client: &Client, name: &str, done: impl Fn(&quipu_client::Gr
         assert!(tokio::time::Instant::now() < deadline, "group never got there: {info:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parked_event_stays_counted_across_a_restart_until_a_replay_asks_for_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    client
+        .create_group("audit", GroupFilter::default(), GroupStart::Beginning, GroupTuning::default())
+        .await
+        .expect("create");
+    client.append("acct-1", ExpectedRevision::NoStream, vec![event("Opened", 1)]).await.expect("append");
+    let mut consumer = client.consume_group("audit", "m", 10).await.expect("join");
+    let delivery = next(&mut consumer).await;
+    consumer.nack(delivery.event.position, NackAction::Park, "looks wrong");
+    // Until its park record is durable the event is out (parking), so a
+    // reader never sees it neither out nor parked.
+    wait_until(&client, "audit", |info| {
+        assert!(info.in_flight + info.parking + info.parked >= 1, "the event vanished from the counts: {info:?}");
+        info.parked == 1 && info.parking == 0
+    })
+    .await;
+    consumer.leave().await;
+    assert_eq!(server.terminate(), Some(0));
+
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    let info = client.group_info("audit").await.expect("the group survives");
+    assert_eq!((info.parked, info.parking, info.in_flight), (1, 0, 0), "the park is kept in its stream: {info:?}");
+    assert_eq!(client.replay_parked("audit").await.expect("replay"), 1);
+    assert_eq!(client.group_info("audit").await.expect("info").parked, 0, "the replay asked for it");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
