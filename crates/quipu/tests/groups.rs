@@ -1,8 +1,8 @@
 //! End-to-end tests of consumer groups through `quipu-client` against the
 //! real `quipu serve` binary: per-stream order across a rebalance under
 //! concurrent appends, parking and replay of a poison event, parked counts
-//! kept across a restart, the in-flight
-//! bound, checkpoints across a restart and a SIGKILL, and bad input.
+//! kept across a restart, the in-flight bound, checkpoints across a
+//! restart and a SIGKILL, and bad input.
 
 mod common;
 
