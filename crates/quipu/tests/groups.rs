@@ -24,6 +24,19 @@ async fn connect(server: &Server) -> Client {
     Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect over gRPC")
 }
 
+/// A server over a fresh directory with one group `name` on every event
+/// from the beginning, default tuning, and a client of it.
+async fn serve_with_group(name: &str) -> (tempfile::TempDir, Server, Client) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    let client = connect(&server).await;
+    client
+        .create_group(name, GroupFilter::default(), GroupStart::Beginning, GroupTuning::default())
+        .await
+        .expect("create");
+    (dir, server, client)
+}
+
 fn event(event_type: &str, n: u64) -> NewEvent {
     NewEvent::json(event_type, &json!({ "n": n })).expect("JSON event")
 }
@@ -237,13 +250,7 @@ async fn a_poison_event_is_parked_after_its_retries_while_the_rest_flow_and_can_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_holds_no_more_than_its_bound_and_never_gets_system_streams() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
-    let client = connect(&server).await;
-    client
-        .create_group("audit", GroupFilter::default(), GroupStart::Beginning, GroupTuning::default())
-        .await
-        .expect("create");
+    let (_dir, _server, client) = serve_with_group("audit").await;
     for n in 0..10 {
         client.append(format!("item-{n}"), ExpectedRevision::NoStream, vec![event("Made", n)]).await.expect("append");
     }
@@ -289,13 +296,7 @@ async fn a_member_holds_no_more_than_its_bound_and_never_gets_system_streams() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_checkpoint_survives_a_restart_and_a_kill_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
-    let client = connect(&server).await;
-    client
-        .create_group("ledger", GroupFilter::default(), GroupStart::Beginning, GroupTuning::default())
-        .await
-        .expect("create");
+    let (dir, server, client) = serve_with_group("ledger").await;
     for n in 0..20 {
         client.append(format!("acct-{n}"), ExpectedRevision::NoStream, vec![event("Opened", n)]).await.expect("append");
     }
@@ -369,13 +370,7 @@ async fn wait_until(client: &Client, name: &str, done: impl Fn(&quipu_client::Gr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_parked_event_stays_counted_across_a_restart_until_a_replay_asks_for_it() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let server = Server::start(dir.path());
-    let client = connect(&server).await;
-    client
-        .create_group("audit", GroupFilter::default(), GroupStart::Beginning, GroupTuning::default())
-        .await
-        .expect("create");
+    let (dir, server, client) = serve_with_group("audit").await;
     client.append("acct-1", ExpectedRevision::NoStream, vec![event("Opened", 1)]).await.expect("append");
     let mut consumer = client.consume_group("audit", "m", 10).await.expect("join");
     let delivery = next(&mut consumer).await;
