@@ -1,5 +1,6 @@
-//! The one writer. Appends from every caller queue here; the sequencer
-//! takes what has queued (group commit), decides each append in order
+//! The one writer. Appends from every caller queue in the
+//! [`crate::intake::Intake`]; whoever commits hands the sequencer what has
+//! queued (group commit), and it decides each append in order
 //! against the state including the ones before it in the batch, writes the
 //! accepted records with one write and one fdatasync, indexes them, moves
 //! the head, and only then answers every append of the batch.
@@ -9,9 +10,7 @@
 //! accepting appends (fail-stop): a retried fsync can report success with
 //! the data gone, so there is no retry.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use crate::append::{AppendOutcome, AppendRequest};
 use crate::engine::{Decision, decide};
@@ -23,6 +22,7 @@ use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter};
 use crate::options::Options;
 use crate::position::Position;
 use crate::state::{DecisionState, Pending};
+use crate::stats::{CommitCounters, thread_cpu_ns};
 
 /// Called once with the outcome of an append.
 pub type Reply = Box<dyn FnOnce(Result<AppendOutcome, Error>) + Send>;
@@ -50,6 +50,8 @@ pub struct Shared {
     pub options: Options,
     /// Directory of the segment files.
     pub log_dir: std::path::PathBuf,
+    /// What committing has cost so far.
+    pub commits: Arc<CommitCounters>,
 }
 
 impl Shared {
@@ -83,6 +85,10 @@ pub struct Sequencer {
     next_position: Position,
     last_recorded_at_us: u64,
     buffer: Vec<u8>,
+    /// Group commits written since the store opened.
+    groups_written: u64,
+    /// Events written since the store opened.
+    events_written: u64,
 }
 
 impl Sequencer {
@@ -90,51 +96,49 @@ impl Sequencer {
     /// `next_position`.
     #[must_use]
     pub fn new(shared: Arc<Shared>, segment: SegmentWriter, next_position: Position, last_recorded_at_us: u64) -> Self {
-        Sequencer { shared, segment, next_position, last_recorded_at_us, buffer: Vec::new() }
+        Sequencer {
+            shared,
+            segment,
+            next_position,
+            last_recorded_at_us,
+            buffer: Vec::new(),
+            groups_written: 0,
+            events_written: 0,
+        }
     }
 
-    /// Serves submissions until every sender is gone, then returns.
-    pub fn run(mut self, submissions: Receiver<Submission>) {
-        while let Ok(first) = submissions.recv() {
-            let batch = self.collect(first, &submissions);
-            self.process(batch);
-        }
+    /// The store's options.
+    #[must_use]
+    pub fn options(&self) -> &Options {
+        &self.shared.options
+    }
+
+    /// Makes everything written durable before the store closes (it
+    /// matters in the unsafe sync mode).
+    pub fn finish(&self) {
         if let Err(error) = self.segment.sync_all() {
             tracing::error!(%error, "final sync of the log failed");
         }
-    }
-
-    /// The first submission plus what queued behind it, up to the batch
-    /// limit, waiting up to `batch_delay_us` for more.
-    fn collect(&self, first: Submission, submissions: &Receiver<Submission>) -> Vec<Submission> {
-        let options = &self.shared.options;
-        let mut batch = vec![first];
-        let deadline = Instant::now() + Duration::from_micros(options.batch_delay_us);
-        while batch.len() < options.batch_appends_max {
-            match submissions.try_recv() {
-                Ok(submission) => batch.push(submission),
-                Err(TryRecvError::Disconnected) => break,
-                Err(TryRecvError::Empty) => {
-                    let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                        break;
-                    };
-                    match submissions.recv_timeout(left) {
-                        Ok(submission) => batch.push(submission),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    }
-                }
-            }
-        }
-        batch
     }
 
     fn new_group(&self) -> Group {
         Group { pending: Pending::new(self.next_position), record_offsets: Vec::new(), answers: Vec::new() }
     }
 
-    /// Decides every submission in order and commits them in groups that
-    /// fit `batch_bytes_max`.
-    fn process(&mut self, batch: Vec<Submission>) {
+    /// Decides every submission in order, commits them in groups that fit
+    /// `batch_bytes_max`, and answers each; counts the CPU time it took.
+    pub fn process(&mut self, batch: Vec<Submission>) {
+        let cpu_start_ns = thread_cpu_ns();
+        let appends = batch.len() as u64;
+        let (groups_before, events_before) = (self.groups_written, self.events_written);
+        self.decide_and_commit(batch);
+        let cpu_ns = thread_cpu_ns().saturating_sub(cpu_start_ns);
+        let (groups, events) = (self.groups_written - groups_before, self.events_written - events_before);
+        self.shared.commits.add(groups, appends, events, cpu_ns);
+    }
+
+    /// [`Sequencer::process`] without the accounting.
+    fn decide_and_commit(&mut self, batch: Vec<Submission>) {
         let clock_us = self.shared.options.clock.now_us();
         let recorded_at_us = clock_us.max(self.last_recorded_at_us);
         self.last_recorded_at_us = recorded_at_us;
@@ -209,6 +213,8 @@ impl Sequencer {
         }
         self.roll_segment_if_full()?;
         let base = self.segment.append(&self.buffer)?;
+        self.groups_written += 1;
+        self.events_written += group.pending.event_count() as u64;
         let next_position = group.pending.next_position();
         let segment = self.segment.number();
         let located: Vec<LocatedCommit> = group

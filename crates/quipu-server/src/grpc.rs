@@ -19,7 +19,7 @@ use crate::lifecycle::scavenger::{ScavengeState, ScavengeStatus, Scavenger};
 use crate::lifecycle::{Lifecycle, Metadata};
 use crate::metrics::Metrics;
 
-use crate::submission::{Admission, submit};
+use crate::submission::{Admission, submit, submit_queued};
 use crate::upcast::Upcasters;
 use crate::wire::as_of;
 
@@ -128,7 +128,8 @@ impl Streams for StreamsService {
             }
             pending.push(match wire::append_request(request) {
                 Ok(request) => {
-                    futures_util::future::Either::Left(submit(&self.store, &self.metrics, &self.admission, request))
+                    let queued = submit_queued(&self.store, &self.metrics, &self.admission, request);
+                    futures_util::future::Either::Left(queued)
                 }
                 Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),
             });

@@ -39,13 +39,37 @@ impl Admission {
 }
 
 /// Hands `request` to the sequencer now, unless `admission` refuses it;
-/// the returned future resolves to its outcome. Dropping the future does
-/// not cancel the append.
+/// the returned future resolves to its outcome. For a handler that awaits
+/// this one append: when the store is idle, the append is committed on
+/// this thread before this returns (see [`Store::submit_inline`]), which
+/// spares two thread wake-ups. Dropping the future does not cancel the
+/// append.
 pub fn submit(
     store: &Store,
     metrics: &Arc<Metrics>,
     admission: &Admission,
     request: AppendRequest,
+) -> impl Future<Output = Result<AppendOutcome, ApiError>> + use<> {
+    hand_over(store, metrics, admission, request, true)
+}
+
+/// As [`submit`], for a handler that queues many appends before awaiting
+/// them: it returns at once, and the appends share group commits.
+pub fn submit_queued(
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    admission: &Admission,
+    request: AppendRequest,
+) -> impl Future<Output = Result<AppendOutcome, ApiError>> + use<> {
+    hand_over(store, metrics, admission, request, false)
+}
+
+fn hand_over(
+    store: &Store,
+    metrics: &Arc<Metrics>,
+    admission: &Admission,
+    request: AppendRequest,
+    inline: bool,
 ) -> impl Future<Output = Result<AppendOutcome, ApiError>> + use<> {
     let (reply, outcome) = tokio::sync::oneshot::channel();
     {
@@ -56,11 +80,16 @@ pub fn submit(
             return futures_util::future::Either::Left(std::future::ready(Err(error)));
         }
         let metrics = Arc::clone(metrics);
-        store.submit(request, move |result| {
+        let reply = move |result: Result<AppendOutcome, quipu_core::Error>| {
             metrics.count_append(&result);
             // The handler may have gone (client hung up); the append stands.
             let _ = reply.send(result);
-        });
+        };
+        if inline {
+            store.submit_inline(request, reply);
+        } else {
+            store.submit(request, reply);
+        }
     }
     futures_util::future::Either::Right(async move {
         Ok(outcome.await.map_err(|_| ApiError::from(quipu_core::Error::Closed))??)

@@ -33,6 +33,7 @@ mod batch;
 mod batch_call;
 mod clients;
 mod connection;
+mod cpu;
 mod disk;
 mod driver;
 mod groups;

@@ -18,6 +18,7 @@ use anyhow::Context;
 use quipu_core::{Options, Store};
 
 use super::connection::Protocol;
+use super::cpu::CpuMeter;
 use super::report::Measurement;
 use super::server::Server;
 use super::timed::{self, Drive, Plan};
@@ -103,8 +104,10 @@ fn run_served(bench: &Bench, cell: Cell, protocol: Protocol) -> anyhow::Result<(
         .map(|w| Writer::new(w, cell.writers, streams, cell.events_per_append))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let store = Store::open(&dir, Options::default()).context("opening the bench store")?;
+    let cpu = CpuMeter::start(store.commit_meter());
     let server = Server::start(store)?;
     let tally = clients::append(server.addresses(), protocol, writers, bench.seconds);
+    let cpu = cpu.stop();
     // Stopped whatever the clients did, so a failed run leaves no server.
     let stopped = server.stop();
     let tally = tally?;
@@ -118,6 +121,7 @@ fn run_served(bench: &Bench, cell: Cell, protocol: Protocol) -> anyhow::Result<(
         .with("appends_per_s", (tally.appends as f64 / tally.seconds).round())
         .with("conflicts", tally.conflicts)
         .with("log_bytes", log_bytes)
+        .with_cpu(&cpu)
         .with_latency(tally.latency);
     bench.finish_store(&dir)?;
     Ok((measurement, tally.conflicts))

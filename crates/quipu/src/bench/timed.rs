@@ -9,6 +9,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use quipu_core::{Options, Store};
 
+use super::cpu::CpuMeter;
 use super::report::Measurement;
 use super::writer::Writer;
 use super::{Bench, driver, threads};
@@ -59,10 +60,12 @@ pub fn run(bench: &Bench, plan: Plan<'_>) -> anyhow::Result<(Measurement, u64)> 
     let writers = (0..plan.writers)
         .map(|w| Writer::new(w, plan.writers, streams, plan.events_per_append))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let cpu = CpuMeter::start(store.commit_meter());
     let tally = match plan.drive {
         Drive::Threads => threads::run(&store, writers, bench.seconds)?,
         Drive::Submit => driver::run(&store, writers, bench.seconds)?,
     };
+    let cpu = cpu.stop();
     let (log_bytes, index_bytes) = store.disk_bytes()?;
     // Made while the store is open, so `rss_bytes` is the running figure.
     let measurement = Measurement::new(plan.workload, tally.appends * plan.events_per_append, log_bytes, tally.seconds)
@@ -74,6 +77,7 @@ pub fn run(bench: &Bench, plan: Plan<'_>) -> anyhow::Result<(Measurement, u64)> 
         .with("conflicts", tally.conflicts)
         .with("log_bytes", log_bytes)
         .with("index_bytes", index_bytes)
+        .with_cpu(&cpu)
         .with_latency(tally.latency);
     let store = Arc::into_inner(store).context("a writer still holds the store")?;
     store.close()?;
