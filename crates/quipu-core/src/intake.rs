@@ -51,6 +51,9 @@ enum Baton {
 struct Queue {
     waiting: VecDeque<Submission>,
     baton: Baton,
+    /// The sequencer wants zeros written ahead of the log's end: the
+    /// sequencer thread does it once nothing is waiting.
+    zeros_due: bool,
     closed: bool,
     /// Submitters waiting for room in a full queue.
     blocked: usize,
@@ -78,7 +81,13 @@ impl Intake {
         let (queue_max, batch_max) = (options.queue_appends_max, options.batch_appends_max);
         let batch_delay = Duration::from_micros(options.batch_delay_us);
         Intake {
-            queue: Mutex::new(Queue { waiting: VecDeque::new(), baton: Baton::Free, closed: false, blocked: 0 }),
+            queue: Mutex::new(Queue {
+                waiting: VecDeque::new(),
+                baton: Baton::Free,
+                zeros_due: false,
+                closed: false,
+                blocked: 0,
+            }),
             handoff: Condvar::new(),
             room: Condvar::new(),
             sequencer: Mutex::new(sequencer),
@@ -122,18 +131,20 @@ impl Intake {
                 queue.baton = Baton::Caller;
                 let batch = self.take_batch(&mut queue);
                 drop(queue);
-                self.commit(batch);
-                self.release_caller_baton();
+                let zeros_due = self.commit(batch);
+                self.release_caller_baton(zeros_due);
             }
         }
     }
 
     /// After a caller's batch: the baton goes back, or to the sequencer
-    /// thread when more has queued.
-    fn release_caller_baton(&self) {
+    /// thread when more has queued or zeros are due (writing them is not
+    /// the caller's business: its answer would wait).
+    fn release_caller_baton(&self, zeros_due: bool) {
         let mut queue = self.lock();
         debug_assert_eq!(queue.baton, Baton::Caller);
-        if queue.waiting.is_empty() {
+        queue.zeros_due |= zeros_due;
+        if queue.waiting.is_empty() && !queue.zeros_due {
             queue.baton = Baton::Free;
             if queue.closed {
                 // The sequencer thread waits for the baton to exit.
@@ -156,12 +167,18 @@ impl Intake {
         batch
     }
 
-    fn commit(&self, batch: Vec<Submission>) {
-        if batch.is_empty() {
-            return;
+    /// Commits `batch`; whether the sequencer then wants zeros written
+    /// ahead.
+    fn commit(&self, batch: Vec<Submission>) -> bool {
+        let mut sequencer = self.lock_sequencer();
+        if !batch.is_empty() {
+            sequencer.process(batch);
         }
-        let mut sequencer = self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        sequencer.process(batch);
+        sequencer.wants_zeros()
+    }
+
+    fn lock_sequencer(&self) -> MutexGuard<'_, Sequencer> {
+        self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The sequencer thread: commits whenever it holds the baton, until
@@ -179,17 +196,25 @@ impl Intake {
                 }
                 queue.baton = Baton::Thread;
             }
-            let mut batch = self.take_batch(&mut queue);
-            queue = self.fill_during_delay(queue, &mut batch);
-            drop(queue);
-            self.commit(batch);
-            queue = self.lock();
-            if queue.waiting.is_empty() {
+            if !queue.waiting.is_empty() {
+                let mut batch = self.take_batch(&mut queue);
+                queue = self.fill_during_delay(queue, &mut batch);
+                drop(queue);
+                let zeros_due = self.commit(batch);
+                queue = self.lock();
+                queue.zeros_due |= zeros_due;
+            } else if queue.zeros_due && !queue.closed {
+                // Idle: appends arriving now queue behind the zeros.
+                queue.zeros_due = false;
+                drop(queue);
+                self.lock_sequencer().write_zeros_ahead();
+                queue = self.lock();
+            } else {
                 queue.baton = Baton::Free;
             }
         }
         drop(queue);
-        self.sequencer.lock().unwrap_or_else(std::sync::PoisonError::into_inner).finish();
+        self.lock_sequencer().finish();
     }
 
     /// With a batch delay, waits up to that long after the first append of

@@ -12,7 +12,7 @@ use crate::engine::verify_replay;
 use crate::error::Error;
 use crate::index::LocatedCommit;
 use crate::index::entry::Checkpoint;
-use crate::log::recovery::{ScanEnd, file_len, is_torn_tail, scan_segment, truncate_segment};
+use crate::log::recovery::{ScanEnd, Tail, classify_tail, file_len, scan_segment, truncate_segment};
 use crate::log::segment::{
     RecordAddress, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentWriter, remove_temp_files, segment_file_path,
     segment_files, segment_path, sync_dir,
@@ -72,11 +72,14 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
         let at = RecordAddress { segment: number, generation, offset: start };
         checkpoint = replay_segment(shared, at, number == last_segment, checkpoint)?;
     }
+    assert_eq!(checkpoint.segment, last_segment, "replay ends in the last segment");
     let path = segment_path(log_dir, last_segment);
     let header = SegmentHeader::read(&path, last_segment)?;
-    let len = file_len(&path)?;
+    // The records end here; zeros written ahead may follow.
+    let len = checkpoint.offset;
     let mut segment = SegmentWriter::reopen(&path, header, len, options.sync, options.fault_plan.clone())?;
     if header.torn_window_bytes < options.batch_bytes_max as u64 || len >= options.segment_size_bytes {
+        segment.trim()?;
         segment = SegmentWriter::create(
             log_dir,
             last_segment + 1,
@@ -223,11 +226,14 @@ fn replay_segment(
     let end = scan_segment(&path, start, &mut visit)?;
     flush(shared, generation, &mut pending, &mut located_offsets, &mut checkpoint)?;
     if let ScanEnd::Bad { offset, reason } = end {
-        if !is_torn_tail(is_last, len, offset, header.torn_window_bytes) {
-            return Err(Error::Corrupt { segment: path, offset, reason });
+        match classify_tail(&path, is_last, len, offset, header.torn_window_bytes)? {
+            Tail::Zeros => {}
+            Tail::Torn => {
+                tracing::warn!(segment = %path.display(), offset, len, %reason, "cutting a torn tail left by a crash");
+                truncate_segment(&path, offset)?;
+            }
+            Tail::Corrupt => return Err(Error::Corrupt { segment: path, offset, reason }),
         }
-        tracing::warn!(segment = %path.display(), offset, len, %reason, "cutting a torn tail left by a crash");
-        truncate_segment(&path, offset)?;
     }
     Ok(checkpoint)
 }

@@ -19,7 +19,7 @@ use crate::head::Head;
 use crate::index::entry::Checkpoint;
 use crate::index::{Index, LocatedCommit};
 use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter};
-use crate::options::Options;
+use crate::options::{Options, SyncMode};
 use crate::position::Position;
 use crate::state::{DecisionState, Pending};
 use crate::stats::{CommitCounters, thread_cpu_ns};
@@ -240,10 +240,34 @@ impl Sequencer {
         Ok(())
     }
 
+    /// Whether the segment has less than half of `preallocate_bytes` of
+    /// zeros left ahead of its end (and the store still writes).
+    #[must_use]
+    pub fn wants_zeros(&self) -> bool {
+        let options = &self.shared.options;
+        options.preallocate_bytes > 0
+            && options.sync == SyncMode::Fsync
+            && self.segment.headroom_bytes() < options.preallocate_bytes / 2
+            && self.segment.len_bytes() < options.segment_size_bytes
+            && self.shared.failed().is_none()
+    }
+
+    /// Writes zeros ahead of the segment's end, up to `preallocate_bytes`
+    /// (not past where the segment will roll). A failure is a failed log
+    /// write: the store stops accepting appends.
+    pub fn write_zeros_ahead(&mut self) {
+        let options = &self.shared.options;
+        let to = (self.segment.len_bytes() + options.preallocate_bytes).min(options.segment_size_bytes);
+        if let Err(error) = self.segment.extend_zeroed(to) {
+            self.shared.fail(&error);
+        }
+    }
+
     fn roll_segment_if_full(&mut self) -> Result<(), Error> {
         if self.segment.len_bytes() < self.shared.options.segment_size_bytes {
             return Ok(());
         }
+        self.segment.trim()?;
         let options = &self.shared.options;
         self.segment = SegmentWriter::create(
             &self.shared.log_dir,

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use common::{all_events, event, log_files, segment_paths, small_segments, stream, write};
@@ -63,9 +63,11 @@ fn fill(store: &Store, count: usize) {
 }
 
 /// A closed store of `commits` commits in small segments, with its reads.
+/// Nothing is written ahead of the log's end, so the last segment ends
+/// with its last record.
 fn filled_and_closed(commits: usize) -> (tempfile::TempDir, Options, Reads) {
     let dir = tempfile::tempdir().unwrap();
-    let options = small_segments();
+    let options = Options { preallocate_bytes: 0, ..small_segments() };
     let store = open(dir.path(), &options);
     fill(&store, commits);
     let before = reads(&store);
@@ -174,6 +176,77 @@ fn a_torn_tail_is_cut_and_appends_continue() {
     let store = open(dir.path(), &options);
     assert_eq!(reads(&store), before);
     assert_eq!(std::fs::metadata(&last).unwrap().len(), clean_len, "the torn bytes were cut");
+    write(&store, "order-1", ExpectedRevision::Any, vec![event("Changed", "{}", &[])]);
+    store.close().unwrap();
+    assert_eq!(all_events(&open(dir.path(), &options)).len(), before.all_forwards.len() + 1);
+}
+
+/// Where the records of the segment at `path` end: frames are walked from
+/// the header (32 bytes) until one claims no payload.
+fn records_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = 32usize;
+    while let Some(len) = bytes.get(at..at + 4) {
+        let len = u32::from_le_bytes(len.try_into().unwrap()) as usize;
+        if len == 0 {
+            break;
+        }
+        at += 8 + len;
+    }
+    at as u64
+}
+
+/// Waits (up to a minute) until the sequencer has written zeros after the
+/// records of the last segment.
+fn wait_for_zeros_ahead(dir: &Path) -> PathBuf {
+    for _ in 0..6000 {
+        let last = segment_paths(dir).pop().unwrap();
+        if std::fs::metadata(&last).unwrap().len() > records_end(&last) {
+            return last;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("no zeros were written ahead of the log's end");
+}
+
+#[test]
+fn zeros_written_ahead_of_the_log_end_it_cleanly_and_are_overwritten_by_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { segment_size_bytes: 1 << 20, preallocate_bytes: 64 * 1024, ..Options::default() };
+    let store = open(dir.path(), &options);
+    fill(&store, 10);
+    let last = wait_for_zeros_ahead(dir.path());
+    let before = reads(&store);
+    store.close().unwrap();
+    let (file_len, end) = (std::fs::metadata(&last).unwrap().len(), records_end(&last));
+    assert!(file_len >= end + 32 * 1024, "at least half the headroom is zeros: {file_len} bytes, records end at {end}");
+
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), before, "the zeros are not read as records");
+    write(&store, "order-1", ExpectedRevision::Any, vec![event("Changed", "{}", &[])]);
+    assert!(records_end(&last) > end, "the append went where the zeros were");
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), file_len, "into the space written ahead");
+    store.close().unwrap();
+    assert_eq!(all_events(&open(dir.path(), &options)).len(), before.all_forwards.len() + 1);
+}
+
+#[test]
+fn a_torn_write_into_the_zeros_ahead_is_cut_and_appends_continue() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { preallocate_bytes: 2048, ..small_segments() };
+    let store = open(dir.path(), &options);
+    fill(&store, 3);
+    let last = wait_for_zeros_ahead(dir.path());
+    let before = reads(&store);
+    store.close().unwrap();
+    let end = records_end(&last);
+    let file = std::fs::OpenOptions::new().write(true).open(&last).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[200, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7], end).unwrap();
+    drop(file);
+
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), before);
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), end, "the torn bytes and the zeros after them were cut");
     write(&store, "order-1", ExpectedRevision::Any, vec![event("Changed", "{}", &[])]);
     store.close().unwrap();
     assert_eq!(all_events(&open(dir.path(), &options)).len(), before.all_forwards.len() + 1);

@@ -1,13 +1,19 @@
 //! Recovery of the log on open: scan records sequentially from where the
 //! index left off, and decide what a bad record means.
 //!
-//! A record that fails its frame or checksum is a *torn tail* only when it
-//! lies in the last segment within the segment's torn window (the largest
-//! single write it received) of the file's end: that is where a batch that
-//! was being written when the process died can be. Then the tail is cut
-//! and the cut is fsynced. Anywhere else it is corruption: the store
-//! refuses to open and names the file and offset. Data is never served
-//! from or silently dropped past a bad checksum.
+//! A record that fails its frame or checksum at offset `o` ends the scan,
+//! and what lies after it says what it is ([`Tail`]). Only the last
+//! segment can end in anything but a whole record:
+//! - nothing but zeros from `o` to the end of the file: the zeros the
+//!   sequencer writes ahead of the log (see
+//!   [`super::segment::SegmentWriter::extend_zeroed`]); the log ends at `o`;
+//! - bytes other than zeros only within the segment's torn window (the
+//!   largest single write it received) after `o`, and zeros beyond: a
+//!   *torn tail*, the batch that was being written when the process died.
+//!   The tail is cut and the cut is fsynced;
+//! - anything else is corruption: the store refuses to open and names the
+//!   file and offset. Data is never served from or silently dropped past a
+//!   bad checksum.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -143,11 +149,60 @@ impl RecordScan {
     }
 }
 
-/// Whether a bad record at `offset` can be a torn tail: in the last
-/// segment, within `torn_window_bytes` of the end of the file.
-#[must_use]
-pub fn is_torn_tail(is_last_segment: bool, file_len: u64, offset: u64, torn_window_bytes: u64) -> bool {
-    is_last_segment && file_len.saturating_sub(offset) <= torn_window_bytes
+/// What follows the last whole record of a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// Only zeros written ahead: the log ends cleanly there.
+    Zeros,
+    /// A write cut short by a crash: cut it off.
+    Torn,
+    /// Data beyond where a torn write can reach: the record is corrupt.
+    Corrupt,
+}
+
+/// Bytes read at a time while looking at a segment's tail.
+const TAIL_CHUNK_BYTES: u64 = 1024 * 1024;
+
+/// What the bytes of the segment at `path` from `offset` (where a record
+/// fails) to the end of the file (`file_len`) are: see [`Tail`]. Reads the
+/// tail backwards, so only the zeros after the last other byte are read.
+///
+/// # Errors
+/// I/O errors reading the file.
+pub fn classify_tail(
+    path: &Path,
+    is_last_segment: bool,
+    file_len: u64,
+    offset: u64,
+    torn_window_bytes: u64,
+) -> Result<Tail, Error> {
+    if !is_last_segment {
+        return Ok(Tail::Corrupt);
+    }
+    let Some(last_data) = last_nonzero_byte(path, offset, file_len)? else {
+        return Ok(Tail::Zeros);
+    };
+    if last_data - offset < torn_window_bytes {
+        return Ok(Tail::Torn);
+    }
+    Ok(Tail::Corrupt)
+}
+
+/// Offset of the last byte other than zero in `from..to` of the file.
+fn last_nonzero_byte(path: &Path, from: u64, to: u64) -> Result<Option<u64>, Error> {
+    let file = File::open(path).map_err(Error::io(format!("reading {}", path.display())))?;
+    let mut end = to;
+    let mut chunk = Vec::new();
+    while end > from {
+        let start = end.saturating_sub(TAIL_CHUNK_BYTES).max(from);
+        chunk.resize((end - start) as usize, 0);
+        file.read_exact_at(&mut chunk, start).map_err(Error::io(format!("reading {}", path.display())))?;
+        if let Some(at) = chunk.iter().rposition(|&b| b != 0) {
+            return Ok(Some(start + at as u64));
+        }
+        end = start;
+    }
+    Ok(None)
 }
 
 /// Cuts the segment at `path` to `len` bytes and makes the cut durable.
@@ -173,10 +228,41 @@ pub fn file_len(path: &Path) -> Result<u64, Error> {
 mod tests {
     use super::*;
 
+    fn file_of(bytes: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("segment");
+        std::fs::write(&path, bytes).expect("write");
+        (dir, path)
+    }
+
     #[test]
-    fn torn_window_applies_to_last_segment_tail_only() {
-        assert!(is_torn_tail(true, 1000, 900, 100));
-        assert!(!is_torn_tail(true, 1000, 899, 100));
-        assert!(!is_torn_tail(false, 1000, 990, 100));
+    fn zeros_after_the_last_record_end_the_log_cleanly() {
+        let mut bytes = vec![7u8; 100];
+        bytes.extend(vec![0u8; 5000]);
+        let (_dir, path) = file_of(&bytes);
+        assert_eq!(classify_tail(&path, true, 5100, 100, 64).expect("read"), Tail::Zeros);
+    }
+
+    #[test]
+    fn garbage_within_the_torn_window_is_a_torn_tail_wherever_the_zeros_start() {
+        let mut bytes = vec![7u8; 100];
+        bytes.extend(vec![9u8; 63]);
+        bytes.extend(vec![0u8; 3000]);
+        let (_dir, path) = file_of(&bytes);
+        let len = bytes.len() as u64;
+        assert_eq!(classify_tail(&path, true, len, 100, 64).expect("read"), Tail::Torn);
+        assert_eq!(classify_tail(&path, false, len, 100, 64).expect("read"), Tail::Corrupt, "only the last segment");
+        assert_eq!(classify_tail(&path, true, len, 100, 62).expect("read"), Tail::Corrupt, "beyond the window");
+    }
+
+    #[test]
+    fn data_far_beyond_a_bad_record_is_corruption() {
+        let mut bytes = vec![0u8; 3 * TAIL_CHUNK_BYTES as usize];
+        bytes[10] = 1;
+        bytes[2 * TAIL_CHUNK_BYTES as usize] = 1;
+        let (_dir, path) = file_of(&bytes);
+        let len = bytes.len() as u64;
+        assert_eq!(classify_tail(&path, true, len, 0, 4096).expect("read"), Tail::Corrupt);
+        assert_eq!(classify_tail(&path, true, len, 0, 3 * TAIL_CHUNK_BYTES).expect("read"), Tail::Torn);
     }
 }

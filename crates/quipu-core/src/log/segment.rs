@@ -177,13 +177,28 @@ impl SegmentHeader {
     }
 }
 
+/// Bytes of zeros written per call while extending a segment ahead of its
+/// end (see [`SegmentWriter::extend_zeroed`]).
+const ZERO_CHUNK_BYTES: usize = 256 * 1024;
+
 /// The one writer of the active (last) segment.
+///
+/// The file may be longer than the records in it: when the store is idle,
+/// the sequencer writes zeros ahead of the end ([`SegmentWriter::extend_zeroed`])
+/// so that the next appends overwrite allocated blocks, and their
+/// fdatasync need not also commit a new file size (PostgreSQL writes its
+/// WAL segments full of zeros for the same reason). Recovery tells such a
+/// zeroed tail from a torn write (see `super::recovery`), and a segment is
+/// cut back to its records before the next one starts.
 #[derive(Debug)]
 pub struct SegmentWriter {
     path: PathBuf,
     header: SegmentHeader,
     file: File,
+    /// End of the records: where the next batch goes.
     len_bytes: u64,
+    /// Length of the file: records plus zeros written ahead.
+    allocated_bytes: u64,
     sync: SyncMode,
     fault_plan: Option<Arc<FaultPlan>>,
 }
@@ -225,11 +240,20 @@ impl SegmentWriter {
         let header = SegmentHeader { number, torn_window_bytes };
         file.write_all_at(&header.encode(), 0).map_err(Error::io(&context))?;
         file.sync_all().map_err(Error::io(&context))?;
-        Ok(SegmentWriter { path: path.to_owned(), header, file, len_bytes: SEGMENT_HEADER_BYTES, sync, fault_plan })
+        Ok(SegmentWriter {
+            path: path.to_owned(),
+            header,
+            file,
+            len_bytes: SEGMENT_HEADER_BYTES,
+            allocated_bytes: SEGMENT_HEADER_BYTES,
+            sync,
+            fault_plan,
+        })
     }
 
     /// Reopens an existing segment for appending at `len_bytes` (the end of
-    /// its last valid record, found by recovery).
+    /// its last valid record, found by recovery); what follows in the file
+    /// is zeros written ahead.
     ///
     /// # Errors
     /// I/O errors opening it.
@@ -245,7 +269,9 @@ impl SegmentWriter {
             .write(true)
             .open(path)
             .map_err(Error::io(format!("opening {}", path.display())))?;
-        Ok(SegmentWriter { path: path.to_owned(), header, file, len_bytes, sync, fault_plan })
+        let file_len = file.metadata().map_err(Error::io(format!("opening {}", path.display())))?.len();
+        let allocated_bytes = file_len.max(len_bytes);
+        Ok(SegmentWriter { path: path.to_owned(), header, file, len_bytes, allocated_bytes, sync, fault_plan })
     }
 
     /// Segment number.
@@ -278,6 +304,7 @@ impl SegmentWriter {
             .write_all_at(bytes, offset)
             .map_err(Error::io(format!("writing {} at offset {offset}", self.path.display())))?;
         self.len_bytes += bytes.len() as u64;
+        self.allocated_bytes = self.allocated_bytes.max(self.len_bytes);
         Ok(offset)
     }
 
@@ -303,7 +330,57 @@ impl SegmentWriter {
             self.file.sync_data().map_err(Error::io(context()))?;
         }
         self.len_bytes += batch.len() as u64;
+        self.allocated_bytes = self.allocated_bytes.max(self.len_bytes);
         Ok(offset)
+    }
+
+    /// Zeros written ahead of the records, bytes.
+    #[must_use]
+    pub fn headroom_bytes(&self) -> u64 {
+        self.allocated_bytes - self.len_bytes
+    }
+
+    /// Writes zeros after the end of the file until it is `to` bytes long,
+    /// then fdatasyncs them, so later batches overwrite allocated, zeroed
+    /// blocks. Goes through the fault plan like any log write.
+    ///
+    /// # Errors
+    /// I/O errors of the writes or the fdatasync: the caller must stop
+    /// writing (fail-stop), as for a batch.
+    pub fn extend_zeroed(&mut self, to: u64) -> Result<(), Error> {
+        static ZEROS: [u8; ZERO_CHUNK_BYTES] = [0; ZERO_CHUNK_BYTES];
+        let context = |offset: u64| format!("writing zeros to {} at offset {offset}", self.path.display());
+        while self.allocated_bytes < to {
+            let offset = self.allocated_bytes;
+            let count = (to - offset).min(ZERO_CHUNK_BYTES as u64) as usize;
+            if let Some(plan) = &self.fault_plan {
+                plan.on_write().map_err(Error::io(context(offset)))?;
+            }
+            let zeros = ZEROS.get(..count).unwrap_or_default();
+            self.file.write_all_at(zeros, offset).map_err(Error::io(context(offset)))?;
+            self.allocated_bytes += count as u64;
+        }
+        if let Some(plan) = &self.fault_plan {
+            plan.on_sync().map_err(Error::io(context(to)))?;
+        }
+        self.file.sync_data().map_err(Error::io(format!("fdatasync of {}", self.path.display())))
+    }
+
+    /// Cuts the file back to its records (dropping zeros written ahead)
+    /// and syncs it: done before the next segment starts, so that only the
+    /// last segment can end in zeros.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub fn trim(&mut self) -> Result<(), Error> {
+        if self.allocated_bytes == self.len_bytes {
+            return Ok(());
+        }
+        let context = || format!("cutting {} to {} bytes", self.path.display(), self.len_bytes);
+        self.file.set_len(self.len_bytes).map_err(Error::io(context()))?;
+        self.file.sync_all().map_err(Error::io(context()))?;
+        self.allocated_bytes = self.len_bytes;
+        Ok(())
     }
 
     /// Makes everything written durable (used before closing in the
