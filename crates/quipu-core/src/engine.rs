@@ -31,7 +31,7 @@ pub trait StateView {
     /// Index or log read errors.
     fn stream_head(&self, stream: &StreamName) -> Result<Option<Revision>, Error>;
 
-    /// The commit that wrote event `id`, if any did.
+    /// The commit that first wrote an event with `id`, if any did.
     ///
     /// # Errors
     /// Index or log read errors.
@@ -63,8 +63,8 @@ pub enum Decision {
 /// `recorded_at_us`.
 ///
 /// # Errors
-/// [`Error::EventIdReused`] when some of the ids were written by another
-/// append; read errors of the state.
+/// [`Error::EventIdReused`] when the request's first event id was written
+/// by another append; read errors of the state.
 pub fn decide(state: &dyn StateView, request: &AppendRequest, recorded_at_us: u64) -> Result<Decision, Error> {
     if let Some(result) = check_idempotency(state, request)? {
         return Ok(Decision::Duplicate(result));
@@ -92,27 +92,25 @@ pub fn decide(state: &dyn StateView, request: &AppendRequest, recorded_at_us: u6
     Ok(Decision::Accept(Commit { first_position: state.next_position(), recorded_at_us, writes }))
 }
 
-/// `Some(original result)` when every id of `request` was written by one
-/// earlier append with exactly these events per stream; `None` when none
-/// of them was written.
+/// `Some(original result)` when `request` was written before; `None` when
+/// it is new.
+///
+/// An append is known by its first event id: the ids of an append are
+/// written all together or not at all, so a retry carries the first id
+/// of what was written. It is a retry when that commit holds exactly the
+/// request's events, stream by stream; an id first used by another
+/// append is [`Error::EventIdReused`]. The other ids are not looked up,
+/// which keeps the check to one lookup per append however many events it
+/// holds: an id reused in another place than first is written again, and
+/// a read by id finds the first event written with it.
 fn check_idempotency(state: &dyn StateView, request: &AppendRequest) -> Result<Option<AppendResult>, Error> {
-    let mut first_seen: Option<(EventId, Origin)> = None;
-    let mut unseen = 0usize;
-    for id in request.event_ids() {
-        match (state.origin(&id)?, &first_seen) {
-            (None, _) => unseen += 1,
-            (Some(origin), None) => first_seen = Some((id, origin)),
-            (Some(origin), Some((first_id, first))) => {
-                if origin.commit.first_position != first.commit.first_position {
-                    return Err(Error::EventIdReused { event_id: *first_id, position: first.position });
-                }
-            }
-        }
-    }
-    let Some((id, origin)) = first_seen else {
+    let Some(id) = request.event_ids().next() else {
         return Ok(None);
     };
-    if unseen > 0 || !same_events(&origin.commit, request) {
+    let Some(origin) = state.origin(&id)? else {
+        return Ok(None);
+    };
+    if !same_events(&origin.commit, request) {
         return Err(Error::EventIdReused { event_id: id, position: origin.position });
     }
     Ok(Some(origin.commit.result()))

@@ -20,6 +20,10 @@ pub const BATCH_BYTES_CEILING: usize = 64 * MIB;
 /// record to tell them from a torn write, so they stay small.
 pub const PREALLOCATE_BYTES_CEILING: u64 = 64 * MIB as u64;
 
+/// Largest `append_events_max`: index entries count events of a record
+/// in 16 bits.
+pub const APPEND_EVENTS_CEILING: usize = 65_535;
+
 /// Whether an append waits for fdatasync before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncMode {
@@ -58,16 +62,20 @@ pub struct Options {
     pub event_bytes_max: usize,
     /// Largest append (sum of its events). Default 4 MiB.
     pub append_bytes_max: usize,
-    /// Most events in one append. Default 10,000.
+    /// Most events in one append. Default 10,000, at most 65,535.
     pub append_events_max: usize,
     /// Most stream writes in one append. Default 256.
     pub append_streams_max: usize,
     /// Most events one read returns. Default 10,000.
     pub read_events_max: usize,
-    /// Block cache of the on-disk index, bytes. Memory use is bounded by
-    /// this plus the index's write buffers, not by the number of streams.
-    /// Default 64 MiB.
+    /// Block cache of the index's metadata store (snapshots), bytes.
+    /// Default 16 MiB.
     pub index_cache_bytes: u64,
+    /// Index entries held in memory before they are written out as a
+    /// table (about 100 bytes of memory each; a single-event append adds
+    /// about five). Recovery after a crash indexes at most this much of
+    /// the log again. Default 500,000.
+    pub index_memtable_entries: usize,
     /// Zeros kept written ahead of the log's end, bytes: while the store
     /// is idle, the sequencer writes zeros past the last record (refilling
     /// once less than half is left), so the fdatasync of the next small
@@ -96,7 +104,8 @@ impl Default for Options {
             append_events_max: 10_000,
             append_streams_max: 256,
             read_events_max: 10_000,
-            index_cache_bytes: 64 * MIB as u64,
+            index_cache_bytes: 16 * MIB as u64,
+            index_memtable_entries: 500_000,
             preallocate_bytes: MIB as u64,
             sync: SyncMode::Fsync,
             clock: Clock::system(),
@@ -144,6 +153,9 @@ impl Options {
                 self.preallocate_bytes
             ));
         }
+        if self.append_events_max > APPEND_EVENTS_CEILING {
+            return invalid(format!("append_events_max {} is above {APPEND_EVENTS_CEILING}", self.append_events_max));
+        }
         if self.event_bytes_max > self.append_bytes_max {
             return invalid("event_bytes_max is larger than append_bytes_max".into());
         }
@@ -153,6 +165,7 @@ impl Options {
             ("append_events_max", self.append_events_max),
             ("append_streams_max", self.append_streams_max),
             ("read_events_max", self.read_events_max),
+            ("index_memtable_entries", self.index_memtable_entries),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("{name} must be at least 1"));

@@ -50,29 +50,78 @@ fn check_limit(shared: &Shared, limit: usize) -> Result<(), Error> {
     Ok(())
 }
 
-/// Fetches the events behind `pointers`. A record that several
-/// consecutive pointers share is read and decoded once; a record that
-/// gives one event is read and only that event decoded.
-fn fetch(shared: &Shared, pointers: impl Iterator<Item = EventPointer>) -> Result<Vec<RecordedEvent>, Error> {
-    let pointers: Vec<EventPointer> = pointers.collect();
+/// Fetches the events behind `pointers` that `wanted` accepts (a check
+/// against fingerprint collisions: the index keys names by fingerprint).
+/// A record that several consecutive pointers share is read and decoded
+/// once; a record that gives one event is read and only that event
+/// decoded. Pointers into a segment a scavenge rewrote since are followed
+/// to the record's new place, where the event may be gone.
+fn fetch(
+    shared: &Shared,
+    pointers: &[EventPointer],
+    wanted: &dyn Fn(&RecordedEvent) -> bool,
+) -> Result<Vec<RecordedEvent>, Error> {
     let mut buffer = Vec::new();
     let mut events = Vec::with_capacity(pointers.len());
     let same_record = |a: &EventPointer, b: &EventPointer| a.record() == b.record();
     for group in pointers.chunk_by(same_record) {
+        let first = group.first().expect("chunk_by yields non-empty groups");
+        if let Some(moved) = shared.index.relocate(first.record(), first.position)? {
+            let commit = shared.reader.read_commit(moved, &mut buffer)?;
+            let mut kept: Vec<RecordedEvent> = commit.recorded_events().collect();
+            // In the pointers' order (a backwards read wants them reversed).
+            for pointer in group {
+                if let Some(at) = kept.iter().position(|e| e.position == pointer.position) {
+                    let event = kept.swap_remove(at);
+                    if wanted(&event) {
+                        events.push(event);
+                    }
+                }
+            }
+            continue;
+        }
         let [single] = group else {
-            let first = group.first().expect("chunk_by yields non-empty groups");
             let commit = shared.reader.read_commit(first.record(), &mut buffer)?;
             for pointer in group {
-                events.push(commit.recorded_event(pointer.index).ok_or_else(|| {
+                let event = commit.recorded_event(pointer.index).ok_or_else(|| {
                     let reason = format!("the index points at event {} of a record that has fewer", pointer.index);
                     shared.reader.corrupt(pointer.record(), reason)
-                })?);
+                })?;
+                push_checked(shared, pointer, event, wanted, &mut events)?;
             }
             continue;
         };
-        events.push(shared.reader.read_event(single.record(), single.index, &mut buffer)?);
+        let event = shared.reader.read_event(single.record(), single.index, &mut buffer)?;
+        push_checked(shared, single, event, wanted, &mut events)?;
     }
     Ok(events)
+}
+
+/// Pushes `event` if `wanted`; an event at another position than the
+/// index said is corruption.
+fn push_checked(
+    shared: &Shared,
+    pointer: &EventPointer,
+    event: RecordedEvent,
+    wanted: &dyn Fn(&RecordedEvent) -> bool,
+    events: &mut Vec<RecordedEvent>,
+) -> Result<(), Error> {
+    if event.position != pointer.position {
+        let reason = format!("the index says position {}, the record holds {}", pointer.position, event.position);
+        return Err(shared.reader.corrupt(pointer.record(), reason));
+    }
+    if wanted(&event) {
+        events.push(event);
+    }
+    Ok(())
+}
+
+/// The number after `n` in `direction`; `None` past the ends.
+fn step(n: u64, direction: Direction) -> Option<u64> {
+    match direction {
+        Direction::Forwards => n.checked_add(1),
+        Direction::Backwards => n.checked_sub(1),
+    }
 }
 
 /// Up to `limit` events of `stream` from revision `from` (inclusive;
@@ -86,11 +135,25 @@ pub(crate) fn read_stream(
 ) -> Result<Vec<RecordedEvent>, Error> {
     check_limit(shared, limit)?;
     let _pin = shared.reader.pin();
-    let entries = shared.index.stream_range(stream, from, direction, limit)?;
-    if entries.is_empty() && shared.index.stream_head(stream)?.is_none() {
-        return Err(Error::StreamNotFound { stream: stream.clone() });
+    let mut events = Vec::new();
+    let mut cursor = from;
+    let wanted = |e: &RecordedEvent| e.stream == *stream;
+    loop {
+        let entries = shared.index.stream_range(stream, cursor, direction, limit - events.len())?;
+        let Some(&(last, _)) = entries.last() else {
+            if events.is_empty() && cursor == from && shared.index.stream_head(stream)?.is_none() {
+                return Err(Error::StreamNotFound { stream: stream.clone() });
+            }
+            return Ok(events);
+        };
+        let pointers: Vec<EventPointer> = entries.into_iter().map(|(_, pointer)| pointer).collect();
+        events.extend(fetch(shared, &pointers, &wanted)?);
+        // Fewer than asked: a scavenge removed some; ask past them.
+        match step(last.0, direction) {
+            Some(next) if events.len() < limit => cursor = Some(Revision(next)),
+            _ => return Ok(events),
+        }
     }
-    fetch(shared, entries.into_iter().map(|(_, pointer)| pointer))
 }
 
 /// Up to `limit` events of `$all` from `from` (inclusive; `None` as above).
@@ -112,11 +175,12 @@ pub(crate) fn read_all(
     let mut cursor = from;
     while events.len() < limit {
         let records = shared.index.record_range(cursor, direction, events_min)?;
-        let Some(&(last_first, last)) = records.last() else {
+        let Some(&last) = records.last() else {
             break;
         };
-        for (_, record) in records {
-            let commit = shared.reader.read_commit(record.record(), &mut buffer)?;
+        for record in records {
+            let at = shared.index.relocate(record.at, record.first_position)?.unwrap_or(record.at);
+            let commit = shared.reader.read_commit(at, &mut buffer)?;
             let in_range = |e: &RecordedEvent| match (direction, from) {
                 (_, None) => true,
                 (Direction::Forwards, Some(from)) => e.position >= from,
@@ -133,8 +197,8 @@ pub(crate) fn read_all(
             }
         }
         cursor = match direction {
-            Direction::Forwards => Some(Position(last_first.0 + u64::from(last.span))),
-            Direction::Backwards => match last_first.0.checked_sub(1) {
+            Direction::Forwards => Some(last.next_position()),
+            Direction::Backwards => match last.first_position.0.checked_sub(1) {
                 Some(before) => Some(Position(before)),
                 None => break,
             },
@@ -154,17 +218,32 @@ pub(crate) fn read_label(
 ) -> Result<Vec<RecordedEvent>, Error> {
     check_limit(shared, limit)?;
     let _pin = shared.reader.pin();
-    let entries = shared.index.label_range(kind, label, from, direction, limit)?;
-    fetch(shared, entries.into_iter().map(|(_, pointer)| pointer))
+    let wanted = |e: &RecordedEvent| match kind {
+        LabelKind::Category => e.stream.category() == label,
+        LabelKind::EventType => e.event_type.as_str() == label,
+        LabelKind::Tag => e.tags.iter().any(|t| t.as_str() == label),
+    };
+    let mut events = Vec::new();
+    let mut cursor = from;
+    loop {
+        let entries = shared.index.label_range(kind, label, cursor, direction, limit - events.len())?;
+        let Some(&(last, _)) = entries.last() else { return Ok(events) };
+        let pointers: Vec<EventPointer> = entries.into_iter().map(|(_, pointer)| pointer).collect();
+        events.extend(fetch(shared, &pointers, &wanted)?);
+        match step(last.0, direction) {
+            Some(next) if events.len() < limit => cursor = Some(Position(next)),
+            _ => return Ok(events),
+        }
+    }
 }
 
-/// The event with `id`, if one was written.
+/// The first event written with `id`, if one was and is still there.
 pub(crate) fn read_event(shared: &Shared, id: &EventId) -> Result<Option<RecordedEvent>, Error> {
     let _pin = shared.reader.pin();
-    let Some((_, pointer)) = shared.index.event_by_id(id)? else {
+    let Some(pointer) = shared.index.event_by_id(id)? else {
         return Ok(None);
     };
-    Ok(fetch(shared, std::iter::once(pointer))?.pop())
+    Ok(fetch(shared, &[pointer], &|e| e.id == *id)?.pop())
 }
 
 /// What is known about `stream`.

@@ -48,10 +48,14 @@ pub struct Recovered {
 pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
     let log_dir = &shared.log_dir;
     let options = &shared.options;
-    let saved = shared.index.checkpoint()?;
+    let saved = shared.index.durable_checkpoint();
     let mut checkpoint = saved.unwrap_or(Checkpoint { offset: SEGMENT_HEADER_BYTES, ..Checkpoint::default() });
     remove_temp_files(log_dir)?;
-    let generations = settle_generations(shared, saved.is_some())?;
+    // Markers of scavenged segments live beside the tables: either says
+    // the index was kept (a deleted index directory loses both).
+    let indexed = saved.is_some() || !shared.index.generations()?.is_empty() || !shared.index.repointings()?.is_empty();
+    let generations = settle_generations(shared, indexed)?;
+    settle_records(shared, &generations)?;
     let mut segments: Vec<u32> = generations.keys().copied().collect();
     remove_unborn_segment(log_dir, &mut segments)?;
     check_segments(log_dir, &segments, &checkpoint, saved.is_some())?;
@@ -137,6 +141,17 @@ fn settle_generations(shared: &Shared, indexed: bool) -> Result<BTreeMap<u32, u1
         shared.index.set_generations(&current.iter().filter(|(_, g)| **g > 0).map(|(n, g)| (*n, *g)).collect())?;
     }
     Ok(current)
+}
+
+/// Makes sure every segment generation a scavenge made has its records
+/// table, and no other generation does (see `crate::index::Index::relocate`).
+fn settle_records(shared: &Shared, generations: &BTreeMap<u32, u16>) -> Result<(), Error> {
+    for (&number, &generation) in generations.iter().filter(|(_, g)| **g > 0) {
+        let path = segment_file_path(&shared.log_dir, number, generation);
+        shared.index.build_records(&path, number, generation)?;
+    }
+    shared.index.drop_records_except(generations);
+    Ok(())
 }
 
 /// A crash while a new segment was being created can leave it shorter

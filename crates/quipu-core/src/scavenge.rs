@@ -12,25 +12,25 @@
 //!    they were. Records before the first change are copied as they are.
 //!    The result is written to `NNNNNNNNNN.gGGGGG.qlog.tmp`, fsynced, and
 //!    renamed to the next generation of the segment (directory fsynced).
-//! 2. The index records the intent to move the segment's entries.
-//! 3. The two generations are read side by side and the index entries
-//!    are repointed in batches of bounded size; entries of dropped events
-//!    go. Meanwhile either file serves reads.
-//! 4. The index marks the new generation current, drops the intent, and
-//!    is fsynced.
-//! 5. Once no read holds a pin on the files, the old generation is
+//! 2. The index writes a table of where the new generation's records
+//!    are (see `crate::index::Index::relocate`): index entries are not
+//!    rewritten, those written before keep pointing into the old
+//!    generation and are followed through this table to the record's new
+//!    place, where the dropped events are gone.
+//! 3. The index marks the new generation current, durably.
+//! 4. Once no read holds a pin on the files, the old generation is
 //!    removed.
 //!
-//! A SIGKILL at any step loses nothing: before 2, the new file is an
-//! orphan the next open removes; between 2 and 4, the next open finishes
-//! steps 3 to 5; after 4, it removes the old file. Without an index (a
-//! rebuild), the newest complete generation is used.
+//! A SIGKILL at any step loses nothing: before 3, the new file is an
+//! orphan the next open removes (with its records table); after 3, the
+//! next open removes the old file. Without an index (a rebuild), the
+//! newest complete generation is used.
 
 use std::os::unix::fs::FileExt;
 
 use crate::error::Error;
 use crate::event::StreamName;
-use crate::index::LocatedCommit;
+use crate::index::entry::GONE;
 use crate::log::record::Commit;
 use crate::log::recovery::{RecordScan, ScanEnd, file_len};
 use crate::log::segment::{
@@ -40,9 +40,6 @@ use crate::options::SyncMode;
 use crate::position::Revision;
 use crate::sequencer::Shared;
 
-/// Events whose index entries are repointed per batch (tiny in unit
-/// tests, so a crash can land between two batches).
-const REPOINT_CHUNK_EVENTS: usize = if cfg!(test) { 8 } else { 32 * 1024 };
 /// Bytes of a new generation buffered before they are written.
 const WRITE_CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes read between two progress reports.
@@ -81,7 +78,7 @@ pub(crate) fn scavenge(
     report: &mut dyn FnMut(&ScavengeProgress),
     stop: &dyn Fn() -> bool,
 ) -> Result<ScavengeProgress, Error> {
-    let active = shared.index.checkpoint()?.map_or(0, |c| c.segment);
+    let active = shared.index.checkpoint().map_or(0, |c| c.segment);
     let generations = shared.index.generations()?;
     let mut targets = Vec::new();
     let mut progress = ScavengeProgress::default();
@@ -104,15 +101,16 @@ pub(crate) fn scavenge(
     Ok(progress)
 }
 
-/// Finishes the scavenges a crash interrupted between their intent and
-/// their marker (steps 3 to 5); called on open, once the index is up to
-/// the log.
+/// Finishes the scavenges an earlier version left between its intent and
+/// its marker (its files are complete); called on open, once the index is
+/// up to the log.
 pub(crate) fn resume(shared: &Shared) -> Result<(), Error> {
     for (number, (old, new)) in shared.index.repointings()? {
         tracing::warn!(segment = number, old, new, "finishing a scavenge a crash interrupted");
-        repoint(shared, number, old, new)?;
-        shared.index.finish_repointing(number, new)?;
+        shared.index.build_records(&segment_file_path(&shared.log_dir, number, new), number, new)?;
+        shared.index.set_generation(number, new)?;
         shared.reader.retire(number, old)?;
+        shared.index.drop_records(number, old);
     }
     Ok(())
 }
@@ -128,8 +126,8 @@ fn rewrite(
 ) -> Result<(), Error> {
     let RecordAddress { segment: number, generation, .. } = at;
     let old_path = segment_file_path(&shared.log_dir, number, generation);
-    let Some(new_generation) = generation.checked_add(1) else {
-        tracing::warn!(segment = number, "segment was scavenged 65,535 times already; leaving it");
+    let Some(new_generation) = generation.checked_add(1).filter(|g| *g != GONE) else {
+        tracing::warn!(segment = number, "segment was scavenged 65,534 times already; leaving it");
         return Ok(());
     };
     let new_path = segment_file_path(&shared.log_dir, number, new_generation);
@@ -175,12 +173,11 @@ fn rewrite(
     std::fs::rename(&temp_path, &new_path).map_err(Error::io(format!("renaming {}", temp_path.display())))?;
     sync_dir(&shared.log_dir)?;
     crash_point(Step::Renamed)?;
-    shared.index.start_repointing(number, generation, new_generation)?;
-    crash_point(Step::Intended)?;
-    repoint(shared, number, generation, new_generation)?;
-    shared.index.finish_repointing(number, new_generation)?;
-    crash_point(Step::Finished)?;
+    shared.index.build_records(&new_path, number, new_generation)?;
+    shared.index.set_generation(number, new_generation)?;
+    crash_point(Step::Marked)?;
     shared.reader.retire(number, generation)?;
+    shared.index.drop_records(number, generation);
     progress.segments_rewritten += 1;
     progress.events_removed += removed;
     progress.bytes_reclaimed += old_len.saturating_sub(new_len);
@@ -235,68 +232,14 @@ fn start_generation(
     Ok(writer)
 }
 
-/// Repoints the index entries of segment `number` from generation `old`
-/// to `new`, reading both files side by side (step 3).
-fn repoint(shared: &Shared, number: u32, old: u16, new: u16) -> Result<(), Error> {
-    let paths = [old, new].map(|g| segment_file_path(&shared.log_dir, number, g));
-    let [old_path, new_path] = &paths;
-    let mut old_scan = RecordScan::open(old_path, SEGMENT_HEADER_BYTES)?;
-    let mut new_scan = RecordScan::open(new_path, SEGMENT_HEADER_BYTES)?;
-    let mut olds = Vec::new();
-    let mut news = Vec::new();
-    let mut events = 0usize;
-    let mismatch = |offset: u64, reason: &str| Error::Corrupt {
-        segment: new_path.clone(),
-        offset,
-        reason: format!("scavenged generation does not match {}: {reason}", old_path.display()),
-    };
-    loop {
-        match (old_scan.next_record()?, new_scan.next_record()?) {
-            (Some((old_offset, _, old_commit)), Some((new_offset, _, new_commit))) => {
-                if old_commit.first_position != new_commit.first_position {
-                    return Err(mismatch(new_offset, "records at different positions"));
-                }
-                events += old_commit.event_count();
-                olds.push(LocatedCommit {
-                    commit: old_commit,
-                    at: RecordAddress { segment: number, generation: old, offset: old_offset },
-                });
-                news.push(LocatedCommit {
-                    commit: new_commit,
-                    at: RecordAddress { segment: number, generation: new, offset: new_offset },
-                });
-                if events >= REPOINT_CHUNK_EVENTS {
-                    shared.index.repoint(&olds, &news)?;
-                    crash_point(Step::HalfRepointed)?;
-                    olds.clear();
-                    news.clear();
-                    events = 0;
-                }
-            }
-            (None, None) => break,
-            (_, _) => return Err(mismatch(0, "a different number of records")),
-        }
-    }
-    for (path, end) in [(old_path, old_scan.end()), (new_path, new_scan.end())] {
-        if let ScanEnd::Bad { offset, reason } = end {
-            return Err(Error::Corrupt { segment: path.clone(), offset, reason });
-        }
-    }
-    shared.index.repoint(&olds, &news)
-}
-
 /// The points between the steps of a segment's rewrite where unit tests
 /// stop a scavenge as a crash would.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
     /// The new generation is in place, the index knows nothing of it.
     Renamed,
-    /// The intent is recorded, no entry moved yet.
-    Intended,
-    /// One batch of entries moved.
-    HalfRepointed,
     /// The marker is set, the old file not yet removed.
-    Finished,
+    Marked,
 }
 
 #[cfg(test)]
@@ -371,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_crash_between_any_two_steps_loses_nothing_and_the_next_open_settles() {
-        for step in [Step::Renamed, Step::Intended, Step::HalfRepointed, Step::Finished] {
+        for step in [Step::Renamed, Step::Marked] {
             let dir = tempfile::tempdir().unwrap();
             let store = Store::open(dir.path(), options()).unwrap();
             fill(&store);

@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::event::{EventId, StreamName};
 use crate::index::{Index, LabelKind};
 use crate::log::record::Commit;
-use crate::log::segment::SegmentReader;
+use crate::log::segment::{RecordAddress, SegmentReader};
 use crate::position::{Position, Revision};
 use crate::read::Direction;
 
@@ -43,7 +43,8 @@ impl Pending {
         for write in &commit.writes {
             position = Position(position.0 + u64::from(write.dropped));
             for event in &write.events {
-                self.ids.insert(event.id, (index, position));
+                // The first event written with an id is the one that counts.
+                self.ids.entry(event.id).or_insert((index, position));
                 position = position.next();
             }
             self.heads.insert(write.stream.clone(), write.last_revision());
@@ -105,14 +106,15 @@ impl StateView for DecisionState<'_> {
     }
 
     fn origin(&self, id: &EventId) -> Result<Option<Origin>, Error> {
-        if let Some(&(index, position)) = self.pending.ids.get(id) {
-            let commit = self.pending.commits.get(index).cloned().expect("ids point at pending commits");
-            return Ok(Some(Origin { position, commit }));
+        // The first event written with the id: indexed ones came first.
+        if let Some(pointer) = self.index.event_by_id(id)? {
+            let commit = self.read_commit(pointer.record(), pointer.position, &mut Vec::new())?;
+            return Ok(Some(Origin { position: pointer.position, commit }));
         }
-        let Some((position, pointer)) = self.index.event_by_id(id)? else {
+        let Some(&(index, position)) = self.pending.ids.get(id) else {
             return Ok(None);
         };
-        let commit = self.reader.read_commit(pointer.record(), &mut Vec::new())?;
+        let commit = self.pending.commits.get(index).cloned().expect("ids point at pending commits");
         Ok(Some(Origin { position, commit }))
     }
 
@@ -145,6 +147,13 @@ impl StateView for DecisionState<'_> {
 }
 
 impl DecisionState<'_> {
+    /// The commit of the record an index entry put at `at`, holding
+    /// `position`, wherever a scavenge moved it since.
+    fn read_commit(&self, at: RecordAddress, position: Position, buffer: &mut Vec<u8>) -> Result<Commit, Error> {
+        let at = self.index.relocate(at, position)?.unwrap_or(at);
+        self.reader.read_commit(at, buffer)
+    }
+
     /// First indexed event at or after `from` matching `item`.
     fn first_indexed_match(&self, item: &crate::append::QueryItem, from: Position) -> Result<Option<Position>, Error> {
         if let Some(tag) = item.tags.first() {
@@ -152,7 +161,7 @@ impl DecisionState<'_> {
         }
         if item.types.is_empty() {
             let records = self.index.record_range(Some(from), Direction::Forwards, 1)?;
-            return Ok(records.first().map(|(first, _)| (*first).max(from)));
+            return Ok(records.first().map(|record| record.first_position.max(from)));
         }
         let mut first: Option<Position> = None;
         for event_type in &item.types {
@@ -187,8 +196,8 @@ impl DecisionState<'_> {
                 if item.tags.len() == 1 && item.types.is_empty() {
                     return Ok(Some(*position));
                 }
-                let commit = self.reader.read_commit(pointer.record(), &mut buffer)?;
-                let event = commit.recorded_event(pointer.index);
+                let commit = self.read_commit(pointer.record(), pointer.position, &mut buffer)?;
+                let event = commit.recorded_events().find(|e| e.position == pointer.position);
                 if event.is_some_and(|e| item.matches(&e.event_type, &e.tags)) {
                     return Ok(Some(*position));
                 }

@@ -23,7 +23,7 @@ use crate::append::{AppendOutcome, AppendRequest};
 use crate::error::Error;
 use crate::event::{EVENT_TAGS_MAX, EventId, EventType, RecordedEvent, StreamName, Tag};
 use crate::head::{Head, HeadListener};
-use crate::index::{Index, LabelKind};
+use crate::index::{Index, IndexOptions, LabelKind};
 use crate::intake::Intake;
 use crate::log::segment::{SegmentReader, sync_dir};
 use crate::options::Options;
@@ -73,7 +73,11 @@ impl Store {
         let log_dir = dir.join("log");
         std::fs::create_dir_all(&log_dir).map_err(Error::io(format!("creating {}", log_dir.display())))?;
         sync_dir(&dir)?;
-        let index = Index::open(&dir.join("index"), options.index_cache_bytes)?;
+        let index_options = IndexOptions {
+            meta_cache_bytes: options.index_cache_bytes,
+            memtable_entries: options.index_memtable_entries,
+        };
+        let index = Index::open(&dir.join("index"), index_options)?;
         let shared = Shared {
             index,
             reader: SegmentReader::new(&log_dir),
@@ -454,7 +458,7 @@ fn check_format(dir: &Path) -> Result<(), Error> {
 }
 
 /// Replaces `dir/name` with `bytes`: temp file, fsync, rename, fsync dir.
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let temp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     let context = || format!("writing {}", target.display());

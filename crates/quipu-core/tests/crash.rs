@@ -93,7 +93,7 @@ const SIGKILL: i32 = 9;
 /// boundaries; acknowledgements wait for fdatasync (the default, stated
 /// because the test is about it).
 fn store_options() -> Options {
-    Options { segment_size_bytes: 64 * 1024, sync: SyncMode::Fsync, ..Options::default() }
+    Options { segment_size_bytes: 64 * 1024, sync: SyncMode::Fsync, index_memtable_entries: 500, ..Options::default() }
 }
 
 fn env_u64(name: &str) -> Option<u64> {

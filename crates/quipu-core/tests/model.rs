@@ -86,12 +86,13 @@ impl Model {
         Expected::Written
     }
 
+    /// An append is known by its first event id: a retry when the commit
+    /// that first wrote that id holds exactly its events, an error when
+    /// another one does; other ids are not looked at.
     fn idempotency(&self, request: &AppendRequest) -> Option<Expected> {
-        let seen: Vec<(EventId, usize, Position)> =
-            request.event_ids().filter_map(|id| self.ids.get(&id).map(|&(c, p)| (id, c, p))).collect();
-        let &(first_id, commit, position) = seen.first()?;
+        let first_id = request.event_ids().next()?;
+        let &(commit, position) = self.ids.get(&first_id)?;
         let reused = Expected::Reused { event_id: first_id, position };
-        let same_commit = seen.iter().all(|s| s.1 == commit) && seen.len() == request.event_count();
         let requested: Vec<(StreamName, Vec<EventId>)> = request
             .writes
             .iter()
@@ -99,7 +100,7 @@ impl Model {
             .map(|w| (w.stream.clone(), w.events.iter().map(|e| e.id).collect()))
             .collect();
         let original = &self.commits[commit];
-        if same_commit && requested == original.writes {
+        if requested == original.writes {
             return Some(Expected::Outcome(AppendOutcome::AlreadyWritten(original.result.clone())));
         }
         Some(reused)
@@ -117,7 +118,8 @@ impl Model {
             let first_revision = self.last_revision(&write.stream).map_or(Revision(0), Revision::next);
             let mut revision = first_revision;
             for e in &write.events {
-                self.ids.insert(e.id, (commit, position));
+                // Reads by id find the first event written with it.
+                self.ids.entry(e.id).or_insert((commit, position));
                 self.events.push(recorded(&write.stream, e, revision, position, result.recorded_at_us));
                 revision = revision.next();
                 position = position.next();
@@ -225,6 +227,9 @@ enum Op {
     Retry(usize),
     /// Resend an earlier request without its last event.
     AlteredRetry(usize),
+    /// A new request that also carries, last, the id of an earlier event
+    /// (an id reused in another place than first).
+    Borrow(usize, AppendRequest),
     Read(Read),
     ReadById(usize),
     Reopen {
@@ -292,6 +297,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         8 => request_strategy().prop_map(Op::Append),
         2 => any::<usize>().prop_map(Op::Retry),
         1 => any::<usize>().prop_map(Op::AlteredRetry),
+        1 => (any::<usize>(), request_strategy()).prop_map(|(i, request)| Op::Borrow(i, request)),
         4 => read_strategy().prop_map(Op::Read),
         1 => any::<usize>().prop_map(Op::ReadById),
         1 => any::<bool>().prop_map(|delete_index| Op::Reopen { delete_index }),
@@ -374,11 +380,21 @@ impl Run {
                 }
                 self.append(request)?;
             }
+            Op::Borrow(i, mut request) if !self.model.events.is_empty() => {
+                let borrowed = self.model.events[i % self.model.events.len()].id;
+                if let Some(write) = request.writes.iter_mut().rev().find(|w| !w.events.is_empty()) {
+                    let mut event = event("Opened", "{}", &[]);
+                    event.id = borrowed;
+                    write.events.push(event);
+                }
+                self.append(request)?;
+            }
             Op::Read(read) => self.read(&read)?,
             Op::ReadById(i) if !self.model.events.is_empty() => {
-                let want = &self.model.events[i % self.model.events.len()];
-                let got = self.store().read_event(&want.id).unwrap();
-                prop_assert_eq!(got.as_ref(), Some(want));
+                let id = self.model.events[i % self.model.events.len()].id;
+                let want = self.model.events.iter().find(|e| e.id == id);
+                let got = self.store().read_event(&id).unwrap();
+                prop_assert_eq!(got.as_ref(), want);
             }
             Op::Reopen { delete_index } => self.reopen(delete_index),
             _ => {}

@@ -1,64 +1,75 @@
-//! Derived indexes over the log, kept in an embedded LSM store (fjall):
+//! Derived indexes over the log: stream runs (a stream's events by
+//! revision), `$all` (records by position), category, type and tag runs,
+//! and event ids, all as fixed-size entries keyed by fingerprints of names
+//! (see [`entry`]).
 //!
-//! | keyspace | key | value |
-//! | --- | --- | --- |
-//! | `streams` | stream name | last revision |
-//! | `stream_events` | stream `\0` first revision of a run | [`RunEntry`] |
-//! | `all` | first position of a record | [`RecordEntry`] |
-//! | `categories`, `types`, `tags` | label `\0` first position of a run | [`RunEntry`] |
-//! | `event_ids` | event id | position, [`EventPointer`] |
-//! | `meta` | `checkpoint` | [`Checkpoint`] |
-//! | `meta` | `generation` segment (u32 BE) | the segment's current file generation (u16), when above 0 |
-//! | `meta` | `repointing` segment (u32 BE) | old and new generation (u16 each) of a scavenge under way |
-//! | `snapshots` | stream `\0` revision | a client's snapshot (see `crate::snapshot`) |
+//! Shaped like KurrentDB's index (a memtable and sorted tables of hashed
+//! names) rather than a general-purpose LSM store, because the sequencer
+//! pays for every entry on the append path:
 //!
-//! A run is the consecutive events of one record that share the label, so
-//! a 100-event append to one stream costs one entry per index, not 100;
-//! only event ids are indexed one by one.
+//! - the sequencer adds a group's entries to an in-memory memtable with
+//!   one lock (a hash probe and a push each, see `memtable`); there is no
+//!   second journal: the log is the write-ahead log, and recovery indexes
+//!   the log again from the last table's checkpoint;
+//! - a full memtable is frozen and written out as an immutable table by a
+//!   background thread (`compactor`), and tables are merged in the
+//!   background at a lower CPU priority; a manifest names the tables;
+//! - lookups read the active memtable, frozen ones, then tables, each a
+//!   contiguous stretch of the log (`layers`); tables keep a filter and
+//!   sparse fences in memory and read 4 KiB blocks with `pread`.
 //!
-//! The index never holds anything the log lacks: the sequencer writes it
-//! only after the log is fsynced, one atomic batch per group commit with
-//! the checkpoint saying how far it covers. It is not fsynced itself: after
-//! a crash it may lag, and recovery replays the log from its checkpoint.
-//! Entries point at records by segment, file generation and offset; a
-//! scavenge repoints a segment's entries to its new generation in batches
-//! ([`Index::repoint`]) between an intent and a marker (see `crate::scavenge`).
-//! Deleting the directory rebuilds it from the whole log (snapshots,
-//! which are derived data written by clients, are then gone: loads fold
-//! from the first event until new ones are written). Memory is bounded
-//! by the block cache and the write buffers, whatever the number of streams.
+//! The index never holds anything the log lacks: it is written after the
+//! log is fsynced. Deleting its directory rebuilds it from the whole log
+//! (snapshots, which are client data kept beside it in `meta`, are then
+//! gone: loads fold from the first event until new ones are written).
+//! Memory is the memtables (bounded by `Options::index_memtable_entries`)
+//! plus about 1.6 bytes per table entry of filters and fences.
+//!
+//! Entries point at records by segment, file generation and offset. A
+//! scavenge rewrites a segment into a new generation and writes a table of
+//! where its records now are (`records-*`); entries written before keep
+//! their old generation and are found through that table
+//! ([`Index::relocate`]). Nothing else is rewritten.
 
 pub mod entry;
 
-use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
+mod compactor;
+mod filter;
+mod layers;
+mod manifest;
+mod memtable;
+mod meta;
+mod runs;
+mod table;
 
-use fjall::config::PinningPolicy;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+
+use entry::{Checkpoint, Entry, EventPointer, Fingerprint, RecordEntry, Space};
+use layers::{Keyed, Layers, SharedMemtable};
+use manifest::Manifest;
+use memtable::Memtable;
+use meta::Meta;
+use table::{Coverage, Table, TableWriter};
 
 use crate::error::Error;
 use crate::event::{EventId, StreamName};
 use crate::log::record::Commit;
-use crate::log::segment::RecordAddress;
+use crate::log::recovery::{RecordScan, ScanEnd};
+use crate::log::segment::{RecordAddress, SEGMENT_HEADER_BYTES};
 use crate::position::{Position, Revision};
 use crate::read::Direction;
-use entry::{Checkpoint, EventPointer, RecordEntry, RunEntry};
 
-const CHECKPOINT_KEY: &[u8] = b"checkpoint";
-const GENERATION_PREFIX: &[u8] = b"generation";
-const REPOINTING_PREFIX: &[u8] = b"repointing";
-/// Write buffer of each keyspace (eight share the budget; only the
-/// stream, event-id and `$all` keyspaces fill theirs quickly). 32 MiB
-/// rather than 8: fewer, larger flushes mean less compaction of the
-/// randomly ordered stream and event-id keys; filling 300,000 streams
-/// went from 65,000 to 81,000 events/s and 100-event appends from 163,000
-/// to 228,000 (`quipu-peers`, 300,000 load streams).
-const MEMTABLE_BYTES: u64 = 32 * 1024 * 1024;
-
-/// Most bytes of fjall's journal before it forces flushes: above the
-/// write buffers' total. The journal is not synced (the log is the
-/// truth); recovery replays the log from the index's checkpoint.
-const JOURNAL_BYTES_MAX: u64 = 512 * 1024 * 1024;
+/// Frozen memtables allowed to wait for the flusher before the sequencer
+/// waits too (back-pressure, bounding memory).
+const FROZEN_MAX: usize = 2;
+/// Suffix of table files.
+const TABLE_SUFFIX: &str = ".qidx";
+/// Prefix of the tables of scavenged segments' records.
+const RECORDS_PREFIX: &str = "records-";
 
 /// Which secondary index a label read uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,6 +82,16 @@ pub enum LabelKind {
     Tag,
 }
 
+impl LabelKind {
+    fn space(self) -> Space {
+        match self {
+            LabelKind::Category => Space::Category,
+            LabelKind::EventType => Space::EventType,
+            LabelKind::Tag => Space::Tag,
+        }
+    }
+}
+
 /// A commit together with where its record is in the log.
 #[derive(Debug)]
 pub struct LocatedCommit {
@@ -80,35 +101,82 @@ pub struct LocatedCommit {
     pub at: RecordAddress,
 }
 
-/// The keyspaces a commit's entries go to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Space {
-    Streams,
-    StreamEvents,
-    All,
-    Label(LabelKind),
-    EventIds,
+/// How the index is sized.
+#[derive(Debug, Clone, Copy)]
+pub struct IndexOptions {
+    /// Block cache of the metadata store (snapshots), bytes.
+    pub meta_cache_bytes: u64,
+    /// Entries a memtable takes before it is written out as a table.
+    pub memtable_entries: usize,
 }
 
-/// One index entry a commit produces.
-struct Entry {
-    space: Space,
-    key: Vec<u8>,
-    value: Vec<u8>,
+/// What the background threads are told.
+#[derive(Debug, Default)]
+struct Work {
+    stop: bool,
+}
+
+/// The index's state, shared with its background threads.
+pub(crate) struct Inner {
+    tables_dir: PathBuf,
+    meta: Meta,
+    layers: RwLock<Arc<Layers>>,
+    work: Mutex<Work>,
+    /// A memtable was frozen (or the index stops).
+    flush_due: Condvar,
+    /// Tables were published (or the index stops).
+    merge_due: Condvar,
+    /// Tables were published: frozen memtables went.
+    published: Condvar,
+    /// Held while tables are replaced.
+    publishing: Mutex<()>,
+    next_table: AtomicU64,
+    failure: Mutex<Option<String>>,
+    memtable_entries_max: usize,
+    /// Current generation of each segment a scavenge rewrote.
+    generations: RwLock<BTreeMap<u32, u16>>,
+    /// Where the records of those generations are.
+    records: RwLock<BTreeMap<(u32, u16), Arc<Table>>>,
+}
+
+impl Inner {
+    fn layers(&self) -> Arc<Layers> {
+        Arc::clone(&self.layers.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+    }
+
+    fn lock_work(&self) -> MutexGuard<'_, Work> {
+        self.work.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn fail(&self, error: &Error) {
+        tracing::error!(%error, "the index cannot be written; the store stops accepting appends");
+        let mut failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failure.get_or_insert_with(|| error.to_string());
+        drop(failure);
+        self.notify(&self.published);
+    }
+
+    /// Wakes whoever waits on `condvar`: under the work lock, which
+    /// waiters hold while they look at what they wait for, so no wake-up
+    /// falls between their look and their wait.
+    fn notify(&self, condvar: &Condvar) {
+        let _work = self.lock_work();
+        condvar.notify_all();
+    }
+
+    fn failed(&self) -> Option<Error> {
+        let failure = self.failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        failure.as_ref().map(|reason| Error::Io {
+            context: format!("writing the index: {reason}"),
+            source: std::io::Error::other("the index stopped"),
+        })
+    }
 }
 
 /// The open index.
 pub struct Index {
-    db: Database,
-    streams: Keyspace,
-    stream_events: Keyspace,
-    all: Keyspace,
-    categories: Keyspace,
-    types: Keyspace,
-    tags: Keyspace,
-    event_ids: Keyspace,
-    meta: Keyspace,
-    snapshots: Keyspace,
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Index {
@@ -117,274 +185,179 @@ impl std::fmt::Debug for Index {
     }
 }
 
+/// File name of table `number`.
+fn table_file_name(number: u64) -> String {
+    format!("{number:012}{TABLE_SUFFIX}")
+}
+
+/// File name of the records table of a segment generation.
+fn records_file_name(number: u32, generation: u16) -> String {
+    format!("{RECORDS_PREFIX}{number:010}-{generation:05}{TABLE_SUFFIX}")
+}
+
+/// The segment and generation of a [`records_file_name`].
+fn parse_records_file_name(name: &str) -> Option<(u32, u16)> {
+    let stem = name.strip_prefix(RECORDS_PREFIX)?.strip_suffix(TABLE_SUFFIX)?;
+    let (number, generation) = stem.split_once('-')?;
+    Some((number.parse().ok()?, generation.parse().ok()?))
+}
+
 impl Index {
-    /// Opens (or creates) the index in `dir` with a block cache of
-    /// `cache_bytes`.
+    /// Opens (or creates) the index in `dir`.
     ///
     /// # Errors
-    /// Errors of the index store.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Index, Error> {
-        let db = Database::builder(dir).cache_size(cache_bytes).max_journaling_size(JOURNAL_BYTES_MAX).open()?;
-        let open = |name: &str| -> Result<Keyspace, Error> {
-            // Nothing pinned: filter and index blocks go through the block
-            // cache like data blocks, so memory stays within the cache
-            // size however many streams and events there are.
-            let options = || {
-                KeyspaceCreateOptions::default()
-                    .max_memtable_size(MEMTABLE_BYTES)
-                    .filter_block_pinning_policy(PinningPolicy::all(false))
-                    .index_block_pinning_policy(PinningPolicy::all(false))
-            };
-            Ok(db.keyspace(name, options)?)
-        };
-        Ok(Index {
-            streams: open("streams")?,
-            stream_events: open("stream_events")?,
-            all: open("all")?,
-            categories: open("categories")?,
-            types: open("types")?,
-            tags: open("tags")?,
-            event_ids: open("event_ids")?,
-            meta: open("meta")?,
-            snapshots: open("snapshots")?,
-            db,
-        })
+    /// I/O errors; tables or a manifest that do not check.
+    pub fn open(dir: &Path, options: IndexOptions) -> Result<Index, Error> {
+        std::fs::create_dir_all(dir).map_err(Error::io(format!("creating {}", dir.display())))?;
+        let meta = Meta::open(dir, options.meta_cache_bytes)?;
+        let tables_dir = dir.join("tables");
+        std::fs::create_dir_all(&tables_dir).map_err(Error::io(format!("creating {}", tables_dir.display())))?;
+        let manifest = Manifest::read(&tables_dir)?;
+        let next_table = remove_unlisted_tables(&tables_dir, &manifest)?;
+        let tables = manifest
+            .tables
+            .iter()
+            .map(|name| Table::open(&tables_dir.join(name)).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let generations = meta.generations()?;
+        let layers = Layers { tables, frozen: Vec::new(), active: SharedMemtable::default() };
+        let inner = Arc::new(Inner {
+            tables_dir,
+            meta,
+            layers: RwLock::new(Arc::new(layers)),
+            work: Mutex::new(Work::default()),
+            flush_due: Condvar::new(),
+            merge_due: Condvar::new(),
+            published: Condvar::new(),
+            publishing: Mutex::new(()),
+            next_table: AtomicU64::new(next_table),
+            failure: Mutex::new(None),
+            memtable_entries_max: options.memtable_entries.max(1),
+            generations: RwLock::new(generations),
+            records: RwLock::new(BTreeMap::new()),
+        });
+        let threads = vec![
+            spawn("quipu-index-flush", &inner, compactor::run_flusher)?,
+            spawn("quipu-index-merge", &inner, compactor::run_merger)?,
+        ];
+        Ok(Index { inner, threads: Mutex::new(threads) })
     }
 
-    /// How far the index covers the log; `None` for a new index.
-    ///
-    /// # Errors
-    /// Errors of the index store; a checkpoint that does not decode.
-    pub fn checkpoint(&self) -> Result<Option<Checkpoint>, Error> {
-        let Some(value) = self.meta.get(CHECKPOINT_KEY)? else {
-            return Ok(None);
-        };
-        Checkpoint::decode(&value).map(Some).ok_or_else(|| bad_entry("checkpoint"))
+    fn layers(&self) -> Arc<Layers> {
+        self.inner.layers()
     }
 
-    /// Segments whose current file generation is above 0, with it.
-    ///
-    /// # Errors
-    /// Errors of the index store; a marker that does not decode.
-    pub fn generations(&self) -> Result<BTreeMap<u32, u16>, Error> {
-        self.segment_markers(GENERATION_PREFIX, |value| Some(u16::from_le_bytes(value.try_into().ok()?)))
+    /// How far the tables on disk cover the log: where recovery starts
+    /// indexing it again; `None` when no table was written yet.
+    #[must_use]
+    pub fn durable_checkpoint(&self) -> Option<Checkpoint> {
+        self.layers().tables.last().map(|t| t.coverage().checkpoint)
     }
 
-    /// Records the current generation of each segment in `generations`.
+    /// How far the index covers the log, memtables included.
+    #[must_use]
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        let layers = self.layers();
+        let mut memtables = std::iter::once(&layers.active).chain(layers.frozen.iter().rev());
+        memtables
+            .find_map(|m| layers::read(m).checkpoint())
+            .or_else(|| layers.tables.last().map(|t| t.coverage().checkpoint))
+    }
+
+    /// Adds the entries of `commits` (in log order, after everything
+    /// indexed so far) and records that the log is indexed up to
+    /// `checkpoint`. Not fsynced: the log is the durable copy. Waits when
+    /// the flusher is behind.
     ///
     /// # Errors
-    /// Errors of the index store.
-    pub fn set_generations(&self, generations: &BTreeMap<u32, u16>) -> Result<(), Error> {
-        let mut batch = self.db.batch();
-        for (&number, &generation) in generations {
-            batch.insert(&self.meta, marker_key(GENERATION_PREFIX, number), generation.to_le_bytes().to_vec());
+    /// The error that stopped the index's background work.
+    pub fn write(&self, commits: &[LocatedCommit], checkpoint: Checkpoint) -> Result<(), Error> {
+        if let Some(error) = self.inner.failed() {
+            return Err(error);
         }
-        batch.commit()?;
+        let Some(first) = commits.first() else { return Ok(()) };
+        let layers = self.layers();
+        let full = {
+            let mut active = layers.active.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            for located in commits {
+                runs::for_each_entry(&located.commit, located.at, &mut |space, entry| active.insert(space, entry));
+            }
+            active.cover(first.commit.first_position, checkpoint);
+            active.len() >= self.inner.memtable_entries_max
+        };
+        if full {
+            self.freeze(&layers.active)?;
+        }
         Ok(())
     }
 
-    /// Segments whose entries a scavenge was moving from one generation
-    /// to another: segment to (old, new).
-    ///
-    /// # Errors
-    /// Errors of the index store; a marker that does not decode.
-    pub fn repointings(&self) -> Result<BTreeMap<u32, (u16, u16)>, Error> {
-        self.segment_markers(REPOINTING_PREFIX, |value| {
-            let old = u16::from_le_bytes(value.get(..2)?.try_into().ok()?);
-            let new = u16::from_le_bytes(value.get(2..)?.try_into().ok()?);
-            Some((old, new))
-        })
-    }
-
-    /// Records that entries of segment `number` are about to move from
-    /// generation `old` to `new`: until [`Index::finish_repointing`], they
-    /// may point into either.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn start_repointing(&self, number: u32, old: u16, new: u16) -> Result<(), Error> {
-        let mut value = old.to_le_bytes().to_vec();
-        value.extend_from_slice(&new.to_le_bytes());
-        self.meta.insert(marker_key(REPOINTING_PREFIX, number), value)?;
-        Ok(())
-    }
-
-    /// Makes `generation` the current one of segment `number` and clears
-    /// its repointing intent, then syncs the index to disk: after this the
-    /// old generation's file may go.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn finish_repointing(&self, number: u32, generation: u16) -> Result<(), Error> {
-        let mut batch = self.db.batch();
-        batch.insert(&self.meta, marker_key(GENERATION_PREFIX, number), generation.to_le_bytes().to_vec());
-        batch.remove(&self.meta, marker_key(REPOINTING_PREFIX, number));
-        batch.commit()?;
-        self.persist()
-    }
-
-    fn segment_markers<T>(
-        &self,
-        prefix: &[u8],
-        decode: impl Fn(&[u8]) -> Option<T>,
-    ) -> Result<BTreeMap<u32, T>, Error> {
-        let mut markers = BTreeMap::new();
-        for guard in self.meta.prefix(prefix) {
-            let (key, value) = guard.into_inner()?;
-            let number = key.get(prefix.len()..).and_then(|b| <[u8; 4]>::try_from(b).ok());
-            let (Some(number), Some(marker)) = (number, decode(&value)) else {
-                return Err(bad_entry("segment marker"));
-            };
-            markers.insert(u32::from_be_bytes(number), marker);
+    /// Moves `active` to the frozen memtables (if it still is the active
+    /// one) and starts a new one; waits while too many are frozen.
+    fn freeze(&self, active: &SharedMemtable) -> Result<(), Error> {
+        {
+            let mut layers = self.inner.layers.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !Arc::ptr_eq(&layers.active, active) || layers::read(active).is_empty() {
+                return Ok(());
+            }
+            let mut next = (**layers).clone();
+            next.frozen.push(Arc::clone(&next.active));
+            next.active = Arc::new(RwLock::new(Memtable::new()));
+            *layers = Arc::new(next);
         }
-        Ok(markers)
+        self.inner.notify(&self.inner.flush_due);
+        self.wait_for_flushes(FROZEN_MAX)
+    }
+
+    /// Waits until at most `frozen_max` memtables wait for the flusher.
+    fn wait_for_flushes(&self, frozen_max: usize) -> Result<(), Error> {
+        let mut work = self.inner.lock_work();
+        loop {
+            if let Some(error) = self.inner.failed() {
+                return Err(error);
+            }
+            if self.layers().frozen.len() <= frozen_max {
+                return Ok(());
+            }
+            work = self.inner.published.wait(work).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    /// Writes every memtable out as a table and syncs the metadata, so
+    /// the next open need not index the log again (called on close).
+    ///
+    /// # Errors
+    /// Errors writing the tables or the metadata.
+    pub fn persist(&self) -> Result<(), Error> {
+        let active = Arc::clone(&self.layers().active);
+        self.freeze(&active)?;
+        self.wait_for_flushes(0)?;
+        self.inner.meta.persist()
     }
 
     /// Last revision of `stream`; `None` when it has no events.
     ///
     /// # Errors
-    /// Errors of the index store.
+    /// Errors reading a table.
     pub fn stream_head(&self, stream: &StreamName) -> Result<Option<Revision>, Error> {
-        let Some(value) = self.streams.get(stream.as_str())? else {
-            return Ok(None);
-        };
-        entry::revision_from_value(&value).map(Some).ok_or_else(|| bad_entry("stream head"))
+        let name = Fingerprint::of(Space::Stream, stream.as_str().as_bytes());
+        Ok(self.layers().last_of(&name)?.map(|run| entry::last_revision(&run)))
     }
 
-    /// Stores `value` as the snapshot of `stream` at `revision` (replacing
-    /// one there); not fsynced.
+    /// Where the first event written with `id` is; `None` when no event
+    /// has that id.
     ///
     /// # Errors
-    /// Errors of the index store.
-    pub fn put_snapshot(&self, stream: &StreamName, revision: Revision, value: Vec<u8>) -> Result<(), Error> {
-        self.snapshots.insert(entry::label_key(stream.as_str(), revision.0), value)?;
-        Ok(())
-    }
-
-    /// The newest snapshot of `stream` at or below `at_most` whose value
-    /// `wanted` accepts, with its revision.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn find_snapshot(
-        &self,
-        stream: &StreamName,
-        at_most: Revision,
-        wanted: impl Fn(&[u8]) -> bool,
-    ) -> Result<Option<(Revision, Vec<u8>)>, Error> {
-        let range = entry::label_key(stream.as_str(), 0)..=entry::label_key(stream.as_str(), at_most.0);
-        for guard in self.snapshots.range(range).rev() {
-            let (key, value) = guard.into_inner()?;
-            if wanted(&value) {
-                let revision = entry::label_key_number(&key).ok_or_else(|| bad_entry("snapshot key"))?;
-                return Ok(Some((Revision(revision), value.to_vec())));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Every snapshot of `stream`, oldest first.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn snapshots(&self, stream: &StreamName) -> Result<Vec<(Revision, Vec<u8>)>, Error> {
-        let range = entry::label_key(stream.as_str(), 0)..=entry::label_key(stream.as_str(), u64::MAX);
-        let mut found = Vec::new();
-        for guard in self.snapshots.range(range) {
-            let (key, value) = guard.into_inner()?;
-            let revision = entry::label_key_number(&key).ok_or_else(|| bad_entry("snapshot key"))?;
-            found.push((Revision(revision), value.to_vec()));
-        }
-        Ok(found)
-    }
-
-    /// Deletes every snapshot of `stream`; returns how many there were.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn delete_snapshots(&self, stream: &StreamName) -> Result<u64, Error> {
-        let revisions: Vec<Revision> = self.snapshots(stream)?.into_iter().map(|(r, _)| r).collect();
-        let mut batch = self.db.batch();
-        for revision in &revisions {
-            batch.remove(&self.snapshots, entry::label_key(stream.as_str(), revision.0));
-        }
-        batch.commit()?;
-        Ok(revisions.len() as u64)
-    }
-
-    /// Where the event with `id` is; `None` when no such event was written.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn event_by_id(&self, id: &EventId) -> Result<Option<(Position, EventPointer)>, Error> {
-        let Some(value) = self.event_ids.get(id.as_bytes())? else {
-            return Ok(None);
-        };
-        entry::id_from_value(&value).map(Some).ok_or_else(|| bad_entry("event id"))
-    }
-
-    /// Writes the entries of `commits` and the new checkpoint as one
-    /// atomic batch (not fsynced: the log is the durable copy).
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn write(&self, commits: &[LocatedCommit], checkpoint: Checkpoint) -> Result<(), Error> {
-        let mut batch = self.db.batch();
-        for located in commits {
-            for entry in commit_entries(located) {
-                batch.insert(self.keyspace(entry.space), entry.key, entry.value);
-            }
-        }
-        batch.insert(&self.meta, CHECKPOINT_KEY, checkpoint.encode().to_vec());
-        batch.commit()?;
-        Ok(())
-    }
-
-    /// Points the entries of some records of a rewritten segment at its
-    /// new generation, in one atomic batch: the entries of `old` (record
-    /// by record the same commits as `new`, plus the events a scavenge
-    /// dropped) are replaced by those of `new`, and entries of dropped
-    /// events are removed. Doing it twice does no harm. Stream heads are
-    /// left alone: later segments may have moved them on. Not fsynced.
-    ///
-    /// # Errors
-    /// Errors of the index store.
-    pub fn repoint(&self, old: &[LocatedCommit], new: &[LocatedCommit]) -> Result<(), Error> {
-        assert_eq!(old.len(), new.len(), "records pair up one to one");
-        let mut batch = self.db.batch();
-        for (old, new) in old.iter().zip(new) {
-            assert_eq!(old.commit.first_position, new.commit.first_position, "records keep their positions");
-            let new_entries: Vec<Entry> =
-                commit_entries(new).into_iter().filter(|e| e.space != Space::Streams).collect();
-            let kept: HashSet<(Space, &[u8])> = new_entries.iter().map(|e| (e.space, e.key.as_slice())).collect();
-            for entry in commit_entries(old) {
-                if entry.space != Space::Streams && !kept.contains(&(entry.space, entry.key.as_slice())) {
-                    batch.remove(self.keyspace(entry.space), entry.key);
-                }
-            }
-            for entry in new_entries {
-                batch.insert(self.keyspace(entry.space), entry.key, entry.value);
-            }
-        }
-        batch.commit()?;
-        Ok(())
-    }
-
-    fn keyspace(&self, space: Space) -> &Keyspace {
-        match space {
-            Space::Streams => &self.streams,
-            Space::StreamEvents => &self.stream_events,
-            Space::All => &self.all,
-            Space::Label(kind) => self.label_keyspace(kind),
-            Space::EventIds => &self.event_ids,
-        }
+    /// Errors reading a table.
+    pub fn event_by_id(&self, id: &EventId) -> Result<Option<EventPointer>, Error> {
+        let name = Fingerprint::of(Space::EventId, id.as_bytes());
+        Ok(self.layers().ids_of(&name, 1)?.first().map(|e| e.pointer(0)))
     }
 
     /// Up to `limit` events of `stream` from revision `from` (inclusive;
     /// `None`: the start when going forwards, the end when backwards).
     ///
     /// # Errors
-    /// Errors of the index store.
+    /// Errors reading a table.
     pub fn stream_range(
         &self,
         stream: &StreamName,
@@ -392,15 +365,17 @@ impl Index {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Revision, EventPointer)>, Error> {
-        let entries = label_range(&self.stream_events, stream.as_str(), from.map(|r| r.0), direction, limit)?;
-        Ok(entries.into_iter().map(|(n, pointer)| (Revision(n), pointer)).collect())
+        let name = Fingerprint::of(Space::Stream, stream.as_str().as_bytes());
+        let from = from.map(|r| r.0);
+        let events = expand(&self.layers(), &name, Keyed::ByRevision, from, direction, limit)?;
+        Ok(events.into_iter().map(|(revision, pointer)| (Revision(revision), pointer)).collect())
     }
 
     /// Up to `limit` events with the label from position `from` (inclusive;
     /// `None` as in [`Index::stream_range`]).
     ///
     /// # Errors
-    /// Errors of the index store.
+    /// Errors reading a table.
     pub fn label_range(
         &self,
         kind: LabelKind,
@@ -409,66 +384,60 @@ impl Index {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<(Position, EventPointer)>, Error> {
-        let entries = label_range(self.label_keyspace(kind), label, from.map(|p| p.0), direction, limit)?;
-        Ok(entries.into_iter().map(|(n, pointer)| (Position(n), pointer)).collect())
-    }
-
-    /// The keyspace of a label index.
-    fn label_keyspace(&self, kind: LabelKind) -> &Keyspace {
-        match kind {
-            LabelKind::Category => &self.categories,
-            LabelKind::EventType => &self.types,
-            LabelKind::Tag => &self.tags,
-        }
+        let name = Fingerprint::of(kind.space(), label.as_bytes());
+        let events = expand(&self.layers(), &name, Keyed::ByPosition, from.map(|p| p.0), direction, limit)?;
+        Ok(events.into_iter().map(|(position, pointer)| (Position(position), pointer)).collect())
     }
 
     /// Records of `$all` holding events from `from` on (forwards) or up to
     /// `from` (backwards), until they hold at least `events_min` events.
     ///
     /// # Errors
-    /// Errors of the index store.
+    /// Errors reading a table.
     pub fn record_range(
         &self,
         from: Option<Position>,
         direction: Direction,
         events_min: usize,
-    ) -> Result<Vec<(Position, RecordEntry)>, Error> {
+    ) -> Result<Vec<RecordEntry>, Error> {
+        let layers = self.layers();
+        let name = Fingerprint::all();
+        let start = match direction {
+            Direction::Forwards => from.map_or(0, |p| p.0),
+            Direction::Backwards => from.map_or(u64::MAX, |p| p.0),
+        };
         let mut records = Vec::new();
         let mut events = 0usize;
-        let mut visit = |guard: fjall::Guard| -> Result<bool, Error> {
-            let (key, value) = guard.into_inner()?;
-            let position = entry::position_from_key(&key).ok_or_else(|| bad_entry("$all key"))?;
-            let record = RecordEntry::decode(&value).ok_or_else(|| bad_entry("$all record"))?;
-            events += record.span as usize;
-            records.push((position, record));
-            Ok(events < events_min)
-        };
-        match (direction, from) {
-            (Direction::Forwards, from) => {
-                let start = match from {
-                    Some(from) => self.record_containing(from)?.map_or(from, |(first, _)| first),
-                    None => Position::START,
+        let mut cursor = start;
+        // Records hold at least one position: asking for `events_min`
+        // records from the cursor covers `events_min` events.
+        while events < events_min {
+            let batch = layers.entries_of(&name, Keyed::ByPosition, cursor, direction, events_min - events)?;
+            let before = records.len();
+            for entry in batch {
+                let record = RecordEntry::from_entry(&entry);
+                let wanted = match direction {
+                    Direction::Forwards => {
+                        record.next_position().0 > start
+                            && records.last().is_none_or(|r: &RecordEntry| r.first_position < record.first_position)
+                    }
+                    Direction::Backwards => {
+                        records.last().is_none_or(|r: &RecordEntry| r.first_position > record.first_position)
+                    }
                 };
-                for guard in self.all.range(entry::position_key(start)..) {
-                    if !visit(guard)? {
-                        break;
-                    }
+                if wanted {
+                    events += record.span as usize;
+                    records.push(record);
                 }
             }
-            (Direction::Backwards, Some(from)) => {
-                for guard in self.all.range(..=entry::position_key(from)).rev() {
-                    if !visit(guard)? {
-                        break;
-                    }
-                }
-            }
-            (Direction::Backwards, None) => {
-                for guard in self.all.iter().rev() {
-                    if !visit(guard)? {
-                        break;
-                    }
-                }
-            }
+            let Some(last) = records.last().filter(|_| records.len() > before) else { break };
+            cursor = match direction {
+                Direction::Forwards => last.next_position().0,
+                Direction::Backwards => match last.first_position.0.checked_sub(1) {
+                    Some(before) => before,
+                    None => break,
+                },
+            };
         }
         Ok(records)
     }
@@ -476,208 +445,311 @@ impl Index {
     /// The record whose events include `position`, if any.
     ///
     /// # Errors
-    /// Errors of the index store.
-    pub fn record_containing(&self, position: Position) -> Result<Option<(Position, RecordEntry)>, Error> {
-        let Some(guard) = self.all.range(..=entry::position_key(position)).next_back() else {
-            return Ok(None);
-        };
-        let (key, value) = guard.into_inner()?;
-        let first = entry::position_from_key(&key).ok_or_else(|| bad_entry("$all key"))?;
-        let record = RecordEntry::decode(&value).ok_or_else(|| bad_entry("$all record"))?;
-        let contains = position.0 < first.0 + u64::from(record.span);
-        Ok(contains.then_some((first, record)))
+    /// Errors reading a table.
+    pub fn record_containing(&self, position: Position) -> Result<Option<RecordEntry>, Error> {
+        let found =
+            self.layers().entries_of(&Fingerprint::all(), Keyed::ByPosition, position.0, Direction::Backwards, 1)?;
+        Ok(found.first().map(RecordEntry::from_entry).filter(|r| position < r.next_position()))
     }
 
-    /// Flushes the index journal to disk, so the next open need not replay
-    /// the log (called on close).
+    /// Where the record at `at` (which holds `position`) is now: `None`
+    /// when it has not moved; its new address when a scavenge rewrote its
+    /// segment since `at` was taken.
     ///
     /// # Errors
-    /// Errors of the index store.
-    pub fn persist(&self) -> Result<(), Error> {
-        self.db.persist(PersistMode::SyncAll)?;
+    /// [`Error::Corrupt`]-like I/O errors when the segment's records table
+    /// does not know the position.
+    pub fn relocate(&self, at: RecordAddress, position: Position) -> Result<Option<RecordAddress>, Error> {
+        let current = self.current_generation(at.segment);
+        if current == at.generation {
+            return Ok(None);
+        }
+        let table = self
+            .inner
+            .records
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(at.segment, current))
+            .cloned();
+        let lost = || Error::Io {
+            context: format!("segment {} generation {current} has no record at position {position}", at.segment),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, "delete the index directory to rebuild it"),
+        };
+        let table = table.ok_or_else(lost)?;
+        let mut found = Vec::new();
+        table.entries_of(&Fingerprint::all(), position.0, Direction::Backwards, 1, &mut found)?;
+        let record =
+            found.first().map(RecordEntry::from_entry).filter(|r| position < r.next_position()).ok_or_else(lost)?;
+        Ok(Some(record.at))
+    }
+
+    /// The current file generation of segment `number`.
+    #[must_use]
+    pub fn current_generation(&self, number: u32) -> u16 {
+        self.inner
+            .generations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&number)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Segments whose current file generation is above 0, with it, as
+    /// the metadata store has them.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn generations(&self) -> Result<BTreeMap<u32, u16>, Error> {
+        self.inner.meta.generations()
+    }
+
+    /// Records the current generation of each segment in `generations`
+    /// (a rebuild's choice of files).
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn set_generations(&self, generations: &BTreeMap<u32, u16>) -> Result<(), Error> {
+        self.inner.meta.set_generations(generations)?;
+        self.inner.generations.write().unwrap_or_else(std::sync::PoisonError::into_inner).extend(generations);
         Ok(())
+    }
+
+    /// Scavenges an earlier version left between intent and marker.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn repointings(&self) -> Result<BTreeMap<u32, (u16, u16)>, Error> {
+        self.inner.meta.repointings()
+    }
+
+    /// Makes `generation` of segment `number` current, durably, once its
+    /// records table exists ([`Index::build_records`]); entries of older
+    /// generations are then found through it.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn set_generation(&self, number: u32, generation: u16) -> Result<(), Error> {
+        self.inner.meta.set_generation(number, generation)?;
+        self.inner.generations.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(number, generation);
+        Ok(())
+    }
+
+    /// Makes sure a records table exists for `generation` of segment
+    /// `number`, whose file is at `path`: opens it, or reads the segment
+    /// and writes it.
+    ///
+    /// # Errors
+    /// I/O errors; [`Error::Corrupt`] for a segment that does not scan.
+    pub fn build_records(&self, path: &Path, number: u32, generation: u16) -> Result<(), Error> {
+        let file = self.inner.tables_dir.join(records_file_name(number, generation));
+        let table = match Table::open(&file) {
+            Ok(table) => table,
+            Err(_) => {
+                let _ = std::fs::remove_file(&file);
+                write_records_table(path, &file, number, generation)?
+            }
+        };
+        self.inner
+            .records
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert((number, generation), Arc::new(table));
+        Ok(())
+    }
+
+    /// Forgets the records table of `generation` of segment `number` and
+    /// removes its file (once a newer generation is current).
+    pub fn drop_records(&self, number: u32, generation: u16) {
+        self.inner.records.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&(number, generation));
+        let path = self.inner.tables_dir.join(records_file_name(number, generation));
+        if let Err(error) = std::fs::remove_file(&path)
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%error, file = %path.display(), "removing a records table");
+        }
+    }
+
+    /// Removes the records tables of every generation but the current
+    /// ones in `current` (left by scavenges a crash interrupted).
+    pub fn drop_records_except(&self, current: &BTreeMap<u32, u16>) {
+        let Ok(entries) = std::fs::read_dir(&self.inner.tables_dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((number, generation)) = parse_records_file_name(&name) else { continue };
+            if current.get(&number) != Some(&generation) {
+                self.drop_records(number, generation);
+            }
+        }
+    }
+
+    /// Stores `value` as the snapshot of `stream` at `revision`.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn put_snapshot(&self, stream: &StreamName, revision: Revision, value: Vec<u8>) -> Result<(), Error> {
+        self.inner.meta.put_snapshot(stream, revision, value)
+    }
+
+    /// The newest snapshot of `stream` at or below `at_most` that `wanted`
+    /// accepts.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn find_snapshot(
+        &self,
+        stream: &StreamName,
+        at_most: Revision,
+        wanted: impl Fn(&[u8]) -> bool,
+    ) -> Result<Option<(Revision, Vec<u8>)>, Error> {
+        self.inner.meta.find_snapshot(stream, at_most, wanted)
+    }
+
+    /// Every snapshot of `stream`, oldest first.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn snapshots(&self, stream: &StreamName) -> Result<Vec<(Revision, Vec<u8>)>, Error> {
+        self.inner.meta.snapshots(stream)
+    }
+
+    /// Deletes every snapshot of `stream`; how many there were.
+    ///
+    /// # Errors
+    /// Errors of the metadata store.
+    pub fn delete_snapshots(&self, stream: &StreamName) -> Result<u64, Error> {
+        self.inner.meta.delete_snapshots(stream)
+    }
+
+    /// Bytes the tables' filters and fences take in memory.
+    #[must_use]
+    pub fn table_memory_bytes(&self) -> usize {
+        self.layers().tables.iter().map(|t| t.memory_bytes()).sum()
     }
 
     /// Bytes the index takes on disk.
     ///
     /// # Errors
-    /// Errors of the index store.
+    /// I/O errors.
     pub fn disk_bytes(&self) -> Result<u64, Error> {
-        Ok(self.db.disk_space()?)
+        let mut bytes = self.inner.meta.disk_bytes()?;
+        let dir = &self.inner.tables_dir;
+        for entry in std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))? {
+            // A merge may remove a table meanwhile.
+            bytes += entry.ok().and_then(|e| e.metadata().ok()).map_or(0, |m| m.len());
+        }
+        Ok(bytes)
     }
 }
 
-fn bad_entry(what: &str) -> Error {
-    Error::Io {
-        context: format!("reading the index: a {what} entry does not decode"),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "delete the index directory to rebuild it"),
+impl Drop for Index {
+    fn drop(&mut self) {
+        self.inner.lock_work().stop = true;
+        self.inner.flush_due.notify_all();
+        self.inner.merge_due.notify_all();
+        for thread in self.threads.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            if thread.join().is_err() {
+                tracing::error!("an index thread panicked");
+            }
+        }
     }
 }
 
-/// Events of `label` with numbers from `from` in `direction`, at most
-/// `limit`, expanded from the label's runs.
-fn label_range(
-    keyspace: &Keyspace,
-    label: &str,
+fn spawn(name: &str, inner: &Arc<Inner>, run: fn(&Inner)) -> Result<JoinHandle<()>, Error> {
+    let inner = Arc::clone(inner);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || run(&inner))
+        .map_err(Error::io(format!("starting the {name} thread")))
+}
+
+/// Removes table files the manifest does not name (a flush or merge that
+/// did not finish) and temp files; returns the next free table number.
+fn remove_unlisted_tables(dir: &Path, manifest: &Manifest) -> Result<u64, Error> {
+    let mut next = 1;
+    let entries = std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(Error::io(format!("listing {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(RECORDS_PREFIX) || name == "MANIFEST" {
+            continue;
+        }
+        if let Some(number) = name.strip_suffix(TABLE_SUFFIX).and_then(|n| n.parse::<u64>().ok()) {
+            next = next.max(number + 1);
+            if manifest.tables.contains(&name) {
+                continue;
+            }
+        }
+        tracing::info!(file = %entry.path().display(), "removing an index file no table list names");
+        std::fs::remove_file(entry.path()).map_err(Error::io(format!("removing {}", entry.path().display())))?;
+    }
+    Ok(next)
+}
+
+/// Scans the segment at `path` and writes the table of its records
+/// (`$all` entries of this generation) at `file`.
+fn write_records_table(path: &Path, file: &Path, number: u32, generation: u16) -> Result<Table, Error> {
+    let mut writer = TableWriter::create(file, 1)?;
+    let mut scan = RecordScan::open(path, SEGMENT_HEADER_BYTES)?;
+    let mut first_position = None;
+    let mut checkpoint = Checkpoint::default();
+    while let Some((offset, len, commit)) = scan.next_record()? {
+        let span = u16::try_from(commit.span()).unwrap_or(u16::MAX);
+        let entry = Entry {
+            name: Fingerprint::all(),
+            seq: commit.first_position.0,
+            value: commit.recorded_at_us,
+            segment: number,
+            generation,
+            index: 0,
+            offset,
+            count: span,
+        };
+        writer.push(&entry)?;
+        first_position.get_or_insert(commit.first_position);
+        checkpoint = Checkpoint {
+            segment: number,
+            offset: offset + len as u64,
+            next_position: commit.next_position(),
+            last_recorded_at_us: commit.recorded_at_us,
+        };
+    }
+    if let ScanEnd::Bad { offset, reason } = scan.end() {
+        return Err(Error::Corrupt { segment: path.to_owned(), offset, reason });
+    }
+    let coverage = Coverage { first_position: first_position.unwrap_or(checkpoint.next_position), checkpoint };
+    writer.finish(0, coverage)
+}
+
+/// Events of `name` from `from` in `direction`, at most `limit`, as
+/// (revision or position, pointer), expanded from the name's runs.
+fn expand(
+    layers: &Layers,
+    name: &Fingerprint,
+    keyed: Keyed,
     from: Option<u64>,
     direction: Direction,
     limit: usize,
 ) -> Result<Vec<(u64, EventPointer)>, Error> {
-    let mut events = Vec::new();
-    let mut take_run = |guard: fjall::Guard| -> Result<bool, Error> {
-        let (key, value) = guard.into_inner()?;
-        let first = entry::label_key_number(&key).ok_or_else(|| bad_entry("label key"))?;
-        let run = RunEntry::decode(&value).ok_or_else(|| bad_entry("run"))?;
-        let numbers = (0..run.count).map(|i| (first + u64::from(i), i));
-        match direction {
-            Direction::Forwards => {
-                let wanted = numbers.filter(|(n, _)| from.is_none_or(|f| *n >= f));
-                events.extend(wanted.take(limit - events.len()).map(|(n, i)| (n, run.pointer(i))));
-            }
-            Direction::Backwards => {
-                let wanted = numbers.rev().filter(|(n, _)| from.is_none_or(|f| *n <= f));
-                events.extend(wanted.take(limit - events.len()).map(|(n, i)| (n, run.pointer(i))));
-            }
-        }
-        Ok(events.len() < limit)
-    };
     if limit == 0 {
-        return Ok(events);
+        return Ok(Vec::new());
     }
-    match direction {
-        Direction::Forwards => {
-            // The run holding `from` may start before it.
-            let mut start = from.unwrap_or(0);
-            if let Some(guard) = keyspace.range(entry::label_key(label, 0)..=entry::label_key(label, start)).next_back()
-            {
-                let (key, value) = guard.into_inner()?;
-                let first = entry::label_key_number(&key).ok_or_else(|| bad_entry("label key"))?;
-                let run = RunEntry::decode(&value).ok_or_else(|| bad_entry("run"))?;
-                if first + u64::from(run.count) > start {
-                    start = first;
-                }
-            }
-            for guard in keyspace.range(entry::label_key(label, start)..=entry::label_key(label, u64::MAX)) {
-                if !take_run(guard)? {
-                    break;
-                }
-            }
+    let start = match direction {
+        Direction::Forwards => from.unwrap_or(0),
+        Direction::Backwards => from.unwrap_or(u64::MAX),
+    };
+    let runs = layers.entries_of(name, keyed, start, direction, limit)?;
+    let mut events = Vec::with_capacity(limit);
+    for run in runs {
+        let numbered = (0..run.count).map(|i| (run.seq + u64::from(i), run.pointer(i)));
+        let room = limit - events.len();
+        match direction {
+            Direction::Forwards => events.extend(numbered.filter(|(n, _)| *n >= start).take(room)),
+            Direction::Backwards => events.extend(numbered.rev().filter(|(n, _)| *n <= start).take(room)),
         }
-        Direction::Backwards => {
-            let high = entry::label_key(label, from.unwrap_or(u64::MAX));
-            for guard in keyspace.range(entry::label_key(label, 0)..=high).rev() {
-                if !take_run(guard)? {
-                    break;
-                }
-            }
+        if events.len() == limit {
+            break;
         }
     }
     Ok(events)
-}
-
-/// Key of a segment's marker.
-fn marker_key(prefix: &[u8], number: u32) -> Vec<u8> {
-    let mut key = prefix.to_vec();
-    key.extend_from_slice(&number.to_be_bytes());
-    key
-}
-
-/// Every index entry of one record: its `$all` entry, stream head and
-/// run per write, category, type and tag runs, and one entry per event id.
-fn commit_entries(located: &LocatedCommit) -> Vec<Entry> {
-    let commit = &located.commit;
-    let at = located.at;
-    let record = RecordEntry {
-        segment: at.segment,
-        generation: at.generation,
-        offset: at.offset,
-        span: u32::try_from(commit.span()).expect("bounded by append_events_max"),
-        recorded_at_us: commit.recorded_at_us,
-    };
-    let mut entries = vec![Entry {
-        space: Space::All,
-        key: entry::position_key(commit.first_position).to_vec(),
-        value: record.encode().to_vec(),
-    }];
-    let mut runs = Runs::new(at);
-    let mut position = commit.first_position.0;
-    for write in &commit.writes {
-        position += u64::from(write.dropped);
-        let first_index = runs.next_index;
-        for event in &write.events {
-            runs.add(LabelKind::Category, write.stream.category(), position);
-            runs.add(LabelKind::EventType, event.event_type.as_str(), position);
-            for tag in &event.tags {
-                runs.add(LabelKind::Tag, tag.as_str(), position);
-            }
-            let pointer = runs.pointer(runs.next_index);
-            let value = entry::id_value(Position(position), pointer).to_vec();
-            entries.push(Entry { space: Space::EventIds, key: event.id.as_bytes().to_vec(), value });
-            runs.next_index += 1;
-            position += 1;
-        }
-        let stream = write.stream.as_str();
-        let count = runs.next_index - first_index;
-        if count > 0 {
-            let run = RunEntry { index: first_index, count, ..runs.fresh(first_index) };
-            let key = entry::label_key(stream, write.first_kept_revision().0);
-            entries.push(Entry { space: Space::StreamEvents, key, value: run.encode().to_vec() });
-        }
-        let head = entry::revision_value(write.last_revision()).to_vec();
-        entries.push(Entry { space: Space::Streams, key: stream.as_bytes().to_vec(), value: head });
-    }
-    debug_assert_eq!(position, commit.next_position().0);
-    entries.extend(runs.into_entries());
-    entries
-}
-
-/// The label runs of one record being indexed: for each label, the open
-/// run, extended while the label's events stay consecutive in the record
-/// and in positions (a scavenged write's dropped events break a run).
-struct Runs<'a> {
-    at: RecordAddress,
-    /// Index in the record of the next event.
-    next_index: u32,
-    /// Runs that may still grow: (kind, label, first position, run).
-    open: Vec<(LabelKind, &'a str, u64, RunEntry)>,
-    /// Runs that ended before the record did.
-    closed: Vec<(LabelKind, &'a str, u64, RunEntry)>,
-}
-
-impl<'a> Runs<'a> {
-    fn new(at: RecordAddress) -> Runs<'a> {
-        Runs { at, next_index: 0, open: Vec::new(), closed: Vec::new() }
-    }
-
-    /// A one-event run of the record starting at `index`.
-    fn fresh(&self, index: u32) -> RunEntry {
-        RunEntry { segment: self.at.segment, generation: self.at.generation, offset: self.at.offset, index, count: 1 }
-    }
-
-    /// Pointer to the record's event at `index`.
-    fn pointer(&self, index: u32) -> EventPointer {
-        self.fresh(index).pointer(0)
-    }
-
-    /// Counts the event at `next_index`, at `position`, into the run of
-    /// `label`.
-    fn add(&mut self, kind: LabelKind, label: &'a str, position: u64) {
-        let index = self.next_index;
-        let fresh = self.fresh(index);
-        match self.open.iter_mut().find(|(k, l, _, _)| *k == kind && *l == label) {
-            Some((_, _, first, run)) if run.index + run.count == index && *first + u64::from(run.count) == position => {
-                run.count += 1;
-            }
-            Some(slot) => self.closed.push(std::mem::replace(slot, (kind, label, position, fresh))),
-            None => self.open.push((kind, label, position, fresh)),
-        }
-    }
-
-    fn into_entries(self) -> impl Iterator<Item = Entry> + 'a {
-        self.closed.into_iter().chain(self.open).map(|(kind, label, first, run)| Entry {
-            space: Space::Label(kind),
-            key: entry::label_key(label, first),
-            value: run.encode().to_vec(),
-        })
-    }
 }
