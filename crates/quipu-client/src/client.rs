@@ -13,6 +13,8 @@ use quipu_proto::v1::snapshots_client::SnapshotsClient;
 use quipu_proto::v1::streams_client::StreamsClient;
 use tonic::transport::Channel;
 
+use crate::transport::{Native, Transport};
+
 use crate::append::Append;
 use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 use crate::retry::RetryPolicy;
@@ -21,6 +23,9 @@ use crate::{AsOf, Error, Filter, Start, wire};
 
 /// Largest answer the client accepts (a read of many big events).
 const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// Addresses of the native transport start with this (see `transport`).
+const NATIVE_SCHEME: &str = "quipu://";
 
 /// Events per page when a whole stream is loaded.
 const LOAD_PAGE: u32 = 1000;
@@ -56,11 +61,11 @@ pub enum BatchOutcome {
 /// A connection to a Quipu server.
 #[derive(Debug, Clone)]
 pub struct Client {
-    grpc: StreamsClient<Channel>,
-    pub(crate) groups: GroupsClient<Channel>,
-    pub(crate) projections: ProjectionsClient<Channel>,
-    pub(crate) snapshots: SnapshotsClient<Channel>,
-    pub(crate) schemas: SchemasClient<Channel>,
+    grpc: StreamsClient<Transport>,
+    pub(crate) groups: GroupsClient<Transport>,
+    pub(crate) projections: ProjectionsClient<Transport>,
+    pub(crate) snapshots: SnapshotsClient<Transport>,
+    pub(crate) schemas: SchemasClient<Transport>,
     retry: RetryPolicy,
     raw: bool,
 }
@@ -74,10 +79,23 @@ impl Client {
     /// [`Error::Unavailable`] when nothing answers there.
     pub async fn connect(address: impl Into<String>) -> Result<Client, Error> {
         let address = address.into();
-        let endpoint = Channel::from_shared(address.clone())
-            .map_err(|e| Error::InvalidAddress { address: address.clone(), reason: e.to_string() })?;
-        let channel =
-            endpoint.connect().await.map_err(|e| Error::Unavailable(format!("connecting to {address}: {e}")))?;
+        let channel = match address.strip_prefix(NATIVE_SCHEME) {
+            Some(host_port) => {
+                let native = Native::connect(host_port.to_owned())
+                    .await
+                    .map_err(|e| Error::Unavailable(e.message().to_owned()))?;
+                Transport::Native(native)
+            }
+            None => {
+                let endpoint = Channel::from_shared(address.clone())
+                    .map_err(|e| Error::InvalidAddress { address: address.clone(), reason: e.to_string() })?;
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("connecting to {address}: {e}")))?;
+                Transport::Http2(channel)
+            }
+        };
         let grpc = StreamsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -112,14 +130,14 @@ impl Client {
     /// server is unreachable.
     pub(crate) async fn call<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
-        F: FnMut(StreamsClient<Channel>) -> Fut,
+        F: FnMut(StreamsClient<Transport>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call_with(&self.grpc, call).await
     }
 
     /// The `Groups` service, for calls that are not repeated.
-    pub(crate) fn groups_grpc(&self) -> GroupsClient<Channel> {
+    pub(crate) fn groups_grpc(&self) -> GroupsClient<Transport> {
         self.groups.clone()
     }
 

@@ -54,6 +54,7 @@ mod retry;
 mod schema;
 mod snapshot;
 mod subscription;
+mod transport;
 mod wire;
 
 pub use aggregate::{Aggregate, EXECUTE_ATTEMPTS_MAX, ExecuteError, Executed, Loaded};

@@ -57,6 +57,7 @@ mod error;
 mod event;
 mod fault;
 mod head;
+mod head_cache;
 pub mod index;
 mod intake;
 pub mod log;

@@ -221,7 +221,7 @@ fn replay_segment(
     let mut located_offsets: Vec<u64> = Vec::new();
     let mut checkpoint = Checkpoint { segment: number, offset: start, ..checkpoint };
     let mut visit = |offset: u64, frame_len: usize, commit: crate::log::record::Commit| -> Result<(), Error> {
-        let state = DecisionState { index: &shared.index, reader: &shared.reader, pending: &pending };
+        let state = DecisionState { index: &shared.index, reader: &shared.reader, pending: &pending, heads: None };
         if let Err(reason) = verify_replay(&state, &commit)? {
             return Err(Error::Corrupt {
                 segment: path.clone(),

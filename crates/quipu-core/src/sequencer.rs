@@ -10,17 +10,20 @@
 //! accepting appends (fail-stop): a retried fsync can report success with
 //! the data gone, so there is no retry.
 
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 
 use crate::append::{AppendOutcome, AppendRequest};
 use crate::engine::{Decision, decide};
 use crate::error::Error;
 use crate::head::Head;
+use crate::head_cache::HeadCache;
 use crate::index::entry::Checkpoint;
+use crate::index::entry::Fingerprint;
 use crate::index::{Index, LocatedCommit};
 use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter};
 use crate::options::{Options, SyncMode};
-use crate::position::Position;
+use crate::position::{Position, Revision};
 use crate::state::{DecisionState, Pending};
 use crate::stats::{CommitCounters, thread_cpu_ns};
 
@@ -89,6 +92,8 @@ pub struct Sequencer {
     groups_written: u64,
     /// Events written since the store opened.
     events_written: u64,
+    /// Heads of streams written or looked up recently.
+    heads: RefCell<HeadCache>,
 }
 
 impl Sequencer {
@@ -96,6 +101,7 @@ impl Sequencer {
     /// `next_position`.
     #[must_use]
     pub fn new(shared: Arc<Shared>, segment: SegmentWriter, next_position: Position, last_recorded_at_us: u64) -> Self {
+        let heads = RefCell::new(HeadCache::new(shared.options.head_cache_streams));
         Sequencer {
             shared,
             segment,
@@ -104,6 +110,7 @@ impl Sequencer {
             buffer: Vec::new(),
             groups_written: 0,
             events_written: 0,
+            heads,
         }
     }
 
@@ -162,7 +169,12 @@ impl Sequencer {
         request: &AppendRequest,
         recorded_at_us: u64,
     ) -> Result<AppendOutcome, Error> {
-        let state = DecisionState { index: &self.shared.index, reader: &self.shared.reader, pending: &group.pending };
+        let state = DecisionState {
+            index: &self.shared.index,
+            reader: &self.shared.reader,
+            pending: &group.pending,
+            heads: Some(&self.heads),
+        };
         let pin = self.shared.reader.pin();
         let decision = decide(&state, request, recorded_at_us);
         drop(pin);
@@ -216,6 +228,8 @@ impl Sequencer {
         self.groups_written += 1;
         self.events_written += group.pending.event_count() as u64;
         let next_position = group.pending.next_position();
+        let heads: Vec<(Fingerprint, Revision)> =
+            group.pending.heads().map(|(stream, revision)| (HeadCache::key(stream), revision)).collect();
         let segment = self.segment.number();
         let located: Vec<LocatedCommit> = group
             .pending
@@ -234,6 +248,11 @@ impl Sequencer {
             last_recorded_at_us: self.last_recorded_at_us,
         };
         self.shared.index.write(&located, checkpoint)?;
+        let mut cache = self.heads.borrow_mut();
+        for (key, revision) in heads {
+            cache.put(key, revision);
+        }
+        drop(cache);
         assert!(next_position > self.next_position, "a written group advances the log");
         self.next_position = next_position;
         self.shared.head.advance(Position(next_position.0 - 1));

@@ -4,12 +4,14 @@
 //! ones before it, or two appends in one batch could both pass
 //! `expected_revision = 3`.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use crate::append::Query;
 use crate::engine::{Origin, StateView};
 use crate::error::Error;
 use crate::event::{EventId, StreamName};
+use crate::head_cache::HeadCache;
 use crate::index::{Index, LabelKind};
 use crate::log::record::Commit;
 use crate::log::segment::{RecordAddress, SegmentReader};
@@ -78,6 +80,11 @@ impl Pending {
         self.commits.is_empty()
     }
 
+    /// The last revision of each stream the pending commits write.
+    pub fn heads(&self) -> impl Iterator<Item = (&StreamName, Revision)> {
+        self.heads.iter().map(|(stream, revision)| (stream, *revision))
+    }
+
     /// Takes the commits out, leaving the next position as it was.
     pub fn take(&mut self) -> Vec<Commit> {
         self.heads.clear();
@@ -95,6 +102,8 @@ pub struct DecisionState<'a> {
     pub reader: &'a SegmentReader,
     /// Decided, not yet indexed.
     pub pending: &'a Pending,
+    /// Heads known without the index (the sequencer's; replay has none).
+    pub heads: Option<&'a RefCell<HeadCache>>,
 }
 
 impl StateView for DecisionState<'_> {
@@ -102,7 +111,18 @@ impl StateView for DecisionState<'_> {
         if let Some(revision) = self.pending.heads.get(stream) {
             return Ok(Some(*revision));
         }
-        self.index.stream_head(stream)
+        let Some(heads) = self.heads else {
+            return self.index.stream_head(stream);
+        };
+        let key = HeadCache::key(stream);
+        if let Some(revision) = heads.borrow_mut().get(&key) {
+            return Ok(Some(revision));
+        }
+        let revision = self.index.stream_head(stream)?;
+        if let Some(revision) = revision {
+            heads.borrow_mut().put(key, revision);
+        }
+        Ok(revision)
     }
 
     fn origin(&self, id: &EventId) -> Result<Option<Origin>, Error> {

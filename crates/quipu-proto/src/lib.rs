@@ -7,6 +7,8 @@
 //! [`v1::groups_client`] for clients. The `.proto` file is the contract;
 //! its comments say what each call promises.
 
+pub mod frame;
+
 /// Version 1 of the protocol (`package quipu.v1`).
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod v1 {

@@ -41,6 +41,7 @@ pub mod integration;
 mod kurrent;
 pub mod lifecycle;
 mod metrics;
+mod native;
 mod openapi;
 pub mod projection;
 mod record_log;
@@ -112,7 +113,9 @@ pub use kurrent::door::{Listener as KurrentListener, Tls as KurrentTls};
 /// The sockets the server answers on.
 #[derive(Debug)]
 pub struct Listeners {
-    /// gRPC (`quipu.v1.Streams`).
+    /// gRPC (`quipu.v1.Streams` and the other services), over HTTP/2 and
+    /// over Quipu's framed transport (what the Rust client speaks at
+    /// `quipu://` addresses), told apart by how a connection opens.
     pub grpc: TcpListener,
     /// HTTP/JSON and SSE.
     pub http: TcpListener,
@@ -242,16 +245,15 @@ pub async fn serve(
     // open past `close`.
     let schemas_service =
         quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(schemas, upcasters));
-    let grpc = tonic::transport::Server::builder()
-        .add_service(service)
+    let routes = tonic::service::Routes::new(service)
         .add_service(groups_service)
         .add_service(projections_service)
         .add_service(snapshots_service)
-        .add_service(schemas_service)
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listeners.grpc).with_nodelay(Some(true)),
-            stopped(stopping),
-        );
+        .add_service(schemas_service);
+    let incoming = native::accept(listeners.grpc, routes.clone(), stopping.clone());
+    let grpc = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stopped(stopping));
     let kafka = async move {
         match door {
             Some((door, listener)) => quipu_kafka::serve(door, listener, kafka_stopping).await,

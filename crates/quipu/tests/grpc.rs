@@ -1,5 +1,7 @@
 //! End-to-end tests of the gRPC API through `quipu-client` against the
-//! real `quipu serve` binary on free ports of loopback.
+//! real `quipu serve` binary on free ports of loopback, each run over both
+//! transports the client speaks: HTTP/2 (`http://`) and Quipu's framed
+//! TCP transport (`quipu://`, same port, same services).
 
 mod common;
 
@@ -14,19 +16,55 @@ use serde_json::json;
 
 use common::Server;
 
-async fn connect(server: &Server) -> Client {
-    Client::connect(format!("http://{}", server.grpc_address)).await.expect("connect over gRPC")
+/// How a test's client reaches the server.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Http2,
+    Native,
 }
+
+async fn connect(server: &Server, transport: Transport) -> Client {
+    let scheme = match transport {
+        Transport::Http2 => "http",
+        Transport::Native => "quipu",
+    };
+    Client::connect(format!("{scheme}://{}", server.grpc_address)).await.expect("connect")
+}
+
+/// Runs the test body `$name(transport)` once over each transport.
+macro_rules! over_both_transports {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_http2() {
+                super::$name(super::Transport::Http2).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn over_native() {
+                super::$name(super::Transport::Native).await;
+            }
+        }
+    )*};
+}
+
+over_both_transports!(
+    concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the_actual,
+    subscriptions_see_every_event_once_in_order_across_catch_up_and_live,
+    reads_info_and_bad_input,
+    atomic_appends_batches_and_retries,
+    the_aggregate_helper_decides_again_on_conflict,
+    appends_retried_across_a_sigkill_and_restart_are_written_exactly_once,
+);
 
 fn event(event_type: &str, n: u64) -> NewEvent {
     NewEvent::json(event_type, &json!({ "n": n })).expect("JSON event")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the_actual() {
+async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the_actual(transport: Transport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let client = connect(&server).await;
+    let client = connect(&server, transport).await;
     client
         .append("order-1", ExpectedRevision::NoStream, vec![event("Placed", 0), event("Paid", 1)])
         .await
@@ -74,11 +112,10 @@ async fn collect(subscription: &mut quipu_client::Subscription, events: usize) -
     seen
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriptions_see_every_event_once_in_order_across_catch_up_and_live() {
+async fn subscriptions_see_every_event_once_in_order_across_catch_up_and_live(transport: Transport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let client = connect(&server).await;
+    let client = connect(&server, transport).await;
     let write = |client: Client, from: u64, to: u64| async move {
         for n in from..to {
             let stream = if n % 2 == 0 { format!("order-{}", n % 5) } else { format!("user-{}", n % 3) };
@@ -127,11 +164,10 @@ async fn subscriptions_see_every_event_once_in_order_across_catch_up_and_live() 
     assert_eq!(user_events, user_1[3..].to_vec(), "a stream subscription from revision 3");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_info_and_bad_input_over_grpc() {
+async fn reads_info_and_bad_input(transport: Transport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let client = connect(&server).await;
+    let client = connect(&server, transport).await;
     let tagged = |n| event("Placed", n).with_tags(["vip"]);
     client.append("order-1", ExpectedRevision::NoStream, vec![tagged(0), event("Paid", 1)]).await.expect("append");
     client.append("user-1", ExpectedRevision::Any, vec![event("Registered", 2)]).await.expect("append");
@@ -166,11 +202,10 @@ async fn reads_info_and_bad_input_over_grpc() {
     assert_eq!(client.read_all(None, Direction::Forwards, 100).await.expect("all").len(), 3, "bad input wrote nothing");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn atomic_appends_batches_and_retries_over_grpc() {
+async fn atomic_appends_batches_and_retries(transport: Transport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let client = connect(&server).await;
+    let client = connect(&server, transport).await;
 
     // A retry with the same ids (say, after a lost reply) writes nothing.
     let events = vec![event("Placed", 0), event("Paid", 1)];
@@ -223,11 +258,10 @@ impl Aggregate for Counter {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_aggregate_helper_decides_again_on_conflict() {
+async fn the_aggregate_helper_decides_again_on_conflict(transport: Transport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start(dir.path());
-    let client = connect(&server).await;
+    let client = connect(&server, transport).await;
     // Eight racing commands, each adding 1 unless the counter reached 5:
     // every decision is made on fresh state, so exactly 5 are added.
     let commands: Vec<_> =
@@ -272,8 +306,7 @@ fn start_on(data_dir: &std::path::Path, grpc_port: u16) -> Server {
     Server::spawn(command)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once() {
+async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once(transport: Transport) {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let server = start_on(dir.path(), port);
@@ -282,7 +315,7 @@ async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once()
         backoff_initial: std::time::Duration::from_millis(10),
         backoff_max: std::time::Duration::from_millis(100),
     };
-    let client = connect(&server).await.with_retry(retry);
+    let client = connect(&server, transport).await.with_retry(retry);
     let appends = 300;
     // A subscription opened before the crash resumes after it.
     let mut follower =
@@ -316,4 +349,16 @@ async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once()
     );
     let followed = collect(&mut follower, events.len()).await;
     assert_eq!(followed, events, "the subscription saw every event once across the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_native_client_refuses_an_address_where_no_quipu_server_answers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path());
+    // The HTTP/JSON port answers, but not as the native door.
+    match Client::connect(format!("quipu://{}", server.address)).await {
+        Err(Error::Unavailable(message)) => assert!(message.contains("not"), "{message}"),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(matches!(Client::connect("quipu://127.0.0.1:1").await, Err(Error::Unavailable(_))));
 }

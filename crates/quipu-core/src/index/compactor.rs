@@ -34,12 +34,23 @@ const MERGER_NICENESS: i32 = 10;
 
 /// Runs the flusher until the index stops.
 pub fn run_flusher(inner: &Inner) {
+    let mut sorted = Vec::new();
     while let Some(memtable) = next_frozen(inner) {
-        if let Err(error) = flush(inner, &memtable) {
+        if let Err(error) = flush(inner, &memtable, &mut sorted) {
             inner.fail(&error);
             return;
         }
+        recycle(inner, memtable);
     }
+}
+
+/// Keeps the memory of a flushed memtable for the next one, unless a
+/// lookup still holds it.
+fn recycle(inner: &Inner, memtable: SharedMemtable) {
+    let Ok(memtable) = Arc::try_unwrap(memtable) else { return };
+    let mut memtable = memtable.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+    memtable.clear();
+    *inner.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(memtable);
 }
 
 /// The oldest frozen memtable once there is one; `None` once stopping
@@ -57,15 +68,16 @@ fn next_frozen(inner: &Inner) -> Option<SharedMemtable> {
     }
 }
 
-fn flush(inner: &Inner, memtable: &SharedMemtable) -> Result<(), Error> {
-    let (entries, coverage) = {
+fn flush(inner: &Inner, memtable: &SharedMemtable, sorted: &mut Vec<Entry>) -> Result<(), Error> {
+    let coverage = {
         let memtable = read(memtable);
         let checkpoint = memtable.checkpoint().expect("a frozen memtable covers some of the log");
         let first_position = memtable.first_position().unwrap_or(checkpoint.next_position);
-        (memtable.sorted(), Coverage { first_position, checkpoint })
+        memtable.sorted_into(sorted);
+        Coverage { first_position, checkpoint }
     };
-    let names_max = entries.len();
-    let table = write_table(inner, entries.into_iter().map(Ok), names_max, 0, coverage)?;
+    let names_max = sorted.len();
+    let table = write_table(inner, sorted.iter().copied().map(Ok), names_max, 0, coverage)?;
     publish(inner, |tables| tables.push(table), Some(memtable))
 }
 

@@ -37,7 +37,7 @@ mod compactor;
 mod filter;
 mod layers;
 mod manifest;
-mod memtable;
+pub(crate) mod memtable;
 mod meta;
 mod runs;
 mod table;
@@ -137,6 +137,8 @@ pub(crate) struct Inner {
     generations: RwLock<BTreeMap<u32, u16>>,
     /// Where the records of those generations are.
     records: RwLock<BTreeMap<(u32, u16), Arc<Table>>>,
+    /// A flushed memtable, emptied, whose memory the next one reuses.
+    spare: Mutex<Option<Memtable>>,
 }
 
 impl Inner {
@@ -235,6 +237,7 @@ impl Index {
             memtable_entries_max: options.memtable_entries.max(1),
             generations: RwLock::new(generations),
             records: RwLock::new(BTreeMap::new()),
+            spare: Mutex::new(None),
         });
         let threads = vec![
             spawn("quipu-index-flush", &inner, compactor::run_flusher)?,
@@ -301,7 +304,8 @@ impl Index {
             }
             let mut next = (**layers).clone();
             next.frozen.push(Arc::clone(&next.active));
-            next.active = Arc::new(RwLock::new(Memtable::new()));
+            let spare = self.inner.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+            next.active = Arc::new(RwLock::new(spare.unwrap_or_default()));
             *layers = Arc::new(next);
         }
         self.inner.notify(&self.inner.flush_due);

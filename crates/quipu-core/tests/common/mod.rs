@@ -18,11 +18,18 @@ pub fn temp_store(options: Options) -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// Options with small segments and a small index memtable, so tests
-/// cross segment boundaries and reads cross index tables of every level.
+/// Options with small segments, a small index memtable and a small head
+/// cache, so tests cross segment boundaries, reads cross index tables of
+/// every level, and decisions both hit and miss the cache.
 pub fn small_segments() -> Options {
-    Options { segment_size_bytes: 4096, batch_bytes_max: 4096, index_memtable_entries: 40, ..Options::default() }
-        .with_small_records()
+    Options {
+        segment_size_bytes: 4096,
+        batch_bytes_max: 4096,
+        index_memtable_entries: 40,
+        head_cache_streams: 4,
+        ..Options::default()
+    }
+    .with_small_records()
 }
 
 /// Extension for options used by tests.

@@ -1,21 +1,27 @@
-//! Quipu through its own gRPC client: a stream is a Quipu stream, an
+//! Quipu through its own client (over the native transport, `quipu://`,
+//! unless the address says `http://` for gRPC): a stream is a Quipu stream, an
 //! append carries the exact expected revision, `$all` is the global log.
 //! Durability: every append is fdatasync'ed before it is acknowledged
-//! (the server's default).
+//! (the server's default). A catch-up is what a new Quipu subscriber
+//! does: one subscription from position 0, which the server streams ahead
+//! of the reader, counted in pages of [`PAGE_EVENTS`] until `CaughtUp`.
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use async_trait::async_trait;
-use quipu_client::{Append, Client, Direction, ExpectedRevision, NewEvent, RetryPolicy};
+use futures_util::StreamExt;
+use quipu_client::{Append, Client, ExpectedRevision, NewEvent, RetryPolicy, Start, Subscription, SubscriptionItem};
 
 use super::{Appended, Connection, Fill, Page, Peer, dir_bytes};
 
-/// Events per catch-up page (the server's read maximum).
+/// Events counted as one catch-up page.
 const PAGE_EVENTS: u32 = 10_000;
 
 /// A running `quipu serve`.
 pub struct Quipu {
-    /// Its gRPC address, `http://host:port`.
+    /// Its address: `quipu://host:port` (native framing) or
+    /// `http://host:port` (gRPC over HTTP/2); both are served on one port.
     pub address: String,
     /// Its data directory, for disk use.
     pub data_dir: PathBuf,
@@ -28,7 +34,8 @@ impl Peer for Quipu {
     }
 
     async fn describe(&self) -> anyhow::Result<String> {
-        Ok(format!("quipu {} (gRPC, default options: fdatasync per group commit)", env!("CARGO_PKG_VERSION")))
+        let transport = if self.address.starts_with("quipu://") { "native transport" } else { "gRPC" };
+        Ok(format!("quipu {} ({transport}, default options: fdatasync per group commit)", env!("CARGO_PKG_VERSION")))
     }
 
     fn durability(&self) -> &'static str {
@@ -37,7 +44,7 @@ impl Peer for Quipu {
 
     async fn connect(&self) -> anyhow::Result<Box<dyn Connection>> {
         let client = Client::connect(self.address.clone()).await?.with_retry(RetryPolicy::none());
-        Ok(Box::new(QuipuConnection { client }))
+        Ok(Box::new(QuipuConnection { client, catch_up: None }))
     }
 
     async fn disk_bytes(&self) -> anyhow::Result<u64> {
@@ -47,6 +54,9 @@ impl Peer for Quipu {
 
 struct QuipuConnection {
     client: Client,
+    /// The subscription a catch-up reads, and the position it will yield
+    /// next.
+    catch_up: Option<(Subscription, u64)>,
 }
 
 fn events(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
@@ -76,11 +86,23 @@ impl Connection for QuipuConnection {
     }
 
     async fn read_all(&mut self, from: Option<String>) -> anyhow::Result<Page> {
-        let from = from.map(|f| f.parse::<u64>()).transpose()?;
-        let events = self.client.read_all(from.or(Some(0)), Direction::Forwards, PAGE_EVENTS).await?;
-        let next = (events.len() == PAGE_EVENTS as usize)
-            .then(|| events.last().map(|e| (e.position + 1).to_string()))
-            .flatten();
-        Ok(Page { events: events.len(), next })
+        let from = from.map(|f| f.parse::<u64>()).transpose()?.unwrap_or(0);
+        let (mut subscription, mut next) = match self.catch_up.take() {
+            Some((subscription, next)) if next == from => (subscription, next),
+            _ => (self.client.subscribe(None, Start::Position(from)).await?, from),
+        };
+        let mut events = 0;
+        while events < PAGE_EVENTS as usize {
+            match subscription.next().await.context("the subscription ended before catching up")?? {
+                SubscriptionItem::Event(event) => {
+                    anyhow::ensure!(event.position >= next, "position {} came after {next}", event.position);
+                    next = event.position + 1;
+                    events += 1;
+                }
+                SubscriptionItem::CaughtUp { .. } => return Ok(Page { events, next: None }),
+            }
+        }
+        self.catch_up = Some((subscription, next));
+        Ok(Page { events, next: Some(next.to_string()) })
     }
 }

@@ -1,0 +1,317 @@
+//! The native door: the gRPC services, served over Quipu's framed TCP
+//! transport (see [`quipu_proto::frame`]) instead of HTTP/2, on the gRPC
+//! port: a connection that opens with the native preface is served here,
+//! any other goes on to the HTTP/2 server. Each call's
+//! frames become an HTTP request handed to the same routes the gRPC
+//! server runs, and the response's body and status go back as frames, so
+//! every call, error and limit is the gRPC door's, byte for byte; only
+//! the framing is cheaper (no HPACK, no HTTP/2 stream and flow-control
+//! machinery, one write per unary answer).
+//!
+//! A connection is read by one task; each call runs in a task of its own
+//! (calls on one connection may overlap), and answers are written whole
+//! frames at a time under a lock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use quipu_proto::frame::{self, CANCEL, END, Frame, OPEN, PREFACE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tower_service::Service;
+
+/// Accepted HTTP/2 connections waiting for the gRPC server.
+const ACCEPT_QUEUE: usize = 64;
+/// Request body pieces a streaming call may have waiting.
+const BODY_QUEUE: usize = 16;
+/// Answer bytes gathered before they are sent while more are ready.
+const ANSWER_CHUNK_BYTES: usize = 1024 * 1024;
+/// Bytes read from the socket at a time.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The routes every call goes to: the gRPC services.
+pub type Routes = tonic::service::Routes;
+
+/// Accepts connections on the gRPC `listener` until `stopping` turns
+/// true: native ones are served here with `routes`, the others come out
+/// of the returned stream for the HTTP/2 server.
+pub fn accept(
+    listener: TcpListener,
+    routes: Routes,
+    stopping: watch::Receiver<bool>,
+) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
+    let routes = routes.prepare();
+    let (http2, incoming) = mpsc::channel::<TcpStream>(ACCEPT_QUEUE);
+    let mut stop = stopping.clone();
+    tokio::spawn(async move {
+        loop {
+            let (socket, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        tracing::warn!(%error, "accepting a gRPC connection");
+                        continue;
+                    }
+                },
+                _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let (routes, stopping, http2) = (routes.clone(), stopping.clone(), http2.clone());
+            tokio::spawn(async move {
+                if let Err(error) = sort(socket, routes, stopping, http2).await {
+                    tracing::debug!(%error, %peer, "gRPC connection ended");
+                }
+            });
+        }
+    });
+    let mut incoming = incoming;
+    futures_util::stream::poll_fn(move |cx| incoming.poll_recv(cx).map(|socket| socket.map(Ok)))
+}
+
+/// Serves `socket` here if it opens with the native preface, or hands it
+/// to the HTTP/2 server.
+async fn sort(
+    socket: TcpStream,
+    routes: Routes,
+    stopping: watch::Receiver<bool>,
+    http2: mpsc::Sender<TcpStream>,
+) -> std::io::Result<()> {
+    socket.set_nodelay(true)?;
+    let mut preface = [0u8; 8];
+    loop {
+        let peeked = socket.peek(&mut preface).await?;
+        if peeked == 0 {
+            return Ok(());
+        }
+        if preface.get(..peeked) != PREFACE.get(..peeked) || peeked == preface.len() {
+            break;
+        }
+        // Part of the native preface so far: the rest is on its way.
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    if &preface == PREFACE {
+        return connection(socket, routes, stopping).await;
+    }
+    // The HTTP/2 server is stopping when it takes no more.
+    let _ = http2.send(socket).await;
+    Ok(())
+}
+
+/// The writing half of a connection, shared by its calls.
+struct Writer(tokio::sync::Mutex<OwnedWriteHalf>);
+
+impl Writer {
+    async fn send(&self, frame: &Frame) -> std::io::Result<()> {
+        let mut bytes = BytesMut::with_capacity(frame.data.len() + 64);
+        frame.encode(&mut bytes);
+        self.0.lock().await.write_all(&bytes).await
+    }
+}
+
+/// What the reading task keeps of a call: where more body goes, and how
+/// to stop it.
+struct Call {
+    body: Option<mpsc::Sender<Bytes>>,
+    task: tokio::task::AbortHandle,
+}
+
+type Calls = Arc<Mutex<HashMap<u32, Call>>>;
+
+fn lock(calls: &Calls) -> std::sync::MutexGuard<'_, HashMap<u32, Call>> {
+    calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn connection(socket: TcpStream, routes: Routes, mut stopping: watch::Receiver<bool>) -> std::io::Result<()> {
+    let (reader, mut writer) = socket.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
+    let mut preface = [0u8; 8];
+    reader.read_exact(&mut preface).await?;
+    if &preface != PREFACE {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "not a Quipu native client"));
+    }
+    writer.write_all(PREFACE).await?;
+    let writer = Arc::new(Writer(tokio::sync::Mutex::new(writer)));
+    let calls: Calls = Arc::default();
+    let result = loop {
+        let frame = tokio::select! {
+            frame = frame::read_frame(&mut reader) => frame,
+            _ = stopping.wait_for(|stop| *stop) => break Ok(()),
+        };
+        match frame {
+            Ok(Some(frame)) => dispatch(frame, &routes, &writer, &calls).await,
+            Ok(None) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    for (_, call) in lock(&calls).drain() {
+        call.task.abort();
+    }
+    result
+}
+
+async fn dispatch(frame: Frame, routes: &Routes, writer: &Arc<Writer>, calls: &Calls) {
+    if frame.has(OPEN) {
+        open(frame, routes, writer, calls);
+        return;
+    }
+    if frame.has(CANCEL) {
+        if let Some(call) = lock(calls).remove(&frame.stream) {
+            call.task.abort();
+        }
+        return;
+    }
+    let body = lock(calls).get(&frame.stream).and_then(|c| c.body.clone());
+    let ends = frame.has(END);
+    if let Some(body) = body
+        && !frame.data.is_empty()
+    {
+        // A call that stopped reading its body has ended; nothing to do.
+        let _ = body.send(frame.data).await;
+    }
+    if ends && let Some(call) = lock(calls).get_mut(&frame.stream) {
+        call.body = None;
+    }
+}
+
+/// Starts the call `frame` opens.
+fn open(frame: Frame, routes: &Routes, writer: &Arc<Writer>, calls: &Calls) {
+    let stream = frame.stream;
+    let (body, sender) = if frame.has(END) {
+        (tonic::body::Body::new(http_body_util::Full::new(frame.data.clone())), None)
+    } else {
+        let (sender, receiver) = mpsc::channel::<Bytes>(BODY_QUEUE);
+        if !frame.data.is_empty() && sender.try_send(frame.data.clone()).is_err() {
+            tracing::warn!(stream, "a native call's first body piece did not fit");
+        }
+        let pieces = tokio_stream_of(receiver);
+        (tonic::body::Body::new(http_body_util::StreamBody::new(pieces)), Some(sender))
+    };
+    let request = match request(&frame, body) {
+        Ok(request) => request,
+        Err(message) => {
+            let writer = Arc::clone(writer);
+            tokio::spawn(async move {
+                let status = tonic::Status::invalid_argument(message);
+                let _ = writer.send(&end_frame(stream, &status_headers(&status), Bytes::new())).await;
+            });
+            return;
+        }
+    };
+    let (routes, writer, finished) = (routes.clone(), Arc::clone(writer), Arc::clone(calls));
+    let task = tokio::spawn(async move {
+        answer(routes, request, stream, &writer).await;
+        lock(&finished).remove(&stream);
+    });
+    lock(calls).insert(stream, Call { body: sender, task: task.abort_handle() });
+}
+
+/// The frames of a body as a stream of HTTP body frames.
+fn tokio_stream_of(
+    mut receiver: mpsc::Receiver<Bytes>,
+) -> impl futures_util::Stream<Item = Result<http_body::Frame<Bytes>, std::convert::Infallible>> + Send {
+    futures_util::stream::poll_fn(move |cx| {
+        receiver.poll_recv(cx).map(|piece| piece.map(|p| Ok(http_body::Frame::data(p))))
+    })
+}
+
+/// The HTTP request a call's first frame stands for.
+fn request(frame: &Frame, body: tonic::body::Body) -> Result<http::Request<tonic::body::Body>, String> {
+    let mut request = http::Request::builder()
+        .method(http::Method::POST)
+        .uri(&frame.path)
+        .header(http::header::CONTENT_TYPE, "application/grpc")
+        .header(http::header::TE, "trailers");
+    for (name, value) in &frame.headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("bad header name {name:?}"))?;
+        let value = http::HeaderValue::from_bytes(value).map_err(|_| format!("bad value of header {name}"))?;
+        request = request.header(name, value);
+    }
+    request.body(body).map_err(|error| format!("bad call {:?}: {error}", frame.path))
+}
+
+/// Runs the call and sends its answer: body pieces as they come (several
+/// that are ready at once in one frame), then the status.
+async fn answer(mut routes: Routes, request: http::Request<tonic::body::Body>, stream: u32, writer: &Writer) {
+    let response = match routes.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, mut body) = response.into_parts();
+    if parts.headers.contains_key("grpc-status") {
+        // Trailers only: an error before any message.
+        let _ = writer.send(&end_frame(stream, &grpc_headers(&parts.headers), Bytes::new())).await;
+        return;
+    }
+    let mut pending = BytesMut::new();
+    // The client learns the call was taken (HTTP/2 sends headers) with
+    // the first frame; an answer ready at once is one frame in all.
+    let mut sent_any = false;
+    loop {
+        let next = match body.frame().now_or_never() {
+            Some(next) => next,
+            None => {
+                if !pending.is_empty() || !sent_any {
+                    let piece = Frame { stream, flags: 0, data: pending.split().freeze(), ..Frame::default() };
+                    if writer.send(&piece).await.is_err() {
+                        return;
+                    }
+                    sent_any = true;
+                }
+                body.frame().await
+            }
+        };
+        match next {
+            Some(Ok(piece)) => match piece.into_data() {
+                Ok(data) => {
+                    pending.extend_from_slice(&data);
+                    if pending.len() >= ANSWER_CHUNK_BYTES {
+                        let piece = Frame { stream, flags: 0, data: pending.split().freeze(), ..Frame::default() };
+                        if writer.send(&piece).await.is_err() {
+                            return;
+                        }
+                        sent_any = true;
+                    }
+                }
+                Err(piece) => {
+                    let trailers = piece.into_trailers().map(|t| grpc_headers(&t)).unwrap_or_default();
+                    let _ = writer.send(&end_frame(stream, &trailers, pending.freeze())).await;
+                    return;
+                }
+            },
+            Some(Err(error)) => {
+                let status = tonic::Status::internal(format!("answering the call: {error}"));
+                let _ = writer.send(&end_frame(stream, &status_headers(&status), pending.freeze())).await;
+                return;
+            }
+            None => {
+                let _ =
+                    writer.send(&end_frame(stream, &status_headers(&tonic::Status::ok("")), pending.freeze())).await;
+                return;
+            }
+        }
+    }
+}
+
+fn end_frame(stream: u32, headers: &[(String, Bytes)], data: Bytes) -> Frame {
+    Frame { stream, flags: END, headers: headers.to_vec(), data, ..Frame::default() }
+}
+
+/// The gRPC status headers of `headers`.
+fn grpc_headers(headers: &http::HeaderMap) -> Vec<(String, Bytes)> {
+    ["grpc-status", "grpc-message", "grpc-status-details-bin"]
+        .into_iter()
+        .filter_map(|name| headers.get(name).map(|v| (name.to_owned(), Bytes::copy_from_slice(v.as_bytes()))))
+        .collect()
+}
+
+fn status_headers(status: &tonic::Status) -> Vec<(String, Bytes)> {
+    let mut headers = http::HeaderMap::new();
+    if status.add_header(&mut headers).is_err() {
+        return vec![("grpc-status".into(), Bytes::from_static(b"13"))];
+    }
+    grpc_headers(&headers)
+}
