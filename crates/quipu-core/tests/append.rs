@@ -306,3 +306,33 @@ fn racing_writers_never_both_pass_the_same_expected_revision() {
     assert_eq!(written, last, "every written append and only those are in the streams");
     assert_eq!(all_events(&store).len() as u64, written);
 }
+
+/// The sequencer's head cache holds two streams here; twelve streams
+/// written round after round evict each other again and again, and the
+/// store is reopened (an empty cache) halfway: every exact expected
+/// revision must still pass and every stale one still conflict with the
+/// true head.
+#[test]
+fn stream_heads_stay_exact_when_the_head_cache_evicts_them_and_after_a_reopen() {
+    let options = Options { head_cache_streams: 2, ..Options::default() };
+    let dir = tempfile::tempdir().unwrap();
+    let streams: Vec<String> = (0..12).map(|n| format!("acct-{n}")).collect();
+    let e = || event("Deposited", "{}", &[]);
+    let mut store = quipu_core::Store::open(dir.path(), options.clone()).unwrap();
+    for round in 0..6u64 {
+        // Reopen (a cold cache) every other round; keep it warm otherwise.
+        if round % 2 == 0 {
+            drop(store);
+            store = quipu_core::Store::open(dir.path(), options.clone()).unwrap();
+        }
+        for name in &streams {
+            let expected =
+                round.checked_sub(1).map_or(ExpectedRevision::NoStream, |r| ExpectedRevision::Exact(Revision(r)));
+            if let Some(stale) = round.checked_sub(2) {
+                let c = conflict(append(&store, name, ExpectedRevision::Exact(Revision(stale)), vec![e()]));
+                assert_eq!(c.streams[0].actual, Some(Revision(round - 1)), "{name} in round {round}");
+            }
+            write(&store, name, expected, vec![e()]);
+        }
+    }
+}

@@ -7,6 +7,12 @@
 //! right after the last event yielded, and an event is readable only once
 //! its whole commit is indexed, so nothing is skipped.
 //!
+//! The switch comes as soon as a read returns a short page (the source's
+//! end when it was read), after that page's events: an event appended
+//! once the client has seen the history then arrives after the switch,
+//! as KurrentDB's clients expect (its reads say "end of stream" the same
+//! way).
+//!
 //! Waiting costs no thread: the store's head listener feeds a
 //! [`tokio::sync::watch`] channel ([`Live`]) that every feed awaits.
 //! Before each read the feed notes the head; when the read finds nothing
@@ -178,6 +184,11 @@ pub struct Feed {
     next: Cursor,
     ready: VecDeque<RecordedEvent>,
     caught_up: bool,
+    /// Set when a short page was read before the switch: the head noted
+    /// before that read, announced once its events are out.
+    end_read: Option<Option<Position>>,
+    /// Position of the last event yielded.
+    last_yielded: Option<Position>,
     upcasters: Option<Arc<Upcasters>>,
 }
 
@@ -217,6 +228,8 @@ impl Feed {
             next,
             ready: VecDeque::new(),
             caught_up: false,
+            end_read: None,
+            last_yielded: None,
             upcasters: None,
         })
     }
@@ -246,26 +259,42 @@ impl Feed {
                     Cursor::Position(_) => Cursor::Position(event.position.next()),
                     Cursor::Revision(_) => Cursor::Revision(event.revision.next()),
                 };
+                self.last_yielded = Some(event.position);
                 return Some(Item::Event(Box::new(event)));
+            }
+            if let Some(head) = self.end_read.take() {
+                return Some(self.switch(head));
             }
             if *self.stopping.borrow() {
                 return None;
             }
             let head = self.store.last_position();
             let mut page = self.read_page().await?;
+            let at_end = page.len() < PAGE;
             if let Some(upcasters) = &self.upcasters {
                 upcasters.apply(&mut page);
             }
             if !page.is_empty() {
+                if !self.caught_up && at_end {
+                    self.end_read = Some(head);
+                }
                 self.ready.extend(page);
                 continue;
             }
             if !self.caught_up {
-                self.caught_up = true;
-                return Some(Item::CaughtUp(head));
+                return Some(self.switch(head));
             }
             self.wait_beyond(head).await?;
         }
+    }
+
+    /// The switch to live, once: every event up to `head` (noted before
+    /// the read that found the end) and up to the last event yielded is
+    /// out.
+    fn switch(&mut self, head: Option<Position>) -> Item {
+        debug_assert!(!self.caught_up, "one switch per feed");
+        self.caught_up = true;
+        Item::CaughtUp(head.max(self.last_yielded))
     }
 
     /// Reads the next page on the blocking pool.
@@ -308,5 +337,57 @@ fn read_page(store: &Store, source: &Source, next: Cursor) -> Result<Vec<Recorde
     match source.read(store, Some(from), Direction::Forwards, PAGE) {
         Err(quipu_core::Error::StreamNotFound { .. }) => Ok(Vec::new()),
         page => page,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quipu_core::{AppendRequest, ExpectedRevision, Options, ProposedEvent};
+
+    use super::*;
+
+    fn append(store: &Store, stream: &str, n: u64) {
+        let event = ProposedEvent::new(EventType::new("Noted").expect("valid"), n.to_le_bytes().to_vec());
+        let stream = StreamName::new(stream).expect("valid");
+        store.append(AppendRequest::to_stream(stream, ExpectedRevision::Any, vec![event])).expect("append");
+    }
+
+    fn event_position(item: Option<Item>) -> u64 {
+        match item {
+            Some(Item::Event(event)) => event.position.0,
+            other => panic!("an event, not {other:?}"),
+        }
+    }
+
+    /// A client that appends once it has seen the history gets the switch
+    /// before its event, never after it (KurrentDB's clients check this).
+    #[tokio::test]
+    async fn the_switch_comes_right_after_the_history_and_before_a_later_append() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        for n in 0..3 {
+            append(&store, "order-1", n);
+        }
+        let (_stop, stopping) = watch::channel(false);
+        let live = Live::follow(&store, stopping);
+        for source in [Source::All, Source::Stream(StreamName::new("order-1").expect("valid"))] {
+            let start = match source {
+                Source::Stream(_) => Start::Revision(Revision(0)),
+                _ => Start::Position(Position(0)),
+            };
+            let written = source.read(&store, None, Direction::Forwards, PAGE).expect("read").len();
+            let mut feed = live.feed(Arc::clone(&store), source, start).expect("feed");
+            let mut history = Vec::new();
+            for _ in 0..written {
+                history.push(event_position(feed.next_item().await));
+            }
+            let head = store.last_position().expect("a head");
+            append(&store, "order-1", 9);
+            match feed.next_item().await {
+                Some(Item::CaughtUp(caught_up)) => assert_eq!(caught_up, Some(head), "caught up at the history's end"),
+                other => panic!("the switch after {history:?}, not {other:?}"),
+            }
+            assert_eq!(event_position(feed.next_item().await), head.0 + 1, "then the live event");
+        }
     }
 }
