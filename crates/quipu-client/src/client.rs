@@ -455,8 +455,12 @@ impl Client {
         start: Start,
         retry: bool,
     ) -> Result<tonic::Streaming<pb::SubscribeResponse>, Error> {
-        let request =
-            pb::SubscribeRequest { filter: filter.map(wire::filter), start: Some(wire::start(start)), raw: self.raw };
+        let request = pb::SubscribeRequest {
+            filter: filter.map(wire::filter),
+            start: Some(wire::start(start)),
+            raw: self.raw,
+            batched: true,
+        };
         if !retry {
             return self.grpc.clone().subscribe(request).await.map(tonic::Response::into_inner).map_err(wire::error);
         }

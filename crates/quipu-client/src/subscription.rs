@@ -8,6 +8,7 @@
 //! follows the catch-up of each reconnection). Only when the retries run
 //! out does it yield [`Error::Unavailable`] and end.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -51,6 +52,8 @@ struct Cursor {
     /// Where the next (re)connection starts: after the last event yielded.
     start: Start,
     open: Option<tonic::Streaming<pb::SubscribeResponse>>,
+    /// Events of a batch message not yet yielded.
+    batch: VecDeque<pb::RecordedEvent>,
     /// Set once a final error was yielded.
     done: bool,
 }
@@ -64,7 +67,7 @@ impl Subscription {
         start: Start,
     ) -> Result<Subscription, Error> {
         let open = client.open_subscription(filter.clone(), start, true).await?;
-        let cursor = Cursor { client, retry, filter, start, open: Some(open), done: false };
+        let cursor = Cursor { client, retry, filter, start, open: Some(open), batch: VecDeque::new(), done: false };
         let inner = futures_util::stream::unfold(cursor, |mut cursor| async move {
             if cursor.done {
                 return None;
@@ -80,6 +83,9 @@ impl Subscription {
 impl Cursor {
     /// The next item, reconnecting while the server is away.
     async fn next_item(&mut self) -> Result<SubscriptionItem, Error> {
+        if let Some(event) = self.batch.pop_front() {
+            return self.event(event);
+        }
         let mut attempt = 0;
         loop {
             let broken = match self.open.as_mut() {
@@ -106,17 +112,18 @@ impl Cursor {
         }
     }
 
-    /// Converts a message and moves the resume point past its event.
+    /// Converts a message (the first event of a batch; the rest wait in
+    /// `batch`) and moves the resume point past what it yields.
     fn item(&mut self, response: pb::SubscribeResponse) -> Result<SubscriptionItem, Error> {
         use pb::subscribe_response::Message;
         match response.message {
-            Some(Message::Event(event)) => {
-                let event = wire::event(event)?;
-                self.start = match self.start {
-                    Start::Revision(_) => Start::Revision(event.revision + 1),
-                    Start::Position(_) | Start::End => Start::Position(event.position + 1),
-                };
-                Ok(SubscriptionItem::Event(event))
+            Some(Message::Event(event)) => self.event(event),
+            Some(Message::Events(batch)) => {
+                self.batch.extend(batch.events);
+                match self.batch.pop_front() {
+                    Some(event) => self.event(event),
+                    None => Err(Error::Protocol("a subscription batch with no event in it".into())),
+                }
             }
             Some(Message::CaughtUp(caught_up)) => {
                 if let Start::End = self.start {
@@ -127,6 +134,18 @@ impl Cursor {
             }
             None => Err(Error::Protocol("a subscription message with nothing in it".into())),
         }
+    }
+}
+
+impl Cursor {
+    /// Converts an event and moves the resume point past it.
+    fn event(&mut self, event: pb::RecordedEvent) -> Result<SubscriptionItem, Error> {
+        let event = wire::event(event)?;
+        self.start = match self.start {
+            Start::Revision(_) => Start::Revision(event.revision + 1),
+            Start::Position(_) | Start::End => Start::Position(event.position + 1),
+        };
+        Ok(SubscriptionItem::Event(event))
     }
 }
 

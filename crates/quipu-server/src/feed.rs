@@ -254,12 +254,7 @@ impl Feed {
     /// event it saw).
     pub async fn next_item(&mut self) -> Option<Item> {
         loop {
-            if let Some(event) = self.ready.pop_front() {
-                self.next = match self.next {
-                    Cursor::Position(_) => Cursor::Position(event.position.next()),
-                    Cursor::Revision(_) => Cursor::Revision(event.revision.next()),
-                };
-                self.last_yielded = Some(event.position);
+            if let Some(event) = self.pop_ready() {
                 return Some(Item::Event(Box::new(event)));
             }
             if let Some(head) = self.end_read.take() {
@@ -286,6 +281,33 @@ impl Feed {
             }
             self.wait_beyond(head).await?;
         }
+    }
+
+    /// The events already read that come next, in order, without reading
+    /// or waiting, until their data and metadata pass `bytes_max`: what a
+    /// subscription can send together with the event [`Feed::next_item`]
+    /// just gave.
+    pub fn take_ready(&mut self, bytes_max: usize) -> Vec<RecordedEvent> {
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        while bytes < bytes_max
+            && let Some(event) = self.pop_ready()
+        {
+            bytes += event.data.len() + event.metadata.len();
+            events.push(event);
+        }
+        events
+    }
+
+    /// The next event already read, the cursor moved past it.
+    fn pop_ready(&mut self) -> Option<RecordedEvent> {
+        let event = self.ready.pop_front()?;
+        self.next = match self.next {
+            Cursor::Position(_) => Cursor::Position(event.position.next()),
+            Cursor::Revision(_) => Cursor::Revision(event.revision.next()),
+        };
+        self.last_yielded = Some(event.position);
+        Some(event)
     }
 
     /// The switch to live, once: every event up to `head` (noted before
@@ -389,5 +411,26 @@ mod tests {
             }
             assert_eq!(event_position(feed.next_item().await), head.0 + 1, "then the live event");
         }
+    }
+
+    /// What is ready comes out without a read, in order, within the byte
+    /// budget, and the switch follows it.
+    #[tokio::test]
+    async fn ready_events_come_out_together_within_a_byte_budget() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        for n in 0..5 {
+            append(&store, "order-1", n);
+        }
+        let (_stop, stopping) = watch::channel(false);
+        let live = Live::follow(&store, stopping);
+        let mut feed = live.feed(Arc::clone(&store), Source::All, Start::Position(Position(0))).expect("feed");
+        assert_eq!(event_position(feed.next_item().await), 0);
+        let positions = |events: Vec<RecordedEvent>| events.iter().map(|e| e.position.0).collect::<Vec<_>>();
+        assert_eq!(positions(feed.take_ready(0)), Vec::<u64>::new(), "nothing within no budget");
+        assert_eq!(positions(feed.take_ready(10)), [1, 2], "8-byte events until 10 bytes are passed");
+        assert_eq!(positions(feed.take_ready(usize::MAX)), [3, 4]);
+        assert_eq!(positions(feed.take_ready(usize::MAX)), Vec::<u64>::new(), "nothing more is read");
+        assert!(matches!(feed.next_item().await, Some(Item::CaughtUp(Some(Position(4))))));
     }
 }

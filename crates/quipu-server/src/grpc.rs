@@ -70,10 +70,23 @@ impl StreamsService {
 /// The stream of a subscription.
 type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
 
-fn subscription(feed: Feed) -> SubscribeStream {
+/// Event bytes (data and metadata) past which a subscription's batch
+/// message takes no more events.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// The messages of a subscription following `feed`: with `batched`, an
+/// event and those ready behind it go in one message.
+fn subscription(feed: Feed, batched: bool) -> SubscribeStream {
     use pb::subscribe_response::Message;
-    let stream = futures_util::stream::unfold(feed, |mut feed| async move {
+    let stream = futures_util::stream::unfold(feed, move |mut feed| async move {
         let message = match feed.next_item().await? {
+            Item::Event(event) if batched => {
+                let ready = feed.take_ready(BATCH_BYTES);
+                let mut events = Vec::with_capacity(1 + ready.len());
+                events.push(wire::recorded_event(*event));
+                events.extend(ready.into_iter().map(wire::recorded_event));
+                Message::Events(pb::EventBatch { events })
+            }
             Item::Event(event) => Message::Event(wire::recorded_event(*event)),
             Item::CaughtUp(head) => Message::CaughtUp(pb::CaughtUp { last_position: head.map(|p| p.0) }),
         };
@@ -198,7 +211,7 @@ impl Streams for StreamsService {
         if !request.raw {
             feed = feed.upcasting(Arc::clone(&self.upcasters));
         }
-        Ok(Response::new(subscription(feed)))
+        Ok(Response::new(subscription(feed, request.batched)))
     }
 
     async fn get_stream_metadata(
