@@ -295,6 +295,7 @@ impl Sequencer {
             options.sync,
             options.fault_plan.clone(),
         )?;
+        self.shared.reader.seal_below(self.segment.number());
         Ok(())
     }
 }

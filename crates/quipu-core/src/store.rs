@@ -89,6 +89,7 @@ impl Store {
         };
         let recovered = crate::replay::recover(&shared)?;
         crate::scavenge::resume(&shared)?;
+        shared.reader.seal_below(recovered.segment.number());
         let shared =
             Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
         let sequencer = Sequencer::new(

@@ -72,7 +72,7 @@ impl Filter {
     /// be one.
     #[must_use]
     pub fn decode(bytes: &[u8]) -> Option<Filter> {
-        if bytes.is_empty() || bytes.len() % (BLOCK_WORDS * 8) != 0 {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(BLOCK_WORDS * 8) {
             return None;
         }
         let words = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect();

@@ -225,6 +225,7 @@ pub fn file_len(path: &Path) -> Result<u64, Error> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
 

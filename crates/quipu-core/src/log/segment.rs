@@ -17,7 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+
+use memmap2::Mmap;
 
 use crate::error::Error;
 use crate::event::RecordedEvent;
@@ -412,18 +415,40 @@ pub struct RecordAddress {
 /// index and reads what it points at; a scavenge retires an old
 /// generation only when no pin is held, so an address taken from the
 /// index stays readable for as long as the read that took it.
+///
+/// Sealed segments (every one below the segment appends go to, see
+/// [`SegmentReader::seal_below`]) are read through a memory map: a record
+/// is checked and decoded where it lies in the page cache, without a
+/// system call or a copy. The last segment, which still grows, is read
+/// with `pread`.
 #[derive(Debug)]
 pub struct SegmentReader {
     dir: PathBuf,
     open: RwLock<HashMap<(u32, u16), Arc<File>>>,
+    maps: RwLock<HashMap<(u32, u16), Arc<Mmap>>>,
+    sealed_below: AtomicU32,
     retirement: RwLock<()>,
 }
 
 impl SegmentReader {
-    /// A reader of the segments in `dir`.
+    /// A reader of the segments in `dir`; none is sealed yet.
     #[must_use]
     pub fn new(dir: &Path) -> SegmentReader {
-        SegmentReader { dir: dir.to_owned(), open: RwLock::new(HashMap::new()), retirement: RwLock::new(()) }
+        SegmentReader {
+            dir: dir.to_owned(),
+            open: RwLock::new(HashMap::new()),
+            maps: RwLock::new(HashMap::new()),
+            sealed_below: AtomicU32::new(0),
+            retirement: RwLock::new(()),
+        }
+    }
+
+    /// Declares every segment numbered below `number` sealed: its files
+    /// are complete and are never written or truncated again (a scavenge
+    /// writes a new generation and removes the old file whole). Called
+    /// once recovery is done and whenever the log rolls to a new segment.
+    pub fn seal_below(&self, number: u32) {
+        self.sealed_below.fetch_max(number, Ordering::Release);
     }
 
     /// Keeps every file the index may point at in place until the guard
@@ -444,6 +469,7 @@ impl SegmentReader {
         {
             let _no_readers = self.retirement.write().unwrap_or_else(|p| p.into_inner());
             self.open.write().unwrap_or_else(|p| p.into_inner()).remove(&(number, generation));
+            self.maps.write().unwrap_or_else(|p| p.into_inner()).remove(&(number, generation));
             std::fs::remove_file(&path).map_err(Error::io(format!("removing {}", path.display())))?;
         }
         sync_dir(&self.dir)
@@ -470,8 +496,7 @@ impl SegmentReader {
     /// [`Error::Corrupt`] naming the file and offset when the record fails
     /// its checksum or cannot be decoded; I/O errors.
     pub fn read_commit(&self, at: RecordAddress, buffer: &mut Vec<u8>) -> Result<Commit, Error> {
-        let payload = self.read_payload(at, buffer)?;
-        Commit::decode(payload).map_err(|reason| self.corrupt(at, reason))
+        self.with_payload(at, buffer, Commit::decode)
     }
 
     /// Reads the record at `at`, checks its CRC, and decodes only its
@@ -481,14 +506,70 @@ impl SegmentReader {
     /// As [`SegmentReader::read_commit`]; an index beyond the record is
     /// [`Error::Corrupt`] too (the index pointed at something the log lacks).
     pub fn read_event(&self, at: RecordAddress, index: u32, buffer: &mut Vec<u8>) -> Result<RecordedEvent, Error> {
-        let payload = self.read_payload(at, buffer)?;
-        decode_event_at(payload, index).map_err(|reason| self.corrupt(at, reason))
+        self.with_payload(at, buffer, |payload| decode_event_at(payload, index))
     }
 
     /// The error for a bad record at `at`, naming its file.
     #[must_use]
     pub fn corrupt(&self, at: RecordAddress, reason: String) -> Error {
         Error::Corrupt { segment: segment_file_path(&self.dir, at.segment, at.generation), offset: at.offset, reason }
+    }
+
+    /// Decodes the payload of the record at `at` with `decode` once its
+    /// checksum holds: in place in a sealed segment's map, else read into
+    /// `buffer`.
+    fn with_payload<T>(
+        &self,
+        at: RecordAddress,
+        buffer: &mut Vec<u8>,
+        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+    ) -> Result<T, Error> {
+        let decoded = match self.map(at.segment, at.generation) {
+            Some(map) => {
+                let from = usize::try_from(at.offset).unwrap_or(usize::MAX);
+                let Some(bytes) = map.get(from..) else {
+                    return Err(self.corrupt(at, format!("record beyond the end of its {}-byte file", map.len())));
+                };
+                match parse_frame(bytes, PAYLOAD_BYTES_MAX) {
+                    Frame::Valid { payload, .. } => decode(payload),
+                    Frame::Truncated => Err("record is truncated".into()),
+                    Frame::Invalid(reason) => Err(reason),
+                }
+            }
+            None => decode(self.read_payload(at, buffer)?),
+        };
+        decoded.map_err(|reason| self.corrupt(at, reason))
+    }
+
+    /// The map of a sealed segment's file; `None` for the growing last
+    /// segment, or when the file cannot be mapped (it is then read with
+    /// `pread`, which reports what is wrong).
+    fn map(&self, number: u32, generation: u16) -> Option<Arc<Mmap>> {
+        if number >= self.sealed_below.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(map) = self.maps.read().unwrap_or_else(|p| p.into_inner()).get(&(number, generation)) {
+            return Some(Arc::clone(map));
+        }
+        let file = self.file(number, generation).ok()?;
+        // SAFETY: the file is sealed: the store never writes or truncates
+        // it again, and removes it only once no read holds a pin (the map
+        // outlives the name). What the map cannot guard against is another
+        // process truncating files in the data directory while the store
+        // runs, which the store does not support (see docs/storage.md).
+        let map = match unsafe { Mmap::map(&*file) } {
+            Ok(map) => Arc::new(map),
+            Err(error) => {
+                tracing::debug!(%error, number, generation, "segment not mapped; reading it with pread");
+                return None;
+            }
+        };
+        let mut maps = self.maps.write().unwrap_or_else(|p| p.into_inner());
+        if maps.len() >= OPEN_READERS_MAX {
+            maps.clear();
+        }
+        maps.insert((number, generation), Arc::clone(&map));
+        Some(map)
     }
 
     /// Reads the frame at `at` into `buffer` and returns its payload once
