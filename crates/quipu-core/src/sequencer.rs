@@ -225,6 +225,7 @@ impl Sequencer {
         }
         self.roll_segment_if_full()?;
         let base = self.segment.append(&self.buffer)?;
+        self.shared.reader.extend_active(self.segment.len_bytes());
         self.groups_written += 1;
         self.events_written += group.pending.event_count() as u64;
         let next_position = group.pending.next_position();
@@ -295,7 +296,7 @@ impl Sequencer {
             options.sync,
             options.fault_plan.clone(),
         )?;
-        self.shared.reader.seal_below(self.segment.number());
+        self.shared.reader.activate(self.segment.number(), self.segment.len_bytes());
         Ok(())
     }
 }

@@ -80,7 +80,7 @@ impl Store {
         let index = Index::open(&dir.join("index"), index_options)?;
         let shared = Shared {
             index,
-            reader: SegmentReader::new(&log_dir),
+            reader: SegmentReader::new(&log_dir, options.segment_size_bytes + options.batch_bytes_max as u64),
             head: Head::new(None),
             failure: Mutex::new(None),
             options,
@@ -89,7 +89,7 @@ impl Store {
         };
         let recovered = crate::replay::recover(&shared)?;
         crate::scavenge::resume(&shared)?;
-        shared.reader.seal_below(recovered.segment.number());
+        shared.reader.activate(recovered.segment.number(), recovered.segment.len_bytes());
         let shared =
             Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
         let sequencer = Sequencer::new(

@@ -311,6 +311,36 @@ fn a_flipped_bit_behind_the_index_checkpoint_is_reported_on_read_and_never_serve
     assert!(damaged.is_some(), "some event maps to the damaged record and reads as an error");
 }
 
+/// The segment being written is read through a map that grows with it:
+/// every append reads back at once, with zeros written ahead of it,
+/// across rolls to new segments and across reopens.
+#[test]
+fn each_append_reads_back_at_once_from_the_segment_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_segments();
+    let mut store = open(dir.path(), &options);
+    let mut written = Vec::new();
+    for n in 0..300u32 {
+        let name = format!("order-{}", n % 7);
+        let result =
+            write(&store, &name, ExpectedRevision::Any, vec![event("Changed", &format!("{{\"n\":{n}}}"), &[])]);
+        let last = store.read_all(None, Direction::Backwards, 1).unwrap();
+        assert_eq!(last.first().map(|e| e.position), Some(result.first_position), "append {n} reads back");
+        written.push(last[0].clone());
+        let stream_events = store.read_stream(&stream(&name), None, Direction::Forwards, 1000).unwrap();
+        assert_eq!(stream_events.last(), written.last(), "in its stream too");
+        if n % 100 == 99 {
+            store.close().unwrap();
+            store = open(dir.path(), &options);
+        }
+    }
+    assert!(segment_paths(dir.path()).len() > 3, "the appends rolled over several segments");
+    assert_eq!(all_events(&store), written, "every event, in order");
+    for event in &written {
+        assert_eq!(store.read_event(&event.id).unwrap().as_ref(), Some(event));
+    }
+}
+
 /// Sealed segments are read through a memory map: a bit flipped under a
 /// running store is still caught by the record's checksum on the next
 /// read, with its file and offset, and the other records still read.

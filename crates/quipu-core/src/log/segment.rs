@@ -17,10 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use crate::error::Error;
 use crate::event::RecordedEvent;
@@ -416,39 +415,70 @@ pub struct RecordAddress {
 /// generation only when no pin is held, so an address taken from the
 /// index stays readable for as long as the read that took it.
 ///
-/// Sealed segments (every one below the segment appends go to, see
-/// [`SegmentReader::seal_below`]) are read through a memory map: a record
-/// is checked and decoded where it lies in the page cache, without a
-/// system call or a copy. The last segment, which still grows, is read
-/// with `pread`.
+/// Records are read through memory maps: a record is checked and decoded
+/// where it lies in the page cache, without a system call or a copy.
+/// A sealed segment (below the one appends go to) is complete and never
+/// written or truncated again (a scavenge writes a new generation and
+/// removes the old file whole), so its map is the file. The active
+/// segment's map reserves its largest size, and a read may use only the
+/// bytes below the end of the records written so far (see
+/// [`SegmentReader::activate`]); the file is never shorter than that.
+/// Until the first [`SegmentReader::activate`], and when a file cannot be
+/// mapped, records are read with `pread`.
 #[derive(Debug)]
 pub struct SegmentReader {
     dir: PathBuf,
     open: RwLock<HashMap<(u32, u16), Arc<File>>>,
-    maps: RwLock<HashMap<(u32, u16), Arc<Mmap>>>,
-    sealed_below: AtomicU32,
+    maps: RwLock<HashMap<(u32, u16), Arc<Mapped>>>,
+    active: Mutex<Option<Active>>,
+    active_map_bytes: usize,
     retirement: RwLock<()>,
 }
 
+/// The segment appends go to, and the end of the records written to it.
+#[derive(Debug, Clone, Copy)]
+struct Active {
+    segment: u32,
+    end: u64,
+}
+
+/// A segment file's map; `sealed_len` is the file's length when it was
+/// mapped sealed, `None` for the map of the active segment.
+#[derive(Debug)]
+struct Mapped {
+    map: Mmap,
+    sealed_len: Option<usize>,
+}
+
 impl SegmentReader {
-    /// A reader of the segments in `dir`; none is sealed yet.
+    /// A reader of the segments in `dir`, where a segment holds at most
+    /// `segment_bytes_max` bytes (its roll size plus one batch).
     #[must_use]
-    pub fn new(dir: &Path) -> SegmentReader {
+    pub fn new(dir: &Path, segment_bytes_max: u64) -> SegmentReader {
         SegmentReader {
             dir: dir.to_owned(),
             open: RwLock::new(HashMap::new()),
             maps: RwLock::new(HashMap::new()),
-            sealed_below: AtomicU32::new(0),
+            active: Mutex::new(None),
+            active_map_bytes: usize::try_from(segment_bytes_max).unwrap_or(usize::MAX),
             retirement: RwLock::new(()),
         }
     }
 
-    /// Declares every segment numbered below `number` sealed: its files
-    /// are complete and are never written or truncated again (a scavenge
-    /// writes a new generation and removes the old file whole). Called
-    /// once recovery is done and whenever the log rolls to a new segment.
-    pub fn seal_below(&self, number: u32) {
-        self.sealed_below.fetch_max(number, Ordering::Release);
+    /// Appends now go to segment `segment`, whose records end at `end`;
+    /// every segment below it is sealed. Called once recovery is done and
+    /// whenever the log rolls to a new segment.
+    pub fn activate(&self, segment: u32, end: u64) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(Active { segment, end });
+    }
+
+    /// The active segment's records now end at `end`: call it after they
+    /// are written and before the index points at them.
+    pub fn extend_active(&self, end: u64) {
+        if let Some(active) = self.active.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+            debug_assert!(end >= active.end, "the active segment only grows");
+            active.end = end;
+        }
     }
 
     /// Keeps every file the index may point at in place until the guard
@@ -524,41 +554,43 @@ impl SegmentReader {
         buffer: &mut Vec<u8>,
         decode: impl FnOnce(&[u8]) -> Result<T, String>,
     ) -> Result<T, Error> {
-        let decoded = match self.map(at.segment, at.generation) {
-            Some(map) => {
-                let from = usize::try_from(at.offset).unwrap_or(usize::MAX);
-                let Some(bytes) = map.get(from..) else {
-                    return Err(self.corrupt(at, format!("record beyond the end of its {}-byte file", map.len())));
-                };
-                match parse_frame(bytes, PAYLOAD_BYTES_MAX) {
-                    Frame::Valid { payload, .. } => decode(payload),
-                    Frame::Truncated => Err("record is truncated".into()),
-                    Frame::Invalid(reason) => Err(reason),
-                }
+        if let Some((mapped, readable)) = self.map(at.segment, at.generation) {
+            let from = usize::try_from(at.offset).unwrap_or(usize::MAX);
+            let bytes = mapped.map.get(..readable).and_then(|bytes| bytes.get(from..)).unwrap_or_default();
+            // A record not wholly in the readable bytes is read with
+            // `pread`, which tells a short file from a bad record.
+            match parse_frame(bytes, PAYLOAD_BYTES_MAX) {
+                Frame::Valid { payload, .. } => return decode(payload).map_err(|reason| self.corrupt(at, reason)),
+                Frame::Invalid(reason) => return Err(self.corrupt(at, reason)),
+                Frame::Truncated => {}
             }
-            None => decode(self.read_payload(at, buffer)?),
-        };
-        decoded.map_err(|reason| self.corrupt(at, reason))
+        }
+        decode(self.read_payload(at, buffer)?).map_err(|reason| self.corrupt(at, reason))
     }
 
-    /// The map of a sealed segment's file; `None` for the growing last
-    /// segment, or when the file cannot be mapped (it is then read with
-    /// `pread`, which reports what is wrong).
-    fn map(&self, number: u32, generation: u16) -> Option<Arc<Mmap>> {
-        if number >= self.sealed_below.load(Ordering::Acquire) {
+    /// The map of a segment's file and how many of its bytes a read may
+    /// use; `None` before the first activation, or when the file cannot be
+    /// mapped (it is then read with `pread`, which reports what is wrong).
+    fn map(&self, number: u32, generation: u16) -> Option<(Arc<Mapped>, usize)> {
+        let active = (*self.active.lock().unwrap_or_else(|p| p.into_inner()))?;
+        let sealed = number < active.segment;
+        if !sealed && (number > active.segment || generation != 0) {
             return None;
         }
-        if let Some(map) = self.maps.read().unwrap_or_else(|p| p.into_inner()).get(&(number, generation)) {
-            return Some(Arc::clone(map));
+        let readable = |mapped: &Mapped| match mapped.sealed_len {
+            Some(len) => len,
+            None => usize::try_from(active.end).unwrap_or(usize::MAX).min(mapped.map.len()),
+        };
+        let cached = self.maps.read().unwrap_or_else(|p| p.into_inner()).get(&(number, generation)).cloned();
+        // A map taken while the segment was active is retaken once it is
+        // sealed, at the file's final length.
+        if let Some(mapped) = cached.filter(|mapped| mapped.sealed_len.is_some() == sealed) {
+            let readable = readable(&mapped);
+            return Some((mapped, readable));
         }
         let file = self.file(number, generation).ok()?;
-        // SAFETY: the file is sealed: the store never writes or truncates
-        // it again, and removes it only once no read holds a pin (the map
-        // outlives the name). What the map cannot guard against is another
-        // process truncating files in the data directory while the store
-        // runs, which the store does not support (see docs/storage.md).
-        let map = match unsafe { Mmap::map(&*file) } {
-            Ok(map) => Arc::new(map),
+        let mapped = match map_file(&file, (!sealed).then_some(self.active_map_bytes)) {
+            Ok(mapped) => Arc::new(mapped),
             Err(error) => {
                 tracing::debug!(%error, number, generation, "segment not mapped; reading it with pread");
                 return None;
@@ -568,8 +600,9 @@ impl SegmentReader {
         if maps.len() >= OPEN_READERS_MAX {
             maps.clear();
         }
-        maps.insert((number, generation), Arc::clone(&map));
-        Some(map)
+        maps.insert((number, generation), Arc::clone(&mapped));
+        let readable = readable(&mapped);
+        Some((mapped, readable))
     }
 
     /// Reads the frame at `at` into `buffer` and returns its payload once
@@ -596,4 +629,23 @@ impl SegmentReader {
             Frame::Invalid(reason) => Err(corrupt(reason)),
         }
     }
+}
+
+/// Maps `file` read-only: `reserve` bytes (the active segment, which
+/// grows into them), else the file as it is (a sealed one).
+fn map_file(file: &File, reserve: Option<usize>) -> std::io::Result<Mapped> {
+    let mut options = MmapOptions::new();
+    if let Some(bytes) = reserve {
+        options.len(bytes);
+    }
+    // SAFETY: the store never truncates a sealed file, and never
+    // truncates the active one below the end of its records, the only
+    // bytes a read of this map uses; it removes a file only once no read
+    // holds a pin (the map outlives the name). What a map cannot guard
+    // against is another process truncating files in the data directory
+    // while the store runs, which the store does not support (see
+    // docs/storage.md).
+    let map = unsafe { options.map(file) }?;
+    let sealed_len = reserve.is_none().then_some(map.len());
+    Ok(Mapped { map, sealed_len })
 }
