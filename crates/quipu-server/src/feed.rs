@@ -319,10 +319,10 @@ impl Feed {
         Item::CaughtUp(head.max(self.last_yielded))
     }
 
-    /// Reads the next page on the blocking pool.
+    /// Reads the next page (see [`crate::blocking`]).
     async fn read_page(&self) -> Option<Vec<RecordedEvent>> {
         let (store, source, next) = (Arc::clone(&self.store), self.source.clone(), self.next);
-        let page = tokio::task::spawn_blocking(move || read_page(&store, &source, next)).await;
+        let page = crate::blocking::read(move || read_page(&store, &source, next)).await;
         match page {
             Ok(Ok(page)) => Some(page),
             Ok(Err(error)) => {

@@ -48,7 +48,7 @@ pub struct StreamsService {
 }
 
 impl StreamsService {
-    /// Runs `read` on the blocking pool; events come at their types'
+    /// Runs `read` (see [`crate::blocking`]); events come at their types'
     /// current versions unless `raw`.
     async fn read(
         &self,
@@ -56,9 +56,9 @@ impl StreamsService {
         read: impl FnOnce(&Store) -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
     ) -> Result<Response<pb::ReadResponse>, Status> {
         let store = Arc::clone(&self.store);
-        let mut events = tokio::task::spawn_blocking(move || read(&store))
+        let mut events = crate::blocking::read(move || read(&store))
             .await
-            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| status(e.into()))?;
         if !raw {
             self.upcasters.apply(&mut events);
@@ -161,9 +161,9 @@ impl Streams for StreamsService {
         let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
         let (from, limit) = (request.from_revision, wire::limit(request.limit));
         let lifecycle = Arc::clone(&self.lifecycle);
-        let mut events = tokio::task::spawn_blocking(move || lifecycle.read(&stream, from, direction, limit, as_of))
+        let mut events = crate::blocking::read(move || lifecycle.read(&stream, from, direction, limit, as_of))
             .await
-            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(status)?;
         if !request.raw {
             self.upcasters.apply(&mut events);
@@ -299,9 +299,9 @@ impl Streams for StreamsService {
     ) -> Result<Response<pb::StreamInfoResponse>, Status> {
         let stream = StreamName::readable(request.into_inner().stream).map_err(|e| status(e.into()))?;
         let store = Arc::clone(&self.store);
-        let info = tokio::task::spawn_blocking(move || store.stream_info(&stream))
+        let info = crate::blocking::read(move || store.stream_info(&stream))
             .await
-            .map_err(|e| Status::internal(format!("read task failed: {e}")))?
+            .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| status(e.into()))?;
         Ok(Response::new(pb::StreamInfoResponse {
             stream: info.stream.to_string(),

@@ -32,6 +32,7 @@
 #![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
 
 mod api_error;
+mod blocking;
 mod feed;
 pub mod group;
 mod grpc;
