@@ -360,13 +360,13 @@ async fn read_by_position(
     read(upcasting, move || source.read_as_of(&store, from, direction, limit, as_of)).await
 }
 
-/// Runs a read on the blocking pool and answers `{"events": [...]}`, at
+/// Runs a read (see [`crate::blocking`]) and answers `{"events": [...]}`, at
 /// their types' current versions when `upcasting`.
 async fn read<E: Into<ApiError> + Send + 'static>(
     upcasting: Option<Arc<Upcasters>>,
     read: impl FnOnce() -> Result<Vec<RecordedEvent>, E> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
-    let mut events = tokio::task::spawn_blocking(read)
+    let mut events = crate::blocking::read(read)
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
         .map_err(Into::into)?;

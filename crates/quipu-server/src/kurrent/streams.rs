@@ -70,7 +70,7 @@ impl Cursor {
         }
         let (walk, lifecycle, store, from, direction) =
             (self.walk.clone(), Arc::clone(&self.lifecycle), Arc::clone(&self.store), self.from, self.direction);
-        let page = tokio::task::spawn_blocking(move || match &walk {
+        let page = crate::blocking::read(move || match &walk {
             Walk::Stream(stream) => lifecycle.read(stream, from, direction, PAGE, None),
             Walk::All(_) => crate::feed::Source::All.read(&store, from, direction, PAGE).map_err(ApiError::from),
         })
