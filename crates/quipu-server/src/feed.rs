@@ -374,6 +374,15 @@ mod tests {
         store.append(AppendRequest::to_stream(stream, ExpectedRevision::Any, vec![event])).expect("append");
     }
 
+    /// A store in `dir` holding `count` events of `order-1`.
+    fn store_of(dir: &std::path::Path, count: u64) -> Arc<Store> {
+        let store = Arc::new(Store::open(dir, Options::default()).expect("open"));
+        for n in 0..count {
+            append(&store, "order-1", n);
+        }
+        store
+    }
+
     fn event_position(item: Option<Item>) -> u64 {
         match item {
             Some(Item::Event(event)) => event.position.0,
@@ -386,10 +395,7 @@ mod tests {
     #[tokio::test]
     async fn the_switch_comes_right_after_the_history_and_before_a_later_append() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        for n in 0..3 {
-            append(&store, "order-1", n);
-        }
+        let store = store_of(dir.path(), 3);
         let (_stop, stopping) = watch::channel(false);
         let live = Live::follow(&store, stopping);
         for source in [Source::All, Source::Stream(StreamName::new("order-1").expect("valid"))] {
@@ -418,10 +424,7 @@ mod tests {
     #[tokio::test]
     async fn ready_events_come_out_together_within_a_byte_budget() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        for n in 0..5 {
-            append(&store, "order-1", n);
-        }
+        let store = store_of(dir.path(), 5);
         let (_stop, stopping) = watch::channel(false);
         let live = Live::follow(&store, stopping);
         let mut feed = live.feed(Arc::clone(&store), Source::All, Start::Position(Position(0))).expect("feed");
