@@ -62,6 +62,8 @@ pub enum BatchOutcome {
 #[derive(Debug, Clone)]
 pub struct Client {
     grpc: StreamsClient<Transport>,
+    /// The native transport, whose unary calls take a shorter way.
+    native: Option<Native>,
     pub(crate) groups: GroupsClient<Transport>,
     pub(crate) projections: ProjectionsClient<Transport>,
     pub(crate) snapshots: SnapshotsClient<Transport>,
@@ -96,6 +98,10 @@ impl Client {
                 Transport::Http2(channel)
             }
         };
+        let native = match &channel {
+            Transport::Native(native) => Some(native.clone()),
+            Transport::Http2(_) => None,
+        };
         let grpc = StreamsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -107,7 +113,7 @@ impl Client {
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
         let schemas = SchemasClient::new(channel);
-        Ok(Client { grpc, groups, projections, snapshots, schemas, retry: RetryPolicy::default(), raw: false })
+        Ok(Client { grpc, native, groups, projections, snapshots, schemas, retry: RetryPolicy::default(), raw: false })
     }
 
     /// The same client reading events as written (`true`) instead of at
@@ -148,10 +154,41 @@ impl Client {
         F: FnMut(S) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.retrying(|| {
+            let call = call(service.clone());
+            async move { call.await.map(tonic::Response::into_inner) }
+        })
+        .await
+    }
+
+    /// Runs the unary `Streams` call `path` with `request`: over the
+    /// native transport the short way (one frame each way, no HTTP
+    /// request built), otherwise with `grpc`; repeated while the server is
+    /// unreachable.
+    async fn unary<Q, A, F, Fut>(&self, path: &'static str, request: Q, mut grpc: F) -> Result<A, Error>
+    where
+        Q: prost::Message + Clone,
+        A: prost::Message + Default,
+        F: FnMut(StreamsClient<Transport>, Q) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<A>, tonic::Status>>,
+    {
+        match &self.native {
+            Some(native) => self.retrying(|| native.unary(path, &request, MESSAGE_BYTES_MAX)).await,
+            None => self.call(|client| grpc(client, request.clone())).await,
+        }
+    }
+
+    /// Runs `call` until it succeeds, fails for good or runs out of
+    /// attempts.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
         let mut attempt = 1;
         loop {
-            match call(service.clone()).await {
-                Ok(response) => return Ok(response.into_inner()),
+            match call().await {
+                Ok(answer) => return Ok(answer),
                 Err(status) => {
                     let error = wire::error(status);
                     if !error.is_transient() || attempt >= self.retry.attempts {
@@ -187,10 +224,8 @@ impl Client {
     /// # Errors
     /// As [`Client::append`].
     pub async fn append_atomic(&self, append: &Append) -> Result<AppendResult, Error> {
-        let request = append.to_message();
-        let response = self.call(|mut grpc| {
-            let request = request.clone();
-            async move { grpc.append(request).await }
+        let response = self.unary("/quipu.v1.Streams/Append", append.to_message(), |mut grpc, request| async move {
+            grpc.append(request).await
         });
         Ok(wire::append_result(response.await?))
     }
@@ -255,9 +290,8 @@ impl Client {
             as_of_us,
             raw: self.raw,
         };
-        let response = self.call(|mut grpc| {
-            let request = request.clone();
-            async move { grpc.read_stream(request).await }
+        let response = self.unary("/quipu.v1.Streams/ReadStream", request, |mut grpc, request| async move {
+            grpc.read_stream(request).await
         });
         wire::events(response.await?)
     }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use quipu_proto::frame::{self, CANCEL, END, Frame, OPEN, PREFACE};
@@ -150,6 +150,122 @@ impl Native {
         }
         answer.first = Some(first);
         Ok(response.body(tonic::body::Body::new(answer))?)
+    }
+}
+
+impl Native {
+    /// Runs the unary call `path` with `request` without the gRPC
+    /// client's HTTP request and body machinery: the message goes in one
+    /// frame, the answer comes back in one or more, and errors are the
+    /// statuses the gRPC client would give (the same limits, the same
+    /// server statuses, `UNAVAILABLE` for a lost connection).
+    ///
+    /// # Errors
+    /// The call's status when it is not OK.
+    pub async fn unary<Q, A>(&self, path: &str, request: &Q, message_max: usize) -> Result<A, tonic::Status>
+    where
+        Q: prost::Message,
+        A: prost::Message + Default,
+    {
+        let length = request.encoded_len();
+        if length > message_max {
+            return Err(tonic::Status::out_of_range(format!(
+                "Error, encoded message length too large: found {length} bytes, the limit is: {message_max} bytes"
+            )));
+        }
+        let mut data = BytesMut::with_capacity(MESSAGE_PREFIX + length);
+        data.put_u8(0);
+        data.put_u32(u32::try_from(length).map_err(|_| tonic::Status::out_of_range("a message over 4 GiB"))?);
+        request.encode_raw(&mut data);
+        let connection = self.connection().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let stream = connection.register(sender);
+        let mut pending = Pending { receiver, connection, stream, done: false };
+        let open = Frame { stream, flags: OPEN | END, path: path.to_owned(), data: data.freeze(), ..Frame::default() };
+        if let Err(error) = pending.connection.send(&open).await {
+            pending.done = true;
+            pending.connection.forget(stream);
+            return Err(tonic::Status::unavailable(format!("sending a call to {}: {error}", self.address)));
+        }
+        let (headers, body) = pending
+            .answer()
+            .await
+            .map_err(|()| tonic::Status::unavailable(format!("the connection to {} was lost", self.address)))?;
+        if let Some(status) = tonic::Status::from_header_map(&trailers(&headers))
+            && status.code() != tonic::Code::Ok
+        {
+            return Err(status);
+        }
+        decode_one(&body, message_max)
+    }
+}
+
+/// Bytes before each gRPC message: a compression flag and a big-endian
+/// length.
+const MESSAGE_PREFIX: usize = 5;
+
+/// The one message of a unary answer's body.
+fn decode_one<A: prost::Message + Default>(body: &[u8], message_max: usize) -> Result<A, tonic::Status> {
+    let malformed = || tonic::Status::internal("the server's answer is not one gRPC message");
+    let mut prefix = body.get(..MESSAGE_PREFIX).ok_or_else(malformed)?;
+    let compressed = prefix.get_u8();
+    let length = usize::try_from(prefix.get_u32()).map_err(|_| malformed())?;
+    if compressed != 0 || body.len() != MESSAGE_PREFIX + length {
+        return Err(malformed());
+    }
+    if length > message_max {
+        return Err(tonic::Status::out_of_range(format!(
+            "Error, decoded message length too large: found {length} bytes, the limit is: {message_max} bytes"
+        )));
+    }
+    A::decode(body.get(MESSAGE_PREFIX..).unwrap_or_default()).map_err(|e| tonic::Status::internal(e.to_string()))
+}
+
+/// A unary call waiting for its answer; a call given up on is cancelled.
+struct Pending {
+    receiver: mpsc::UnboundedReceiver<Frame>,
+    connection: Arc<Connection>,
+    stream: u32,
+    done: bool,
+}
+
+impl Pending {
+    /// The status headers and the whole body of the answer; `Err` when
+    /// the connection was lost first.
+    async fn answer(&mut self) -> Result<(Vec<(String, Bytes)>, Bytes), ()> {
+        let mut body = BytesMut::new();
+        loop {
+            let frame = self.receiver.recv().await.ok_or(())?;
+            if !frame.has(END) {
+                body.extend_from_slice(&frame.data);
+                continue;
+            }
+            self.done = true;
+            if body.is_empty() {
+                return Ok((frame.headers, frame.data));
+            }
+            body.extend_from_slice(&frame.data);
+            return Ok((frame.headers, body.freeze()));
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if !self.done {
+            cancel(&self.connection, self.stream);
+        }
+    }
+}
+
+/// Tells the server the caller gave up on the call `stream`.
+fn cancel(connection: &Arc<Connection>, stream: u32) {
+    connection.forget(stream);
+    let connection = Arc::clone(connection);
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = connection.send(&Frame { stream, flags: CANCEL, ..Frame::default() }).await;
+        });
     }
 }
 
@@ -342,13 +458,7 @@ impl Drop for Answer {
             return;
         }
         // The caller gave up (a dropped subscription): tell the server.
-        self.connection.forget(self.stream);
-        let (connection, stream) = (Arc::clone(&self.connection), self.stream);
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = connection.send(&Frame { stream, flags: CANCEL, ..Frame::default() }).await;
-            });
-        }
+        cancel(&self.connection, self.stream);
     }
 }
 

@@ -84,13 +84,16 @@ fn expected_revision(expected: Option<pb::ExpectedRevision>) -> ExpectedRevision
 }
 
 fn proposed(event: pb::ProposedEvent) -> Result<ProposedEvent, ApiError> {
-    let mut proposed = ProposedEvent::new(EventType::new(event.r#type)?, event.data);
-    if !event.id.is_empty() {
-        proposed.id = EventId::parse(&event.id)?;
-    }
-    proposed.metadata = event.metadata;
-    proposed.tags = event.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?;
-    Ok(proposed)
+    // An id the client left out is made here: a random id costs more than
+    // parsing one, so none is made for an event that brings its own.
+    let id = if event.id.is_empty() { EventId::random() } else { EventId::parse(&event.id)? };
+    Ok(ProposedEvent {
+        id,
+        event_type: EventType::new(event.r#type)?,
+        data: event.data,
+        metadata: event.metadata,
+        tags: event.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
+    })
 }
 
 /// The engine's request.

@@ -223,7 +223,7 @@ pub async fn serve(
         }
         None => None,
     };
-    let service = quipu_proto::v1::streams_server::StreamsServer::new(grpc::StreamsService {
+    let streams = Arc::new(grpc::StreamsService {
         store: Arc::clone(&store),
         live,
         metrics,
@@ -232,8 +232,10 @@ pub async fn serve(
         upcasters: Arc::clone(&upcasters),
         lifecycle,
         scavenger: Arc::clone(&scavenger),
-    })
-    .max_decoding_message_size(message_max);
+    });
+    let unary = native::unary::Unary::new(Arc::clone(&streams), message_max);
+    let service =
+        quipu_proto::v1::streams_server::StreamsServer::from_arc(streams).max_decoding_message_size(message_max);
     let groups_service =
         quipu_proto::v1::groups_server::GroupsServer::new(group::grpc::GroupsService::new(Arc::clone(&groups)));
     let projections_service = quipu_proto::v1::projections_server::ProjectionsServer::new(
@@ -251,7 +253,7 @@ pub async fn serve(
         .add_service(projections_service)
         .add_service(snapshots_service)
         .add_service(schemas_service);
-    let incoming = native::accept(listeners.grpc, routes.clone(), stopping.clone());
+    let incoming = native::accept(listeners.grpc, routes.clone(), unary, stopping.clone());
     let grpc = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopped(stopping));

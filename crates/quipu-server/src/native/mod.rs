@@ -8,9 +8,15 @@
 //! the framing is cheaper (no HPACK, no HTTP/2 stream and flow-control
 //! machinery, one write per unary answer).
 //!
+//! The hot unary calls (appends, stream loads) take a shorter way (see
+//! [`unary`]): the service method is called with the decoded message, no
+//! HTTP request is built.
+//!
 //! A connection is read by one task; each call runs in a task of its own
 //! (calls on one connection may overlap), and answers are written whole
 //! frames at a time under a lock.
+
+pub mod unary;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +30,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tower_service::Service;
+use unary::Unary;
 
 /// Accepted HTTP/2 connections waiting for the gRPC server.
 const ACCEPT_QUEUE: usize = 64;
@@ -38,11 +45,12 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub type Routes = tonic::service::Routes;
 
 /// Accepts connections on the gRPC `listener` until `stopping` turns
-/// true: native ones are served here with `routes`, the others come out
-/// of the returned stream for the HTTP/2 server.
+/// true: native ones are served here with `unary` and `routes`, the
+/// others come out of the returned stream for the HTTP/2 server.
 pub fn accept(
     listener: TcpListener,
     routes: Routes,
+    unary: Unary,
     stopping: watch::Receiver<bool>,
 ) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
     let routes = routes.prepare();
@@ -60,9 +68,9 @@ pub fn accept(
                 },
                 _ = stop.wait_for(|stop| *stop) => return,
             };
-            let (routes, stopping, http2) = (routes.clone(), stopping.clone(), http2.clone());
+            let (routes, unary, stopping, http2) = (routes.clone(), unary.clone(), stopping.clone(), http2.clone());
             tokio::spawn(async move {
-                if let Err(error) = sort(socket, routes, stopping, http2).await {
+                if let Err(error) = sort(socket, Door { routes, unary }, stopping, http2).await {
                     tracing::debug!(%error, %peer, "gRPC connection ended");
                 }
             });
@@ -76,7 +84,7 @@ pub fn accept(
 /// to the HTTP/2 server.
 async fn sort(
     socket: TcpStream,
-    routes: Routes,
+    door: Door,
     stopping: watch::Receiver<bool>,
     http2: mpsc::Sender<TcpStream>,
 ) -> std::io::Result<()> {
@@ -94,11 +102,19 @@ async fn sort(
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     if &preface == PREFACE {
-        return connection(socket, routes, stopping).await;
+        return connection(socket, door, stopping).await;
     }
     // The HTTP/2 server is stopping when it takes no more.
     let _ = http2.send(socket).await;
     Ok(())
+}
+
+/// What serves a connection's calls.
+struct Door {
+    /// Every call.
+    routes: Routes,
+    /// The calls that take the short way.
+    unary: Unary,
 }
 
 /// The writing half of a connection, shared by its calls.
@@ -125,7 +141,7 @@ fn lock(calls: &Calls) -> std::sync::MutexGuard<'_, HashMap<u32, Call>> {
     calls.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn connection(socket: TcpStream, routes: Routes, mut stopping: watch::Receiver<bool>) -> std::io::Result<()> {
+async fn connection(socket: TcpStream, door: Door, mut stopping: watch::Receiver<bool>) -> std::io::Result<()> {
     let (reader, mut writer) = socket.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let mut preface = [0u8; 8];
@@ -142,7 +158,7 @@ async fn connection(socket: TcpStream, routes: Routes, mut stopping: watch::Rece
             _ = stopping.wait_for(|stop| *stop) => break Ok(()),
         };
         match frame {
-            Ok(Some(frame)) => dispatch(frame, &routes, &writer, &calls).await,
+            Ok(Some(frame)) => dispatch(frame, &door, &writer, &calls).await,
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
         }
@@ -153,9 +169,9 @@ async fn connection(socket: TcpStream, routes: Routes, mut stopping: watch::Rece
     result
 }
 
-async fn dispatch(frame: Frame, routes: &Routes, writer: &Arc<Writer>, calls: &Calls) {
+async fn dispatch(frame: Frame, door: &Door, writer: &Arc<Writer>, calls: &Calls) {
     if frame.has(OPEN) {
-        open(frame, routes, writer, calls);
+        open(frame, door, writer, calls);
         return;
     }
     if frame.has(CANCEL) {
@@ -178,8 +194,17 @@ async fn dispatch(frame: Frame, routes: &Routes, writer: &Arc<Writer>, calls: &C
 }
 
 /// Starts the call `frame` opens.
-fn open(frame: Frame, routes: &Routes, writer: &Arc<Writer>, calls: &Calls) {
+fn open(frame: Frame, door: &Door, writer: &Arc<Writer>, calls: &Calls) {
     let stream = frame.stream;
+    if let Some(call) = door.unary.call(&frame) {
+        let (writer, finished) = (Arc::clone(writer), Arc::clone(calls));
+        start(calls, stream, None, async move {
+            let (headers, data) = call.await;
+            let _ = writer.send(&end_frame(stream, &headers, data)).await;
+            lock(&finished).remove(&stream);
+        });
+        return;
+    }
     let (body, sender) = if frame.has(END) {
         (tonic::body::Body::new(http_body_util::Full::new(frame.data.clone())), None)
     } else {
@@ -201,12 +226,26 @@ fn open(frame: Frame, routes: &Routes, writer: &Arc<Writer>, calls: &Calls) {
             return;
         }
     };
-    let (routes, writer, finished) = (routes.clone(), Arc::clone(writer), Arc::clone(calls));
-    let task = tokio::spawn(async move {
+    let (routes, writer, finished) = (door.routes.clone(), Arc::clone(writer), Arc::clone(calls));
+    start(calls, stream, sender, async move {
         answer(routes, request, stream, &writer).await;
         lock(&finished).remove(&stream);
     });
-    lock(calls).insert(stream, Call { body: sender, task: task.abort_handle() });
+}
+
+/// Runs `call` (which removes itself from `calls` when done) as the call
+/// `stream`, taking more request body through `body`.
+fn start(
+    calls: &Calls,
+    stream: u32,
+    body: Option<mpsc::Sender<Bytes>>,
+    call: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    // Held while the task starts: a call that ends at once removes itself
+    // only after it was put in, never leaving an entry behind.
+    let mut calls = lock(calls);
+    let task = tokio::spawn(call);
+    calls.insert(stream, Call { body, task: task.abort_handle() });
 }
 
 /// The frames of a body as a stream of HTTP body frames.
