@@ -39,6 +39,14 @@ impl EventId {
             .map_err(|e| Error::InvalidEventId { text: text.chars().take(64).collect(), reason: e.to_string() })
     }
 
+    /// The hyphenated lower-case text form (what `Display` writes),
+    /// without the formatting machinery: readers send one per event.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        let mut text = uuid::Uuid::encode_buffer();
+        self.0.hyphenated().encode_lower(&mut text).to_owned()
+    }
+
     /// The 16 bytes of the UUID, as stored in the log.
     #[must_use]
     pub fn as_bytes(&self) -> &[u8; 16] {
@@ -158,6 +166,12 @@ impl StreamName {
         &self.0
     }
 
+    /// The name as text, taken out without a copy.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
+
     /// The category: the part before the first `-`, or the whole name when
     /// it has none (`order-42` -> `order`, `inventory` -> `inventory`).
     #[must_use]
@@ -196,6 +210,12 @@ impl EventType {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The type as text, taken out without a copy.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl fmt::Display for EventType {
@@ -224,6 +244,12 @@ impl Tag {
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The tag as text, taken out without a copy.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
@@ -294,6 +320,15 @@ pub struct RecordedEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_id_as_text_is_what_display_writes_and_parses_back() {
+        for _ in 0..100 {
+            let id = EventId::random();
+            assert_eq!(id.to_text(), id.to_string());
+            assert_eq!(EventId::parse(&id.to_text()).expect("parses"), id);
+        }
+    }
 
     #[test]
     fn stream_names_are_validated() {

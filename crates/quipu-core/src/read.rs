@@ -68,7 +68,7 @@ fn fetch(
         let first = group.first().expect("chunk_by yields non-empty groups");
         if let Some(moved) = shared.index.relocate(first.record(), first.position)? {
             let commit = shared.reader.read_commit(moved, &mut buffer)?;
-            let mut kept: Vec<RecordedEvent> = commit.recorded_events().collect();
+            let mut kept: Vec<RecordedEvent> = commit.into_recorded_events().collect();
             // In the pointers' order (a backwards read wants them reversed).
             for pointer in group {
                 if let Some(at) = kept.iter().position(|e| e.position == pointer.position) {
@@ -186,7 +186,7 @@ pub(crate) fn read_all(
                 (Direction::Forwards, Some(from)) => e.position >= from,
                 (Direction::Backwards, Some(from)) => e.position <= from,
             };
-            let mut commit_events: Vec<RecordedEvent> = commit.recorded_events().filter(in_range).collect();
+            let mut commit_events: Vec<RecordedEvent> = commit.into_recorded_events().filter(in_range).collect();
             if direction == Direction::Backwards {
                 commit_events.reverse();
             }

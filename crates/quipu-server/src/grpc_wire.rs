@@ -143,12 +143,12 @@ pub fn append_response(result: &AppendResult, already_written: bool) -> pb::Appe
 #[must_use]
 pub fn recorded_event(event: RecordedEvent) -> pb::RecordedEvent {
     pb::RecordedEvent {
-        id: event.id.to_string(),
-        stream: event.stream.to_string(),
-        r#type: event.event_type.to_string(),
+        id: event.id.to_text(),
+        stream: event.stream.into_string(),
+        r#type: event.event_type.into_string(),
         data: event.data,
         metadata: event.metadata,
-        tags: event.tags.iter().map(ToString::to_string).collect(),
+        tags: event.tags.into_iter().map(Tag::into_string).collect(),
         revision: event.revision.0,
         position: event.position.0,
         recorded_at_us: event.recorded_at_us,

@@ -143,6 +143,29 @@ impl Commit {
         (0..self.event_count()).filter_map(|index| self.recorded_event(u32::try_from(index).ok()?))
     }
 
+    /// Every kept event in log order, taken out of the commit (no copy of
+    /// their data): the same events as [`Commit::recorded_events`].
+    pub fn into_recorded_events(self) -> impl Iterator<Item = RecordedEvent> {
+        let (mut position, recorded_at_us) = (self.first_position.0, self.recorded_at_us);
+        self.writes.into_iter().flat_map(move |write| {
+            let first_revision = write.first_kept_revision().0;
+            let first_position = position + u64::from(write.dropped);
+            position = first_position + write.events.len() as u64;
+            let CommitWrite { stream, events, .. } = write;
+            events.into_iter().zip(0u64..).map(move |(event, offset)| RecordedEvent {
+                id: event.id,
+                stream: stream.clone(),
+                revision: Revision(first_revision + offset),
+                position: Position(first_position + offset),
+                event_type: event.event_type,
+                data: event.data,
+                metadata: event.metadata,
+                tags: event.tags,
+                recorded_at_us,
+            })
+        })
+    }
+
     /// The `index`th kept event (0-based, in log order) of the commit.
     #[must_use]
     pub fn recorded_event(&self, index: u32) -> Option<RecordedEvent> {
@@ -541,6 +564,8 @@ mod tests {
                 prop_assert_eq!(decode_event_at(payload, index as u32), Ok(event));
             }
             prop_assert!(decode_event_at(payload, commit.event_count() as u32).is_err());
+            let taken: Vec<RecordedEvent> = commit.clone().into_recorded_events().collect();
+            prop_assert_eq!(taken, commit.recorded_events().collect::<Vec<_>>());
         }
 
         #[test]
