@@ -61,7 +61,10 @@ impl HeadCache {
             return;
         }
         if self.newer.len() >= self.generation_max && !self.newer.contains_key(&key) {
-            self.older = std::mem::take(&mut self.newer);
+            // The older generation's table, emptied, takes the new heads:
+            // no allocation, and no second table growing beside two full ones.
+            std::mem::swap(&mut self.newer, &mut self.older);
+            self.newer.clear();
         }
         self.newer.insert(key, revision);
     }

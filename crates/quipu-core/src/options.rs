@@ -72,13 +72,21 @@ pub struct Options {
     /// Default 16 MiB.
     pub index_cache_bytes: u64,
     /// Index entries held in memory before they are written out as a
-    /// table (about 100 bytes of memory each; a single-event append adds
-    /// about five). Recovery after a crash indexes at most this much of
-    /// the log again. Default 500,000.
+    /// table (a single-event append alone adds five). Recovery after a
+    /// crash indexes at most this much of the log again. Default 500,000.
     pub index_memtable_entries: usize,
+    /// Memory the index's newest entries may take before they are
+    /// written out as a table, bytes: a memtable is written out before
+    /// its maps would grow past it (one group alone may exceed it). At
+    /// most four memtables are held at once (one taking entries, the
+    /// ones being written out, and one emptied for reuse). Default 48 MiB.
+    pub index_memtable_bytes: u64,
     /// Stream heads the sequencer keeps in memory, so deciding an append
     /// to a stream written or read recently needs no index lookup (about
-    /// 40 bytes each). Default 1,000,000; 0 keeps none.
+    /// 30 bytes each). They are kept in two generations of half this
+    /// many, each in one hash table; a table of 2^19 slots holds at most
+    /// 458,752, and 500,000 would need one twice the size. Default
+    /// 900,000 (two generations of 450,000, 26 MB); 0 keeps none.
     pub head_cache_streams: usize,
     /// Zeros kept written ahead of the log's end, bytes: while the store
     /// is idle, the sequencer writes zeros past the last record (refilling
@@ -110,7 +118,8 @@ impl Default for Options {
             read_events_max: 10_000,
             index_cache_bytes: 16 * MIB as u64,
             index_memtable_entries: 500_000,
-            head_cache_streams: 1_000_000,
+            index_memtable_bytes: 48 * MIB as u64,
+            head_cache_streams: 900_000,
             preallocate_bytes: MIB as u64,
             sync: SyncMode::Fsync,
             clock: Clock::system(),
@@ -171,6 +180,7 @@ impl Options {
             ("append_streams_max", self.append_streams_max),
             ("read_events_max", self.read_events_max),
             ("index_memtable_entries", self.index_memtable_entries),
+            ("index_memtable_bytes", usize::try_from(self.index_memtable_bytes).unwrap_or(usize::MAX)),
         ];
         if let Some((name, _)) = counts.iter().find(|(_, value)| *value == 0) {
             return invalid(format!("{name} must be at least 1"));

@@ -76,6 +76,7 @@ impl Store {
         let index_options = IndexOptions {
             meta_cache_bytes: options.index_cache_bytes,
             memtable_entries: options.index_memtable_entries,
+            memtable_bytes: usize::try_from(options.index_memtable_bytes).unwrap_or(usize::MAX),
         };
         let index = Index::open(&dir.join("index"), index_options)?;
         let shared = Shared {
@@ -316,6 +317,14 @@ impl Store {
     /// commit. It runs on the sequencer thread: it must not block.
     pub fn on_advance(&self, listener: HeadListener) {
         self.shared.head.listen(listener);
+    }
+
+    /// Bytes the index holds in memory (memtables, filters and fences of
+    /// its tables); the stream-head cache and the page cache are not
+    /// counted.
+    #[must_use]
+    pub fn index_memory_bytes(&self) -> usize {
+        self.shared.index.memory_bytes()
     }
 
     /// Bytes on disk: (log segments, index).

@@ -148,3 +148,48 @@ fn a_data_directory_has_one_store_at_a_time() {
     let reopened = Store::open(dir.path(), Options::default()).unwrap();
     reopened.close().unwrap();
 }
+
+/// Appends one `Created` event to each of `count` new streams named
+/// `{prefix}-{n}`, 50 streams per append.
+fn create_streams(store: &Store, prefix: &str, count: u64) {
+    for first in (0..count).step_by(50) {
+        let writes = (first..(first + 50).min(count))
+            .map(|n| quipu_core::StreamWrite {
+                stream: stream(&format!("{prefix}-{n}")),
+                expected: ExpectedRevision::NoStream,
+                events: vec![event("Created", &n.to_string(), &[])],
+            })
+            .collect();
+        let outcome = store.append(quipu_core::AppendRequest { writes, condition: None }).unwrap();
+        assert!(matches!(outcome, quipu_core::AppendOutcome::Written(_)), "{outcome:?}");
+    }
+}
+
+fn table_files(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir.join("index").join("tables"))
+        .unwrap()
+        .filter(|file| file.as_ref().unwrap().file_name().to_string_lossy().ends_with(".qidx"))
+        .count()
+}
+
+#[test]
+fn the_index_writes_its_memtable_out_at_its_memory_budget_and_reads_stay_whole() {
+    // The entry count alone would keep everything in one memtable.
+    let options = Options { index_memtable_entries: 10_000_000, index_memtable_bytes: 64 * 1024, ..Options::default() };
+    let (dir, store) = temp_store(options.clone());
+    create_streams(&store, "budget", 3_000);
+    assert!(table_files(dir.path()) >= 2, "the budget, not the entry count, wrote tables out");
+    let check = |store: &Store| {
+        for n in (0..3_000).step_by(7) {
+            let events = store.read_stream(&stream(&format!("budget-{n}")), None, Direction::Forwards, 10).unwrap();
+            assert_eq!(data(&events), [n.to_string()], "stream budget-{n}");
+            let by_id = store.read_event(&events[0].id).unwrap().expect("found by id");
+            assert_eq!(by_id.position, events[0].position);
+        }
+        assert_eq!(all_events(store).len(), 3_000);
+    };
+    check(&store);
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options).unwrap();
+    check(&store);
+}

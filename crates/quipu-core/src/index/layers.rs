@@ -48,7 +48,7 @@ pub enum Keyed {
 
 impl Layers {
     /// Memtables, oldest first.
-    fn memtables(&self) -> impl DoubleEndedIterator<Item = &SharedMemtable> {
+    pub fn memtables(&self) -> impl DoubleEndedIterator<Item = &SharedMemtable> {
         self.frozen.iter().chain(std::iter::once(&self.active))
     }
 

@@ -22,8 +22,10 @@
 //! log is fsynced. Deleting its directory rebuilds it from the whole log
 //! (snapshots, which are client data kept beside it in `meta`, are then
 //! gone: loads fold from the first event until new ones are written).
-//! Memory is the memtables (bounded by `Options::index_memtable_entries`)
-//! plus about 1.6 bytes per table entry of filters and fences.
+//! Memory is the memtables (bounded by `Options::index_memtable_entries`
+//! and `Options::index_memtable_bytes`, at most `FROZEN_MAX` + 2 of them:
+//! the active one, the frozen ones and a spare) plus about 1.6 bytes per
+//! table entry of filters and fences.
 //!
 //! Entries point at records by segment, file generation and offset. A
 //! scavenge rewrites a segment into a new generation and writes a table of
@@ -108,6 +110,9 @@ pub struct IndexOptions {
     pub meta_cache_bytes: u64,
     /// Entries a memtable takes before it is written out as a table.
     pub memtable_entries: usize,
+    /// Memory a memtable's maps may grow to before it is written out,
+    /// bytes.
+    pub memtable_bytes: usize,
 }
 
 /// What the background threads are told.
@@ -133,6 +138,8 @@ pub(crate) struct Inner {
     next_table: AtomicU64,
     failure: Mutex<Option<String>>,
     memtable_entries_max: usize,
+    /// Memory a memtable's maps may grow to, bytes (one group may exceed it).
+    memtable_bytes_max: usize,
     /// Current generation of each segment a scavenge rewrote.
     generations: RwLock<BTreeMap<u32, u16>>,
     /// Where the records of those generations are.
@@ -235,6 +242,7 @@ impl Index {
             next_table: AtomicU64::new(next_table),
             failure: Mutex::new(None),
             memtable_entries_max: options.memtable_entries.max(1),
+            memtable_bytes_max: options.memtable_bytes,
             generations: RwLock::new(generations),
             records: RwLock::new(BTreeMap::new()),
             spare: Mutex::new(None),
@@ -279,7 +287,16 @@ impl Index {
             return Err(error);
         }
         let Some(first) = commits.first() else { return Ok(()) };
-        let layers = self.layers();
+        let names_max = commits.iter().map(|located| runs::entries_max(&located.commit)).sum();
+        let mut layers = self.layers();
+        let takes = {
+            let active = layers::read(&layers.active);
+            active.is_empty() || active.takes(names_max, self.inner.memtable_bytes_max)
+        };
+        if !takes {
+            self.freeze(&layers.active)?;
+            layers = self.layers();
+        }
         let full = {
             let mut active = layers.active.write().unwrap_or_else(std::sync::PoisonError::into_inner);
             for located in commits {
@@ -625,10 +642,21 @@ impl Index {
         self.inner.meta.delete_snapshots(stream)
     }
 
-    /// Bytes the tables' filters and fences take in memory.
+    /// Bytes the index holds in memory: its memtables (active, frozen and
+    /// the spare) and its tables' filters and fences.
     #[must_use]
-    pub fn table_memory_bytes(&self) -> usize {
-        self.layers().tables.iter().map(|t| t.memory_bytes()).sum()
+    pub fn memory_bytes(&self) -> usize {
+        let layers = self.layers();
+        let memtables: usize = layers.memtables().map(|m| layers::read(m).bytes()).sum();
+        let spare = self
+            .inner
+            .spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map_or(0, Memtable::bytes);
+        let tables: usize = layers.tables.iter().map(|t| t.memory_bytes()).sum();
+        memtables + spare + tables
     }
 
     /// Bytes the index takes on disk.

@@ -64,6 +64,17 @@ pub fn for_each_entry(commit: &Commit, at: RecordAddress, add: &mut impl FnMut(S
     }
 }
 
+/// At most how many entries `for_each_entry` adds for `commit`: its `$all`
+/// entry, a run per write, and per event its id, a category and a type
+/// run and a run per tag (runs that grow share an entry, so fewer come).
+#[must_use]
+pub fn entries_max(commit: &Commit) -> usize {
+    let per_write = |write: &crate::log::record::CommitWrite| {
+        1 + write.events.iter().map(|event| 3 + event.tags.len()).sum::<usize>()
+    };
+    1 + commit.writes.iter().map(per_write).sum::<usize>()
+}
+
 /// `base` (the record) pointing at its event `index`.
 fn base_at(base: &Entry, index: u16) -> Entry {
     Entry { index, ..*base }
@@ -153,5 +164,6 @@ mod tests {
         let ids: Vec<u64> = entries.iter().filter(|(s, _)| *s == Space::EventId).map(|(_, e)| e.seq).collect();
         assert_eq!(ids, [10, 11, 12, 13]);
         assert!(entries.iter().all(|(_, e)| e.record() == at));
+        assert!(entries.len() <= entries_max(&commit), "{} entries, at most {}", entries.len(), entries_max(&commit));
     }
 }

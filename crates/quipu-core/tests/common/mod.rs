@@ -20,12 +20,15 @@ pub fn temp_store(options: Options) -> (tempfile::TempDir, Store) {
 
 /// Options with small segments, a small index memtable and a small head
 /// cache, so tests cross segment boundaries, reads cross index tables of
-/// every level, and decisions both hit and miss the cache.
+/// every level (memtables written out at their entry count or, for
+/// groups of many names, at their memory budget), and decisions both hit
+/// and miss the cache.
 pub fn small_segments() -> Options {
     Options {
         segment_size_bytes: 4096,
         batch_bytes_max: 4096,
         index_memtable_entries: 40,
+        index_memtable_bytes: 6 * 1024,
         head_cache_streams: 4,
         ..Options::default()
     }

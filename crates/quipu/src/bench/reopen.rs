@@ -35,7 +35,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         let target = ((streams as f64 * fraction) as u64).clamp(written, streams);
         fill(&store, written, target)?;
         written = target;
-        bench.emit(&memory_sample(written, start.elapsed().as_secs_f64()));
+        bench.emit(&memory_sample(&store, written, start.elapsed().as_secs_f64()));
     }
     let (log_bytes, index_bytes) = store.disk_bytes()?;
     bench.emit(
@@ -44,7 +44,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
             .with("writers", WRITERS)
             .with("log_bytes", log_bytes)
             .with("index_bytes", index_bytes)
-            .with("peak_rss_bytes", memory::peak_rss_bytes()),
+            .with("peak_rss_bytes", memory::peak_rss_bytes())
+            .with("anon_rss_bytes", memory::anon_rss_bytes()),
     );
     store.close()?;
     let (seconds, rss_open) = timed_open(&dir)?;
@@ -57,25 +58,28 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
 }
 
 /// Memory after `streams` streams were written in `seconds`.
-fn memory_sample(streams: u64, seconds: f64) -> Measurement {
+fn memory_sample(store: &Store, streams: u64, seconds: f64) -> Measurement {
     Measurement::new("memory", streams, 0, seconds)
         .with("streams", streams)
+        .with("index_memory_bytes", store.index_memory_bytes())
         .with("peak_rss_bytes", memory::peak_rss_bytes())
+        .with("anon_rss_bytes", memory::anon_rss_bytes())
 }
 
-fn reopen_result(workload: &str, events: u64, seconds: f64, rss_open: u64) -> Measurement {
+fn reopen_result(workload: &str, events: u64, seconds: f64, (rss_open, anon_open): (u64, u64)) -> Measurement {
     Measurement::new(workload, events, 0, seconds)
         .with("rss_bytes_open", rss_open)
+        .with("anon_rss_bytes_open", anon_open)
         .with("seconds_per_million_events", round3(seconds / (events as f64 / 1e6)))
 }
 
 /// Opens and closes the store; returns the seconds the open took and the
-/// resident memory with the store open.
-fn timed_open(dir: &std::path::Path) -> anyhow::Result<(f64, u64)> {
+/// resident memory with the store open (all of it, and the anonymous part).
+fn timed_open(dir: &std::path::Path) -> anyhow::Result<(f64, (u64, u64))> {
     let start = Instant::now();
     let store = Store::open(dir, Options::default()).context("reopening")?;
     let seconds = start.elapsed().as_secs_f64();
-    let rss = memory::rss_bytes();
+    let rss = (memory::rss_bytes(), memory::anon_rss_bytes());
     store.close()?;
     Ok((seconds, rss))
 }
