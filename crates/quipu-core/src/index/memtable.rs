@@ -9,9 +9,9 @@
 //! nanoseconds: no ordering is kept but per name, where entries arrive
 //! in log order anyway. Most names of a memtable have one entry (a new
 //! stream, an event id), so such a name keeps its entry inline, with no
-//! allocation of its own: a run moves to a vector only when it grows. Nothing here is written to disk: after a crash,
-//! the log from the last table's checkpoint on is indexed again, so the
-//! log is the only journal.
+//! allocation of its own: a run moves to a vector only when it grows.
+//! Nothing here is written to disk: after a crash, the log from the last
+//! table's checkpoint on is indexed again, so the log is the only journal.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -45,11 +45,9 @@ type ByName<V> = HashMap<Fingerprint, V, BuildHasherDefault<FingerprintHasher>>;
 /// laid out as the standard map does: a power-of-two number of buckets at
 /// most seven eighths full, each a slot and a control byte.
 fn map_bytes<V>(capacity: usize) -> usize {
-    if capacity == 0 {
-        return 0;
-    }
     let buckets = match capacity {
-        0..4 => 4,
+        0 => 0,
+        1..4 => 4,
         4..8 => 8,
         _ => (capacity.saturating_mul(8) / 7).next_power_of_two(),
     };
