@@ -184,13 +184,13 @@ pub enum Error {
         path: PathBuf,
     },
     /// The data directory was written by an unknown format version.
-    #[error("{} has format version {found}; this build reads version {supported}", path.display())]
+    #[error("{} has format version {found}; this build reads versions 1 to {supported}", path.display())]
     UnsupportedFormat {
         /// The file holding the version.
         path: PathBuf,
         /// Version found.
         found: u32,
-        /// Version this build understands.
+        /// Newest version this build understands (it reads all from 1).
         supported: u32,
     },
     /// Options that cannot work together.

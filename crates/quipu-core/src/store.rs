@@ -33,8 +33,15 @@ use crate::scavenge::{Doomed, ScavengeProgress};
 use crate::sequencer::{Sequencer, Shared, Submission};
 use crate::stats::{CommitMeter, CommitStats};
 
-/// Version of the data directory layout written by this build.
-pub const STORE_FORMAT_VERSION: u32 = 1;
+/// Version of the data directory layout written by this build: 2 since
+/// log records carry a directory of per-event checksums. A directory of
+/// version 1 is opened and marked 2 before anything is written to it (its
+/// old records stay as they are and are still read), so a build that
+/// knows only version 1 refuses it from then on instead of misreading
+/// the new records.
+pub const STORE_FORMAT_VERSION: u32 = 2;
+/// The oldest data directory version this build opens.
+const STORE_FORMAT_VERSION_OLDEST: u32 = 1;
 const META_FILE: &str = "quipu.meta";
 const META_PREFIX: &str = "quipu-store-format ";
 
@@ -455,8 +462,11 @@ fn check_format(dir: &Path) -> Result<(), Error> {
     match std::fs::read_to_string(&path) {
         Ok(text) => {
             let found = text.trim().strip_prefix(META_PREFIX).and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-            if found != STORE_FORMAT_VERSION {
+            if !(STORE_FORMAT_VERSION_OLDEST..=STORE_FORMAT_VERSION).contains(&found) {
                 return Err(Error::UnsupportedFormat { path, found, supported: STORE_FORMAT_VERSION });
+            }
+            if found < STORE_FORMAT_VERSION {
+                write_durably(dir, META_FILE, format!("{META_PREFIX}{STORE_FORMAT_VERSION}\n").as_bytes())?;
             }
             Ok(())
         }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{all_events, event, log_files, segment_paths, small_segments, stream, write};
 use quipu_core::{
     AppendOutcome, AppendRequest, Direction, Error, EventType, ExpectedRevision, FaultPlan, Options, Position,
-    RecordedEvent, Revision, Store, Tag,
+    RecordedEvent, Revision, STORE_FORMAT_VERSION, Store, StreamWrite, Tag,
 };
 
 /// Every read the store offers, for comparing two stores.
@@ -366,6 +366,46 @@ fn a_bit_flipped_in_a_sealed_segment_while_the_store_runs_is_reported_on_read() 
     assert_eq!(store.read_event(&last.id).unwrap().as_ref(), Some(last), "other records still read");
 }
 
+/// A read of one event checks that event's own checksum: a bit flipped in
+/// one event's data fails every read that would return it (its stream,
+/// `$all`, by id), with the record's file and offset, while a stream read
+/// of another event of the same record is still served, unchanged.
+#[test]
+fn a_bit_flipped_in_one_event_fails_its_reads_and_spares_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &Options::default());
+    let writes = ["sound-1", "damaged-1"].map(|name| StreamWrite {
+        stream: stream(name),
+        expected: ExpectedRevision::NoStream,
+        events: vec![event("Noted", &format!("{{\"note\":\"{name}-marker\"}}"), &[])],
+    });
+    let request = AppendRequest { writes: writes.to_vec(), condition: None };
+    assert!(matches!(store.append(request).unwrap(), AppendOutcome::Written(_)));
+    write(&store, "later-1", ExpectedRevision::NoStream, vec![event("Noted", "{}", &[])]);
+    let before = all_events(&store);
+
+    let segment = segment_paths(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    let marker = b"damaged-1-marker";
+    let at = bytes.windows(marker.len()).position(|w| w == marker).expect("the event's data is in the log");
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&file, &[bytes[at] ^ 0b0000_0100], at as u64).unwrap();
+
+    let sound = store.read_stream(&stream("sound-1"), None, Direction::Forwards, 10).unwrap();
+    assert_eq!(sound[..], before[..1], "the other event of the record is served as written");
+    let corrupt_at_the_record = |result: Result<Vec<RecordedEvent>, Error>, read: &str| match result {
+        Err(Error::Corrupt { segment: found, offset, .. }) => {
+            assert_eq!((found, offset), (segment.clone(), 32), "{read}")
+        }
+        other => panic!("{read}: expected Corrupt, got {other:?}"),
+    };
+    corrupt_at_the_record(store.read_stream(&stream("damaged-1"), None, Direction::Forwards, 10), "its stream");
+    corrupt_at_the_record(store.read_all(None, Direction::Forwards, 10), "$all");
+    corrupt_at_the_record(store.read_event(&before[1].id).map(|e| e.into_iter().collect()), "by id");
+    let later = store.read_stream(&stream("later-1"), None, Direction::Forwards, 10).unwrap();
+    assert_eq!(later[..], before[2..], "later records still read");
+}
+
 /// Flips one bit in the payload of the first record of `path`; returns
 /// the byte offset flipped.
 fn flip_bit_in_first_record(path: &Path) -> u64 {
@@ -416,9 +456,10 @@ fn a_store_of_an_unknown_format_version_is_refused() {
     open(dir.path(), &Options::default()).close().unwrap();
     let meta = dir.path().join("quipu.meta");
     let text = std::fs::read_to_string(&meta).unwrap();
-    std::fs::write(&meta, text.replace("quipu-store-format 1", "quipu-store-format 99")).unwrap();
+    assert_eq!(text, format!("quipu-store-format {STORE_FORMAT_VERSION}\n"));
+    std::fs::write(&meta, "quipu-store-format 99\n").unwrap();
     match Store::open(dir.path(), Options::default()) {
-        Err(Error::UnsupportedFormat { found: 99, supported: 1, .. }) => {}
+        Err(Error::UnsupportedFormat { found: 99, supported: STORE_FORMAT_VERSION, .. }) => {}
         other => panic!("expected UnsupportedFormat, got {:?}", other.map(|_| ())),
     }
 }

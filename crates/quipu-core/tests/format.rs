@@ -1,9 +1,10 @@
 //! The on-disk format carries a version, and stores written by earlier
-//! versions stay readable. `fixtures/format-v1` is a store written by
-//! format version 1 (log and `quipu.meta` only; the index is derived). If
-//! a change to the encoder breaks `the_encoder_still_writes_format_v1`,
-//! bump the format version and keep this fixture: new builds must still
-//! open it.
+//! versions stay readable. `fixtures/format-vN` is a store written by
+//! format version N (log and `quipu.meta` only; the index is derived):
+//! version 1 has records without a directory, version 2 with one. If a
+//! change to the encoder breaks `the_encoder_still_writes_the_current_format`,
+//! bump the format version and keep the older fixtures: new builds must
+//! still open them.
 //!
 //! To create a fixture for a new version: `QUIPU_WRITE_FIXTURES=1 cargo
 //! test -p quipu-core --test format`, then add a test like the ones below.
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 use common::{all_events, event, log_files, stream};
 use quipu_core::{
     AppendRequest, Clock, Condition, Direction, EventId, EventType, ExpectedRevision, Options, Query, QueryItem,
-    Revision, Store, StreamWrite, Tag,
+    Revision, STORE_FORMAT_VERSION, Store, StreamWrite, Tag,
 };
 
 fn fixture_dir(version: u32) -> PathBuf {
@@ -91,21 +92,16 @@ fn open_copy(version: u32) -> (tempfile::TempDir, Store) {
     (copy, store)
 }
 
-#[test]
-fn a_format_v1_store_opens_and_reads() {
-    if std::env::var_os("QUIPU_WRITE_FIXTURES").is_some() {
-        let dir = fixture_dir(1);
-        let _ = std::fs::remove_dir_all(&dir);
-        write_fixture(&dir);
-        std::fs::remove_dir_all(dir.join("index")).unwrap();
-        std::fs::remove_file(dir.join("LOCK")).unwrap();
-    }
-    let (_copy, store) = open_copy(1);
-    let events = all_events(&store);
+/// Reads every fixture is checked by: each kind of read, one append in
+/// the current format after the fixture's records.
+fn check_fixture(store: &Store) {
+    let events = all_events(store);
     assert_eq!(events.len(), 120);
     let ledger = store.read_stream(&stream("ledger-1"), None, Direction::Forwards, 100).unwrap();
     assert_eq!(ledger.len(), 40);
     assert_eq!(ledger[39].data, "x".repeat(39 * 7).into_bytes());
+    let order = store.read_stream(&stream("order-7"), None, Direction::Forwards, 100).unwrap();
+    assert_eq!(order, events[21..23], "a stream read agrees with $all");
     let placed = store.read_tag(&Tag::new("region:eu").unwrap(), None, Direction::Forwards, 100).unwrap();
     assert_eq!(placed.len(), 40);
     assert_eq!(placed[3].metadata, br#"{"correlation":"c-1"}"#);
@@ -113,25 +109,65 @@ fn a_format_v1_store_opens_and_reads() {
     assert_eq!(placed[3].recorded_at_us, 1_790_000_000_000_000 + 3 * 1_000);
     let paid = store.read_event(&EventId::parse("00000000-0000-4000-8000-000000000051").unwrap()).unwrap().unwrap();
     assert_eq!((paid.stream.as_str(), paid.revision, paid.event_type.as_str()), ("order-5", Revision(1), "OrderPaid"));
-    // It takes appends in the current format after the old records.
     let next = AppendRequest::to_stream(
         stream("ledger-1"),
         ExpectedRevision::Exact(Revision(39)),
         vec![event("Posted", "{}", &[])],
     );
     assert!(matches!(store.append(next).unwrap(), quipu_core::AppendOutcome::Written(_)));
+    let last = store.read_stream(&stream("ledger-1"), Some(Revision(40)), Direction::Forwards, 1).unwrap();
+    assert_eq!(last[..], all_events(store)[120..], "the new record reads back after the old ones");
+}
+
+/// Writes the fixture of the current format when `QUIPU_WRITE_FIXTURES`
+/// is set.
+fn write_fixture_if_asked() {
+    if std::env::var_os("QUIPU_WRITE_FIXTURES").is_some() {
+        let dir = fixture_dir(STORE_FORMAT_VERSION);
+        let _ = std::fs::remove_dir_all(&dir);
+        write_fixture(&dir);
+        std::fs::remove_dir_all(dir.join("index")).unwrap();
+        std::fs::remove_file(dir.join("LOCK")).unwrap();
+    }
+}
+
+fn meta_text(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("quipu.meta")).unwrap()
+}
+
+/// Format 1: records without a directory. It opens, reads, is marked as
+/// the current format before anything is written, and reads the same
+/// after a reopen with records of both formats in one segment.
+#[test]
+fn a_format_v1_store_opens_reads_and_is_marked_current() {
+    assert_eq!(meta_text(&fixture_dir(1)), "quipu-store-format 1\n");
+    let (copy, store) = open_copy(1);
+    assert_eq!(meta_text(copy.path()), format!("quipu-store-format {STORE_FORMAT_VERSION}\n"));
+    check_fixture(&store);
+    let before = all_events(&store);
+    store.close().unwrap();
+    let store = Store::open(copy.path(), Options::default()).unwrap();
+    assert_eq!(all_events(&store), before);
+    let ledger = store.read_stream(&stream("ledger-1"), None, Direction::Forwards, 100).unwrap();
+    assert_eq!(ledger.len(), 41);
 }
 
 #[test]
-fn the_encoder_still_writes_format_v1() {
+fn a_format_v2_store_opens_and_reads() {
+    write_fixture_if_asked();
+    let (_copy, store) = open_copy(2);
+    check_fixture(&store);
+}
+
+#[test]
+fn the_encoder_still_writes_the_current_format() {
     let dir = tempfile::tempdir().unwrap();
     write_fixture(dir.path());
+    let current = fixture_dir(STORE_FORMAT_VERSION);
     assert!(
-        log_files(dir.path()) == log_files(&fixture_dir(1)),
-        "the log bytes differ from format v1: bump STORE_FORMAT_VERSION and keep the v1 fixture readable"
+        log_files(dir.path()) == log_files(&current),
+        "the log bytes differ from format v{STORE_FORMAT_VERSION}: bump STORE_FORMAT_VERSION and keep the \
+         older fixtures readable"
     );
-    assert_eq!(
-        std::fs::read(dir.path().join("quipu.meta")).unwrap(),
-        std::fs::read(fixture_dir(1).join("quipu.meta")).unwrap()
-    );
+    assert_eq!(meta_text(dir.path()), meta_text(&current));
 }

@@ -4,14 +4,25 @@
 //!
 //! Frame: `[payload_len: u32 LE][crc32c(payload_len bytes ++ payload): u32 LE][payload]`.
 //!
-//! Payload, format version 1, all integers little-endian:
+//! Payload, format version 2, all integers little-endian:
 //! ```text
-//! u8 version (1) | u8 kind (1 = commit) | u64 first_position | u64 recorded_at_us
+//! u8 version (2) | u8 kind (1 = commit) | u64 first_position | u64 recorded_at_us
 //! u16 write_count, then per write:
 //!   u16 stream_len, stream | u64 first_revision | u32 event_count, then per event:
 //!     [16] id | u8 type_len, type | u32 data_len, data | u32 metadata_len, metadata
 //!     u8 tag_count, then per tag: u8 tag_len, tag
+//! directory, per kept event in log order:
+//!   u32 event_offset | u32 write_offset | u32 event_crc
+//! u32 directory_count
 //! ```
+//! The directory lets a read of one event go straight to it and check it
+//! alone ([`event_alone`]) instead of the whole record's checksum: offsets
+//! are from the payload's start, `write_offset` is where the event's write
+//! begins, and `event_crc` is the CRC32C of the event's position,
+//! revision, the record's `recorded_at_us`, its stream and its encoded
+//! bytes (see [`event_crc`]), so everything a read of that event returns is
+//! covered. Format version 1 is the same without the directory; it is
+//! still read.
 //! A commit holds what was decided (positions, revisions), not the
 //! conditions, so replaying it can verify that the engine decides the
 //! same way (see `crate::engine`).
@@ -27,17 +38,26 @@ use crate::event::{EventId, EventType, ProposedEvent, RecordedEvent, StreamName,
 use crate::position::{Position, Revision};
 
 /// Version of the record payload format written by this build.
-pub const RECORD_FORMAT_VERSION: u8 = 1;
+pub const RECORD_FORMAT_VERSION: u8 = 2;
+/// The earlier payload format, without the directory: still read.
+const RECORD_FORMAT_VERSION_UNDIRECTED: u8 = 1;
 const KIND_COMMIT: u8 = 1;
 const KIND_SCAVENGED: u8 = 2;
 /// Bytes of the frame header: length and checksum.
 pub const FRAME_HEADER_BYTES: usize = 8;
-/// Bytes a record adds around its writes: frame and payload header.
-pub const RECORD_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + 1 + 1 + 8 + 8 + 2;
+/// Bytes of the payload's fixed header: version, kind, first position,
+/// timestamp and write count.
+const PAYLOAD_HEADER_BYTES: usize = 1 + 1 + 8 + 8 + 2;
+/// Bytes a record adds around its writes: frame, payload header and the
+/// directory's count.
+pub const RECORD_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + PAYLOAD_HEADER_BYTES + 4;
+/// Bytes of one directory entry: event offset, write offset, checksum.
+const DIRECTORY_ENTRY_BYTES: usize = 12;
 /// Bytes a write adds beyond its stream name and events.
 pub const WRITE_OVERHEAD_BYTES: usize = 2 + 8 + 4;
-/// Bytes an event's encoding adds beyond [`ProposedEvent::size_bytes`].
-pub const EVENT_OVERHEAD_BYTES_MAX: usize = 1 + 4 + 4 + 1 + crate::event::EVENT_TAGS_MAX;
+/// Bytes an event's encoding adds beyond [`ProposedEvent::size_bytes`],
+/// its directory entry included.
+pub const EVENT_OVERHEAD_BYTES_MAX: usize = 1 + 4 + 4 + 1 + crate::event::EVENT_TAGS_MAX + DIRECTORY_ENTRY_BYTES;
 
 /// Events of one stream within a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +231,7 @@ impl Commit {
     }
 
     fn encode_payload(&self, out: &mut Vec<u8>) {
+        let payload_start = out.len();
         let scavenged = self.is_scavenged();
         out.push(RECORD_FORMAT_VERSION);
         out.push(if scavenged { KIND_SCAVENGED } else { KIND_COMMIT });
@@ -228,6 +249,41 @@ impl Commit {
                 encode_event(out, event);
             }
         }
+        self.encode_directory(out, payload_start);
+    }
+
+    /// Appends the directory of the writes encoded from `payload_start`:
+    /// walks them again by their encoded lengths, checksumming each event
+    /// where it lies.
+    fn encode_directory(&self, out: &mut Vec<u8>, payload_start: usize) {
+        let scavenged = self.is_scavenged();
+        let mut at = payload_start + PAYLOAD_HEADER_BYTES;
+        let mut position = self.first_position.0;
+        let mut count = 0u32;
+        for write in &self.writes {
+            let write_offset = offset_u32(at - payload_start);
+            let stream = write.stream.as_str().as_bytes();
+            at += WRITE_OVERHEAD_BYTES + stream.len() + if scavenged { 4 } else { 0 };
+            position += u64::from(write.dropped);
+            let first_revision = write.first_kept_revision().0;
+            for (rank, event) in (0u64..).zip(&write.events) {
+                let end = at + encoded_event_bytes(event);
+                let place = EventPlace { position: position + rank, revision: first_revision + rank };
+                let crc = event_crc(place, self.recorded_at_us, stream, out.get(at..end).unwrap_or_default());
+                out.extend_from_slice(&offset_u32(at - payload_start).to_le_bytes());
+                out.extend_from_slice(&write_offset.to_le_bytes());
+                out.extend_from_slice(&crc.to_le_bytes());
+                at = end;
+                count += 1;
+            }
+            position += write.events.len() as u64;
+        }
+        assert_eq!(
+            at,
+            out.len() - count as usize * DIRECTORY_ENTRY_BYTES,
+            "the directory walk ends where the writes' encoding ended"
+        );
+        out.extend_from_slice(&count.to_le_bytes());
     }
 
     /// Decodes a payload (without its frame).
@@ -235,18 +291,150 @@ impl Commit {
     /// # Errors
     /// A description of the first thing that is not as the format says.
     pub fn decode(payload: &[u8]) -> Result<Commit, String> {
-        let mut reader = Reader { bytes: payload };
-        let header = read_header(&mut reader)?;
-        let first_position = Position(header.first_position);
+        let header = read_header(&mut Reader { bytes: payload })?;
+        let (writes_end, directory) =
+            if header.directed { split_directory(payload)? } else { (payload.len(), &[][..]) };
+        let writes_part = payload.get(..writes_end).unwrap_or_default();
+        let mut reader = Reader { bytes: writes_part.get(PAYLOAD_HEADER_BYTES..).unwrap_or_default() };
+        let mut entries = directory.chunks_exact(DIRECTORY_ENTRY_BYTES);
         let mut writes = Vec::with_capacity(usize::from(header.write_count).min(1024));
         for _ in 0..header.write_count {
-            writes.push(decode_write(&mut reader, header.scavenged)?);
+            let write_offset = writes_end - reader.bytes.len();
+            let mut listed = Ok(());
+            let write = decode_write(&mut reader, header.scavenged, |left| {
+                let found = (writes_end - left, write_offset);
+                if listed.is_ok() {
+                    listed = check_entry(entries.next(), found, header.directed);
+                }
+            })?;
+            listed?;
+            writes.push(write);
         }
         if !reader.bytes.is_empty() {
             return Err(format!("{} bytes left after the last write", reader.bytes.len()));
         }
-        Ok(Commit { first_position, recorded_at_us: header.recorded_at_us, writes })
+        if entries.next().is_some() {
+            return Err("the directory lists more events than the writes hold".to_owned());
+        }
+        Ok(Commit { first_position: Position(header.first_position), recorded_at_us: header.recorded_at_us, writes })
     }
+}
+
+/// Splits a format 2 payload into where its writes end and its directory
+/// (without the count), by the count at its end.
+fn split_directory(payload: &[u8]) -> Result<(usize, &[u8]), String> {
+    let count_at = payload.len().checked_sub(4).ok_or("no room for the directory's count")?;
+    let count = u32::from_le_bytes(payload.get(count_at..).unwrap_or_default().try_into().unwrap_or_default());
+    let directory_start = (count as usize)
+        .checked_mul(DIRECTORY_ENTRY_BYTES)
+        .and_then(|bytes| count_at.checked_sub(bytes))
+        .filter(|start| *start >= PAYLOAD_HEADER_BYTES)
+        .ok_or_else(|| format!("a directory of {count} events does not fit in {} bytes", payload.len()))?;
+    Ok((directory_start, payload.get(directory_start..count_at).unwrap_or_default()))
+}
+
+/// Checks that the next directory entry lists an event where the writes
+/// have it (`found`: event and write offsets); a format 1 record has none.
+fn check_entry(entry: Option<&[u8]>, found: (usize, usize), directed: bool) -> Result<(), String> {
+    if !directed {
+        return Ok(());
+    }
+    let entry = entry.ok_or("the directory lists fewer events than the writes hold")?;
+    let field = |k: usize| entry.get(4 * k..4 * k + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
+    let listed = (field(0).unwrap_or(u32::MAX) as usize, field(1).unwrap_or(u32::MAX) as usize);
+    if listed != found {
+        return Err(format!(
+            "the directory lists an event at {} in the write at {}, the writes have it at {} in {}",
+            listed.0, listed.1, found.0, found.1
+        ));
+    }
+    Ok(())
+}
+
+/// Where an event was placed: what its checksum covers beside its bytes.
+#[derive(Debug, Clone, Copy)]
+struct EventPlace {
+    position: u64,
+    revision: u64,
+}
+
+/// The checksum of one event in its record: CRC32C of its position,
+/// revision, the record's timestamp, its stream (length-prefixed) and its
+/// encoded bytes, so a read of the event alone checks all it returns.
+fn event_crc(place: EventPlace, recorded_at_us: u64, stream: &[u8], event: &[u8]) -> u32 {
+    let mut context = [0u8; 26];
+    let (numbers, stream_len) = context.split_at_mut(24);
+    for (slot, value) in numbers.chunks_exact_mut(8).zip([place.position, place.revision, recorded_at_us]) {
+        slot.copy_from_slice(&value.to_le_bytes());
+    }
+    stream_len.copy_from_slice(&count_u16(stream.len()).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&context), stream);
+    crc32c::crc32c_append(crc, event)
+}
+
+/// The `index`th event of the framed record at the start of `bytes`,
+/// checked by its own checksum (its directory entry) instead of the whole
+/// record's: what a read of one event of a large record needs. `None`
+/// when that cannot be done or does not check out: a record of format 1,
+/// one a scavenge rewrote, a directory or event that fails its checks.
+/// The caller then checks the whole record ([`parse_frame`]), which tells
+/// a corrupt record from one that does not hold the event.
+#[must_use]
+pub fn event_alone(bytes: &[u8], index: u32, payload_bytes_max: usize) -> Option<RecordedEvent> {
+    let header = bytes.get(..FRAME_HEADER_BYTES)?;
+    let payload_len = u32::from_le_bytes(header.get(..4)?.try_into().ok()?) as usize;
+    if payload_len > payload_bytes_max {
+        return None;
+    }
+    let payload = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES.checked_add(payload_len)?)?;
+    let header = read_header(&mut Reader { bytes: payload }).ok()?;
+    if !header.directed || header.scavenged {
+        return None;
+    }
+    let (directory_start, directory) = split_directory(payload).ok()?;
+    let entry = |n: u32| -> Option<(usize, usize, u32)> {
+        let at = n as usize * DIRECTORY_ENTRY_BYTES;
+        let field = |k: usize| Some(u32::from_le_bytes(directory.get(at + 4 * k..at + 4 * k + 4)?.try_into().ok()?));
+        Some((field(0)? as usize, field(1)? as usize, field(2)?))
+    };
+    let (event_offset, write_offset, crc) = entry(index)?;
+    // The write's first event: entries of one write are consecutive.
+    let (mut low, mut high) = (0, index);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        if entry(middle)?.1 < write_offset { low = middle + 1 } else { high = middle }
+    }
+    let rank = index - low;
+    let mut write = Reader { bytes: payload.get(write_offset..directory_start)? };
+    let stream_len = usize::from(write.u16().ok()?);
+    let stream = write.take(stream_len).ok()?;
+    let first_revision = write.u64().ok()?;
+    if rank >= write.u32().ok()? {
+        return None;
+    }
+    let event_bytes = payload.get(event_offset..directory_start)?;
+    let mut reader = Reader { bytes: event_bytes };
+    let event = decode_event(&mut reader).ok()?;
+    let event_bytes = event_bytes.get(..event_bytes.len() - reader.bytes.len())?;
+    let place = EventPlace {
+        position: header.first_position.checked_add(u64::from(index))?,
+        revision: first_revision.checked_add(u64::from(rank))?,
+    };
+    if event_crc(place, header.recorded_at_us, stream, event_bytes) != crc {
+        return None;
+    }
+    let stream = StreamName::readable(std::str::from_utf8(stream).ok()?.to_owned()).ok()?;
+    Some(RecordedEvent {
+        id: event.id,
+        stream,
+        revision: Revision(place.revision),
+        position: Position(place.position),
+        event_type: event.event_type,
+        data: event.data,
+        metadata: event.metadata,
+        tags: event.tags,
+        recorded_at_us: header.recorded_at_us,
+    })
 }
 
 /// Decodes only the `index`th event (in log order) of a payload, skipping
@@ -301,6 +489,8 @@ pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, Stri
 
 /// The fixed fields at the start of a payload.
 struct PayloadHeader {
+    /// Format 2: a directory follows the writes.
+    directed: bool,
     scavenged: bool,
     first_position: u64,
     recorded_at_us: u64,
@@ -309,16 +499,18 @@ struct PayloadHeader {
 
 /// Reads the payload header, checking version and kind.
 fn read_header(reader: &mut Reader<'_>) -> Result<PayloadHeader, String> {
-    let version = reader.u8()?;
-    if version != RECORD_FORMAT_VERSION {
-        return Err(format!("unknown record format version {version}"));
-    }
+    let directed = match reader.u8()? {
+        RECORD_FORMAT_VERSION => true,
+        RECORD_FORMAT_VERSION_UNDIRECTED => false,
+        version => return Err(format!("unknown record format version {version}")),
+    };
     let scavenged = match reader.u8()? {
         KIND_COMMIT => false,
         KIND_SCAVENGED => true,
         kind => return Err(format!("unknown record kind {kind}")),
     };
     Ok(PayloadHeader {
+        directed,
         scavenged,
         first_position: reader.u64()?,
         recorded_at_us: reader.u64()?,
@@ -339,6 +531,16 @@ fn skip_event(reader: &mut Reader<'_>) -> Result<(), String> {
         reader.take(tag_len)?;
     }
     Ok(())
+}
+
+/// Bytes [`encode_event`] writes for `event`.
+fn encoded_event_bytes(event: &ProposedEvent) -> usize {
+    let tags: usize = event.tags.iter().map(|tag| 1 + tag.as_str().len()).sum();
+    16 + 1 + event.event_type.as_str().len() + 4 + event.data.len() + 4 + event.metadata.len() + 1 + tags
+}
+
+fn offset_u32(offset: usize) -> u32 {
+    u32::try_from(offset).expect("records are bounded by batch_bytes_max, far below 4 GiB")
 }
 
 fn count_u16(count: usize) -> u16 {
@@ -372,7 +574,13 @@ fn put_bytes_u32(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn decode_write(reader: &mut Reader<'_>, scavenged: bool) -> Result<CommitWrite, String> {
+/// Decodes one write; `at_event` is told, before each event, how many
+/// bytes are left from where it starts (the caller knows the total).
+fn decode_write(
+    reader: &mut Reader<'_>,
+    scavenged: bool,
+    mut at_event: impl FnMut(usize),
+) -> Result<CommitWrite, String> {
     let stream_len = usize::from(reader.u16()?);
     let stream = StreamName::readable(reader.text(stream_len)?).map_err(|e| e.to_string())?;
     let first_revision = Revision(reader.u64()?);
@@ -383,6 +591,7 @@ fn decode_write(reader: &mut Reader<'_>, scavenged: bool) -> Result<CommitWrite,
     }
     let mut events = Vec::with_capacity((event_count as usize).min(1024));
     for _ in 0..event_count {
+        at_event(reader.bytes.len());
         events.push(decode_event(reader)?);
     }
     Ok(CommitWrite { stream, first_revision, dropped, events })
@@ -538,6 +747,17 @@ mod tests {
         )
     }
 
+    /// A commit as written: no write has dropped events.
+    fn written_commit() -> impl Strategy<Value = Commit> {
+        commit()
+            .prop_map(|mut commit| {
+                commit.writes.retain(|write| !write.events.is_empty());
+                commit.writes.iter_mut().for_each(|write| write.dropped = 0);
+                commit
+            })
+            .prop_filter("a commit holds at least one write", |commit| !commit.writes.is_empty())
+    }
+
     proptest! {
         #[test]
         fn decode_of_encode_is_identity_and_reencodes_to_same_bytes(commit in commit()) {
@@ -579,9 +799,90 @@ mod tests {
         }
 
         #[test]
-        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        fn each_event_reads_alone_as_in_the_whole_record(commit in commit()) {
+            let mut bytes = Vec::new();
+            commit.encode_framed(&mut bytes);
+            for (index, event) in commit.recorded_events().enumerate() {
+                let alone = event_alone(&bytes, index as u32, usize::MAX);
+                // A scavenged record is read whole: its positions skip the dropped events.
+                let expected = (!commit.is_scavenged()).then_some(event);
+                prop_assert_eq!(alone, expected);
+            }
+            prop_assert_eq!(event_alone(&bytes, commit.event_count() as u32, usize::MAX), None);
+        }
+
+        #[test]
+        fn a_flipped_bit_never_gives_a_wrong_event_alone(
+            commit in written_commit(),
+            bit in any::<proptest::sample::Index>(),
+            event in any::<proptest::sample::Index>(),
+        ) {
+            let mut bytes = Vec::new();
+            commit.encode_framed(&mut bytes);
+            let bit = bit.index(bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let index = event.index(commit.event_count()) as u32;
+            if let Some(read) = event_alone(&bytes, index, 1 << 20) {
+                prop_assert_eq!(Some(read), commit.recorded_event(index), "flipped bit {}", bit);
+            }
+        }
+
+        #[test]
+        fn a_format_1_record_decodes_and_is_never_read_alone(commit in commit()) {
+            let bytes = format_1(&commit);
+            let Frame::Valid { payload, .. } = parse_frame(&bytes, usize::MAX) else {
+                return Err(TestCaseError::fail("a format 1 frame is valid"));
+            };
+            prop_assert_eq!(&Commit::decode(payload).map_err(TestCaseError::fail)?, &commit);
+            for (index, event) in commit.recorded_events().enumerate() {
+                prop_assert_eq!(decode_event_at(payload, index as u32), Ok(event));
+                prop_assert_eq!(event_alone(&bytes, index as u32, usize::MAX), None);
+            }
+        }
+
+        #[test]
+        fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512), index in 0..8u32) {
             let _ = Commit::decode(&bytes);
             let _ = parse_frame(&bytes, 1 << 20);
+            let _ = event_alone(&bytes, index, 1 << 20);
+        }
+    }
+
+    /// `commit` framed as format 1 wrote it: no directory.
+    fn format_1(commit: &Commit) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        commit.encode_framed(&mut bytes);
+        let directory = commit.event_count() * DIRECTORY_ENTRY_BYTES + 4;
+        let mut payload = bytes[FRAME_HEADER_BYTES..bytes.len() - directory].to_vec();
+        payload[0] = RECORD_FORMAT_VERSION_UNDIRECTED;
+        let len = (payload.len() as u32).to_le_bytes();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&len), &payload);
+        [&len[..], &crc.to_le_bytes(), &payload].concat()
+    }
+
+    #[test]
+    fn a_directory_that_disagrees_with_the_writes_is_refused() {
+        let commit = Commit {
+            first_position: Position(3),
+            recorded_at_us: 5,
+            writes: vec![CommitWrite::new(
+                StreamName::new("s").expect("valid"),
+                Revision(0),
+                vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec()); 2],
+            )],
+        };
+        let mut bytes = Vec::new();
+        commit.encode_framed(&mut bytes);
+        let mut payload = bytes[FRAME_HEADER_BYTES..].to_vec();
+        let second_entry = payload.len() - 4 - DIRECTORY_ENTRY_BYTES;
+        payload[second_entry] += 1;
+        let error = Commit::decode(&payload).expect_err("a wrong offset is refused");
+        assert!(error.contains("the directory lists an event at"), "{error}");
+        payload[second_entry] -= 1;
+        let count = payload.len() - 4;
+        for wrong in [0, 1, 3, 200] {
+            payload[count] = wrong;
+            assert!(Commit::decode(&payload).is_err(), "a count of {wrong} is refused");
         }
     }
 

@@ -24,7 +24,7 @@ use memmap2::{Mmap, MmapOptions};
 use crate::error::Error;
 use crate::event::RecordedEvent;
 use crate::fault::FaultPlan;
-use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, decode_event_at, parse_frame};
+use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, decode_event_at, event_alone, parse_frame};
 use crate::options::{BATCH_BYTES_CEILING, SyncMode};
 
 /// Version of the segment file format written by this build.
@@ -529,13 +529,18 @@ impl SegmentReader {
         self.with_payload(at, buffer, Commit::decode)
     }
 
-    /// Reads the record at `at`, checks its CRC, and decodes only its
-    /// `index`th (kept) event.
+    /// Reads only the `index`th (kept) event of the record at `at`: from
+    /// the page cache, checked by its own checksum, when the record is
+    /// mapped and has one; else the whole record is checked and only that
+    /// event decoded.
     ///
     /// # Errors
     /// As [`SegmentReader::read_commit`]; an index beyond the record is
     /// [`Error::Corrupt`] too (the index pointed at something the log lacks).
     pub fn read_event(&self, at: RecordAddress, index: u32, buffer: &mut Vec<u8>) -> Result<RecordedEvent, Error> {
+        if let Some(event) = self.with_mapped(at, |bytes| event_alone(bytes, index, PAYLOAD_BYTES_MAX)).flatten() {
+            return Ok(event);
+        }
         self.with_payload(at, buffer, |payload| decode_event_at(payload, index))
     }
 
@@ -552,20 +557,27 @@ impl SegmentReader {
         &self,
         at: RecordAddress,
         buffer: &mut Vec<u8>,
-        decode: impl FnOnce(&[u8]) -> Result<T, String>,
+        decode: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Result<T, Error> {
-        if let Some((mapped, readable)) = self.map(at.segment, at.generation) {
-            let from = usize::try_from(at.offset).unwrap_or(usize::MAX);
-            let bytes = mapped.map.get(..readable).and_then(|bytes| bytes.get(from..)).unwrap_or_default();
-            // A record not wholly in the readable bytes is read with
-            // `pread`, which tells a short file from a bad record.
-            match parse_frame(bytes, PAYLOAD_BYTES_MAX) {
-                Frame::Valid { payload, .. } => return decode(payload).map_err(|reason| self.corrupt(at, reason)),
-                Frame::Invalid(reason) => return Err(self.corrupt(at, reason)),
-                Frame::Truncated => {}
-            }
+        // A record not wholly in the readable bytes is read with `pread`,
+        // which tells a short file from a bad record.
+        let mapped = self.with_mapped(at, |bytes| match parse_frame(bytes, PAYLOAD_BYTES_MAX) {
+            Frame::Valid { payload, .. } => Some(decode(payload)),
+            Frame::Invalid(reason) => Some(Err(reason)),
+            Frame::Truncated => None,
+        });
+        match mapped.flatten() {
+            Some(decoded) => decoded.map_err(|reason| self.corrupt(at, reason)),
+            None => decode(self.read_payload(at, buffer)?).map_err(|reason| self.corrupt(at, reason)),
         }
-        decode(self.read_payload(at, buffer)?).map_err(|reason| self.corrupt(at, reason))
+    }
+
+    /// Calls `read` with the mapped bytes from `at` to the end of what a
+    /// read may use; `None` when the segment is not mapped.
+    fn with_mapped<T>(&self, at: RecordAddress, read: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        let (mapped, readable) = self.map(at.segment, at.generation)?;
+        let from = usize::try_from(at.offset).unwrap_or(usize::MAX);
+        Some(read(mapped.map.get(..readable).and_then(|bytes| bytes.get(from..)).unwrap_or_default()))
     }
 
     /// The map of a segment's file and how many of its bytes a read may
