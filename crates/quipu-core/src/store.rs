@@ -5,7 +5,7 @@
 //!
 //! Data directory layout:
 //! ```text
-//! quipu.meta   format version (written once: temp file, fsync, rename, fsync dir)
+//! quipu.meta   format version (temp file, fsync, rename, fsync dir)
 //! LOCK         held (flock) while a store has the directory open
 //! log/         segment files, the truth
 //! index/       derived index; may be deleted, is rebuilt on open
