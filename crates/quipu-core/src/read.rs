@@ -165,16 +165,13 @@ pub(crate) fn read_all(
 ) -> Result<Vec<RecordedEvent>, Error> {
     check_limit(shared, limit)?;
     let _pin = shared.reader.pin();
-    // Only the first record can hold events before `from`; ask for enough
-    // records to fill `limit` even when all of its events are skipped.
     // Records a scavenge emptied give fewer events than their span, so
     // ask again from where the last batch ended until `limit` is met.
-    let events_min = limit.saturating_add(shared.options.append_events_max);
     let mut buffer = Vec::new();
     let mut events = Vec::with_capacity(limit);
     let mut cursor = from;
     while events.len() < limit {
-        let records = shared.index.record_range(cursor, direction, events_min)?;
+        let records = shared.index.record_range(cursor, direction, limit - events.len())?;
         let Some(&last) = records.last() else {
             break;
         };

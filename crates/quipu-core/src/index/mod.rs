@@ -411,7 +411,11 @@ impl Index {
     }
 
     /// Records of `$all` holding events from `from` on (forwards) or up to
-    /// `from` (backwards), until they hold at least `events_min` events.
+    /// `from` (backwards), until they hold at least `events_min` events on
+    /// `from`'s side, or the log ends. The tables are asked for a few
+    /// records first, then for about as many more as the records seen so
+    /// far say are needed: a page of large records looks up tens of
+    /// entries, not `events_min`.
     ///
     /// # Errors
     /// Errors reading a table.
@@ -430,10 +434,9 @@ impl Index {
         let mut records = Vec::new();
         let mut events = 0usize;
         let mut cursor = start;
-        // Records hold at least one position: asking for `events_min`
-        // records from the cursor covers `events_min` events.
         while events < events_min {
-            let batch = layers.entries_of(&name, Keyed::ByPosition, cursor, direction, events_min - events)?;
+            let ask = records_to_ask(events_min - events, events, records.len());
+            let batch = layers.entries_of(&name, Keyed::ByPosition, cursor, direction, ask)?;
             let before = records.len();
             for entry in batch {
                 let record = RecordEntry::from_entry(&entry);
@@ -447,7 +450,7 @@ impl Index {
                     }
                 };
                 if wanted {
-                    events += record.span as usize;
+                    events += events_on_the_side_of(&record, start, direction);
                     records.push(record);
                 }
             }
@@ -784,4 +787,59 @@ fn expand(
         }
     }
     Ok(events)
+}
+
+/// Records to ask the tables for when `missing` events are still wanted
+/// and `seen_records` records held `seen_events`: a few at first, then
+/// as many as records of the size seen so far need, and never more than
+/// `missing` (a record holds at least one event).
+fn records_to_ask(missing: usize, seen_events: usize, seen_records: usize) -> usize {
+    const FIRST_ASK: usize = 16;
+    let needed = match seen_records {
+        0 => FIRST_ASK,
+        _ => missing.div_ceil((seen_events / seen_records).max(1)) + 1,
+    };
+    needed.clamp(1, missing.max(1))
+}
+
+/// Events of `record` at or after `start` (forwards), at or before it
+/// (backwards): those a read from `start` returns.
+fn events_on_the_side_of(record: &RecordEntry, start: u64, direction: Direction) -> usize {
+    let (first, next) = (record.first_position.0, record.next_position().0);
+    let held = match direction {
+        Direction::Forwards => next.saturating_sub(first.max(start)),
+        Direction::Backwards => start.min(next.saturating_sub(1)).saturating_sub(first).saturating_add(1),
+    };
+    usize::try_from(held).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::segment::RecordAddress;
+
+    fn record(first: u64, span: u32) -> RecordEntry {
+        let at = RecordAddress { segment: 0, generation: 0, offset: 32 };
+        RecordEntry { first_position: Position(first), at, span, recorded_at_us: 0 }
+    }
+
+    #[test]
+    fn a_record_counts_only_the_events_a_read_from_start_returns() {
+        let r = record(10, 5); // positions 10..=14
+        assert_eq!(events_on_the_side_of(&r, 0, Direction::Forwards), 5);
+        assert_eq!(events_on_the_side_of(&r, 12, Direction::Forwards), 3);
+        assert_eq!(events_on_the_side_of(&r, 14, Direction::Forwards), 1);
+        assert_eq!(events_on_the_side_of(&r, u64::MAX, Direction::Backwards), 5);
+        assert_eq!(events_on_the_side_of(&r, 12, Direction::Backwards), 3);
+        assert_eq!(events_on_the_side_of(&r, 10, Direction::Backwards), 1);
+    }
+
+    #[test]
+    fn few_records_are_asked_first_then_as_many_as_their_size_needs() {
+        assert_eq!(records_to_ask(1000, 0, 0), 16);
+        assert_eq!(records_to_ask(5, 0, 0), 5, "never more records than events missing");
+        assert_eq!(records_to_ask(1000, 16 * 256, 16), 5, "large records: a few more");
+        assert_eq!(records_to_ask(984, 16, 16), 984, "one-event records: one per event");
+        assert_eq!(records_to_ask(0, 10, 1), 1);
+    }
 }
