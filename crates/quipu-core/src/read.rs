@@ -183,12 +183,16 @@ pub(crate) fn read_all(
                 (Direction::Forwards, Some(from)) => e.position >= from,
                 (Direction::Backwards, Some(from)) => e.position <= from,
             };
-            let mut commit_events: Vec<RecordedEvent> = commit.into_recorded_events().filter(in_range).collect();
-            if direction == Direction::Backwards {
-                commit_events.reverse();
-            }
             let room = limit - events.len();
-            events.extend(commit_events.into_iter().take(room));
+            let commit_events = commit.into_recorded_events().filter(in_range);
+            match direction {
+                Direction::Forwards => events.extend(commit_events.take(room)),
+                Direction::Backwards => {
+                    let mut backwards: Vec<RecordedEvent> = commit_events.collect();
+                    backwards.reverse();
+                    events.extend(backwards.into_iter().take(room));
+                }
+            }
             if events.len() == limit {
                 break;
             }
