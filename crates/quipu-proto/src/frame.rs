@@ -65,6 +65,17 @@ impl Frame {
     /// When the path, a header or the frame is longer than the format
     /// holds (callers bound what they send).
     pub fn encode(&self, out: &mut BytesMut) {
+        self.encode_head(out);
+        out.put_slice(&self.data);
+    }
+
+    /// Appends all of the encoded frame but its data to `out`, its length
+    /// counting the data: send [`Frame::data`] right after it (a large
+    /// frame need not be copied to be sent).
+    ///
+    /// # Panics
+    /// As [`Frame::encode`].
+    pub fn encode_head(&self, out: &mut BytesMut) {
         let start = out.len();
         out.put_u32_le(0);
         out.put_u32_le(self.stream);
@@ -79,8 +90,8 @@ impl Frame {
                 put_bytes(out, value);
             }
         }
-        out.put_slice(&self.data);
-        let length = u32::try_from(out.len() - start - 4).expect("frames are bounded by FRAME_BYTES_MAX");
+        let length =
+            u32::try_from(out.len() - start - 4 + self.data.len()).expect("frames are bounded by FRAME_BYTES_MAX");
         out[start..start + 4].copy_from_slice(&length.to_le_bytes());
     }
 
@@ -182,6 +193,21 @@ mod tests {
         let mut out = BytesMut::new();
         data_only.encode(&mut out);
         assert_eq!(Frame::decode(out.freeze().slice(4..)), Ok(data_only));
+    }
+
+    #[test]
+    fn a_head_followed_by_the_data_is_the_whole_frame() {
+        for frame in [
+            Frame { stream: 3, flags: OPEN, path: "/a/b".into(), data: Bytes::from_static(b"xyz"), ..Frame::default() },
+            Frame { stream: 4, flags: END, data: Bytes::from(vec![7u8; 70_000]), ..Frame::default() },
+            Frame { stream: 5, flags: 0, ..Frame::default() },
+        ] {
+            let (mut whole, mut head) = (BytesMut::new(), BytesMut::new());
+            frame.encode(&mut whole);
+            frame.encode_head(&mut head);
+            head.extend_from_slice(&frame.data);
+            assert_eq!(head, whole);
+        }
     }
 
     #[tokio::test]
