@@ -860,17 +860,22 @@ mod tests {
         [&len[..], &crc.to_le_bytes(), &payload].concat()
     }
 
-    #[test]
-    fn a_directory_that_disagrees_with_the_writes_is_refused() {
-        let commit = Commit {
-            first_position: Position(3),
-            recorded_at_us: 5,
+    /// A commit of `events` small events to one stream.
+    fn small_commit(events: usize) -> Commit {
+        Commit {
+            first_position: Position(7),
+            recorded_at_us: 1,
             writes: vec![CommitWrite::new(
                 StreamName::new("s").expect("valid"),
                 Revision(0),
-                vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec()); 2],
+                vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec()); events],
             )],
-        };
+        }
+    }
+
+    #[test]
+    fn a_directory_that_disagrees_with_the_writes_is_refused() {
+        let commit = small_commit(2);
         let mut bytes = Vec::new();
         commit.encode_framed(&mut bytes);
         let mut payload = bytes[FRAME_HEADER_BYTES..].to_vec();
@@ -888,15 +893,7 @@ mod tests {
 
     #[test]
     fn short_input_is_truncated_not_invalid() {
-        let commit = Commit {
-            first_position: Position(7),
-            recorded_at_us: 1,
-            writes: vec![CommitWrite::new(
-                StreamName::new("s").expect("valid"),
-                Revision(0),
-                vec![ProposedEvent::new(EventType::new("T").expect("valid"), b"{}".to_vec())],
-            )],
-        };
+        let commit = small_commit(1);
         let mut bytes = Vec::new();
         commit.encode_framed(&mut bytes);
         for cut in 0..bytes.len() {
