@@ -3,8 +3,8 @@
 //! goes through the index to the records it points at (no scans) and
 //! checks what it returns: one event of a record by that event's own
 //! checksum, a whole record by the record's; a corrupt record is an error
-//! naming the segment and offset, never served. Reads do not take the writer's locks;
-//! each holds a pin on the segment files (see
+//! naming the segment and offset, never served. Reads do not take the
+//! writer's locks; each holds a pin on the segment files (see
 //! [`crate::log::segment::SegmentReader::pin`]) from its index lookup to
 //! its last record, so a scavenge cannot remove a file under it.
 

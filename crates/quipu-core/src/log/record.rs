@@ -340,8 +340,8 @@ fn check_entry(entry: Option<&[u8]>, found: (usize, usize), directed: bool) -> R
         return Ok(());
     }
     let entry = entry.ok_or("the directory lists fewer events than the writes hold")?;
-    let field = |k: usize| entry.get(4 * k..4 * k + 4).and_then(|b| b.try_into().ok()).map(u32::from_le_bytes);
-    let listed = (field(0).unwrap_or(u32::MAX) as usize, field(1).unwrap_or(u32::MAX) as usize);
+    let field = |k| entry_field(entry, k).unwrap_or(u32::MAX) as usize;
+    let listed = (field(0), field(1));
     if listed != found {
         return Err(format!(
             "the directory lists an event at {} in the write at {}, the writes have it at {} in {}",
@@ -349,6 +349,12 @@ fn check_entry(entry: Option<&[u8]>, found: (usize, usize), directed: bool) -> R
         ));
     }
     Ok(())
+}
+
+/// Field `k` of a directory entry: 0 the event's offset, 1 its write's,
+/// 2 its checksum.
+fn entry_field(entry: &[u8], k: usize) -> Option<u32> {
+    entry.get(4 * k..4 * k + 4)?.try_into().ok().map(u32::from_le_bytes)
 }
 
 /// Where an event was placed: what its checksum covers beside its bytes.
@@ -381,12 +387,7 @@ fn event_crc(place: EventPlace, recorded_at_us: u64, stream: &[u8], event: &[u8]
 /// a corrupt record from one that does not hold the event.
 #[must_use]
 pub fn event_alone(bytes: &[u8], index: u32, payload_bytes_max: usize) -> Option<RecordedEvent> {
-    let header = bytes.get(..FRAME_HEADER_BYTES)?;
-    let payload_len = u32::from_le_bytes(header.get(..4)?.try_into().ok()?) as usize;
-    if payload_len > payload_bytes_max {
-        return None;
-    }
-    let payload = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES.checked_add(payload_len)?)?;
+    let (_, _, payload) = unchecked_frame(bytes, payload_bytes_max).ok()?;
     let header = read_header(&mut Reader { bytes: payload }).ok()?;
     if !header.directed || header.scavenged {
         return None;
@@ -394,8 +395,8 @@ pub fn event_alone(bytes: &[u8], index: u32, payload_bytes_max: usize) -> Option
     let (directory_start, directory) = split_directory(payload).ok()?;
     let entry = |n: u32| -> Option<(usize, usize, u32)> {
         let at = n as usize * DIRECTORY_ENTRY_BYTES;
-        let field = |k: usize| Some(u32::from_le_bytes(directory.get(at + 4 * k..at + 4 * k + 4)?.try_into().ok()?));
-        Some((field(0)? as usize, field(1)? as usize, field(2)?))
+        let entry = directory.get(at..at + DIRECTORY_ENTRY_BYTES)?;
+        Some((entry_field(entry, 0)? as usize, entry_field(entry, 1)? as usize, entry_field(entry, 2)?))
     };
     let (event_offset, write_offset, crc) = entry(index)?;
     // The write's first event: entries of one write are consecutive.
@@ -678,8 +679,23 @@ pub enum Frame<'a> {
 /// plausible length so garbage is not taken as a huge record.
 #[must_use]
 pub fn parse_frame(bytes: &[u8], payload_bytes_max: usize) -> Frame<'_> {
+    let (len_bytes, stored_crc, payload) = match unchecked_frame(bytes, payload_bytes_max) {
+        Ok(parts) => parts,
+        Err(frame) => return frame,
+    };
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
+    if crc != stored_crc {
+        return Frame::Invalid("checksum mismatch".into());
+    }
+    Frame::Valid { payload, len: FRAME_HEADER_BYTES + payload.len() }
+}
+
+/// The frame at the start of `bytes` as its length bytes, stored checksum
+/// and payload, the checksum not yet checked; what [`parse_frame`] says
+/// of it when it is not whole or its length is implausible.
+fn unchecked_frame(bytes: &[u8], payload_bytes_max: usize) -> Result<([u8; 4], u32, &[u8]), Frame<'_>> {
     let Some(header) = bytes.get(..FRAME_HEADER_BYTES) else {
-        return Frame::Truncated;
+        return Err(Frame::Truncated);
     };
     let (len_part, crc_part) = header.split_at(4);
     let mut len_bytes = [0; 4];
@@ -688,16 +704,12 @@ pub fn parse_frame(bytes: &[u8], payload_bytes_max: usize) -> Frame<'_> {
     crc_bytes.copy_from_slice(crc_part);
     let payload_len = u32::from_le_bytes(len_bytes) as usize;
     if payload_len == 0 || payload_len > payload_bytes_max {
-        return Frame::Invalid(format!("implausible record length {payload_len}"));
+        return Err(Frame::Invalid(format!("implausible record length {payload_len}")));
     }
     let Some(payload) = bytes.get(FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + payload_len) else {
-        return Frame::Truncated;
+        return Err(Frame::Truncated);
     };
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
-    if crc != u32::from_le_bytes(crc_bytes) {
-        return Frame::Invalid("checksum mismatch".into());
-    }
-    Frame::Valid { payload, len: FRAME_HEADER_BYTES + payload_len }
+    Ok((len_bytes, u32::from_le_bytes(crc_bytes), payload))
 }
 
 #[cfg(test)]
