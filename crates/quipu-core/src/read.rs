@@ -178,18 +178,16 @@ pub(crate) fn read_all(
         };
         for record in records {
             let at = shared.index.relocate(record.at, record.first_position)?.unwrap_or(record.at);
-            let commit = shared.reader.read_commit(at, &mut buffer)?;
-            let in_range = |e: &RecordedEvent| match (direction, from) {
-                (_, None) => true,
-                (Direction::Forwards, Some(from)) => e.position >= from,
-                (Direction::Backwards, Some(from)) => e.position <= from,
-            };
             let room = limit - events.len();
-            let commit_events = commit.into_recorded_events().filter(in_range);
             match direction {
-                Direction::Forwards => events.extend(commit_events.take(room)),
+                Direction::Forwards => {
+                    let from = from.unwrap_or(Position(0));
+                    shared.reader.read_events(at, record.first_position, from, room, &mut buffer, &mut events)?;
+                }
                 Direction::Backwards => {
-                    let mut backwards: Vec<RecordedEvent> = commit_events.collect();
+                    let commit = shared.reader.read_commit(at, &mut buffer)?;
+                    let in_range = |e: &RecordedEvent| from.is_none_or(|from| e.position <= from);
+                    let mut backwards: Vec<RecordedEvent> = commit.into_recorded_events().filter(in_range).collect();
                     backwards.reverse();
                     events.extend(backwards.into_iter().take(room));
                 }

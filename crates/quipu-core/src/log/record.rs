@@ -382,11 +382,62 @@ fn event_crc(place: EventPlace, recorded_at_us: u64, stream: &[u8], event: &[u8]
 /// checked by its own checksum (its directory entry) instead of the whole
 /// record's: what a read of one event of a large record needs. `None`
 /// when that cannot be done or does not check out: a record of format 1,
-/// one a scavenge rewrote, a directory or event that fails its checks.
-/// The caller then checks the whole record ([`parse_frame`]), which tells
-/// a corrupt record from one that does not hold the event.
+/// one a scavenge rewrote, a directory or event that fails its checks, an
+/// index beyond the record's events. The caller then checks the whole
+/// record ([`parse_frame`]), which tells a corrupt record from one that
+/// does not hold the event.
 #[must_use]
 pub fn event_alone(bytes: &[u8], index: u32, payload_bytes_max: usize) -> Option<RecordedEvent> {
+    let mut out = Vec::with_capacity(1);
+    events_alone(bytes, index, 1, payload_bytes_max, &mut out)?;
+    out.pop()
+}
+
+/// Appends to `out` up to `max` events of the framed record at the start
+/// of `bytes`, from its `first`th (in log order), each checked by its own
+/// checksum as [`event_alone`] checks one, and returns how many: what a
+/// page of `$all` that starts or ends inside a large record needs, without
+/// building the events it does not take. `None`, with `out` as it was,
+/// when [`event_alone`] would give `None` for any of them; a `first`
+/// beyond the record's events takes none.
+#[must_use]
+pub fn events_alone(
+    bytes: &[u8],
+    first: u32,
+    max: usize,
+    payload_bytes_max: usize,
+    out: &mut Vec<RecordedEvent>,
+) -> Option<usize> {
+    let before = out.len();
+    let taken = directed_events(bytes, first, max, payload_bytes_max, out);
+    if taken.is_none() {
+        out.truncate(before);
+    }
+    taken
+}
+
+/// The write an event of a directed record belongs to, as read at its
+/// offset.
+struct DirectedWrite<'a> {
+    offset: usize,
+    /// Its stream's bytes (what the events' checksums cover) and name.
+    stream_bytes: &'a [u8],
+    stream: StreamName,
+    first_revision: u64,
+    event_count: u32,
+    /// Index in the record of its first event.
+    first_index: u32,
+}
+
+/// The body of [`events_alone`]; may leave part of a page in `out` when
+/// it gives `None`.
+fn directed_events(
+    bytes: &[u8],
+    first: u32,
+    max: usize,
+    payload_bytes_max: usize,
+    out: &mut Vec<RecordedEvent>,
+) -> Option<usize> {
     let (_, _, payload) = unchecked_frame(bytes, payload_bytes_max).ok()?;
     let header = read_header(&mut Reader { bytes: payload }).ok()?;
     if !header.directed || header.scavenged {
@@ -398,44 +449,74 @@ pub fn event_alone(bytes: &[u8], index: u32, payload_bytes_max: usize) -> Option
         let entry = directory.get(at..at + DIRECTORY_ENTRY_BYTES)?;
         Some((entry_field(entry, 0)? as usize, entry_field(entry, 1)? as usize, entry_field(entry, 2)?))
     };
-    let (event_offset, write_offset, crc) = entry(index)?;
-    // The write's first event: entries of one write are consecutive.
+    let count = u32::try_from(directory.len() / DIRECTORY_ENTRY_BYTES).ok()?;
+    let end = u64::from(first).saturating_add(max as u64).min(u64::from(count));
+    let mut write: Option<DirectedWrite<'_>> = None;
+    let mut taken = 0;
+    for index in first..u32::try_from(end).ok()? {
+        let (event_offset, write_offset, crc) = entry(index)?;
+        if write.as_ref().is_none_or(|w| w.offset != write_offset) {
+            // Entries of one write are consecutive: a write met first
+            // inside the page began where the previous one ended.
+            let first_index = if write.is_some() { index } else { first_entry_of(&entry, index, write_offset)? };
+            write = Some(read_directed_write(payload.get(..directory_start)?, write_offset, first_index)?);
+        }
+        let write = write.as_ref()?;
+        let rank = index - write.first_index;
+        if rank >= write.event_count {
+            return None;
+        }
+        let event_bytes = payload.get(event_offset..directory_start)?;
+        let mut reader = Reader { bytes: event_bytes };
+        let event = decode_event(&mut reader).ok()?;
+        let event_bytes = event_bytes.get(..event_bytes.len() - reader.bytes.len())?;
+        let place = EventPlace {
+            position: header.first_position.checked_add(u64::from(index))?,
+            revision: write.first_revision.checked_add(u64::from(rank))?,
+        };
+        if event_crc(place, header.recorded_at_us, write.stream_bytes, event_bytes) != crc {
+            return None;
+        }
+        out.push(RecordedEvent {
+            id: event.id,
+            stream: write.stream.clone(),
+            revision: Revision(place.revision),
+            position: Position(place.position),
+            event_type: event.event_type,
+            data: event.data,
+            metadata: event.metadata,
+            tags: event.tags,
+            recorded_at_us: header.recorded_at_us,
+        });
+        taken += 1;
+    }
+    Some(taken)
+}
+
+/// The index of the first directory entry of the write at `write_offset`,
+/// searching back from entry `index` (one of that write's).
+fn first_entry_of(entry: &impl Fn(u32) -> Option<(usize, usize, u32)>, index: u32, write_offset: usize) -> Option<u32> {
     let (mut low, mut high) = (0, index);
     while low < high {
         let middle = low + (high - low) / 2;
-        if entry(middle)?.1 < write_offset { low = middle + 1 } else { high = middle }
+        if entry(middle)?.1 < write_offset {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
     }
-    let rank = index - low;
-    let mut write = Reader { bytes: payload.get(write_offset..directory_start)? };
-    let stream_len = usize::from(write.u16().ok()?);
-    let stream = write.take(stream_len).ok()?;
-    let first_revision = write.u64().ok()?;
-    if rank >= write.u32().ok()? {
-        return None;
-    }
-    let event_bytes = payload.get(event_offset..directory_start)?;
-    let mut reader = Reader { bytes: event_bytes };
-    let event = decode_event(&mut reader).ok()?;
-    let event_bytes = event_bytes.get(..event_bytes.len() - reader.bytes.len())?;
-    let place = EventPlace {
-        position: header.first_position.checked_add(u64::from(index))?,
-        revision: first_revision.checked_add(u64::from(rank))?,
-    };
-    if event_crc(place, header.recorded_at_us, stream, event_bytes) != crc {
-        return None;
-    }
-    let stream = StreamName::readable(std::str::from_utf8(stream).ok()?.to_owned()).ok()?;
-    Some(RecordedEvent {
-        id: event.id,
-        stream,
-        revision: Revision(place.revision),
-        position: Position(place.position),
-        event_type: event.event_type,
-        data: event.data,
-        metadata: event.metadata,
-        tags: event.tags,
-        recorded_at_us: header.recorded_at_us,
-    })
+    Some(low)
+}
+
+/// The head of the write at `offset` of a directed record's `writes`.
+fn read_directed_write(writes: &[u8], offset: usize, first_index: u32) -> Option<DirectedWrite<'_>> {
+    let mut reader = Reader { bytes: writes.get(offset..)? };
+    let stream_len = usize::from(reader.u16().ok()?);
+    let stream_bytes = reader.take(stream_len).ok()?;
+    let first_revision = reader.u64().ok()?;
+    let event_count = reader.u32().ok()?;
+    let stream = StreamName::readable(std::str::from_utf8(stream_bytes).ok()?.to_owned()).ok()?;
+    Some(DirectedWrite { offset, stream_bytes, stream, first_revision, event_count, first_index })
 }
 
 /// Decodes only the `index`th event (in log order) of a payload, skipping
@@ -840,6 +921,42 @@ mod tests {
         }
 
         #[test]
+        fn any_run_of_events_reads_alone_as_in_the_whole_record(
+            commit in written_commit(),
+            first in 0..24u32,
+            max in 0..24usize,
+        ) {
+            let mut bytes = Vec::new();
+            commit.encode_framed(&mut bytes);
+            let whole: Vec<RecordedEvent> = commit.recorded_events().skip(first as usize).take(max).collect();
+            let mut out = vec![commit.recorded_events().next().expect("a written commit has events")];
+            let taken = events_alone(&bytes, first, max, usize::MAX, &mut out);
+            prop_assert_eq!(taken, Some(whole.len()));
+            prop_assert_eq!(&out[1..], &whole[..], "after what `out` held");
+        }
+
+        #[test]
+        fn a_flipped_bit_never_gives_a_wrong_run_of_events(
+            commit in written_commit(),
+            bit in any::<proptest::sample::Index>(),
+            first in 0..24u32,
+        ) {
+            let mut bytes = Vec::new();
+            commit.encode_framed(&mut bytes);
+            let bit = bit.index(bytes.len() * 8);
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            let mut out = Vec::new();
+            match events_alone(&bytes, first, usize::MAX, 1 << 20, &mut out) {
+                Some(taken) => {
+                    let whole: Vec<RecordedEvent> = commit.recorded_events().skip(first as usize).collect();
+                    prop_assert_eq!(taken, out.len());
+                    prop_assert_eq!(&out, &whole, "flipped bit {}", bit);
+                }
+                None => prop_assert!(out.is_empty(), "a refused run leaves nothing behind"),
+            }
+        }
+
+        #[test]
         fn a_format_1_record_decodes_and_is_never_read_alone(commit in commit()) {
             let bytes = format_1(&commit);
             let Frame::Valid { payload, .. } = parse_frame(&bytes, usize::MAX) else {
@@ -857,6 +974,7 @@ mod tests {
             let _ = Commit::decode(&bytes);
             let _ = parse_frame(&bytes, 1 << 20);
             let _ = event_alone(&bytes, index, 1 << 20);
+            let _ = events_alone(&bytes, index, 8, 1 << 20, &mut Vec::new());
         }
     }
 

@@ -24,8 +24,9 @@ use memmap2::{Mmap, MmapOptions};
 use crate::error::Error;
 use crate::event::RecordedEvent;
 use crate::fault::FaultPlan;
-use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, decode_event_at, event_alone, parse_frame};
+use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, decode_event_at, event_alone, events_alone, parse_frame};
 use crate::options::{BATCH_BYTES_CEILING, SyncMode};
+use crate::position::Position;
 
 /// Version of the segment file format written by this build.
 pub const SEGMENT_FORMAT_VERSION: u32 = 1;
@@ -542,6 +543,35 @@ impl SegmentReader {
             return Ok(event);
         }
         self.with_payload(at, buffer, |payload| decode_event_at(payload, index))
+    }
+
+    /// Appends to `out` up to `max` events of the record at `at` (whose
+    /// first position is `first_position`) from position `from` on, in
+    /// log order: each checked alone from the page cache when the record
+    /// is mapped and has a directory, so a page that ends inside a large
+    /// record builds only what it takes; else the whole record is checked
+    /// and decoded.
+    ///
+    /// # Errors
+    /// As [`SegmentReader::read_commit`].
+    pub fn read_events(
+        &self,
+        at: RecordAddress,
+        first_position: Position,
+        from: Position,
+        max: usize,
+        buffer: &mut Vec<u8>,
+        out: &mut Vec<RecordedEvent>,
+    ) -> Result<(), Error> {
+        // Only a record no scavenge rewrote is read alone, and its events
+        // sit at consecutive positions.
+        let first = u32::try_from(from.0.saturating_sub(first_position.0)).unwrap_or(u32::MAX);
+        let alone = self.with_mapped(at, |bytes| events_alone(bytes, first, max, PAYLOAD_BYTES_MAX, out)).flatten();
+        if alone.is_none() {
+            let commit = self.read_commit(at, buffer)?;
+            out.extend(commit.into_recorded_events().filter(|e| e.position >= from).take(max));
+        }
+        Ok(())
     }
 
     /// The error for a bad record at `at`, naming its file.
