@@ -16,6 +16,7 @@ use tonic::transport::Channel;
 use crate::transport::{Native, Transport};
 
 use crate::append::Append;
+use crate::delivery::{Delivery, DeliveryCodec};
 use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
 use crate::retry::RetryPolicy;
 use crate::subscription::Subscription;
@@ -26,6 +27,9 @@ const MESSAGE_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 /// Addresses of the native transport start with this (see `transport`).
 const NATIVE_SCHEME: &str = "quipu://";
+
+/// The subscription call's path.
+const SUBSCRIBE_PATH: &str = "/quipu.v1.Streams/Subscribe";
 
 /// Events per page when a whole stream is loaded.
 const LOAD_PAGE: u32 = 1000;
@@ -62,6 +66,8 @@ pub enum BatchOutcome {
 #[derive(Debug, Clone)]
 pub struct Client {
     grpc: StreamsClient<Transport>,
+    /// Subscription calls, whose messages [`DeliveryCodec`] decodes.
+    subscriptions: tonic::client::Grpc<Transport>,
     /// The native transport, whose unary calls take a shorter way.
     native: Option<Native>,
     pub(crate) groups: GroupsClient<Transport>,
@@ -105,6 +111,7 @@ impl Client {
         let grpc = StreamsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
+        let subscriptions = tonic::client::Grpc::new(channel.clone()).max_decoding_message_size(MESSAGE_BYTES_MAX);
         let groups = GroupsClient::new(channel.clone())
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
@@ -113,7 +120,17 @@ impl Client {
             .max_decoding_message_size(MESSAGE_BYTES_MAX)
             .max_encoding_message_size(MESSAGE_BYTES_MAX);
         let schemas = SchemasClient::new(channel);
-        Ok(Client { grpc, native, groups, projections, snapshots, schemas, retry: RetryPolicy::default(), raw: false })
+        Ok(Client {
+            grpc,
+            subscriptions,
+            native,
+            groups,
+            projections,
+            snapshots,
+            schemas,
+            retry: RetryPolicy::default(),
+            raw: false,
+        })
     }
 
     /// The same client reading events as written (`true`) instead of at
@@ -488,21 +505,28 @@ impl Client {
         filter: Option<Filter>,
         start: Start,
         retry: bool,
-    ) -> Result<tonic::Streaming<pb::SubscribeResponse>, Error> {
+    ) -> Result<tonic::Streaming<Delivery>, Error> {
         let request = pb::SubscribeRequest {
             filter: filter.map(wire::filter),
             start: Some(wire::start(start)),
             raw: self.raw,
             batched: true,
+            binary_ids: true,
+        };
+        let open = || {
+            let (mut grpc, request) = (self.subscriptions.clone(), request.clone());
+            async move {
+                grpc.ready().await.map_err(|e| tonic::Status::unavailable(format!("the connection failed: {e}")))?;
+                let path = http::uri::PathAndQuery::from_static(SUBSCRIBE_PATH);
+                let mut request = tonic::Request::new(request);
+                request.extensions_mut().insert(tonic::GrpcMethod::new("quipu.v1.Streams", "Subscribe"));
+                grpc.server_streaming(request, path, DeliveryCodec).await.map(tonic::Response::into_inner)
+            }
         };
         if !retry {
-            return self.grpc.clone().subscribe(request).await.map(tonic::Response::into_inner).map_err(wire::error);
+            return open().await.map_err(wire::error);
         }
-        self.call(|mut grpc| {
-            let request = request.clone();
-            async move { grpc.subscribe(request).await }
-        })
-        .await
+        self.retrying(open).await
     }
 }
 

@@ -45,6 +45,7 @@
 mod aggregate;
 mod append;
 mod client;
+mod delivery;
 mod error;
 mod event;
 mod group;

@@ -13,9 +13,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use quipu_proto::v1 as pb;
 
 use crate::client::Client;
+use crate::delivery::Delivery;
 use crate::event::Event;
 use crate::retry::RetryPolicy;
 use crate::{Error, Filter, Start, wire};
@@ -51,9 +51,9 @@ struct Cursor {
     filter: Option<Filter>,
     /// Where the next (re)connection starts: after the last event yielded.
     start: Start,
-    open: Option<tonic::Streaming<pb::SubscribeResponse>>,
+    open: Option<tonic::Streaming<Delivery>>,
     /// Events of a batch message not yet yielded.
-    batch: VecDeque<pb::RecordedEvent>,
+    batch: VecDeque<Event>,
     /// Set once a final error was yielded.
     done: bool,
 }
@@ -87,7 +87,7 @@ impl Cursor {
     /// The next item, reconnecting while the server is away.
     async fn next_item(&mut self) -> Result<SubscriptionItem, Error> {
         if let Some(event) = self.batch.pop_front() {
-            return self.event(event);
+            return Ok(self.event(event));
         }
         let mut attempt = 0;
         loop {
@@ -115,40 +115,37 @@ impl Cursor {
         }
     }
 
-    /// Converts a message (the first event of a batch; the rest wait in
-    /// `batch`) and moves the resume point past what it yields.
-    fn item(&mut self, response: pb::SubscribeResponse) -> Result<SubscriptionItem, Error> {
-        use pb::subscribe_response::Message;
-        match response.message {
-            Some(Message::Event(event)) => self.event(event),
-            Some(Message::Events(batch)) => {
-                self.batch.extend(batch.events);
+    /// Yields a message's first event (the rest wait in `batch`) or its
+    /// switch to live.
+    fn item(&mut self, delivery: Delivery) -> Result<SubscriptionItem, Error> {
+        match delivery {
+            Delivery::Events(events) => {
+                self.batch.extend(events);
                 match self.batch.pop_front() {
-                    Some(event) => self.event(event),
+                    Some(event) => Ok(self.event(event)),
                     None => Err(Error::Protocol("a subscription batch with no event in it".into())),
                 }
             }
-            Some(Message::CaughtUp(caught_up)) => {
+            Delivery::CaughtUp(last_position) => {
                 if let Start::End = self.start {
                     // Nothing yielded yet: resume after what was the end.
-                    self.start = Start::Position(caught_up.last_position.map_or(0, |p| p + 1));
+                    self.start = Start::Position(last_position.map_or(0, |p| p + 1));
                 }
-                Ok(SubscriptionItem::CaughtUp { last_position: caught_up.last_position })
+                Ok(SubscriptionItem::CaughtUp { last_position })
             }
-            None => Err(Error::Protocol("a subscription message with nothing in it".into())),
+            Delivery::Malformed(reason) => Err(Error::Protocol(reason)),
         }
     }
 }
 
 impl Cursor {
-    /// Converts an event and moves the resume point past it.
-    fn event(&mut self, event: pb::RecordedEvent) -> Result<SubscriptionItem, Error> {
-        let event = wire::event(event)?;
+    /// Yields an event and moves the resume point past it.
+    fn event(&mut self, event: Event) -> SubscriptionItem {
         self.start = match self.start {
             Start::Revision(_) => Start::Revision(event.revision + 1),
             Start::Position(_) | Start::End => Start::Position(event.position + 1),
         };
-        Ok(SubscriptionItem::Event(event))
+        SubscriptionItem::Event(event)
     }
 }
 

@@ -41,8 +41,7 @@ pub(crate) fn proposed(event: NewEvent) -> pb::ProposedEvent {
 }
 
 pub(crate) fn event(event: pb::RecordedEvent) -> Result<Event, Error> {
-    let id = Uuid::parse_str(&event.id)
-        .map_err(|e| Error::Protocol(format!("event id {:?} is not a UUID: {e}", event.id)))?;
+    let id = event_id(&event.id, &event.id_bytes).map_err(Error::Protocol)?;
     Ok(Event {
         id,
         stream: event.stream,
@@ -54,6 +53,15 @@ pub(crate) fn event(event: pb::RecordedEvent) -> Result<Event, Error> {
         position: event.position,
         recorded_at_us: event.recorded_at_us,
     })
+}
+
+/// An event's id from its 16 bytes or, when they are absent, its text.
+pub(crate) fn event_id(text: &str, bytes: &[u8]) -> Result<Uuid, String> {
+    if bytes.is_empty() {
+        Uuid::parse_str(text).map_err(|e| format!("event id {text:?} is not a UUID: {e}"))
+    } else {
+        Uuid::from_slice(bytes).map_err(|e| format!("an event id of {} bytes: {e}", bytes.len()))
+    }
 }
 
 pub(crate) fn events(response: pb::ReadResponse) -> Result<Vec<Event>, Error> {

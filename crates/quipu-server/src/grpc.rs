@@ -75,19 +75,22 @@ type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, S
 const BATCH_BYTES: usize = 1024 * 1024;
 
 /// The messages of a subscription following `feed`: with `batched`, an
-/// event and those ready behind it go in one message.
-fn subscription(feed: Feed, batched: bool) -> SubscribeStream {
+/// event and those ready behind it go in one message; with `binary_ids`,
+/// ids go as their 16 bytes.
+fn subscription(feed: Feed, batched: bool, binary_ids: bool) -> SubscribeStream {
     use pb::subscribe_response::Message;
+    let message_of: fn(RecordedEvent) -> pb::RecordedEvent =
+        if binary_ids { wire::recorded_event_binary_id } else { wire::recorded_event };
     let stream = futures_util::stream::unfold(feed, move |mut feed| async move {
         let message = match feed.next_item().await? {
             Item::Event(event) if batched => {
                 let ready = feed.take_ready(BATCH_BYTES);
                 let mut events = Vec::with_capacity(1 + ready.len());
-                events.push(wire::recorded_event(*event));
-                events.extend(ready.into_iter().map(wire::recorded_event));
+                events.push(message_of(*event));
+                events.extend(ready.into_iter().map(message_of));
                 Message::Events(pb::EventBatch { events })
             }
-            Item::Event(event) => Message::Event(wire::recorded_event(*event)),
+            Item::Event(event) => Message::Event(message_of(*event)),
             Item::CaughtUp(head) => Message::CaughtUp(pb::CaughtUp { last_position: head.map(|p| p.0) }),
         };
         Some((Ok(pb::SubscribeResponse { message: Some(message) }), feed))
@@ -211,7 +214,7 @@ impl Streams for StreamsService {
         if !request.raw {
             feed = feed.upcasting(Arc::clone(&self.upcasters));
         }
-        Ok(Response::new(subscription(feed, request.batched)))
+        Ok(Response::new(subscription(feed, request.batched, request.binary_ids)))
     }
 
     async fn get_stream_metadata(

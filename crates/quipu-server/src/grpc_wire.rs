@@ -139,11 +139,19 @@ pub fn append_response(result: &AppendResult, already_written: bool) -> pb::Appe
     }
 }
 
-/// A stored event as a message.
+/// A stored event as a message, its id as text.
 #[must_use]
 pub fn recorded_event(event: RecordedEvent) -> pb::RecordedEvent {
+    let id = event.id.to_text();
+    pb::RecordedEvent { id, ..recorded_event_binary_id(event) }
+}
+
+/// A stored event as a message, its id as its 16 bytes (`id_bytes`).
+#[must_use]
+pub fn recorded_event_binary_id(event: RecordedEvent) -> pb::RecordedEvent {
     pb::RecordedEvent {
-        id: event.id.to_text(),
+        id: String::new(),
+        id_bytes: event.id.as_bytes().to_vec(),
         stream: event.stream.into_string(),
         r#type: event.event_type.into_string(),
         data: event.data,
