@@ -273,7 +273,9 @@ impl Feed {
                 if !self.caught_up && at_end {
                     self.end_read = Some(head);
                 }
-                self.ready.extend(page);
+                debug_assert!(self.ready.is_empty(), "a page is read once the last one is out");
+                // Takes the page's buffer as it is, no event moved.
+                self.ready = VecDeque::from(page);
                 continue;
             }
             if !self.caught_up {
@@ -289,14 +291,27 @@ impl Feed {
     /// just gave.
     pub fn take_ready(&mut self, bytes_max: usize) -> Vec<RecordedEvent> {
         let mut events = Vec::new();
+        self.take_ready_into(bytes_max, std::convert::identity, &mut events);
+        events
+    }
+
+    /// As [`Feed::take_ready`], each event converted by `convert` as it
+    /// is taken and pushed onto `out` (a message's list, without an
+    /// intermediate one).
+    pub fn take_ready_into<T>(
+        &mut self,
+        bytes_max: usize,
+        mut convert: impl FnMut(RecordedEvent) -> T,
+        out: &mut Vec<T>,
+    ) {
+        out.reserve(self.ready.len());
         let mut bytes = 0;
         while bytes < bytes_max
             && let Some(event) = self.pop_ready()
         {
             bytes += event.data.len() + event.metadata.len();
-            events.push(event);
+            out.push(convert(event));
         }
-        events
     }
 
     /// The next event already read, the cursor moved past it.

@@ -84,10 +84,8 @@ fn subscription(feed: Feed, batched: bool, binary_ids: bool) -> SubscribeStream 
     let stream = futures_util::stream::unfold(feed, move |mut feed| async move {
         let message = match feed.next_item().await? {
             Item::Event(event) if batched => {
-                let ready = feed.take_ready(BATCH_BYTES);
-                let mut events = Vec::with_capacity(1 + ready.len());
-                events.push(message_of(*event));
-                events.extend(ready.into_iter().map(message_of));
+                let mut events = vec![message_of(*event)];
+                feed.take_ready_into(BATCH_BYTES, message_of, &mut events);
                 Message::Events(pb::EventBatch { events })
             }
             Item::Event(event) => Message::Event(message_of(*event)),

@@ -38,6 +38,9 @@ const ACCEPT_QUEUE: usize = 64;
 const BODY_QUEUE: usize = 16;
 /// Answer bytes gathered before they are sent while more are ready.
 const ANSWER_CHUNK_BYTES: usize = 1024 * 1024;
+/// Answer messages of this size or more are sent as they are, not
+/// gathered: copying them would cost more than a frame head.
+const GATHER_BYTES_MAX: usize = 16 * 1024;
 /// Bytes read from the socket at a time.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
@@ -309,9 +312,16 @@ async fn answer(mut routes: Routes, request: http::Request<tonic::body::Body>, s
         match next {
             Some(Ok(piece)) => match piece.into_data() {
                 Ok(data) => {
-                    // A large message goes out as it is; small ones are
-                    // gathered into fewer frames.
-                    if pending.is_empty() && data.len() >= ANSWER_CHUNK_BYTES {
+                    // Small messages are gathered into fewer frames; a
+                    // large one goes out as it is (not copied), after what
+                    // was gathered.
+                    if data.len() >= GATHER_BYTES_MAX {
+                        if !pending.is_empty() {
+                            let piece = Frame { stream, flags: 0, data: pending.split().freeze(), ..Frame::default() };
+                            if writer.send(&piece).await.is_err() {
+                                return;
+                            }
+                        }
                         if writer.send(&Frame { stream, flags: 0, data, ..Frame::default() }).await.is_err() {
                             return;
                         }
