@@ -394,13 +394,13 @@ pub fn event_alone(bytes: &[u8], index: u32, payload_bytes_max: usize) -> Option
 }
 
 /// Appends to `out` up to `max` events of the framed record at the start
-/// of `bytes`, from its `first`th (in log order), each checked by its own
-/// checksum as [`event_alone`] checks one (or, when they are at least half
-/// of the record's, all by the record's checksum), and returns how many: what a
-/// page of `$all` that starts or ends inside a large record needs, without
-/// building the events it does not take. `None`, with `out` as it was,
-/// when [`event_alone`] would give `None` for any of them; a `first`
-/// beyond the record's events takes none.
+/// of `bytes`, from its `first`th (in log order), and returns how many:
+/// what a page of `$all` that starts or ends inside a large record needs,
+/// without building the events it does not take. Each is checked by its
+/// own checksum as [`event_alone`] checks one, or, when they are at least
+/// half of the record's and the record's checksum holds, all by that.
+/// `None`, with `out` as it was, when [`event_alone`] would give `None`
+/// for any of them; a `first` beyond the record's events takes none.
 #[must_use]
 pub fn events_alone(
     bytes: &[u8],
@@ -453,11 +453,10 @@ fn directed_events(
     let count = u32::try_from(directory.len() / DIRECTORY_ENTRY_BYTES).ok()?;
     let end = u64::from(first).saturating_add(max as u64).min(u64::from(count));
     // Taking most of the record, one checksum over all of it costs less
-    // than one per event (three short CRC32C runs each).
-    let whole = 2 * end.saturating_sub(u64::from(first)) >= u64::from(count);
-    if whole && crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload) != stored_crc {
-        return None;
-    }
+    // than one per event (three short CRC32C runs each); when it fails,
+    // each event is checked alone, so damage elsewhere spares it.
+    let whole = 2 * end.saturating_sub(u64::from(first)) >= u64::from(count)
+        && crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload) == stored_crc;
     let mut write: Option<DirectedWrite<'_>> = None;
     let mut taken = 0;
     for index in first..u32::try_from(end).ok()? {
