@@ -224,6 +224,7 @@ impl<'a> Iterator for Fields<'a> {
 }
 
 #[cfg(test)]
+#[allow(clippy::indexing_slicing)]
 mod tests {
     use proptest::prelude::*;
     use prost::Message;
