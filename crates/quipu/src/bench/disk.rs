@@ -3,17 +3,20 @@
 //! small appending writes each followed by fdatasync (what a durable
 //! append costs without batching: the log's segments grow the same way),
 //! the same writes over a file written beforehand (what preallocated
-//! segments would cost, for comparison), and large sequential writes (the
-//! ceiling for batched appends).
+//! segments would cost, for comparison), large sequential writes (the
+//! ceiling for batched appends), and the same bytes read back from the
+//! disk (the ceiling for a catch-up that is not served from the page
+//! cache).
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use super::Bench;
+use super::page_cache;
 use super::report::{Measurement, latency_histogram};
 
 /// Bytes of each small synced write: about one 100-byte event in a record.
@@ -48,11 +51,13 @@ pub fn measure(bench: &Bench) -> anyhow::Result<DiskLimits> {
     let syncs = synced_small_writes(bench, &dir.join("syncs"))?;
     let in_place = synced_writes_in_place(bench, &dir.join("in-place"))?;
     let sequential = sequential_writes(bench, &dir.join("sequential"))?;
+    let read_back = sequential_reads(&dir.join("sequential"))?;
     std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
     let limits = DiskLimits { fdatasync_per_s: syncs.events_per_s(), seq_mb_per_s: sequential.mb_per_s() };
     bench.emit(&syncs);
     bench.emit(&in_place);
     bench.emit(&sequential);
+    bench.emit(&read_back);
     Ok(limits)
 }
 
@@ -129,4 +134,27 @@ fn sequential_writes(bench: &Bench, path: &std::path::Path) -> anyhow::Result<Me
     Ok(Measurement::new("disk_seq_write", 0, written, seconds)
         .with("write_bytes", SEQUENTIAL_WRITE_BYTES as u64)
         .with("sync_every_bytes", SEQUENTIAL_SYNC_BYTES))
+}
+
+/// The file [`sequential_writes`] wrote, read back in 1 MiB reads from
+/// the disk: the page cache is dropped first (where the kernel allows it;
+/// the line says whether it did, as a read from the cache is no disk
+/// figure).
+fn sequential_reads(path: &std::path::Path) -> anyhow::Result<Measurement> {
+    let dropped = page_cache::drop_all();
+    let mut file = OpenOptions::new().read(true).open(path).context("opening the sequential file")?;
+    let mut block = vec![0u8; SEQUENTIAL_WRITE_BYTES];
+    let start = Instant::now();
+    let mut read = 0u64;
+    loop {
+        let n = file.read(&mut block).context("reading")?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(Measurement::new("disk_seq_read", 0, read, seconds)
+        .with("read_bytes", SEQUENTIAL_WRITE_BYTES as u64)
+        .with("page_cache_dropped", dropped))
 }

@@ -106,7 +106,7 @@ pub struct BenchArgs {
 /// A benchmark workload.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Workload {
-    /// This disk's fdatasync/s and sequential write MB/s.
+    /// This disk's fdatasync/s, sequential write MB/s and sequential read MB/s.
     Disk,
     /// Single-event appends, exact expected revision, 1/8/64 writers.
     Append,
