@@ -13,7 +13,9 @@
 //! time with and without the index), `server` (appends and stream loads
 //! through the server over gRPC and HTTP from 1, 16 and 64 connections,
 //! each beside the same work done in-process, with the ratio of the two;
-//! it does not measure the disk), and `all`, which measures the disk once
+//! it does not measure the disk), `subscribers` (live subscriptions to
+//! `$all` against a `quipu serve` child process while writers append; run
+//! alone, not by `all`), and `all`, which measures the disk once
 //! and runs the others each in its own process, so memory readings stay
 //! apart.
 //!
@@ -26,7 +28,7 @@
 //! stand on: `server` (the store served in-process), `connection` (a gRPC
 //! or HTTP client connection), `http_connection`, `clients` (connections
 //! driven for a set time) and `readers` (stream loads, and in-process
-//! readers); then `page_cache`, `memory`, `payload` and `report`.
+//! readers); `subscribers` (its own cells and clients); then `page_cache`, `memory`, `payload` and `report`.
 
 mod append;
 mod batch;
@@ -53,6 +55,7 @@ mod scan;
 mod scavenge;
 mod server;
 mod snapshots;
+mod subscribers;
 mod threads;
 mod timed;
 mod upcasting;
@@ -89,7 +92,8 @@ pub struct BenchArgs {
     pub keep: bool,
     /// Writer counts for `append` and `batch`, comma-separated (default:
     /// 1,8,64 as threads, and 8,64 submit-driven for `append`); for
-    /// `server`, connection counts (default: 1,16,64).
+    /// `server`, connection counts (default: 1,16,64); for `subscribers`,
+    /// subscriber counts (default: 0,200,1000).
     #[arg(long, value_delimiter = ',')]
     pub writers: Vec<u64>,
     /// For `kafka`: also produce and consume the same events through this
@@ -132,6 +136,9 @@ pub enum Workload {
     /// The Kafka door with librdkafka: produce with and without OCC
     /// headers, consume `quipu.all` and a category.
     Kafka,
+    /// Live subscribers to `$all` (gRPC and SSE) while 16 writers append:
+    /// append rate, delivery lag, the server's memory and threads.
+    Subscribers,
     /// Everything, each workload in its own process.
     All,
 }
@@ -152,6 +159,7 @@ impl Workload {
             Workload::Upcasting => "upcasting",
             Workload::Scavenge => "scavenge",
             Workload::Kafka => "kafka",
+            Workload::Subscribers => "subscribers",
             Workload::All => "all",
         }
     }
@@ -246,7 +254,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.scale
     );
     anyhow::ensure!(args.seconds > 0, "--seconds must be at least 1");
-    anyhow::ensure!(!args.writers.contains(&0), "--writers must be at least 1");
+    // A subscriber count of 0 is the cell without subscribers.
+    anyhow::ensure!(
+        args.workload == Workload::Subscribers || !args.writers.contains(&0),
+        "--writers must be at least 1"
+    );
     let root = args
         .data_dir
         .clone()
@@ -283,6 +295,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
             | Workload::Snapshots
             | Workload::Upcasting
             | Workload::Kafka
+            | Workload::Subscribers
     ) && bench.disk.is_none()
     {
         bench.disk = Some(disk::measure(bench)?);
@@ -300,6 +313,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Upcasting => upcasting::run(bench),
         Workload::Scavenge => scavenge::run(bench),
         Workload::Kafka => kafka::run(bench),
+        Workload::Subscribers => subscribers::run(bench),
         Workload::All => run_all(bench, args),
     }
 }
