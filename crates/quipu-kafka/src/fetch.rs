@@ -70,9 +70,10 @@ pub async fn answer(door: &Arc<Door>, request: FetchRequest, version: i16) -> Fe
         if bytes >= min_bytes || now >= deadline {
             return response;
         }
-        let store = Arc::clone(&door.store);
-        let wait = deadline - now;
-        let _ = tokio::task::spawn_blocking(move || store.wait_beyond(seen, wait)).await;
+        // Waiting holds no thread: the head's channel wakes the poll.
+        let mut head = door.head.clone();
+        let beyond = |last: &Option<quipu_core::Position>| last.is_some() && *last > seen;
+        let _ = tokio::time::timeout(deadline - now, head.wait_for(beyond)).await;
     }
 }
 

@@ -106,6 +106,9 @@ pub trait Appends: Send + Sync {
 /// The door over one store.
 pub struct Door {
     store: Arc<Store>,
+    /// The store's last readable position, moved by its head listener:
+    /// long polls wait on it without a thread.
+    head: tokio::sync::watch::Receiver<Option<quipu_core::Position>>,
     appends: Arc<dyn Appends>,
     config: DoorConfig,
     coordinator: Arc<coordinator::Coordinator>,
@@ -138,7 +141,12 @@ impl Door {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
         let producers = idempotence::Producers::new(now_us);
-        Ok(Door { store, appends, config, coordinator: coordinator::Coordinator::new(), offsets, producers })
+        let (sender, head) = tokio::sync::watch::channel(store.last_position());
+        // An advance before this line is in the channel's first value.
+        store.on_advance(Arc::new(move |last| {
+            sender.send_replace(Some(last));
+        }));
+        Ok(Door { store, head, appends, config, coordinator: coordinator::Coordinator::new(), offsets, producers })
     }
 
     /// Partitions of `topic`.

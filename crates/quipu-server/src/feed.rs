@@ -13,10 +13,15 @@
 //! as KurrentDB's clients expect (its reads say "end of stream" the same
 //! way).
 //!
-//! Waiting costs no thread: the store's head listener feeds a
-//! [`tokio::sync::watch`] channel ([`Live`]) that every feed awaits.
-//! Before each read the feed notes the head; when the read finds nothing
-//! it sleeps until the head moves beyond that note.
+//! A feed at the head of the log reads nothing from the store: it takes
+//! its events from the shared [`Tail`] in memory, filtered by its source.
+//! A feed behind the tail (catching up) reads pages from the store; so
+//! does a feed of one stream, which walks revisions.
+//!
+//! Waiting costs no thread: every feed awaits the tail's end, a
+//! [`tokio::sync::watch`] channel that moves once per publication. Before
+//! each read the feed notes the head; when the read finds nothing it
+//! sleeps until the tail's end moves beyond that note.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -26,10 +31,23 @@ use tokio::sync::watch;
 
 use crate::ApiError;
 use crate::integration::IntegrationTypes;
+use crate::tail::{Following, Tail, TailOptions, TailPage};
 use crate::upcast::Upcasters;
 
 /// Events read per catch-up page.
 const PAGE: usize = 1000;
+/// Capacity an empty ready buffer may keep between pages.
+const READY_KEPT: usize = 64;
+
+/// A page read, from the tail or the store.
+struct Page {
+    events: Vec<RecordedEvent>,
+    /// The read reached the source's end as it stood then.
+    at_end: bool,
+    /// The head noted for the read: every event up to it was examined
+    /// when `at_end`.
+    head: Option<Position>,
+}
 
 /// Which events a feed follows.
 #[derive(Debug, Clone)]
@@ -70,6 +88,25 @@ impl Source {
             Source::Tag(tag) => store.read_tag(tag, position, direction, limit),
             Source::Stream(stream) => store.read_stream(stream, from.map(Revision), direction, limit),
             Source::Integration(types) => types.read(store, position, direction, limit),
+        }
+    }
+}
+
+impl Source {
+    /// Up to `limit` of the source's events at or after `from` from the
+    /// tail, filtered in memory as the store's indexes would; `None` for a
+    /// stream (walked by revision) or when the tail does not cover `from`.
+    fn read_tail(&self, tail: &Tail, from: Position, limit: usize) -> Option<TailPage> {
+        match self {
+            Source::All => tail.read(from, limit, |_| true),
+            Source::Category(category) => tail.read(from, limit, |e| e.stream.category() == category),
+            Source::Type(event_type) => tail.read(from, limit, |e| e.event_type == *event_type),
+            Source::Tag(tag) => tail.read(from, limit, |e| e.tags.contains(tag)),
+            Source::Integration(types) => {
+                let marked = types.snapshot();
+                tail.read(from, limit, |e| marked.contains(&e.event_type))
+            }
+            Source::Stream(_) => None,
         }
     }
 }
@@ -137,26 +174,27 @@ pub enum Item {
     CaughtUp(Option<Position>),
 }
 
-/// What every feed of a server shares: the head of the log as a watch
-/// channel fed by the store's listener, and the server's stop signal.
+/// What every feed of a server shares: the [`Tail`] of the log, fed by
+/// the store's head listener, and the server's stop signal.
 #[derive(Clone)]
 pub struct Live {
-    head: watch::Receiver<Option<Position>>,
+    tail: Tail,
     stopping: watch::Receiver<bool>,
 }
 
 impl Live {
-    /// Starts following `store`'s head; feeds end when `stopping` turns
-    /// true.
+    /// Starts following `store`'s head on the current runtime, with the
+    /// tail sized by `options`; feeds end when `stopping` turns true.
     #[must_use]
-    pub fn follow(store: &Store, stopping: watch::Receiver<bool>) -> Live {
+    pub fn follow(store: &Arc<Store>, stopping: watch::Receiver<bool>, options: TailOptions) -> Live {
         let (sender, head) = watch::channel(store.last_position());
-        // An advance missed between these two lines is covered: feeds
-        // compare against the store's own head before they wait.
+        // An advance missed between these two lines is covered: the tail
+        // compares against the store's own head before it waits.
         store.on_advance(Arc::new(move |last| {
             sender.send_replace(Some(last));
         }));
-        Live { head, stopping }
+        let tail = Tail::start(Arc::clone(store), head, stopping.clone(), options);
+        Live { tail, stopping }
     }
 
     /// A feed of `source` from `start` (see [`Feed::new`]).
@@ -179,9 +217,17 @@ enum Cursor {
 pub struct Feed {
     store: Arc<Store>,
     source: Source,
-    head: watch::Receiver<Option<Position>>,
+    tail: Tail,
+    /// The tail's end: what the feed waits on.
+    end: watch::Receiver<Option<Position>>,
+    /// Keeps the tail reading while the feed lives.
+    _following: Following,
     stopping: watch::Receiver<bool>,
     next: Cursor,
+    /// Where the last read of the tail stopped examining events: the
+    /// next read by position starts there, not at the last event yielded
+    /// (what lies between did not match the source).
+    examined: Position,
     ready: VecDeque<RecordedEvent>,
     caught_up: bool,
     /// Set when a short page was read before the switch: the head noted
@@ -223,9 +269,12 @@ impl Feed {
         Ok(Feed {
             store,
             source,
-            head: live.head.clone(),
+            tail: live.tail.clone(),
+            end: live.tail.end(),
+            _following: live.tail.follow(),
             stopping: live.stopping.clone(),
             next,
+            examined: Position(0),
             ready: VecDeque::new(),
             caught_up: false,
             end_read: None,
@@ -263,25 +312,31 @@ impl Feed {
             if *self.stopping.borrow() {
                 return None;
             }
-            let head = self.store.last_position();
-            let mut page = self.read_page().await?;
-            let at_end = page.len() < PAGE;
+            self.shrink_ready();
+            let Page { mut events, at_end, head } = self.read_page().await?;
             if let Some(upcasters) = &self.upcasters {
-                upcasters.apply(&mut page);
+                upcasters.apply(&mut events);
             }
-            if !page.is_empty() {
+            if !events.is_empty() {
                 if !self.caught_up && at_end {
                     self.end_read = Some(head);
                 }
                 debug_assert!(self.ready.is_empty(), "a page is read once the last one is out");
                 // Takes the page's buffer as it is, no event moved.
-                self.ready = VecDeque::from(page);
+                self.ready = VecDeque::from(events);
                 continue;
             }
             if !self.caught_up {
                 return Some(self.switch(head));
             }
             self.wait_beyond(head).await?;
+        }
+    }
+
+    /// Lets go of a large empty buffer, so an idle feed holds little.
+    fn shrink_ready(&mut self) {
+        if self.ready.is_empty() && self.ready.capacity() > READY_KEPT {
+            self.ready = VecDeque::new();
         }
     }
 
@@ -334,12 +389,25 @@ impl Feed {
         Item::CaughtUp(head.max(self.last_yielded))
     }
 
-    /// Reads the next page (see [`crate::blocking`]).
-    async fn read_page(&self) -> Option<Vec<RecordedEvent>> {
+    /// Reads the next page: from the tail when it covers the feed's
+    /// place, else from the store (see [`crate::blocking`]).
+    async fn read_page(&mut self) -> Option<Page> {
+        if let Cursor::Position(next) = self.next {
+            let from = next.max(self.examined);
+            if let Some(page) = self.source.read_tail(&self.tail, from, PAGE) {
+                self.examined = page.next;
+                return Some(Page { events: page.events, at_end: page.at_end, head: page.end });
+            }
+        }
+        let head = self.store.last_position();
         let (store, source, next) = (Arc::clone(&self.store), self.source.clone(), self.next);
+        let next = match next {
+            Cursor::Position(position) => Cursor::Position(position.max(self.examined)),
+            revision => revision,
+        };
         let page = crate::blocking::read(move || read_page(&store, &source, next)).await;
         match page {
-            Ok(Ok(page)) => Some(page),
+            Ok(Ok(events)) => Some(Page { at_end: events.len() < PAGE, events, head }),
             Ok(Err(error)) => {
                 tracing::warn!(%error, "subscription read failed; closing it");
                 None
@@ -360,7 +428,7 @@ impl Feed {
             (Some(last), Some(head)) => last > head,
         };
         tokio::select! {
-            moved = self.head.wait_for(beyond) => moved.ok().map(|_| ()),
+            moved = self.end.wait_for(beyond) => moved.ok().map(|_| ()),
             _ = self.stopping.wait_for(|stop| *stop) => None,
         }
     }
@@ -412,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_of(dir.path(), 3);
         let (_stop, stopping) = watch::channel(false);
-        let live = Live::follow(&store, stopping);
+        let live = Live::follow(&store, stopping, TailOptions::default());
         for source in [Source::All, Source::Stream(StreamName::new("order-1").expect("valid"))] {
             let start = match source {
                 Source::Stream(_) => Start::Revision(Revision(0)),
@@ -441,7 +509,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_of(dir.path(), 5);
         let (_stop, stopping) = watch::channel(false);
-        let live = Live::follow(&store, stopping);
+        let live = Live::follow(&store, stopping, TailOptions::default());
         let mut feed = live.feed(Arc::clone(&store), Source::All, Start::Position(Position(0))).expect("feed");
         assert_eq!(event_position(feed.next_item().await), 0);
         let positions = |events: Vec<RecordedEvent>| events.iter().map(|e| e.position.0).collect::<Vec<_>>();
@@ -450,5 +518,82 @@ mod tests {
         assert_eq!(positions(feed.take_ready(usize::MAX)), [3, 4]);
         assert_eq!(positions(feed.take_ready(usize::MAX)), Vec::<u64>::new(), "nothing more is read");
         assert!(matches!(feed.next_item().await, Some(Item::CaughtUp(Some(Position(4))))));
+    }
+
+    /// Feeds at the tail and behind it (a ring of a few events, a writer
+    /// faster than some readers) yield exactly what the store reads for
+    /// their source, in order, whether they started in the history or at
+    /// the end.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn feeds_across_the_tail_yield_what_the_store_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_of(dir.path(), 20);
+        let (_stop, stopping) = watch::channel(false);
+        let options = TailOptions {
+            bytes_max: 2_000,
+            interval_per_follower: std::time::Duration::ZERO,
+            interval_max: std::time::Duration::ZERO,
+            idle: std::time::Duration::from_secs(5),
+        };
+        let live = Live::follow(&store, stopping, options);
+        let sources = [
+            Source::All,
+            Source::Category("order".to_string()),
+            Source::Category("client".to_string()),
+            Source::Type(EventType::new("Noted").expect("valid")),
+        ];
+        let starts = [Start::Position(Position(0)), Start::End];
+        let mut readers = Vec::new();
+        for source in &sources {
+            for start in starts {
+                let from = match start {
+                    Start::Position(position) => position,
+                    _ => store.last_position().map_or(Position(0), Position::next),
+                };
+                let mut feed = live.feed(Arc::clone(&store), source.clone(), start).expect("feed");
+                let (count, mut counted) = watch::channel(None::<usize>);
+                // Reads while the writer writes, until it has the count
+                // the store reads once the writer is done.
+                let reader = tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    while counted.borrow().is_none_or(|count| got.len() < count) {
+                        tokio::select! {
+                            item = feed.next_item() => match item {
+                                Some(Item::Event(event)) => got.push(event.position.0),
+                                Some(Item::CaughtUp(_)) => {}
+                                None => panic!("the feed ended"),
+                            },
+                            _ = counted.changed() => {}
+                        }
+                    }
+                    got
+                });
+                readers.push((source.clone(), from, count, reader));
+            }
+        }
+        tokio::task::spawn_blocking({
+            let store = Arc::clone(&store);
+            move || {
+                for n in 0..300 {
+                    append(&store, if n % 4 == 0 { "client-7" } else { "order-1" }, n);
+                }
+            }
+        })
+        .await
+        .expect("writer");
+        for (source, from, count, reader) in readers {
+            let expected: Vec<u64> = source
+                .read(&store, Some(from.0), Direction::Forwards, 10_000)
+                .expect("read")
+                .iter()
+                .map(|e| e.position.0)
+                .collect();
+            count.send_replace(Some(expected.len()));
+            let got = tokio::time::timeout(std::time::Duration::from_secs(20), reader)
+                .await
+                .expect("the feed keeps up")
+                .expect("reader");
+            assert_eq!(got, expected, "{source:?} from {from:?}");
+        }
     }
 }

@@ -50,6 +50,7 @@ pub mod schema;
 pub mod snapshot;
 mod sse;
 mod submission;
+mod tail;
 pub mod upcast;
 pub mod wire;
 
@@ -140,7 +141,7 @@ pub async fn serve(
     let store = Arc::new(store);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let kafka_stopping = stopping.clone();
-    let live = feed::Live::follow(&store, stopping.clone());
+    let live = feed::Live::follow(&store, stopping.clone(), tail::TailOptions::default());
     let blocks = Arc::new(projection::Blocks::default());
     let projections = Arc::new(
         projection::Projections::open(Arc::clone(&store), Arc::clone(&blocks)).map_err(ServerError::Projections)?,
