@@ -257,13 +257,15 @@ pub async fn serve(
     let incoming = native::accept(listeners.grpc, routes.clone(), unary, stopping.clone());
     let grpc = tonic::transport::Server::builder()
         .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, stopped(stopping));
+        .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     let kafka = async move {
         match door {
             Some((door, listener)) => quipu_kafka::serve(door, listener, kafka_stopping).await,
             None => Ok(()),
         }
     };
+    let (stopping_http, stopping_grpc, stopping_kafka, stopping_kurrent) =
+        (stopping.clone(), stopping.clone(), stopping.clone(), stopping);
     let stopping_groups = Arc::clone(&groups);
     let signal = async move {
         shutdown.await;
@@ -280,13 +282,46 @@ pub async fn serve(
             None => Ok(()),
         }
     };
-    let (http, grpc, kafka, kurrent, ()) = tokio::join!(http.into_future(), grpc, kafka, kurrent, signal);
+    let (http, grpc, kafka, kurrent, ()) = tokio::join!(
+        within_grace("HTTP", http.into_future(), stopping_http),
+        within_grace("gRPC", grpc, stopping_grpc),
+        within_grace("Kafka", kafka, stopping_kafka),
+        within_grace("KurrentDB", kurrent, stopping_kurrent),
+        signal
+    );
     drop(groups);
     http?;
     grpc?;
     kafka?;
     kurrent?;
     close(store).await
+}
+
+/// How long the doors may take, once the stop signal came, to finish what
+/// their connections are doing (in-flight appends are answered, live
+/// subscriptions end); then the server stops waiting for them: a
+/// connection that never finishes its request, never sends a protocol
+/// preface or never reads is cut when the store closes.
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `serving` (one door), or `Ok` once [`SHUTDOWN_GRACE`] has passed
+/// since the stop signal, whichever comes first.
+async fn within_grace<E>(
+    door: &'static str,
+    serving: impl Future<Output = Result<(), E>>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), E> {
+    let grace_over = async move {
+        let _ = stopping.wait_for(|stop| *stop).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => served,
+        () = grace_over => {
+            tracing::warn!(door, "connections still open {SHUTDOWN_GRACE:?} after the stop signal; cutting them");
+            Ok(())
+        }
+    }
 }
 
 /// How long [`close`] waits for reads still running on the blocking pool.

@@ -2,7 +2,10 @@
 //! HTTP/JSON on loopback by default. Binding another address needs `--insecure` until
 //! authentication exists, and logs a warning. SIGTERM or Ctrl-C stops it
 //! gracefully: no new connections, in-flight requests finish, the store
-//! closes, exit 0.
+//! closes, exit 0. Connections get [`quipu_server::SHUTDOWN_GRACE`] (10 s)
+//! to finish; whatever they are doing then (a request never finished, a
+//! subscriber that never reads), they are cut, so the process exits
+//! within about 15 s of the signal.
 
 // The settings live in src/config.rs, beside this file: `main.rs` names
 // only the subcommands, and the settings are `serve`'s alone.
@@ -125,7 +128,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&config.data_dir, options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let kafka = match config.kafka_listen {
             Some(address) => Some(quipu_server::KafkaListener {
                 listener: bind(address).await?,
@@ -174,9 +177,16 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         };
         quipu_server::serve(store, listeners, stop).await?;
         tracing::info!("stopped");
-        Ok(())
-    })
+        anyhow::Ok(())
+    });
+    // Connections cut at the end of the grace period end with the
+    // runtime; a read still running on the blocking pool gets a moment.
+    runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+    served
 }
+
+/// How long the runtime waits for blocking work once the server stopped.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The door's TLS from the files at `cert` and `key`, checked.
 fn kurrent_tls(cert: &Path, key: &Path) -> anyhow::Result<quipu_server::KurrentTls> {

@@ -193,6 +193,19 @@ impl Server {
         self.child.wait().expect("wait").code()
     }
 
+    /// Waits up to `limit` for the server to exit; its status, or `None`
+    /// while it still runs (it is killed when dropped).
+    pub fn wait_for(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let begun = std::time::Instant::now();
+        while begun.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// SIGTERM, then the exit code.
     pub fn terminate(self) -> Option<i32> {
         self.signal("TERM");
