@@ -22,13 +22,17 @@ pub fn events(feed: Feed) -> Sse<impl Stream<Item = Result<Event, Infallible>>> 
         loop {
             let Item::Event(event) = feed.next_item().await? else { continue };
             let id = if feed.is_by_revision() { event.revision.0 } else { event.position.0 };
-            let message = match Event::default().event("event").id(id.to_string()).json_data(EventJson::from(*event)) {
-                Ok(message) => message,
+            // Rendered into one string first: the message's own JSON writer
+            // checks every small write for newlines, which cost more than
+            // the rendering.
+            let json = match serde_json::to_string(&EventJson::from(*event)) {
+                Ok(json) => json,
                 Err(error) => {
                     tracing::error!(%error, "an event did not serialise; closing the subscription");
                     return None;
                 }
             };
+            let message = Event::default().event("event").id(id.to_string()).data(json);
             return Some((Ok(message), feed));
         }
     });

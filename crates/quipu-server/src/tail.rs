@@ -271,6 +271,7 @@ fn activate(shared: &Shared, store: &Store) {
 /// Drops the ring and what it holds.
 fn deactivate(shared: &Shared) {
     let mut ring = shared.ring.lock().unwrap_or_else(PoisonError::into_inner);
+    tracing::debug!(chunks = ring.chunks.len(), bytes = ring.bytes, "no feed follows the tail; its ring goes");
     ring.active = false;
     ring.chunks = VecDeque::new();
     ring.bytes = 0;

@@ -55,6 +55,9 @@ const STREAMS: u64 = 10_000;
 /// How long the subscribers may take to see the last event once the
 /// writers stop, before the cell fails.
 const DRAIN_LIMIT: Duration = Duration::from_secs(120);
+/// How long the cell waits after the subscribers left before it samples
+/// the server's memory: longer than the tail keeps an unfollowed ring.
+const AFTER_WAIT: Duration = Duration::from_secs(4);
 /// How long the server may take to exit on SIGTERM before it is killed.
 const EXIT_LIMIT: Duration = Duration::from_secs(30);
 
@@ -106,8 +109,9 @@ fn measure(bench: &Bench, server: &ServerProcess, subscribers: u64) -> anyhow::R
     let delivered = runtime.block_on(fleet.close())?;
     drained?;
     drop(runtime);
-    // The server returns what the subscribers held once they are gone.
-    std::thread::sleep(Duration::from_secs(1));
+    // The server returns what the subscribers held once they are gone,
+    // and the tail its ring once none has followed it for a while.
+    std::thread::sleep(AFTER_WAIT);
     let rss_after = server.rss_bytes();
     let mb = |bytes: u64| bytes / (1 << 20);
     Ok(Measurement::new(&format!("subscribers_{subscribers}"), tally.appends, 0, tally.seconds)
@@ -361,10 +365,14 @@ async fn follow_grpc(
     mut stopping: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<Delivered> {
     let mut delivered = Delivered { events: 0, lag: latency_histogram() };
+    // One wait for the stop, not one per event.
+    let stop = stopping.wait_for(|stop| *stop);
+    tokio::pin!(stop);
     loop {
         let item = tokio::select! {
+            biased;
             item = subscription.next() => item,
-            _ = stopping.wait_for(|stop| *stop) => return Ok(delivered),
+            _ = &mut stop => return Ok(delivered),
         };
         match item.context("the gRPC subscription ended")?? {
             SubscriptionItem::Event(event) => progress.take(event.position, event.recorded_at_us, &mut delivered)?,
@@ -408,10 +416,13 @@ async fn follow_sse(
 ) -> anyhow::Result<Delivered> {
     let mut delivered = Delivered { events: 0, lag: latency_histogram() };
     let mut pending = Vec::new();
+    let stop = stopping.wait_for(|stop| *stop);
+    tokio::pin!(stop);
     loop {
         let frame = tokio::select! {
+            biased;
             frame = body.frame() => frame,
-            _ = stopping.wait_for(|stop| *stop) => return Ok(delivered),
+            _ = &mut stop => return Ok(delivered),
         };
         let frame = frame.context("the SSE subscription ended")?.context("reading the SSE body")?;
         let Ok(data) = frame.into_data() else { continue };
