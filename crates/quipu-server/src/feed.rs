@@ -396,7 +396,10 @@ impl Feed {
             let from = next.max(self.examined);
             if let Some(page) = self.source.read_tail(&self.tail, from, PAGE) {
                 self.examined = page.next;
-                return Some(Page { events: page.events, at_end: page.at_end, head: page.end });
+                // A feed that started past the tail's end (at the store's
+                // newer head) has seen everything before its start.
+                let head = page.end.max(from.0.checked_sub(1).map(Position));
+                return Some(Page { events: page.events, at_end: page.at_end, head });
             }
         }
         let head = self.store.last_position();

@@ -38,6 +38,7 @@ pub mod group;
 mod grpc;
 mod grpc_wire;
 mod http;
+mod http_server;
 pub mod integration;
 mod kurrent;
 pub mod lifecycle;
@@ -127,16 +128,47 @@ pub struct Listeners {
     pub kurrent: Option<KurrentListener>,
 }
 
+/// Limits on the doors' connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// How long an HTTP request's headers may take to arrive, which is
+    /// also how long a kept-alive HTTP connection may sit idle between
+    /// requests; then the connection is closed.
+    pub http_header_timeout: std::time::Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits { http_header_timeout: std::time::Duration::from_secs(30) }
+    }
+}
+
 /// Serves `store` on `listeners` until `shutdown` resolves, then drains
-/// in-flight requests and closes the store.
+/// in-flight requests and closes the store; [`serve_with`] with the
+/// default limits.
 ///
 /// # Errors
-/// [`ServerError`] when a listener fails or the store does not close
-/// cleanly.
+/// As [`serve_with`].
 pub async fn serve(
     store: Store,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    serve_with(store, listeners, shutdown, ConnectionLimits::default()).await
+}
+
+/// Serves `store` on `listeners`, their connections held to `limits`,
+/// until `shutdown` resolves, then drains in-flight requests (for at most
+/// [`SHUTDOWN_GRACE`]) and closes the store.
+///
+/// # Errors
+/// [`ServerError`] when a listener fails or the store does not close
+/// cleanly.
+pub async fn serve_with(
+    store: Store,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ConnectionLimits,
 ) -> Result<(), ServerError> {
     let store = Arc::new(store);
     let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -197,14 +229,11 @@ pub async fn serve(
         lifecycle: Arc::clone(&lifecycle),
         scavenger: Arc::clone(&scavenger),
     });
-    // Answers go out at once: without TCP_NODELAY a response's last small
-    // frame waits for the client's delayed ACK (about 40 ms).
-    let http_listener = axum::serve::ListenerExt::tap_io(listeners.http, |socket: &mut tokio::net::TcpStream| {
-        if let Err(error) = socket.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY on an HTTP connection");
-        }
-    });
-    let http = axum::serve(http_listener, router).with_graceful_shutdown(stopped(stopping.clone()));
+    let http_stopping = stopping.clone();
+    let http = async move {
+        http_server::serve(listeners.http, router, limits.http_header_timeout, http_stopping).await;
+        Ok::<(), std::io::Error>(())
+    };
     // Appends may be as large as the engine allows, with room for framing.
     let message_max = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
     let kurrent = match listeners.kurrent {
@@ -283,7 +312,7 @@ pub async fn serve(
         }
     };
     let (http, grpc, kafka, kurrent, ()) = tokio::join!(
-        within_grace("HTTP", http.into_future(), stopping_http),
+        within_grace("HTTP", http, stopping_http),
         within_grace("gRPC", grpc, stopping_grpc),
         within_grace("Kafka", kafka, stopping_kafka),
         within_grace("KurrentDB", kurrent, stopping_kurrent),

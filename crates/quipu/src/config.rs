@@ -29,6 +29,9 @@ pub const HTTP_LISTEN_DEFAULT: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr:
 /// Segment size when no source sets one: the engine's default.
 pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 
+/// Seconds an HTTP request's headers may take when no source sets them.
+pub const HTTP_HEADER_TIMEOUT_S_DEFAULT: u64 = 30;
+
 /// Partitions of a category topic when no source sets them.
 pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 
@@ -39,6 +42,7 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// data_dir = "/var/lib/quipu"
 /// grpc_listen = "127.0.0.1:2113"
 /// http_listen = "127.0.0.1:2114"
+/// http_header_timeout_s = 30
 /// insecure = false
 /// segment_size_bytes = 268435456
 /// kafka_listen = "127.0.0.1:9092"
@@ -64,6 +68,9 @@ pub struct ConfigLayer {
     pub grpc_listen: Option<SocketAddr>,
     /// Address of the HTTP/JSON API.
     pub http_listen: Option<SocketAddr>,
+    /// Seconds an HTTP request's headers may take to arrive, and an HTTP
+    /// connection may sit idle between requests.
+    pub http_header_timeout_s: Option<u64>,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: Option<bool>,
     /// Size at which a log segment is closed (scavenges rewrite closed
@@ -124,6 +131,7 @@ impl ConfigLayer {
             data_dir: self.data_dir.or(lower.data_dir),
             grpc_listen: self.grpc_listen.or(lower.grpc_listen),
             http_listen: self.http_listen.or(lower.http_listen),
+            http_header_timeout_s: self.http_header_timeout_s.or(lower.http_header_timeout_s),
             insecure: self.insecure.or(lower.insecure),
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
@@ -145,6 +153,9 @@ pub struct Config {
     pub grpc_listen: SocketAddr,
     /// Address of the HTTP/JSON API (port 0 picks a free port).
     pub http_listen: SocketAddr,
+    /// Seconds an HTTP request's headers may take to arrive, and an HTTP
+    /// connection may sit idle between requests (at least 1).
+    pub http_header_timeout_s: u64,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: bool,
     /// Size at which a log segment is closed.
@@ -182,8 +193,10 @@ impl Config {
     ///
     /// # Errors
     /// A TLS certificate without its key, or a key without its
-    /// certificate.
+    /// certificate; an HTTP header timeout of 0.
     pub fn with_defaults(layer: ConfigLayer) -> anyhow::Result<Config> {
+        let http_header_timeout_s = layer.http_header_timeout_s.unwrap_or(HTTP_HEADER_TIMEOUT_S_DEFAULT);
+        anyhow::ensure!(http_header_timeout_s > 0, "http_header_timeout_s must be at least 1 second");
         let kurrent_tls = match (layer.kurrent_tls_cert, layer.kurrent_tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -194,6 +207,7 @@ impl Config {
             data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
             grpc_listen: layer.grpc_listen.unwrap_or(GRPC_LISTEN_DEFAULT),
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
+            http_header_timeout_s,
             insecure: layer.insecure.unwrap_or(false),
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
             kafka_listen: layer.kafka_listen,
@@ -236,6 +250,7 @@ mod tests {
                 data_dir: PathBuf::from("./quipu-data"),
                 grpc_listen: address("127.0.0.1:2113"),
                 http_listen: address("127.0.0.1:2114"),
+                http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
                 insecure: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
@@ -251,6 +266,7 @@ mod tests {
     fn the_file_sets_every_key_the_command_line_leaves_unset() {
         let (_dir, path) = config_file(
             "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n\
+             http_header_timeout_s = 5\n\
              segment_size_bytes = 1048576\nkafka_listen = \"127.0.0.1:9092\"\nkafka_category_partitions = 8\n\
              [[publish]]\nbrokers = \"kafka:9092\"\ntopic = \"orders\"\ntypes = [\"OrderShipped\"]\n",
         );
@@ -261,6 +277,7 @@ mod tests {
                 data_dir: PathBuf::from("/srv/quipu"),
                 grpc_listen: address("127.0.0.1:7113"),
                 http_listen: address("[::1]:7114"),
+                http_header_timeout_s: 5,
                 insecure: true,
                 segment_size_bytes: 1_048_576,
                 kafka_listen: Some(address("127.0.0.1:9092")),
@@ -288,6 +305,7 @@ mod tests {
             data_dir: Some(PathBuf::from("/tmp/flag")),
             grpc_listen: None,
             http_listen: None,
+            http_header_timeout_s: None,
             insecure: Some(false),
             segment_size_bytes: None,
             kafka_listen: None,
@@ -304,6 +322,7 @@ mod tests {
                 data_dir: PathBuf::from("/tmp/flag"),
                 grpc_listen: GRPC_LISTEN_DEFAULT,
                 http_listen: address("127.0.0.1:7114"),
+                http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
                 insecure: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,

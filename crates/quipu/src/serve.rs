@@ -25,7 +25,7 @@ use crate::publishing::{PublishEntry, Publishers};
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
-    /// insecure, segment_size_bytes, kafka_listen and
+    /// http_header_timeout_s, insecure, segment_size_bytes, kafka_listen and
     /// kafka_category_partitions, and [[publish]] tables (integration
     /// event publishers the server runs); flags and environment variables
     /// override it.
@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// Address of the HTTP/JSON API; port 0 picks a free port [default: 127.0.0.1:2114].
     #[arg(long, env = "QUIPU_HTTP_LISTEN", value_name = "ADDRESS")]
     pub http_listen: Option<SocketAddr>,
+    /// Seconds an HTTP request's headers may take to arrive, and an HTTP
+    /// connection may sit idle between requests, before it is closed
+    /// [default: 30].
+    #[arg(long, env = "QUIPU_HTTP_HEADER_TIMEOUT_S", value_name = "SECONDS")]
+    pub http_header_timeout_s: Option<u64>,
     /// Allow a non-loopback address without authentication (unsafe);
     /// --insecure=false overrides a config file.
     #[arg(
@@ -86,6 +91,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             grpc_listen: self.grpc_listen,
             http_listen: self.http_listen,
+            http_header_timeout_s: self.http_header_timeout_s,
             insecure: self.insecure,
             segment_size_bytes: self.segment_size_bytes,
             kafka_listen: self.kafka_listen,
@@ -175,7 +181,10 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             stop.await;
             publishers.stop().await;
         };
-        quipu_server::serve(store, listeners, stop).await?;
+        let limits = quipu_server::ConnectionLimits {
+            http_header_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
+        };
+        quipu_server::serve_with(store, listeners, stop, limits).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     });

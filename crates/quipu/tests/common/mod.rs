@@ -19,11 +19,12 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 11] = [
+const SERVE_ENV_VARS: [&str; 12] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
     "QUIPU_HTTP_LISTEN",
+    "QUIPU_HTTP_HEADER_TIMEOUT_S",
     "QUIPU_INSECURE",
     "QUIPU_SEGMENT_SIZE_BYTES",
     "QUIPU_KAFKA_LISTEN",
