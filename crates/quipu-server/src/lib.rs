@@ -133,7 +133,8 @@ pub struct Listeners {
 pub struct ConnectionLimits {
     /// How long an HTTP request's headers may take to arrive, which is
     /// also how long a kept-alive HTTP connection may sit idle between
-    /// requests; then the connection is closed.
+    /// requests; then the connection is closed. A connection to the gRPC
+    /// port has as long to send the first bytes of its preface.
     pub http_header_timeout: std::time::Duration,
 }
 
@@ -283,7 +284,7 @@ pub async fn serve_with(
         .add_service(projections_service)
         .add_service(snapshots_service)
         .add_service(schemas_service);
-    let incoming = native::accept(listeners.grpc, routes.clone(), unary, stopping.clone());
+    let incoming = native::accept(listeners.grpc, routes.clone(), unary, stopping.clone(), limits.http_header_timeout);
     let grpc = tonic::transport::Server::builder()
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));

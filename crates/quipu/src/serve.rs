@@ -41,8 +41,8 @@ pub struct ServeArgs {
     #[arg(long, env = "QUIPU_HTTP_LISTEN", value_name = "ADDRESS")]
     pub http_listen: Option<SocketAddr>,
     /// Seconds an HTTP request's headers may take to arrive, and an HTTP
-    /// connection may sit idle between requests, before it is closed
-    /// [default: 30].
+    /// connection may sit idle between requests, before it is closed; a
+    /// connection to the gRPC port has as long to open [default: 30].
     #[arg(long, env = "QUIPU_HTTP_HEADER_TIMEOUT_S", value_name = "SECONDS")]
     pub http_header_timeout_s: Option<u64>,
     /// Allow a non-loopback address without authentication (unsafe);

@@ -1,6 +1,7 @@
-//! The HTTP door closes what clients leave hanging: a request whose
+//! The doors close what clients leave hanging: on HTTP a request whose
 //! headers never finish (slowloris) and a kept-alive connection left idle,
-//! each after `--http-header-timeout-s`, and goes on serving others.
+//! on the gRPC port a connection that never finishes its preface, each
+//! after `--http-header-timeout-s`, and go on serving others.
 
 mod common;
 
@@ -53,6 +54,14 @@ fn unfinished_headers_and_idle_connections_are_closed_after_the_header_timeout()
         answer.starts_with("HTTP/1.1 200"),
         "the request is answered before the idle connection closes: {answer:?}"
     );
+
+    // The gRPC port: a connection silent from the start, and one that
+    // stops halfway through the native preface.
+    for opening in [&b""[..], b"QUI"] {
+        let mut quiet = TcpStream::connect(&server.grpc_address).expect("connect");
+        quiet.write_all(opening).expect("the opening bytes");
+        read_until_closed(&mut quiet);
+    }
 
     let (status, body) = server.request("GET", "/health", None);
     assert_eq!(status, 200, "others are still served: {body}");

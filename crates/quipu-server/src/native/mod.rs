@@ -43,6 +43,9 @@ const ANSWER_CHUNK_BYTES: usize = 1024 * 1024;
 const GATHER_BYTES_MAX: usize = 16 * 1024;
 /// Bytes read from the socket at a time.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+/// How long the door waits after a failed accept (out of file
+/// descriptors, say) before it accepts again.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The routes every call goes to: the gRPC services.
 pub type Routes = tonic::service::Routes;
@@ -55,25 +58,28 @@ pub fn accept(
     routes: Routes,
     unary: Unary,
     stopping: watch::Receiver<bool>,
+    preface_timeout: std::time::Duration,
 ) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
     let routes = routes.prepare();
     let (http2, incoming) = mpsc::channel::<TcpStream>(ACCEPT_QUEUE);
     let mut stop = stopping.clone();
     tokio::spawn(async move {
         loop {
-            let (socket, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        tracing::warn!(%error, "accepting a gRPC connection");
-                        continue;
-                    }
-                },
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
                 _ = stop.wait_for(|stop| *stop) => return,
+            };
+            let (socket, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    tracing::warn!(%error, "accepting a gRPC connection");
+                    tokio::time::sleep(ACCEPT_RETRY).await;
+                    continue;
+                }
             };
             let (routes, unary, stopping, http2) = (routes.clone(), unary.clone(), stopping.clone(), http2.clone());
             tokio::spawn(async move {
-                if let Err(error) = sort(socket, Door { routes, unary }, stopping, http2).await {
+                if let Err(error) = sort(socket, Door { routes, unary }, stopping, http2, preface_timeout).await {
                     tracing::debug!(%error, %peer, "gRPC connection ended");
                 }
             });
@@ -84,25 +90,39 @@ pub fn accept(
 }
 
 /// Serves `socket` here if it opens with the native preface, or hands it
-/// to the HTTP/2 server.
+/// to the HTTP/2 server; closes it when its first bytes do not arrive
+/// within `preface_timeout`.
 async fn sort(
     socket: TcpStream,
     door: Door,
     stopping: watch::Receiver<bool>,
     http2: mpsc::Sender<TcpStream>,
+    preface_timeout: std::time::Duration,
 ) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let mut preface = [0u8; 8];
-    loop {
-        let peeked = socket.peek(&mut preface).await?;
-        if peeked == 0 {
+    let opened = tokio::time::timeout(preface_timeout, async {
+        loop {
+            let peeked = socket.peek(&mut preface).await?;
+            if peeked == 0 {
+                return Ok(false);
+            }
+            if preface.get(..peeked) != PREFACE.get(..peeked) || peeked == preface.len() {
+                return Ok(true);
+            }
+            // Part of the native preface so far: the rest is on its way.
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    match opened {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => return Ok(()),
+        Ok(Err(error)) => return Err(error),
+        Err(_) => {
+            tracing::debug!("a gRPC connection sent no preface in {preface_timeout:?}; closing it");
             return Ok(());
         }
-        if preface.get(..peeked) != PREFACE.get(..peeked) || peeked == preface.len() {
-            break;
-        }
-        // Part of the native preface so far: the rest is on its way.
-        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
     if &preface == PREFACE {
         return connection(socket, door, stopping).await;
