@@ -539,11 +539,14 @@ mod tests {
             idle: std::time::Duration::from_secs(5),
         };
         let live = Live::follow(&store, stopping, options);
+        let integration = Arc::new(IntegrationTypes::open(Arc::clone(&store)).expect("integration types"));
+        integration.mark(&["Noted".to_string()]).await.expect("mark");
         let sources = [
             Source::All,
             Source::Category("order".to_string()),
             Source::Category("client".to_string()),
             Source::Type(EventType::new("Noted").expect("valid")),
+            Source::Integration(integration),
         ];
         let starts = [Start::Position(Position(0)), Start::End];
         let mut readers = Vec::new();
