@@ -329,6 +329,10 @@ impl Feed {
             if !self.caught_up {
                 return Some(self.switch(head));
             }
+            if self.tail.failed() {
+                tracing::warn!("the subscriptions' tail stopped; closing a live subscription");
+                return None;
+            }
             self.wait_beyond(head).await?;
         }
     }
@@ -425,10 +429,14 @@ impl Feed {
     /// Sleeps until the head moves beyond `head`; `None` when the server
     /// stops first.
     async fn wait_beyond(&mut self, head: Option<Position>) -> Option<()> {
-        let beyond = |last: &Option<Position>| match (*last, head) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(last), Some(head)) => last > head,
+        let tail = self.tail.clone();
+        let beyond = move |last: &Option<Position>| {
+            tail.failed()
+                || match (*last, head) {
+                    (None, _) => false,
+                    (Some(_), None) => true,
+                    (Some(last), Some(head)) => last > head,
+                }
         };
         tokio::select! {
             moved = self.end.wait_for(beyond) => moved.ok().map(|_| ()),

@@ -23,7 +23,7 @@
 //!   commit each. A lone follower is woken at once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,6 +87,8 @@ struct Shared {
     /// The last position the ring has read; feeds wait for it to move.
     end: watch::Sender<Option<Position>>,
     followers: AtomicUsize,
+    /// Set when the tail stopped on a read error: it reads no more.
+    failed: AtomicBool,
     /// Rings when the first follower arrives and when the last leaves.
     changed: Notify,
     options: TailOptions,
@@ -150,6 +152,7 @@ impl Tail {
             ring: Mutex::new(ring),
             end,
             followers: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
             changed: Notify::new(),
             options,
         });
@@ -164,6 +167,13 @@ impl Tail {
             self.shared.changed.notify_one();
         }
         Following { shared: Arc::clone(&self.shared) }
+    }
+
+    /// Whether the tail stopped on a read error; its end then moves no
+    /// more (a last wake-up tells the waiting feeds).
+    #[must_use]
+    pub fn failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
     }
 
     /// A receiver of the ring's end, which moves once per publication.
@@ -242,6 +252,11 @@ async fn run(
         }
         let published = Instant::now();
         if !read_new(&shared, &store).await {
+            // Feeds read the store from here on, and end when they find
+            // nothing new, as they did when their own reads failed.
+            deactivate(&shared);
+            shared.failed.store(true, Ordering::Release);
+            shared.end.send_modify(|_| {});
             return;
         }
         let followers = u32::try_from(shared.followers.load(Ordering::Acquire)).unwrap_or(u32::MAX);
