@@ -6,6 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
 
 use crate::Door;
@@ -24,12 +25,20 @@ pub enum ConnectionError {
     /// The client sent a frame length out of bounds.
     #[error("a request frame of {0} bytes (at most {FRAME_BYTES_MAX})")]
     FrameSize(i32),
+    /// The client sent nothing for the door's idle timeout.
+    #[error("idle for {0:?}")]
+    Idle(std::time::Duration),
+    /// A request began and did not finish within the request timeout.
+    #[error("a request unfinished after {0:?}")]
+    Unfinished(std::time::Duration),
     /// The request could not be answered; the connection closes.
     #[error(transparent)]
     Api(#[from] ApiError),
 }
 
-/// Serves `socket` until the client leaves, a request is refused, or the
+/// Serves `socket` until the client leaves, a request is refused, the
+/// client is idle past [`crate::DoorConfig::idle_timeout`] or leaves a
+/// request unfinished past [`crate::DoorConfig::request_timeout`], or the
 /// door stops.
 pub async fn run(
     door: Arc<Door>,
@@ -37,26 +46,43 @@ pub async fn run(
     mut stopping: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     let local = socket.local_addr()?;
+    let (idle, unfinished) = (door.config.idle_timeout, door.config.request_timeout);
     let (mut reader, mut writer) = socket.into_split();
     loop {
-        let size = tokio::select! {
+        tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => return Ok(()),
-            size = reader.read_i32() => match size {
-                Ok(size) => size,
-                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(error) => return Err(error.into()),
-            },
-        };
-        if !(0..=FRAME_BYTES_MAX).contains(&size) {
-            return Err(ConnectionError::FrameSize(size));
+            readable = tokio::time::timeout(idle, reader.readable()) => {
+                readable.map_err(|_| ConnectionError::Idle(idle))??;
+            }
         }
-        let mut frame = vec![0; usize::try_from(size).unwrap_or_default()];
-        reader.read_exact(&mut frame).await?;
-        let Some(answer) = api::answer(&door, local, Bytes::from(frame)).await? else {
+        let frame = tokio::select! {
+            _ = stopping.wait_for(|stop| *stop) => return Ok(()),
+            frame = tokio::time::timeout(unfinished, read_frame(&mut reader)) => {
+                frame.map_err(|_| ConnectionError::Unfinished(unfinished))??
+            }
+        };
+        let Some(frame) = frame else { return Ok(()) };
+        let Some(answer) = api::answer(&door, local, frame).await? else {
             continue;
         };
         let len = i32::try_from(answer.len()).map_err(|_| ApiError::Encode("an answer over 2 GiB".into()))?;
         writer.write_i32(len).await?;
         writer.write_all(&answer).await?;
     }
+}
+
+/// The next length-prefixed frame; `None` when the client closed the
+/// connection before one began.
+async fn read_frame(reader: &mut OwnedReadHalf) -> Result<Option<Bytes>, ConnectionError> {
+    let size = match reader.read_i32().await {
+        Ok(size) => size,
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    if !(0..=FRAME_BYTES_MAX).contains(&size) {
+        return Err(ConnectionError::FrameSize(size));
+    }
+    let mut frame = vec![0; usize::try_from(size).unwrap_or_default()];
+    reader.read_exact(&mut frame).await?;
+    Ok(Some(Bytes::from(frame)))
 }

@@ -59,11 +59,23 @@ use tokio::sync::watch;
 pub struct DoorConfig {
     /// Partitions of every category topic (default 4).
     pub category_partitions: i32,
+    /// A connection that sends no request for this long is closed
+    /// (Kafka's `connections.max.idle.ms`, 10 minutes by default; clients
+    /// reconnect when they need to).
+    pub idle_timeout: std::time::Duration,
+    /// Once a request's first byte arrived, the rest must arrive within
+    /// this, or the connection is closed (30 s by default): a client that
+    /// sends half a request holds nothing for long.
+    pub request_timeout: std::time::Duration,
 }
 
 impl Default for DoorConfig {
     fn default() -> DoorConfig {
-        DoorConfig { category_partitions: 4 }
+        DoorConfig {
+            category_partitions: 4,
+            idle_timeout: std::time::Duration::from_secs(600),
+            request_timeout: std::time::Duration::from_secs(30),
+        }
     }
 }
 
@@ -73,9 +85,6 @@ pub enum DoorError {
     /// The settings cannot work.
     #[error("invalid Kafka door settings: {0}")]
     InvalidConfig(String),
-    /// Accepting connections failed.
-    #[error("accepting Kafka connections: {0}")]
-    Accept(#[source] std::io::Error),
     /// The committed offsets could not be read.
     #[error("reading Kafka consumer offsets: {0}")]
     Offsets(#[from] offset_store::OffsetError),
@@ -127,9 +136,12 @@ impl Door {
     ///
     /// # Errors
     /// [`DoorError::InvalidConfig`] for fewer than 1 or more than 1,000
-    /// partitions per category; [`DoorError::Offsets`] when the committed
-    /// offsets do not read.
+    /// partitions per category, or a timeout of 0; [`DoorError::Offsets`]
+    /// when the committed offsets do not read.
     pub fn new(store: Arc<Store>, appends: Arc<dyn Appends>, config: DoorConfig) -> Result<Door, DoorError> {
+        if config.idle_timeout.is_zero() || config.request_timeout.is_zero() {
+            return Err(DoorError::InvalidConfig("idle_timeout and request_timeout must be more than 0".into()));
+        }
         if !(1..=1000).contains(&config.category_partitions) {
             return Err(DoorError::InvalidConfig(format!(
                 "category_partitions must be 1 to 1000, not {}",
@@ -158,12 +170,14 @@ impl Door {
     }
 }
 
+/// How long the door waits after a failed accept (out of file
+/// descriptors, say) before it accepts again.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Serves Kafka clients on `listener` until `stopping` turns true; each
-/// connection runs as its own task and ends with the door.
-///
-/// # Errors
-/// [`DoorError::Accept`] when the listener fails.
-pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Receiver<bool>) -> Result<(), DoorError> {
+/// connection runs as its own task and ends with the door. A failed
+/// accept is logged and retried: the door stays up.
+pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Receiver<bool>) {
     let mut connections = tokio::task::JoinSet::new();
     let coordinator = Arc::clone(&door.coordinator);
     connections.spawn(async move {
@@ -175,23 +189,28 @@ pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Rece
     });
     let mut stop = stopping.clone();
     loop {
-        tokio::select! {
+        let accepted = tokio::select! {
             _ = stop.wait_for(|stop| *stop) => break,
-            accepted = listener.accept() => {
-                let (socket, peer) = accepted.map_err(DoorError::Accept)?;
-                if let Err(error) = socket.set_nodelay(true) {
-                    tracing::warn!(%error, "cannot set TCP_NODELAY on a Kafka connection");
-                }
-                let door = Arc::clone(&door);
-                let stopping = stopping.clone();
-                connections.spawn(async move {
-                    if let Err(error) = connection::run(door, socket, stopping).await {
-                        tracing::debug!(%peer, %error, "Kafka connection closed");
-                    }
-                });
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "accepting a Kafka connection");
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
             }
+        };
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY on a Kafka connection");
         }
+        let door = Arc::clone(&door);
+        let stopping = stopping.clone();
+        connections.spawn(async move {
+            if let Err(error) = connection::run(door, socket, stopping).await {
+                tracing::debug!(%peer, %error, "Kafka connection closed");
+            }
+        });
     }
     connections.shutdown().await;
-    Ok(())
 }

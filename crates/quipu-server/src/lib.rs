@@ -45,6 +45,7 @@ pub mod lifecycle;
 mod metrics;
 mod native;
 mod openapi;
+mod opening;
 pub mod projection;
 mod record_log;
 pub mod schema;
@@ -134,13 +135,23 @@ pub struct ConnectionLimits {
     /// How long an HTTP request's headers may take to arrive, which is
     /// also how long a kept-alive HTTP connection may sit idle between
     /// requests; then the connection is closed. A connection to the gRPC
-    /// port has as long to send the first bytes of its preface.
+    /// port or the KurrentDB port has as long to send its preface (a
+    /// Kafka door's request as long to finish is set in its own
+    /// [`quipu_kafka::DoorConfig`]).
     pub http_header_timeout: std::time::Duration,
+    /// Connections to the gRPC and KurrentDB ports are probed this often
+    /// (HTTP/2 pings; TCP keepalive for the native transport), and closed
+    /// when a probe goes unanswered for as long: a peer that vanished
+    /// without closing holds nothing for good.
+    pub keepalive: std::time::Duration,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
-        ConnectionLimits { http_header_timeout: std::time::Duration::from_secs(30) }
+        ConnectionLimits {
+            http_header_timeout: std::time::Duration::from_secs(30),
+            keepalive: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -250,7 +261,7 @@ pub async fn serve_with(
                 groups: Arc::clone(&groups),
                 message_max,
             };
-            Some(door.serve(listener, stopped(stopping.clone()))?)
+            Some(door.serve(listener, stopping.clone(), limits)?)
         }
         None => None,
     };
@@ -284,13 +295,22 @@ pub async fn serve_with(
         .add_service(projections_service)
         .add_service(snapshots_service)
         .add_service(schemas_service);
-    let incoming = native::accept(listeners.grpc, routes.clone(), unary, stopping.clone(), limits.http_header_timeout);
-    let grpc = tonic::transport::Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+    let incoming = native::accept(
+        listeners.grpc,
+        routes.clone(),
+        unary,
+        stopping.clone(),
+        limits.http_header_timeout,
+        limits.keepalive,
+    );
+    let grpc =
+        http2_server(limits).add_routes(routes).serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     let kafka = async move {
         match door {
-            Some((door, listener)) => quipu_kafka::serve(door, listener, kafka_stopping).await,
+            Some((door, listener)) => {
+                quipu_kafka::serve(door, listener, kafka_stopping).await;
+                Ok::<(), ServerError>(())
+            }
             None => Ok(()),
         }
     };
@@ -352,6 +372,15 @@ async fn within_grace<E>(
             Ok(())
         }
     }
+}
+
+/// An HTTP/2 server builder with the keepalive of `limits`: a ping after
+/// that long without a frame, and the connection closed when the ping is
+/// not answered within as long.
+fn http2_server(limits: ConnectionLimits) -> tonic::transport::Server {
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(limits.keepalive))
+        .http2_keepalive_timeout(Some(limits.keepalive))
 }
 
 /// How long [`close`] waits for reads still running on the blocking pool.

@@ -32,6 +32,15 @@ pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Seconds an HTTP request's headers may take when no source sets them.
 pub const HTTP_HEADER_TIMEOUT_S_DEFAULT: u64 = 30;
 
+/// Seconds between HTTP/2 keepalive pings (and allowed for their answer)
+/// on the gRPC and KurrentDB ports when no source sets them: KurrentDB's
+/// own default.
+pub const KEEPALIVE_S_DEFAULT: u64 = 10;
+
+/// Seconds a Kafka door connection may send nothing when no source sets
+/// them: Kafka's `connections.max.idle.ms` default.
+pub const KAFKA_IDLE_TIMEOUT_S_DEFAULT: u64 = 600;
+
 /// Partitions of a category topic when no source sets them.
 pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 
@@ -43,10 +52,12 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// grpc_listen = "127.0.0.1:2113"
 /// http_listen = "127.0.0.1:2114"
 /// http_header_timeout_s = 30
+/// keepalive_s = 10
 /// insecure = false
 /// segment_size_bytes = 268435456
 /// kafka_listen = "127.0.0.1:9092"
 /// kafka_category_partitions = 4
+/// kafka_idle_timeout_s = 600
 /// kurrent_listen = "127.0.0.1:2115"
 /// kurrent_tls_cert = "/etc/quipu/cert.pem"   # both, or neither
 /// kurrent_tls_key = "/etc/quipu/key.pem"
@@ -71,6 +82,10 @@ pub struct ConfigLayer {
     /// Seconds an HTTP request's headers may take to arrive, and an HTTP
     /// connection may sit idle between requests.
     pub http_header_timeout_s: Option<u64>,
+    /// Seconds between keepalive probes of connections to the gRPC and
+    /// KurrentDB ports, and allowed for their answer: a peer that is gone
+    /// is noticed and its connection closed.
+    pub keepalive_s: Option<u64>,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: Option<bool>,
     /// Size at which a log segment is closed (scavenges rewrite closed
@@ -80,6 +95,9 @@ pub struct ConfigLayer {
     pub kafka_listen: Option<SocketAddr>,
     /// Partitions of each category topic of the Kafka door.
     pub kafka_category_partitions: Option<i32>,
+    /// Seconds a Kafka door connection may send no request before it is
+    /// closed.
+    pub kafka_idle_timeout_s: Option<u64>,
     /// Address of the KurrentDB client protocol (off unless set).
     pub kurrent_listen: Option<SocketAddr>,
     /// PEM certificate chain the KurrentDB door serves TLS with. In a
@@ -132,10 +150,12 @@ impl ConfigLayer {
             grpc_listen: self.grpc_listen.or(lower.grpc_listen),
             http_listen: self.http_listen.or(lower.http_listen),
             http_header_timeout_s: self.http_header_timeout_s.or(lower.http_header_timeout_s),
+            keepalive_s: self.keepalive_s.or(lower.keepalive_s),
             insecure: self.insecure.or(lower.insecure),
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
             kafka_category_partitions: self.kafka_category_partitions.or(lower.kafka_category_partitions),
+            kafka_idle_timeout_s: self.kafka_idle_timeout_s.or(lower.kafka_idle_timeout_s),
             kurrent_listen: self.kurrent_listen.or(lower.kurrent_listen),
             kurrent_tls_cert: self.kurrent_tls_cert.or(lower.kurrent_tls_cert),
             kurrent_tls_key: self.kurrent_tls_key.or(lower.kurrent_tls_key),
@@ -156,6 +176,9 @@ pub struct Config {
     /// Seconds an HTTP request's headers may take to arrive, and an HTTP
     /// connection may sit idle between requests (at least 1).
     pub http_header_timeout_s: u64,
+    /// Seconds between keepalive probes on the gRPC and KurrentDB ports,
+    /// and allowed for their answer (at least 1).
+    pub keepalive_s: u64,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: bool,
     /// Size at which a log segment is closed.
@@ -164,6 +187,8 @@ pub struct Config {
     pub kafka_listen: Option<SocketAddr>,
     /// Partitions of each category topic of the Kafka door.
     pub kafka_category_partitions: i32,
+    /// Seconds a Kafka door connection may send no request (at least 1).
+    pub kafka_idle_timeout_s: u64,
     /// Address of the KurrentDB client protocol; `None`: off.
     pub kurrent_listen: Option<SocketAddr>,
     /// Certificate and key files the KurrentDB door serves TLS with;
@@ -193,10 +218,14 @@ impl Config {
     ///
     /// # Errors
     /// A TLS certificate without its key, or a key without its
-    /// certificate; an HTTP header timeout of 0.
+    /// certificate; a timeout of 0.
     pub fn with_defaults(layer: ConfigLayer) -> anyhow::Result<Config> {
         let http_header_timeout_s = layer.http_header_timeout_s.unwrap_or(HTTP_HEADER_TIMEOUT_S_DEFAULT);
         anyhow::ensure!(http_header_timeout_s > 0, "http_header_timeout_s must be at least 1 second");
+        let keepalive_s = layer.keepalive_s.unwrap_or(KEEPALIVE_S_DEFAULT);
+        anyhow::ensure!(keepalive_s > 0, "keepalive_s must be at least 1 second");
+        let kafka_idle_timeout_s = layer.kafka_idle_timeout_s.unwrap_or(KAFKA_IDLE_TIMEOUT_S_DEFAULT);
+        anyhow::ensure!(kafka_idle_timeout_s > 0, "kafka_idle_timeout_s must be at least 1 second");
         let kurrent_tls = match (layer.kurrent_tls_cert, layer.kurrent_tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -208,10 +237,12 @@ impl Config {
             grpc_listen: layer.grpc_listen.unwrap_or(GRPC_LISTEN_DEFAULT),
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
             http_header_timeout_s,
+            keepalive_s,
             insecure: layer.insecure.unwrap_or(false),
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
             kafka_listen: layer.kafka_listen,
             kafka_category_partitions: layer.kafka_category_partitions.unwrap_or(KAFKA_CATEGORY_PARTITIONS_DEFAULT),
+            kafka_idle_timeout_s,
             kurrent_listen: layer.kurrent_listen,
             kurrent_tls,
             publish: layer.publish.unwrap_or_default(),
@@ -251,10 +282,12 @@ mod tests {
                 grpc_listen: address("127.0.0.1:2113"),
                 http_listen: address("127.0.0.1:2114"),
                 http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
+                keepalive_s: KEEPALIVE_S_DEFAULT,
                 insecure: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
+                kafka_idle_timeout_s: KAFKA_IDLE_TIMEOUT_S_DEFAULT,
                 kurrent_listen: None,
                 kurrent_tls: None,
                 publish: vec![],
@@ -266,7 +299,7 @@ mod tests {
     fn the_file_sets_every_key_the_command_line_leaves_unset() {
         let (_dir, path) = config_file(
             "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n\
-             http_header_timeout_s = 5\n\
+             http_header_timeout_s = 5\nkeepalive_s = 7\nkafka_idle_timeout_s = 60\n\
              segment_size_bytes = 1048576\nkafka_listen = \"127.0.0.1:9092\"\nkafka_category_partitions = 8\n\
              [[publish]]\nbrokers = \"kafka:9092\"\ntopic = \"orders\"\ntypes = [\"OrderShipped\"]\n",
         );
@@ -278,10 +311,12 @@ mod tests {
                 grpc_listen: address("127.0.0.1:7113"),
                 http_listen: address("[::1]:7114"),
                 http_header_timeout_s: 5,
+                keepalive_s: 7,
                 insecure: true,
                 segment_size_bytes: 1_048_576,
                 kafka_listen: Some(address("127.0.0.1:9092")),
                 kafka_category_partitions: 8,
+                kafka_idle_timeout_s: 60,
                 kurrent_listen: None,
                 kurrent_tls: None,
                 publish: vec![PublishEntry {
@@ -306,10 +341,12 @@ mod tests {
             grpc_listen: None,
             http_listen: None,
             http_header_timeout_s: None,
+            keepalive_s: None,
             insecure: Some(false),
             segment_size_bytes: None,
             kafka_listen: None,
             kafka_category_partitions: None,
+            kafka_idle_timeout_s: None,
             kurrent_listen: None,
             kurrent_tls_cert: None,
             kurrent_tls_key: None,
@@ -323,10 +360,12 @@ mod tests {
                 grpc_listen: GRPC_LISTEN_DEFAULT,
                 http_listen: address("127.0.0.1:7114"),
                 http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
+                keepalive_s: KEEPALIVE_S_DEFAULT,
                 insecure: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
+                kafka_idle_timeout_s: KAFKA_IDLE_TIMEOUT_S_DEFAULT,
                 kurrent_listen: None,
                 kurrent_tls: None,
                 publish: vec![],

@@ -25,8 +25,9 @@ use crate::publishing::{PublishEntry, Publishers};
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
-    /// http_header_timeout_s, insecure, segment_size_bytes, kafka_listen and
-    /// kafka_category_partitions, and [[publish]] tables (integration
+    /// http_header_timeout_s, keepalive_s, insecure, segment_size_bytes,
+    /// kafka_listen, kafka_category_partitions, kafka_idle_timeout_s,
+    /// kurrent_listen, kurrent_tls_cert and kurrent_tls_key, and [[publish]] tables (integration
     /// event publishers the server runs); flags and environment variables
     /// override it.
     #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
@@ -45,6 +46,12 @@ pub struct ServeArgs {
     /// connection to the gRPC port has as long to open [default: 30].
     #[arg(long, env = "QUIPU_HTTP_HEADER_TIMEOUT_S", value_name = "SECONDS")]
     pub http_header_timeout_s: Option<u64>,
+    /// Seconds between keepalive probes of connections to the gRPC and
+    /// KurrentDB ports (HTTP/2 pings, TCP keepalive for the native
+    /// transport), and allowed for their answer: a connection whose peer
+    /// is gone is closed [default: 10].
+    #[arg(long, env = "QUIPU_KEEPALIVE_S", value_name = "SECONDS")]
+    pub keepalive_s: Option<u64>,
     /// Allow a non-loopback address without authentication (unsafe);
     /// --insecure=false overrides a config file.
     #[arg(
@@ -67,6 +74,11 @@ pub struct ServeArgs {
     /// Partitions of each category topic of the Kafka door [default: 4].
     #[arg(long, env = "QUIPU_KAFKA_CATEGORY_PARTITIONS", value_name = "N")]
     pub kafka_category_partitions: Option<i32>,
+    /// Seconds a Kafka door connection may send no request before it is
+    /// closed, as Kafka's connections.max.idle.ms; a request begun must
+    /// finish within --http-header-timeout-s [default: 600].
+    #[arg(long, env = "QUIPU_KAFKA_IDLE_TIMEOUT_S", value_name = "SECONDS")]
+    pub kafka_idle_timeout_s: Option<u64>,
     /// Address of the KurrentDB (EventStoreDB) client protocol, e.g.
     /// 127.0.0.1:2115; off unless set.
     #[arg(long, env = "QUIPU_KURRENT_LISTEN", value_name = "ADDRESS")]
@@ -92,10 +104,12 @@ impl ServeArgs {
             grpc_listen: self.grpc_listen,
             http_listen: self.http_listen,
             http_header_timeout_s: self.http_header_timeout_s,
+            keepalive_s: self.keepalive_s,
             insecure: self.insecure,
             segment_size_bytes: self.segment_size_bytes,
             kafka_listen: self.kafka_listen,
             kafka_category_partitions: self.kafka_category_partitions,
+            kafka_idle_timeout_s: self.kafka_idle_timeout_s,
             kurrent_listen: self.kurrent_listen,
             kurrent_tls_cert: self.kurrent_tls_cert.clone(),
             kurrent_tls_key: self.kurrent_tls_key.clone(),
@@ -138,7 +152,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let kafka = match config.kafka_listen {
             Some(address) => Some(quipu_server::KafkaListener {
                 listener: bind(address).await?,
-                config: quipu_kafka::DoorConfig { category_partitions: config.kafka_category_partitions },
+                config: quipu_kafka::DoorConfig {
+                    category_partitions: config.kafka_category_partitions,
+                    idle_timeout: std::time::Duration::from_secs(config.kafka_idle_timeout_s),
+                    request_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
+                },
             }),
             None => None,
         };
@@ -183,6 +201,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         };
         let limits = quipu_server::ConnectionLimits {
             http_header_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
+            keepalive: std::time::Duration::from_secs(config.keepalive_s),
         };
         quipu_server::serve_with(store, listeners, stop, limits).await?;
         tracing::info!("stopped");

@@ -1,7 +1,9 @@
 //! The doors close what clients leave hanging: on HTTP a request whose
 //! headers never finish (slowloris) and a kept-alive connection left idle,
-//! on the gRPC port a connection that never finishes its preface, each
-//! after `--http-header-timeout-s`, and go on serving others.
+//! on the gRPC and KurrentDB ports a connection that never finishes its
+//! preface, each after `--http-header-timeout-s`; on the Kafka door a
+//! request left unfinished for as long, and a connection idle past
+//! `--kafka-idle-timeout-s`. They go on serving others.
 
 mod common;
 
@@ -14,19 +16,22 @@ use common::{Server, serve_command};
 /// Far longer than the one-second timeout the server is given.
 const READ_LIMIT: Duration = Duration::from_secs(20);
 
-/// Reads `stream` until the server closes it; what it sent first. Panics
-/// when the server keeps it open past [`READ_LIMIT`].
+/// Reads `stream` until the server closes it; what it sent first, as
+/// text. Panics when the server keeps it open past [`READ_LIMIT`].
 fn read_until_closed(stream: &mut TcpStream) -> String {
+    String::from_utf8_lossy(&bytes_until_closed(stream)).into_owned()
+}
+
+/// As [`read_until_closed`], the bytes as they came.
+fn bytes_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     stream.set_read_timeout(Some(READ_LIMIT)).expect("set a read timeout");
     let mut received = Vec::new();
     let mut buffer = [0u8; 4096];
     loop {
         match stream.read(&mut buffer) {
-            Ok(0) => return String::from_utf8_lossy(&received).into_owned(),
+            Ok(0) => return received,
             Ok(n) => received.extend_from_slice(buffer.get(..n).unwrap_or_default()),
-            Err(error) if error.kind() == ErrorKind::ConnectionReset => {
-                return String::from_utf8_lossy(&received).into_owned();
-            }
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => return received,
             Err(error) => panic!("the server kept the connection open ({error}) after sending {received:?}"),
         }
     }
@@ -63,6 +68,64 @@ fn unfinished_headers_and_idle_connections_are_closed_after_the_header_timeout()
         read_until_closed(&mut quiet);
     }
 
+    let (status, body) = server.request("GET", "/health", None);
+    assert_eq!(status, 200, "others are still served: {body}");
+}
+
+/// A Kafka ApiVersions v0 request with correlation id `correlation`,
+/// framed.
+fn api_versions_request(correlation: i32) -> Vec<u8> {
+    let mut body = Vec::new();
+    body.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    body.extend_from_slice(&0i16.to_be_bytes()); // version 0
+    body.extend_from_slice(&correlation.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+    let mut frame = i32::try_from(body.len()).expect("a small frame").to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+#[test]
+fn the_kurrentdb_and_kafka_doors_close_unfinished_openings_requests_and_idle_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = serve_command();
+    command
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--http-header-timeout-s", "1"])
+        .args(["--kafka-listen", "127.0.0.1:0", "--kafka-idle-timeout-s", "2"])
+        .args(["--kurrent-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path());
+    let server = Server::spawn(command);
+    let kafka = server.kafka_address.clone().expect("the Kafka door is on");
+    let kurrent = server.kurrent_address.clone().expect("the KurrentDB door is on");
+
+    // HTTP/2 ports: silent, and half of the HTTP/2 preface.
+    for address in [&server.grpc_address, &kurrent] {
+        for opening in [&b""[..], b"PRI * HTTP/2.0\r\n"] {
+            let mut quiet = TcpStream::connect(address).expect("connect");
+            quiet.write_all(opening).expect("the opening bytes");
+            read_until_closed(&mut quiet);
+        }
+    }
+
+    // Kafka: a request cut short, a connection silent from the start, and
+    // one answered and then left idle.
+    let mut cut = TcpStream::connect(&kafka).expect("connect");
+    let request = api_versions_request(1);
+    cut.write_all(request.get(..7).expect("part of a request")).expect("part of a request");
+    assert!(read_until_closed(&mut cut).is_empty(), "an unfinished request is not answered");
+    let mut silent = TcpStream::connect(&kafka).expect("connect");
+    read_until_closed(&mut silent);
+    let mut idle = TcpStream::connect(&kafka).expect("connect");
+    idle.write_all(&api_versions_request(7)).expect("a whole request");
+    let answer = bytes_until_closed(&mut idle);
+    assert_eq!(answer.get(4..8), Some(&7i32.to_be_bytes()[..]), "answered before the idle close: {answer:?}");
+
+    let mut fresh = TcpStream::connect(&kafka).expect("connect");
+    fresh.write_all(&api_versions_request(9)).expect("a whole request");
+    let mut head = [0u8; 8];
+    fresh.set_read_timeout(Some(READ_LIMIT)).expect("set a read timeout");
+    fresh.read_exact(&mut head).expect("an answer");
+    assert_eq!(head.get(4..), Some(&9i32.to_be_bytes()[..]), "the Kafka door still answers");
     let (status, body) = server.request("GET", "/health", None);
     assert_eq!(status, 200, "others are still served: {body}");
 }

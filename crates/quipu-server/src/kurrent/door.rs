@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use quipu_proto::event_store::client::{gossip, persistent_subscriptions, server_features, streams};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::{Identity, ServerTlsConfig};
 
 use super::persistent::PersistentService;
@@ -82,14 +83,17 @@ pub struct Door {
 }
 
 impl Door {
-    /// Serves on `listener` until `stop` resolves.
+    /// Serves on `listener` until `stopping` turns true, its connections
+    /// held to `limits` (a preface within the header timeout, keepalive
+    /// pings; see [`crate::opening`]).
     ///
     /// # Errors
     /// The listener's address cannot be read, or TLS cannot be set up.
     pub fn serve(
         self,
         listener: Listener,
-        stop: impl Future<Output = ()> + Send + 'static,
+        stopping: watch::Receiver<bool>,
+        limits: crate::ConnectionLimits,
     ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, crate::ServerError> {
         let address = listener.listener.local_addr()?;
         let store = Arc::clone(&self.streams.store);
@@ -116,12 +120,21 @@ impl Door {
             .add_service(features)
             .add_service(gossip);
         let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(unimplemented));
-        let mut builder = tonic::transport::Server::builder();
+        let mut builder = crate::http2_server(limits);
         if let Some(tls) = listener.tls {
             builder = builder.tls_config(tls.config)?;
         }
-        let incoming = tonic::transport::server::TcpIncoming::from(listener.listener).with_nodelay(Some(true));
+        let incoming = crate::opening::http2_incoming(
+            listener.listener,
+            stopping.clone(),
+            limits.http_header_timeout,
+            limits.keepalive,
+        );
         let incoming = futures_util::StreamExt::map(incoming, |accepted| accepted.map(QuickAck::new));
+        let mut stop = stopping;
+        let stop = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
         Ok(builder.add_routes(routes).serve_with_incoming_shutdown(incoming, stop))
     }
 }

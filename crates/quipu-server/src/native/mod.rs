@@ -32,6 +32,8 @@ use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 use unary::Unary;
 
+use crate::opening;
+
 /// Accepted HTTP/2 connections waiting for the gRPC server.
 const ACCEPT_QUEUE: usize = 64;
 /// Request body pieces a streaming call may have waiting.
@@ -43,89 +45,65 @@ const ANSWER_CHUNK_BYTES: usize = 1024 * 1024;
 const GATHER_BYTES_MAX: usize = 16 * 1024;
 /// Bytes read from the socket at a time.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
-/// How long the door waits after a failed accept (out of file
-/// descriptors, say) before it accepts again.
-const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The routes every call goes to: the gRPC services.
 pub type Routes = tonic::service::Routes;
 
 /// Accepts connections on the gRPC `listener` until `stopping` turns
 /// true: native ones are served here with `unary` and `routes`, the
-/// others come out of the returned stream for the HTTP/2 server.
+/// others come out of the returned stream for the HTTP/2 server. Each
+/// must send its preface within `preface_timeout`, and is probed with TCP
+/// keepalive every `keepalive` (see [`crate::opening`]).
 pub fn accept(
     listener: TcpListener,
     routes: Routes,
     unary: Unary,
     stopping: watch::Receiver<bool>,
     preface_timeout: std::time::Duration,
+    keepalive: std::time::Duration,
 ) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
     let routes = routes.prepare();
     let (http2, incoming) = mpsc::channel::<TcpStream>(ACCEPT_QUEUE);
-    let mut stop = stopping.clone();
-    tokio::spawn(async move {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = stop.wait_for(|stop| *stop) => return,
-            };
-            let (socket, peer) = match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    tracing::warn!(%error, "accepting a gRPC connection");
-                    tokio::time::sleep(ACCEPT_RETRY).await;
-                    continue;
-                }
-            };
-            let (routes, unary, stopping, http2) = (routes.clone(), unary.clone(), stopping.clone(), http2.clone());
-            tokio::spawn(async move {
-                if let Err(error) = sort(socket, Door { routes, unary }, stopping, http2, preface_timeout).await {
-                    tracing::debug!(%error, %peer, "gRPC connection ended");
-                }
-            });
+    let connections = stopping.clone();
+    opening::accept_each(listener, stopping, move |socket, peer| {
+        let (routes, unary, stopping, http2) = (routes.clone(), unary.clone(), connections.clone(), http2.clone());
+        async move {
+            let door = Door { routes, unary };
+            if let Err(error) = sort(socket, door, stopping, http2, preface_timeout, keepalive).await {
+                tracing::debug!(%error, %peer, "gRPC connection ended");
+            }
         }
     });
-    let mut incoming = incoming;
-    futures_util::stream::poll_fn(move |cx| incoming.poll_recv(cx).map(|socket| socket.map(Ok)))
+    opening::receiver_stream(incoming)
 }
 
 /// Serves `socket` here if it opens with the native preface, or hands it
-/// to the HTTP/2 server; closes it when its first bytes do not arrive
-/// within `preface_timeout`.
+/// to the HTTP/2 server once its whole HTTP/2 preface is in; closes it
+/// when either does not arrive within `preface_timeout`.
 async fn sort(
     socket: TcpStream,
     door: Door,
     stopping: watch::Receiver<bool>,
     http2: mpsc::Sender<TcpStream>,
     preface_timeout: std::time::Duration,
+    keepalive: std::time::Duration,
 ) -> std::io::Result<()> {
-    socket.set_nodelay(true)?;
-    let mut preface = [0u8; 8];
-    let opened = tokio::time::timeout(preface_timeout, async {
-        loop {
-            let peeked = socket.peek(&mut preface).await?;
-            if peeked == 0 {
-                return Ok(false);
-            }
-            if preface.get(..peeked) != PREFACE.get(..peeked) || peeked == preface.len() {
-                return Ok(true);
-            }
-            // Part of the native preface so far: the rest is on its way.
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    match opened {
-        Ok(Ok(true)) => {}
-        Ok(Ok(false)) => return Ok(()),
-        Ok(Err(error)) => return Err(error),
-        Err(_) => {
-            tracing::debug!("a gRPC connection sent no preface in {preface_timeout:?}; closing it");
-            return Ok(());
-        }
+    let begun = tokio::time::Instant::now();
+    // Every client sends at least this much before it waits for the
+    // server: the native preface, or the start of the HTTP/2 one.
+    if !opening::prepared(&socket, PREFACE.len(), preface_timeout, keepalive).await? {
+        tracing::debug!("a gRPC connection sent no preface in {preface_timeout:?}; closing it");
+        return Ok(());
     }
+    let mut preface = [0u8; 8];
+    socket.peek(&mut preface).await?;
     if &preface == PREFACE {
         return connection(socket, door, stopping).await;
+    }
+    let left = preface_timeout.saturating_sub(begun.elapsed());
+    if !opening::arrived(&socket, opening::HTTP2_PREFACE_BYTES, left).await? {
+        tracing::debug!("a gRPC connection sent no whole HTTP/2 preface in {preface_timeout:?}; closing it");
+        return Ok(());
     }
     // The HTTP/2 server is stopping when it takes no more.
     let _ = http2.send(socket).await;
