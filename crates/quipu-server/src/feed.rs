@@ -197,6 +197,20 @@ impl Live {
         Live { tail, stopping }
     }
 
+    /// Live feeds open now (every subscription of every door, and every
+    /// consumer group's reader).
+    #[must_use]
+    pub fn feeds(&self) -> usize {
+        self.tail.followers()
+    }
+
+    /// Bytes the shared tail holds now (0 once no feed has followed it
+    /// for [`TailOptions::idle`]).
+    #[must_use]
+    pub fn tail_bytes(&self) -> usize {
+        self.tail.ring_bytes()
+    }
+
     /// A feed of `source` from `start` (see [`Feed::new`]).
     ///
     /// # Errors

@@ -75,9 +75,10 @@ pub fn router(services: Services) -> Router {
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
     let counting = Arc::clone(&metrics);
+    let gauged = live.clone();
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(render_metrics))
+        .route("/metrics", get(move |state, metrics| render_metrics(state, metrics, gauged)))
         .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream).delete(delete_stream))
         .route("/v1/append", post(append_multi))
@@ -118,8 +119,12 @@ pub fn router(services: Services) -> Router {
         .layer(Extension(lifecycle))
 }
 
-async fn render_metrics(State(store): State<Shared>, Extension(metrics): Extension<Arc<Metrics>>) -> String {
-    metrics.render(&store)
+async fn render_metrics(
+    State(store): State<Shared>,
+    Extension(metrics): Extension<Arc<Metrics>>,
+    live: Live,
+) -> String {
+    metrics.render(&store, &live)
 }
 
 async fn health() -> Json<Value> {

@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use quipu_core::{AppendOutcome, Store};
 
+use crate::feed::Live;
+
 /// What the server counted since it started.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -45,10 +47,10 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of the counters and of `store`'s
-    /// head and disk use.
+    /// The Prometheus text exposition of the counters, of `store`'s
+    /// head and disk use, and of the live feeds of `live`.
     #[must_use]
-    pub fn render(&self, store: &Store) -> String {
+    pub fn render(&self, store: &Store, live: &Live) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
@@ -91,6 +93,18 @@ impl Metrics {
                 &[("{part=\"log\"}", log_bytes), ("{part=\"index\"}", index_bytes)],
             );
         }
+        family(
+            "quipu_live_feeds",
+            "gauge",
+            "Live feeds open (subscriptions of every door, group readers).",
+            &[("", live.feeds() as u64)],
+        );
+        family(
+            "quipu_tail_bytes",
+            "gauge",
+            "Bytes of new events held in memory for live feeds (dropped when none follows).",
+            &[("", live.tail_bytes() as u64)],
+        );
         out
     }
 }

@@ -176,6 +176,19 @@ impl Tail {
         self.shared.failed.load(Ordering::Acquire)
     }
 
+    /// Feeds following the tail now.
+    #[must_use]
+    pub fn followers(&self) -> usize {
+        self.shared.followers.load(Ordering::Acquire)
+    }
+
+    /// Bytes of events the ring holds now (as it counts them against
+    /// [`TailOptions::bytes_max`]); 0 while it is dormant.
+    #[must_use]
+    pub fn ring_bytes(&self) -> usize {
+        self.shared.ring.lock().unwrap_or_else(PoisonError::into_inner).bytes
+    }
+
     /// A receiver of the ring's end, which moves once per publication.
     #[must_use]
     pub fn end(&self) -> watch::Receiver<Option<Position>> {
