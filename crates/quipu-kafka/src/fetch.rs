@@ -4,6 +4,7 @@
 //! hash to it (see [`crate::topic`]).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::error::ResponseError;
@@ -57,23 +58,58 @@ pub async fn answer(door: &Arc<Door>, request: FetchRequest, version: i16) -> Fe
         let seen = door.store.last_position();
         let door_for_read = Arc::clone(door);
         let wanted_for_read = wanted.clone();
-        let read =
-            tokio::task::spawn_blocking(move || read_all(&door_for_read, &wanted_for_read, max_bytes, version)).await;
-        let (response, bytes) = match read {
-            Ok(read) => read,
-            Err(error) => {
-                tracing::error!(%error, "a fetch read panicked");
-                return FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
-            }
+        let read = door.read(move || read_all(&door_for_read, &wanted_for_read, max_bytes, version)).await;
+        let Some((response, bytes)) = read else {
+            tracing::error!("a fetch read failed");
+            return FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
         };
         let now = Instant::now();
         if bytes >= min_bytes || now >= deadline {
             return response;
         }
         // Waiting holds no thread: the head's channel wakes the poll.
+        let waiting = Waiting::new(door);
         let mut head = door.head.clone();
         let beyond = |last: &Option<quipu_core::Position>| last.is_some() && *last > seen;
         let _ = tokio::time::timeout(deadline - now, head.wait_for(beyond)).await;
+        // Many polls woken together read once per pause, not once per
+        // commit each: what the pause gathers comes in one answer.
+        let pause = waiting.pause().min(deadline.saturating_duration_since(Instant::now()));
+        if pause >= WAKE_PAUSE_MIN {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// Pause after a wake per fetch waiting at that moment.
+const WAKE_PAUSE_PER_WAITER: Duration = Duration::from_micros(10);
+/// Longest pause after a wake.
+const WAKE_PAUSE_MAX: Duration = Duration::from_millis(20);
+/// Pauses shorter than this are not taken: a few polls read at once.
+const WAKE_PAUSE_MIN: Duration = Duration::from_millis(1);
+
+/// A fetch counted among the door's waiting ones while it lives.
+struct Waiting<'a> {
+    door: &'a Door,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(door: &'a Door) -> Waiting<'a> {
+        door.waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting { door }
+    }
+
+    /// How long to let new events gather after a wake: longer the more
+    /// fetches wait, up to [`WAKE_PAUSE_MAX`].
+    fn pause(&self) -> Duration {
+        let waiting = u32::try_from(self.door.waiting.load(Ordering::Acquire)).unwrap_or(u32::MAX);
+        WAKE_PAUSE_PER_WAITER.saturating_mul(waiting).min(WAKE_PAUSE_MAX)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.door.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

@@ -112,6 +112,32 @@ pub trait Appends: Send + Sync {
     fn submit(&self, request: AppendRequest) -> Submitted;
 }
 
+/// A blocking store read handed to [`Reads::run`].
+pub type Read = Box<dyn FnOnce() + Send>;
+
+/// Where the door's store reads run. A server gives them turns on its
+/// bounded read pool, so a thousand consumers' fetches cost no thread
+/// each; a door alone (tests) runs each on tokio's blocking pool.
+pub trait Reads: Send + Sync {
+    /// Runs `read` where it may block, once its turn comes; resolves when
+    /// it has run.
+    fn run(&self, read: Read) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+}
+
+/// Each read on tokio's blocking pool: the door's reads unless
+/// [`Door::with_reads`] says otherwise.
+struct BlockingPool;
+
+impl Reads for BlockingPool {
+    fn run(&self, read: Read) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if let Err(error) = tokio::task::spawn_blocking(read).await {
+                tracing::error!(%error, "a Kafka door read failed");
+            }
+        })
+    }
+}
+
 /// The door over one store.
 pub struct Door {
     store: Arc<Store>,
@@ -119,6 +145,10 @@ pub struct Door {
     /// long polls wait on it without a thread.
     head: tokio::sync::watch::Receiver<Option<quipu_core::Position>>,
     appends: Arc<dyn Appends>,
+    reads: Arc<dyn Reads>,
+    /// Fetches waiting for new events now: wakes are spaced by their
+    /// number (see [`fetch`]).
+    waiting: std::sync::atomic::AtomicUsize,
     config: DoorConfig,
     coordinator: Arc<coordinator::Coordinator>,
     offsets: offset_store::OffsetStore,
@@ -158,7 +188,36 @@ impl Door {
         store.on_advance(Arc::new(move |last| {
             sender.send_replace(Some(last));
         }));
-        Ok(Door { store, head, appends, config, coordinator: coordinator::Coordinator::new(), offsets, producers })
+        Ok(Door {
+            store,
+            head,
+            appends,
+            reads: Arc::new(BlockingPool),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            config,
+            coordinator: coordinator::Coordinator::new(),
+            offsets,
+            producers,
+        })
+    }
+
+    /// The same door running its store reads on `reads`.
+    #[must_use]
+    pub fn with_reads(mut self, reads: Arc<dyn Reads>) -> Door {
+        self.reads = reads;
+        self
+    }
+
+    /// The result of `read`, run on the door's [`Reads`]; `None` when it
+    /// did not run to the end (it panicked on the blocking pool).
+    async fn read<T: Send + 'static>(&self, read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.reads
+            .run(Box::new(move || {
+                let _ = sender.send(read());
+            }))
+            .await;
+        receiver.await.ok()
     }
 
     /// Partitions of `topic`.

@@ -54,15 +54,15 @@ async fn offset_for(door: &Arc<Door>, timestamp: i64) -> (i64, i64) {
         millis => {
             let store = Arc::clone(&door.store);
             let before = u64::try_from(millis).unwrap_or(0).saturating_mul(1000).checked_sub(1);
-            let found = tokio::task::spawn_blocking(move || before.map(|b| store.position_at(b))).await;
+            let found = door.read(move || before.map(|b| store.position_at(b))).await;
             let first = match found {
-                Ok(Some(Ok(Some(position)))) => i64::try_from(position.0).unwrap_or(i64::MAX) + 1,
-                Ok(None | Some(Ok(None))) => 0,
-                Ok(Some(Err(error))) => {
+                Some(Some(Ok(Some(position)))) => i64::try_from(position.0).unwrap_or(i64::MAX) + 1,
+                Some(None | Some(Ok(None))) => 0,
+                Some(Some(Err(error))) => {
                     tracing::warn!(%error, "looking up an offset by time");
                     return (-1, -1);
                 }
-                Err(_) => return (-1, -1),
+                None => return (-1, -1),
             };
             if first < high_watermark { (millis, first) } else { (-1, -1) }
         }

@@ -1,42 +1,116 @@
 //! Store reads from async handlers: they may block on the disk, so they
-//! must not hold a runtime worker's other tasks hostage, yet most are
-//! served from the page cache in microseconds, where handing them to
-//! another thread and back costs more than the read.
+//! must not hold a runtime worker's other tasks hostage.
 //!
-//! [`read`] runs the read on the calling worker thread after handing
-//! that worker's queue to another thread ([`tokio::task::block_in_place`]),
-//! so the caller waits for no thread wake-up. On a current-thread runtime
-//! (where that is impossible) it goes to the blocking pool.
-//!
-//! Each read that runs this way can cost the runtime a thread, so at most
-//! [`READS_MAX`] run at once; the others wait for a turn without a thread
-//! (a hundred subscribers catching up at once no longer make a hundred
-//! threads).
+//! [`read`] hands the read to a fixed pool of [`READERS`] threads and
+//! awaits its result without a thread. However many subscribers, fetches
+//! and loads read at once, the server has these threads and no more:
+//! the others' reads queue, each waiting without a thread. (Handing a
+//! worker's queue to another thread for each read, with tokio's
+//! `block_in_place`, or giving each read to tokio's blocking pool, made
+//! the runtime start threads faster than it reused them under a few
+//! hundred subscribers: a hundred threads, each keeping its own
+//! allocator caches.)
 
-use tokio::runtime::{Handle, RuntimeFlavor};
-use tokio::sync::Semaphore;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 
-/// Reads that may block at once, across the server.
-pub const READS_MAX: usize = 8;
+/// Threads that run store reads, across the server.
+pub const READERS: usize = 4;
 
-/// Turns to run a read.
-static TURNS: Semaphore = Semaphore::const_new(READS_MAX);
+/// A read handed to the pool.
+type Job = Box<dyn FnOnce() + Send>;
 
-/// Why a read did not give its result: its task panicked or was cancelled.
+/// Why a read did not give its result: it panicked.
 #[derive(Debug, thiserror::Error)]
 #[error("read task failed: {0}")]
 pub struct ReadTaskFailed(String);
 
-/// Runs the blocking `read` without stalling other tasks, once a turn is
-/// free, and returns its result.
+/// Runs the blocking `read` on the reader pool, once a reader is free,
+/// and returns its result; waiting holds no thread.
 ///
 /// # Errors
-/// [`ReadTaskFailed`] when the read ran on the blocking pool and
-/// panicked there (on a worker thread, a panic unwinds to the caller).
+/// [`ReadTaskFailed`] when the read panicked (the reader lives on).
 pub async fn read<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> Result<T, ReadTaskFailed> {
-    let _turn = TURNS.acquire().await.map_err(|e| ReadTaskFailed(e.to_string()))?;
-    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => Ok(tokio::task::block_in_place(read)),
-        _ => tokio::task::spawn_blocking(read).await.map_err(|e| ReadTaskFailed(e.to_string())),
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = sender.send(read());
+    });
+    if let Err(mpsc::SendError(job)) = readers().send(job) {
+        // No reader could be started: the blocking pool does the read.
+        tokio::task::spawn_blocking(job).await.map_err(|e| ReadTaskFailed(e.to_string()))?;
+    }
+    receiver.await.map_err(|_| ReadTaskFailed("the read panicked".to_string()))
+}
+
+/// The queue of the reader pool, started on first use.
+fn readers() -> &'static mpsc::Sender<Job> {
+    static QUEUE: OnceLock<mpsc::Sender<Job>> = OnceLock::new();
+    QUEUE.get_or_init(|| {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..READERS {
+            let receiver = Arc::clone(&receiver);
+            let started = std::thread::Builder::new().name(format!("quipu-reader-{n}")).spawn(move || serve(&receiver));
+            if let Err(error) = started {
+                tracing::error!(%error, "cannot start a store reader thread");
+            }
+        }
+        // With no reader started, the receiver is gone and sends fail.
+        sender
+    })
+}
+
+/// A reader: runs the queue's reads one at a time, for good.
+fn serve(queue: &Mutex<mpsc::Receiver<Job>>) {
+    loop {
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = job else { return };
+        // A panicking read drops its result sender: its caller gets the
+        // error, and this reader serves the next.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+/// Store reads of the Kafka door, taking turns with every other door's
+/// (see [`read`]).
+pub struct KafkaReads;
+
+impl quipu_kafka::Reads for KafkaReads {
+    fn run(&self, work: quipu_kafka::Read) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            if let Err(error) = read(work).await {
+                tracing::error!(%error, "a Kafka door read failed");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_thousand_reads_at_once_run_on_the_readers_alone_and_a_panic_spares_them() {
+        let reads = (0..1000).map(|n| {
+            tokio::spawn(read(move || {
+                std::thread::sleep(std::time::Duration::from_micros(50));
+                (n, std::thread::current().name().map(str::to_string))
+            }))
+        });
+        let mut threads = HashSet::new();
+        for (n, task) in reads.enumerate() {
+            let (answered, thread) = task.await.expect("the task ends").expect("the read ran");
+            assert_eq!(answered, n, "each caller gets its own read's result");
+            threads.insert(thread.unwrap_or_default());
+        }
+        assert!(threads.len() <= READERS, "at most {READERS} threads read: {threads:?}");
+        assert!(threads.iter().all(|name| name.starts_with("quipu-reader-")), "{threads:?}");
+        let panicked = read(|| -> u32 { panic!("a read that panics") }).await;
+        assert!(panicked.is_err(), "a panicking read is an error for its caller");
+        assert_eq!(read(|| 7).await.expect("the readers live on"), 7);
     }
 }

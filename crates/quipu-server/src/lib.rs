@@ -220,7 +220,9 @@ pub async fn serve_with(
                 metrics: Arc::clone(&metrics),
                 admission: Arc::clone(&admission),
             });
-            Some((Arc::new(quipu_kafka::Door::new(Arc::clone(&store), appends, config)?), listener))
+            let door =
+                quipu_kafka::Door::new(Arc::clone(&store), appends, config)?.with_reads(Arc::new(blocking::KafkaReads));
+            Some((Arc::new(door), listener))
         }
         None => None,
     };
