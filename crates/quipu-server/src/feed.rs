@@ -426,7 +426,7 @@ impl Feed {
             Cursor::Position(position) => Cursor::Position(position.max(self.examined)),
             revision => revision,
         };
-        let page = crate::blocking::read(move || read_page(&store, &source, next)).await;
+        let page = crate::blocking::follow(move || read_page(&store, &source, next)).await;
         match page {
             Ok(Ok(events)) => Some(Page { at_end: events.len() < PAGE, events, head }),
             Ok(Err(error)) => {

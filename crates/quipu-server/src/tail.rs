@@ -312,7 +312,7 @@ async fn read_new(shared: &Arc<Shared>, store: &Arc<Store>) -> bool {
     loop {
         let from = shared.ring.lock().unwrap_or_else(PoisonError::into_inner).end.map_or(Position(0), Position::next);
         let reader = Arc::clone(store);
-        let read = crate::blocking::read(move || reader.read_all(Some(from), Direction::Forwards, READ_EVENTS)).await;
+        let read = crate::blocking::follow(move || reader.read_all(Some(from), Direction::Forwards, READ_EVENTS)).await;
         let events = match read {
             Ok(Ok(events)) => events,
             Ok(Err(error)) => {
