@@ -157,6 +157,9 @@ pub(crate) fn read_stream(
     }
 }
 
+/// Events a read of `$all` makes room for before it finds them.
+const READ_RESERVE_MAX: usize = 32;
+
 /// Up to `limit` events of `$all` from `from` (inclusive; `None` as above).
 pub(crate) fn read_all(
     shared: &Shared,
@@ -169,7 +172,10 @@ pub(crate) fn read_all(
     // Records a scavenge emptied give fewer events than their span, so
     // ask again from where the last batch ended until `limit` is met.
     let mut buffer = Vec::new();
-    let mut events = Vec::with_capacity(limit);
+    // Room for a short read only: a read at the head (a live tail's) finds
+    // a few events, and a list sized for `limit` would be a large
+    // allocation, fresh from the system (and zeroed) each time.
+    let mut events = Vec::with_capacity(limit.min(READ_RESERVE_MAX));
     let mut cursor = from;
     while events.len() < limit {
         let records = shared.index.record_range(cursor, direction, limit - events.len())?;

@@ -336,7 +336,9 @@ async fn read_new(shared: &Arc<Shared>, store: &Arc<Store>) -> bool {
 }
 
 /// Adds a chunk at the ring's end and drops the oldest past the budget.
-fn push(shared: &Shared, events: Vec<RecordedEvent>) {
+fn push(shared: &Shared, mut events: Vec<RecordedEvent>) {
+    // The ring keeps the list as long as the events: no spare room.
+    events.shrink_to_fit();
     let bytes = events.iter().map(|e| e.data.len() + e.metadata.len() + EVENT_OVERHEAD_BYTES).sum();
     let chunk = Arc::new(Chunk { events, bytes });
     let mut ring = shared.ring.lock().unwrap_or_else(PoisonError::into_inner);
