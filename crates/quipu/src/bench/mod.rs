@@ -14,10 +14,11 @@
 //! through the server over gRPC and HTTP from 1, 16 and 64 connections,
 //! each beside the same work done in-process, with the ratio of the two;
 //! it does not measure the disk), `subscribers` (live subscriptions to
-//! `$all` against a `quipu serve` child process while writers append; run
-//! alone, not by `all`), and `all`, which measures the disk once
-//! and runs the others each in its own process, so memory readings stay
-//! apart.
+//! `$all` of four kinds against a `quipu serve` child process while
+//! writers append, or with `--catch-up` many subscriptions reading the log
+//! from the start; run alone, not by `all`), and `all`, which measures the
+//! disk once and runs the others each in its own process, so memory
+//! readings stay apart.
 //!
 //! Modules, one concept each: `disk` (the disk's limits), `writer` (a
 //! writer's streams and revisions), `threads` and `driver` (two ways of
@@ -93,7 +94,7 @@ pub struct BenchArgs {
     /// Writer counts for `append` and `batch`, comma-separated (default:
     /// 1,8,64 as threads, and 8,64 submit-driven for `append`); for
     /// `server`, connection counts (default: 1,16,64); for `subscribers`,
-    /// subscriber counts (default: 0,200,1000).
+    /// subscriber counts (default: 0,200,1000; 200 with `--catch-up`).
     #[arg(long, value_delimiter = ',')]
     pub writers: Vec<u64>,
     /// For `kafka`: also produce and consume the same events through this
@@ -102,6 +103,12 @@ pub struct BenchArgs {
     /// `mock` starts librdkafka's in-memory mock cluster instead.
     #[arg(long, value_name = "ADDRESS")]
     pub kafka_peer: Option<String>,
+    /// For `subscribers`: instead of the live cells, the catch-up cell:
+    /// 1,000,000 events (times `--scale`) written first, then one and then
+    /// `--writers` (default 200) gRPC subscribers reading them from
+    /// position 0, the latter while 16 writers append.
+    #[arg(long)]
+    pub catch_up: bool,
     /// Disk limits measured by a parent `all` run (internal).
     #[arg(long, hide = true, num_args = 2, value_names = ["FDATASYNC_PER_S", "SEQ_MB_PER_S"])]
     pub disk_limits: Option<Vec<f64>>,
@@ -136,8 +143,10 @@ pub enum Workload {
     /// The Kafka door with librdkafka: produce with and without OCC
     /// headers, consume `quipu.all` and a category.
     Kafka,
-    /// Live subscribers to `$all` (gRPC and SSE) while 16 writers append:
-    /// append rate, delivery lag, the server's memory and threads.
+    /// Live subscribers to `$all` (gRPC, SSE, KurrentDB, Kafka) while 16
+    /// writers append: append rate, delivery lag, the server's memory,
+    /// threads and CPU; with `--catch-up`, subscribers reading a million
+    /// events from the start at once.
     Subscribers,
     /// Everything, each workload in its own process.
     All,
@@ -198,6 +207,8 @@ pub struct Bench {
     pub disk: Option<DiskLimits>,
     /// A Kafka-protocol broker to compare the Kafka door with.
     pub kafka_peer: Option<String>,
+    /// `subscribers` runs its catch-up cell instead of the live cells.
+    pub catch_up: bool,
 }
 
 impl Bench {
@@ -259,6 +270,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         args.workload == Workload::Subscribers || !args.writers.contains(&0),
         "--writers must be at least 1"
     );
+    anyhow::ensure!(
+        !args.catch_up || args.workload == Workload::Subscribers,
+        "--catch-up is an option of the subscribers workload"
+    );
     let root = args
         .data_dir
         .clone()
@@ -277,6 +292,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         writers: args.writers.clone(),
         disk,
         kafka_peer: args.kafka_peer.clone(),
+        catch_up: args.catch_up,
     };
     let result = run_workload(&mut bench, args);
     if !args.keep && args.data_dir.is_none() {
