@@ -139,10 +139,12 @@ pub struct ConnectionLimits {
     /// Kafka door's request as long to finish is set in its own
     /// [`quipu_kafka::DoorConfig`]).
     pub http_header_timeout: std::time::Duration,
-    /// Connections to the gRPC and KurrentDB ports are probed this often
-    /// (HTTP/2 pings; TCP keepalive for the native transport), and closed
-    /// when a probe goes unanswered for as long: a peer that vanished
-    /// without closing holds nothing for good.
+    /// Connections to the gRPC and KurrentDB ports idle this long get TCP
+    /// keepalive probes, this far apart, and are closed after three go
+    /// unanswered: a peer that vanished without closing holds nothing for
+    /// good. The peer's kernel answers the probes, so a client too busy
+    /// to read for a while is not cut (HTTP/2 pings, which its process
+    /// must answer, cut 3 of 200 subscribers catching up on two cores).
     pub keepalive: std::time::Duration,
 }
 
@@ -305,8 +307,7 @@ pub async fn serve_with(
         limits.http_header_timeout,
         limits.keepalive,
     );
-    let grpc =
-        http2_server(limits).add_routes(routes).serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+    let grpc = http2_server().add_routes(routes).serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     let kafka = async move {
         match door {
             Some((door, listener)) => {
@@ -376,13 +377,11 @@ async fn within_grace<E>(
     }
 }
 
-/// An HTTP/2 server builder with the keepalive of `limits`: a ping after
-/// that long without a frame, and the connection closed when the ping is
-/// not answered within as long.
-fn http2_server(limits: ConnectionLimits) -> tonic::transport::Server {
+/// The HTTP/2 server of the gRPC and KurrentDB ports. It sends no
+/// keepalive pings of its own: its connections carry TCP keepalive (see
+/// [`ConnectionLimits::keepalive`]).
+fn http2_server() -> tonic::transport::Server {
     tonic::transport::Server::builder()
-        .http2_keepalive_interval(Some(limits.keepalive))
-        .http2_keepalive_timeout(Some(limits.keepalive))
 }
 
 /// How long [`close`] waits for reads still running on the blocking pool.

@@ -32,9 +32,8 @@ pub const SEGMENT_SIZE_BYTES_DEFAULT: u64 = 256 * 1024 * 1024;
 /// Seconds an HTTP request's headers may take when no source sets them.
 pub const HTTP_HEADER_TIMEOUT_S_DEFAULT: u64 = 30;
 
-/// Seconds between HTTP/2 keepalive pings (and allowed for their answer)
-/// on the gRPC and KurrentDB ports when no source sets them: KurrentDB's
-/// own default.
+/// Seconds of idleness before, and between, TCP keepalive probes on the
+/// gRPC and KurrentDB ports when no source sets them.
 pub const KEEPALIVE_S_DEFAULT: u64 = 10;
 
 /// Seconds a Kafka door connection may send nothing when no source sets
@@ -82,9 +81,9 @@ pub struct ConfigLayer {
     /// Seconds an HTTP request's headers may take to arrive, and an HTTP
     /// connection may sit idle between requests.
     pub http_header_timeout_s: Option<u64>,
-    /// Seconds between keepalive probes of connections to the gRPC and
-    /// KurrentDB ports, and allowed for their answer: a peer that is gone
-    /// is noticed and its connection closed.
+    /// Seconds a connection to the gRPC or KurrentDB port may be idle
+    /// before TCP keepalive probes it, and between probes: a peer that is
+    /// gone is noticed after three and its connection closed.
     pub keepalive_s: Option<u64>,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: Option<bool>,
@@ -176,8 +175,8 @@ pub struct Config {
     /// Seconds an HTTP request's headers may take to arrive, and an HTTP
     /// connection may sit idle between requests (at least 1).
     pub http_header_timeout_s: u64,
-    /// Seconds between keepalive probes on the gRPC and KurrentDB ports,
-    /// and allowed for their answer (at least 1).
+    /// Seconds of idleness before, and between, TCP keepalive probes on
+    /// the gRPC and KurrentDB ports (at least 1).
     pub keepalive_s: u64,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: bool,

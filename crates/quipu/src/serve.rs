@@ -46,10 +46,10 @@ pub struct ServeArgs {
     /// connection to the gRPC port has as long to open [default: 30].
     #[arg(long, env = "QUIPU_HTTP_HEADER_TIMEOUT_S", value_name = "SECONDS")]
     pub http_header_timeout_s: Option<u64>,
-    /// Seconds between keepalive probes of connections to the gRPC and
-    /// KurrentDB ports (HTTP/2 pings, TCP keepalive for the native
-    /// transport), and allowed for their answer: a connection whose peer
-    /// is gone is closed [default: 10].
+    /// Seconds a connection to the gRPC or KurrentDB port may be idle
+    /// before TCP keepalive probes it, and between probes; after three
+    /// unanswered ones (a peer gone without closing) it is closed
+    /// [default: 10].
     #[arg(long, env = "QUIPU_KEEPALIVE_S", value_name = "SECONDS")]
     pub keepalive_s: Option<u64>,
     /// Allow a non-loopback address without authentication (unsafe);

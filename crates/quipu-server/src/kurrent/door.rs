@@ -84,8 +84,8 @@ pub struct Door {
 
 impl Door {
     /// Serves on `listener` until `stopping` turns true, its connections
-    /// held to `limits` (a preface within the header timeout, keepalive
-    /// pings; see [`crate::opening`]).
+    /// held to `limits` (a preface within the header timeout, TCP
+    /// keepalive; see [`crate::opening`]).
     ///
     /// # Errors
     /// The listener's address cannot be read, or TLS cannot be set up.
@@ -120,7 +120,7 @@ impl Door {
             .add_service(features)
             .add_service(gossip);
         let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(unimplemented));
-        let mut builder = crate::http2_server(limits);
+        let mut builder = crate::http2_server();
         if let Some(tls) = listener.tls {
             builder = builder.tls_config(tls.config)?;
         }
