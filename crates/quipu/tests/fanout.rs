@@ -14,7 +14,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Server, serve_command};
+use common::Server;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
@@ -50,12 +50,7 @@ type Seen = Vec<(u64, String)>;
 #[test]
 fn every_subscriber_of_every_door_gets_every_event_in_order_while_appends_run_and_is_let_go() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--kafka-listen", "127.0.0.1:0", "--kurrent-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path());
-    let server = Server::spawn(command);
+    let server = Server::start_with_every_door(dir.path());
     let address = |text: &str| -> SocketAddr { text.parse().expect("a socket address") };
     let grpc = address(&server.grpc_address);
     let http = address(&server.address);

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{Server, serve_command};
+use common::Server;
 use serde_json::json;
 
 /// The shutdown bound the server documents (`--shutdown-grace`, 10 s by
@@ -27,12 +27,7 @@ fn quiet_connection(address: &str, bytes: &[u8]) -> TcpStream {
 #[test]
 fn sigterm_exits_0_in_time_with_a_pathological_connection_of_each_kind_open_on_every_door() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
-        .args(["--kafka-listen", "127.0.0.1:0", "--kurrent-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path());
-    let mut server = Server::spawn(command);
+    let mut server = Server::start_with_every_door(dir.path());
     let kafka = server.kafka_address.clone().expect("the Kafka door is on");
     let kurrent = server.kurrent_address.clone().expect("the KurrentDB door is on");
     let big = "x".repeat(60_000);

@@ -19,16 +19,18 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 12] = [
+const SERVE_ENV_VARS: [&str; 14] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
     "QUIPU_HTTP_LISTEN",
     "QUIPU_HTTP_HEADER_TIMEOUT_S",
+    "QUIPU_KEEPALIVE_S",
     "QUIPU_INSECURE",
     "QUIPU_SEGMENT_SIZE_BYTES",
     "QUIPU_KAFKA_LISTEN",
     "QUIPU_KAFKA_CATEGORY_PARTITIONS",
+    "QUIPU_KAFKA_IDLE_TIMEOUT_S",
     "QUIPU_KURRENT_TLS_CERT",
     "QUIPU_KURRENT_TLS_KEY",
     "QUIPU_KURRENT_LISTEN",
@@ -94,6 +96,17 @@ impl Server {
         command
             .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--kafka-listen", "127.0.0.1:0"])
             .args(["--kafka-category-partitions", &partitions.to_string(), "--data-dir"])
+            .arg(data_dir);
+        Server::spawn(command)
+    }
+
+    /// Starts a server on `data_dir` with every door on: gRPC, HTTP, the
+    /// Kafka door and the KurrentDB door, each on a free port.
+    pub fn start_with_every_door(data_dir: &Path) -> Server {
+        let mut command = serve_command();
+        command
+            .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+            .args(["--kafka-listen", "127.0.0.1:0", "--kurrent-listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir);
         Server::spawn(command)
     }
