@@ -48,12 +48,17 @@ pub async fn run(
     let local = socket.local_addr()?;
     let (idle, unfinished) = (door.config.idle_timeout, door.config.request_timeout);
     let (mut reader, mut writer) = socket.into_split();
+    let mut first = [0u8; 1];
     loop {
-        tokio::select! {
+        // The next request's first byte, looked at and left unread.
+        let arrived = tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => return Ok(()),
-            readable = tokio::time::timeout(idle, reader.readable()) => {
-                readable.map_err(|_| ConnectionError::Idle(idle))??;
+            arrived = tokio::time::timeout(idle, reader.peek(&mut first)) => {
+                arrived.map_err(|_| ConnectionError::Idle(idle))??
             }
+        };
+        if arrived == 0 {
+            return Ok(());
         }
         let frame = tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => return Ok(()),
