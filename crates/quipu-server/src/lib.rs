@@ -307,7 +307,9 @@ pub async fn serve_with(
         limits.http_header_timeout,
         limits.keepalive,
     );
-    let grpc = http2_server().add_routes(routes).serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
+    let grpc = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, stopped(stopping.clone()));
     let kafka = async move {
         match door {
             Some((door, listener)) => {
@@ -375,13 +377,6 @@ async fn within_grace<E>(
             Ok(())
         }
     }
-}
-
-/// The HTTP/2 server of the gRPC and KurrentDB ports. It sends no
-/// keepalive pings of its own: its connections carry TCP keepalive (see
-/// [`ConnectionLimits::keepalive`]).
-fn http2_server() -> tonic::transport::Server {
-    tonic::transport::Server::builder()
 }
 
 /// How long [`close`] waits for reads still running on the blocking pool.

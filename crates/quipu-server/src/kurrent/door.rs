@@ -120,7 +120,7 @@ impl Door {
             .add_service(features)
             .add_service(gossip);
         let routes = tonic::service::Routes::from(routes.into_axum_router().fallback(unimplemented));
-        let mut builder = crate::http2_server();
+        let mut builder = tonic::transport::Server::builder();
         if let Some(tls) = listener.tls {
             builder = builder.tls_config(tls.config)?;
         }
