@@ -18,9 +18,10 @@
 //!   [`TailOptions::idle`], it drops the ring and its memory;
 //! - its end moves at most once per publication interval, which grows
 //!   with the number of followers ([`TailOptions::interval_per_follower`],
-//!   capped by [`TailOptions::interval_max`]), so a thousand subscribers
-//!   wake together a few hundred times a second rather than once per
-//!   commit each. A lone follower is woken at once.
+//!   capped by [`TailOptions::interval_max`]), so two hundred subscribers
+//!   or more wake together fifty times a second rather than once per
+//!   commit each, and each gets its new events in one write. A lone
+//!   follower is woken at once.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -54,7 +55,11 @@ impl Default for TailOptions {
     fn default() -> TailOptions {
         TailOptions {
             bytes_max: 32 * 1024 * 1024,
-            interval_per_follower: Duration::from_micros(10),
+            // Sends, not reads, cost the most per delivery (loopback TCP in
+            // the kernel, both ends): at 10 µs, 200 subscribers got about
+            // nine events per write and left appends 2,400/s; at 100 µs,
+            // fifty a second, 3,400-3,700/s, their lag p99 34-40 ms.
+            interval_per_follower: Duration::from_micros(100),
             interval_max: Duration::from_millis(20),
             idle: Duration::from_secs(2),
         }
