@@ -9,6 +9,7 @@ use quipu_core::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::ApiError;
 
@@ -96,7 +97,7 @@ impl EventBody {
 }
 
 /// A stored event as the API shows it.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize)]
 pub struct EventJson {
     /// Event id.
     pub id: String,
@@ -106,9 +107,9 @@ pub struct EventJson {
     #[serde(rename = "type")]
     pub event_type: String,
     /// Payload.
-    pub data: Value,
+    pub data: Payload,
     /// Metadata (`null` when empty).
-    pub metadata: Value,
+    pub metadata: Payload,
     /// Tags.
     pub tags: Vec<String>,
     /// Revision in its stream.
@@ -117,6 +118,45 @@ pub struct EventJson {
     pub position: u64,
     /// Commit time, microseconds since the Unix epoch.
     pub recorded_at: u64,
+}
+
+/// Stored bytes as they are written into a JSON answer: the stored text
+/// itself when it is JSON (checked, not parsed into a tree: every
+/// subscriber renders every event, and building the tree cost more than
+/// the rest of the rendering), else a string, `null` when empty.
+#[derive(Debug)]
+pub struct Payload(Box<RawValue>);
+
+impl Payload {
+    /// The JSON for stored `bytes`.
+    #[must_use]
+    pub fn of(bytes: &[u8]) -> Payload {
+        if bytes.is_empty() {
+            return Payload::rendered(&Value::Null);
+        }
+        match serde_json::from_slice::<&RawValue>(bytes) {
+            Ok(raw) => Payload(raw.to_owned()),
+            Err(_) => Payload::rendered(&String::from_utf8_lossy(bytes)),
+        }
+    }
+
+    /// The JSON text, as it goes into the answer.
+    #[must_use]
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    fn rendered(value: &(impl Serialize + ?Sized)) -> Payload {
+        let raw = serde_json::value::to_raw_value(value);
+        debug_assert!(raw.is_ok(), "null and strings always render");
+        Payload(raw.unwrap_or_else(|_| Box::<RawValue>::default()))
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
 }
 
 /// Stored bytes as JSON: the value when they are JSON, else a string.
@@ -133,8 +173,8 @@ impl From<RecordedEvent> for EventJson {
             id: e.id.to_string(),
             stream: e.stream.to_string(),
             event_type: e.event_type.to_string(),
-            data: payload(&e.data),
-            metadata: payload(&e.metadata),
+            data: Payload::of(&e.data),
+            metadata: Payload::of(&e.metadata),
             tags: e.tags.iter().map(ToString::to_string).collect(),
             revision: e.revision.0,
             position: e.position.0,
@@ -355,4 +395,24 @@ pub fn now_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rendered(bytes: &[u8]) -> Value {
+        let text = serde_json::to_string(&Payload::of(bytes)).expect("renders");
+        serde_json::from_str(&text).expect("the answer is JSON")
+    }
+
+    #[test]
+    fn stored_json_goes_into_the_answer_as_it_is_and_anything_else_as_a_string() {
+        assert_eq!(Payload::of(br#"{"amount":5,"note":"a\nb"}"#).get(), r#"{"amount":5,"note":"a\nb"}"#);
+        assert_eq!(rendered(b" [1, 2.50, true] "), serde_json::json!([1, 2.5, true]), "surrounding space dropped");
+        assert_eq!(rendered(b"not json"), Value::String("not json".into()));
+        assert_eq!(rendered(br#"{"open": "#), Value::String(r#"{"open": "#.into()), "cut JSON is text");
+        assert_eq!(rendered(b"\xff\xfe"), Value::String("\u{fffd}\u{fffd}".into()), "bytes that are not UTF-8");
+        assert_eq!(rendered(b""), Value::Null);
+    }
 }
