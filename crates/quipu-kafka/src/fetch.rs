@@ -13,6 +13,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::records::Record;
 use quipu_core::{Direction, Position, RecordedEvent, Store};
 
+use crate::batches::{Asked, Made};
 use crate::offsets::high_watermark;
 use crate::record;
 use crate::topic::{Topic, partition_of};
@@ -56,9 +57,18 @@ pub async fn answer(door: &Arc<Door>, request: FetchRequest, version: i16) -> Fe
         .collect();
     loop {
         let seen = door.store.last_position();
-        let door_for_read = Arc::clone(door);
-        let wanted_for_read = wanted.clone();
-        let read = door.read(move || read_all(&door_for_read, &wanted_for_read, max_bytes, version)).await;
+        // What another fetch made already is answered here, without a
+        // turn on the readers.
+        let read = match read_all(door, &wanted, max_bytes, version, Reading::Kept) {
+            Some(answered) => Some(answered),
+            None => {
+                let door_for_read = Arc::clone(door);
+                let wanted_for_read = wanted.clone();
+                door.read(move || read_all(&door_for_read, &wanted_for_read, max_bytes, version, Reading::Log))
+                    .await
+                    .flatten()
+            }
+        };
         let Some((response, bytes)) = read else {
             tracing::error!("a fetch read failed");
             return FetchResponse::default().with_error_code(ResponseError::UnknownServerError.code());
@@ -113,17 +123,30 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Where a fetch's records may come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// Only batches kept from other fetches (no store read: this runs on
+    /// the async task).
+    Kept,
+    /// Kept batches, else the log (a blocking read, on the readers).
+    Log,
+}
+
 /// Reads every wanted partition; the response and the record bytes in it.
+/// `None` when `reading` is [`Reading::Kept`] and a partition's records
+/// are not kept.
 fn read_all(
     door: &Door,
     wanted: &[(kafka_protocol::messages::TopicName, Vec<Wanted>)],
     max_bytes: usize,
     version: i16,
-) -> (FetchResponse, usize) {
+    reading: Reading,
+) -> Option<(FetchResponse, usize)> {
     let mut total = 0usize;
     let mut topics = Vec::with_capacity(wanted.len());
     for (name, partitions) in wanted {
-        let (mut answers, bytes) = read_topic(door, partitions, max_bytes.saturating_sub(total), total == 0);
+        let (mut answers, bytes) = read_topic(door, partitions, max_bytes.saturating_sub(total), total == 0, reading)?;
         total += bytes;
         if version < 5 {
             // The log start offset is a field of version 5 on.
@@ -131,14 +154,21 @@ fn read_all(
         }
         topics.push(FetchableTopicResponse::default().with_topic(name.clone()).with_partitions(answers));
     }
-    (FetchResponse::default().with_responses(topics), total)
+    Some((FetchResponse::default().with_responses(topics), total))
 }
 
 /// The answers for the wanted partitions of one topic, and their record
 /// bytes. The valid ones are read by one scan of the topic (see
 /// [`scan`]); `first` lets the first record of the response exceed the
-/// limits, so a consumer always makes progress.
-fn read_topic(door: &Door, partitions: &[Wanted], room: usize, first: bool) -> (Vec<PartitionData>, usize) {
+/// limits, so a consumer always makes progress. `None` when `reading` is
+/// [`Reading::Kept`] and the records are not kept.
+fn read_topic(
+    door: &Door,
+    partitions: &[Wanted],
+    room: usize,
+    first: bool,
+    reading: Reading,
+) -> Option<(Vec<PartitionData>, usize)> {
     let high_watermark = high_watermark(door);
     let mut answers = Vec::with_capacity(partitions.len());
     let mut valid = Vec::new();
@@ -165,9 +195,32 @@ fn read_topic(door: &Door, partitions: &[Wanted], room: usize, first: bool) -> (
         }
     }
     let Some(Ok(topic)) = valid.first().and_then(|&i| partitions.get(i)).map(|w| &w.topic) else {
-        return (answers, 0);
+        return Some((answers, 0));
     };
     let wants: Vec<&Wanted> = valid.iter().filter_map(|&i| partitions.get(i)).collect();
+    // One partition asked (a consumer of `$all` or a type, or one
+    // partition of a category): another fetch may have made its batch.
+    let asked = match wants.as_slice() {
+        [want] => Some(Asked {
+            topic: topic.clone(),
+            partition: want.partition,
+            offset: want.offset,
+            limit: want.max_bytes.min(room),
+            first,
+        }),
+        _ => None,
+    };
+    if let (Some(asked), Some(&i)) = (&asked, valid.first())
+        && let Some(records) = door.batches.get(asked, high_watermark)
+        && let Some(answer) = answers.get_mut(i)
+    {
+        let bytes = records.len();
+        answer.records = Some(records);
+        return Some((answers, bytes));
+    }
+    if reading == Reading::Kept {
+        return None;
+    }
     let scanned = match scan(&door.store, &door.config, topic, &wants, room, first) {
         Ok(scanned) => scanned,
         Err(error) => {
@@ -177,7 +230,7 @@ fn read_topic(door: &Door, partitions: &[Wanted], room: usize, first: bool) -> (
                     answer.error_code = ResponseError::KafkaStorageError.code();
                 }
             }
-            return (answers, 0);
+            return Some((answers, 0));
         }
     };
     let mut bytes = 0;
@@ -191,6 +244,10 @@ fn read_topic(door: &Door, partitions: &[Wanted], room: usize, first: bool) -> (
         match record::batch(&records, want.offset, last_offset) {
             Ok(batch) => {
                 bytes += batch.len();
+                if let Some(asked) = asked.clone() {
+                    let made = Made { records: batch.clone(), watermark: high_watermark, at_end: end.is_some() };
+                    door.batches.keep(asked, made);
+                }
                 answer.records = Some(batch);
             }
             Err(error) => {
@@ -199,7 +256,7 @@ fn read_topic(door: &Door, partitions: &[Wanted], room: usize, first: bool) -> (
             }
         }
     }
-    (answers, bytes)
+    Some((answers, bytes))
 }
 
 /// What one scan gathered for one partition.

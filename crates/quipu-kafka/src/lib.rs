@@ -35,6 +35,7 @@ pub mod topic;
 
 mod admin;
 mod api;
+mod batches;
 mod connection;
 pub mod coordinator;
 mod fetch;
@@ -138,6 +139,9 @@ impl Reads for BlockingPool {
     }
 }
 
+/// Bytes of record batches the door keeps for fetches asking the same.
+const BATCHES_BYTES: usize = 16 * 1024 * 1024;
+
 /// The door over one store.
 pub struct Door {
     store: Arc<Store>,
@@ -150,6 +154,8 @@ pub struct Door {
     /// number (see [`fetch`]).
     waiting: std::sync::atomic::AtomicUsize,
     config: DoorConfig,
+    /// Batches lately answered, for fetches asking the same.
+    batches: batches::Batches,
     coordinator: Arc<coordinator::Coordinator>,
     offsets: offset_store::OffsetStore,
     producers: idempotence::Producers,
@@ -195,6 +201,7 @@ impl Door {
             reads: Arc::new(BlockingPool),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             config,
+            batches: batches::Batches::new(BATCHES_BYTES),
             coordinator: coordinator::Coordinator::new(),
             offsets,
             producers,

@@ -63,7 +63,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
 }
 
 /// A topic of the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Topic {
     /// `$all`.
     All,
