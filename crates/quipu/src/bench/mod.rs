@@ -109,6 +109,10 @@ pub struct BenchArgs {
     /// position 0, the latter while 16 writers append.
     #[arg(long)]
     pub catch_up: bool,
+    /// For `subscribers`' live cells: the kinds of subscribers, taken
+    /// round-robin (default: all four).
+    #[arg(long, value_delimiter = ',')]
+    pub kinds: Vec<subscribers::Kind>,
     /// Disk limits measured by a parent `all` run (internal).
     #[arg(long, hide = true, num_args = 2, value_names = ["FDATASYNC_PER_S", "SEQ_MB_PER_S"])]
     pub disk_limits: Option<Vec<f64>>,
@@ -209,6 +213,8 @@ pub struct Bench {
     pub kafka_peer: Option<String>,
     /// `subscribers` runs its catch-up cell instead of the live cells.
     pub catch_up: bool,
+    /// Kinds of live subscribers asked for; empty: every kind.
+    pub kinds: Vec<subscribers::Kind>,
 }
 
 impl Bench {
@@ -274,6 +280,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         !args.catch_up || args.workload == Workload::Subscribers,
         "--catch-up is an option of the subscribers workload"
     );
+    anyhow::ensure!(
+        args.kinds.is_empty() || (args.workload == Workload::Subscribers && !args.catch_up),
+        "--kinds is an option of the subscribers workload's live cells"
+    );
     let root = args
         .data_dir
         .clone()
@@ -293,6 +303,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         disk,
         kafka_peer: args.kafka_peer.clone(),
         catch_up: args.catch_up,
+        kinds: args.kinds.clone(),
     };
     let result = run_workload(&mut bench, args);
     if !args.keep && args.data_dir.is_none() {

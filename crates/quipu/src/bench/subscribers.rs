@@ -8,7 +8,7 @@
 //! its gRPC, HTTP, Kafka and KurrentDB doors on loopback ports. The fleet
 //! of subscribers runs on a tokio runtime of this process, each subscriber
 //! a task with its own connection, of one of four kinds, taken round-robin
-//! (subscriber `i` is of kind `i % 4`):
+//! (subscriber `i` is of kind `i % 4`; `--kinds` takes only those named):
 //!
 //! - `grpc`: `Subscribe` through [`quipu_client::Client`];
 //! - `sse`: Server-Sent Events over HTTP/1.1 (`/v1/subscribe`);
@@ -170,7 +170,8 @@ fn measure(bench: &Bench, server: &ServerProcess, subscribers: u64) -> anyhow::R
     let rss_start = server.rss_bytes();
     let head = runtime.block_on(last_position(grpc))?;
     let from = head.map_or(0, |last| last + 1);
-    let fleet = runtime.block_on(Fleet::open(server.endpoints, subscribers, from, &Kind::ALL))?;
+    let kinds = if bench.kinds.is_empty() { Kind::ALL.to_vec() } else { bench.kinds.clone() };
+    let fleet = runtime.block_on(Fleet::open(server.endpoints, subscribers, from, &kinds))?;
     let rss_subscribed = server.rss_bytes();
     let sampler = Sampler::start(server.pid());
     let cpu = CpuClock::start(server.pid());
@@ -563,8 +564,8 @@ impl Sampler {
 }
 
 /// How a subscriber reaches the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
     /// `quipu.v1.Streams/Subscribe` through [`quipu_client::Client`].
     Grpc,
     /// Server-Sent Events over HTTP/1.1.
