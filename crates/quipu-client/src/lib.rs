@@ -40,8 +40,6 @@
 //! # }
 //! ```
 
-#![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
-
 mod aggregate;
 mod append;
 mod client;

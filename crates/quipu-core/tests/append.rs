@@ -2,6 +2,8 @@
 //! and multi-stream atomicity, DCB conditions, idempotent retries, and
 //! validation that refuses bad input without writing anything.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use common::{all_events, append, event, stream, temp_store, write};

@@ -30,6 +30,7 @@
 //! interleaving of the writer threads cannot be replayed). After a failure
 //! the data directory is kept and its path printed.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 #![cfg(unix)]
 
 mod common;

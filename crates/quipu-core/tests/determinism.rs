@@ -3,6 +3,8 @@
 //! rebuilt from another's log agrees with it on every later decision. This
 //! is what cluster mode will stand on.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use common::{all_events, event, log_files, small_segments, stream};

@@ -3,6 +3,8 @@
 //! cut, corruption is reported with file and offset and never served, and
 //! a failed write or fdatasync stops appends while reads go on.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

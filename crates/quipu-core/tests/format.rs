@@ -9,6 +9,8 @@
 //! To create a fixture for a new version: `QUIPU_WRITE_FIXTURES=1 cargo
 //! test -p quipu-core --test format`, then add a test like the ones below.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -4,6 +4,8 @@
 //! index) run against the store and against a plain in-memory model; every
 //! answer must agree. `PROPTEST_CASES` raises the number of sequences.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::collections::HashMap;

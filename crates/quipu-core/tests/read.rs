@@ -2,6 +2,8 @@
 //! category, type and tag reads, one event by id, stream info, and waiting
 //! for new positions.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::sync::Arc;

@@ -173,7 +173,8 @@ pub fn murmur2(data: &[u8]) -> i32 {
     let mut h: u32 = 0x9747_b28c ^ (length as u32);
     let mut chunks = data.chunks_exact(4);
     for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        let Ok(word) = <[u8; 4]>::try_from(chunk) else { unreachable!("chunks_exact(4) gives 4 bytes") };
+        let mut k = u32::from_le_bytes(word);
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
@@ -181,11 +182,11 @@ pub fn murmur2(data: &[u8]) -> i32 {
         h ^= k;
     }
     let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
+    if let Some(&third) = tail.get(2) {
+        h ^= u32::from(third) << 16;
     }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
+    if let Some(&second) = tail.get(1) {
+        h ^= u32::from(second) << 8;
     }
     if let Some(&first) = tail.first() {
         h ^= u32::from(first);

@@ -67,8 +67,8 @@ pub fn draw(rows: &[Row], peers: &[String], path: &Path) -> anyhow::Result<()> {
         .draw_series(std::iter::once(PathElement::new(vec![(0.0, 1.0), (workloads.len() as f64, 1.0)], BLACK)))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let width = 0.8 / others.len().max(1) as f64;
-    for (p, peer) in others.iter().enumerate() {
-        let colour = COLOURS[p % COLOURS.len()];
+    for ((p, peer), colour) in others.iter().enumerate().zip(COLOURS.iter().cycle()) {
+        let colour = *colour;
         let bars = workloads.iter().enumerate().filter_map(|(w, workload)| {
             let row = rows.iter().find(|r| &r.peer == *peer && r.workload == *workload)?;
             let ratio = ratio(rows, row)?;

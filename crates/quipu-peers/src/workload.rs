@@ -87,22 +87,25 @@ pub async fn appends(
                 (writer as u64..streams).step_by(writers as usize).map(|n| format!("{prefix}-{n}")).collect();
             let checks = peer.checks_revisions();
             tokio::spawn(async move {
-                let mut revisions: Vec<Option<u64>> = vec![None; owned.len()];
-                let (mut latency, mut appends, mut next) = (histogram(), 0u64, 0usize);
+                // Each owned stream with the revision its last append left.
+                let mut owned: Vec<(String, Option<u64>)> = owned.into_iter().map(|stream| (stream, None)).collect();
+                let (mut latency, mut appends) = (histogram(), 0u64);
                 let batch: Vec<Vec<u8>> = (0..events_per_append).map(payload).collect();
-                while Instant::now() < deadline && !owned.is_empty() {
-                    let index = next % owned.len();
-                    let begun = Instant::now();
-                    let appended = connection.append(&owned[index], revisions[index], &batch).await?;
-                    latency.saturating_record(begun.elapsed().as_micros() as u64);
-                    anyhow::ensure!(
-                        appended == Appended::Written || !checks,
-                        "a conflict on {}: a revision was lost or invented",
-                        owned[index]
-                    );
-                    revisions[index] = Some(revisions[index].map_or(events_per_append - 1, |r| r + events_per_append));
-                    appends += 1;
-                    next += 1;
+                'appending: while !owned.is_empty() {
+                    for (stream, revision) in &mut owned {
+                        if Instant::now() >= deadline {
+                            break 'appending;
+                        }
+                        let begun = Instant::now();
+                        let appended = connection.append(stream, *revision, &batch).await?;
+                        latency.saturating_record(begun.elapsed().as_micros() as u64);
+                        anyhow::ensure!(
+                            appended == Appended::Written || !checks,
+                            "a conflict on {stream}: a revision was lost or invented"
+                        );
+                        *revision = Some(revision.map_or(events_per_append - 1, |r| r + events_per_append));
+                        appends += 1;
+                    }
                 }
                 anyhow::Ok((appends, latency))
             })

@@ -45,8 +45,6 @@
 //! # }
 //! ```
 
-#![deny(clippy::unwrap_used, clippy::indexing_slicing, missing_docs)]
-
 pub mod checkpoint;
 mod error;
 mod projection;

@@ -4,6 +4,8 @@
 //! the end its read model equals the fold of every event, each applied
 //! exactly once.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::process::{Child, Command};

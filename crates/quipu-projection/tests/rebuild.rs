@@ -9,6 +9,8 @@
 //! - Blocking mode: appends to the closed category are refused with
 //!   "replay in progress" until the rebuild is swapped in, then accepted.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::process::{Child, Command, Stdio};

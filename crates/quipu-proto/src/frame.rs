@@ -92,7 +92,11 @@ impl Frame {
         }
         let length =
             u32::try_from(out.len() - start - 4 + self.data.len()).expect("frames are bounded by FRAME_BYTES_MAX");
-        out[start..start + 4].copy_from_slice(&length.to_le_bytes());
+        let slot = out.get_mut(start..start + 4);
+        debug_assert!(slot.is_some(), "the length's four bytes were put first");
+        if let Some(slot) = slot {
+            slot.copy_from_slice(&length.to_le_bytes());
+        }
     }
 
     /// Decodes a frame from the bytes after its length.

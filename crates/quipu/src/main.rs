@@ -29,6 +29,7 @@ const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 /// for good. Purging as memory is freed (a purge delay of 0) also
 /// returned it, but makes memory freed and soon reused fault in afresh;
 /// this leaves memory in use alone.
+#[expect(unsafe_code, reason = "mimalloc's purge is a C call; see SAFETY")]
 fn start_purging() {
     let started = std::thread::Builder::new().name("quipu-purge".into()).spawn(|| {
         loop {

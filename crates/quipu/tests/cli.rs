@@ -1,6 +1,8 @@
 //! End-to-end tests of the client commands (`quipu append|read|subscribe|
 //! info`) against the real `quipu serve`.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::process::{Command, Output};

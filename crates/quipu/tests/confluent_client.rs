@@ -4,6 +4,8 @@
 //! and modes, the 409 and 404 errors, and a message serialized and
 //! deserialized with Confluent's JSON Schema serializer.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use common::Server;

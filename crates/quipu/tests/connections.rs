@@ -5,6 +5,8 @@
 //! request left unfinished for as long, and a connection idle past
 //! `--kafka-idle-timeout-s`. They go on serving others.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

@@ -9,6 +9,8 @@
 //! (How fast and how much memory is measured by `quipu bench
 //! subscribers`, not asserted here.)
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::net::SocketAddr;

@@ -4,6 +4,8 @@
 //! kept across a restart, the in-flight bound, checkpoints across a
 //! restart and a SIGKILL, and bad input.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::collections::{BTreeMap, HashSet};

@@ -3,6 +3,8 @@
 //! transports the client speaks: HTTP/2 (`http://`) and Quipu's framed
 //! TCP transport (`quipu://`, same port, same services).
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::collections::HashSet;

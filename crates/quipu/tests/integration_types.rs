@@ -3,6 +3,8 @@
 //! only those events (catch-up, then live), a consumer group that takes
 //! only them, the marked set across a restart, and bad input.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::time::Duration;

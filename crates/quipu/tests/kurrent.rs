@@ -7,6 +7,8 @@
 //! `scripts/test`. Each script in `tests/clients/` checks what it sees and
 //! exits non-zero naming what differed.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

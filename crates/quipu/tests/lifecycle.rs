@@ -4,6 +4,8 @@
 //! tombstone that refuses reads and appends for good; all across a
 //! restart; bad input; the CLI.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use quipu_client::{Client, Direction, Error, ExpectedRevision, NewEvent, StreamMetadata};

@@ -5,6 +5,8 @@
 //! plays the runner here; `quipu-projection`'s tests run the real one
 //! against PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use quipu_client::{Client, Error, ExpectedRevision, NewEvent, RebuildProgress, RebuildState};

@@ -14,6 +14,8 @@
 //! acknowledged (another writer moved the checkpoint stream), which leaves
 //! records in the topic past the checkpoint for the next run to find.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::collections::{BTreeMap, HashMap};

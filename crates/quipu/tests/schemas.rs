@@ -4,6 +4,8 @@
 //! global, our gRPC API through the CLI, and the registry across a
 //! restart.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use serde_json::{Value, json};

@@ -2,6 +2,8 @@
 //! loopback, driven over HTTP/1.1 by the minimal client of `common`.
 //! The SIGKILL crash test is in `serve_crash.rs`.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::io::{BufRead, BufReader, Write};

@@ -19,6 +19,7 @@
 //! this test pins that the server acknowledges only what the engine made
 //! durable. `QUIPU_SERVE_CRASH_ROUNDS` sets the number of kills (default 3).
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 #![cfg(unix)]
 
 mod common;

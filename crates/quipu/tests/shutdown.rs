@@ -3,6 +3,8 @@
 //! headers never finish, protocol prefaces cut short, and subscribers
 //! that never read. Every door is on.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::io::Write;

@@ -5,6 +5,8 @@
 //! delete keeps the events; a restart keeps the snapshots; bad input over
 //! HTTP and the CLI.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use quipu_client::{Aggregate, AsOf, Client, Error, Event, ExpectedRevision, NewEvent, SnapshotPolicy, Snapshotted};

@@ -4,6 +4,8 @@
 //! point; the aggregate helper's "state as of"; HTTP and CLI forms; and
 //! bad bounds.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use quipu_client::{Aggregate, AsOf, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent};

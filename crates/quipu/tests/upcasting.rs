@@ -4,6 +4,8 @@
 //! was written, the declarations are listed with the set's version and
 //! outlive a restart, and bad declarations change nothing.
 
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
 mod common;
 
 use std::time::Duration;

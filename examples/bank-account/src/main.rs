@@ -45,7 +45,7 @@ impl AccountEvent {
     /// The balance change the event makes.
     fn delta(event: &Event) -> Result<i64, quipu_client::Error> {
         let amount = |event: &Event| -> Result<i64, quipu_client::Error> {
-            Ok(event.json::<serde_json::Value>()?["amount"].as_i64().unwrap_or(0))
+            Ok(event.json::<serde_json::Value>()?.get("amount").and_then(serde_json::Value::as_i64).unwrap_or(0))
         };
         match event.event_type.as_str() {
             "MoneyDeposited" => amount(event),

@@ -687,6 +687,7 @@ fn map_file(file: &File, reserve: Option<usize>) -> std::io::Result<Mapped> {
     // against is another process truncating files in the data directory
     // while the store runs, which the store does not support (see
     // docs/storage.md).
+    #[expect(unsafe_code, reason = "a mapped segment is what makes reads zero-copy; see SAFETY")]
     let map = unsafe { options.map(file) }?;
     let sealed_len = reserve.is_none().then_some(map.len());
     Ok(Mapped { map, sealed_len })

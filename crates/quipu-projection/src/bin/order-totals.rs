@@ -54,7 +54,10 @@ impl Projection for OrderTotals {
         let mut sums: std::collections::BTreeMap<&str, (i64, i64)> = std::collections::BTreeMap::new();
         for event in events {
             let data: serde_json::Value = event.json()?;
-            let amount = data["amount"].as_i64().ok_or_else(|| format!("{} has no integer amount", event.id))?;
+            let amount = data
+                .get("amount")
+                .and_then(serde_json::Value::as_i64)
+                .ok_or_else(|| format!("{} has no integer amount", event.id))?;
             let sum = sums.entry(event.stream.as_str()).or_insert((0, 0));
             *sum = (sum.0 + amount, sum.1 + 1);
         }

@@ -32,7 +32,7 @@ struct Balance {
 impl Aggregate for Balance {
     fn apply(&mut self, event: &Event) -> Result<(), quipu_client::Error> {
         let value: serde_json::Value = event.json()?;
-        self.total += value["amount"].as_i64().unwrap_or(0);
+        self.total += value.get("amount").and_then(serde_json::Value::as_i64).unwrap_or(0);
         self.count += 1;
         Ok(())
     }

@@ -863,8 +863,10 @@ impl SseSubscription {
         let Ok(data) = frame.into_data() else { return Ok(()) };
         self.pending.extend_from_slice(&data);
         let mut taken = 0;
-        while let Some(end) = find(&self.pending[taken..], b"\n\n") {
-            let message = &self.pending[taken..taken + end];
+        while let Some(rest) = self.pending.get(taken..)
+            && let Some(end) = find(rest, b"\n\n")
+        {
+            let (message, _) = rest.split_at(end);
             taken += end + 2;
             for line in message.split(|&byte| byte == b'\n') {
                 if let Some(json) = line.strip_prefix(b"data:") {
