@@ -1,6 +1,8 @@
-//! Errors as HTTP responses: a status and a JSON body
-//! `{"code": "...", "message": "..."}` (plus details for conflicts).
-//! Bad input maps to 4xx; only failures of the store itself are 5xx.
+//! A service's error: an [`ErrorCode`], a message for people and details
+//! for programs; and as an HTTP response, the status its code's kind maps
+//! to and a JSON body `{"code": "...", "message": "..."}` (plus details for
+//! conflicts). Bad input maps to 4xx; only failures of the store itself
+//! are 5xx.
 
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -9,13 +11,13 @@ use axum::response::{IntoResponse, Response};
 use quipu_core::{Conflict, Revision};
 use serde_json::{Map, Value, json};
 
+use crate::error_code::{ErrorCode, ErrorKind};
+
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Machine-readable code, e.g. `wrong_expected_revision`.
-    pub code: &'static str,
+    /// What went wrong, e.g. [`ErrorCode::WrongExpectedRevision`].
+    pub code: ErrorCode,
     /// What went wrong, for people.
     pub message: String,
     /// More fields of the body (e.g. `expected`, `actual`).
@@ -23,16 +25,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with `status`, `code` and `message`.
+    /// An error with `code` and `message`.
     #[must_use]
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: Map::new() }
-    }
-
-    /// A 400 Bad Request.
-    #[must_use]
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError { code, message: message.into(), details: Map::new() }
     }
 
     /// Adds a field to the body.
@@ -43,13 +39,28 @@ impl ApiError {
     }
 }
 
+/// The HTTP status of a kind of failure.
+#[must_use]
+pub fn http_status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+        ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Gone => StatusCode::GONE,
+        ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = Map::new();
-        body.insert("code".into(), json!(self.code));
+        body.insert("code".into(), json!(self.code.as_str()));
         body.insert("message".into(), json!(self.message));
         body.extend(self.details);
-        (self.status, Json(Value::Object(body))).into_response()
+        (http_status(self.code.kind()), Json(Value::Object(body))).into_response()
     }
 }
 
@@ -57,47 +68,46 @@ impl From<quipu_core::Error> for ApiError {
     fn from(error: quipu_core::Error) -> ApiError {
         use quipu_core::Error as E;
         let message = error.to_string();
-        let (status, code) = match &error {
-            E::InvalidName { .. } => (StatusCode::BAD_REQUEST, "invalid_name"),
-            E::InvalidEventId { .. } => (StatusCode::BAD_REQUEST, "invalid_event_id"),
-            E::InvalidTags { .. } => (StatusCode::BAD_REQUEST, "invalid_tags"),
-            E::EmptyAppend => (StatusCode::BAD_REQUEST, "empty_append"),
-            E::EmptyQuery => (StatusCode::BAD_REQUEST, "empty_query"),
-            E::DuplicateStream { .. } => (StatusCode::BAD_REQUEST, "duplicate_stream"),
-            E::DuplicateEventId { .. } => (StatusCode::BAD_REQUEST, "duplicate_event_id"),
-            E::ReadLimitTooLarge { .. } => (StatusCode::BAD_REQUEST, "limit_too_large"),
-            E::EventTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "event_too_large"),
-            E::AppendTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "append_too_large"),
-            E::TooManyEvents { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_events"),
-            E::TooManyStreams { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_many_streams"),
-            E::EventIdReused { .. } => (StatusCode::CONFLICT, "event_id_reused"),
-            E::ScavengeRunning => (StatusCode::CONFLICT, "scavenge_running"),
-            E::SnapshotBeyondStream { .. } => (StatusCode::BAD_REQUEST, "invalid_snapshot"),
-            E::SnapshotTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "snapshot_too_large"),
-            E::StreamNotFound { .. } => (StatusCode::NOT_FOUND, "stream_not_found"),
-            E::StoreFailed { .. } | E::Closed => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        let code = match &error {
+            E::InvalidName { .. } => ErrorCode::InvalidName,
+            E::InvalidEventId { .. } => ErrorCode::InvalidEventId,
+            E::InvalidTags { .. } => ErrorCode::InvalidTags,
+            E::EmptyAppend => ErrorCode::EmptyAppend,
+            E::EmptyQuery => ErrorCode::EmptyQuery,
+            E::DuplicateStream { .. } => ErrorCode::DuplicateStream,
+            E::DuplicateEventId { .. } => ErrorCode::DuplicateEventId,
+            E::ReadLimitTooLarge { .. } => ErrorCode::LimitTooLarge,
+            E::EventTooLarge { .. } => ErrorCode::EventTooLarge,
+            E::AppendTooLarge { .. } => ErrorCode::AppendTooLarge,
+            E::TooManyEvents { .. } => ErrorCode::TooManyEvents,
+            E::TooManyStreams { .. } => ErrorCode::TooManyStreams,
+            E::EventIdReused { .. } => ErrorCode::EventIdReused,
+            E::ScavengeRunning => ErrorCode::ScavengeRunning,
+            E::SnapshotBeyondStream { .. } => ErrorCode::InvalidSnapshot,
+            E::SnapshotTooLarge { .. } => ErrorCode::SnapshotTooLarge,
+            E::StreamNotFound { .. } => ErrorCode::StreamNotFound,
+            E::StoreFailed { .. } | E::Closed => ErrorCode::StoreUnavailable,
+            _ => ErrorCode::Internal,
         };
-        if status.is_server_error() {
+        if matches!(code.kind(), ErrorKind::Unavailable | ErrorKind::Internal) {
             tracing::error!(%error, "request failed in the store");
         }
-        ApiError::new(status, code, message)
+        ApiError::new(code, message)
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> ApiError {
-        let status = rejection.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            return ApiError::new(status, "body_too_large", rejection.body_text());
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::new(ErrorCode::BodyTooLarge, rejection.body_text());
         }
-        ApiError::bad_request("invalid_json", rejection.body_text())
+        ApiError::new(ErrorCode::InvalidJson, rejection.body_text())
     }
 }
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
-        ApiError::bad_request("invalid_query", rejection.body_text())
+        ApiError::new(ErrorCode::InvalidQuery, rejection.body_text())
     }
 }
 
@@ -113,8 +123,7 @@ pub fn conflict_error(conflict: &Conflict) -> ApiError {
         .collect();
     let mut error = match conflict.streams.first() {
         Some(first) => ApiError::new(
-            StatusCode::CONFLICT,
-            "wrong_expected_revision",
+            ErrorCode::WrongExpectedRevision,
             format!(
                 "stream {} is at revision {}, the append expected {}; nothing was written",
                 first.stream,
@@ -126,8 +135,7 @@ pub fn conflict_error(conflict: &Conflict) -> ApiError {
         .with("expected", json!(first.expected.to_string()))
         .with("actual", revision(first.actual)),
         None => ApiError::new(
-            StatusCode::CONFLICT,
-            "condition_failed",
+            ErrorCode::ConditionFailed,
             "an event matching the append's condition exists after its position; nothing was written",
         ),
     };
@@ -136,4 +144,36 @@ pub fn conflict_error(conflict: &Conflict) -> ApiError {
         error = error.with("condition_position", json!(position.0));
     }
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_stores_and_the_servers_failures_are_5xx() {
+        for code in ErrorCode::ALL {
+            let status = http_status(code.kind());
+            let server_side =
+                matches!(code, ErrorCode::StoreUnavailable | ErrorCode::Internal | ErrorCode::CorruptRecord);
+            assert_eq!(status.is_server_error(), server_side, "{code}: {status}");
+            assert!(status.is_client_error() || status.is_server_error(), "{code}: {status}");
+        }
+    }
+
+    #[test]
+    fn the_answers_clients_tell_apart_keep_their_statuses() {
+        let cases = [
+            (ErrorCode::WrongExpectedRevision, 409),
+            (ErrorCode::StreamNotFound, 404),
+            (ErrorCode::StreamDeleted, 410),
+            (ErrorCode::EventTooLarge, 413),
+            (ErrorCode::InvalidSchema, 422),
+            (ErrorCode::InvalidJson, 400),
+            (ErrorCode::StoreUnavailable, 503),
+        ];
+        for (code, status) in cases {
+            assert_eq!(http_status(code.kind()).as_u16(), status, "{code}");
+        }
+    }
 }

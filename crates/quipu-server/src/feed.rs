@@ -29,10 +29,10 @@ use std::sync::Arc;
 use quipu_core::{AsOf, Direction, EventType, Position, RecordedEvent, Revision, Store, StreamName, Tag};
 use tokio::sync::watch;
 
-use crate::ApiError;
 use crate::integration::IntegrationTypes;
 use crate::tail::{Following, Tail, TailOptions, TailPage};
 use crate::upcast::Upcasters;
+use crate::{ApiError, ErrorCode};
 
 /// Events read per catch-up page.
 const PAGE: usize = 1000;
@@ -262,8 +262,8 @@ impl Feed {
     pub fn new(store: Arc<Store>, live: &Live, source: Source, start: Start) -> Result<Feed, ApiError> {
         let next = match (&source, start) {
             (Source::Stream(_), Start::Position(_)) => {
-                return Err(ApiError::bad_request(
-                    "invalid_start",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidStart,
                     "a subscription to one stream starts at a revision, not a position",
                 ));
             }
@@ -272,8 +272,8 @@ impl Feed {
             }
             (Source::Stream(_), Start::Revision(revision)) => Cursor::Revision(revision),
             (_, Start::Revision(_)) => {
-                return Err(ApiError::bad_request(
-                    "invalid_start",
+                return Err(ApiError::new(
+                    ErrorCode::InvalidStart,
                     "only a subscription to one stream can start at a revision; use a position",
                 ));
             }

@@ -11,13 +11,13 @@ use quipu_proto::v1 as pb;
 use quipu_proto::v1::streams_server::Streams;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::ApiError;
 use crate::feed::{Feed, Item, Live, Source};
 use crate::grpc_wire::{self as wire, status};
 use crate::integration::IntegrationTypes;
 use crate::lifecycle::scavenger::{ScavengeState, ScavengeStatus, Scavenger};
 use crate::lifecycle::{Lifecycle, Metadata};
 use crate::metrics::Metrics;
+use crate::{ApiError, ErrorCode};
 
 use crate::submission::{Admission, submit, submit_queued};
 use crate::upcast::Upcasters;
@@ -187,8 +187,8 @@ impl Streams for StreamsService {
         let request = request.into_inner();
         let source = wire::source(request.filter, &self.integration).map_err(status)?;
         if matches!(source, Source::All | Source::Stream(_)) {
-            return Err(status(ApiError::bad_request(
-                "invalid_filter",
+            return Err(status(ApiError::new(
+                ErrorCode::InvalidFilter,
                 "ReadFiltered reads a category, an event type, a tag or the integration events; use ReadAll or ReadStream",
             )));
         }
@@ -232,7 +232,7 @@ impl Streams for StreamsService {
             None
         } else {
             Some(serde_json::from_str(&m.custom_json).map_err(|e| {
-                status(ApiError::bad_request("invalid_metadata", format!("custom_json is not JSON: {e}")))
+                status(ApiError::new(ErrorCode::InvalidMetadata, format!("custom_json is not JSON: {e}")))
             })?)
         };
         let metadata = Metadata {

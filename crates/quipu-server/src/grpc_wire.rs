@@ -13,9 +13,9 @@ use quipu_core::{
 use quipu_proto::v1 as pb;
 use tonic::{Code, Status};
 
-use crate::ApiError;
 use crate::feed::{Source, Start};
 use crate::integration::IntegrationTypes;
+use crate::{ApiError, ErrorCode, ErrorKind};
 
 /// Events a read returns when its limit is 0.
 pub const DEFAULT_READ_LIMIT: usize = 100;
@@ -24,15 +24,20 @@ pub const DEFAULT_READ_LIMIT: usize = 100;
 /// message (`invalid_name: ...`).
 #[must_use]
 pub fn status(error: ApiError) -> Status {
-    let code = match error.status.as_u16() {
-        400 | 422 => Code::InvalidArgument,
-        404 | 410 => Code::NotFound,
-        409 => Code::FailedPrecondition,
-        413 => Code::ResourceExhausted,
-        503 => Code::Unavailable,
-        _ => Code::Internal,
-    };
-    Status::new(code, format!("{}: {}", error.code, error.message))
+    Status::new(grpc_code(error.code.kind()), format!("{}: {}", error.code, error.message))
+}
+
+/// The gRPC code of a kind of failure.
+#[must_use]
+pub fn grpc_code(kind: ErrorKind) -> Code {
+    match kind {
+        ErrorKind::Invalid | ErrorKind::Unprocessable => Code::InvalidArgument,
+        ErrorKind::NotFound | ErrorKind::Gone => Code::NotFound,
+        ErrorKind::Conflict => Code::FailedPrecondition,
+        ErrorKind::TooLarge => Code::ResourceExhausted,
+        ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Internal => Code::Internal,
+    }
 }
 
 /// `FAILED_PRECONDITION` for a refused append: the message says which
@@ -171,7 +176,7 @@ pub fn direction(direction: i32) -> Result<Direction, ApiError> {
     match pb::Direction::try_from(direction) {
         Ok(pb::Direction::Forwards) => Ok(Direction::Forwards),
         Ok(pb::Direction::Backwards) => Ok(Direction::Backwards),
-        Err(_) => Err(ApiError::bad_request("invalid_direction", format!("unknown direction {direction}"))),
+        Err(_) => Err(ApiError::new(ErrorCode::InvalidDirection, format!("unknown direction {direction}"))),
     }
 }
 
@@ -190,8 +195,8 @@ pub fn source(filter: Option<pb::Filter>, integration: &Arc<IntegrationTypes>) -
     use pb::filter::Kind;
     let Some(filter) = filter else { return Ok(Source::All) };
     match filter.kind {
-        None => Err(ApiError::bad_request(
-            "invalid_filter",
+        None => Err(ApiError::new(
+            ErrorCode::InvalidFilter,
             "the filter names no category, type, tag, stream or integration",
         )),
         Some(Kind::Category(category)) => Ok(Source::Category(StreamName::readable(category)?.to_string())),

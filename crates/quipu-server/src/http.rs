@@ -6,14 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
-use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, RecordedEvent, Store, StreamName, Tag};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::ApiError;
 use crate::feed::{Live, Source};
 use crate::integration::IntegrationTypes;
 use crate::lifecycle::Lifecycle;
@@ -21,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::submission::Admission;
 use crate::upcast::Upcasters;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
+use crate::{ApiError, ErrorCode};
 
 /// Events a read returns when it names no limit.
 const DEFAULT_READ_LIMIT: usize = 100;
@@ -200,8 +199,8 @@ impl ReadQuery {
         match self.direction.as_deref() {
             None | Some("forwards") => Ok(Direction::Forwards),
             Some("backwards") => Ok(Direction::Backwards),
-            Some(other) => Err(ApiError::bad_request(
-                "invalid_direction",
+            Some(other) => Err(ApiError::new(
+                ErrorCode::InvalidDirection,
                 format!("unknown direction {other:?}; use \"forwards\" or \"backwards\""),
             )),
         }
@@ -263,8 +262,8 @@ impl SubscribeQuery {
     fn source(self, integration: Arc<IntegrationTypes>) -> Result<Source, ApiError> {
         let filters = [&self.stream, &self.category, &self.event_type, &self.tag];
         if filters.iter().filter(|f| f.is_some()).count() + usize::from(self.integration) > 1 {
-            return Err(ApiError::bad_request(
-                "invalid_query",
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 "a subscription takes at most one of stream, category, type, tag and integration",
             ));
         }
@@ -373,7 +372,7 @@ async fn read<E: Into<ApiError> + Send + 'static>(
 ) -> Result<Json<Value>, ApiError> {
     let mut events = crate::blocking::read(read)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(Into::into)?;
     if let Some(upcasters) = upcasting {
         upcasters.apply(&mut events);

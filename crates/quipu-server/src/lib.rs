@@ -31,6 +31,7 @@
 
 mod api_error;
 mod blocking;
+mod error_code;
 mod feed;
 pub mod group;
 mod grpc;
@@ -61,6 +62,7 @@ use quipu_core::Store;
 use tokio::net::TcpListener;
 
 pub use api_error::ApiError;
+pub use error_code::{ErrorCode, ErrorKind};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]

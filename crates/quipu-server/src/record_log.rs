@@ -11,7 +11,6 @@
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use quipu_core::{
     AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, ProposedEvent, Revision, Store, StreamName,
 };
@@ -19,7 +18,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 /// A record kept in a [`RecordLog`].
 pub trait Record: Serialize + DeserializeOwned {
@@ -66,8 +65,7 @@ impl<R: Record> RecordLog<R> {
                 revision = Some(event.revision);
                 records.push(serde_json::from_slice(&event.data).map_err(|error| {
                     ApiError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "corrupt_record",
+                        ErrorCode::CorruptRecord,
                         format!("record {} of {stream} does not decode: {error}", event.revision.0),
                     )
                 })?);
@@ -103,8 +101,7 @@ impl<R: Record> RecordLog<R> {
                 Ok(())
             }
             AppendOutcome::Conflict(_) => Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "registry_changed",
+                ErrorCode::RegistryChanged,
                 format!("{} was changed by another writer; try again", self.stream),
             )),
         }

@@ -8,9 +8,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use quipu_core::{Position, Revision};
 
-use crate::ApiError;
 use crate::feed::{Feed, Item, Start};
 use crate::wire::EventJson;
+use crate::{ApiError, ErrorCode};
 
 /// The feed as an SSE stream: each event is a message with `event: event`,
 /// `id: <position>` (`<revision>` for a stream's feed, matching what
@@ -50,10 +50,7 @@ pub fn start(from: Option<u64>, last_event_id: Option<&str>, by_revision: bool) 
         (Some(from), _) => from,
         (None, None) => 0,
         (None, Some(id)) => id.trim().parse::<u64>().ok().and_then(|n| n.checked_add(1)).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_last_event_id",
-                format!("Last-Event-ID {id:?} is not a position or revision"),
-            )
+            ApiError::new(ErrorCode::InvalidLastEventId, format!("Last-Event-ID {id:?} is not a position or revision"))
         })?,
     };
     Ok(if by_revision { Start::Revision(Revision(from)) } else { Start::Position(Position(from)) })

@@ -110,7 +110,7 @@ impl quipu_kafka::Appends for KafkaAppends {
     fn submit(&self, request: AppendRequest) -> quipu_kafka::Submitted {
         let outcome = submit(&self.store, &self.metrics, &self.admission, request);
         Box::pin(async move {
-            outcome.await.map_err(|error| quipu_kafka::Refusal { code: error.code, message: error.message })
+            outcome.await.map_err(|error| quipu_kafka::Refusal { code: error.code.as_str(), message: error.message })
         })
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 /// Body of `POST /v1/streams/{stream}`.
 #[derive(Debug, Deserialize)]
@@ -58,21 +58,18 @@ pub fn expected_revision(value: Option<&Value>) -> Result<ExpectedRevision, ApiE
             "any" => Ok(ExpectedRevision::Any),
             "no_stream" => Ok(ExpectedRevision::NoStream),
             "exists" => Ok(ExpectedRevision::Exists),
-            other => Err(ApiError::bad_request(
-                "invalid_expected_revision",
+            other => Err(ApiError::new(
+                ErrorCode::InvalidExpectedRevision,
                 format!(
                     "unknown expected revision {other:?}; use \"any\", \"no_stream\", \"exists\" or a revision number"
                 ),
             )),
         },
         Some(Value::Number(n)) => n.as_u64().map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_expected_revision",
-                format!("expected revision {n} is not a revision number"),
-            )
+            ApiError::new(ErrorCode::InvalidExpectedRevision, format!("expected revision {n} is not a revision number"))
         }),
-        Some(other) => Err(ApiError::bad_request(
-            "invalid_expected_revision",
+        Some(other) => Err(ApiError::new(
+            ErrorCode::InvalidExpectedRevision,
             format!("expected revision must be a word or a number, got {other}"),
         )),
     }
@@ -361,7 +358,7 @@ pub fn as_of(
     stream: bool,
 ) -> Result<Option<quipu_core::AsOf>, crate::ApiError> {
     use quipu_core::{AsOf, Position, Revision};
-    let invalid = |message: &str| Err(crate::ApiError::bad_request("invalid_as_of", message));
+    let invalid = |message: &str| Err(crate::ApiError::new(ErrorCode::InvalidAsOf, message));
     match (to_revision, to_position, as_of_us) {
         (None, None, None) => Ok(None),
         (Some(revision), None, None) if stream => Ok(Some(AsOf::Revision(Revision(revision)))),
@@ -379,13 +376,13 @@ pub fn as_of(
 /// 400 `invalid_category` saying what is wrong.
 pub fn check_category(category: &str) -> Result<(), crate::ApiError> {
     if category.contains('-') {
-        return Err(crate::ApiError::bad_request(
-            "invalid_category",
+        return Err(crate::ApiError::new(
+            ErrorCode::InvalidCategory,
             format!("category {category:?} contains '-': a category is the part of a stream name before its first '-'"),
         ));
     }
     quipu_core::StreamName::new(category)
-        .map_err(|e| crate::ApiError::bad_request("invalid_category", format!("category {category:?}: {e}")))?;
+        .map_err(|e| crate::ApiError::new(ErrorCode::InvalidCategory, format!("category {category:?}: {e}")))?;
     Ok(())
 }
 

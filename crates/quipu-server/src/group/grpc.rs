@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status, Streaming};
 use super::dispatcher::NackAction;
 use super::registry::{GroupInfo, Groups, Membership};
 use super::settings::{Filter, StartFrom, TuningRequest};
-use crate::ApiError;
 use crate::grpc_wire::{recorded_event, status};
+use crate::{ApiError, ErrorCode};
 
 /// The service over the server's groups.
 pub struct GroupsService {
@@ -98,7 +98,7 @@ pub fn group_info(info: &GroupInfo) -> pb::GroupInfo {
 }
 
 fn group_status(error: ApiError) -> Status {
-    if error.code == "group_exists" {
+    if error.code == ErrorCode::GroupExists {
         return Status::already_exists(format!("{}: {}", error.code, error.message));
     }
     status(error)
@@ -204,8 +204,8 @@ impl pb::groups_server::Groups for GroupsService {
             Some(Ok(pb::ConsumeRequest { kind: Some(Kind::Join(join)) })) => join,
             Some(Err(error)) => return Err(error),
             _ => {
-                return Err(status(ApiError::bad_request(
-                    "join_first",
+                return Err(status(ApiError::new(
+                    ErrorCode::JoinFirst,
                     "the first message of Consume must be a join naming the group and the member",
                 )));
             }

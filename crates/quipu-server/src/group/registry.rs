@@ -17,8 +17,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use super::actor::{Actor, Command, Feeds, Status, last_checkpoint};
 use super::dispatcher::{Delivery, MemberId, NackAction, Strategy};
 use super::settings::{Filter, Settings, StartFrom, TuningRequest, check_name};
-use crate::ApiError;
 use crate::record_log::RecordLog;
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding group definitions.
 pub const GROUPS_STREAM: &str = "$groups";
@@ -197,11 +197,7 @@ impl Groups {
         check_name(name)?;
         let mut registry = self.registry.lock().await;
         if registry.groups.contains_key(name) {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "group_exists",
-                format!("a group named {name:?} exists already"),
-            ));
+            return Err(ApiError::new(ErrorCode::GroupExists, format!("a group named {name:?} exists already")));
         }
         let start = match start_from {
             StartFrom::Beginning => 0,
@@ -213,7 +209,7 @@ impl Groups {
         settings.strategy = strategy;
         settings.client_settings = client_settings;
         let parked = StreamName::system(settings.parked_stream())
-            .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
+            .map_err(|e| ApiError::new(ErrorCode::InvalidGroup, e.to_string()))?;
         settings.parked_from = match self.store.stream_info(&parked) {
             Ok(info) => info.last_revision.map_or(0, |r| r.0 + 1),
             Err(quipu_core::Error::StreamNotFound { .. }) => 0,
@@ -333,7 +329,7 @@ impl Groups {
     /// 404 for an unknown group, 400 for a bad member name.
     pub async fn join(&self, name: &str, member: &str, max_in_flight: u32) -> Result<Membership, ApiError> {
         if member.is_empty() || member.len() > 200 {
-            return Err(ApiError::bad_request("invalid_member", "a member name has 1 to 200 bytes"));
+            return Err(ApiError::new(ErrorCode::InvalidMember, "a member name has 1 to 200 bytes"));
         }
         let (settings, commands) = self.running(name).await?;
         let id = self.next_member.fetch_add(1, Ordering::Relaxed);
@@ -374,13 +370,13 @@ impl Groups {
 }
 
 fn not_found(name: &str) -> ApiError {
-    ApiError::new(axum::http::StatusCode::NOT_FOUND, "group_not_found", format!("no group named {name:?}"))
+    ApiError::new(ErrorCode::GroupNotFound, format!("no group named {name:?}"))
 }
 
 /// Starts a loaded group from its last checkpoint.
 fn start(feeds: &Feeds, settings: Settings) -> Result<Running, ApiError> {
     let stream = StreamName::system(settings.checkpoint_stream())
-        .map_err(|e| ApiError::bad_request("invalid_group", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidGroup, e.to_string()))?;
     let checkpoint = last_checkpoint(&feeds.store, &stream)?;
     Ok(start_group(feeds, settings, checkpoint))
 }

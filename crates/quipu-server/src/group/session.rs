@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::dispatcher::{Delivery, NackAction};
 use super::registry::{Groups, Membership};
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 /// Most events one poll returns.
 pub const POLL_MAX: usize = 1000;
@@ -75,8 +75,8 @@ impl Sessions {
     /// 404 for an unknown group, 400 for a bad member name or limits.
     pub async fn poll(&self, group: &str, member: &str, max: usize, wait: Duration) -> Result<Vec<Delivery>, ApiError> {
         if max == 0 || max > POLL_MAX || wait > POLL_WAIT_MAX {
-            return Err(ApiError::bad_request(
-                "invalid_poll",
+            return Err(ApiError::new(
+                ErrorCode::InvalidPoll,
                 format!("max must be 1 to {POLL_MAX} and wait_ms at most {}", POLL_WAIT_MAX.as_millis()),
             ));
         }
@@ -186,8 +186,7 @@ impl Sessions {
 
 fn no_member(group: &str, member: &str) -> ApiError {
     ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "member_not_found",
+        ErrorCode::MemberNotFound,
         format!("no member {member:?} in group {group:?}: poll first (sessions end after the group's message timeout)"),
     )
 }

@@ -10,9 +10,9 @@ use quipu_core::{Position, RecordedEvent, StreamName};
 use serde::{Deserialize, Serialize};
 
 use super::dispatcher::{Strategy, Tuning};
-use crate::ApiError;
 use crate::feed::Source;
 use crate::integration::IntegrationTypes;
+use crate::{ApiError, ErrorCode};
 
 /// Longest group name, in bytes.
 pub const GROUP_NAME_BYTES_MAX: usize = 200;
@@ -72,7 +72,7 @@ impl Pattern {
     /// compile.
     pub fn new(text: &str) -> Result<Pattern, ApiError> {
         let regex = fancy_regex::Regex::new(text).map_err(|error| {
-            ApiError::bad_request("invalid_group", format!("regular expression {text:?} does not compile: {error}"))
+            ApiError::new(ErrorCode::InvalidGroup, format!("regular expression {text:?} does not compile: {error}"))
         })?;
         Ok(Pattern { text: text.to_string(), regex: Arc::new(regex) })
     }
@@ -339,16 +339,16 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
         ));
     }
     StreamName::new(name)
-        .map_err(|error| ApiError::bad_request("invalid_group", format!("invalid group name: {error}")))?;
+        .map_err(|error| ApiError::new(ErrorCode::InvalidGroup, format!("invalid group name: {error}")))?;
     Ok(())
 }
 
 fn invalid(error: quipu_core::Error) -> ApiError {
-    ApiError::bad_request("invalid_group", format!("invalid group filter: {error}"))
+    ApiError::new(ErrorCode::InvalidGroup, format!("invalid group filter: {error}"))
 }
 
 fn invalid_field(field: &str, rule: &str) -> ApiError {
-    ApiError::bad_request("invalid_group", format!("invalid group setting {field}: {rule}"))
+    ApiError::new(ErrorCode::InvalidGroup, format!("invalid group setting {field}: {rule}"))
         .with("field", serde_json::json!(field))
 }
 
@@ -368,7 +368,7 @@ mod tests {
         ];
         for (tuning, field) in cases {
             let error = settings.retuned(&tuning).expect_err(field);
-            assert_eq!(error.code, "invalid_group");
+            assert_eq!(error.code, ErrorCode::InvalidGroup);
             assert!(error.message.contains(field), "{}", error.message);
         }
     }

@@ -19,13 +19,12 @@ pub mod http;
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-use axum::http::StatusCode;
 use quipu_core::{Direction, EventType, Position, RecordedEvent, Store};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::ApiError;
 use crate::record_log::RecordLog;
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the marked set.
 pub const INTEGRATION_TYPES_STREAM: &str = "$integration-types";
@@ -116,8 +115,7 @@ impl IntegrationTypes {
         let current = self.snapshot();
         if let Some(missing) = types.iter().find(|t| !current.contains(*t)) {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "type_not_marked",
+                ErrorCode::TypeNotMarked,
                 format!("event type {:?} is not marked as an integration event", missing.as_str()),
             ));
         }
@@ -163,13 +161,13 @@ impl IntegrationTypes {
 /// Parses type names; a bad one is a 400 naming it.
 fn parse(types: &[String]) -> Result<Vec<EventType>, ApiError> {
     if types.is_empty() {
-        return Err(ApiError::bad_request("invalid_types", "name at least one event type"));
+        return Err(ApiError::new(ErrorCode::InvalidTypes, "name at least one event type"));
     }
     types
         .iter()
         .map(|t| {
             EventType::new(t.clone())
-                .map_err(|e| ApiError::bad_request("invalid_types", format!("event type {t:?}: {e}")))
+                .map_err(|e| ApiError::new(ErrorCode::InvalidTypes, format!("event type {t:?}: {e}")))
         })
         .collect()
 }
@@ -230,10 +228,10 @@ mod tests {
         types.unmark(&["Noted".into()]).await.expect("unmark");
         assert_eq!(
             types.unmark(&["Placed".into(), "Shipped".into()]).await.expect_err("not marked").code,
-            "type_not_marked"
+            ErrorCode::TypeNotMarked
         );
-        assert_eq!(types.mark(&["ok".into(), " bad".into()]).await.expect_err("invalid").code, "invalid_types");
-        assert_eq!(types.mark(&[]).await.expect_err("empty").code, "invalid_types");
+        assert_eq!(types.mark(&["ok".into(), " bad".into()]).await.expect_err("invalid").code, ErrorCode::InvalidTypes);
+        assert_eq!(types.mark(&[]).await.expect_err("empty").code, ErrorCode::InvalidTypes);
         let reopened = IntegrationTypes::open(Arc::clone(&store)).expect("reopen");
         let names: Vec<String> = reopened.snapshot().iter().map(ToString::to_string).collect();
         assert_eq!(names, ["Shipped"]);

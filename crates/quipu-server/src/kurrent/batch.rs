@@ -15,6 +15,8 @@ use tonic::{Status, Streaming};
 use super::streams::StreamsService;
 use super::{answer, metadata, wire};
 
+use crate::ErrorCode;
+
 /// Where an append goes.
 enum Target {
     /// Events of a stream.
@@ -150,7 +152,7 @@ async fn commit(service: &StreamsService, correlation: shared::Uuid, append: Pen
         }
         (Target::Stream(name), Some(_)) => match service.append_events(name, append.expected, append.events).await {
             Ok(outcome) => answer::batch(outcome, append.expected),
-            Err(error) if error.code == "stream_deleted" => {
+            Err(error) if error.code == ErrorCode::StreamDeleted => {
                 let detail = shared::StreamDeleted { stream_identifier: Some(wire::identifier(&stream)) };
                 pb::batch_append_resp::Result::Error(answer::error(5, "StreamDeleted", "StreamDeleted", &detail))
             }

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use tonic::Status;
 
 use super::wire;
-use crate::ApiError;
 use crate::group::dispatcher::Strategy;
 use crate::group::settings::{Filter, MAX_IN_FLIGHT_LIMIT, Pattern, StartFrom, TuningRequest};
+use crate::{ApiError, ErrorCode};
 
 /// The event source of an `$all` subscription, as the protocol names it.
 pub const ALL: &str = "$all";
@@ -104,10 +104,9 @@ impl Subscription {
     #[must_use]
     pub fn status(&self, error: &ApiError) -> Status {
         match error.code {
-            "group_not_found" => self.not_found(),
-            "group_exists" => self.exists(),
-            _ if error.status.is_client_error() => Status::invalid_argument(error.message.clone()),
-            _ => Status::internal(error.message.clone()),
+            ErrorCode::GroupNotFound => self.not_found(),
+            ErrorCode::GroupExists => self.exists(),
+            _ => wire::other_status(error),
         }
     }
 

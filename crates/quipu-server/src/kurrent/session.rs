@@ -23,6 +23,8 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::streams::StreamsService;
 use super::wire;
 
+use crate::ErrorCode;
+
 /// The v2 streams service.
 pub struct SessionService {
     /// The v1 service, whose store, admission and lifecycle it shares.
@@ -71,7 +73,7 @@ impl pb::streams_service_server::StreamsService for SessionService {
                 Ok(Response::new(pb::AppendSessionResponse { output, position }))
             }
             Ok(AppendOutcome::Conflict(conflict)) => Err(conflict_status(&conflict, &expectations)),
-            Err(error) if error.code == "stream_deleted" => {
+            Err(error) if error.code == ErrorCode::StreamDeleted => {
                 let stream = expectations
                     .iter()
                     .map(|(stream, _)| stream.as_str())

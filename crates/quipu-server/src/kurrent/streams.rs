@@ -16,11 +16,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::filter::Filter;
 use super::{metadata, subscription, wire};
-use crate::ApiError;
 use crate::feed::Source;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::submission::{Admission, submit};
+use crate::{ApiError, ErrorCode};
 
 /// Events read from the store per step of a read.
 const PAGE: usize = 1_000;
@@ -77,7 +77,7 @@ impl Cursor {
         .await;
         let events = match page {
             Ok(Ok(events)) => events,
-            Ok(Err(error)) if error.code == "stream_not_found" => {
+            Ok(Err(error)) if error.code == ErrorCode::StreamNotFound => {
                 self.done = true;
                 let Walk::Stream(stream) = &self.walk else { return None };
                 let missing =

@@ -12,9 +12,9 @@
 use quipu_core::{EventId, EventType, ExpectedRevision, ProposedEvent, RecordedEvent, Revision, StreamName};
 use quipu_proto::event_store::client as shared;
 use quipu_proto::event_store::client::streams as pb;
-use tonic::Status;
+use tonic::{Code, Status};
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode, ErrorKind};
 
 /// The clients' commit position of Quipu position `position`.
 #[must_use]
@@ -219,11 +219,27 @@ pub fn expected_number(expected: ExpectedRevision) -> i64 {
 #[must_use]
 pub fn status(error: &ApiError, stream: &str) -> Status {
     match error.code {
-        "stream_deleted" => deleted(stream),
-        "stream_not_found" => Status::not_found(error.message.clone()),
-        _ if error.status.is_client_error() => Status::invalid_argument(error.message.clone()),
-        _ => Status::internal(error.message.clone()),
+        ErrorCode::StreamDeleted => deleted(stream),
+        ErrorCode::StreamNotFound => Status::not_found(error.message.clone()),
+        _ => other_status(error),
     }
+}
+
+/// The status of an error the door has no KurrentDB exception for: the
+/// clients raise their generic errors, INVALID_ARGUMENT for what the
+/// request got wrong and INTERNAL for the server's failures.
+#[must_use]
+pub fn other_status(error: &ApiError) -> Status {
+    let code = match error.code.kind() {
+        ErrorKind::Invalid
+        | ErrorKind::Unprocessable
+        | ErrorKind::NotFound
+        | ErrorKind::Conflict
+        | ErrorKind::Gone
+        | ErrorKind::TooLarge => Code::InvalidArgument,
+        ErrorKind::Unavailable | ErrorKind::Internal => Code::Internal,
+    };
+    Status::new(code, error.message.clone())
 }
 
 /// FAILED_PRECONDITION for a tombstoned stream.

@@ -30,15 +30,14 @@ pub mod scavenger;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use axum::http::StatusCode;
 use quipu_core::{AppendRequest, AsOf, Direction, RecordedEvent, Revision, Store, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::ApiError;
 use crate::record_log::RecordLog;
 use crate::wire::now_us;
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding every stream's metadata.
 pub const METADATA_STREAM: &str = "$stream-metadata";
@@ -375,16 +374,16 @@ impl Lifecycle {
 fn check_settable(stream: &str, metadata: &Metadata) -> Result<(), ApiError> {
     StreamName::new(stream)?;
     if metadata.max_count == Some(0) {
-        return Err(ApiError::bad_request("invalid_metadata", "max_count must be at least 1"));
+        return Err(ApiError::new(ErrorCode::InvalidMetadata, "max_count must be at least 1"));
     }
     if metadata.tombstoned {
-        return Err(ApiError::bad_request("invalid_metadata", "tombstone a stream with a delete, not its metadata"));
+        return Err(ApiError::new(ErrorCode::InvalidMetadata, "tombstone a stream with a delete, not its metadata"));
     }
     Ok(())
 }
 
 fn deleted(stream: &str) -> ApiError {
-    ApiError::new(StatusCode::GONE, "stream_deleted", format!("stream {stream} was deleted for good (tombstoned)"))
+    ApiError::new(ErrorCode::StreamDeleted, format!("stream {stream} was deleted for good (tombstoned)"))
 }
 
 #[cfg(test)]
@@ -420,7 +419,7 @@ mod tests {
         drop(admitted);
         let metadata = tombstoning.await.expect("task").expect("tombstone");
         assert!(metadata.tombstoned);
-        assert_eq!(lifecycle.check(&append("race-1")).expect_err("closed").code, "stream_deleted");
+        assert_eq!(lifecycle.check(&append("race-1")).expect_err("closed").code, ErrorCode::StreamDeleted);
         assert!(lifecycle.check(&append("race-2")).is_ok(), "other streams stay open");
     }
 

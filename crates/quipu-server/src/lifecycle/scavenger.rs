@@ -20,13 +20,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use axum::http::StatusCode;
 use quipu_core::{Revision, ScavengeProgress, Store, StreamName};
 use serde::Serialize;
 
 use super::Lifecycle;
-use crate::ApiError;
 use crate::wire::now_us;
+use crate::{ApiError, ErrorCode};
 
 /// Where a scavenge is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -143,11 +142,7 @@ impl Scavenger {
         };
         if let Err(error) = std::thread::Builder::new().name("quipu-scavenge".into()).spawn(move || run.run()) {
             *status = None;
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                format!("cannot start the scavenge thread: {error}"),
-            ));
+            return Err(ApiError::new(ErrorCode::Internal, format!("cannot start the scavenge thread: {error}")));
         }
         Ok(first)
     }
@@ -157,9 +152,11 @@ impl Scavenger {
     /// # Errors
     /// 404 `no_scavenge` when none ran since the server started.
     pub fn status(&self) -> Result<ScavengeStatus, ApiError> {
-        self.status.lock().unwrap_or_else(PoisonError::into_inner).clone().ok_or_else(|| {
-            ApiError::new(StatusCode::NOT_FOUND, "no_scavenge", "no scavenge ran since the server started")
-        })
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| ApiError::new(ErrorCode::NoScavenge, "no scavenge ran since the server started"))
     }
 
     /// Asks the running scavenge to stop after the segment in hand.
@@ -171,8 +168,7 @@ impl Scavenger {
         let status = self.status()?;
         if status.state != ScavengeState::Running {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "scavenge_not_running",
+                ErrorCode::ScavengeNotRunning,
                 format!("the last scavenge has ended ({:?})", status.state).to_lowercase(),
             ));
         }
@@ -187,7 +183,7 @@ impl Scavenger {
 }
 
 fn running() -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "scavenge_running", "a scavenge is already running; see GET /v1/scavenge")
+    ApiError::new(ErrorCode::ScavengeRunning, "a scavenge is already running; see GET /v1/scavenge")
 }
 
 /// One scavenge, on its thread.

@@ -10,11 +10,10 @@
 use std::collections::BTreeMap;
 use std::sync::RwLock;
 
-use axum::http::StatusCode;
 use quipu_core::AppendRequest;
 use serde_json::json;
 
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 /// Closed categories, each with the projection that closed it.
 #[derive(Debug, Default)]
@@ -49,8 +48,7 @@ impl Blocks {
 
 fn replay_in_progress(category: &str, projection: &str) -> ApiError {
     ApiError::new(
-        StatusCode::CONFLICT,
-        "replay_in_progress",
+        ErrorCode::ReplayInProgress,
         format!(
             "replay in progress: category {category:?} is closed to appends while projection {projection:?} \
              rebuilds; nothing was written. Retry when it finishes (see `quipu projection status {projection}`)"
@@ -81,7 +79,7 @@ mod tests {
         assert!(blocks.check(&append("order-1", 1)).is_ok());
         blocks.set(BTreeMap::from([("order".to_string(), "order_totals".to_string())]));
         let refused = blocks.check(&append("order-1", 1)).expect_err("order is closed");
-        assert_eq!(refused.code, "replay_in_progress");
+        assert_eq!(refused.code, ErrorCode::ReplayInProgress);
         assert!(refused.message.contains("\"order\"") && refused.message.contains("order_totals"));
         assert!(blocks.check(&append("customer-1", 1)).is_ok());
         assert!(blocks.check(&append("orders-1", 1)).is_ok(), "a category is matched whole");

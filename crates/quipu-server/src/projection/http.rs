@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::registry::{ProjectionInfo, Projections, RebuildReport, Report};
-use crate::ApiError;
+use crate::{ApiError, ErrorCode};
 
 type Shared = Arc<Projections>;
 
@@ -80,7 +80,7 @@ async fn rebuild(
         RebuildBody::default()
     } else {
         serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request("invalid_json", format!("the rebuild body: {e}")))?
+            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("the rebuild body: {e}")))?
     };
     let info = projections.request_rebuild(&name, &body.block_categories).await?;
     Ok((StatusCode::ACCEPTED, Json(info)))
@@ -109,8 +109,8 @@ fn progress(body: ProgressBody) -> Result<(u64, RebuildReport), ApiError> {
         (None, Some(done), None) => RebuildReport::Done { done },
         (None, None, Some(message)) => RebuildReport::Failed { message },
         _ => {
-            return Err(ApiError::bad_request(
-                "invalid_report",
+            return Err(ApiError::new(
+                ErrorCode::InvalidReport,
                 "a rebuild report has exactly one of running_done, done and failed",
             ));
         }

@@ -23,15 +23,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::http::StatusCode;
 use quipu_core::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 use super::block::Blocks;
-use crate::ApiError;
 use crate::record_log::RecordLog;
 use crate::wire::{check_category, now_us};
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding rebuild requests and outcomes.
 pub const PROJECTIONS_STREAM: &str = "$projections";
@@ -325,8 +324,7 @@ impl Projections {
             && rebuild.state.is_active()
         {
             return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "rebuild_in_progress",
+                ErrorCode::RebuildInProgress,
                 format!(
                     "projection {name:?} has rebuild {} {}; cancel it first",
                     rebuild.id,
@@ -359,8 +357,7 @@ impl Projections {
         let active = registry.entries.get(name).and_then(|e| e.rebuild.as_ref()).filter(|r| r.state.is_active());
         let Some(id) = active.map(|r| r.id) else {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "no_rebuild",
+                ErrorCode::NoRebuild,
                 format!("projection {name:?} has no rebuild pending or running"),
             ));
         };
@@ -376,7 +373,7 @@ impl Projections {
     pub async fn report(&self, name: &str, report: Report) -> Result<Option<Assignment>, ApiError> {
         check_name(name)?;
         if report.runner.is_empty() || report.runner.len() > RUNNER_BYTES_MAX {
-            return Err(ApiError::bad_request("invalid_runner", "a runner name has 1 to 200 bytes"));
+            return Err(ApiError::new(ErrorCode::InvalidRunner, "a runner name has 1 to 200 bytes"));
         }
         let mut registry = self.registry.lock().await;
         let entry = registry.entries.entry(name.to_string()).or_default();
@@ -397,8 +394,7 @@ impl Projections {
         let registry = self.registry.lock().await;
         if !registry.entries.contains_key(name) {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "projection_not_found",
+                ErrorCode::ProjectionNotFound,
                 format!(
                     "no runner of projection {name:?} has reported since the server started, and it has no rebuild"
                 ),
@@ -531,8 +527,8 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     if valid {
         return Ok(());
     }
-    Err(ApiError::bad_request(
-        "invalid_projection",
+    Err(ApiError::new(
+        ErrorCode::InvalidProjection,
         format!(
             "projection name {name:?} must have 1 to 48 bytes of lowercase letters, digits and '_', starting with a letter"
         ),
@@ -600,11 +596,11 @@ mod tests {
     fn bad_names_and_categories_are_refused() {
         assert!(check_name("order_totals").is_ok());
         for bad in ["", "Orders", "1a", "a-b", &"x".repeat(49)] {
-            assert_eq!(check_name(bad).expect_err(bad).code, "invalid_projection");
+            assert_eq!(check_name(bad).expect_err(bad).code, ErrorCode::InvalidProjection);
         }
         assert_eq!(check_categories(&["b".into(), "a".into(), "b".into()]).expect("valid"), vec!["a", "b"]);
-        assert_eq!(check_categories(&["order-1".into()]).expect_err("dash").code, "invalid_category");
-        assert_eq!(check_categories(&["$all".into()]).expect_err("system").code, "invalid_category");
-        assert_eq!(check_categories(&[String::new()]).expect_err("empty").code, "invalid_category");
+        assert_eq!(check_categories(&["order-1".into()]).expect_err("dash").code, ErrorCode::InvalidCategory);
+        assert_eq!(check_categories(&["$all".into()]).expect_err("system").code, ErrorCode::InvalidCategory);
+        assert_eq!(check_categories(&[String::new()]).expect_err("empty").code, ErrorCode::InvalidCategory);
     }
 }

@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 
 use super::compatibility::Mode;
 use super::registry::{SchemaError, SchemaVersion, Schemas};
-use crate::ApiError;
+use crate::{ApiError, ErrorCode, ErrorKind};
 
 type Shared = Arc<Schemas>;
 
@@ -51,18 +51,25 @@ impl IntoResponse for ConfluentError {
 
 impl From<ApiError> for ConfluentError {
     fn from(error: ApiError) -> ConfluentError {
-        let code = match error.code {
-            "subject_not_found" => 40401,
-            "version_not_found" => 40402,
-            "schema_not_found" => 40403,
-            "invalid_schema" | "invalid_json" => 42201,
-            "invalid_version" => 42202,
-            "invalid_compatibility" => 42203,
-            _ if error.status == StatusCode::BAD_REQUEST => 42201,
-            _ => u32::from(error.status.as_u16()) * 100,
+        // Confluent answers bad input with 422 and its own codes; what it
+        // has no code for gets the HTTP status times 100.
+        let status = match error.code.kind() {
+            ErrorKind::Invalid | ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Gone => StatusCode::GONE,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        let status =
-            if error.status == StatusCode::BAD_REQUEST { StatusCode::UNPROCESSABLE_ENTITY } else { error.status };
+        let code = match error.code {
+            ErrorCode::SubjectNotFound => 40401,
+            ErrorCode::VersionNotFound => 40402,
+            ErrorCode::SchemaNotFound => 40403,
+            ErrorCode::InvalidCompatibility => 42203,
+            _ if status == StatusCode::UNPROCESSABLE_ENTITY => 42201,
+            _ => u32::from(status.as_u16()) * 100,
+        };
         ConfluentError { status, code, message: error.message }
     }
 }

@@ -8,9 +8,9 @@ use tonic::{Request, Response, Status};
 
 use super::compatibility::Mode;
 use super::registry::{SchemaError, SchemaVersion, Schemas, Scope};
-use crate::ApiError;
 use crate::grpc_wire::status;
 use crate::upcast::{Upcaster, Upcasters};
+use crate::{ApiError, ErrorCode};
 
 /// The service over the registry.
 pub struct SchemasService {
@@ -106,7 +106,7 @@ impl pb::schemas_server::Schemas for SchemasService {
         request: Request<pb::Compatibility>,
     ) -> Result<Response<pb::Compatibility>, Status> {
         let r = request.into_inner();
-        let mode = Mode::parse(&r.mode).map_err(|m| status(ApiError::bad_request("invalid_compatibility", m)))?;
+        let mode = Mode::parse(&r.mode).map_err(|m| status(ApiError::new(ErrorCode::InvalidCompatibility, m)))?;
         let set = self.schemas.set_mode(subject(&r.subject), mode).await.map_err(status)?;
         Ok(Response::new(pb::Compatibility { subject: r.subject, mode: set.name() }))
     }
@@ -114,7 +114,7 @@ impl pb::schemas_server::Schemas for SchemasService {
     async fn declare_upcaster(&self, request: Request<pb::Upcaster>) -> Result<Response<pb::UpcasterSet>, Status> {
         let r = request.into_inner();
         let steps = serde_json::from_str(&r.steps).map_err(|e| {
-            status(ApiError::bad_request("invalid_upcaster", format!("steps are not a JSON array of steps: {e}")))
+            status(ApiError::new(ErrorCode::InvalidUpcaster, format!("steps are not a JSON array of steps: {e}")))
         })?;
         let upcaster = Upcaster { event_type: r.event_type, from_version: r.from_version, steps };
         self.upcasters.declare(upcaster).await.map_err(status)?;
@@ -130,7 +130,7 @@ impl pb::schemas_server::Schemas for SchemasService {
         let scope = match r.scope {
             Some(S::EventType(event_type)) => Scope::EventType(event_type),
             Some(S::Category(category)) => Scope::Category(category),
-            None => return Err(status(ApiError::bad_request("invalid_scope", "name an event type or a category"))),
+            None => return Err(status(ApiError::new(ErrorCode::InvalidScope, "name an event type or a category"))),
         };
         self.schemas.set_validation(scope, r.enabled).await.map_err(status)?;
         Ok(Response::new(self.validation_scopes()))

@@ -13,15 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use axum::http::StatusCode;
 use quipu_core::{EventType, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::compatibility::{Mode, check_against};
-use crate::ApiError;
 use crate::record_log::RecordLog;
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the registry.
 pub const SCHEMAS_STREAM: &str = "$schemas";
@@ -179,8 +178,7 @@ impl Schemas {
         let parsed = parse(schema)?;
         if let Err(error) = jsonschema::validator_for(&parsed) {
             return Err(SchemaError::Api(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_schema",
+                ErrorCode::InvalidSchema,
                 format!("the schema is not a valid JSON Schema: {error}"),
             )));
         }
@@ -261,7 +259,7 @@ impl Schemas {
             .ids
             .get(&id)
             .cloned()
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "schema_not_found", format!("no schema has id {id}")))
+            .ok_or_else(|| ApiError::new(ErrorCode::SchemaNotFound, format!("no schema has id {id}")))
     }
 
     /// The mode of `subject` (`None`: the global one).
@@ -316,8 +314,8 @@ impl Schemas {
                     continue;
                 }
                 let Some((version, validator)) = state.validators.get(event_type) else {
-                    return Err(ApiError::bad_request(
-                        "schema_missing",
+                    return Err(ApiError::new(
+                        ErrorCode::SchemaMissing,
                         format!(
                             "event {} of type {event_type:?} in {} is validated, but the type has no schema; register one or turn validation off",
                             event.id, write.stream
@@ -325,8 +323,8 @@ impl Schemas {
                     ));
                 };
                 let invalid = |what: String| {
-                    ApiError::bad_request(
-                        "invalid_event",
+                    ApiError::new(
+                        ErrorCode::InvalidEvent,
                         format!(
                             "event {} ({event_type}) in {} does not match schema version {version}: {what}; nothing was written",
                             event.id, write.stream
@@ -362,7 +360,7 @@ impl Schemas {
 
 /// Parses a schema: JSON text holding an object or a boolean.
 fn parse(schema: &str) -> Result<Value, ApiError> {
-    let invalid = |reason: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_schema", reason);
+    let invalid = |reason: String| ApiError::new(ErrorCode::InvalidSchema, reason);
     let parsed: Value = serde_json::from_str(schema).map_err(|e| invalid(format!("the schema is not JSON: {e}")))?;
     if !(parsed.is_object() || parsed.is_boolean()) {
         return Err(invalid("a JSON Schema is an object or a boolean".into()));
@@ -374,13 +372,13 @@ fn parse(schema: &str) -> Result<Value, ApiError> {
 fn check_subject(subject: &str) -> Result<(), ApiError> {
     EventType::new(subject)
         .map(|_| ())
-        .map_err(|e| ApiError::bad_request("invalid_subject", format!("subject {subject:?} (an event type): {e}")))
+        .map_err(|e| ApiError::new(ErrorCode::InvalidSubject, format!("subject {subject:?} (an event type): {e}")))
 }
 
 fn subject_not_found(subject: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "subject_not_found", format!("subject {subject:?} has no schema"))
+    ApiError::new(ErrorCode::SubjectNotFound, format!("subject {subject:?} has no schema"))
 }
 
 fn version_not_found(subject: &str, version: u32) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "version_not_found", format!("subject {subject:?} has no version {version}"))
+    ApiError::new(ErrorCode::VersionNotFound, format!("subject {subject:?} has no version {version}"))
 }

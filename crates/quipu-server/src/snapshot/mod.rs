@@ -22,14 +22,13 @@ pub mod http;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use axum::http::StatusCode;
 use quipu_core::{AsOf, Direction, RecordedEvent, Revision, Snapshot, Store, StreamName};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::ApiError;
 use crate::record_log::RecordLog;
 use crate::wire::{check_category, now_us};
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the policies.
 pub const POLICIES_STREAM: &str = "$snapshot-policies";
@@ -178,7 +177,7 @@ impl Snapshots {
     pub async fn set_policy(&self, policy: Policy) -> Result<Policy, ApiError> {
         check_category(&policy.category)?;
         if policy.every == 0 {
-            return Err(ApiError::bad_request("invalid_policy", "every must be at least 1 event"));
+            return Err(ApiError::new(ErrorCode::InvalidPolicy, "every must be at least 1 event"));
         }
         let mut log = self.log.lock().await;
         log.append(&Record::PolicySet(policy.clone())).await?;
@@ -197,8 +196,7 @@ impl Snapshots {
         let mut log = self.log.lock().await;
         if self.policy(category).is_none() {
             return Err(ApiError::new(
-                StatusCode::NOT_FOUND,
-                "policy_not_found",
+                ErrorCode::PolicyNotFound,
                 format!("category {category:?} has no snapshot policy"),
             ));
         }
@@ -263,6 +261,6 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(call)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(ApiError::from)
 }

@@ -30,8 +30,8 @@ use tokio::sync::Mutex;
 
 pub use step::Step;
 
-use crate::ApiError;
 use crate::record_log::RecordLog;
+use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the declarations.
 pub const UPCASTERS_STREAM: &str = "$upcasters";
@@ -109,7 +109,7 @@ impl Upcasters {
     /// 400 `invalid_upcaster` for a bad type, version, step, or a gap in
     /// the chain; store errors.
     pub async fn declare(&self, upcaster: Upcaster) -> Result<u64, ApiError> {
-        let invalid = |message: String| ApiError::bad_request("invalid_upcaster", message);
+        let invalid = |message: String| ApiError::new(ErrorCode::InvalidUpcaster, message);
         EventType::new(upcaster.event_type.clone()).map_err(|e| invalid(e.to_string()))?;
         if upcaster.from_version == 0 {
             return Err(invalid("versions count from 1".into()));
