@@ -16,7 +16,7 @@
 //! A `block_in_place` for every read, or a blocking-pool task, made the
 //! runtime start threads faster than it reused them under a few hundred
 //! subscribers: a hundred threads, each keeping its own allocator caches
-//! (`quipu bench subscribers`, docs/benchmarks.md).
+//! (`quipu-bench subscribers`, docs/benchmarks.md).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

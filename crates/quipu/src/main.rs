@@ -1,9 +1,8 @@
 //! The `quipu` binary: `quipu serve` serves a data directory over gRPC
 //! and HTTP/JSON; `quipu append|read|subscribe|info` talk to a running
-//! server; `quipu demo` shows the engine at work on `./quipu-data`; and
-//! `quipu bench <workload>` measures it.
+//! server; and `quipu demo` shows the engine at work on `./quipu-data`.
+//! The benchmarks are a binary of their own, `quipu-bench`.
 
-mod bench;
 mod cli;
 mod config;
 mod demo;
@@ -69,8 +68,6 @@ enum Command {
         #[arg(long, default_value = "./quipu-data")]
         data_dir: std::path::PathBuf,
     },
-    /// Run a benchmark workload and print its numbers.
-    Bench(bench::BenchArgs),
 }
 
 /// Runs the command; an error is printed as one line of causes (no
@@ -97,6 +94,5 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve::run(&args)
         }
         Command::Demo { data_dir } => demo::run(&data_dir),
-        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -6,7 +6,7 @@
 //! live under load; every one must get every event of `$all`, in order,
 //! with the ids the store holds. Once they leave, the server lets go of
 //! them: no live feed stays open and the shared tail drops its events.
-//! (How fast and how much memory is measured by `quipu bench
+//! (How fast and how much memory is measured by `quipu-bench
 //! subscribers`, not asserted here.)
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]

@@ -1,4 +1,4 @@
-//! `quipu bench <workload>`: measures the storage engine on this machine,
+//! `quipu-bench <workload>`: measures the storage engine on this machine,
 //! next to this disk's own limits, and prints one result per line (a table
 //! row, or a JSON object with `--json`). Every append is durable: the
 //! store runs with its default fdatasync before acknowledging.
@@ -69,8 +69,33 @@ use anyhow::Context;
 use disk::DiskLimits;
 use report::Measurement;
 
-/// Arguments of `quipu bench`.
-#[derive(clap::Args, Debug, Clone)]
+/// mimalloc, as the `quipu` binary has it, so the engine measured in
+/// process allocates as it does in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Runs the workload; an error is printed as one line of causes and the
+/// exit code is 1.
+fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&BenchArgs::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Run a benchmark workload and print its numbers. Build it beside the
+/// server: `cargo build --release -p quipu -p quipu-bench` (the
+/// `subscribers` workload runs `quipu serve` from the same directory).
+#[derive(clap::Parser, Debug, Clone)]
+#[command(name = "quipu-bench", version)]
 pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
@@ -354,7 +379,7 @@ fn run_all(bench: &Bench, args: &BenchArgs) -> anyhow::Result<()> {
         let dir = bench.root.join(workload);
         let mut command = std::process::Command::new(&exe);
         command
-            .args(["bench", workload, "--scale", &args.scale.to_string(), "--seconds", &args.seconds.to_string()])
+            .args([workload, "--scale", &args.scale.to_string(), "--seconds", &args.seconds.to_string()])
             .arg("--data-dir")
             .arg(&dir)
             .args(["--disk-limits", &disk.fdatasync_per_s.to_string(), &disk.seq_mb_per_s.to_string()]);

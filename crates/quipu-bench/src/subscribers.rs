@@ -56,7 +56,7 @@
 
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -407,6 +407,19 @@ struct Endpoints {
     kurrent: SocketAddr,
 }
 
+/// The `quipu` binary in this binary's directory (cargo builds both into
+/// the same one).
+fn quipu_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let quipu = exe.with_file_name(format!("quipu{}", std::env::consts::EXE_SUFFIX));
+    anyhow::ensure!(
+        quipu.is_file(),
+        "{} is missing: build the server beside the benchmarks (cargo build --release -p quipu -p quipu-bench)",
+        quipu.display()
+    );
+    Ok(quipu)
+}
+
 /// `quipu serve` as a child process on loopback ports.
 struct ServerProcess {
     child: Child,
@@ -414,10 +427,11 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    /// Starts this binary's `serve` on `dir` with every door and waits
-    /// for the line that says where they listen.
+    /// Starts `quipu serve` (the `quipu` binary beside this one) on `dir`
+    /// with every door and waits for the line that says where they
+    /// listen.
     fn start(dir: &Path) -> anyhow::Result<ServerProcess> {
-        let exe = std::env::current_exe().context("finding this executable")?;
+        let exe = quipu_binary()?;
         let mut child = Command::new(exe)
             .arg("serve")
             .arg("--data-dir")

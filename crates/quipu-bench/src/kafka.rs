@@ -115,11 +115,12 @@ impl Moved {
     }
 }
 
-/// Counts deliveries and failures.
+/// Counts deliveries and failures, and keeps the first failure's reason.
 #[derive(Default)]
 struct Deliveries {
     delivered: AtomicU64,
     failed: AtomicU64,
+    first_failure: std::sync::OnceLock<String>,
 }
 
 impl ClientContext for Deliveries {}
@@ -128,7 +129,13 @@ impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
-        let counter = if result.is_ok() { &self.delivered } else { &self.failed };
+        let counter = match result {
+            Ok(_) => &self.delivered,
+            Err((error, _)) => {
+                let _ = self.first_failure.set(error.to_string());
+                &self.failed
+            }
+        };
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -178,7 +185,11 @@ fn produce(broker: &str, events: u64, occ: bool) -> anyhow::Result<Moved> {
     let seconds = started.elapsed().as_secs_f64();
     let context = producer.context();
     let (delivered, failed) = (context.delivered.load(Ordering::Relaxed), context.failed.load(Ordering::Relaxed));
-    anyhow::ensure!(failed == 0 && delivered == events, "{delivered} of {events} delivered, {failed} refused");
+    let reason = context.first_failure.get().map_or("", String::as_str);
+    anyhow::ensure!(
+        failed == 0 && delivered == events,
+        "{delivered} of {events} delivered, {failed} refused (first: {reason})"
+    );
     Ok(Moved { events, bytes, seconds })
 }
 
