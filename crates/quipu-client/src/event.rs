@@ -45,14 +45,14 @@ impl std::fmt::Display for ExpectedRevision {
 impl std::str::FromStr for ExpectedRevision {
     type Err = String;
 
+    /// The text form every door takes (see `quipu_types`): `any`,
+    /// `no_stream`, `exists` or a revision number.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "any" => Ok(ExpectedRevision::Any),
-            "no_stream" => Ok(ExpectedRevision::NoStream),
-            "exists" => Ok(ExpectedRevision::Exists),
-            number => number.parse().map(ExpectedRevision::Exact).map_err(|_| {
-                format!("unknown expected revision {text:?}; use any, no_stream, exists or a revision number")
-            }),
+        match text.parse::<quipu_types::ExpectedRevision>().map_err(|error| error.to_string())? {
+            quipu_types::ExpectedRevision::Any => Ok(ExpectedRevision::Any),
+            quipu_types::ExpectedRevision::NoStream => Ok(ExpectedRevision::NoStream),
+            quipu_types::ExpectedRevision::Exists => Ok(ExpectedRevision::Exists),
+            quipu_types::ExpectedRevision::Exact(revision) => Ok(ExpectedRevision::Exact(revision.0)),
         }
     }
 }

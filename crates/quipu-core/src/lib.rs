@@ -85,7 +85,7 @@ pub use event::{
 pub use fault::FaultPlan;
 pub use head::HeadListener;
 pub use options::{BATCH_BYTES_CEILING, Options, SyncMode};
-pub use position::{ExpectedRevision, Position, Revision};
+pub use position::{ExpectedRevision, ExpectedRevisionError, Position, Revision};
 pub use read::{Direction, StreamInfo};
 pub use scavenge::{Doomed, ScavengeProgress};
 pub use snapshot::Snapshot;

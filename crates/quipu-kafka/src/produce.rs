@@ -239,12 +239,5 @@ fn header(record: &Record, name: &str) -> Option<String> {
 }
 
 fn parse_expected(text: &str) -> Result<ExpectedRevision, String> {
-    match text.trim() {
-        "any" => Ok(ExpectedRevision::Any),
-        "no_stream" => Ok(ExpectedRevision::NoStream),
-        "stream_exists" => Ok(ExpectedRevision::Exists),
-        number => number.parse::<u64>().map(|r| ExpectedRevision::Exact(Revision(r))).map_err(|_| {
-            format!("{EXPECTED_REVISION_HEADER} {text:?} is not any, no_stream, stream_exists or a revision")
-        }),
-    }
+    text.parse().map_err(|error| format!("{EXPECTED_REVISION_HEADER}: {error}"))
 }

@@ -94,7 +94,7 @@ impl Settings {
         if self.brokers.trim().is_empty() {
             return Err(Error::Invalid("no brokers given".into()));
         }
-        quipu_kafka::topic::check_name(&self.topic)
+        quipu_types::topic::check_name(&self.topic)
             .map_err(|reason| Error::Invalid(format!("topic {:?}: {reason}", self.topic)))?;
         let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if self.name.is_empty() || self.name.chars().count() > NAME_CHARS_MAX || !self.name.chars().all(name_ok) {
@@ -314,10 +314,10 @@ impl Publisher {
     fn destination(&self, event: &Event) -> (i32, bool) {
         let key = event.stream.as_bytes();
         if self.landed.last().is_some_and(|last| event.position <= last) {
-            let partition = quipu_kafka::topic::partition_of(key, self.landed_partitions);
+            let partition = quipu_types::topic::partition_of(key, self.landed_partitions);
             (partition, self.landed.contains(partition, event.position))
         } else {
-            (quipu_kafka::topic::partition_of(key, self.partitions), false)
+            (quipu_types::topic::partition_of(key, self.partitions), false)
         }
     }
 

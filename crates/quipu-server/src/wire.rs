@@ -54,17 +54,14 @@ pub struct EventBody {
 pub fn expected_revision(value: Option<&Value>) -> Result<ExpectedRevision, ApiError> {
     match value {
         None => Ok(ExpectedRevision::Any),
-        Some(Value::String(word)) => match word.as_str() {
-            "any" => Ok(ExpectedRevision::Any),
-            "no_stream" => Ok(ExpectedRevision::NoStream),
-            "exists" => Ok(ExpectedRevision::Exists),
-            other => Err(ApiError::new(
+        Some(Value::String(word)) => ExpectedRevision::from_word(word).ok_or_else(|| {
+            ApiError::new(
                 ErrorCode::InvalidExpectedRevision,
                 format!(
-                    "unknown expected revision {other:?}; use \"any\", \"no_stream\", \"exists\" or a revision number"
+                    "unknown expected revision {word:?}; use \"any\", \"no_stream\", \"exists\" or a revision number"
                 ),
-            )),
-        },
+            )
+        }),
         Some(Value::Number(n)) => n.as_u64().map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidExpectedRevision, format!("expected revision {n} is not a revision number"))
         }),
