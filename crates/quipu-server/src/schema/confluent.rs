@@ -54,13 +54,8 @@ impl From<ApiError> for ConfluentError {
         // Confluent answers bad input with 422 and its own codes; what it
         // has no code for gets the HTTP status times 100.
         let status = match error.code.kind() {
-            ErrorKind::Invalid | ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Conflict => StatusCode::CONFLICT,
-            ErrorKind::Gone => StatusCode::GONE,
-            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+            kind => crate::api_error::http_status(kind),
         };
         let code = match error.code {
             ErrorCode::SubjectNotFound => 40401,
