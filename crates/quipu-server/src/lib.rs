@@ -209,8 +209,12 @@ pub async fn serve_with(
         snapshot::Snapshots::open(Arc::clone(&store), Arc::clone(&lifecycle)).map_err(ServerError::Snapshots)?,
     );
     let schemas = Arc::new(schema::Schemas::open(Arc::clone(&store)).map_err(ServerError::Schemas)?);
-    let admission =
-        Arc::new(submission::Admission { blocks, schemas: Arc::clone(&schemas), lifecycle: Arc::clone(&lifecycle) });
+    let admission = Arc::new(submission::Admission {
+        blocks,
+        schemas: Arc::clone(&schemas),
+        lifecycle: Arc::clone(&lifecycle),
+        event_bytes_max: store.options().event_bytes_max,
+    });
     let scavenger = Arc::new(lifecycle::scavenger::Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
     let metrics = Arc::new(metrics::Metrics::default());
     // Built here, where it clones what it needs: a clone kept for later

@@ -23,6 +23,9 @@ pub struct Admission {
     pub schemas: Arc<crate::schema::Schemas>,
     /// Tombstoned streams.
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// The store's limit on one event (`Options::event_bytes_max`): an
+    /// event over it is refused before a schema parses it.
+    pub event_bytes_max: usize,
 }
 
 impl Admission {
@@ -34,7 +37,22 @@ impl Admission {
     pub fn check(&self, request: &AppendRequest) -> Result<(), ApiError> {
         self.blocks.check(request)?;
         self.lifecycle.check(request)?;
+        self.check_sizes(request)?;
         self.schemas.validate(request)
+    }
+
+    /// Refuses an event over the store's limit as the store would, so that
+    /// no schema parses megabytes the store refuses anyway.
+    fn check_sizes(&self, request: &AppendRequest) -> Result<(), ApiError> {
+        let events = request.writes.iter().flat_map(|write| &write.events);
+        match events.map(|e| (e, e.size_bytes())).find(|(_, size)| *size > self.event_bytes_max) {
+            Some((event, size_bytes)) => Err(ApiError::from(quipu_core::Error::EventTooLarge {
+                event_id: event.id,
+                size_bytes,
+                limit_bytes: self.event_bytes_max,
+            })),
+            None => Ok(()),
+        }
     }
 }
 

@@ -187,6 +187,11 @@ async fn validated_appends_must_match_their_types_latest_schema() {
         client.append("order-2", ExpectedRevision::Any, vec![NewEvent::new("OrderPlaced", b"not json".to_vec())]).await,
     );
     assert!(message.contains("not JSON"), "{message}");
+    // An event over the store's size limit is refused for its size, before
+    // its schema parses it.
+    let huge = placed(json!({"id": 7, "pad": "x".repeat(1_100_000)}));
+    let error = client.append("order-2", ExpectedRevision::Any, vec![huge]).await.expect_err("over the limit");
+    assert!(error.to_string().contains("event_too_large"), "{error}");
     assert_eq!(
         client.stream_info("order-1").await.expect("info").last_revision,
         Some(1),
