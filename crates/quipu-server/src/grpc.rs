@@ -142,7 +142,7 @@ impl Streams for StreamsService {
             }
             pending.push(match wire::append_request(request) {
                 Ok(request) => {
-                    let queued = submit_queued(&self.store, &self.metrics, &self.admission, request);
+                    let queued = submit_queued(&self.store, &self.metrics, &self.admission, request).await;
                     futures_util::future::Either::Left(queued)
                 }
                 Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),

@@ -214,6 +214,7 @@ pub async fn serve_with(
         schemas: Arc::clone(&schemas),
         lifecycle: Arc::clone(&lifecycle),
         event_bytes_max: store.options().event_bytes_max,
+        slots: Arc::new(tokio::sync::Semaphore::new((store.options().queue_appends_max / 2).max(1))),
     });
     let scavenger = Arc::new(lifecycle::scavenger::Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
     let metrics = Arc::new(metrics::Metrics::default());
