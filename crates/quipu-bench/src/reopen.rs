@@ -86,7 +86,7 @@ fn timed_open(dir: &std::path::Path) -> anyhow::Result<(f64, (u64, u64))> {
 
 /// Appends one event to each stream in `from..to`, from `WRITERS` threads.
 fn fill(store: &Store, from: u64, to: u64) -> anyhow::Result<()> {
-    let streams_per_append = Options::default().append_streams_max as u64;
+    let streams_per_append = super::interleaved::FILL_STREAMS_PER_APPEND;
     let chunks: Vec<u64> = (from..to).step_by(streams_per_append as usize).collect();
     std::thread::scope(|scope| {
         let threads: Vec<_> = (0..WRITERS as usize)

@@ -64,7 +64,10 @@ pub struct Options {
     pub append_bytes_max: usize,
     /// Most events in one append. Default 10,000, at most 65,535.
     pub append_events_max: usize,
-    /// Most stream writes in one append. Default 256.
+    /// Most stream writes in one append. Default 10,000, as many as an
+    /// append may have events: a Kafka producer's batch for one partition
+    /// carries records of any number of keys, and the door writes it as one
+    /// append (it was 256, and batches for more streams were refused).
     pub append_streams_max: usize,
     /// Most events one read returns. Default 10,000.
     pub read_events_max: usize,
@@ -114,7 +117,7 @@ impl Default for Options {
             event_bytes_max: MIB,
             append_bytes_max: 4 * MIB,
             append_events_max: 10_000,
-            append_streams_max: 256,
+            append_streams_max: 10_000,
             read_events_max: 10_000,
             index_cache_bytes: 16 * MIB as u64,
             index_memtable_entries: 500_000,

@@ -343,6 +343,27 @@ fn records_produced_with_headers_are_read_back_as_events() {
 }
 
 #[test]
+fn a_batch_for_hundreds_of_streams_is_written_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start(dir.path());
+    // A linger long enough that each partition's records go as one batch:
+    // about 670 streams per partition, past the 256 an append once took.
+    let producer: BaseProducer<Deliveries> = ClientConfig::new()
+        .set("bootstrap.servers", broker(&server))
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "500")
+        .create_with_context(Deliveries::default())
+        .expect("create a producer");
+    let sent: Vec<Outgoing> =
+        (0..2000).map(|n| Outgoing::new(&format!("account-{n}"), "Opened", json!({"n": n}))).collect();
+    let deliveries = produce(&producer, &sent);
+    let refused: Vec<String> = deliveries.iter().filter_map(|d| d.as_ref().err()).map(ToString::to_string).collect();
+    assert!(refused.is_empty(), "{} of {} refused, first: {:?}", refused.len(), sent.len(), refused.first());
+    let records = read_topic(&server, CATEGORY, PARTITIONS);
+    assert_eq!(records.len(), sent.len());
+}
+
+#[test]
 fn a_stale_expected_revision_fails_the_delivery_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start(dir.path());
