@@ -108,8 +108,10 @@ pub type Submitted = Pin<Box<dyn Future<Output = Result<AppendOutcome, Refusal>>
 /// door's (see `quipu_server::submission`) and hands them to the
 /// sequencer.
 pub trait Appends: Send + Sync {
-    /// Submits `request` now (so appends queue in order); the future
-    /// resolves to its outcome, or the refusal.
+    /// Submits `request`: at once when the sequencer's queue has room
+    /// (so one connection's appends queue in order), else once it has,
+    /// which the future awaits; the future resolves to its outcome, or the
+    /// refusal.
     fn submit(&self, request: AppendRequest) -> Submitted;
 }
 
