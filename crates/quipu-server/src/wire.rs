@@ -115,9 +115,9 @@ pub struct EventJson {
 }
 
 /// Stored bytes as they are written into a JSON answer: the stored text
-/// itself when it is JSON (checked, not parsed into a tree: every
-/// subscriber renders every event, and building the tree cost more than
-/// the rest of the rendering), else a string, `null` when empty.
+/// itself when it is JSON (checked, not parsed into a tree and rendered
+/// again: every SSE subscriber renders every event), else a string,
+/// `null` when empty.
 #[derive(Debug)]
 pub struct Payload(Box<RawValue>);
 
