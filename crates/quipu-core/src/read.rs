@@ -210,6 +210,22 @@ pub(crate) fn read_all(
             },
         };
     }
+    debug_assert!(events.len() <= limit, "a read of $all gives at most its limit");
+    debug_assert!(
+        events.windows(2).all(|pair| match (pair.first(), pair.get(1), direction) {
+            (Some(a), Some(b), Direction::Forwards) => a.position < b.position,
+            (Some(a), Some(b), Direction::Backwards) => a.position > b.position,
+            _ => true,
+        }),
+        "a read of $all gives events in strict position order"
+    );
+    debug_assert!(
+        from.is_none_or(|from| events.iter().all(|e| match direction {
+            Direction::Forwards => e.position >= from,
+            Direction::Backwards => e.position <= from,
+        })),
+        "a read of $all starts at its position"
+    );
     Ok(events)
 }
 

@@ -221,6 +221,11 @@ impl Commit {
             .expect("records are bounded by batch_bytes_max, far below 4 GiB");
         let len_bytes = payload_len.to_le_bytes();
         let payload = out.get(start + FRAME_HEADER_BYTES..).unwrap_or_default();
+        debug_assert_eq!(
+            Commit::decode(payload).as_ref(),
+            Ok(self),
+            "a record decodes to the commit it was encoded from"
+        );
         let crc = crc32c::crc32c_append(crc32c::crc32c(&len_bytes), payload);
         let mut header = [0u8; FRAME_HEADER_BYTES];
         let (len_part, crc_part) = header.split_at_mut(4);
