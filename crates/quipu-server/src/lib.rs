@@ -1,4 +1,4 @@
-//! # quipu-server: Quipu over the network
+//! # quipu-server: Quipu's doors over the network
 //!
 //! Serves a [`quipu_core::Store`] over gRPC (`quipu.v1.Streams`, see
 //! `proto/quipu/v1/streams.proto`) and HTTP/JSON with Server-Sent Events.
@@ -21,48 +21,31 @@
 //!   finish, and the store is closed (every acknowledged append is already
 //!   durable).
 //!
-//! Modules: [`wire`] (the JSON shapes), `grpc_wire` (the gRPC messages),
-//! `api_error` (errors as responses), `submission` (appends from async
-//! handlers), `feed` (catch-up then live), `http`, `sse`, `grpc`,
-//! `metrics` (`/metrics`), `openapi` (`/openapi.json`), [`group`]
-//! (consumer groups), [`projection`] (rebuilds and blocks), [`integration`]
-//! (integration event types), `record_log`
-//! (registries kept in system streams), and [`serve`].
+//! The services are [`quipu_node`]'s; this crate holds the doors over
+//! them. Modules: `http` (routes, SSE, the Confluent schema routes,
+//! `/openapi.json`, errors as HTTP answers), `grpc` (`quipu.v1` services,
+//! their messages, and `native`, the framed transport of `quipu://`),
+//! `kurrent` (the KurrentDB client protocol), `kafka` (the Kafka door's
+//! hooks into the services), [`wire`] (the JSON shapes), `opening` (the
+//! accept loops' preface and keepalive rules), and [`serve`].
 
-mod api_error;
-mod blocking;
-mod error_code;
-mod feed;
-pub mod group;
 mod grpc;
-mod grpc_wire;
 mod http;
-mod http_server;
-pub mod integration;
+mod kafka;
 mod kurrent;
-pub mod lifecycle;
-mod metrics;
-mod native;
-mod openapi;
 mod opening;
-pub mod projection;
-mod record_log;
-pub mod schema;
-pub mod snapshot;
-mod sse;
-mod submission;
-mod tail;
-pub mod upcast;
 pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use quipu_core::Store;
+use quipu_node::{
+    feed, group, integration, lifecycle, metrics, projection, schema, snapshot, submission, tail, upcast,
+};
 use tokio::net::TcpListener;
 
-pub use api_error::ApiError;
-pub use error_code::{ErrorCode, ErrorKind};
+pub use quipu_node::{ApiError, ErrorCode, ErrorKind};
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -222,13 +205,13 @@ pub async fn serve_with(
     // would hold the store open past `close`.
     let door = match listeners.kafka {
         Some(KafkaListener { listener, config }) => {
-            let appends = Arc::new(submission::KafkaAppends {
+            let appends = Arc::new(kafka::KafkaAppends {
                 store: Arc::clone(&store),
                 metrics: Arc::clone(&metrics),
                 admission: Arc::clone(&admission),
             });
             let door =
-                quipu_kafka::Door::new(Arc::clone(&store), appends, config)?.with_reads(Arc::new(blocking::KafkaReads));
+                quipu_kafka::Door::new(Arc::clone(&store), appends, config)?.with_reads(Arc::new(kafka::KafkaReads));
             Some((Arc::new(door), listener))
         }
         None => None,
@@ -252,7 +235,7 @@ pub async fn serve_with(
     });
     let http_stopping = stopping.clone();
     let http = async move {
-        http_server::serve(listeners.http, router, limits.http_header_timeout, http_stopping).await;
+        http::server::serve(listeners.http, router, limits.http_header_timeout, http_stopping).await;
         Ok::<(), std::io::Error>(())
     };
     // Appends may be as large as the engine allows, with room for framing.
@@ -284,27 +267,27 @@ pub async fn serve_with(
         lifecycle,
         scavenger: Arc::clone(&scavenger),
     });
-    let unary = native::unary::Unary::new(Arc::clone(&streams), message_max);
+    let unary = grpc::native::unary::Unary::new(Arc::clone(&streams), message_max);
     let service =
         quipu_proto::v1::streams_server::StreamsServer::from_arc(streams).max_decoding_message_size(message_max);
     let groups_service =
-        quipu_proto::v1::groups_server::GroupsServer::new(group::grpc::GroupsService::new(Arc::clone(&groups)));
+        quipu_proto::v1::groups_server::GroupsServer::new(grpc::group::GroupsService::new(Arc::clone(&groups)));
     let projections_service = quipu_proto::v1::projections_server::ProjectionsServer::new(
-        projection::grpc::ProjectionsService::new(projections),
+        grpc::projection::ProjectionsService::new(projections),
     );
     let snapshots_service =
-        quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::grpc::SnapshotsService::new(snapshots))
+        quipu_proto::v1::snapshots_server::SnapshotsServer::new(grpc::snapshot::SnapshotsService::new(snapshots))
             .max_decoding_message_size(message_max);
     // The last use moves each registry: one left here would hold the store
     // open past `close`.
     let schemas_service =
-        quipu_proto::v1::schemas_server::SchemasServer::new(schema::grpc::SchemasService::new(schemas, upcasters));
+        quipu_proto::v1::schemas_server::SchemasServer::new(grpc::schema::SchemasService::new(schemas, upcasters));
     let routes = tonic::service::Routes::new(service)
         .add_service(groups_service)
         .add_service(projections_service)
         .add_service(snapshots_service)
         .add_service(schemas_service);
-    let incoming = native::accept(
+    let incoming = grpc::native::accept(
         listeners.grpc,
         routes.clone(),
         unary,

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::{ApiError, ErrorCode};
+use quipu_node::{ApiError, ErrorCode};
 
 /// Body of `POST /v1/streams/{stream}`.
 #[derive(Debug, Deserialize)]
@@ -353,9 +353,9 @@ pub fn as_of(
     to_position: Option<u64>,
     as_of_us: Option<u64>,
     stream: bool,
-) -> Result<Option<quipu_core::AsOf>, crate::ApiError> {
+) -> Result<Option<quipu_core::AsOf>, quipu_node::ApiError> {
     use quipu_core::{AsOf, Position, Revision};
-    let invalid = |message: &str| Err(crate::ApiError::new(ErrorCode::InvalidAsOf, message));
+    let invalid = |message: &str| Err(quipu_node::ApiError::new(ErrorCode::InvalidAsOf, message));
     match (to_revision, to_position, as_of_us) {
         (None, None, None) => Ok(None),
         (Some(revision), None, None) if stream => Ok(Some(AsOf::Revision(Revision(revision)))),
@@ -366,30 +366,8 @@ pub fn as_of(
     }
 }
 
-/// Checks a category name: what a stream name may hold before its first
-/// `-` (no `-`, not a system name).
-///
-/// # Errors
-/// 400 `invalid_category` saying what is wrong.
-pub fn check_category(category: &str) -> Result<(), crate::ApiError> {
-    if category.contains('-') {
-        return Err(crate::ApiError::new(
-            ErrorCode::InvalidCategory,
-            format!("category {category:?} contains '-': a category is the part of a stream name before its first '-'"),
-        ));
-    }
-    quipu_core::StreamName::new(category)
-        .map_err(|e| crate::ApiError::new(ErrorCode::InvalidCategory, format!("category {category:?}: {e}")))?;
-    Ok(())
-}
-
-/// Now, µs since the Unix epoch.
-#[must_use]
-pub fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
+pub use quipu_node::category::check_category;
+pub use quipu_node::clock::now_us;
 
 #[cfg(test)]
 mod tests {

@@ -15,7 +15,7 @@ use tonic::{Status, Streaming};
 use super::streams::StreamsService;
 use super::{answer, metadata, wire};
 
-use crate::ErrorCode;
+use quipu_node::ErrorCode;
 
 /// Where an append goes.
 enum Target {

@@ -14,7 +14,7 @@ use super::quick_ack::QuickAck;
 use super::session::SessionService;
 use super::streams::StreamsService;
 use super::{FeaturesService, GossipService, unimplemented};
-use crate::group::Groups;
+use quipu_node::group::Groups;
 
 /// A certificate chain and its private key, in PEM, checked.
 #[derive(Clone)]

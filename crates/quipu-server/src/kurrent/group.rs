@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use tonic::Status;
 
 use super::wire;
-use crate::group::dispatcher::Strategy;
-use crate::group::settings::{Filter, MAX_IN_FLIGHT_LIMIT, Pattern, StartFrom, TuningRequest};
-use crate::{ApiError, ErrorCode};
+use quipu_node::group::dispatcher::Strategy;
+use quipu_node::group::settings::{Filter, MAX_IN_FLIGHT_LIMIT, Pattern, StartFrom, TuningRequest};
+use quipu_node::{ApiError, ErrorCode};
 
 /// The event source of an `$all` subscription, as the protocol names it.
 pub const ALL: &str = "$all";
@@ -154,7 +154,7 @@ pub struct Kept {
 impl Kept {
     /// The kept settings of a group, if the door made it.
     #[must_use]
-    pub fn of(settings: &crate::group::settings::Settings) -> Option<Kept> {
+    pub fn of(settings: &quipu_node::group::settings::Settings) -> Option<Kept> {
         settings.client_settings.as_ref().and_then(|value| serde_json::from_value(value.get("kurrent")?.clone()).ok())
     }
 

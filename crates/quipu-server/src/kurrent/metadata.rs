@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tonic::Status;
 
 use super::wire;
-use crate::lifecycle::{Lifecycle, Metadata};
+use quipu_node::lifecycle::{Lifecycle, Metadata};
 
 /// Prefix of a metadata stream.
 const PREFIX: &str = "$$";

@@ -19,8 +19,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::group::{self, Asked, Kept, Subscription};
 use super::wire;
-use crate::group::dispatcher::{Delivery, NackAction};
-use crate::group::{GroupInfo, Groups, Membership};
+use quipu_node::group::dispatcher::{Delivery, NackAction};
+use quipu_node::group::{GroupInfo, Groups, Membership};
 
 /// The stream a request's `stream_option` names; `None` for `$all`. Each
 /// request type has its own oneof enum `$kind` with these two cases.

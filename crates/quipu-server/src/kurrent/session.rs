@@ -23,7 +23,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::streams::StreamsService;
 use super::wire;
 
-use crate::ErrorCode;
+use quipu_node::ErrorCode;
 
 /// The v2 streams service.
 pub struct SessionService {
@@ -57,7 +57,8 @@ impl pb::streams_service_server::StreamsService for SessionService {
             writes.iter().map(|w| (w.stream.clone(), w.expected)).collect();
         let request = AppendRequest { writes, condition: None };
         let service = &self.streams;
-        let outcome = crate::submission::submit(&service.store, &service.metrics, &service.admission, request).await;
+        let outcome =
+            quipu_node::submission::submit(&service.store, &service.metrics, &service.admission, request).await;
         match outcome {
             Ok(AppendOutcome::Written(result) | AppendOutcome::AlreadyWritten(result)) => {
                 let output = result

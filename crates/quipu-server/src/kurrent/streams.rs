@@ -16,11 +16,11 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::filter::Filter;
 use super::{metadata, subscription, wire};
-use crate::feed::Source;
-use crate::lifecycle::Lifecycle;
-use crate::metrics::Metrics;
-use crate::submission::{Admission, submit};
-use crate::{ApiError, ErrorCode};
+use quipu_node::feed::Source;
+use quipu_node::lifecycle::Lifecycle;
+use quipu_node::metrics::Metrics;
+use quipu_node::submission::{Admission, submit};
+use quipu_node::{ApiError, ErrorCode};
 
 /// Events read from the store per step of a read.
 const PAGE: usize = 1_000;
@@ -32,7 +32,7 @@ pub struct StreamsService {
     /// Stream metadata, deletes, tombstones.
     pub lifecycle: Arc<Lifecycle>,
     /// The head of the log, for subscriptions.
-    pub live: crate::feed::Live,
+    pub live: quipu_node::feed::Live,
     /// What appends must pass.
     pub admission: Arc<Admission>,
     /// Append counters.
@@ -70,9 +70,9 @@ impl Cursor {
         }
         let (walk, lifecycle, store, from, direction) =
             (self.walk.clone(), Arc::clone(&self.lifecycle), Arc::clone(&self.store), self.from, self.direction);
-        let page = crate::blocking::read(move || match &walk {
+        let page = quipu_node::blocking::read(move || match &walk {
             Walk::Stream(stream) => lifecycle.read(stream, from, direction, PAGE, None),
-            Walk::All(_) => crate::feed::Source::All.read(&store, from, direction, PAGE).map_err(ApiError::from),
+            Walk::All(_) => quipu_node::feed::Source::All.read(&store, from, direction, PAGE).map_err(ApiError::from),
         })
         .await;
         let events = match page {

@@ -14,7 +14,7 @@ use tonic::Status;
 
 use super::filter::Filter;
 use super::wire;
-use crate::feed::{Feed, Item, Start};
+use quipu_node::feed::{Feed, Item, Start};
 
 /// Events scanned per window when the filter names no window.
 const WINDOW_DEFAULT: u64 = 32;

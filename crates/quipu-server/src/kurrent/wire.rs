@@ -14,7 +14,7 @@ use quipu_proto::event_store::client as shared;
 use quipu_proto::event_store::client::streams as pb;
 use tonic::{Code, Status};
 
-use crate::{ApiError, ErrorCode, ErrorKind};
+use quipu_node::{ApiError, ErrorCode, ErrorKind};
 
 /// The clients' commit position of Quipu position `position`.
 #[must_use]

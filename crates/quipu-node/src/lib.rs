@@ -1,0 +1,41 @@
+//! # quipu-node: the services of a Quipu node
+//!
+//! Everything a node does for its clients, over a [`quipu_core::Store`],
+//! with no knowledge of any protocol: the doors (HTTP, gRPC, the KurrentDB
+//! and Kafka protocols) translate their requests into these services'
+//! calls and their [`ApiError`]s into their protocol's answers.
+//!
+//! - [`submission`]: every append goes through one admission (blocked
+//!   categories, size limit, schemas, lifecycle) and awaits room in the
+//!   sequencer's queue without blocking a runtime thread.
+//! - [`feed`] and [`tail`]: catch-up then live subscriptions, the newest
+//!   events read once for every follower; [`blocking`]: store reads off
+//!   the async runtime, on a bounded pool.
+//! - [`group`] (consumer groups), [`lifecycle`] (stream metadata, deletes,
+//!   scavenge), [`schema`] (the schema registry), [`upcast`] (upcasting on
+//!   read), [`snapshot`], [`projection`] (rebuilds and blocks),
+//!   [`integration`] (integration event types): registries kept in system
+//!   streams through [`record_log`].
+//! - [`ApiError`] with its [`ErrorCode`], each of one [`ErrorKind`]: the
+//!   one closed list of failures every door maps exhaustively.
+
+pub mod api_error;
+pub mod blocking;
+pub mod category;
+pub mod clock;
+pub mod error_code;
+pub mod feed;
+pub mod group;
+pub mod integration;
+pub mod lifecycle;
+pub mod metrics;
+pub mod projection;
+pub mod record_log;
+pub mod schema;
+pub mod snapshot;
+pub mod submission;
+pub mod tail;
+pub mod upcast;
+
+pub use api_error::{ApiError, conflict_error};
+pub use error_code::{ErrorCode, ErrorKind};

@@ -1,0 +1,359 @@
+//! The gRPC service `quipu.v1.Streams` (see `proto/quipu/v1/streams.proto`).
+//! Appends go to the sequencer without blocking the runtime; reads run on
+//! the blocking pool; subscriptions are [`Feed`]s.
+
+pub mod group;
+pub mod native;
+pub mod projection;
+pub mod schema;
+pub mod snapshot;
+pub mod wire;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures_util::{Stream, StreamExt};
+use quipu_core::{AppendOutcome, RecordedEvent, Store, StreamName};
+use quipu_proto::v1 as pb;
+use quipu_proto::v1::streams_server::Streams;
+use tonic::{Request, Response, Status, Streaming};
+
+use quipu_node::feed::{Feed, Item, Live, Source};
+use quipu_node::integration::IntegrationTypes;
+use quipu_node::lifecycle::scavenger::{ScavengeState, ScavengeStatus, Scavenger};
+use quipu_node::lifecycle::{Lifecycle, Metadata};
+use quipu_node::metrics::Metrics;
+use quipu_node::{ApiError, ErrorCode};
+use wire::status;
+
+use crate::wire::as_of;
+use quipu_node::submission::{Admission, submit, submit_queued};
+use quipu_node::upcast::Upcasters;
+
+/// Requests one `AppendBatch` call may carry: each holds a pending
+/// outcome until the call ends.
+pub const APPEND_BATCH_REQUESTS_MAX: usize = 10_000;
+
+/// The service over one store; built from its parts.
+pub struct StreamsService {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The head of the log; subscriptions follow it.
+    pub live: Live,
+    /// Request counters.
+    pub metrics: Arc<Metrics>,
+    /// What appends must pass.
+    pub admission: Arc<Admission>,
+    /// The event types marked as integration events.
+    pub integration: Arc<IntegrationTypes>,
+    /// Upcasting on read.
+    pub upcasters: Arc<Upcasters>,
+    /// Stream metadata and deletes.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The online scavenge.
+    pub scavenger: Arc<Scavenger>,
+}
+
+impl StreamsService {
+    /// Runs `read` (see [`quipu_node::blocking`]); events come at their types'
+    /// current versions unless `raw`.
+    async fn read(
+        &self,
+        raw: bool,
+        read: impl FnOnce(&Store) -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        let store = Arc::clone(&self.store);
+        let mut events = quipu_node::blocking::read(move || read(&store))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| status(e.into()))?;
+        if !raw {
+            self.upcasters.apply(&mut events);
+        }
+        Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
+    }
+}
+
+/// The stream of a subscription.
+type SubscribeStream = Pin<Box<dyn Stream<Item = Result<pb::SubscribeResponse, Status>> + Send>>;
+
+/// Event bytes (data and metadata) past which a subscription's batch
+/// message takes no more events.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// The messages of a subscription following `feed`: with `batched`, an
+/// event and those ready behind it go in one message; with `binary_ids`,
+/// ids go as their 16 bytes.
+fn subscription(feed: Feed, batched: bool, binary_ids: bool) -> SubscribeStream {
+    use pb::subscribe_response::Message;
+    let message_of: fn(RecordedEvent) -> pb::RecordedEvent =
+        if binary_ids { wire::recorded_event_binary_id } else { wire::recorded_event };
+    let stream = futures_util::stream::unfold(feed, move |mut feed| async move {
+        let message = match feed.next_item().await? {
+            Item::Event(event) if batched => {
+                let mut events = vec![message_of(*event)];
+                feed.take_ready_into(BATCH_BYTES, message_of, &mut events);
+                Message::Events(pb::EventBatch { events })
+            }
+            Item::Event(event) => Message::Event(message_of(*event)),
+            Item::CaughtUp(head) => Message::CaughtUp(pb::CaughtUp { last_position: head.map(|p| p.0) }),
+        };
+        Some((Ok(pb::SubscribeResponse { message: Some(message) }), feed))
+    });
+    Box::pin(stream)
+}
+
+/// An append's outcome as a message of a batch reply.
+fn batch_outcome(outcome: Result<AppendOutcome, ApiError>) -> pb::AppendOutcome {
+    use pb::append_outcome::Result as R;
+    let result = match outcome {
+        Ok(AppendOutcome::Written(result)) => R::Written(wire::append_response(&result, false)),
+        Ok(AppendOutcome::AlreadyWritten(result)) => R::Written(wire::append_response(&result, true)),
+        Ok(AppendOutcome::Conflict(conflict)) => R::Conflict(wire::conflict_message(&conflict)),
+        Err(error) => {
+            let status = status(error);
+            R::Error(pb::Error { code: status.code() as i32, message: status.message().to_string() })
+        }
+    };
+    pb::AppendOutcome { result: Some(result) }
+}
+
+#[tonic::async_trait]
+impl Streams for StreamsService {
+    async fn append(&self, request: Request<pb::AppendRequest>) -> Result<Response<pb::AppendResponse>, Status> {
+        let request = wire::append_request(request.into_inner()).map_err(status)?;
+        match submit(&self.store, &self.metrics, &self.admission, request).await.map_err(status)? {
+            AppendOutcome::Written(result) => Ok(Response::new(wire::append_response(&result, false))),
+            AppendOutcome::AlreadyWritten(result) => Ok(Response::new(wire::append_response(&result, true))),
+            AppendOutcome::Conflict(conflict) => Err(wire::conflict_status(&conflict)),
+        }
+    }
+
+    async fn append_batch(
+        &self,
+        request: Request<Streaming<pb::AppendRequest>>,
+    ) -> Result<Response<pb::AppendBatchResponse>, Status> {
+        let mut requests = request.into_inner();
+        // Submit each request as it arrives so they share group commits;
+        // collect the outcomes in order.
+        let mut pending = Vec::new();
+        while let Some(request) = requests.next().await {
+            let request = request?;
+            if pending.len() == APPEND_BATCH_REQUESTS_MAX {
+                // Appends already submitted stand; the client learns which
+                // by retrying with the same ids.
+                return Err(Status::resource_exhausted(format!(
+                    "too_many_requests: an AppendBatch call takes at most {APPEND_BATCH_REQUESTS_MAX} requests; \
+                     the first {APPEND_BATCH_REQUESTS_MAX} were submitted, retry the rest in another call"
+                )));
+            }
+            pending.push(match wire::append_request(request) {
+                Ok(request) => {
+                    let queued = submit_queued(&self.store, &self.metrics, &self.admission, request).await;
+                    futures_util::future::Either::Left(queued)
+                }
+                Err(error) => futures_util::future::Either::Right(std::future::ready(Err(error))),
+            });
+        }
+        let mut outcomes = Vec::with_capacity(pending.len());
+        for outcome in pending {
+            outcomes.push(batch_outcome(outcome.await));
+        }
+        Ok(Response::new(pb::AppendBatchResponse { outcomes }))
+    }
+
+    async fn read_stream(&self, request: Request<pb::ReadStreamRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let stream = StreamName::readable(request.stream).map_err(|e| status(e.into()))?;
+        let direction = wire::direction(request.direction).map_err(status)?;
+        let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
+        let (from, limit) = (request.from_revision, wire::limit(request.limit));
+        let lifecycle = Arc::clone(&self.lifecycle);
+        let mut events = quipu_node::blocking::read(move || lifecycle.read(&stream, from, direction, limit, as_of))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(status)?;
+        if !request.raw {
+            self.upcasters.apply(&mut events);
+        }
+        Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
+    }
+
+    async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let direction = wire::direction(request.direction).map_err(status)?;
+        let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
+        let (from, limit) = (request.from_position, wire::limit(request.limit));
+        self.read(request.raw, move |store| Source::All.read_as_of(store, from, direction, limit, as_of)).await
+    }
+
+    async fn read_filtered(
+        &self,
+        request: Request<pb::ReadFilteredRequest>,
+    ) -> Result<Response<pb::ReadResponse>, Status> {
+        let request = request.into_inner();
+        let source = wire::source(request.filter, &self.integration).map_err(status)?;
+        if matches!(source, Source::All | Source::Stream(_)) {
+            return Err(status(ApiError::new(
+                ErrorCode::InvalidFilter,
+                "ReadFiltered reads a category, an event type, a tag or the integration events; use ReadAll or ReadStream",
+            )));
+        }
+        let direction = wire::direction(request.direction).map_err(status)?;
+        let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
+        let (from, limit) = (request.from_position, wire::limit(request.limit));
+        self.read(request.raw, move |store| source.read_as_of(store, from, direction, limit, as_of)).await
+    }
+
+    type SubscribeStream = SubscribeStream;
+
+    async fn subscribe(&self, request: Request<pb::SubscribeRequest>) -> Result<Response<SubscribeStream>, Status> {
+        let request = request.into_inner();
+        let source = wire::source(request.filter, &self.integration).map_err(status)?;
+        let start = wire::start(request.start, &source);
+        let start = match &source {
+            Source::Stream(stream) => self.lifecycle.subscription_start(stream, start).map_err(status)?,
+            _ => start,
+        };
+        let mut feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
+        if !request.raw {
+            feed = feed.upcasting(Arc::clone(&self.upcasters));
+        }
+        Ok(Response::new(subscription(feed, request.batched, request.binary_ids)))
+    }
+
+    async fn get_stream_metadata(
+        &self,
+        request: Request<pb::StreamInfoRequest>,
+    ) -> Result<Response<pb::StreamMetadata>, Status> {
+        Ok(Response::new(metadata_message(&self.lifecycle.metadata(&request.into_inner().stream))))
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        request: Request<pb::SetStreamMetadataRequest>,
+    ) -> Result<Response<pb::StreamMetadata>, Status> {
+        let r = request.into_inner();
+        let m = r.metadata.unwrap_or_default();
+        let custom = if m.custom_json.is_empty() {
+            None
+        } else {
+            Some(serde_json::from_str(&m.custom_json).map_err(|e| {
+                status(ApiError::new(ErrorCode::InvalidMetadata, format!("custom_json is not JSON: {e}")))
+            })?)
+        };
+        let metadata = Metadata {
+            max_count: m.max_count,
+            max_age_s: m.max_age_s,
+            truncate_before: m.truncate_before,
+            custom,
+            tombstoned: m.tombstoned,
+        };
+        let set = self.lifecycle.set(&r.stream, metadata).await.map_err(status)?;
+        Ok(Response::new(metadata_message(&set)))
+    }
+
+    async fn delete_stream(
+        &self,
+        request: Request<pb::DeleteStreamRequest>,
+    ) -> Result<Response<pb::StreamMetadata>, Status> {
+        let r = request.into_inner();
+        let set = if r.tombstone {
+            self.lifecycle.tombstone(&r.stream).await
+        } else {
+            self.lifecycle.delete(&r.stream).await
+        };
+        Ok(Response::new(metadata_message(&set.map_err(status)?)))
+    }
+
+    async fn list_integration_types(
+        &self,
+        _request: Request<pb::Empty>,
+    ) -> Result<Response<pb::IntegrationTypes>, Status> {
+        Ok(Response::new(integration_types(&self.integration.snapshot())))
+    }
+
+    async fn mark_integration_types(
+        &self,
+        request: Request<pb::IntegrationTypes>,
+    ) -> Result<Response<pb::IntegrationTypes>, Status> {
+        let marked = self.integration.mark(&request.into_inner().types).await.map_err(status)?;
+        Ok(Response::new(integration_types(&marked)))
+    }
+
+    async fn unmark_integration_types(
+        &self,
+        request: Request<pb::IntegrationTypes>,
+    ) -> Result<Response<pb::IntegrationTypes>, Status> {
+        let marked = self.integration.unmark(&request.into_inner().types).await.map_err(status)?;
+        Ok(Response::new(integration_types(&marked)))
+    }
+
+    async fn start_scavenge(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ScavengeStatus>, Status> {
+        Ok(Response::new(scavenge_message(self.scavenger.start().map_err(status)?)))
+    }
+
+    async fn get_scavenge(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ScavengeStatus>, Status> {
+        Ok(Response::new(scavenge_message(self.scavenger.status().map_err(status)?)))
+    }
+
+    async fn stop_scavenge(&self, _request: Request<pb::Empty>) -> Result<Response<pb::ScavengeStatus>, Status> {
+        Ok(Response::new(scavenge_message(self.scavenger.stop().map_err(status)?)))
+    }
+
+    async fn stream_info(
+        &self,
+        request: Request<pb::StreamInfoRequest>,
+    ) -> Result<Response<pb::StreamInfoResponse>, Status> {
+        let stream = StreamName::readable(request.into_inner().stream).map_err(|e| status(e.into()))?;
+        let store = Arc::clone(&self.store);
+        let info = quipu_node::blocking::read(move || store.stream_info(&stream))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| status(e.into()))?;
+        Ok(Response::new(pb::StreamInfoResponse {
+            stream: info.stream.to_string(),
+            exists: info.exists(),
+            last_revision: info.last_revision.map(|r| r.0),
+        }))
+    }
+}
+
+fn integration_types(types: &std::collections::BTreeSet<quipu_core::EventType>) -> pb::IntegrationTypes {
+    pb::IntegrationTypes { types: types.iter().map(|t| t.as_str().to_string()).collect() }
+}
+
+fn metadata_message(metadata: &Metadata) -> pb::StreamMetadata {
+    pb::StreamMetadata {
+        max_count: metadata.max_count,
+        max_age_s: metadata.max_age_s,
+        truncate_before: metadata.truncate_before,
+        custom_json: metadata.custom.as_ref().map(ToString::to_string).unwrap_or_default(),
+        tombstoned: metadata.tombstoned,
+    }
+}
+
+fn scavenge_message(status: ScavengeStatus) -> pb::ScavengeStatus {
+    let state = match status.state {
+        ScavengeState::Running => pb::ScavengeState::Running,
+        ScavengeState::Done => pb::ScavengeState::Done,
+        ScavengeState::Stopped => pb::ScavengeState::Stopped,
+        ScavengeState::Failed => pb::ScavengeState::Failed,
+    };
+    let progress = status.progress;
+    pb::ScavengeStatus {
+        started_at_us: status.started_at_us,
+        finished_at_us: status.finished_at_us,
+        state: state.into(),
+        streams: status.streams as u64,
+        segments_total: progress.segments_total,
+        segments_done: progress.segments_done,
+        segments_rewritten: progress.segments_rewritten,
+        bytes_total: progress.bytes_total,
+        bytes_scanned: progress.bytes_scanned,
+        bytes_reclaimed: progress.bytes_reclaimed,
+        events_removed: progress.events_removed,
+        bytes_per_second: status.bytes_per_second,
+        message: status.message,
+    }
+}
