@@ -53,17 +53,24 @@ impl Server {
             http: http.local_addr().context("reading the HTTP address")?,
             kafka: kafka.local_addr().context("reading the Kafka address")?,
         };
-        let kafka = quipu_server::KafkaListener { listener: kafka, config: quipu_kafka::DoorConfig::default() };
         let (stop, stopped) = oneshot::channel::<()>();
         let shutdown = async move {
             // A dropped sender stops the server too.
             let _ = stopped.await;
         };
-        let serving = runtime.spawn(quipu_server::serve(
-            store,
-            quipu_server::Listeners { grpc, http, kafka: Some(kafka), kurrent: None },
-            shutdown,
-        ));
+        let node = {
+            // The node's feeds follow the store on this runtime.
+            let _entered = runtime.enter();
+            quipu_server::Node::open(store).context("opening the bench node")?
+        };
+        let door = quipu_kafka::Door::new(&node, quipu_kafka::DoorConfig::default()).context("the Kafka door")?;
+        let kafka = quipu_server::OtherDoor {
+            name: "Kafka",
+            serving: Box::pin(quipu_kafka::serve(std::sync::Arc::new(door), kafka, node.stopping())),
+        };
+        let listeners = quipu_server::Listeners { grpc, http, kurrent: None };
+        let limits = quipu_server::ConnectionLimits::default();
+        let serving = runtime.spawn(quipu_server::serve_node(node, listeners, shutdown, limits, vec![kafka]));
         Ok(Server { runtime, addresses, stop, serving })
     }
 

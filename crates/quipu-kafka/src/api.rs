@@ -190,27 +190,10 @@ fn api_versions() -> ApiVersionsResponse {
 mod tests {
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::{Message, StrBytes, encode_request_header_into_buffer};
-    use quipu_core::{AppendRequest, Options, Store};
+    use quipu_core::{Options, Store};
 
     use super::*;
-    use crate::{Appends, DoorConfig, Submitted};
-
-    /// Appends straight to the store (the server's checks are not needed
-    /// to test encodings).
-    struct Direct(Arc<Store>);
-
-    impl Appends for Direct {
-        fn submit(&self, request: AppendRequest) -> Submitted {
-            let (reply, outcome) = tokio::sync::oneshot::channel();
-            self.0.submit(request, move |result| {
-                let _ = reply.send(result);
-            });
-            Box::pin(async move {
-                let refused = |message: String| crate::Refusal { code: "test", message };
-                outcome.await.map_err(|e| refused(e.to_string()))?.map_err(|e| refused(e.to_string()))
-            })
-        }
-    }
+    use crate::DoorConfig;
 
     fn name(text: &str) -> StrBytes {
         StrBytes::from_string(text.to_string())
@@ -354,10 +337,8 @@ mod tests {
     #[tokio::test]
     async fn every_offered_version_of_every_api_is_answered_in_that_version() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-        let door = Arc::new(
-            Door::new(Arc::clone(&store), Arc::new(Direct(Arc::clone(&store))), DoorConfig::default()).unwrap(),
-        );
+        let node = quipu_node::Node::open(Store::open(dir.path(), Options::default()).unwrap()).unwrap();
+        let door = Arc::new(Door::new(&node, DoorConfig::default()).unwrap());
         let local: SocketAddr = "127.0.0.1:9092".parse().unwrap();
         for (key, min, max) in OFFERED {
             for version in min..=max {

@@ -11,13 +11,15 @@ use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use kafka_protocol::records::Record;
-use quipu_core::{Direction, Position, RecordedEvent, Store};
+use quipu_core::{Position, RecordedEvent};
+use quipu_node::feed::Source;
+use quipu_node::{ApiError, ReadRequest, Reads};
 
+use crate::Door;
 use crate::batches::{Asked, Made};
 use crate::offsets::high_watermark;
 use crate::record;
 use crate::topic::{Topic, partition_of};
-use crate::{Door, DoorConfig};
 
 /// Events read from the store per page while filling a partition.
 const PAGE_EVENTS: usize = 500;
@@ -221,7 +223,7 @@ fn read_topic(
     if reading == Reading::Kept {
         return None;
     }
-    let scanned = match scan(&door.store, &door.config, topic, &wants, room, first) {
+    let scanned = match scan(door, topic, &wants, room, first) {
         Ok(scanned) => scanned,
         Err(error) => {
             tracing::error!(%error, "reading for a fetch");
@@ -277,27 +279,20 @@ struct Gathered {
 /// the end of the topic without the partition filling up, the offset the
 /// read covered up to (the high watermark before the read, or past the
 /// last event read), so its batch can span the gap after its records.
-fn scan(
-    store: &Store,
-    config: &DoorConfig,
-    topic: &Topic,
-    wants: &[&Wanted],
-    room: usize,
-    first: bool,
-) -> Result<Vec<Gathered>, quipu_core::Error> {
-    let high_watermark = store.last_position().map_or(0, |p| i64::try_from(p.0).unwrap_or(i64::MAX - 1) + 1);
+fn scan(door: &Door, topic: &Topic, wants: &[&Wanted], room: usize, first: bool) -> Result<Vec<Gathered>, ApiError> {
+    let high_watermark = door.store.last_position().map_or(0, |p| i64::try_from(p.0).unwrap_or(i64::MAX - 1) + 1);
     let mut gathered: Vec<Gathered> = wants.iter().map(|_| Gathered::default()).collect();
     let mut total = 0usize;
     let lowest = wants.iter().map(|w| w.offset).min().unwrap_or(0);
     let mut from = Position(u64::try_from(lowest).unwrap_or(0));
     let reached_end = loop {
-        let page = read_page(store, topic, from)?;
+        let page = read_page(&door.reads, topic, from)?;
         let Some(last) = page.last() else { break true };
         from = last.position.next();
         let last_page = page.len() < PAGE_EVENTS;
         for event in &page {
             let partition = match topic {
-                Topic::Category(_) => partition_of(event.stream.as_str().as_bytes(), config.category_partitions),
+                Topic::Category(_) => partition_of(event.stream.as_str().as_bytes(), door.config.category_partitions),
                 Topic::All | Topic::EventType(_) => 0,
             };
             let position = i64::try_from(event.position.0).unwrap_or(i64::MAX);
@@ -333,11 +328,12 @@ fn scan(
     Ok(gathered)
 }
 
-fn read_page(store: &Store, topic: &Topic, from: Position) -> Result<Vec<RecordedEvent>, quipu_core::Error> {
-    let from = Some(from);
-    match topic {
-        Topic::All => store.read_all(from, Direction::Forwards, PAGE_EVENTS),
-        Topic::EventType(event_type) => store.read_event_type(event_type, from, Direction::Forwards, PAGE_EVENTS),
-        Topic::Category(category) => store.read_category(category, from, Direction::Forwards, PAGE_EVENTS),
-    }
+/// A page of `topic` from `from`, read through the node's read path.
+fn read_page(reads: &Reads, topic: &Topic, from: Position) -> Result<Vec<RecordedEvent>, ApiError> {
+    let source = match topic {
+        Topic::All => Source::All,
+        Topic::EventType(event_type) => Source::Type(event_type.clone()),
+        Topic::Category(category) => Source::Category(category.clone()),
+    };
+    reads.read_now(&ReadRequest::forwards(source, Some(from.0), PAGE_EVENTS))
 }

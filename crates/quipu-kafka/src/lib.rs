@@ -22,8 +22,9 @@
 //! - A record is one event: offset = its position in `$all`, timestamp =
 //!   its commit time (ms), key = its stream, value = its data, headers
 //!   `quipu-event-id`, `quipu-event-type`, `quipu-stream-revision` and,
-//!   when it has metadata, `quipu-metadata`. Events are as stored (no
-//!   upcasting).
+//!   when it has metadata, `quipu-metadata`. Events are read through the
+//!   node's read path, as on every door: at their types' current versions
+//!   (upcast).
 //! - Bad requests get Kafka's error codes per topic and partition
 //!   (`INVALID_TOPIC_EXCEPTION`, `UNKNOWN_TOPIC_OR_PARTITION`,
 //!   `OFFSET_OUT_OF_RANGE`); a frame that does not decode, or an API this
@@ -48,10 +49,9 @@ pub mod produce;
 pub mod record;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
-use quipu_core::{AppendOutcome, AppendRequest, Store};
+use quipu_core::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -91,67 +91,21 @@ pub enum DoorError {
     Offsets(#[from] offset_store::OffsetError),
 }
 
-/// Why the server refused an append before the sequencer (a closed
-/// category, a tombstoned stream, an event its schema refuses...).
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    /// Machine-readable code, as the HTTP API names it.
-    pub code: &'static str,
-    /// What was wrong.
-    pub message: String,
-}
-
-/// The outcome of a submitted append.
-pub type Submitted = Pin<Box<dyn Future<Output = Result<AppendOutcome, Refusal>> + Send>>;
-
-/// Where the door's appends go: the server checks them as it checks every
-/// door's (see `quipu_server::submission`) and hands them to the
-/// sequencer.
-pub trait Appends: Send + Sync {
-    /// Submits `request`: at once when the sequencer's queue has room
-    /// (so one connection's appends queue in order), else once it has,
-    /// which the future awaits; the future resolves to its outcome, or the
-    /// refusal.
-    fn submit(&self, request: AppendRequest) -> Submitted;
-}
-
-/// A blocking store read handed to [`Reads::run`].
-pub type Read = Box<dyn FnOnce() + Send>;
-
-/// Where the door's store reads run. A server gives them turns on its
-/// bounded read pool, so a thousand consumers' fetches cost no thread
-/// each; a door alone (tests) runs each on tokio's blocking pool.
-pub trait Reads: Send + Sync {
-    /// Runs `read` where it may block, once its turn comes; resolves when
-    /// it has run.
-    fn run(&self, read: Read) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-}
-
-/// Each read on tokio's blocking pool: the door's reads unless
-/// [`Door::with_reads`] says otherwise.
-struct BlockingPool;
-
-impl Reads for BlockingPool {
-    fn run(&self, read: Read) -> Pin<Box<dyn Future<Output = ()> + Send>> {
-        Box::pin(async move {
-            if let Err(error) = tokio::task::spawn_blocking(read).await {
-                tracing::error!(%error, "a Kafka door read failed");
-            }
-        })
-    }
-}
-
 /// Bytes of record batches the door keeps for fetches asking the same.
 const BATCHES_BYTES: usize = 16 * 1024 * 1024;
 
 /// The door over one store.
 pub struct Door {
     store: Arc<Store>,
+    /// The node's one read path (upcasting).
+    reads: quipu_node::Reads,
+    /// What appends must pass, as on every door.
+    admission: Arc<quipu_node::submission::Admission>,
+    /// Append counters.
+    metrics: Arc<quipu_node::metrics::Metrics>,
     /// The store's last readable position, moved by its head listener:
     /// long polls wait on it without a thread.
     head: tokio::sync::watch::Receiver<Option<quipu_core::Position>>,
-    appends: Arc<dyn Appends>,
-    reads: Arc<dyn Reads>,
     /// Fetches waiting for new events now: wakes are spaced by their
     /// number (see [`fetch`]).
     waiting: std::sync::atomic::AtomicUsize,
@@ -170,13 +124,15 @@ impl std::fmt::Debug for Door {
 }
 
 impl Door {
-    /// A door reading `store` and appending through `appends`.
+    /// A door over `node`'s services: it appends through the node's
+    /// admission and reads through its read path.
     ///
     /// # Errors
     /// [`DoorError::InvalidConfig`] for fewer than 1 or more than 1,000
     /// partitions per category, or a timeout of 0; [`DoorError::Offsets`]
     /// when the committed offsets do not read.
-    pub fn new(store: Arc<Store>, appends: Arc<dyn Appends>, config: DoorConfig) -> Result<Door, DoorError> {
+    pub fn new(node: &quipu_node::Node, config: DoorConfig) -> Result<Door, DoorError> {
+        let store = Arc::clone(&node.store);
         if config.idle_timeout.is_zero() || config.request_timeout.is_zero() {
             return Err(DoorError::InvalidConfig("idle_timeout and request_timeout must be more than 0".into()));
         }
@@ -198,9 +154,10 @@ impl Door {
         }));
         Ok(Door {
             store,
+            reads: node.reads.clone(),
+            admission: Arc::clone(&node.admission),
+            metrics: Arc::clone(&node.metrics),
             head,
-            appends,
-            reads: Arc::new(BlockingPool),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             config,
             batches: batches::Batches::new(BATCHES_BYTES),
@@ -210,23 +167,28 @@ impl Door {
         })
     }
 
-    /// The same door running its store reads on `reads`.
-    #[must_use]
-    pub fn with_reads(mut self, reads: Arc<dyn Reads>) -> Door {
-        self.reads = reads;
-        self
+    /// The result of `read`, run on the node's reader pool (see
+    /// [`quipu_node::blocking::follow`]): a thousand consumers' fetches
+    /// cost no thread each. `None` when it did not run to the end (it
+    /// panicked).
+    async fn read<T: Send + 'static>(&self, read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        match quipu_node::blocking::follow(read).await {
+            Ok(value) => Some(value),
+            Err(error) => {
+                tracing::error!(%error, "a Kafka door read failed");
+                None
+            }
+        }
     }
 
-    /// The result of `read`, run on the door's [`Reads`]; `None` when it
-    /// did not run to the end (it panicked on the blocking pool).
-    async fn read<T: Send + 'static>(&self, read: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        self.reads
-            .run(Box::new(move || {
-                let _ = sender.send(read());
-            }))
-            .await;
-        receiver.await.ok()
+    /// Submits `request` through the node's admission: at once when the
+    /// sequencer's queue has room (so one connection's appends queue in
+    /// order), else once it has, which the future awaits.
+    fn submit(
+        &self,
+        request: quipu_core::AppendRequest,
+    ) -> impl Future<Output = Result<quipu_core::AppendOutcome, quipu_node::ApiError>> + Send + use<> {
+        quipu_node::submission::submit(&self.store, &self.metrics, &self.admission, request)
     }
 
     /// Partitions of `topic`.

@@ -123,7 +123,7 @@ async fn produce(door: &Arc<Door>, topic: &str, partition: i32, records: Option<
 
 /// Appends `request`; the offset of its first event.
 async fn write(door: &Door, request: AppendRequest) -> Result<i64, Refused> {
-    let outcome = door.appends.submit(request).await.map_err(|refusal| {
+    let outcome = door.submit(request).await.map_err(|refusal| {
         Refused::new(ResponseError::InvalidRecord, format!("{}: {}", refusal.code, refusal.message))
     })?;
     let result = match outcome {

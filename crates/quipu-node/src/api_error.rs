@@ -34,6 +34,14 @@ impl ApiError {
     }
 }
 
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
 impl From<quipu_core::Error> for ApiError {
     fn from(error: quipu_core::Error) -> ApiError {
         use quipu_core::Error as E;

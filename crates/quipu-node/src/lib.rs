@@ -16,6 +16,8 @@
 //!   read), [`snapshot`], [`projection`] (rebuilds and blocks),
 //!   [`integration`] (integration event types): registries kept in system
 //!   streams through [`record_log`].
+//! - [`Node`] opens them all over one store, stops and closes them;
+//!   [`read`] is the one read path (lifecycle, upcasting) every door takes.
 //! - [`ApiError`] with its [`ErrorCode`], each of one [`ErrorKind`]: the
 //!   one closed list of failures every door maps exhaustively.
 
@@ -29,7 +31,9 @@ pub mod group;
 pub mod integration;
 pub mod lifecycle;
 pub mod metrics;
+pub mod node;
 pub mod projection;
+pub mod read;
 pub mod record_log;
 pub mod schema;
 pub mod snapshot;
@@ -39,3 +43,5 @@ pub mod upcast;
 
 pub use api_error::{ApiError, conflict_error};
 pub use error_code::{ErrorCode, ErrorKind};
+pub use node::{Node, OpenError};
+pub use read::{ReadRequest, Reads, Shape};

@@ -149,24 +149,20 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async {
-        let kafka = match config.kafka_listen {
-            Some(address) => Some(quipu_server::KafkaListener {
-                listener: bind(address).await?,
-                config: quipu_kafka::DoorConfig {
-                    category_partitions: config.kafka_category_partitions,
-                    idle_timeout: std::time::Duration::from_secs(config.kafka_idle_timeout_s),
-                    request_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
-                },
-            }),
-            None => None,
-        };
-        let kafka_address = match &kafka {
-            Some(kafka) => {
-                let address = kafka.listener.local_addr().context("reading the bound Kafka address")?;
-                format!(" kafka={address}")
-            }
-            None => String::new(),
-        };
+        let node = quipu_server::Node::open(store).context("opening the node's services")?;
+        let mut others = Vec::new();
+        let mut kafka_address = String::new();
+        if let Some(address) = config.kafka_listen {
+            let listener = bind(address).await?;
+            let address = listener.local_addr().context("reading the bound Kafka address")?;
+            kafka_address = format!(" kafka={address}");
+            let door = quipu_kafka::DoorConfig {
+                category_partitions: config.kafka_category_partitions,
+                idle_timeout: std::time::Duration::from_secs(config.kafka_idle_timeout_s),
+                request_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
+            };
+            others.push(kafka_door(&node, listener, door)?);
+        }
         let kurrent = match config.kurrent_listen {
             Some(address) => Some(quipu_server::KurrentListener { listener: bind(address).await?, tls: kurrent_tls }),
             None => None,
@@ -181,7 +177,6 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let listeners = quipu_server::Listeners {
             grpc: bind(config.grpc_listen).await?,
             http: bind(config.http_listen).await?,
-            kafka,
             kurrent,
         };
         let grpc = listeners.grpc.local_addr().context("reading the bound gRPC address")?;
@@ -203,7 +198,7 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             http_header_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
             keepalive: std::time::Duration::from_secs(config.keepalive_s),
         };
-        quipu_server::serve_with(store, listeners, stop, limits).await?;
+        quipu_server::serve_node(node, listeners, stop, limits, others).await?;
         tracing::info!("stopped");
         anyhow::Ok(())
     });
@@ -247,6 +242,23 @@ pub fn stop_signal() -> anyhow::Result<impl Future<Output = ()>> {
             _ = interrupt.recv() => {}
         }
         tracing::info!("stop signal received; finishing in-flight requests");
+    })
+}
+
+/// The Kafka door over `node`'s services on `listener`, to serve beside
+/// the others until the node stops.
+///
+/// # Errors
+/// Settings the door refuses; committed offsets that do not read.
+pub fn kafka_door(
+    node: &quipu_server::Node,
+    listener: tokio::net::TcpListener,
+    config: quipu_kafka::DoorConfig,
+) -> anyhow::Result<quipu_server::OtherDoor> {
+    let door = std::sync::Arc::new(quipu_kafka::Door::new(node, config).context("starting the Kafka door")?);
+    Ok(quipu_server::OtherDoor {
+        name: "Kafka",
+        serving: Box::pin(quipu_kafka::serve(door, listener, node.stopping())),
     })
 }
 

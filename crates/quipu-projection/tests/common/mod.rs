@@ -126,7 +126,6 @@ impl Quipu {
                 let listeners = quipu_server::Listeners {
                     grpc: tokio::net::TcpListener::from_std(grpc).expect("gRPC listener"),
                     http: tokio::net::TcpListener::from_std(http).expect("HTTP listener"),
-                    kafka: None,
                     kurrent: None,
                 };
                 let shutdown = async {

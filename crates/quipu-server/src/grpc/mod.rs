@@ -18,7 +18,7 @@ use quipu_proto::v1 as pb;
 use quipu_proto::v1::streams_server::Streams;
 use tonic::{Request, Response, Status, Streaming};
 
-use quipu_node::feed::{Feed, Item, Live, Source};
+use quipu_node::feed::{Feed, Item, Source};
 use quipu_node::integration::IntegrationTypes;
 use quipu_node::lifecycle::scavenger::{ScavengeState, ScavengeStatus, Scavenger};
 use quipu_node::lifecycle::{Lifecycle, Metadata};
@@ -28,7 +28,57 @@ use wire::status;
 
 use crate::wire::as_of;
 use quipu_node::submission::{Admission, submit, submit_queued};
-use quipu_node::upcast::Upcasters;
+use quipu_node::{ReadRequest, Reads, Shape};
+
+/// Serves the gRPC services of `node` on `listener` (HTTP/2, and the
+/// framed transport of `quipu://` on the same port), taking messages up
+/// to `message_max` bytes, until `stopping` turns true.
+pub async fn serve(
+    node: &quipu_node::Node,
+    listener: tokio::net::TcpListener,
+    message_max: usize,
+    limits: crate::ConnectionLimits,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), tonic::transport::Error> {
+    let streams = Arc::new(StreamsService {
+        store: Arc::clone(&node.store),
+        reads: node.reads.clone(),
+        metrics: Arc::clone(&node.metrics),
+        admission: Arc::clone(&node.admission),
+        integration: Arc::clone(&node.integration),
+        lifecycle: Arc::clone(&node.lifecycle),
+        scavenger: Arc::clone(&node.scavenger),
+    });
+    let unary = native::unary::Unary::new(Arc::clone(&streams), message_max);
+    let service =
+        quipu_proto::v1::streams_server::StreamsServer::from_arc(streams).max_decoding_message_size(message_max);
+    let groups = quipu_proto::v1::groups_server::GroupsServer::new(group::GroupsService::new(Arc::clone(&node.groups)));
+    let projections = quipu_proto::v1::projections_server::ProjectionsServer::new(projection::ProjectionsService::new(
+        Arc::clone(&node.projections),
+    ));
+    let snapshots = quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::SnapshotsService::new(
+        Arc::clone(&node.snapshots),
+    ))
+    .max_decoding_message_size(message_max);
+    let schemas = quipu_proto::v1::schemas_server::SchemasServer::new(schema::SchemasService::new(
+        Arc::clone(&node.schemas),
+        Arc::clone(&node.upcasters),
+    ));
+    let routes = tonic::service::Routes::new(service)
+        .add_service(groups)
+        .add_service(projections)
+        .add_service(snapshots)
+        .add_service(schemas);
+    let incoming =
+        native::accept(listener, routes.clone(), unary, stopping.clone(), limits.http_header_timeout, limits.keepalive);
+    let mut stopped = stopping;
+    tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        })
+        .await
+}
 
 /// Requests one `AppendBatch` call may carry: each holds a pending
 /// outcome until the call ends.
@@ -38,16 +88,14 @@ pub const APPEND_BATCH_REQUESTS_MAX: usize = 10_000;
 pub struct StreamsService {
     /// The store.
     pub store: Arc<Store>,
-    /// The head of the log; subscriptions follow it.
-    pub live: Live,
+    /// The one read path: lifecycle and upcasting.
+    pub reads: Reads,
     /// Request counters.
     pub metrics: Arc<Metrics>,
     /// What appends must pass.
     pub admission: Arc<Admission>,
     /// The event types marked as integration events.
     pub integration: Arc<IntegrationTypes>,
-    /// Upcasting on read.
-    pub upcasters: Arc<Upcasters>,
     /// Stream metadata and deletes.
     pub lifecycle: Arc<Lifecycle>,
     /// The online scavenge.
@@ -55,21 +103,9 @@ pub struct StreamsService {
 }
 
 impl StreamsService {
-    /// Runs `read` (see [`quipu_node::blocking`]); events come at their types'
-    /// current versions unless `raw`.
-    async fn read(
-        &self,
-        raw: bool,
-        read: impl FnOnce(&Store) -> Result<Vec<RecordedEvent>, quipu_core::Error> + Send + 'static,
-    ) -> Result<Response<pb::ReadResponse>, Status> {
-        let store = Arc::clone(&self.store);
-        let mut events = quipu_node::blocking::read(move || read(&store))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| status(e.into()))?;
-        if !raw {
-            self.upcasters.apply(&mut events);
-        }
+    /// The events `request` asks for, through the node's read path.
+    async fn read(&self, request: ReadRequest) -> Result<Response<pb::ReadResponse>, Status> {
+        let events = self.reads.read(request).await.map_err(status)?;
         Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
     }
 }
@@ -168,15 +204,8 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
         let (from, limit) = (request.from_revision, wire::limit(request.limit));
-        let lifecycle = Arc::clone(&self.lifecycle);
-        let mut events = quipu_node::blocking::read(move || lifecycle.read(&stream, from, direction, limit, as_of))
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(status)?;
-        if !request.raw {
-            self.upcasters.apply(&mut events);
-        }
-        Ok(Response::new(pb::ReadResponse { events: events.into_iter().map(wire::recorded_event).collect() }))
+        let shape = Shape::raw_if(request.raw);
+        self.read(ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape }).await
     }
 
     async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -184,7 +213,8 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        self.read(request.raw, move |store| Source::All.read_as_of(store, from, direction, limit, as_of)).await
+        let shape = Shape::raw_if(request.raw);
+        self.read(ReadRequest { source: Source::All, from, direction, limit, as_of, shape }).await
     }
 
     async fn read_filtered(
@@ -202,7 +232,8 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        self.read(request.raw, move |store| source.read_as_of(store, from, direction, limit, as_of)).await
+        let shape = Shape::raw_if(request.raw);
+        self.read(ReadRequest { source, from, direction, limit, as_of, shape }).await
     }
 
     type SubscribeStream = SubscribeStream;
@@ -211,14 +242,7 @@ impl Streams for StreamsService {
         let request = request.into_inner();
         let source = wire::source(request.filter, &self.integration).map_err(status)?;
         let start = wire::start(request.start, &source);
-        let start = match &source {
-            Source::Stream(stream) => self.lifecycle.subscription_start(stream, start).map_err(status)?,
-            _ => start,
-        };
-        let mut feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(status)?;
-        if !request.raw {
-            feed = feed.upcasting(Arc::clone(&self.upcasters));
-        }
+        let feed = self.reads.subscribe(source, start, Shape::raw_if(request.raw)).map_err(status)?;
         Ok(Response::new(subscription(feed, request.batched, request.binary_ids)))
     }
 

@@ -21,7 +21,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, RecordedEvent, Store, StreamName, Tag};
+use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, Store, StreamName, Tag};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -32,58 +32,29 @@ use quipu_node::integration::IntegrationTypes;
 use quipu_node::lifecycle::Lifecycle;
 use quipu_node::metrics::Metrics;
 use quipu_node::submission::Admission;
-use quipu_node::upcast::Upcasters;
 use quipu_node::{ApiError, ErrorCode};
+use quipu_node::{Node, ReadRequest, Reads, Shape};
 
 /// Events a read returns when it names no limit.
 const DEFAULT_READ_LIMIT: usize = 100;
 
 type Shared = Arc<Store>;
 
-/// What the HTTP API serves.
-pub struct Services {
-    /// The store.
-    pub store: Shared,
-    /// The head of the log, for subscriptions.
-    pub live: Live,
-    /// Request counters.
-    pub metrics: Arc<Metrics>,
-    /// Consumer groups.
-    pub groups: Arc<quipu_node::group::Groups>,
-    /// Projections and their rebuilds.
-    pub projections: Arc<quipu_node::projection::Projections>,
-    /// What appends must pass.
-    pub admission: Arc<Admission>,
-    /// The event types marked as integration events.
-    pub integration: Arc<IntegrationTypes>,
-    /// Snapshots and their policies.
-    pub snapshots: Arc<quipu_node::snapshot::Snapshots>,
-    /// The schema registry.
-    pub schemas: Arc<quipu_node::schema::Schemas>,
-    /// Upcasting on read.
-    pub upcasters: Arc<Upcasters>,
-    /// Stream metadata and deletes.
-    pub lifecycle: Arc<Lifecycle>,
-    /// The online scavenge.
-    pub scavenger: Arc<quipu_node::lifecycle::scavenger::Scavenger>,
-}
-
-/// The API's routes.
-pub fn router(services: Services) -> Router {
-    let Services {
-        store,
-        live,
-        metrics,
-        groups,
-        projections,
-        admission,
-        integration,
-        snapshots,
-        schemas,
-        upcasters,
-        lifecycle,
-        scavenger,
-    } = services;
+/// The API's routes over `node`'s services.
+pub fn router(node: &Node) -> Router {
+    let store = Arc::clone(&node.store);
+    let live = node.live.clone();
+    let reads = node.reads.clone();
+    let metrics = Arc::clone(&node.metrics);
+    let groups = Arc::clone(&node.groups);
+    let projections = Arc::clone(&node.projections);
+    let admission = Arc::clone(&node.admission);
+    let integration = Arc::clone(&node.integration);
+    let snapshots = Arc::clone(&node.snapshots);
+    let schemas = Arc::clone(&node.schemas);
+    let upcasters = Arc::clone(&node.upcasters);
+    let lifecycle = Arc::clone(&node.lifecycle);
+    let scavenger = Arc::clone(&node.scavenger);
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
@@ -96,12 +67,7 @@ pub fn router(services: Services) -> Router {
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream).delete(delete_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
-        .route(
-            "/v1/subscribe",
-            get(move |state, integration, upcasters, lifecycle, headers, query| {
-                subscribe(state, integration, upcasters, lifecycle, live, headers, query)
-            }),
-        )
+        .route("/v1/subscribe", get(subscribe))
         .route("/v1/categories/{category}", get(read_category))
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
@@ -128,7 +94,7 @@ pub fn router(services: Services) -> Router {
         .layer(Extension(metrics))
         .layer(Extension(admission))
         .layer(Extension(integration))
-        .layer(Extension(upcasters))
+        .layer(Extension(reads))
         .layer(Extension(lifecycle))
 }
 
@@ -196,9 +162,9 @@ struct ReadQuery {
 }
 
 impl ReadQuery {
-    /// The upcasters to apply: none for a raw read.
-    fn upcasting(&self, upcasters: Arc<Upcasters>) -> Option<Arc<Upcasters>> {
-        (!self.raw).then_some(upcasters)
+    /// Upcast, or as written for a raw read.
+    fn shape(&self) -> Shape {
+        Shape::raw_if(self.raw)
     }
 
     fn as_of(&self, stream: bool) -> Result<Option<quipu_core::AsOf>, ApiError> {
@@ -222,16 +188,15 @@ impl ReadQuery {
 }
 
 async fn read_stream(
-    Extension(upcasters): Extension<Arc<Upcasters>>,
-    Extension(lifecycle): Extension<Arc<Lifecycle>>,
+    Extension(reads): Extension<Reads>,
     Path(stream): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
     let Query(query) = query?;
     let stream = StreamName::readable(stream)?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
-    let upcasting = query.upcasting(upcasters);
-    read(upcasting, move || lifecycle.read(&stream, from, direction, limit, as_of)).await
+    read(&reads, ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape: query.shape() })
+        .await
 }
 
 /// Query of a delete.
@@ -295,11 +260,8 @@ impl SubscribeQuery {
 }
 
 async fn subscribe(
-    State(store): State<Shared>,
     Extension(integration): Extension<Arc<IntegrationTypes>>,
-    Extension(upcasters): Extension<Arc<Upcasters>>,
-    Extension(lifecycle): Extension<Arc<Lifecycle>>,
-    live: Live,
+    Extension(reads): Extension<Reads>,
     headers: axum::http::HeaderMap,
     query: Result<Query<SubscribeQuery>, QueryRejection>,
 ) -> Result<axum::response::Response, HttpError> {
@@ -308,89 +270,65 @@ async fn subscribe(
     let source = query.source(integration)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let start = crate::http::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
-    let start = match &source {
-        Source::Stream(stream) => lifecycle.subscription_start(stream, start)?,
-        _ => start,
-    };
-    let mut feed = live.feed(store, source, start)?;
-    if !raw {
-        feed = feed.upcasting(upcasters);
-    }
+    let feed = reads.subscribe(source, start, Shape::raw_if(raw))?;
     Ok(axum::response::IntoResponse::into_response(crate::http::sse::events(feed)))
 }
 
 async fn read_all(
-    State(store): State<Shared>,
-    Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(reads): Extension<Reads>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    read_by_position(store, upcasters, Source::All, query).await
+    read_by_position(&reads, Source::All, query).await
 }
 
 async fn read_category(
-    State(store): State<Shared>,
-    Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(reads): Extension<Reads>,
     Path(category): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    read_by_position(store, upcasters, Source::Category(category), query).await
+    read_by_position(&reads, Source::Category(category), query).await
 }
 
 async fn read_event_type(
-    State(store): State<Shared>,
-    Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(reads): Extension<Reads>,
     Path(event_type): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    read_by_position(store, upcasters, Source::Type(EventType::new(event_type)?), query).await
+    read_by_position(&reads, Source::Type(EventType::new(event_type)?), query).await
 }
 
 async fn read_tag(
-    State(store): State<Shared>,
-    Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(reads): Extension<Reads>,
     Path(tag): Path<String>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    read_by_position(store, upcasters, Source::Tag(Tag::new(tag)?), query).await
+    read_by_position(&reads, Source::Tag(Tag::new(tag)?), query).await
 }
 
 async fn read_integration(
-    State(store): State<Shared>,
-    Extension(upcasters): Extension<Arc<Upcasters>>,
+    Extension(reads): Extension<Reads>,
     Extension(integration): Extension<Arc<IntegrationTypes>>,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
-    read_by_position(store, upcasters, Source::Integration(integration), query).await
+    read_by_position(&reads, Source::Integration(integration), query).await
 }
 
 /// A read of `$all`, a category, a type, a tag or the integration events
 /// from a position.
 async fn read_by_position(
-    store: Shared,
-    upcasters: Arc<Upcasters>,
+    reads: &Reads,
     source: Source,
     query: Result<Query<ReadQuery>, QueryRejection>,
 ) -> Result<Json<Value>, HttpError> {
     debug_assert!(!matches!(source, Source::Stream(_)), "streams are read by revision");
     let Query(query) = query?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(false)?);
-    let upcasting = query.upcasting(upcasters);
-    read(upcasting, move || source.read_as_of(&store, from, direction, limit, as_of)).await
+    read(reads, ReadRequest { source, from, direction, limit, as_of, shape: query.shape() }).await
 }
 
-/// Runs a read (see [`quipu_node::blocking`]) and answers `{"events": [...]}`, at
-/// their types' current versions when `upcasting`.
-async fn read<E: Into<ApiError> + Send + 'static>(
-    upcasting: Option<Arc<Upcasters>>,
-    read: impl FnOnce() -> Result<Vec<RecordedEvent>, E> + Send + 'static,
-) -> Result<Json<Value>, HttpError> {
-    let mut events = quipu_node::blocking::read(read)
-        .await
-        .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
-        .map_err(Into::into)?;
-    if let Some(upcasters) = upcasting {
-        upcasters.apply(&mut events);
-    }
-    let events: Vec<EventJson> = events.into_iter().map(EventJson::from).collect();
+/// Runs `request` through the node's read path and answers
+/// `{"events": [...]}`.
+async fn read(reads: &Reads, request: ReadRequest) -> Result<Json<Value>, HttpError> {
+    let events: Vec<EventJson> = reads.read(request).await?.into_iter().map(EventJson::from).collect();
     Ok(Json(json!({ "events": events })))
 }

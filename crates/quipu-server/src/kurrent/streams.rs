@@ -20,7 +20,7 @@ use quipu_node::feed::Source;
 use quipu_node::lifecycle::Lifecycle;
 use quipu_node::metrics::Metrics;
 use quipu_node::submission::{Admission, submit};
-use quipu_node::{ApiError, ErrorCode};
+use quipu_node::{ApiError, ErrorCode, ReadRequest, Reads, Shape};
 
 /// Events read from the store per step of a read.
 const PAGE: usize = 1_000;
@@ -31,8 +31,9 @@ pub struct StreamsService {
     pub store: Arc<quipu_core::Store>,
     /// Stream metadata, deletes, tombstones.
     pub lifecycle: Arc<Lifecycle>,
-    /// The head of the log, for subscriptions.
-    pub live: quipu_node::feed::Live,
+    /// The one read path (lifecycle, upcasting), for reads and
+    /// subscriptions.
+    pub reads: Reads,
     /// What appends must pass.
     pub admission: Arc<Admission>,
     /// Append counters.
@@ -52,8 +53,7 @@ enum Walk {
 /// Where a read stands between pages.
 struct Cursor {
     walk: Walk,
-    lifecycle: Arc<Lifecycle>,
-    store: Arc<quipu_core::Store>,
+    reads: Reads,
     direction: Direction,
     /// Next revision or position to read; `None`: from the end (or start).
     from: Option<u64>,
@@ -68,16 +68,22 @@ impl Cursor {
         if self.done || self.remaining == 0 {
             return None;
         }
-        let (walk, lifecycle, store, from, direction) =
-            (self.walk.clone(), Arc::clone(&self.lifecycle), Arc::clone(&self.store), self.from, self.direction);
-        let page = quipu_node::blocking::read(move || match &walk {
-            Walk::Stream(stream) => lifecycle.read(stream, from, direction, PAGE, None),
-            Walk::All(_) => quipu_node::feed::Source::All.read(&store, from, direction, PAGE).map_err(ApiError::from),
-        })
-        .await;
+        let source = match &self.walk {
+            Walk::Stream(stream) => Source::Stream(stream.clone()),
+            Walk::All(_) => Source::All,
+        };
+        let request = ReadRequest {
+            source,
+            from: self.from,
+            direction: self.direction,
+            limit: PAGE,
+            as_of: None,
+            shape: Shape::Current,
+        };
+        let page = self.reads.read(request).await;
         let events = match page {
-            Ok(Ok(events)) => events,
-            Ok(Err(error)) if error.code == ErrorCode::StreamNotFound => {
+            Ok(events) => events,
+            Err(error) if error.code == ErrorCode::StreamNotFound => {
                 self.done = true;
                 let Walk::Stream(stream) = &self.walk else { return None };
                 let missing =
@@ -85,17 +91,13 @@ impl Cursor {
                 let answer = pb::ReadResp { content: Some(pb::read_resp::Content::StreamNotFound(missing)) };
                 return Some((vec![Ok(answer)], self));
             }
-            Ok(Err(error)) => {
+            Err(error) => {
                 self.done = true;
                 let stream = match &self.walk {
                     Walk::Stream(stream) => stream.as_str().to_string(),
                     Walk::All(_) => String::new(),
                 };
                 return Some((vec![Err(wire::status(&error, &stream))], self));
-            }
-            Err(error) => {
-                self.done = true;
-                return Some((vec![Err(Status::internal(format!("read task failed: {error}")))], self));
             }
         };
         self.done = events.len() < PAGE;
@@ -178,8 +180,7 @@ impl StreamsService {
         };
         Ok(Cursor {
             walk,
-            lifecycle: Arc::clone(&self.lifecycle),
-            store: Arc::clone(&self.store),
+            reads: self.reads.clone(),
             direction,
             from,
             remaining: if empty { 0 } else { remaining },
@@ -217,8 +218,6 @@ impl StreamsService {
                     Some(stream_options::RevisionOption::Start(_)) | None => subscription::stream_start(None, false),
                     Some(stream_options::RevisionOption::End(_)) => subscription::stream_start(None, true),
                 };
-                let start =
-                    self.lifecycle.subscription_start(&name, start).map_err(|e| wire::status(&e, name.as_str()))?;
                 (Source::Stream(name), start)
             }
             Some(StreamOption::All(AllOptions { all_option })) => {
@@ -233,7 +232,11 @@ impl StreamsService {
             }
             None => return Err(Status::invalid_argument("a subscription names a stream or $all")),
         };
-        let feed = self.live.feed(Arc::clone(&self.store), source, start).map_err(|e| wire::status(&e, ""))?;
+        let stream = match &source {
+            Source::Stream(name) => name.as_str().to_string(),
+            _ => String::new(),
+        };
+        let feed = self.reads.subscribe(source, start, Shape::Current).map_err(|e| wire::status(&e, &stream))?;
         let plan = subscription::Plan { filter, checkpoint_every, structured };
         Ok(subscription::answers(feed, plan))
     }
@@ -333,7 +336,7 @@ impl pb::streams_server::Streams for StreamsService {
         let service = StreamsService {
             store: Arc::clone(&self.store),
             lifecycle: Arc::clone(&self.lifecycle),
-            live: self.live.clone(),
+            reads: self.reads.clone(),
             admission: Arc::clone(&self.admission),
             metrics: Arc::clone(&self.metrics),
         };

@@ -1,0 +1,195 @@
+//! [`Node`]: every service of one Quipu node over one store, opened
+//! together, stopped together and closed once the last request that holds
+//! the store has finished. Doors take the services they translate from
+//! here; none opens a service of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use quipu_core::Store;
+use tokio::sync::{Semaphore, watch};
+
+use crate::ApiError;
+use crate::feed::Live;
+use crate::group::{Feeds, Groups};
+use crate::integration::IntegrationTypes;
+use crate::lifecycle::Lifecycle;
+use crate::lifecycle::scavenger::Scavenger;
+use crate::metrics::Metrics;
+use crate::projection::{Blocks, Projections};
+use crate::read::Reads;
+use crate::schema::Schemas;
+use crate::snapshot::Snapshots;
+use crate::submission::Admission;
+use crate::tail::TailOptions;
+use crate::upcast::Upcasters;
+
+/// Why a node did not open: the registry that did not load from its
+/// system stream.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The consumer groups could not be loaded from `$groups`.
+    #[error("loading consumer groups: {}", .0.message)]
+    Groups(ApiError),
+    /// The integration types could not be loaded from
+    /// `$integration-types`.
+    #[error("loading integration types: {}", .0.message)]
+    Integration(ApiError),
+    /// The schema registry could not be loaded from `$schemas`.
+    #[error("loading the schema registry: {}", .0.message)]
+    Schemas(ApiError),
+    /// Stream metadata could not be loaded from `$stream-metadata`.
+    #[error("loading stream metadata: {}", .0.message)]
+    Lifecycle(ApiError),
+    /// The upcasters could not be loaded from `$upcasters`.
+    #[error("loading upcasters: {}", .0.message)]
+    Upcasters(ApiError),
+    /// The snapshot policies could not be loaded.
+    #[error("loading snapshot policies: {}", .0.message)]
+    Snapshots(ApiError),
+    /// The projections' rebuilds could not be loaded from `$projections`.
+    #[error("loading projection rebuilds: {}", .0.message)]
+    Projections(ApiError),
+}
+
+/// The services of one node. Each field is shared (`Arc` or a cheap
+/// handle): a door clones what it serves.
+pub struct Node {
+    /// The store. A clone held past [`Node::close`] keeps it open until
+    /// dropped (close waits [`CLOSE_WAIT`] for that).
+    pub store: Arc<Store>,
+    /// Live feeds and the shared tail.
+    pub live: Live,
+    /// Reads with lifecycle and upcasting: the one read path.
+    pub reads: Reads,
+    /// What every append must pass.
+    pub admission: Arc<Admission>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Consumer groups.
+    pub groups: Arc<Groups>,
+    /// Projection runners, rebuilds and blocks.
+    pub projections: Arc<Projections>,
+    /// The event types marked as integration events.
+    pub integration: Arc<IntegrationTypes>,
+    /// Snapshots and their policies.
+    pub snapshots: Arc<Snapshots>,
+    /// The schema registry.
+    pub schemas: Arc<Schemas>,
+    /// Upcasting declarations.
+    pub upcasters: Arc<Upcasters>,
+    /// Stream metadata, deletes and tombstones.
+    pub lifecycle: Arc<Lifecycle>,
+    /// The online scavenge.
+    pub scavenger: Arc<Scavenger>,
+    stop: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").finish_non_exhaustive()
+    }
+}
+
+/// How long [`Node::close`] waits for requests that still hold the store.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+impl Node {
+    /// Opens every service over `store`, loading their registries from
+    /// its system streams; feeds follow the store's head on the current
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`OpenError`] naming the registry that did not load.
+    pub fn open(store: Store) -> Result<Node, OpenError> {
+        let store = Arc::new(store);
+        let (stop, stopping) = watch::channel(false);
+        let live = Live::follow(&store, stopping, TailOptions::default());
+        let blocks = Arc::new(Blocks::default());
+        let projections =
+            Arc::new(Projections::open(Arc::clone(&store), Arc::clone(&blocks)).map_err(OpenError::Projections)?);
+        let integration = Arc::new(IntegrationTypes::open(Arc::clone(&store)).map_err(OpenError::Integration)?);
+        let upcasters = Arc::new(Upcasters::open(Arc::clone(&store)).map_err(OpenError::Upcasters)?);
+        let groups = Arc::new(
+            Groups::open(Feeds {
+                store: Arc::clone(&store),
+                live: live.clone(),
+                integration: Arc::clone(&integration),
+                upcasters: Arc::clone(&upcasters),
+            })
+            .map_err(OpenError::Groups)?,
+        );
+        let lifecycle = Arc::new(Lifecycle::open(Arc::clone(&store)).map_err(OpenError::Lifecycle)?);
+        let snapshots =
+            Arc::new(Snapshots::open(Arc::clone(&store), Arc::clone(&lifecycle)).map_err(OpenError::Snapshots)?);
+        let schemas = Arc::new(Schemas::open(Arc::clone(&store)).map_err(OpenError::Schemas)?);
+        let admission = Arc::new(Admission {
+            blocks,
+            schemas: Arc::clone(&schemas),
+            lifecycle: Arc::clone(&lifecycle),
+            event_bytes_max: store.options().event_bytes_max,
+            slots: Arc::new(Semaphore::new((store.options().queue_appends_max / 2).max(1))),
+        });
+        let scavenger = Arc::new(Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
+        let reads = Reads::new(Arc::clone(&store), live.clone(), Arc::clone(&lifecycle), Arc::clone(&upcasters));
+        Ok(Node {
+            store,
+            live,
+            reads,
+            admission,
+            metrics: Arc::new(Metrics::default()),
+            groups,
+            projections,
+            integration,
+            snapshots,
+            schemas,
+            upcasters,
+            lifecycle,
+            scavenger,
+            stop,
+        })
+    }
+
+    /// Turns true when the node is told to stop: doors stop accepting and
+    /// end their long-lived answers.
+    #[must_use]
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Stops the node's work: live feeds end, groups write their
+    /// checkpoints and their members' streams end, a scavenge ends after
+    /// the segment in hand. Appends still in flight are answered.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        self.groups.shutdown().await;
+        self.scavenger.shutdown();
+    }
+
+    /// Closes the store once the last request that holds it has finished
+    /// (waiting at most [`CLOSE_WAIT`]; past that it closes when they
+    /// finish, and every acknowledged append is durable already).
+    ///
+    /// # Errors
+    /// The store did not close cleanly.
+    pub async fn close(self) -> Result<(), quipu_core::Error> {
+        let mut store = self.store;
+        // Every service's clone of the store goes first.
+        drop((self.live, self.reads, self.admission, self.groups, self.projections, self.integration));
+        drop((self.snapshots, self.schemas, self.upcasters, self.lifecycle, self.scavenger));
+        let deadline = tokio::time::Instant::now() + CLOSE_WAIT;
+        loop {
+            match Arc::try_unwrap(store) {
+                Ok(store) => return store.close(),
+                Err(shared) if tokio::time::Instant::now() < deadline => {
+                    store = shared;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(_) => {
+                    tracing::warn!("requests still hold the store after {CLOSE_WAIT:?}; it closes when they finish");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The one read path every door takes: reads of a stream see only what
+//! its lifecycle leaves visible (a tombstoned stream is gone, events
+//! before its truncation, past its max count or max age are hidden), and
+//! events come at their types' current versions (upcast) unless the
+//! reader asks for them as written. Subscriptions start where a stream's
+//! visible events start and upcast as they go.
+//!
+//! A door that reads through [`Reads`] cannot forget either rule, and the
+//! next one (authorization) has one place to go.
+
+use std::sync::Arc;
+
+use quipu_core::{AsOf, Direction, RecordedEvent, Store};
+
+use crate::ApiError;
+use crate::feed::{Feed, Live, Source, Start};
+use crate::lifecycle::Lifecycle;
+use crate::upcast::Upcasters;
+
+/// How a reader wants events' data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// At their types' current versions (see [`Upcasters`]).
+    Current,
+    /// As written.
+    Raw,
+}
+
+impl Shape {
+    /// [`Shape::Raw`] when `raw`, else [`Shape::Current`].
+    #[must_use]
+    pub fn raw_if(raw: bool) -> Shape {
+        if raw { Shape::Raw } else { Shape::Current }
+    }
+}
+
+/// What a read asks for: up to `limit` events of a source from `from`
+/// (inclusive: a revision for a stream, a position otherwise; absent: the
+/// start forwards, the end backwards), as things stood at `as_of` (`None`:
+/// now).
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    /// Which events.
+    pub source: Source,
+    /// Where to start.
+    pub from: Option<u64>,
+    /// Which way.
+    pub direction: Direction,
+    /// At most this many events.
+    pub limit: usize,
+    /// As of a past moment.
+    pub as_of: Option<AsOf>,
+    /// Upcast or as written.
+    pub shape: Shape,
+}
+
+impl ReadRequest {
+    /// Up to `limit` events of `source` forwards from `from`, now, at
+    /// their current versions.
+    #[must_use]
+    pub fn forwards(source: Source, from: Option<u64>, limit: usize) -> ReadRequest {
+        ReadRequest { source, from, direction: Direction::Forwards, limit, as_of: None, shape: Shape::Current }
+    }
+}
+
+/// Reads of the store for every door, with lifecycle and upcasting
+/// applied.
+#[derive(Clone)]
+pub struct Reads {
+    store: Arc<Store>,
+    live: Live,
+    lifecycle: Arc<Lifecycle>,
+    upcasters: Arc<Upcasters>,
+}
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reads").finish_non_exhaustive()
+    }
+}
+
+impl Reads {
+    /// Reads of `store`, following `live` for subscriptions.
+    #[must_use]
+    pub fn new(store: Arc<Store>, live: Live, lifecycle: Arc<Lifecycle>, upcasters: Arc<Upcasters>) -> Reads {
+        Reads { store, live, lifecycle, upcasters }
+    }
+
+    /// The events `request` asks for, read off the async runtime (see
+    /// [`crate::blocking::read`]): a client waits on this answer.
+    ///
+    /// # Errors
+    /// As [`Reads::read_now`]; `internal` when the read task failed.
+    pub async fn read(&self, request: ReadRequest) -> Result<Vec<RecordedEvent>, ApiError> {
+        let reads = self.clone();
+        crate::blocking::read(move || reads.read_now(&request))
+            .await
+            .map_err(|e| ApiError::new(crate::ErrorCode::Internal, e.to_string()))?
+    }
+
+    /// The events `request` asks for, read on this thread (it may block
+    /// on the disk: call it where that is allowed, as the reader pool's
+    /// work).
+    ///
+    /// # Errors
+    /// For a stream: `stream_deleted` when it is tombstoned,
+    /// `stream_not_found` when nothing of it is visible; read errors.
+    pub fn read_now(&self, request: &ReadRequest) -> Result<Vec<RecordedEvent>, ApiError> {
+        let ReadRequest { source, from, direction, limit, as_of, shape } = request;
+        let mut events = match source {
+            Source::Stream(stream) => self.lifecycle.read(stream, *from, *direction, *limit, *as_of)?,
+            _ => source.read_as_of(&self.store, *from, *direction, *limit, *as_of)?,
+        };
+        self.shape(&mut events, *shape);
+        Ok(events)
+    }
+
+    /// A subscription to `source` from `start`, starting no earlier than
+    /// a stream's first visible event.
+    ///
+    /// # Errors
+    /// `stream_deleted` for a tombstoned stream; as [`Feed::new`].
+    pub fn subscribe(&self, source: Source, start: Start, shape: Shape) -> Result<Feed, ApiError> {
+        let start = match &source {
+            Source::Stream(stream) => self.lifecycle.subscription_start(stream, start)?,
+            _ => start,
+        };
+        let feed = self.live.feed(Arc::clone(&self.store), source, start)?;
+        Ok(match shape {
+            Shape::Current => feed.upcasting(Arc::clone(&self.upcasters)),
+            Shape::Raw => feed,
+        })
+    }
+
+    /// Brings `events` to `shape`.
+    pub fn shape(&self, events: &mut [RecordedEvent], shape: Shape) {
+        if shape == Shape::Current {
+            self.upcasters.apply(events);
+        }
+    }
+}
