@@ -42,24 +42,11 @@ type Shared = Arc<Store>;
 
 /// The API's routes over `node`'s services.
 pub fn router(node: &Node) -> Router {
-    let store = Arc::clone(&node.store);
-    let live = node.live.clone();
-    let reads = node.reads.clone();
-    let metrics = Arc::clone(&node.metrics);
-    let groups = Arc::clone(&node.groups);
-    let projections = Arc::clone(&node.projections);
-    let admission = Arc::clone(&node.admission);
-    let integration = Arc::clone(&node.integration);
-    let snapshots = Arc::clone(&node.snapshots);
-    let schemas = Arc::clone(&node.schemas);
-    let upcasters = Arc::clone(&node.upcasters);
-    let lifecycle = Arc::clone(&node.lifecycle);
-    let scavenger = Arc::clone(&node.scavenger);
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
-    let body_limit = store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
-    let counting = Arc::clone(&metrics);
-    let gauged = live.clone();
+    let body_limit = node.store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
+    let counting = Arc::clone(&node.metrics);
+    let gauged = node.live.clone();
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(move |state, metrics| render_metrics(state, metrics, gauged)))
@@ -72,16 +59,16 @@ pub fn router(node: &Node) -> Router {
         .route("/v1/types/{event_type}", get(read_event_type))
         .route("/v1/tags/{tag}", get(read_tag))
         .route("/v1/integration", get(read_integration))
-        .with_state(store)
-        .merge(crate::http::group::router(groups))
-        .merge(crate::http::projection::router(projections))
-        .merge(crate::http::integration::router(Arc::clone(&integration)))
-        .merge(crate::http::snapshot::router(snapshots))
-        .merge(crate::http::confluent::router(Arc::clone(&schemas)))
-        .merge(crate::http::schema::router(schemas))
-        .merge(crate::http::upcast::router(Arc::clone(&upcasters)))
-        .merge(crate::http::lifecycle::router(Arc::clone(&lifecycle)))
-        .merge(crate::http::lifecycle::scavenge_router(scavenger))
+        .with_state(Arc::clone(&node.store))
+        .merge(crate::http::group::router(Arc::clone(&node.groups)))
+        .merge(crate::http::projection::router(Arc::clone(&node.projections)))
+        .merge(crate::http::integration::router(Arc::clone(&node.integration)))
+        .merge(crate::http::snapshot::router(Arc::clone(&node.snapshots)))
+        .merge(crate::http::confluent::router(Arc::clone(&node.schemas)))
+        .merge(crate::http::schema::router(Arc::clone(&node.schemas)))
+        .merge(crate::http::upcast::router(Arc::clone(&node.upcasters)))
+        .merge(crate::http::lifecycle::router(Arc::clone(&node.lifecycle)))
+        .merge(crate::http::lifecycle::scavenge_router(Arc::clone(&node.scavenger)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -91,11 +78,11 @@ pub fn router(node: &Node) -> Router {
                 response
             }
         }))
-        .layer(Extension(metrics))
-        .layer(Extension(admission))
-        .layer(Extension(integration))
-        .layer(Extension(reads))
-        .layer(Extension(lifecycle))
+        .layer(Extension(Arc::clone(&node.metrics)))
+        .layer(Extension(Arc::clone(&node.admission)))
+        .layer(Extension(Arc::clone(&node.integration)))
+        .layer(Extension(node.reads.clone()))
+        .layer(Extension(Arc::clone(&node.lifecycle)))
 }
 
 async fn render_metrics(
