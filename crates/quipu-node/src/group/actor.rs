@@ -229,7 +229,7 @@ impl Actor {
     }
 
     /// Runs until [`Command::Stop`] or until every command sender is gone.
-    pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let (events_sender, mut events) = mpsc::channel(256);
         let source = self.settings.filter.source(&self.integration).unwrap_or(crate::feed::Source::All);
         let start = self.feed_start(&source);

@@ -63,7 +63,7 @@ impl GroupInfo {
 
 struct Running {
     settings: Settings,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
 }
 
 struct Registry {
@@ -84,7 +84,7 @@ pub struct Groups {
 /// leaves the group as failed unless [`Membership::leave`] was called.
 pub struct Membership {
     id: MemberId,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::Sender<Command>,
     deliveries: Option<mpsc::UnboundedReceiver<Delivery>>,
     message_timeout: std::time::Duration,
     left: bool,
@@ -106,14 +106,18 @@ impl Membership {
         self.message_timeout
     }
 
-    /// Acknowledges the events at `positions`.
-    pub fn ack(&self, positions: Vec<Position>) {
-        let _ = self.commands.send(Command::Ack { id: self.id, positions });
+    /// Acknowledges the events at `positions`; waits while the group's
+    /// task has [`COMMANDS_MAX`] commands to handle (a member that answers
+    /// faster than its group keeps up is held back, never buffered
+    /// without bound).
+    pub async fn ack(&self, positions: Vec<Position>) {
+        let _ = self.commands.send(Command::Ack { id: self.id, positions }).await;
     }
 
-    /// Negatively acknowledges the events at `positions`.
-    pub fn nack(&self, positions: Vec<Position>, action: NackAction, reason: String) {
-        let _ = self.commands.send(Command::Nack { id: self.id, positions, action, reason });
+    /// Negatively acknowledges the events at `positions`; waits as
+    /// [`Membership::ack`] does.
+    pub async fn nack(&self, positions: Vec<Position>, action: NackAction, reason: String) {
+        let _ = self.commands.send(Command::Nack { id: self.id, positions, action, reason }).await;
     }
 
     /// Resolves when the group's task has stopped (the group was deleted
@@ -125,14 +129,36 @@ impl Membership {
     /// Leaves cleanly: events held go back without counting as failures.
     pub fn leave(mut self) {
         self.left = true;
-        let _ = self.commands.send(Command::Leave { id: self.id, failed: false });
+        leave(&self.commands, Command::Leave { id: self.id, failed: false });
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
         if !self.left {
-            let _ = self.commands.send(Command::Leave { id: self.id, failed: true });
+            leave(&self.commands, Command::Leave { id: self.id, failed: true });
+        }
+    }
+}
+
+/// Commands a group's task may have waiting; past that, senders wait for
+/// room (members' answers hold back their connections).
+pub const COMMANDS_MAX: usize = 1024;
+
+/// Hands a member's `leave` to its group without waiting: when the
+/// group's queue is full, a task sends it once there is room (so a
+/// member's events go back to the group in every case, while a runtime
+/// runs; without one the group is stopping anyway).
+fn leave(commands: &mpsc::Sender<Command>, leave: Command) {
+    match commands.try_send(leave) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+        Err(mpsc::error::TrySendError::Full(leave)) => {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let commands = commands.clone();
+                runtime.spawn(async move {
+                    let _ = commands.send(leave).await;
+                });
+            }
         }
     }
 }
@@ -259,7 +285,7 @@ impl Groups {
         }
         let running = registry.groups.get_mut(name).ok_or_else(|| not_found(name))?;
         running.settings = settings.clone();
-        let _ = running.commands.send(Command::Retune(Box::new(settings.clone())));
+        let _ = running.commands.send(Command::Retune(Box::new(settings.clone()))).await;
         Ok(settings)
     }
 
@@ -280,7 +306,7 @@ impl Groups {
 
     /// Every group with what it is doing, by name.
     pub async fn list(&self) -> Vec<GroupInfo> {
-        let running: Vec<(Settings, mpsc::UnboundedSender<Command>)> = {
+        let running: Vec<(Settings, mpsc::Sender<Command>)> = {
             let registry = self.registry.lock().await;
             registry.groups.values().map(|r| (r.settings.clone(), r.commands.clone())).collect()
         };
@@ -318,7 +344,7 @@ impl Groups {
     pub async fn replay_parked_up_to(&self, name: &str, limit: Option<u64>) -> Result<u64, ApiError> {
         let (_, commands) = self.running(name).await?;
         let (reply, answer) = oneshot::channel();
-        commands.send(Command::ReplayParked { limit, reply }).map_err(|_| not_found(name))?;
+        commands.send(Command::ReplayParked { limit, reply }).await.map_err(|_| not_found(name))?;
         answer.await.map_err(|_| not_found(name))?
     }
 
@@ -341,6 +367,7 @@ impl Groups {
                 max_in_flight: max_in_flight as usize,
                 deliveries: deliveries_sender,
             })
+            .await
             .map_err(|_| not_found(name))?;
         let message_timeout = std::time::Duration::from_millis(settings.message_timeout_ms);
         Ok(Membership { id, commands, deliveries: Some(deliveries), message_timeout, left: false })
@@ -354,15 +381,15 @@ impl Groups {
         }
     }
 
-    async fn running(&self, name: &str) -> Result<(Settings, mpsc::UnboundedSender<Command>), ApiError> {
+    async fn running(&self, name: &str) -> Result<(Settings, mpsc::Sender<Command>), ApiError> {
         let registry = self.registry.lock().await;
         let running = registry.groups.get(name).ok_or_else(|| not_found(name))?;
         Ok((running.settings.clone(), running.commands.clone()))
     }
 
-    async fn info_of(&self, settings: Settings, commands: &mpsc::UnboundedSender<Command>) -> Option<GroupInfo> {
+    async fn info_of(&self, settings: Settings, commands: &mpsc::Sender<Command>) -> Option<GroupInfo> {
         let (reply, answer) = oneshot::channel();
-        commands.send(Command::Status(reply)).ok()?;
+        commands.send(Command::Status(reply)).await.ok()?;
         let status = answer.await.ok()?;
         let head = self.store.last_position().map_or(Position(0), Position::next);
         Some(GroupInfo { settings, status, head })
@@ -382,7 +409,7 @@ fn start(feeds: &Feeds, settings: Settings) -> Result<Running, ApiError> {
 }
 
 fn start_group(feeds: &Feeds, settings: Settings, checkpoint: Option<super::actor::Checkpoint>) -> Running {
-    let (commands, receiver) = mpsc::unbounded_channel();
+    let (commands, receiver) = mpsc::channel(COMMANDS_MAX);
     let actor = Actor::new(feeds, settings.clone(), checkpoint);
     tokio::spawn(actor.run(receiver));
     Running { settings, commands }
@@ -390,7 +417,74 @@ fn start_group(feeds: &Feeds, settings: Settings, checkpoint: Option<super::acto
 
 async fn stop(running: &Running) {
     let (reply, done) = oneshot::channel();
-    if running.commands.send(Command::Stop(reply)).is_ok() {
+    if running.commands.send(Command::Stop(reply)).await.is_ok() {
         let _ = done.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    fn member(commands: mpsc::Sender<Command>) -> Membership {
+        let (_, deliveries) = mpsc::unbounded_channel();
+        let message_timeout = std::time::Duration::from_secs(30);
+        Membership { id: 7, commands, deliveries: Some(deliveries), message_timeout, left: false }
+    }
+
+    /// What the group's task received: acknowledged positions, and
+    /// whether the member left as failed.
+    fn received(receiver: &mut mpsc::Receiver<Command>) -> (Vec<u64>, Option<bool>) {
+        let (mut acked, mut left) = (Vec::new(), None);
+        while let Ok(command) = receiver.try_recv() {
+            match command {
+                Command::Ack { id: 7, positions } => acked.extend(positions.iter().map(|p| p.0)),
+                Command::Leave { id: 7, failed } => left = Some(failed),
+                _ => panic!("unexpected command"),
+            }
+        }
+        (acked, left)
+    }
+
+    #[tokio::test]
+    async fn a_member_answering_faster_than_its_group_waits_for_room_and_loses_nothing() {
+        let (commands, mut receiver) = mpsc::channel(COMMANDS_MAX);
+        let member = member(commands);
+        for n in 0..COMMANDS_MAX as u64 {
+            // Unconstrained: tokio's cooperative budget would make a later send yield.
+            tokio::task::unconstrained(member.ack(vec![Position(n)])).now_or_never().expect("room in the queue");
+        }
+        let mut one_more = Box::pin(tokio::task::unconstrained(member.ack(vec![Position(COMMANDS_MAX as u64)])));
+        assert!((&mut one_more).now_or_never().is_none(), "a full queue holds the answer back");
+        let first = receiver.recv().await;
+        assert!(matches!(first, Some(Command::Ack { id: 7, .. })));
+        one_more.await;
+        let (acked, left) = received(&mut receiver);
+        let expected: Vec<u64> = (1..=COMMANDS_MAX as u64).collect();
+        assert_eq!(acked, expected, "every answer arrives, in order");
+        assert_eq!(left, None);
+        drop(member);
+        assert_eq!(received(&mut receiver), (Vec::new(), Some(true)), "a dropped member leaves as failed");
+    }
+
+    #[tokio::test]
+    async fn a_member_dropped_while_its_group_is_behind_still_leaves() {
+        let (commands, mut receiver) = mpsc::channel(COMMANDS_MAX);
+        let member = member(commands);
+        for n in 0..COMMANDS_MAX as u64 {
+            // Unconstrained: tokio's cooperative budget would make a later send yield.
+            tokio::task::unconstrained(member.ack(vec![Position(n)])).now_or_never().expect("room in the queue");
+        }
+        drop(member);
+        let (acked, left) = received(&mut receiver);
+        assert_eq!(acked.len(), COMMANDS_MAX);
+        assert_eq!(left, None, "the leave waits for room");
+        let leave = tokio::time::timeout(std::time::Duration::from_secs(10), receiver.recv()).await;
+        assert!(
+            matches!(leave, Ok(Some(Command::Leave { id: 7, failed: true }))),
+            "the leave arrives once there is room"
+        );
     }
 }

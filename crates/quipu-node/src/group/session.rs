@@ -108,10 +108,10 @@ impl Sessions {
     ///
     /// # Errors
     /// 404 when the member has no session.
-    pub fn ack(&self, group: &str, member: &str, positions: Vec<Position>) -> Result<(), ApiError> {
+    pub async fn ack(&self, group: &str, member: &str, positions: Vec<Position>) -> Result<(), ApiError> {
         let session = self.existing(group, member)?;
         session.touch();
-        session.membership.ack(positions);
+        session.membership.ack(positions).await;
         Ok(())
     }
 
@@ -119,7 +119,7 @@ impl Sessions {
     ///
     /// # Errors
     /// 404 when the member has no session.
-    pub fn nack(
+    pub async fn nack(
         &self,
         group: &str,
         member: &str,
@@ -129,7 +129,7 @@ impl Sessions {
     ) -> Result<(), ApiError> {
         let session = self.existing(group, member)?;
         session.touch();
-        session.membership.nack(positions, action, reason);
+        session.membership.nack(positions, action, reason).await;
         Ok(())
     }
 

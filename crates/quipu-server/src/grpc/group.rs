@@ -124,14 +124,14 @@ async fn forward_answers(membership: Membership, mut requests: Streaming<pb::Con
             }
             Some(Err(_)) => return, // dropped: leaves as failed
             Some(Ok(request)) => match request.kind {
-                Some(Kind::Ack(ack)) => membership.ack(ack.positions.into_iter().map(Position).collect()),
+                Some(Kind::Ack(ack)) => membership.ack(ack.positions.into_iter().map(Position).collect()).await,
                 Some(Kind::Nack(nack)) => {
                     let action = match pb::NackAction::try_from(nack.action) {
                         Ok(pb::NackAction::Park) => NackAction::Park,
                         Ok(pb::NackAction::Skip) => NackAction::Skip,
                         _ => NackAction::Retry,
                     };
-                    membership.nack(nack.positions.into_iter().map(Position).collect(), action, nack.reason);
+                    membership.nack(nack.positions.into_iter().map(Position).collect(), action, nack.reason).await;
                 }
                 Some(Kind::Abandon(_)) => return, // dropped: leaves as failed
                 Some(Kind::Join(_)) | None => {

@@ -220,7 +220,7 @@ async fn ack(
 ) -> Result<Json<Value>, HttpError> {
     let Json(body) = body?;
     let count = body.positions.len();
-    sessions.ack(&name, &member, body.positions.into_iter().map(quipu_core::Position).collect())?;
+    sessions.ack(&name, &member, body.positions.into_iter().map(quipu_core::Position).collect()).await?;
     Ok(Json(json!({ "acked": count })))
 }
 
@@ -236,13 +236,9 @@ async fn nack(
         NackActionJson::Skip => NackAction::Skip,
     };
     let count = body.positions.len();
-    sessions.nack(
-        &name,
-        &member,
-        body.positions.into_iter().map(quipu_core::Position).collect(),
-        action,
-        body.reason,
-    )?;
+    sessions
+        .nack(&name, &member, body.positions.into_iter().map(quipu_core::Position).collect(), action, body.reason)
+        .await?;
     Ok(Json(json!({ "nacked": count })))
 }
 

@@ -360,7 +360,7 @@ impl Reader {
                 }
                 request = requests.message() => match request {
                     Ok(Some(request)) => {
-                        if let Err(status) = self.answer(request) {
+                        if let Err(status) = self.answer(request).await {
                             let _ = self.answers.send(Err(status)).await;
                             return;
                         }
@@ -389,12 +389,12 @@ impl Reader {
     }
 
     /// Applies an acknowledgement or a negative one.
-    fn answer(&mut self, request: pb::ReadReq) -> Result<(), Status> {
+    async fn answer(&mut self, request: pb::ReadReq) -> Result<(), Status> {
         use pb::read_req::nack::Action;
         match request.content {
             Some(pb::read_req::Content::Ack(ack)) => {
                 let positions = self.positions(&ack.ids)?;
-                self.membership.ack(positions);
+                self.membership.ack(positions).await;
             }
             Some(pb::read_req::Content::Nack(nack)) => {
                 let positions = self.positions(&nack.ids)?;
@@ -403,7 +403,7 @@ impl Reader {
                     Ok(Action::Skip) => NackAction::Skip,
                     Ok(Action::Retry | Action::Stop | Action::Unknown) | Err(_) => NackAction::Retry,
                 };
-                self.membership.nack(positions, action, nack.reason);
+                self.membership.nack(positions, action, nack.reason).await;
             }
             Some(pb::read_req::Content::Options(_)) => {
                 return Err(Status::invalid_argument("a persistent subscription read sends its options once"));
