@@ -128,7 +128,7 @@ impl Connection {
         match self {
             Connection::Grpc(_) => Request::Grpc {
                 stream,
-                expected: ExpectedRevision::from_last(last.map(|r| r.0)),
+                expected: ExpectedRevision::from_last(last),
                 events: (0..events).map(|n| NewEvent::new(EVENT_TYPE, data(n))).collect(),
             },
             Connection::Http(_) => {

@@ -99,7 +99,7 @@ impl Client {
             if events.is_empty() {
                 return Ok(Executed { result: None, attempts: attempt });
             }
-            let expected = ExpectedRevision::from_last(loaded.last_revision);
+            let expected = ExpectedRevision::from_last(loaded.last_revision.map(crate::Revision));
             match self.append(stream, expected, events).await {
                 Ok(result) => return Ok(Executed { result: Some(result), attempts: attempt }),
                 Err(Error::Conflict { .. }) => continue,

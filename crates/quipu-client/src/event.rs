@@ -8,54 +8,9 @@ use uuid::Uuid;
 
 use crate::Error;
 
-/// The state a stream must be in for an append to succeed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ExpectedRevision {
-    /// No check.
-    #[default]
-    Any,
-    /// The stream has no events.
-    NoStream,
-    /// The stream has at least one event.
-    Exists,
-    /// The stream's last event has this revision.
-    Exact(u64),
-}
-
-impl ExpectedRevision {
-    /// `Exact(last)` for a stream whose last revision is `last`, and
-    /// `NoStream` for one with no events.
-    #[must_use]
-    pub fn from_last(last: Option<u64>) -> ExpectedRevision {
-        last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
-    }
-}
-
-impl std::fmt::Display for ExpectedRevision {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ExpectedRevision::Any => f.write_str("any"),
-            ExpectedRevision::NoStream => f.write_str("no_stream"),
-            ExpectedRevision::Exists => f.write_str("exists"),
-            ExpectedRevision::Exact(revision) => write!(f, "{revision}"),
-        }
-    }
-}
-
-impl std::str::FromStr for ExpectedRevision {
-    type Err = String;
-
-    /// The text form every door takes (see `quipu_types`): `any`,
-    /// `no_stream`, `exists` or a revision number.
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.parse::<quipu_types::ExpectedRevision>().map_err(|error| error.to_string())? {
-            quipu_types::ExpectedRevision::Any => Ok(ExpectedRevision::Any),
-            quipu_types::ExpectedRevision::NoStream => Ok(ExpectedRevision::NoStream),
-            quipu_types::ExpectedRevision::Exists => Ok(ExpectedRevision::Exists),
-            quipu_types::ExpectedRevision::Exact(revision) => Ok(ExpectedRevision::Exact(revision.0)),
-        }
-    }
-}
+/// The state a stream must be in for an append to succeed, and the
+/// revisions it names: the types every part of Quipu shares.
+pub use quipu_types::{ExpectedRevision, Revision};
 
 /// An event to append. Its id is chosen when it is made and kept across
 /// retries: the server writes an id once and answers a repeat with the

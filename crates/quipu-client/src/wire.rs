@@ -15,7 +15,7 @@ pub(crate) fn expected(expected: ExpectedRevision) -> pb::ExpectedRevision {
         ExpectedRevision::Any => Kind::Any(pb::Empty {}),
         ExpectedRevision::NoStream => Kind::NoStream(pb::Empty {}),
         ExpectedRevision::Exists => Kind::Exists(pb::Empty {}),
-        ExpectedRevision::Exact(revision) => Kind::Exact(revision),
+        ExpectedRevision::Exact(revision) => Kind::Exact(revision.0),
     };
     pb::ExpectedRevision { kind: Some(kind) }
 }
@@ -26,7 +26,7 @@ fn expected_from(expected: Option<pb::ExpectedRevision>) -> ExpectedRevision {
         None | Some(Kind::Any(_)) => ExpectedRevision::Any,
         Some(Kind::NoStream(_)) => ExpectedRevision::NoStream,
         Some(Kind::Exists(_)) => ExpectedRevision::Exists,
-        Some(Kind::Exact(revision)) => ExpectedRevision::Exact(revision),
+        Some(Kind::Exact(revision)) => ExpectedRevision::Exact(crate::Revision(revision)),
     }
 }
 

@@ -91,7 +91,7 @@ impl CheckpointStream {
     /// [`Error::Quipu`] when Quipu refused or could not be reached.
     pub async fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
         let event = NewEvent::json(CHECKPOINT_TYPE, checkpoint).map_err(Error::Quipu)?;
-        let expected = ExpectedRevision::from_last(self.revision);
+        let expected = ExpectedRevision::from_last(self.revision.map(quipu_client::Revision));
         let written = match self.client.append(&self.stream, expected, vec![event]).await {
             Ok(written) => written,
             Err(ClientError::Conflict { .. }) => {

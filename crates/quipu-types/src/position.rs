@@ -51,10 +51,11 @@ impl fmt::Display for Revision {
 }
 
 /// What an append expects of a stream's state; the append fails with a
-/// conflict when the stream is in another state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// conflict when the stream is in another state. The default is no check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum ExpectedRevision {
     /// No check: append whatever the stream's state.
+    #[default]
     Any,
     /// The stream must not exist (have no events).
     NoStream,
@@ -65,6 +66,13 @@ pub enum ExpectedRevision {
 }
 
 impl ExpectedRevision {
+    /// What to expect of a stream whose last revision was `last` (`None`:
+    /// no stream): exactly that revision, or no stream.
+    #[must_use]
+    pub fn from_last(last: Option<Revision>) -> ExpectedRevision {
+        last.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact)
+    }
+
     /// Whether a stream whose last revision is `actual` (`None`: no stream)
     /// satisfies this expectation.
     #[must_use]
@@ -129,6 +137,13 @@ impl fmt::Display for ExpectedRevision {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_expectation_after_a_read_is_its_last_revision_or_no_stream() {
+        assert_eq!(ExpectedRevision::from_last(None), ExpectedRevision::NoStream);
+        assert_eq!(ExpectedRevision::from_last(Some(Revision(4))), ExpectedRevision::Exact(Revision(4)));
+        assert_eq!(ExpectedRevision::default(), ExpectedRevision::Any);
+    }
 
     #[test]
     fn expectations_match_stream_states() {

@@ -121,7 +121,8 @@ async fn open_all(
 async fn write(grpc: SocketAddr, writer: u64, count: u64) {
     let client = Client::connect(format!("http://{grpc}")).await.expect("connect a writer");
     for n in 0..count {
-        let expected = if n == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(n - 1) };
+        let expected =
+            if n == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(quipu_client::Revision(n - 1)) };
         let event = NewEvent::new("Noted", format!("{{\"writer\":{writer},\"n\":{n}}}").into_bytes());
         client.append(format!("fan-{writer}"), expected, vec![event]).await.expect("an append");
     }

@@ -68,7 +68,11 @@ async fn write_streams(client: &Client, streams: u64, rounds: u64) {
             let client = client.clone();
             tokio::spawn(async move {
                 for r in 0..rounds {
-                    let expected = if r == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(r - 1) };
+                    let expected = if r == 0 {
+                        ExpectedRevision::NoStream
+                    } else {
+                        ExpectedRevision::Exact(quipu_client::Revision(r - 1))
+                    };
                     client.append(format!("order-{s}"), expected, vec![event("Placed", r)]).await.expect("append");
                 }
             })
@@ -213,7 +217,10 @@ async fn a_poison_event_is_parked_after_its_retries_while_the_rest_flow_and_can_
             .expect("append");
     }
     // The poison stream's next event waits behind it.
-    client.append("user-4", ExpectedRevision::Exact(0), vec![event("Fine", 40)]).await.expect("append");
+    client
+        .append("user-4", ExpectedRevision::Exact(quipu_client::Revision(0)), vec![event("Fine", 40)])
+        .await
+        .expect("append");
 
     let mut consumer = client.consume_group("mailer", "m", 10).await.expect("join");
     let mut fine = Vec::new();

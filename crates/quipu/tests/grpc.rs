@@ -76,7 +76,9 @@ async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the
         .map(|n| {
             let client = client.clone();
             tokio::spawn(async move {
-                client.append("order-1", ExpectedRevision::Exact(1), vec![event("Shipped", n)]).await
+                client
+                    .append("order-1", ExpectedRevision::Exact(quipu_client::Revision(1)), vec![event("Shipped", n)])
+                    .await
             })
         })
         .collect();
@@ -91,7 +93,7 @@ async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the
                 let stream = conflict.streams.first().expect("the conflicting stream");
                 assert_eq!(
                     (stream.stream.as_str(), stream.expected, stream.actual),
-                    ("order-1", ExpectedRevision::Exact(1), Some(2))
+                    ("order-1", ExpectedRevision::Exact(quipu_client::Revision(1)), Some(2))
                 );
                 assert!(message.contains("order-1"), "the message names the stream: {message}");
             }
@@ -233,9 +235,9 @@ async fn atomic_appends_batches_and_retries(transport: Transport) {
     // A batch: each append is its own transaction, outcomes in order.
     let batch = [
         Append::new().stream("order-2", ExpectedRevision::NoStream, vec![event("Placed", 5)]),
-        Append::new().stream("order-1", ExpectedRevision::Exact(0), vec![event("Late", 6)]),
+        Append::new().stream("order-1", ExpectedRevision::Exact(quipu_client::Revision(0)), vec![event("Late", 6)]),
         Append::new().stream("bad name\t", ExpectedRevision::Any, vec![event("Placed", 7)]),
-        Append::new().stream("order-2", ExpectedRevision::Exact(0), vec![event("Paid", 8)]),
+        Append::new().stream("order-2", ExpectedRevision::Exact(quipu_client::Revision(0)), vec![event("Paid", 8)]),
     ];
     let outcomes = client.append_batch(&batch).await.expect("batch");
     assert!(matches!(&outcomes[0], BatchOutcome::Written(r) if r.next_expected_revision() == Some(0)));

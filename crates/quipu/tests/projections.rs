@@ -84,7 +84,10 @@ async fn a_blocking_rebuild_goes_to_one_runner_closes_its_category_until_done_an
     let done = Some((id, RebuildProgress::Done(12)));
     assert_eq!(client.report_projection("order_totals", "a", Some(12), done).await.expect("report"), None);
     assert_eq!(rebuild_state(&client, "order_totals").await, (RebuildState::Done, 12, 12));
-    client.append("order-1", ExpectedRevision::Exact(9), vec![event(10)]).await.expect("open again");
+    client
+        .append("order-1", ExpectedRevision::Exact(quipu_client::Revision(9)), vec![event(10)])
+        .await
+        .expect("open again");
     let (status, listed) = server.request("GET", "/v1/projections", None);
     assert_eq!(status, 200);
     assert_eq!(listed["projections"][0]["rebuild"]["state"], "done", "{listed}");

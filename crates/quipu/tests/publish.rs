@@ -203,7 +203,7 @@ async fn move_checkpoint(client: &Client) {
         let last = client.read_stream(&stream, None, Direction::Backwards, 1).await.expect("read the checkpoint");
         let last = last.first().expect("a checkpoint");
         let copy = NewEvent::new(last.event_type.clone(), last.data.clone());
-        match client.append(&stream, ExpectedRevision::Exact(last.revision), vec![copy]).await {
+        match client.append(&stream, ExpectedRevision::Exact(quipu_client::Revision(last.revision)), vec![copy]).await {
             Ok(_) => return,
             // The publisher checkpointed in between: read again.
             Err(quipu_client::Error::Conflict { .. }) => {}

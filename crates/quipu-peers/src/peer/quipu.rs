@@ -66,7 +66,11 @@ fn events(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
 #[async_trait]
 impl Connection for QuipuConnection {
     async fn append(&mut self, stream: &str, expected: Option<u64>, payloads: &[Vec<u8>]) -> anyhow::Result<Appended> {
-        match self.client.append(stream, ExpectedRevision::from_last(expected), events(payloads)).await {
+        match self
+            .client
+            .append(stream, ExpectedRevision::from_last(expected.map(quipu_client::Revision)), events(payloads))
+            .await
+        {
             Ok(_) => Ok(Appended::Written),
             Err(quipu_client::Error::Conflict { .. }) => Ok(Appended::Conflict),
             Err(error) => Err(error.into()),
