@@ -412,7 +412,13 @@ impl Feed {
     async fn read_page(&mut self) -> Option<Page> {
         if let Cursor::Position(next) = self.next {
             let from = next.max(self.examined);
-            if let Some(page) = self.source.read_tail(&self.tail, from, PAGE) {
+            // Before the switch, the tail's end must be the store's: a
+            // ring nobody followed for a while stopped reading, and a
+            // switch on its end would come before events already written.
+            let store_head = (!self.caught_up).then(|| self.store.last_position());
+            if let Some(page) = self.source.read_tail(&self.tail, from, PAGE)
+                && (!page.at_end || store_head.is_none_or(|head| page.end >= head))
+            {
                 self.examined = page.next;
                 // A feed that started past the tail's end (at the store's
                 // newer head) has seen everything before its start.
@@ -525,6 +531,52 @@ mod tests {
             }
             assert_eq!(event_position(feed.next_item().await), head.0 + 1, "then the live event");
         }
+    }
+
+    /// A feed's switch to live comes after every event written before it
+    /// started, even when the tail's ring was left behind: nobody
+    /// followed it for a while, so it stopped reading, and events were
+    /// written meanwhile (a publisher run with --until-caught-up stopped at
+    /// such a switch, hundreds of events short).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_switch_waits_for_what_was_written_while_nobody_followed_the_tail() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_of(dir.path(), 3);
+        let (_stop, stopping) = watch::channel(false);
+        let options = TailOptions { idle: std::time::Duration::from_secs(60), ..TailOptions::default() };
+        let live = Live::follow(&store, stopping, options);
+        // A first feed makes the tail keep a ring from the store's head.
+        let mut first = live.feed(Arc::clone(&store), Source::All, Start::End).expect("feed");
+        append(&store, "order-1", 3);
+        loop {
+            match first.next_item().await {
+                Some(Item::Event(event)) => break assert_eq!(event.position.0, 3),
+                Some(Item::CaughtUp(_)) => {}
+                None => panic!("the feed ended"),
+            }
+        }
+        drop(first);
+        // The tail reads what the head moved to, then sees no follower.
+        append(&store, "order-1", 4);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        for n in 5..20 {
+            append(&store, "order-1", n);
+        }
+        let head = store.last_position();
+        // It starts inside the ring (a publisher's checkpoint, say).
+        let mut second = live.feed(Arc::clone(&store), Source::All, Start::Position(Position(3))).expect("feed");
+        let mut seen = Vec::new();
+        loop {
+            match second.next_item().await {
+                Some(Item::Event(event)) => seen.push(event.position.0),
+                Some(Item::CaughtUp(caught_up)) => {
+                    assert_eq!(caught_up, head, "the switch is at the head written before the feed");
+                    break;
+                }
+                None => panic!("the feed ended"),
+            }
+        }
+        assert_eq!(seen, (3..20).collect::<Vec<u64>>(), "every event before the switch");
     }
 
     /// What is ready comes out without a read, in order, within the byte
