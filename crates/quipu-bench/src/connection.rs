@@ -240,12 +240,9 @@ mod tests {
             (None, quipu_core::ExpectedRevision::NoStream),
             (Some(Revision(7)), quipu_core::ExpectedRevision::Exact(Revision(7))),
         ] {
-            let body: quipu_server::wire::AppendBody =
+            let body: quipu_http::wire::AppendBody =
                 serde_json::from_str(&append_body(last, 3)).expect("the server's append shape");
-            assert_eq!(
-                quipu_server::wire::expected_revision(body.expected_revision.as_ref()).expect("valid"),
-                expected
-            );
+            assert_eq!(quipu_http::wire::expected_revision(body.expected_revision.as_ref()).expect("valid"), expected);
             assert_eq!(body.events.len(), 3);
             for event in body.events {
                 let event = event.into_proposed().expect("a valid event");

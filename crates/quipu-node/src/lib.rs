@@ -44,4 +44,4 @@ pub mod upcast;
 pub use api_error::{ApiError, conflict_error};
 pub use error_code::{ErrorCode, ErrorKind};
 pub use node::{Node, OpenError};
-pub use read::{ReadRequest, Reads, Shape};
+pub use read::{ReadRequest, Reads, Shape, as_of};

@@ -139,3 +139,27 @@ impl Reads {
         }
     }
 }
+
+/// The moment a read asks for: at most one of `to_revision` (streams
+/// only), `to_position` and `as_of_us`.
+///
+/// # Errors
+/// `invalid_as_of` for two of them, or a revision bound on a read
+/// that is not of one stream.
+pub fn as_of(
+    to_revision: Option<u64>,
+    to_position: Option<u64>,
+    as_of_us: Option<u64>,
+    stream: bool,
+) -> Result<Option<AsOf>, ApiError> {
+    use quipu_core::{Position, Revision};
+    let invalid = |message: &str| Err(ApiError::new(crate::ErrorCode::InvalidAsOf, message));
+    match (to_revision, to_position, as_of_us) {
+        (None, None, None) => Ok(None),
+        (Some(revision), None, None) if stream => Ok(Some(AsOf::Revision(Revision(revision)))),
+        (Some(_), None, None) => invalid("to_revision bounds a read of one stream; use to_position or as_of_us"),
+        (None, Some(position), None) => Ok(Some(AsOf::Position(Position(position)))),
+        (None, None, Some(time_us)) => Ok(Some(AsOf::Time(time_us))),
+        _ => invalid("give at most one of to_revision, to_position and as_of_us"),
+    }
+}

@@ -143,6 +143,27 @@ fn hand_over(
     futures_util::future::Either::Right(async move { Ok(outcome.await.map_err(|_| closed())??) })
 }
 
+/// A DCB condition from its items as (types, tags) name lists and the
+/// position it was decided at; every door that takes DCB conditions
+/// builds them here.
+///
+/// # Errors
+/// [`ApiError`] for a bad type or tag name.
+pub fn condition(
+    items: impl Iterator<Item = (Vec<String>, Vec<String>)>,
+    after: Option<u64>,
+) -> Result<quipu_core::Condition, ApiError> {
+    let items = items
+        .map(|(types, tags)| {
+            Ok(quipu_core::QueryItem {
+                types: types.into_iter().map(quipu_core::EventType::new).collect::<Result<_, _>>()?,
+                tags: tags.into_iter().map(quipu_core::Tag::new).collect::<Result<_, _>>()?,
+            })
+        })
+        .collect::<Result<_, ApiError>>()?;
+    Ok(quipu_core::Condition { query: quipu_core::Query { items }, after: after.map(quipu_core::Position) })
+}
+
 #[cfg(test)]
 mod tests {
     use futures_util::FutureExt;

@@ -1,8 +1,8 @@
-//! # quipu-server: Quipu's doors over the network
+//! # quipu-server: Quipu's doors, run together
 //!
 //! Serves a [`quipu_core::Store`] over gRPC (`quipu.v1.Streams`, see
-//! `proto/quipu/v1/streams.proto`) and HTTP/JSON with Server-Sent Events.
-//! What it promises:
+//! `proto/quipu/v1/streams.proto`), HTTP/JSON with Server-Sent Events and
+//! the KurrentDB client protocol. What it promises:
 //!
 //! - **Same guarantees as the engine.** A successful append answer means
 //!   the events are durable; a conflict (HTTP `409`, gRPC
@@ -16,28 +16,20 @@
 //! - **Subscriptions** (SSE and gRPC) send every matching event once, in
 //!   order, across the switch from catch-up to live, without a thread per
 //!   subscriber.
-//! - **Graceful shutdown**: when the shutdown future resolves, both
+//! - **Graceful shutdown**: when the shutdown future resolves, the
 //!   listeners stop accepting, subscriptions end, in-flight requests
 //!   finish, and the store is closed (every acknowledged append is already
 //!   durable).
 //!
-//! The services are [`quipu_node`]'s; this crate holds the doors over
-//! them. Modules: `http` (routes, SSE, the Confluent schema routes,
-//! `/openapi.json`, errors as HTTP answers), `grpc` (`quipu.v1` services,
-//! their messages, and `native`, the framed transport of `quipu://`),
-//! `kurrent` (the KurrentDB client protocol), [`wire`] (the JSON shapes),
-//! `opening` (the accept loops' preface and keepalive rules), and
-//! [`serve_node`], which runs them (and the doors the binary adds, such as
-//! the Kafka door) over a [`Node`].
-
-mod grpc;
-mod http;
-mod kurrent;
-mod opening;
-pub mod wire;
+//! The services are [`quipu_node`]'s and each door is a crate of its own
+//! over them: [`quipu_http`] (routes, SSE, the Confluent schema routes,
+//! `/openapi.json`), [`quipu_grpc`] (the `quipu.v1` services and the framed
+//! transport of `quipu://`) and [`quipu_kurrent`] (the KurrentDB client
+//! protocol). This crate only runs them: [`serve_node`] serves them, and
+//! the doors the binary adds (the Kafka door), over one [`Node`] until
+//! shutdown.
 
 use std::future::Future;
-use std::sync::Arc;
 
 use quipu_core::Store;
 pub use quipu_node::Node;
@@ -60,6 +52,9 @@ pub enum ServerError {
     /// A service of the node did not open.
     #[error(transparent)]
     Open(#[from] quipu_node::OpenError),
+    /// The KurrentDB door could not start.
+    #[error(transparent)]
+    Kurrent(#[from] quipu_kurrent::DoorError),
 }
 
 /// A door served beside this crate's, wired by the binary (the Kafka
@@ -79,7 +74,8 @@ impl std::fmt::Debug for OtherDoor {
     }
 }
 
-pub use kurrent::door::{Listener as KurrentListener, Tls as KurrentTls};
+pub use quipu_grpc::ConnectionLimits;
+pub use quipu_kurrent::{Listener as KurrentListener, Tls as KurrentTls};
 
 /// The sockets the server answers on.
 #[derive(Debug)]
@@ -92,33 +88,6 @@ pub struct Listeners {
     pub http: TcpListener,
     /// The KurrentDB client protocol (off when `None`).
     pub kurrent: Option<KurrentListener>,
-}
-
-/// Limits on the doors' connections.
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    /// How long an HTTP request's headers may take to arrive, which is
-    /// also how long a kept-alive HTTP connection may sit idle between
-    /// requests; then the connection is closed. A connection to the gRPC
-    /// port or the KurrentDB port has as long to send its preface (the
-    /// Kafka door has its own settings).
-    pub http_header_timeout: std::time::Duration,
-    /// Connections to the gRPC and KurrentDB ports idle this long get TCP
-    /// keepalive probes, this far apart, and are closed after three go
-    /// unanswered: a peer that vanished without closing holds nothing for
-    /// good. The peer's kernel answers the probes, so a client too busy
-    /// to read for a while is not cut (HTTP/2 pings, which its process
-    /// must answer, cut 3 of 200 subscribers catching up on two cores).
-    pub keepalive: std::time::Duration,
-}
-
-impl Default for ConnectionLimits {
-    fn default() -> ConnectionLimits {
-        ConnectionLimits {
-            http_header_timeout: std::time::Duration::from_secs(30),
-            keepalive: std::time::Duration::from_secs(10),
-        }
-    }
 }
 
 /// Serves `store` on `listeners` until `shutdown` resolves, then drains
@@ -151,32 +120,19 @@ pub async fn serve_node(
     others: Vec<OtherDoor>,
 ) -> Result<(), ServerError> {
     let stopping = node.stopping();
-    let router = http::router(&node);
+    let router = quipu_http::router(&node);
     let http_stopping = stopping.clone();
     let http = async move {
-        http::server::serve(listeners.http, router, limits.http_header_timeout, http_stopping).await;
+        quipu_http::server::serve(listeners.http, router, limits.http_header_timeout, http_stopping).await;
         Ok::<(), std::io::Error>(())
     };
     // Appends may be as large as the engine allows, with room for framing.
     let message_max = node.store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
     let kurrent = match listeners.kurrent {
-        Some(listener) => {
-            let door = kurrent::door::Door {
-                streams: kurrent::streams::StreamsService {
-                    store: Arc::clone(&node.store),
-                    lifecycle: Arc::clone(&node.lifecycle),
-                    reads: node.reads.clone(),
-                    admission: Arc::clone(&node.admission),
-                    metrics: Arc::clone(&node.metrics),
-                },
-                groups: Arc::clone(&node.groups),
-                message_max,
-            };
-            Some(door.serve(listener, stopping.clone(), limits)?)
-        }
+        Some(listener) => Some(quipu_kurrent::serve(&node, listener, message_max, limits, stopping.clone())?),
         None => None,
     };
-    let grpc = grpc::serve(&node, listeners.grpc, message_max, limits, stopping.clone());
+    let grpc = quipu_grpc::serve(&node, listeners.grpc, message_max, limits, stopping.clone());
     let signal = async {
         shutdown.await;
         // Live subscriptions end, groups write their checkpoints, a

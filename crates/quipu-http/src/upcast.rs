@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use quipu_node::upcast::{Upcaster, Upcasters};
 
 type Shared = Arc<Upcasters>;

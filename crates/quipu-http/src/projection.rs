@@ -20,7 +20,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use quipu_node::projection::{ProjectionInfo, Projections, RebuildReport, Report};
 use quipu_node::{ApiError, ErrorCode};
 

@@ -1,9 +1,21 @@
-//! The gRPC service `quipu.v1.Streams` (see `proto/quipu/v1/streams.proto`).
-//! Appends go to the sequencer without blocking the runtime; reads run on
-//! the blocking pool; subscriptions are [`Feed`]s.
+//! # quipu-grpc: Quipu's gRPC door
+//!
+//! The `quipu.v1` services over a node ([`serve`]): `Streams` (see
+//! `proto/quipu/v1/streams.proto`), `Groups`, `Projections`, `Schemas`
+//! and `Snapshots`, over HTTP/2 and over [`native`], the framed transport
+//! the Rust client speaks at `quipu://` addresses, on one port. Appends go
+//! to the sequencer without blocking the runtime; reads take the node's
+//! one read path; subscriptions are [`Feed`]s. Service errors become gRPC
+//! statuses in one exhaustive match ([`wire::status`]).
+//!
+//! [`opening`] holds the accept rules every HTTP/2 port shares (a preface
+//! within the header timeout, TCP keepalive, accepts that survive
+//! failures), with their [`ConnectionLimits`]; the KurrentDB door uses
+//! them too.
 
 pub mod group;
 pub mod native;
+pub mod opening;
 pub mod projection;
 pub mod schema;
 pub mod snapshot;
@@ -26,9 +38,36 @@ use quipu_node::metrics::Metrics;
 use quipu_node::{ApiError, ErrorCode};
 use wire::status;
 
-use crate::wire::as_of;
+use quipu_node::as_of;
 use quipu_node::submission::{Admission, submit, submit_queued};
 use quipu_node::{ReadRequest, Reads, Shape};
+
+/// Limits on the doors' connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// How long an HTTP request's headers may take to arrive, which is
+    /// also how long a kept-alive HTTP connection may sit idle between
+    /// requests; then the connection is closed. A connection to the gRPC
+    /// port or the KurrentDB port has as long to send its preface (the
+    /// Kafka door has its own settings).
+    pub http_header_timeout: std::time::Duration,
+    /// Connections to the gRPC and KurrentDB ports idle this long get TCP
+    /// keepalive probes, this far apart, and are closed after three go
+    /// unanswered: a peer that vanished without closing holds nothing for
+    /// good. The peer's kernel answers the probes, so a client too busy
+    /// to read for a while is not cut (HTTP/2 pings, which its process
+    /// must answer, cut 3 of 200 subscribers catching up on two cores).
+    pub keepalive: std::time::Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> ConnectionLimits {
+        ConnectionLimits {
+            http_header_timeout: std::time::Duration::from_secs(30),
+            keepalive: std::time::Duration::from_secs(10),
+        }
+    }
+}
 
 /// Serves the gRPC services of `node` on `listener` (HTTP/2, and the
 /// framed transport of `quipu://` on the same port), taking messages up
@@ -37,7 +76,7 @@ pub async fn serve(
     node: &quipu_node::Node,
     listener: tokio::net::TcpListener,
     message_max: usize,
-    limits: crate::ConnectionLimits,
+    limits: ConnectionLimits,
     stopping: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), tonic::transport::Error> {
     let streams = Arc::new(StreamsService {

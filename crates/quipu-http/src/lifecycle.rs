@@ -18,7 +18,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use quipu_node::lifecycle::scavenger::{ScavengeStatus, Scavenger};
 use quipu_node::lifecycle::{Lifecycle, Metadata};
 

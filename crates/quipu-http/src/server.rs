@@ -6,7 +6,7 @@
 //!
 //! On the stop signal it takes no more connections and asks the open
 //! ones to finish the request in hand and close; the server bounds how
-//! long it waits for them (see [`crate::SHUTDOWN_GRACE`]).
+//! long it waits for them (see `quipu_server::SHUTDOWN_GRACE`).
 
 use std::time::Duration;
 

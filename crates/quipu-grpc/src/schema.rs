@@ -6,7 +6,7 @@ use std::sync::Arc;
 use quipu_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::wire::status;
+use crate::wire::status;
 use quipu_node::schema::compatibility::Mode;
 use quipu_node::schema::registry::{SchemaError, SchemaVersion, Schemas, Scope};
 use quipu_node::upcast::{Upcaster, Upcasters};

@@ -16,7 +16,7 @@ use quipu_proto::frame::{END, Frame};
 use quipu_proto::v1::streams_server::Streams;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::StreamsService;
+use crate::StreamsService;
 
 /// A unary call's answer: the status headers and the body.
 pub type Answer = (Vec<(String, Bytes)>, Bytes);

@@ -119,7 +119,7 @@ pub fn append_request(request: pb::AppendRequest) -> Result<AppendRequest, ApiEr
         .collect::<Result<_, ApiError>>()?;
     let condition = request
         .condition
-        .map(|c| crate::wire::condition(c.items.into_iter().map(|i| (i.types, i.tags)), c.after))
+        .map(|c| quipu_node::submission::condition(c.items.into_iter().map(|i| (i.types, i.tags)), c.after))
         .transpose()?;
     Ok(AppendRequest { writes, condition })
 }

@@ -4,8 +4,8 @@
 //! string.
 
 use quipu_core::{
-    AppendRequest, AppendResult, Condition, EventId, EventType, ExpectedRevision, Position, ProposedEvent, Query,
-    QueryItem, RecordedEvent, Revision, StreamName, StreamWrite, Tag,
+    AppendRequest, AppendResult, EventId, EventType, ExpectedRevision, ProposedEvent, RecordedEvent, Revision,
+    StreamName, StreamWrite, Tag,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -271,7 +271,9 @@ impl MultiAppendBody {
             .collect::<Result<_, ApiError>>()?;
         let condition = self
             .condition
-            .map(|c| condition(c.query.into_iter().map(|item| (item.types, item.tags)), c.after))
+            .map(|c| {
+                quipu_node::submission::condition(c.query.into_iter().map(|item| (item.types, item.tags)), c.after)
+            })
             .transpose()?;
         Ok(AppendRequest { writes, condition })
     }
@@ -321,53 +323,6 @@ impl MultiAppendJson {
         }
     }
 }
-
-/// A DCB condition from its items as (types, tags) name lists and the
-/// position it was decided at; shared by the HTTP and gRPC APIs.
-///
-/// # Errors
-/// [`ApiError`] 400 for a bad type or tag name.
-pub fn condition(
-    items: impl Iterator<Item = (Vec<String>, Vec<String>)>,
-    after: Option<u64>,
-) -> Result<Condition, ApiError> {
-    let items = items
-        .map(|(types, tags)| {
-            Ok(QueryItem {
-                types: types.into_iter().map(EventType::new).collect::<Result<_, _>>()?,
-                tags: tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?,
-            })
-        })
-        .collect::<Result<_, ApiError>>()?;
-    Ok(Condition { query: Query { items }, after: after.map(Position) })
-}
-
-/// The moment a read asks for: at most one of `to_revision` (streams
-/// only), `to_position` and `as_of_us`.
-///
-/// # Errors
-/// 400 `invalid_as_of` for two of them, or a revision bound on a read
-/// that is not of one stream.
-pub fn as_of(
-    to_revision: Option<u64>,
-    to_position: Option<u64>,
-    as_of_us: Option<u64>,
-    stream: bool,
-) -> Result<Option<quipu_core::AsOf>, quipu_node::ApiError> {
-    use quipu_core::{AsOf, Position, Revision};
-    let invalid = |message: &str| Err(quipu_node::ApiError::new(ErrorCode::InvalidAsOf, message));
-    match (to_revision, to_position, as_of_us) {
-        (None, None, None) => Ok(None),
-        (Some(revision), None, None) if stream => Ok(Some(AsOf::Revision(Revision(revision)))),
-        (Some(_), None, None) => invalid("to_revision bounds a read of one stream; use to_position or as_of_us"),
-        (None, Some(position), None) => Ok(Some(AsOf::Position(Position(position)))),
-        (None, None, Some(time_us)) => Ok(Some(AsOf::Time(time_us))),
-        _ => invalid("give at most one of to_revision, to_position and as_of_us"),
-    }
-}
-
-pub use quipu_node::category::check_category;
-pub use quipu_node::clock::now_us;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use quipu_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::wire::status;
+use crate::wire::status;
 use quipu_node::projection::{ProjectionInfo, Projections, RebuildInfo, RebuildReport, RebuildState, Report};
 
 /// The service over the server's projections.

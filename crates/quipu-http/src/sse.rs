@@ -8,7 +8,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use quipu_core::{Position, Revision};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::wire::EventJson;
 use quipu_node::feed::{Feed, Item, Start};
 use quipu_node::{ApiError, ErrorCode};

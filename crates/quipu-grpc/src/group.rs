@@ -9,7 +9,7 @@ use quipu_core::Position;
 use quipu_proto::v1 as pb;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::grpc::wire::{recorded_event, status};
+use crate::wire::{recorded_event, status};
 use quipu_node::group::dispatcher::NackAction;
 use quipu_node::group::settings::{Filter, StartFrom, TuningRequest};
 use quipu_node::group::{GroupInfo, Groups, Membership};

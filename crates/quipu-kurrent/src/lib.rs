@@ -1,4 +1,6 @@
-//! The KurrentDB (EventStoreDB) door: the client gRPC protocol of
+//! # quipu-kurrent: the KurrentDB (EventStoreDB) door
+//!
+//! The client gRPC protocol of
 //! KurrentDB on its own port, so applications using the official clients
 //! switch to Quipu by changing their connection string
 //! (`kurrentdb://127.0.0.1:2115?tls=false`).
@@ -22,6 +24,8 @@ pub mod session;
 pub mod streams;
 mod subscription;
 pub mod wire;
+
+pub use door::{DoorError, Listener, Tls, serve};
 
 use quipu_proto::event_store::client as shared;
 use quipu_proto::event_store::client::{gossip, server_features};

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use quipu_core::EventType;
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use quipu_node::integration::IntegrationTypes;
 
 type Shared = Arc<IntegrationTypes>;

@@ -14,7 +14,47 @@ use super::quick_ack::QuickAck;
 use super::session::SessionService;
 use super::streams::StreamsService;
 use super::{FeaturesService, GossipService, unimplemented};
+use quipu_grpc::ConnectionLimits;
+use quipu_node::Node;
 use quipu_node::group::Groups;
+
+/// Why the door could not start serving.
+#[derive(Debug, thiserror::Error)]
+pub enum DoorError {
+    /// The listener's address could not be read.
+    #[error("the KurrentDB listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// TLS could not be set up.
+    #[error("the KurrentDB door's TLS: {0}")]
+    Tls(#[from] tonic::transport::Error),
+}
+
+/// Serves the door over `node` on `listener`, taking messages up to
+/// `message_max` bytes, until `stopping` turns true: [`Door::serve`] with
+/// the node's services.
+///
+/// # Errors
+/// As [`Door::serve`].
+pub fn serve(
+    node: &Node,
+    listener: Listener,
+    message_max: usize,
+    limits: ConnectionLimits,
+    stopping: watch::Receiver<bool>,
+) -> Result<impl Future<Output = Result<(), tonic::transport::Error>> + use<>, DoorError> {
+    let door = Door {
+        streams: StreamsService {
+            store: Arc::clone(&node.store),
+            lifecycle: Arc::clone(&node.lifecycle),
+            reads: node.reads.clone(),
+            admission: Arc::clone(&node.admission),
+            metrics: Arc::clone(&node.metrics),
+        },
+        groups: Arc::clone(&node.groups),
+        message_max,
+    };
+    door.serve(listener, stopping, limits)
+}
 
 /// A certificate chain and its private key, in PEM, checked.
 #[derive(Clone)]
@@ -85,7 +125,7 @@ pub struct Door {
 impl Door {
     /// Serves on `listener` until `stopping` turns true, its connections
     /// held to `limits` (a preface within the header timeout, TCP
-    /// keepalive; see [`crate::opening`]).
+    /// keepalive; see [`quipu_grpc::opening`]).
     ///
     /// # Errors
     /// The listener's address cannot be read, or TLS cannot be set up.
@@ -93,8 +133,8 @@ impl Door {
         self,
         listener: Listener,
         stopping: watch::Receiver<bool>,
-        limits: crate::ConnectionLimits,
-    ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, crate::ServerError> {
+        limits: ConnectionLimits,
+    ) -> Result<impl Future<Output = Result<(), tonic::transport::Error>>, DoorError> {
         let address = listener.listener.local_addr()?;
         let store = Arc::clone(&self.streams.store);
         let shared = Arc::new(self.streams);
@@ -124,7 +164,7 @@ impl Door {
         if let Some(tls) = listener.tls {
             builder = builder.tls_config(tls.config)?;
         }
-        let incoming = crate::opening::http2_incoming(
+        let incoming = quipu_grpc::opening::http2_incoming(
             listener.listener,
             stopping.clone(),
             limits.http_header_timeout,

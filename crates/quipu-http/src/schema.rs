@@ -10,7 +10,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use quipu_node::schema::registry::{Schemas, Scope};
 
 type Shared = Arc<Schemas>;

@@ -160,7 +160,7 @@ pub fn event_parts(event: RecordedEvent, structured_ids: bool) -> EventParts {
 /// same fields.
 macro_rules! recorded_event {
     ($kind:path, $parts:expr) => {{
-        let parts: $crate::kurrent::wire::EventParts = $parts;
+        let parts: $crate::wire::EventParts = $parts;
         $kind {
             id: Some(parts.id),
             stream_identifier: Some(parts.stream_identifier),

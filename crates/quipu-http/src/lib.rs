@@ -1,6 +1,14 @@
-//! Routes and handlers of the HTTP/JSON API. Appends go to the engine's
-//! sequencer without blocking the runtime ([`Store::submit`] with a
-//! one-shot reply); reads run on the blocking pool.
+//! # quipu-http: Quipu's HTTP/JSON door
+//!
+//! The routes and handlers of the HTTP/JSON API over a [`Node`]'s
+//! services ([`router`]), served by [`server::serve`]. Appends go through
+//! the node's admission to the sequencer without blocking the runtime;
+//! reads and subscriptions (Server-Sent Events, [`sse`]) take the node's
+//! one read path. Errors answer as `{"code": "...", "message": "..."}`
+//! with the status of their kind ([`error`], one exhaustive match).
+//! Modules: one per service's routes, [`confluent`] (the Confluent
+//! schema-registry routes), [`openapi`] (`/openapi.json`) and [`wire`]
+//! (the JSON shapes).
 
 pub mod confluent;
 pub mod error;
@@ -14,6 +22,7 @@ pub mod server;
 pub mod snapshot;
 pub mod sse;
 pub mod upcast;
+pub mod wire;
 
 use std::sync::Arc;
 
@@ -25,7 +34,7 @@ use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, Store, Stre
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 use quipu_node::feed::{Live, Source};
 use quipu_node::integration::IntegrationTypes;
@@ -50,7 +59,7 @@ pub fn router(node: &Node) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(move |state, metrics| render_metrics(state, metrics, gauged)))
-        .route("/openapi.json", get(|| async { Json(crate::http::openapi::document()) }))
+        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
         .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream).delete(delete_stream))
         .route("/v1/append", post(append_multi))
         .route("/v1/all", get(read_all))
@@ -60,15 +69,15 @@ pub fn router(node: &Node) -> Router {
         .route("/v1/tags/{tag}", get(read_tag))
         .route("/v1/integration", get(read_integration))
         .with_state(Arc::clone(&node.store))
-        .merge(crate::http::group::router(Arc::clone(&node.groups)))
-        .merge(crate::http::projection::router(Arc::clone(&node.projections)))
-        .merge(crate::http::integration::router(Arc::clone(&node.integration)))
-        .merge(crate::http::snapshot::router(Arc::clone(&node.snapshots)))
-        .merge(crate::http::confluent::router(Arc::clone(&node.schemas)))
-        .merge(crate::http::schema::router(Arc::clone(&node.schemas)))
-        .merge(crate::http::upcast::router(Arc::clone(&node.upcasters)))
-        .merge(crate::http::lifecycle::router(Arc::clone(&node.lifecycle)))
-        .merge(crate::http::lifecycle::scavenge_router(Arc::clone(&node.scavenger)))
+        .merge(crate::group::router(Arc::clone(&node.groups)))
+        .merge(crate::projection::router(Arc::clone(&node.projections)))
+        .merge(crate::integration::router(Arc::clone(&node.integration)))
+        .merge(crate::snapshot::router(Arc::clone(&node.snapshots)))
+        .merge(crate::confluent::router(Arc::clone(&node.schemas)))
+        .merge(crate::schema::router(Arc::clone(&node.schemas)))
+        .merge(crate::upcast::router(Arc::clone(&node.upcasters)))
+        .merge(crate::lifecycle::router(Arc::clone(&node.lifecycle)))
+        .merge(crate::lifecycle::scavenge_router(Arc::clone(&node.scavenger)))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -155,7 +164,7 @@ impl ReadQuery {
     }
 
     fn as_of(&self, stream: bool) -> Result<Option<quipu_core::AsOf>, ApiError> {
-        crate::wire::as_of(self.to_revision, self.to_position, self.as_of_us, stream)
+        quipu_node::as_of(self.to_revision, self.to_position, self.as_of_us, stream)
     }
 
     fn limit(&self) -> usize {
@@ -256,9 +265,9 @@ async fn subscribe(
     let (from, raw) = (query.from, query.raw);
     let source = query.source(integration)?;
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let start = crate::http::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
+    let start = crate::sse::start(from, last_event_id, matches!(source, Source::Stream(_)))?;
     let feed = reads.subscribe(source, start, Shape::raw_if(raw))?;
-    Ok(axum::response::IntoResponse::into_response(crate::http::sse::events(feed)))
+    Ok(axum::response::IntoResponse::into_response(crate::sse::events(feed)))
 }
 
 async fn read_all(

@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
+use crate::error::HttpError;
 use crate::wire::EventJson;
 use quipu_node::group::dispatcher::{NackAction, Strategy};
 use quipu_node::group::session::Sessions;

@@ -55,7 +55,7 @@ impl From<ApiError> for ConfluentError {
         // has no code for gets the HTTP status times 100.
         let status = match error.code.kind() {
             ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-            kind => crate::http::error::http_status(kind),
+            kind => crate::error::http_status(kind),
         };
         let code = match error.code {
             ErrorCode::SubjectNotFound => 40401,
@@ -71,7 +71,7 @@ impl From<ApiError> for ConfluentError {
 
 impl From<JsonRejection> for ConfluentError {
     fn from(rejection: JsonRejection) -> ConfluentError {
-        ConfluentError::from(crate::http::error::HttpError::from(rejection).0)
+        ConfluentError::from(crate::error::HttpError::from(rejection).0)
     }
 }
 
@@ -229,7 +229,7 @@ async fn compatibility(
     query: Result<Query<VerboseQuery>, QueryRejection>,
     body: Result<Json<SchemaBody>, JsonRejection>,
 ) -> Result<Json<Value>, ConfluentError> {
-    let Query(query) = query.map_err(|r| crate::http::error::HttpError::from(r).0)?;
+    let Query(query) = query.map_err(|r| crate::error::HttpError::from(r).0)?;
     let Json(body) = body?;
     let breaks = schemas.check(&subject, version_ref(&version)?, body.json_schema()?)?;
     let mut answer = json!({ "is_compatible": breaks.is_empty() });

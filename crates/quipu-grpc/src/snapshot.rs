@@ -6,8 +6,8 @@ use std::sync::Arc;
 use quipu_proto::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::grpc::wire::{recorded_event, status};
-use crate::wire::as_of;
+use crate::wire::{recorded_event, status};
+use quipu_node::as_of;
 use quipu_node::snapshot::{LOAD_LIMIT_DEFAULT, Policy, Snapshots};
 
 /// The service over the server's snapshots.

@@ -19,8 +19,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::http::error::HttpError;
-use crate::wire::{EventJson, as_of, payload};
+use crate::error::HttpError;
+use crate::wire::{EventJson, payload};
+use quipu_node::as_of;
 use quipu_node::snapshot::{LOAD_LIMIT_DEFAULT, Policy, Snapshots};
 
 type Shared = Arc<Snapshots>;
