@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::event::{EventId, NameKind, StreamName};
+use crate::event::{EventId, EventIdError, NameError, NameKind, StreamName};
 use crate::position::{Position, Revision};
 
 /// Everything that can go wrong in the engine.
@@ -211,6 +211,18 @@ pub enum Error {
     /// The index store failed.
     #[error("index: {0}")]
     Index(#[from] fjall::Error),
+}
+
+impl From<NameError> for Error {
+    fn from(NameError { kind, name, reason }: NameError) -> Error {
+        Error::InvalidName { kind, name, reason }
+    }
+}
+
+impl From<EventIdError> for Error {
+    fn from(EventIdError { text, reason }: EventIdError) -> Error {
+        Error::InvalidEventId { text, reason }
+    }
 }
 
 impl Error {

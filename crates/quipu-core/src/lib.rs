@@ -79,7 +79,7 @@ pub use clock::Clock;
 pub use engine::{Decision, Origin, StateView, decide};
 pub use error::Error;
 pub use event::{
-    EVENT_TAGS_MAX, EventId, EventType, LABEL_BYTES_MAX, NameKind, ProposedEvent, RecordedEvent, STREAM_NAME_BYTES_MAX,
+    EVENT_TAGS_MAX, EventId, EventIdError, EventType, LABEL_BYTES_MAX, NameError, NameKind, ProposedEvent, RecordedEvent, STREAM_NAME_BYTES_MAX,
     StreamName, Tag,
 };
 pub use fault::FaultPlan;

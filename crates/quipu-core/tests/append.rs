@@ -250,7 +250,7 @@ fn bad_input_gets_a_typed_error_and_changes_nothing() {
 #[test]
 fn names_and_ids_are_validated_with_a_reason() {
     for bad in ["", " order-1", "order-1 ", "$all", "a\nb", &"s".repeat(257)] {
-        match quipu_core::StreamName::new(bad) {
+        match quipu_core::StreamName::new(bad).map_err(Error::from) {
             Err(Error::InvalidName { reason, .. }) => assert!(!reason.is_empty(), "{bad:?}"),
             other => panic!("stream name {bad:?} was accepted: {other:?}"),
         }
@@ -258,7 +258,7 @@ fn names_and_ids_are_validated_with_a_reason() {
     assert!(EventType::new("").is_err());
     assert!(EventType::new("T".repeat(129)).is_err());
     assert!(Tag::new("").is_err());
-    assert!(matches!(EventId::parse("not-a-uuid"), Err(Error::InvalidEventId { .. })));
+    assert!(matches!(EventId::parse("not-a-uuid").map_err(Error::from), Err(Error::InvalidEventId { .. })));
     let id = EventId::random();
     assert_eq!(EventId::parse(&id.to_string()).unwrap(), id);
     assert_eq!(stream("order-1-line-2").category(), "order");

@@ -27,6 +27,12 @@ impl From<quipu_core::Error> for HttpError {
     }
 }
 
+impl From<quipu_core::NameError> for HttpError {
+    fn from(error: quipu_core::NameError) -> HttpError {
+        HttpError(error.into())
+    }
+}
+
 /// The HTTP status of a kind of failure.
 #[must_use]
 pub fn http_status(kind: ErrorKind) -> StatusCode {

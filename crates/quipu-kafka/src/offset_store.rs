@@ -65,7 +65,7 @@ impl OffsetStore {
     /// # Errors
     /// Read errors; a record that does not decode.
     pub fn open(store: Arc<Store>) -> Result<OffsetStore, OffsetError> {
-        let stream = StreamName::system(OFFSETS_STREAM)?;
+        let stream = StreamName::system(OFFSETS_STREAM).map_err(quipu_core::Error::from)?;
         let mut committed = HashMap::new();
         let mut next = Revision(0);
         loop {
@@ -108,7 +108,7 @@ impl OffsetStore {
     pub async fn commit(&self, group: &str, offsets: Vec<Committed>) -> Result<(), OffsetError> {
         let data =
             serde_json::to_vec(&Commit { group: group.to_string(), offsets: offsets.clone() }).unwrap_or_default();
-        let event = ProposedEvent::new(EventType::new(EVENT_TYPE)?, data);
+        let event = ProposedEvent::new(EventType::new(EVENT_TYPE).map_err(quipu_core::Error::from)?, data);
         let request = AppendRequest::to_stream(self.stream.clone(), ExpectedRevision::Any, vec![event]);
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.store.submit(request, move |result| {

@@ -42,6 +42,18 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+impl From<quipu_core::NameError> for ApiError {
+    fn from(error: quipu_core::NameError) -> ApiError {
+        ApiError::new(ErrorCode::InvalidName, error.to_string())
+    }
+}
+
+impl From<quipu_core::EventIdError> for ApiError {
+    fn from(error: quipu_core::EventIdError) -> ApiError {
+        ApiError::new(ErrorCode::InvalidEventId, error.to_string())
+    }
+}
+
 impl From<quipu_core::Error> for ApiError {
     fn from(error: quipu_core::Error) -> ApiError {
         use quipu_core::Error as E;

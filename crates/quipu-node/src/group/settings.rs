@@ -343,7 +343,7 @@ pub fn check_name(name: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn invalid(error: quipu_core::Error) -> ApiError {
+fn invalid(error: quipu_core::NameError) -> ApiError {
     ApiError::new(ErrorCode::InvalidGroup, format!("invalid group filter: {error}"))
 }
 
