@@ -113,7 +113,7 @@ fn last_position(bytes: &[u8]) -> Result<Option<u64>, String> {
 /// Decodes a `RecordedEvent`.
 fn event(bytes: &[u8]) -> Result<Event, String> {
     let mut event = Event {
-        id: Uuid::nil(),
+        id: crate::EventId(Uuid::nil()),
         stream: String::new(),
         event_type: String::new(),
         data: Vec::new(),

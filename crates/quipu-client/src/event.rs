@@ -4,7 +4,6 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use uuid::Uuid;
 
 use crate::Error;
 
@@ -12,13 +11,17 @@ use crate::Error;
 /// revisions it names: the types every part of Quipu shares.
 pub use quipu_types::{ExpectedRevision, Revision};
 
+/// An event's id: the key of idempotency, the type every part of Quipu
+/// shares.
+pub use quipu_types::EventId;
+
 /// An event to append. Its id is chosen when it is made and kept across
 /// retries: the server writes an id once and answers a repeat with the
 /// original result.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     /// Idempotency key and the event's id once stored.
-    pub id: Uuid,
+    pub id: EventId,
     /// Event type.
     pub event_type: String,
     /// Payload.
@@ -34,7 +37,7 @@ impl NewEvent {
     #[must_use]
     pub fn new(event_type: impl Into<String>, data: impl Into<Vec<u8>>) -> NewEvent {
         NewEvent {
-            id: Uuid::new_v4(),
+            id: EventId::random(),
             event_type: event_type.into(),
             data: data.into(),
             metadata: Vec::new(),
@@ -69,7 +72,7 @@ impl NewEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// The id given at append.
-    pub id: Uuid,
+    pub id: EventId,
     /// Its stream.
     pub stream: String,
     /// Event type.

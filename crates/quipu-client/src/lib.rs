@@ -60,7 +60,7 @@ pub use aggregate::{Aggregate, EXECUTE_ATTEMPTS_MAX, ExecuteError, Executed, Loa
 pub use append::{Append, QueryItem};
 pub use client::{BatchOutcome, Client, Direction};
 pub use error::{Conflict, Error, StreamConflict};
-pub use event::{AppendResult, Event, ExpectedRevision, NewEvent, Revision, StreamInfo};
+pub use event::{AppendResult, Event, EventId, ExpectedRevision, NewEvent, Revision, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
 pub use lifecycle::{ScavengeState, ScavengeStatus, StreamMetadata};
 pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};

@@ -3,6 +3,7 @@
 
 use prost::Message;
 use quipu_proto::v1 as pb;
+use quipu_types::EventId;
 use uuid::Uuid;
 
 use crate::error::{Conflict, StreamConflict};
@@ -56,11 +57,11 @@ pub(crate) fn event(event: pb::RecordedEvent) -> Result<Event, Error> {
 }
 
 /// An event's id from its 16 bytes or, when they are absent, its text.
-pub(crate) fn event_id(text: &str, bytes: &[u8]) -> Result<Uuid, String> {
+pub(crate) fn event_id(text: &str, bytes: &[u8]) -> Result<EventId, String> {
     if bytes.is_empty() {
-        Uuid::parse_str(text).map_err(|e| format!("event id {text:?} is not a UUID: {e}"))
+        EventId::parse(text).map_err(|e| format!("event id {text:?} is not a UUID: {}", e.reason))
     } else {
-        Uuid::from_slice(bytes).map_err(|e| format!("an event id of {} bytes: {e}", bytes.len()))
+        Uuid::from_slice(bytes).map(EventId).map_err(|e| format!("an event id of {} bytes: {e}", bytes.len()))
     }
 }
 

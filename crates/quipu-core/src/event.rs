@@ -5,7 +5,7 @@
 
 pub use quipu_types::id::{EventId, EventIdError};
 pub use quipu_types::name::{
-    EVENT_TAGS_MAX, LABEL_BYTES_MAX, NameError, NameKind, STREAM_NAME_BYTES_MAX, StreamName, Tag, EventType,
+    EVENT_TAGS_MAX, EventType, LABEL_BYTES_MAX, NameError, NameKind, STREAM_NAME_BYTES_MAX, StreamName, Tag,
 };
 
 use crate::position::{Position, Revision};
@@ -67,4 +67,3 @@ pub struct RecordedEvent {
     /// the Unix epoch; never decreases along the log.
     pub recorded_at_us: u64,
 }
-

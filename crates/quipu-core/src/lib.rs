@@ -79,8 +79,8 @@ pub use clock::Clock;
 pub use engine::{Decision, Origin, StateView, decide};
 pub use error::Error;
 pub use event::{
-    EVENT_TAGS_MAX, EventId, EventIdError, EventType, LABEL_BYTES_MAX, NameError, NameKind, ProposedEvent, RecordedEvent, STREAM_NAME_BYTES_MAX,
-    StreamName, Tag,
+    EVENT_TAGS_MAX, EventId, EventIdError, EventType, LABEL_BYTES_MAX, NameError, NameKind, ProposedEvent,
+    RecordedEvent, STREAM_NAME_BYTES_MAX, StreamName, Tag,
 };
 pub use fault::FaultPlan;
 pub use head::HeadListener;

@@ -51,6 +51,15 @@ impl EventId {
     }
 }
 
+impl std::str::FromStr for EventId {
+    type Err = EventIdError;
+
+    /// As [`EventId::parse`].
+    fn from_str(text: &str) -> Result<EventId, EventIdError> {
+        EventId::parse(text)
+    }
+}
+
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)

@@ -19,5 +19,5 @@ pub mod position;
 pub mod topic;
 
 pub use id::{EventId, EventIdError};
-pub use name::{NameError, NameKind, StreamName, EventType, Tag};
+pub use name::{EventType, NameError, NameKind, StreamName, Tag};
 pub use position::{ExpectedRevision, ExpectedRevisionError, Position, Revision};
