@@ -60,26 +60,26 @@ pub enum Decision {
 }
 
 /// Decides `request` against `state`; the commit, if accepted, carries
-/// `recorded_at_us`.
+/// `recorded_at_us` and the request's events, moved, not copied.
 ///
 /// # Errors
 /// [`Error::EventIdReused`] when the request's first event id was written
 /// by another append; read errors of the state.
-pub fn decide(state: &dyn StateView, request: &AppendRequest, recorded_at_us: u64) -> Result<Decision, Error> {
-    if let Some(result) = check_idempotency(state, request)? {
+pub fn decide(state: &dyn StateView, request: AppendRequest, recorded_at_us: u64) -> Result<Decision, Error> {
+    if let Some(result) = check_idempotency(state, &request)? {
         return Ok(Decision::Duplicate(result));
     }
     let mut conflict = Conflict { streams: Vec::new(), condition_position: None };
     let mut writes = Vec::with_capacity(request.writes.len());
-    for write in &request.writes {
+    for write in request.writes {
         let actual = state.stream_head(&write.stream)?;
         if !write.expected.is_met_by(actual) {
-            conflict.streams.push(StreamConflict { stream: write.stream.clone(), expected: write.expected, actual });
+            conflict.streams.push(StreamConflict { stream: write.stream, expected: write.expected, actual });
             continue;
         }
         if !write.events.is_empty() {
             let first_revision = actual.map_or(Revision(0), Revision::next);
-            writes.push(CommitWrite::new(write.stream.clone(), first_revision, write.events.clone()));
+            writes.push(CommitWrite::new(write.stream, first_revision, write.events));
         }
     }
     if let Some(condition) = &request.condition {

@@ -153,7 +153,7 @@ impl Sequencer {
         for submission in batch {
             let answer = match self.shared.failed() {
                 Some(error) => Err(error),
-                None => self.decide_into(&mut group, &submission.request, recorded_at_us),
+                None => self.decide_into(&mut group, submission.request, recorded_at_us),
             };
             group.answers.push((submission.reply, answer));
         }
@@ -161,12 +161,14 @@ impl Sequencer {
     }
 
     /// Decides `request` on top of `group`. An accepted record that does
-    /// not fit the batch commits the group first and is decided again on
-    /// the new state (the group it was decided against may have failed).
+    /// not fit the batch commits the group first and goes first into the
+    /// next one: the decision stands, since the group it was decided on
+    /// top of is then in the index (or the store failed, and the append
+    /// gets the failure).
     fn decide_into(
         &mut self,
         group: &mut Group,
-        request: &AppendRequest,
+        request: AppendRequest,
         recorded_at_us: u64,
     ) -> Result<AppendOutcome, Error> {
         let state = DecisionState {
@@ -183,22 +185,25 @@ impl Sequencer {
             Decision::Duplicate(result) => return Ok(AppendOutcome::AlreadyWritten(result)),
             Decision::Reject(conflict) => return Ok(AppendOutcome::Conflict(conflict)),
         };
-        let start = self.buffer.len();
+        let mut start = self.buffer.len();
         commit.encode_framed(&mut self.buffer);
-        if self.buffer.len() <= self.shared.options.batch_bytes_max || start == 0 {
-            group.record_offsets.push(start);
-            let result = commit.result();
-            group.pending.push(commit);
-            return Ok(AppendOutcome::Written(result));
+        if self.buffer.len() > self.shared.options.batch_bytes_max && start > 0 {
+            self.buffer.truncate(start);
+            let full = std::mem::replace(group, self.new_group());
+            self.commit_group(full);
+            *group = self.new_group();
+            if let Some(error) = self.shared.failed() {
+                return Err(error);
+            }
+            debug_assert!(self.buffer.is_empty(), "a committed group leaves the buffer empty");
+            debug_assert_eq!(commit.first_position, group.pending.next_position(), "the next group starts where it was decided");
+            start = 0;
+            commit.encode_framed(&mut self.buffer);
         }
-        self.buffer.truncate(start);
-        let full = std::mem::replace(group, self.new_group());
-        self.commit_group(full);
-        *group = self.new_group();
-        if let Some(error) = self.shared.failed() {
-            return Err(error);
-        }
-        self.decide_into(group, request, recorded_at_us)
+        group.record_offsets.push(start);
+        let result = commit.result();
+        group.pending.push(commit);
+        Ok(AppendOutcome::Written(result))
     }
 
     /// Writes, syncs and indexes the group's records, then answers every

@@ -338,3 +338,34 @@ fn stream_heads_stay_exact_when_the_head_cache_evicts_them_and_after_a_reopen() 
         }
     }
 }
+
+#[test]
+fn appends_queued_past_a_group_s_size_keep_their_decisions_in_the_next_group() {
+    let (_dir, store) = temp_store(common::small_segments());
+    let appends = 60u64;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    // Queued at once, each expecting the one before it: the sequencer
+    // decides many in one turn and cuts groups at 4 KiB, so some are
+    // decided on top of a group that is written before they are.
+    for n in 0..appends {
+        let expected = n.checked_sub(1).map_or(ExpectedRevision::NoStream, |r| ExpectedRevision::Exact(Revision(r)));
+        let data = format!("{{\"n\":{n},\"pad\":\"{}\"}}", "x".repeat(400));
+        let request = AppendRequest::to_stream(stream("ledger-1"), expected, vec![event("Posted", &data, &[])]);
+        let sender = sender.clone();
+        store.submit(request, move |outcome| sender.send((n, outcome)).unwrap());
+    }
+    let mut outcomes: Vec<_> = (0..appends).map(|_| receiver.recv().unwrap()).collect();
+    outcomes.sort_by_key(|(n, _)| *n);
+    for (n, outcome) in outcomes {
+        match outcome {
+            Ok(AppendOutcome::Written(result)) => assert_eq!(result.streams[0].first_revision, Revision(n)),
+            other => panic!("append {n}: {other:?}"),
+        }
+    }
+    let events = all_events(&store);
+    assert_eq!(events.len() as u64, appends);
+    for (n, e) in events.iter().enumerate() {
+        assert_eq!((e.position, e.revision), (Position(n as u64), Revision(n as u64)));
+        assert!(String::from_utf8_lossy(&e.data).starts_with(&format!("{{\"n\":{n},")), "event {n} holds its data");
+    }
+}
