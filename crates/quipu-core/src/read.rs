@@ -145,16 +145,18 @@ pub(crate) fn read_stream(
             if events.is_empty() && cursor == from && shared.index.stream_head(stream)?.is_none() {
                 return Err(Error::StreamNotFound { stream: stream.clone() });
             }
-            return Ok(events);
+            break;
         };
         let pointers: Vec<EventPointer> = entries.into_iter().map(|(_, pointer)| pointer).collect();
         events.extend(fetch(shared, &pointers, &wanted)?);
         // Fewer than asked: a scavenge removed some; ask past them.
         match step(last.0, direction) {
             Some(next) if events.len() < limit => cursor = Some(Revision(next)),
-            _ => return Ok(events),
+            _ => break,
         }
     }
+    debug_assert_read(stream.as_str(), &events, limit, direction, from.map(|r| r.0), |e| e.revision.0, &wanted);
+    Ok(events)
 }
 
 /// Events a read of `$all` makes room for before it finds them.
@@ -210,23 +212,43 @@ pub(crate) fn read_all(
             },
         };
     }
-    debug_assert!(events.len() <= limit, "a read of $all gives at most its limit");
-    debug_assert!(
-        events.windows(2).all(|pair| match (pair.first(), pair.get(1), direction) {
-            (Some(a), Some(b), Direction::Forwards) => a.position < b.position,
-            (Some(a), Some(b), Direction::Backwards) => a.position > b.position,
-            _ => true,
-        }),
-        "a read of $all gives events in strict position order"
-    );
-    debug_assert!(
-        from.is_none_or(|from| events.iter().all(|e| match direction {
-            Direction::Forwards => e.position >= from,
-            Direction::Backwards => e.position <= from,
-        })),
-        "a read of $all starts at its position"
-    );
+    debug_assert_read("$all", &events, limit, direction, from.map(|p| p.0), |e| e.position.0, &|_| true);
     Ok(events)
+}
+
+/// What every read promises, asserted in debug builds (every test run):
+/// at most `limit` events, each one the read asked for (`wanted`), in
+/// strict order of `key` (position, or revision in a stream) along
+/// `direction`, none on the near side of `from`.
+fn debug_assert_read(
+    read: &str,
+    events: &[RecordedEvent],
+    limit: usize,
+    direction: Direction,
+    from: Option<u64>,
+    key: impl Fn(&RecordedEvent) -> u64,
+    wanted: &dyn Fn(&RecordedEvent) -> bool,
+) {
+    if !cfg!(debug_assertions) {
+        return;
+    }
+    assert!(events.len() <= limit, "a read of {read} gives at most its limit");
+    assert!(events.iter().all(wanted), "a read of {read} gives only its own events");
+    let in_order = |a: &RecordedEvent, b: &RecordedEvent| match direction {
+        Direction::Forwards => key(a) < key(b),
+        Direction::Backwards => key(a) > key(b),
+    };
+    assert!(
+        events.windows(2).all(|pair| matches!(pair, [a, b] if in_order(a, b))),
+        "a read of {read} gives events in strict order"
+    );
+    let after_start = |e: &RecordedEvent| {
+        from.is_none_or(|from| match direction {
+            Direction::Forwards => key(e) >= from,
+            Direction::Backwards => key(e) <= from,
+        })
+    };
+    assert!(events.iter().all(after_start), "a read of {read} starts where it was asked to");
 }
 
 /// Up to `limit` events carrying `label` in the `kind` index.
@@ -249,14 +271,16 @@ pub(crate) fn read_label(
     let mut cursor = from;
     loop {
         let entries = shared.index.label_range(kind, label, cursor, direction, limit - events.len())?;
-        let Some(&(last, _)) = entries.last() else { return Ok(events) };
+        let Some(&(last, _)) = entries.last() else { break };
         let pointers: Vec<EventPointer> = entries.into_iter().map(|(_, pointer)| pointer).collect();
         events.extend(fetch(shared, &pointers, &wanted)?);
         match step(last.0, direction) {
             Some(next) if events.len() < limit => cursor = Some(Position(next)),
-            _ => return Ok(events),
+            _ => break,
         }
     }
+    debug_assert_read(label, &events, limit, direction, from.map(|p| p.0), |e| e.position.0, &wanted);
+    Ok(events)
 }
 
 /// The first event written with `id`, if one was and is still there.

@@ -196,7 +196,11 @@ impl Sequencer {
                 return Err(error);
             }
             debug_assert!(self.buffer.is_empty(), "a committed group leaves the buffer empty");
-            debug_assert_eq!(commit.first_position, group.pending.next_position(), "the next group starts where it was decided");
+            debug_assert_eq!(
+                commit.first_position,
+                group.pending.next_position(),
+                "the next group starts where it was decided"
+            );
             start = 0;
             commit.encode_framed(&mut self.buffer);
         }
