@@ -73,7 +73,7 @@ mod tests {
     use axum::Router;
     use axum::body::Body;
     use axum::http::{Method, Request, header};
-    use serde_json::Value;
+    use serde_json::{Value, json};
     use tower_service::Service;
 
     /// The methods an OpenAPI path item may describe.
@@ -237,5 +237,274 @@ mod tests {
             assert_eq!(declared, templated, "{operation}: path parameters");
         }
         assert_eq!(ids.len(), 61, "every operation of the HTTP API");
+    }
+
+    /// `value` fits `schema` of `doc` as far as a client relies on it:
+    /// each key of an object is a described property, each required one
+    /// is there, and each value has a described type.
+    fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+        if let Some(target) = schema["$ref"].as_str() {
+            let name = target.trim_start_matches("#/components/schemas/");
+            return conforms(doc, &doc["components"]["schemas"][name], value).map_err(|e| format!("{name}: {e}"));
+        }
+        if let Some(alternatives) = schema["oneOf"].as_array() {
+            let failures: Vec<String> = alternatives.iter().filter_map(|a| conforms(doc, a, value).err()).collect();
+            return if failures.len() < alternatives.len() { Ok(()) } else { Err(failures.join(" | ")) };
+        }
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let allowed = match &schema["type"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let fits = allowed.is_empty() || allowed.contains(&kind) || (kind == "integer" && allowed.contains(&"number"));
+        if !fits {
+            return Err(format!("{value} is not {allowed:?}"));
+        }
+        match value {
+            Value::Object(object) => {
+                if let Some(properties) = schema["properties"].as_object() {
+                    for (key, item) in object {
+                        let described = properties.get(key).ok_or_else(|| format!("undescribed key {key:?}"))?;
+                        conforms(doc, described, item).map_err(|e| format!("{key}: {e}"))?;
+                    }
+                }
+                let required = schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str);
+                match required.into_iter().find(|key| !object.contains_key(*key)) {
+                    Some(missing) => Err(format!("missing {missing:?}")),
+                    None => Ok(()),
+                }
+            }
+            Value::Array(items) => items.iter().try_for_each(|item| conforms(doc, &schema["items"], item)),
+            _ => Ok(()),
+        }
+    }
+
+    /// One request of a scenario: method, the path as the document spells
+    /// it, the path sent, the JSON body, and the status it must get.
+    struct Step(&'static str, &'static str, String, Option<Value>, u16);
+
+    fn step(method: &'static str, template: &'static str, path: &str, body: Option<Value>, status: u16) -> Step {
+        Step(method, template, path.to_string(), body, status)
+    }
+
+    /// A GET of `template` at `path` that must answer 200.
+    fn get(template: &'static str, path: &str) -> Step {
+        step("GET", template, path, None, 200)
+    }
+
+    /// Sends the step's request and checks the answer against the
+    /// document: its status is the step's, described for the operation,
+    /// and a JSON body fits the described schema. Answers the body.
+    async fn exchange(router: &Router, doc: &Value, Step(method, template, path, body, status): Step) -> Value {
+        let mut request = Request::builder().method(method).uri(&path);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).expect("request");
+        let response = router.clone().call(request).await.expect("routers do not fail");
+        let answered = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert_eq!(answered, status, "{method} {path}: {text}");
+        let described = &doc["paths"][template][method.to_ascii_lowercase()]["responses"][status.to_string()];
+        assert!(described.is_object(), "{method} {template}: answer {status} is not described");
+        let Some(schema) = described["content"].get("application/json").map(|c| &c["schema"]) else {
+            return Value::Null;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
+        if let Err(error) = conforms(doc, schema, &value) {
+            panic!("{method} {path}: the answer does not fit its schema: {error}\n{value}");
+        }
+        value
+    }
+
+    /// Plays `steps` against a router over a new store whose stream
+    /// `order-1` has two events; answers each step's body.
+    async fn play(steps: Vec<Step>) -> Vec<Value> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let router = router_over(dir.path());
+        let doc = served_document(&router).await;
+        let events = json!({"events": [
+            {"type": "Placed", "data": {"total": 5}, "metadata": {"by": "me"}, "tags": ["vip"]},
+            {"type": "Paid"}]});
+        exchange(&router, &doc, step("POST", "/v1/streams/{stream}", "/v1/streams/order-1", Some(events), 200)).await;
+        let mut answers = Vec::new();
+        for step in steps {
+            answers.push(exchange(&router, &doc, step).await);
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn the_stream_routes_answer_as_described() {
+        let stream = "/v1/streams/{stream}";
+        let conflict = json!({"expected_revision": 7, "events": [{"type": "Placed"}]});
+        let multi = json!({"writes": [{"stream": "order-2", "events": [{"type": "Placed"}]}],
+                           "condition": {"query": [{"types": ["Shipped"]}], "after": 0}});
+        let metadata = json!({"max_count": 5, "max_age_s": 3600, "truncate_before": 0, "custom": {"owner": "me"}});
+        let answers = play(vec![
+            get("/health", "/health"),
+            step("POST", stream, "/v1/streams/order-1", Some(conflict), 409),
+            step("POST", stream, "/v1/streams/order-1", Some(json!({"events": [{"type": ""}]})), 400),
+            step("POST", "/v1/append", "/v1/append", Some(multi), 200),
+            get(stream, "/v1/streams/order-1?limit=5&direction=backwards"),
+            get("/v1/all", "/v1/all"),
+            get("/v1/categories/{category}", "/v1/categories/order"),
+            get("/v1/types/{event_type}", "/v1/types/Placed"),
+            get("/v1/tags/{tag}", "/v1/tags/vip"),
+            get("/v1/integration", "/v1/integration"),
+            step("GET", stream, "/v1/streams/nothing", None, 404),
+            step("GET", "/v1/all", "/v1/all?direction=sideways", None, 400),
+            step("PUT", "/v1/streams/{stream}/metadata", "/v1/streams/order-1/metadata", Some(metadata), 200),
+            get("/v1/streams/{stream}/metadata", "/v1/streams/order-1/metadata"),
+            step("DELETE", stream, "/v1/streams/order-2?tombstone=true", None, 200),
+            step("DELETE", stream, "/v1/streams/order-2", None, 410),
+        ])
+        .await;
+        assert_eq!(answers[4]["events"].as_array().map(Vec::len), Some(2), "{}", answers[4]);
+    }
+
+    #[tokio::test]
+    async fn the_group_routes_answer_as_described() {
+        let group = json!({"name": "billing", "filter": {"category": "order"}, "start": "beginning",
+                           "tuning": {"max_retries": 2}, "strategy": "round_robin"});
+        let member = |tail: &str| format!("/v1/groups/billing/members/m1{tail}");
+        let answers = play(vec![
+            step("POST", "/v1/groups", "/v1/groups", Some(group.clone()), 201),
+            step("POST", "/v1/groups", "/v1/groups", Some(group), 409),
+            get("/v1/groups", "/v1/groups"),
+            get("/v1/groups/{name}", "/v1/groups/billing"),
+            step("GET", "/v1/groups/{name}", "/v1/groups/nobody", None, 404),
+            step("PATCH", "/v1/groups/{name}", "/v1/groups/billing", Some(json!({"max_retries": 3})), 200),
+            step(
+                "POST",
+                "/v1/groups/{name}/members/{member}/poll",
+                &member("/poll"),
+                Some(json!({"wait_ms": 500})),
+                200,
+            ),
+            step(
+                "POST",
+                "/v1/groups/{name}/members/{member}/ack",
+                &member("/ack"),
+                Some(json!({"positions": [0]})),
+                200,
+            ),
+            step(
+                "POST",
+                "/v1/groups/{name}/members/{member}/nack",
+                &member("/nack"),
+                Some(json!({"positions": [1], "action": "park", "reason": "no"})),
+                200,
+            ),
+            step("POST", "/v1/groups/{name}/replay-parked", "/v1/groups/billing/replay-parked", None, 200),
+            step("DELETE", "/v1/groups/{name}/members/{member}", &member(""), None, 200),
+            step("DELETE", "/v1/groups/{name}", "/v1/groups/billing", None, 200),
+        ])
+        .await;
+        assert_eq!(answers[6]["events"].as_array().map(Vec::len), Some(2), "{}", answers[6]);
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_and_integration_routes_answer_as_described() {
+        let marked = "/v1/integration-types/{event_type}";
+        let snapshots = "/v1/streams/{stream}/snapshots";
+        let policy = "/v1/snapshot-policies/{category}";
+        let answers = play(vec![
+            step("PUT", marked, "/v1/integration-types/Placed", None, 200),
+            get("/v1/integration-types", "/v1/integration-types"),
+            step("DELETE", marked, "/v1/integration-types/Placed", None, 200),
+            step("DELETE", marked, "/v1/integration-types/Placed", None, 404),
+            step(
+                "PUT",
+                "/v1/streams/{stream}/snapshots/{revision}",
+                "/v1/streams/order-1/snapshots/0",
+                Some(json!({"schema_version": 1, "data": {"total": 5}})),
+                200,
+            ),
+            get(snapshots, "/v1/streams/order-1/snapshots"),
+            get("/v1/streams/{stream}/load", "/v1/streams/order-1/load?schema_version=1"),
+            step("DELETE", snapshots, "/v1/streams/order-1/snapshots", None, 200),
+            step("PUT", policy, "/v1/snapshot-policies/order", Some(json!({"every": 10, "schema_version": 1})), 200),
+            get("/v1/snapshot-policies", "/v1/snapshot-policies"),
+            step("DELETE", policy, "/v1/snapshot-policies/order", None, 200),
+            step("DELETE", policy, "/v1/snapshot-policies/order", None, 404),
+        ])
+        .await;
+        assert!(answers[6]["snapshot"]["data"].is_object(), "{}", answers[6]);
+    }
+
+    #[tokio::test]
+    async fn the_registry_routes_answer_as_described() {
+        let upcaster = json!({"event_type": "Placed", "from_version": 1,
+                              "steps": [{"rename": {"path": "total", "to": "amount"}}, {"add": {"path": "currency", "value": "EUR"}}]});
+        let schema = json!({"schema": json!({"type": "object"}).to_string(), "schemaType": "JSON"});
+        let compatibility = "/compatibility/subjects/{subject}/versions/{version}";
+        let by_type = "/v1/schema-validation/types/{event_type}";
+        let by_category = "/v1/schema-validation/categories/{category}";
+        play(vec![
+            step("POST", "/v1/upcasters", "/v1/upcasters", Some(upcaster), 200),
+            get("/v1/upcasters", "/v1/upcasters"),
+            step("POST", "/subjects/{subject}/versions", "/subjects/Placed/versions", Some(schema.clone()), 200),
+            step("POST", "/subjects/{subject}", "/subjects/Placed", Some(schema.clone()), 200),
+            get("/subjects", "/subjects"),
+            get("/subjects/{subject}/versions", "/subjects/Placed/versions"),
+            step("GET", "/subjects/{subject}/versions", "/subjects/Nothing/versions", None, 404),
+            get("/subjects/{subject}/versions/{version}", "/subjects/Placed/versions/latest"),
+            get("/schemas/ids/{id}", "/schemas/ids/1"),
+            step(
+                "POST",
+                compatibility,
+                "/compatibility/subjects/Placed/versions/latest?verbose=true",
+                Some(schema),
+                200,
+            ),
+            get("/config", "/config"),
+            step("PUT", "/config", "/config", Some(json!({"compatibility": "FULL"})), 200),
+            step("PUT", "/config", "/config", Some(json!({"compatibility": "SOME"})), 422),
+            get("/config/{subject}", "/config/Placed"),
+            step("PUT", "/config/{subject}", "/config/Placed", Some(json!({"compatibility": "NONE"})), 200),
+            step("PUT", by_type, "/v1/schema-validation/types/Placed", None, 200),
+            step("PUT", by_category, "/v1/schema-validation/categories/order", None, 200),
+            get("/v1/schema-validation", "/v1/schema-validation"),
+            step("DELETE", by_type, "/v1/schema-validation/types/Placed", None, 200),
+            step("DELETE", by_category, "/v1/schema-validation/categories/order", None, 200),
+        ])
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_projection_and_scavenge_routes_answer_as_described() {
+        let report = "/v1/projections/{name}/report";
+        let rebuild = "/v1/projections/{name}/rebuild";
+        let progress = json!({"runner": "host-1", "position": 1, "rebuild": {"id": 0, "running_done": 1}});
+        play(vec![
+            step(
+                "POST",
+                report,
+                "/v1/projections/totals/report",
+                Some(json!({"runner": "host-1", "position": 0})),
+                200,
+            ),
+            get("/v1/projections", "/v1/projections"),
+            get("/v1/projections/{name}", "/v1/projections/totals"),
+            step("POST", rebuild, "/v1/projections/totals/rebuild", None, 202),
+            step("POST", report, "/v1/projections/totals/report", Some(progress), 200),
+            step("DELETE", rebuild, "/v1/projections/totals/rebuild", None, 200),
+            get("/v1/projections/{name}", "/v1/projections/totals"),
+            step("GET", "/v1/scavenge", "/v1/scavenge", None, 404),
+            step("POST", "/v1/scavenge", "/v1/scavenge", None, 202),
+            get("/v1/scavenge", "/v1/scavenge"),
+        ])
+        .await;
     }
 }
