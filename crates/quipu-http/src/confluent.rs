@@ -21,14 +21,16 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use quipu_node::schema::compatibility::Mode;
 use quipu_node::schema::registry::{SchemaError, SchemaVersion, Schemas};
@@ -43,9 +45,21 @@ struct ConfluentError {
     message: String,
 }
 
+/// The body of an error in Confluent's shape.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConfluentError)]
+struct ConfluentErrorBody {
+    /// 40401 subject, 40402 version, 40403 schema not found; 409
+    /// incompatible; 42201 invalid schema, 42202 invalid version, 42203
+    /// invalid compatibility level; else the HTTP status times 100.
+    error_code: u32,
+    /// What failed.
+    message: String,
+}
+
 impl IntoResponse for ConfluentError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error_code": self.code, "message": self.message}))).into_response()
+        (self.status, Json(ConfluentErrorBody { error_code: self.code, message: self.message })).into_response()
     }
 }
 
@@ -92,9 +106,12 @@ impl From<SchemaError> for ConfluentError {
 }
 
 /// A schema in a request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = SchemaRequest)]
 struct SchemaBody {
+    /// A JSON Schema, as JSON text.
     schema: String,
+    /// `JSON` (when absent too); `AVRO` and `PROTOBUF` are refused.
     #[serde(rename = "schemaType")]
     schema_type: Option<String>,
     /// Sent by some clients; ignored.
@@ -116,17 +133,87 @@ impl SchemaBody {
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// A compatibility mode to set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(as = ConfigRequest)]
 struct ConfigBody {
+    /// `NONE`, `BACKWARD`, `BACKWARD_TRANSITIVE`, `FORWARD`,
+    /// `FORWARD_TRANSITIVE`, `FULL` or `FULL_TRANSITIVE`.
     compatibility: String,
 }
 
 /// Query of a compatibility check. Clients send `verbose=true`,
 /// `verbose=True` or `verbose=1`, and other flags (`normalize`) that do not
 /// change the verdict here.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VerboseQuery {
+    /// `true` (or `1`): the answer lists the breaks.
     verbose: Option<String>,
+}
+
+/// A registered schema version.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SchemaVersion)]
+struct VersionJson {
+    /// The schema's global id.
+    id: u32,
+    /// The JSON Schema, as JSON text.
+    schema: String,
+    /// Always `JSON`.
+    #[serde(rename = "schemaType")]
+    schema_type: &'static str,
+    /// The subject (an event type).
+    subject: String,
+    /// Its version under the subject.
+    version: u32,
+}
+
+/// Answer of a registration.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SchemaId)]
+struct Registered {
+    /// The schema's global id.
+    id: u32,
+}
+
+/// A schema by its global id.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SchemaById)]
+struct ById {
+    /// The JSON Schema, as JSON text.
+    schema: String,
+    /// Always `JSON`.
+    #[serde(rename = "schemaType")]
+    schema_type: &'static str,
+}
+
+/// Answer of a compatibility check.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CompatibilityCheck)]
+struct Compatibility {
+    /// Whether the schema is compatible.
+    is_compatible: bool,
+    /// With `verbose=true`: every break.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<Vec<String>>,
+}
+
+/// A compatibility mode, as read.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConfigLevel)]
+struct ConfigLevel {
+    /// The mode.
+    #[serde(rename = "compatibilityLevel")]
+    compatibility_level: String,
+}
+
+/// A compatibility mode, as set.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = ConfigSet)]
+struct ConfigSet {
+    /// The mode.
+    compatibility: String,
 }
 
 impl VerboseQuery {
@@ -135,28 +222,29 @@ impl VerboseQuery {
     }
 }
 
-/// The Confluent-compatible routes.
-pub fn router(schemas: Shared) -> Router {
-    Router::new()
-        .route("/subjects", get(subjects))
-        .route("/subjects/{subject}", post(lookup))
-        .route("/subjects/{subject}/versions", get(versions).post(register))
-        .route("/subjects/{subject}/versions/{version}", get(version))
-        .route("/schemas/ids/{id}", get(by_id))
-        .route("/compatibility/subjects/{subject}/versions/{version}", post(compatibility))
-        .route("/config", get(global_config).put(set_global_config))
-        .route("/config/{subject}", get(subject_config).put(set_subject_config))
+/// The Confluent-compatible routes, each described in the OpenAPI
+/// document.
+pub fn router(schemas: Shared) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(subjects))
+        .routes(routes!(lookup))
+        .routes(routes!(versions, register))
+        .routes(routes!(version))
+        .routes(routes!(by_id))
+        .routes(routes!(compatibility))
+        .routes(routes!(global_config, set_global_config))
+        .routes(routes!(subject_config, set_subject_config))
         .with_state(schemas)
 }
 
-fn version_json(version: &SchemaVersion) -> Value {
-    json!({
-        "subject": version.subject,
-        "version": version.version,
-        "id": version.id,
-        "schemaType": "JSON",
-        "schema": version.schema,
-    })
+fn version_json(version: &SchemaVersion) -> VersionJson {
+    VersionJson {
+        id: version.id,
+        schema: version.schema.clone(),
+        schema_type: "JSON",
+        subject: version.subject.clone(),
+        version: version.version,
+    }
 }
 
 /// `latest` or a version number.
@@ -171,10 +259,19 @@ fn version_ref(text: &str) -> Result<Option<u32>, ConfluentError> {
     })
 }
 
+/// Subjects (event types) with schemas.
+#[utoipa::path(get, path = "/subjects", tag = "schema registry", operation_id = "list_subjects",
+    responses((status = 200, description = "The subjects.", body = Vec<String>, content_type = "application/json")))]
 async fn subjects(State(schemas): State<Shared>) -> Json<Vec<String>> {
     Json(schemas.subjects())
 }
 
+/// A subject's versions.
+#[utoipa::path(get, path = "/subjects/{subject}/versions", tag = "schema registry", operation_id = "list_versions",
+    params(("subject" = String, Path, description = "The subject (an event type).")),
+    responses(
+        (status = 200, description = "Its versions.", body = Vec<u32>, content_type = "application/json"),
+        (status = 404, description = "40401.", body = ConfluentErrorBody)))]
 async fn versions(
     State(schemas): State<Shared>,
     Path(subject): Path<String>,
@@ -182,21 +279,37 @@ async fn versions(
     Ok(Json(schemas.versions(&subject)?.iter().map(|v| v.version).collect()))
 }
 
+/// Register a JSON Schema, checked under the subject's compatibility mode.
+#[utoipa::path(post, path = "/subjects/{subject}/versions", tag = "schema registry", operation_id = "register_schema",
+    params(("subject" = String, Path, description = "The subject (an event type).")),
+    request_body(content((SchemaBody = "application/vnd.schemaregistry.v1+json"), (SchemaBody = "application/json"))),
+    responses(
+        (status = 200, description = "Registered (or registered before).", body = Registered),
+        (status = 409, description = "Incompatible: every break named.", body = ConfluentErrorBody),
+        (status = 422, description = "42201 invalid schema.", body = ConfluentErrorBody)))]
 async fn register(
     State(schemas): State<Shared>,
     Path(subject): Path<String>,
     body: Result<Json<SchemaBody>, JsonRejection>,
-) -> Result<Json<Value>, ConfluentError> {
+) -> Result<Json<Registered>, ConfluentError> {
     let Json(body) = body?;
     let registered = schemas.register(&subject, body.json_schema()?).await?;
-    Ok(Json(json!({ "id": registered.id })))
+    Ok(Json(Registered { id: registered.id }))
 }
 
+/// The version a schema is registered as.
+#[utoipa::path(post, path = "/subjects/{subject}", tag = "schema registry", operation_id = "lookup_schema",
+    params(("subject" = String, Path, description = "The subject (an event type).")),
+    request_body(content((SchemaBody = "application/vnd.schemaregistry.v1+json"), (SchemaBody = "application/json"))),
+    responses(
+        (status = 200, description = "The version.", body = VersionJson),
+        (status = 404, description = "40401 subject, 40403 schema not found.", body = ConfluentErrorBody),
+        (status = 422, description = "42201 invalid schema.", body = ConfluentErrorBody)))]
 async fn lookup(
     State(schemas): State<Shared>,
     Path(subject): Path<String>,
     body: Result<Json<SchemaBody>, JsonRejection>,
-) -> Result<Json<Value>, ConfluentError> {
+) -> Result<Json<VersionJson>, ConfluentError> {
     let Json(body) = body?;
     let wanted: Value = serde_json::from_str(body.json_schema()?).map_err(|e| ConfluentError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -212,33 +325,55 @@ async fn lookup(
     Ok(Json(version_json(found)))
 }
 
+/// One version.
+#[utoipa::path(get, path = "/subjects/{subject}/versions/{version}", tag = "schema registry", operation_id = "get_version",
+    params(
+        ("subject" = String, Path, description = "The subject (an event type)."),
+        ("version" = String, Path, description = "A version number or `latest`.")),
+    responses(
+        (status = 200, description = "The version.", body = VersionJson),
+        (status = 404, description = "40401, 40402.", body = ConfluentErrorBody),
+        (status = 422, description = "42202 bad version.", body = ConfluentErrorBody)))]
 async fn version(
     State(schemas): State<Shared>,
     Path((subject, version)): Path<(String, String)>,
-) -> Result<Json<Value>, ConfluentError> {
+) -> Result<Json<VersionJson>, ConfluentError> {
     Ok(Json(version_json(&schemas.version(&subject, version_ref(&version)?)?)))
 }
 
-async fn by_id(State(schemas): State<Shared>, Path(id): Path<u32>) -> Result<Json<Value>, ConfluentError> {
-    Ok(Json(json!({ "schema": schemas.by_id(id)?, "schemaType": "JSON" })))
+/// A schema by global id.
+#[utoipa::path(get, path = "/schemas/ids/{id}", tag = "schema registry", operation_id = "get_schema_by_id",
+    params(("id" = u32, Path, description = "The schema's global id.")),
+    responses(
+        (status = 200, description = "The schema.", body = ById),
+        (status = 404, description = "40403.", body = ConfluentErrorBody)))]
+async fn by_id(State(schemas): State<Shared>, Path(id): Path<u32>) -> Result<Json<ById>, ConfluentError> {
+    Ok(Json(ById { schema: schemas.by_id(id)?, schema_type: "JSON" }))
 }
 
+/// Whether a schema is compatible (with `?verbose=true`, the breaks).
+#[utoipa::path(post, path = "/compatibility/subjects/{subject}/versions/{version}", tag = "schema registry", operation_id = "check_compatibility",
+    params(
+        ("subject" = String, Path, description = "The subject (an event type)."),
+        ("version" = String, Path, description = "A version number or `latest`."),
+        VerboseQuery),
+    request_body(content((SchemaBody = "application/vnd.schemaregistry.v1+json"), (SchemaBody = "application/json"))),
+    responses(
+        (status = 200, description = "The verdict.", body = Compatibility),
+        (status = 404, description = "40401, 40402.", body = ConfluentErrorBody),
+        (status = 422, description = "42201 invalid schema, 42202 bad version.", body = ConfluentErrorBody)))]
 async fn compatibility(
     State(schemas): State<Shared>,
     Path((subject, version)): Path<(String, String)>,
     query: Result<Query<VerboseQuery>, QueryRejection>,
     body: Result<Json<SchemaBody>, JsonRejection>,
-) -> Result<Json<Value>, ConfluentError> {
+) -> Result<Json<Compatibility>, ConfluentError> {
     let Query(query) = query.map_err(|r| crate::error::HttpError::from(r).0)?;
     let Json(body) = body?;
     let breaks = schemas.check(&subject, version_ref(&version)?, body.json_schema()?)?;
-    let mut answer = json!({ "is_compatible": breaks.is_empty() });
-    if query.verbose()
-        && let Some(object) = answer.as_object_mut()
-    {
-        object.insert("messages".into(), json!(breaks));
-    }
-    Ok(Json(answer))
+    let is_compatible = breaks.is_empty();
+    let messages = query.verbose().then_some(breaks);
+    Ok(Json(Compatibility { is_compatible, messages }))
 }
 
 fn mode(text: &str) -> Result<Mode, ConfluentError> {
@@ -249,29 +384,49 @@ fn mode(text: &str) -> Result<Mode, ConfluentError> {
     })
 }
 
-async fn global_config(State(schemas): State<Shared>) -> Json<Value> {
-    Json(json!({ "compatibilityLevel": schemas.mode(None).name() }))
+/// The global compatibility mode (BACKWARD by default).
+#[utoipa::path(get, path = "/config", tag = "schema registry", operation_id = "get_global_config",
+    responses((status = 200, description = "The mode.", body = ConfigLevel)))]
+async fn global_config(State(schemas): State<Shared>) -> Json<ConfigLevel> {
+    Json(ConfigLevel { compatibility_level: schemas.mode(None).name() })
 }
 
-async fn subject_config(State(schemas): State<Shared>, Path(subject): Path<String>) -> Json<Value> {
-    Json(json!({ "compatibilityLevel": schemas.mode(Some(&subject)).name() }))
+/// A subject's mode.
+#[utoipa::path(get, path = "/config/{subject}", tag = "schema registry", operation_id = "get_subject_config",
+    params(("subject" = String, Path, description = "The subject (an event type).")),
+    responses((status = 200, description = "The mode.", body = ConfigLevel)))]
+async fn subject_config(State(schemas): State<Shared>, Path(subject): Path<String>) -> Json<ConfigLevel> {
+    Json(ConfigLevel { compatibility_level: schemas.mode(Some(&subject)).name() })
 }
 
+/// Set the global mode.
+#[utoipa::path(put, path = "/config", tag = "schema registry", operation_id = "set_global_config",
+    request_body(content((ConfigBody = "application/vnd.schemaregistry.v1+json"), (ConfigBody = "application/json"))),
+    responses(
+        (status = 200, description = "The mode set.", body = ConfigSet),
+        (status = 422, description = "42203.", body = ConfluentErrorBody)))]
 async fn set_global_config(
     State(schemas): State<Shared>,
     body: Result<Json<ConfigBody>, JsonRejection>,
-) -> Result<Json<Value>, ConfluentError> {
+) -> Result<Json<ConfigSet>, ConfluentError> {
     let Json(body) = body?;
     let set = schemas.set_mode(None, mode(&body.compatibility)?).await?;
-    Ok(Json(json!({ "compatibility": set.name() })))
+    Ok(Json(ConfigSet { compatibility: set.name() }))
 }
 
+/// Set a subject's mode.
+#[utoipa::path(put, path = "/config/{subject}", tag = "schema registry", operation_id = "set_subject_config",
+    params(("subject" = String, Path, description = "The subject (an event type).")),
+    request_body(content((ConfigBody = "application/vnd.schemaregistry.v1+json"), (ConfigBody = "application/json"))),
+    responses(
+        (status = 200, description = "The mode set.", body = ConfigSet),
+        (status = 422, description = "42203.", body = ConfluentErrorBody)))]
 async fn set_subject_config(
     State(schemas): State<Shared>,
     Path(subject): Path<String>,
     body: Result<Json<ConfigBody>, JsonRejection>,
-) -> Result<Json<Value>, ConfluentError> {
+) -> Result<Json<ConfigSet>, ConfluentError> {
     let Json(body) = body?;
     let set = schemas.set_mode(Some(&subject), mode(&body.compatibility)?).await?;
-    Ok(Json(json!({ "compatibility": set.name() })))
+    Ok(Json(ConfigSet { compatibility: set.name() }))
 }

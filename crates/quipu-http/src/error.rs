@@ -9,11 +9,47 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use quipu_node::{ApiError, ErrorCode, ErrorKind};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 /// An HTTP handler's failure: a service's error, or the request's body or
 /// query refused before any service saw it.
 #[derive(Debug)]
 pub struct HttpError(pub ApiError);
+
+// Describes, for the OpenAPI document, the body `HttpError` answers
+// with; never built.
+/// An error: what failed, as a code programs match and a message for
+/// people, and for some codes details beside them.
+#[derive(Debug, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What failed, one of a closed list (`wrong_expected_revision`,
+    /// `stream_not_found`, `invalid_group`...).
+    pub code: String,
+    /// What failed, for people.
+    pub message: String,
+    /// With `invalid_group`: the field that is wrong.
+    pub field: Option<String>,
+    /// With `wrong_expected_revision`: the first stream whose condition
+    /// failed.
+    pub stream: Option<String>,
+    /// With `wrong_expected_revision`: what that stream was expected at.
+    pub expected: Option<String>,
+    /// With `wrong_expected_revision`: the revision it is at (`null`: no
+    /// stream).
+    pub actual: Option<u64>,
+    /// With a failed append: each stream whose condition failed, as
+    /// `{stream, expected, actual}`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub streams: Option<Vec<Value>>,
+    /// With `condition_failed`: the position of an event that matched the
+    /// condition.
+    pub condition_position: Option<u64>,
+    /// With `replay_in_progress`: the category closed to appends.
+    pub category: Option<String>,
+    /// With `replay_in_progress`: the projection being rebuilt.
+    pub projection: Option<String>,
+}
 
 impl From<ApiError> for HttpError {
     fn from(error: ApiError) -> HttpError {

@@ -7,14 +7,18 @@
 //! one read path. Errors answer as `{"code": "...", "message": "..."}`
 //! with the status of their kind ([`error`], one exhaustive match).
 //! Modules: one per service's routes, [`confluent`] (the Confluent
-//! schema-registry routes), [`openapi`] (`/openapi.json`) and [`wire`]
-//! (the JSON shapes).
+//! schema-registry routes), [`openapi`] (`/openapi.json`), [`wire`] (the
+//! JSON shapes) and [`mirror`] (the shapes of JSON built elsewhere, for
+//! the document). Every route is registered through an `OpenApiRouter`
+//! with its handler's `#[utoipa::path]` annotation, so the OpenAPI
+//! document describes each route the router serves.
 
 pub mod confluent;
 pub mod error;
 pub mod group;
 pub mod integration;
 pub mod lifecycle;
+pub mod mirror;
 pub mod openapi;
 pub mod projection;
 pub mod schema;
@@ -28,13 +32,16 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, Store, StreamName, Tag};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::HttpError;
+use crate::error::{ErrorBody, HttpError};
+use crate::mirror::{Events, ReadDirection, StreamMetadata};
 use crate::wire::{AppendBody, AppendJson, EventJson, MultiAppendBody, MultiAppendJson, expected_revision};
 use quipu_node::feed::{Live, Source};
 use quipu_node::integration::IntegrationTypes;
@@ -49,35 +56,15 @@ const DEFAULT_READ_LIMIT: usize = 100;
 
 type Shared = Arc<Store>;
 
-/// The API's routes over `node`'s services.
+/// The API's routes over `node`'s services; `/openapi.json` serves the
+/// document of exactly these routes.
 pub fn router(node: &Node) -> Router {
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = node.store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
     let counting = Arc::clone(&node.metrics);
-    let gauged = node.live.clone();
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(move |state, metrics| render_metrics(state, metrics, gauged)))
-        .route("/openapi.json", get(|| async { Json(crate::openapi::document()) }))
-        .route("/v1/streams/{stream}", get(read_stream).post(append_to_stream).delete(delete_stream))
-        .route("/v1/append", post(append_multi))
-        .route("/v1/all", get(read_all))
-        .route("/v1/subscribe", get(subscribe))
-        .route("/v1/categories/{category}", get(read_category))
-        .route("/v1/types/{event_type}", get(read_event_type))
-        .route("/v1/tags/{tag}", get(read_tag))
-        .route("/v1/integration", get(read_integration))
-        .with_state(Arc::clone(&node.store))
-        .merge(crate::group::router(Arc::clone(&node.groups)))
-        .merge(crate::projection::router(Arc::clone(&node.projections)))
-        .merge(crate::integration::router(Arc::clone(&node.integration)))
-        .merge(crate::snapshot::router(Arc::clone(&node.snapshots)))
-        .merge(crate::confluent::router(Arc::clone(&node.schemas)))
-        .merge(crate::schema::router(Arc::clone(&node.schemas)))
-        .merge(crate::upcast::router(Arc::clone(&node.upcasters)))
-        .merge(crate::lifecycle::router(Arc::clone(&node.lifecycle)))
-        .merge(crate::lifecycle::scavenge_router(Arc::clone(&node.scavenger)))
+    let (router, api) = routes(node).split_for_parts();
+    router
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -92,20 +79,74 @@ pub fn router(node: &Node) -> Router {
         .layer(Extension(Arc::clone(&node.integration)))
         .layer(Extension(node.reads.clone()))
         .layer(Extension(Arc::clone(&node.lifecycle)))
+        .layer(Extension(node.live.clone()))
+        .layer(Extension(openapi::Document::new(api)))
 }
 
+/// Every route over `node`'s services, each registered with its
+/// handler's description for the OpenAPI document.
+fn routes(node: &Node) -> OpenApiRouter {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(health))
+        .routes(routes!(render_metrics))
+        .routes(routes!(openapi::serve))
+        .routes(routes!(read_stream, append_to_stream, delete_stream))
+        .routes(routes!(append_multi))
+        .routes(routes!(read_all))
+        .routes(routes!(subscribe))
+        .routes(routes!(read_category))
+        .routes(routes!(read_event_type))
+        .routes(routes!(read_tag))
+        .routes(routes!(read_integration))
+        .with_state(Arc::clone(&node.store))
+        .merge(crate::group::router(Arc::clone(&node.groups)))
+        .merge(crate::projection::router(Arc::clone(&node.projections)))
+        .merge(crate::integration::router(Arc::clone(&node.integration)))
+        .merge(crate::snapshot::router(Arc::clone(&node.snapshots)))
+        .merge(crate::confluent::router(Arc::clone(&node.schemas)))
+        .merge(crate::schema::router(Arc::clone(&node.schemas)))
+        .merge(crate::upcast::router(Arc::clone(&node.upcasters)))
+        .merge(crate::lifecycle::router(Arc::clone(&node.lifecycle)))
+        .merge(crate::lifecycle::scavenge_router(Arc::clone(&node.scavenger)))
+}
+
+/// Prometheus text metrics.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, description = "The metrics, in Prometheus' text format.", body = String, content_type = "text/plain")))]
 async fn render_metrics(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
-    live: Live,
+    Extension(live): Extension<Live>,
 ) -> String {
     metrics.render(&store, &live)
 }
 
-async fn health() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// Answer of the liveness check.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Health)]
+struct Health {
+    /// Always `ok`.
+    status: &'static str,
 }
 
+/// Liveness.
+#[utoipa::path(get, path = "/health", tag = "service",
+    responses((status = 200, description = "The server answers.", body = Health)))]
+async fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Append events to one stream.
+#[utoipa::path(post, path = "/v1/streams/{stream}", tag = "streams",
+    params(("stream" = String, Path, description = "The stream.")),
+    request_body = AppendBody,
+    responses(
+        (status = 200, description = "Written (durable) or, for a retry with the same ids, already written.", body = AppendJson),
+        (status = 400, description = "Malformed input: JSON, names, ids, expected revision.", body = ErrorBody),
+        (status = 409, description = "The expected revision did not hold (`stream`, `expected`, `actual`, `streams`), ids were reused by another append, or the category is closed while a projection rebuilds. Nothing was written.", body = ErrorBody),
+        (status = 410, description = "The stream is tombstoned.", body = ErrorBody),
+        (status = 413, description = "An event or the append is too large.", body = ErrorBody),
+        (status = 422, description = "An event does not match its type's schema.", body = ErrorBody)))]
 async fn append_to_stream(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
@@ -125,6 +166,16 @@ async fn append_to_stream(
     }
 }
 
+/// Append atomically to several streams, with an optional DCB condition.
+#[utoipa::path(post, path = "/v1/append", tag = "streams",
+    request_body = MultiAppendBody,
+    responses(
+        (status = 200, description = "Written (durable) or, for a retry with the same ids, already written.", body = MultiAppendJson),
+        (status = 400, description = "Malformed input: JSON, names, ids, expected revisions, condition.", body = ErrorBody),
+        (status = 409, description = "A condition failed (`streams`, `condition_position`), ids were reused by another append, or a category is closed while a projection rebuilds. Nothing was written.", body = ErrorBody),
+        (status = 410, description = "A stream is tombstoned.", body = ErrorBody),
+        (status = 413, description = "An event or the append is too large.", body = ErrorBody),
+        (status = 422, description = "An event does not match its type's schema.", body = ErrorBody)))]
 async fn append_multi(
     State(store): State<Shared>,
     Extension(metrics): Extension<Arc<Metrics>>,
@@ -143,16 +194,28 @@ async fn append_multi(
 /// everything else, inclusive; `direction` is `forwards` (default) or
 /// `backwards`; `limit` defaults to 100. At most one of `to_revision`
 /// (streams), `to_position` and `as_of_us` reads as things stood then.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReadQuery {
+    /// First revision of a stream, first position of anything else
+    /// (inclusive); the start forwards, the end backwards when absent.
     from: Option<u64>,
+    /// Events at most (the server's maximum is 10000 by default).
+    #[param(default = 100)]
     limit: Option<usize>,
+    /// `forwards` (the default) or `backwards`.
+    #[param(value_type = Option<ReadDirection>, inline)]
     direction: Option<String>,
+    /// Streams only: read as the stream stood just after this revision.
     to_revision: Option<u64>,
+    /// Read as things stood just after this position of `$all`.
     to_position: Option<u64>,
+    /// Read as things stood after the last commit at or before this time
+    /// (µs since the Unix epoch).
     as_of_us: Option<u64>,
-    /// Events as written, without upcasting.
+    /// Events as written, without upcasting to their types' current
+    /// versions.
     #[serde(default)]
     raw: bool,
 }
@@ -183,6 +246,14 @@ impl ReadQuery {
     }
 }
 
+/// Read a stream (its visible events, see its metadata).
+#[utoipa::path(get, path = "/v1/streams/{stream}", tag = "streams",
+    params(("stream" = String, Path, description = "The stream."), ReadQuery),
+    responses(
+        (status = 200, description = "Events in order.", body = Events),
+        (status = 400, description = "Bad parameters.", body = ErrorBody),
+        (status = 404, description = "No such stream, or nothing visible.", body = ErrorBody),
+        (status = 410, description = "Tombstoned.", body = ErrorBody)))]
 async fn read_stream(
     Extension(reads): Extension<Reads>,
     Path(stream): Path<String>,
@@ -196,13 +267,24 @@ async fn read_stream(
 }
 
 /// Query of a delete.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Delete for good: the stream can never be written again.
     #[serde(default)]
     tombstone: bool,
 }
 
+/// Soft delete (reads as not found until new events come), or with
+/// `tombstone=true` delete for good.
+#[utoipa::path(delete, path = "/v1/streams/{stream}", tag = "streams",
+    params(("stream" = String, Path, description = "The stream."), DeleteQuery),
+    responses(
+        (status = 200, description = "The stream's metadata.", body = StreamMetadata),
+        (status = 400, description = "Bad parameters.", body = ErrorBody),
+        (status = 404, description = "No such stream.", body = ErrorBody),
+        (status = 410, description = "Already tombstoned.", body = ErrorBody)))]
 async fn delete_stream(
     Extension(lifecycle): Extension<Arc<Lifecycle>>,
     Path(stream): Path<String>,
@@ -217,18 +299,27 @@ async fn delete_stream(
 /// Query of a subscription: at most one of `stream`, `category`, `type`,
 /// `tag` and `integration=true` (none: `$all`); `from` is a revision for a
 /// stream and a position otherwise.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SubscribeQuery {
+    /// A revision with `stream`, else a position (inclusive); the
+    /// beginning when absent and no `Last-Event-ID` is sent.
     from: Option<u64>,
+    /// The events of this stream.
     stream: Option<String>,
+    /// The events of this category's streams.
     category: Option<String>,
+    /// The events of this type.
     #[serde(rename = "type")]
     event_type: Option<String>,
+    /// The events carrying this tag.
     tag: Option<String>,
+    /// The integration events.
     #[serde(default)]
     integration: bool,
-    /// Events as written, without upcasting.
+    /// Events as written, without upcasting to their types' current
+    /// versions.
     #[serde(default)]
     raw: bool,
 }
@@ -255,6 +346,16 @@ impl SubscribeQuery {
     }
 }
 
+/// Server-Sent Events: catch-up from `from` (or `Last-Event-ID` + 1), then
+/// live; `$all`, or at most one of `stream`, `category`, `type`, `tag`,
+/// `integration=true`. Each message: `event: event`, `id: <position>`
+/// (`<revision>` with `stream`), data: an Event.
+#[utoipa::path(get, path = "/v1/subscribe", tag = "streams",
+    params(SubscribeQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "The id of the last message a reconnecting client got; the subscription goes on after it.")),
+    responses(
+        (status = 200, description = "The events, as Server-Sent Events whose data is an Event.", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "Bad parameters.", body = ErrorBody)))]
 async fn subscribe(
     Extension(integration): Extension<Arc<IntegrationTypes>>,
     Extension(reads): Extension<Reads>,
@@ -270,6 +371,11 @@ async fn subscribe(
     Ok(axum::response::IntoResponse::into_response(crate::sse::events(feed)))
 }
 
+/// Read `$all`.
+#[utoipa::path(get, path = "/v1/all", tag = "streams", params(ReadQuery),
+    responses(
+        (status = 200, description = "Events in order.", body = Events),
+        (status = 400, description = "Bad parameters.", body = ErrorBody)))]
 async fn read_all(
     Extension(reads): Extension<Reads>,
     query: Result<Query<ReadQuery>, QueryRejection>,
@@ -277,6 +383,12 @@ async fn read_all(
     read_by_position(&reads, Source::All, query).await
 }
 
+/// Read the events of a category (stream name before the first `-`).
+#[utoipa::path(get, path = "/v1/categories/{category}", tag = "streams",
+    params(("category" = String, Path, description = "The category."), ReadQuery),
+    responses(
+        (status = 200, description = "Events in order.", body = Events),
+        (status = 400, description = "Bad parameters.", body = ErrorBody)))]
 async fn read_category(
     Extension(reads): Extension<Reads>,
     Path(category): Path<String>,
@@ -285,6 +397,12 @@ async fn read_category(
     read_by_position(&reads, Source::Category(category), query).await
 }
 
+/// Read the events of one type.
+#[utoipa::path(get, path = "/v1/types/{event_type}", tag = "streams",
+    params(("event_type" = String, Path, description = "The event type."), ReadQuery),
+    responses(
+        (status = 200, description = "Events in order.", body = Events),
+        (status = 400, description = "Bad parameters.", body = ErrorBody)))]
 async fn read_event_type(
     Extension(reads): Extension<Reads>,
     Path(event_type): Path<String>,
@@ -293,6 +411,12 @@ async fn read_event_type(
     read_by_position(&reads, Source::Type(EventType::new(event_type)?), query).await
 }
 
+/// Read the events carrying a tag.
+#[utoipa::path(get, path = "/v1/tags/{tag}", tag = "streams",
+    params(("tag" = String, Path, description = "The tag."), ReadQuery),
+    responses(
+        (status = 200, description = "Events in order.", body = Events),
+        (status = 400, description = "Bad parameters.", body = ErrorBody)))]
 async fn read_tag(
     Extension(reads): Extension<Reads>,
     Path(tag): Path<String>,
@@ -301,6 +425,13 @@ async fn read_tag(
     read_by_position(&reads, Source::Tag(Tag::new(tag)?), query).await
 }
 
+/// Read the integration events: events whose type is marked when the read
+/// runs.
+#[utoipa::path(get, path = "/v1/integration", tag = "integration",
+    params(ReadQuery),
+    responses(
+        (status = 200, description = "Events in order.", body = Events),
+        (status = 400, description = "Bad parameters.", body = ErrorBody)))]
 async fn read_integration(
     Extension(reads): Extension<Reads>,
     Extension(integration): Extension<Arc<IntegrationTypes>>,

@@ -1,410 +1,510 @@
 //! The OpenAPI 3.1 document of the HTTP API, served at `/openapi.json`.
-//! Written by hand next to the routes; tests check that every route is
-//! described and every schema reference resolves.
+//! utoipa generates it: each handler's `#[utoipa::path]` annotation gives
+//! its operation (summary, parameters, bodies, answers and their
+//! statuses), and the JSON shapes' `ToSchema` derives give the schemas.
+//! The router registers each route through an `OpenApiRouter` together
+//! with its annotation, so [`crate::router`] serves exactly the routes the
+//! document describes; tests check that against the routes it serves.
 
-use serde_json::{Value, json};
+use std::sync::Arc;
 
-fn read_parameters(from: &str) -> Value {
-    json!([
-        {"name": "from", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": from},
-        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 0, "default": 100}, "description": "Events at most (the server's maximum is 10000 by default)."},
-        {"name": "direction", "in": "query", "schema": {"type": "string", "enum": ["forwards", "backwards"], "default": "forwards"}},
-        {"name": "to_revision", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Streams only: read as the stream stood just after this revision. At most one of to_revision, to_position, as_of_us."},
-        {"name": "to_position", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood just after this position of `$all`."},
-        {"name": "as_of_us", "in": "query", "schema": {"type": "integer", "minimum": 0}, "description": "Read as things stood after the last commit at or before this time (µs since the Unix epoch)."},
-        {"name": "raw", "in": "query", "schema": {"type": "boolean"}, "description": "Events as written, without upcasting to their types' current versions."}
-    ])
-}
+use axum::Json;
+use axum::extract::Extension;
+use utoipa::OpenApi;
 
-fn path_parameter(name: &str) -> Value {
-    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
-}
+use crate::error::ErrorBody;
 
-fn events_response() -> Value {
-    json!({"description": "Events in order.", "content": {"application/json": {"schema": {"type": "object", "properties": {"events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}}}}}})
-}
+/// The document's frame: what it says beside the routes.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Quipu",
+        version = env!("CARGO_PKG_VERSION"),
+        description = "Event store: appends with optimistic concurrency, reads, subscriptions."
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "service", description = "Liveness, metrics and this document."),
+        (name = "streams", description = "Appends, reads, subscriptions, stream metadata and deletes."),
+        (name = "groups", description = "Consumer groups and their members."),
+        (name = "projections", description = "Projections, their runners and rebuilds."),
+        (name = "integration", description = "Integration event types and their events."),
+        (name = "snapshots", description = "Snapshots of streams and per-category snapshot policies."),
+        (name = "schema validation", description = "Which appends are validated against their type's schema."),
+        (name = "upcasting", description = "How events' data goes from one version of their type to the next."),
+        (name = "scavenge", description = "Online removal of the events stream metadata hides."),
+        (name = "schema registry", description = "The subset of the Confluent Schema Registry REST API that Kafka tooling uses; errors in Confluent's shape.")
+    )
+)]
+struct Frame;
 
-fn error_response(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
-}
-
-fn position_read(summary: &str, parameter: Option<&str>) -> Value {
-    let mut parameters =
-        read_parameters("First position (inclusive); the start forwards, the end backwards when absent.");
-    if let (Some(name), Some(list)) = (parameter, parameters.as_array_mut()) {
-        list.insert(0, path_parameter(name));
-    }
-    json!({"get": {"summary": summary, "parameters": parameters, "responses": {"200": events_response(), "400": error_response("Bad parameters.")}}})
-}
-
-fn group_response() -> Value {
-    json!({"description": "The group.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GroupInfo"}}}})
-}
-
-/// The consumer-group routes.
-fn group_paths() -> Value {
-    let name = || json!([path_parameter("name")]);
-    let member = || json!([path_parameter("name"), path_parameter("member")]);
-    json!({
-        "/v1/groups": {
-            "get": {"summary": "List consumer groups with their checkpoint, lag and members.",
-                    "responses": {"200": {"description": "`{\"groups\": [GroupInfo]}`", "content": {"application/json": {"schema": {"type": "object", "properties": {"groups": {"type": "array", "items": {"$ref": "#/components/schemas/GroupInfo"}}}}}}}}},
-            "post": {"summary": "Create a consumer group.",
-                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GroupCreate"}}}},
-                     "responses": {"201": group_response(), "400": error_response("A bad name or setting; `field` names it."), "409": error_response("A group of that name exists.")}}
-        },
-        "/v1/groups/{name}": {
-            "get": {"summary": "A group's settings, state and members.", "parameters": name(),
-                    "responses": {"200": group_response(), "404": error_response("No such group.")}},
-            "patch": {"summary": "Change a group's retry and flow settings.", "parameters": name(),
-                      "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/GroupTuning"}}}},
-                      "responses": {"200": group_response(), "400": error_response("A bad setting."), "404": error_response("No such group.")}},
-            "delete": {"summary": "Delete a group; its checkpoint and parked streams stay.", "parameters": name(),
-                       "responses": {"200": {"description": "`{\"deleted\": name}`"}, "404": error_response("No such group.")}}
-        },
-        "/v1/groups/{name}/replay-parked": {"post": {"summary": "Deliver again every parked event not replayed yet.", "parameters": name(),
-                                                     "responses": {"200": {"description": "`{\"group\", \"scheduled\"}`"}, "404": error_response("No such group.")}}},
-        "/v1/groups/{name}/members/{member}": {"delete": {"summary": "Leave the group cleanly: events held go to other members without counting as failures.", "parameters": member(),
-                                                          "responses": {"200": {"description": "`{\"left\": member}`"}, "404": error_response("No such member session.")}}},
-        "/v1/groups/{name}/members/{member}/poll": {"post": {"summary": "Take deliveries; the first poll joins the group. A session idle longer than the group's message timeout leaves as failed.", "parameters": member(),
-                                                             "requestBody": {"content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
-                                                                 "max": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-                                                                 "wait_ms": {"type": "integer", "minimum": 0, "maximum": 30000, "default": 0}}}}}},
-                                                             "responses": {"200": {"description": "`{\"events\": [{\"event\": Event, \"retries\": n}]}`"}, "400": error_response("Bad limits."), "404": error_response("No such group.")}}},
-        "/v1/groups/{name}/members/{member}/ack": {"post": {"summary": "Acknowledge handled events.", "parameters": member(),
-                                                            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["positions"], "properties": {"positions": {"type": "array", "items": {"type": "integer"}}}}}}},
-                                                            "responses": {"200": {"description": "`{\"acked\": n}`"}, "404": error_response("No such member session.")}}},
-        "/v1/groups/{name}/members/{member}/nack": {"post": {"summary": "Events that could not be handled: retry (after a backoff; parked when retries run out), park or skip.", "parameters": member(),
-                                                             "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["positions", "action"], "properties": {
-                                                                 "positions": {"type": "array", "items": {"type": "integer"}}, "action": {"type": "string", "enum": ["retry", "park", "skip"]}, "reason": {"type": "string"}}}}}},
-                                                             "responses": {"200": {"description": "`{\"nacked\": n}`"}, "400": error_response("Bad body."), "404": error_response("No such member session.")}}}
-    })
-}
-
-/// The consumer-group schemas.
-fn group_schemas() -> Value {
-    let integer = || json!({"type": "integer"});
-    json!({
-        "GroupTuning": {"type": "object", "additionalProperties": false, "properties": {
-            "max_retries": {"type": "integer", "minimum": 0, "maximum": 1000, "default": 10},
-            "message_timeout_ms": {"type": "integer", "minimum": 100, "maximum": 3_600_000, "default": 30000},
-            "max_in_flight": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 100},
-            "backoff_base_ms": {"type": "integer", "default": 100},
-            "backoff_max_ms": {"type": "integer", "maximum": 3_600_000, "default": 10000}}},
-        "GroupFilter": {"type": "object", "additionalProperties": false, "description": "Every set field must match; `$` streams are never delivered.", "properties": {
-            "category": {"type": "string"}, "event_types": {"type": "array", "items": {"type": "string"}}, "tag": {"type": "string"}, "stream_prefix": {"type": "string"}, "integration": {"type": "boolean"}}},
-        "GroupCreate": {"type": "object", "required": ["name"], "additionalProperties": false, "properties": {
-            "name": {"type": "string"}, "filter": {"$ref": "#/components/schemas/GroupFilter"},
-            "start": {"oneOf": [{"type": "string", "enum": ["beginning", "end"]}, {"type": "object", "properties": {"position": {"type": "integer", "minimum": 0}}}], "default": "beginning"},
-            "tuning": {"$ref": "#/components/schemas/GroupTuning"}}},
-        "GroupMember": {"type": "object", "properties": {
-            "name": {"type": "string"}, "in_flight": integer(), "max_in_flight": integer(), "queued": integer(),
-            "delivered": integer(), "acked": integer(), "failed": integer()}},
-        "GroupInfo": {"type": "object", "properties": {
-            "name": {"type": "string"}, "filter": {"$ref": "#/components/schemas/GroupFilter"}, "start": integer(),
-            "checkpoint": {"type": "integer", "description": "Every event before this position is done."},
-            "head": integer(), "lag": {"type": "integer", "description": "Positions from the checkpoint to the head: at most this many events left."},
-            "in_flight": integer(), "retrying": integer(), "buffered": integer(), "parked": integer(),
-            "parked_stream": {"type": "string"}, "checkpoint_stream": {"type": "string"},
-            "members": {"type": "array", "items": {"$ref": "#/components/schemas/GroupMember"}}}}
-    })
-}
-
-fn projection_response(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ProjectionInfo"}}}})
-}
-
-fn types_response() -> Value {
-    json!({"description": "The marked types, sorted.", "content": {"application/json": {"schema": {"type": "object", "properties": {"types": {"type": "array", "items": {"type": "string"}}}}}}})
-}
-
-/// The projection and integration-type routes.
-fn projection_paths() -> Value {
-    let name = || json!([path_parameter("name")]);
-    let event_type = || json!([path_parameter("event_type")]);
-    json!({
-        "/v1/projections": {"get": {"summary": "Projections whose runners reported since the server started, or that had a rebuild.",
-            "responses": {"200": {"description": "`{\"projections\": [ProjectionInfo]}`", "content": {"application/json": {"schema": {"type": "object", "properties": {"projections": {"type": "array", "items": {"$ref": "#/components/schemas/ProjectionInfo"}}}}}}}}}},
-        "/v1/projections/{name}": {"get": {"summary": "One projection, with its rebuild's progress (done/total positions, rate, ETA).", "parameters": name(),
-            "responses": {"200": projection_response("The projection."), "404": error_response("The server knows no such projection.")}}},
-        "/v1/projections/{name}/rebuild": {
-            "post": {"summary": "Ask the projection's runners to rebuild it beside the live model and swap it in. With `block_categories`, appends to those categories are refused (409 `replay_in_progress`) until it ends.", "parameters": name(),
-                     "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"block_categories": {"type": "array", "items": {"type": "string"}}}}}}},
-                     "responses": {"202": projection_response("Recorded in `$projections`."), "400": error_response("A bad name or category."), "409": error_response("A rebuild is pending or running.")}},
-            "delete": {"summary": "Cancel the pending or running rebuild; the live model stays.", "parameters": name(),
-                       "responses": {"200": projection_response("Cancelled."), "404": error_response("No rebuild is pending or running.")}}
-        },
-        "/v1/projections/{name}/report": {"post": {"summary": "A runner's report (see quipu-projection's Supervisor); answers the rebuild it should run.", "parameters": name(),
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunnerReport"}}}},
-            "responses": {"200": {"description": "`{\"rebuild\": {\"id\", \"block_categories\"} | null}`"}, "400": error_response("A bad name, runner or report.")}}},
-        "/v1/integration": position_read("Read the integration events: events whose type is marked when the read runs.", None),
-        "/v1/integration-types": {"get": {"summary": "The event types marked as integration events.", "responses": {"200": types_response()}}},
-        "/v1/integration-types/{event_type}": {
-            "put": {"summary": "Mark a type as integration events (again: no change).", "parameters": event_type(),
-                    "responses": {"200": types_response(), "400": error_response("An invalid type.")}},
-            "delete": {"summary": "Unmark a type.", "parameters": event_type(),
-                       "responses": {"200": types_response(), "404": error_response("The type is not marked.")}}
-        }
-    })
-}
-
-/// The snapshot routes.
-fn snapshot_paths() -> Value {
-    let stream = || json!([path_parameter("stream")]);
-    let ok = |description: &str| json!({"description": description});
-    json!({
-        "/v1/streams/{stream}/snapshots": {
-            "get": {"summary": "A stream's snapshots, oldest first, without data.", "parameters": stream(), "responses": {"200": ok("`{\"snapshots\": [{stream, revision, schema_version, written_at_us}]}`")}},
-            "delete": {"summary": "Delete a stream's snapshots; its events stay.", "parameters": stream(), "responses": {"200": ok("`{\"deleted\": n}`")}}
-        },
-        "/v1/streams/{stream}/snapshots/{revision}": {"put": {"summary": "Store a stream's state after a revision.",
-            "parameters": [path_parameter("stream"), {"name": "revision", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 0}}],
-            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["schema_version", "data"], "properties": {"schema_version": {"type": "integer"}, "data": {}}}}}},
-            "responses": {"200": ok("Stored."), "400": error_response("A revision the stream does not have, or a bad body."), "413": error_response("Too large.")}}},
-        "/v1/streams/{stream}/load": {"get": {"summary": "The newest snapshot of the wanted version at or below the moment, and the events after it.",
-            "parameters": [path_parameter("stream"),
-                {"name": "schema_version", "in": "query", "schema": {"type": "integer"}},
-                {"name": "limit", "in": "query", "schema": {"type": "integer", "default": 1000}},
-                {"name": "to_revision", "in": "query", "schema": {"type": "integer"}},
-                {"name": "to_position", "in": "query", "schema": {"type": "integer"}},
-                {"name": "as_of_us", "in": "query", "schema": {"type": "integer"}}],
-            "responses": {"200": ok("`{snapshot, events, complete, next_revision, last_revision, snapshot_due, schema_version}`"), "404": error_response("The stream had no events then.")}}},
-        "/v1/snapshot-policies": {"get": {"summary": "Per-category snapshot policies.", "responses": {"200": ok("`{\"policies\": [{category, every, schema_version}]}`")}}},
-        "/v1/snapshot-policies/{category}": {
-            "put": {"summary": "Set a category's policy: a snapshot is due when `every` events lie after the newest.", "parameters": [path_parameter("category")],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["every", "schema_version"], "properties": {"every": {"type": "integer", "minimum": 1}, "schema_version": {"type": "integer"}}}}}},
-                    "responses": {"200": ok("The policy."), "400": error_response("A bad category or `every` 0.")}},
-            "delete": {"summary": "Remove a category's policy.", "parameters": [path_parameter("category")],
-                       "responses": {"200": ok("Removed."), "404": error_response("No policy.")}}
-        }
-    })
-}
-
-/// The schema registry's routes: the Confluent Schema Registry REST subset.
-fn schema_paths() -> Value {
-    let subject = || path_parameter("subject");
-    let version = || json!({"name": "version", "in": "path", "required": true, "schema": {"type": "string"}, "description": "A version number or `latest`."});
-    let schema_body = || json!({"required": true, "content": {"application/vnd.schemaregistry.v1+json": {"schema": {"type": "object", "required": ["schema"], "properties": {"schema": {"type": "string", "description": "A JSON Schema, as JSON text."}, "schemaType": {"type": "string", "enum": ["JSON"]}}}}}});
-    let ok = |description: &str| json!({"description": description});
-    let confluent_error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"type": "object", "properties": {"error_code": {"type": "integer"}, "message": {"type": "string"}}}}}});
-    let config = || json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["compatibility"], "properties": {"compatibility": {"type": "string", "enum": ["NONE", "BACKWARD", "BACKWARD_TRANSITIVE", "FORWARD", "FORWARD_TRANSITIVE", "FULL", "FULL_TRANSITIVE"]}}}}}});
-    json!({
-        "/subjects": {"get": {"summary": "Subjects (event types) with schemas.", "responses": {"200": ok("`[subject]`")}}},
-        "/subjects/{subject}": {"post": {"summary": "The version a schema is registered as.", "parameters": [subject()], "requestBody": schema_body(),
-            "responses": {"200": ok("`{subject, version, id, schemaType, schema}`"), "404": confluent_error("40401 subject, 40403 schema not found.")}}},
-        "/subjects/{subject}/versions": {
-            "get": {"summary": "A subject's versions.", "parameters": [subject()], "responses": {"200": ok("`[1, 2, ...]`"), "404": confluent_error("40401.")}},
-            "post": {"summary": "Register a JSON Schema, checked under the subject's compatibility mode.", "parameters": [subject()], "requestBody": schema_body(),
-                     "responses": {"200": ok("`{\"id\": n}`"), "409": confluent_error("Incompatible: every break named."), "422": confluent_error("42201 invalid schema.")}}
-        },
-        "/subjects/{subject}/versions/{version}": {"get": {"summary": "One version.", "parameters": [subject(), version()],
-            "responses": {"200": ok("`{subject, version, id, schemaType, schema}`"), "404": confluent_error("40401, 40402."), "422": confluent_error("42202 bad version.")}}},
-        "/schemas/ids/{id}": {"get": {"summary": "A schema by global id.", "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}}],
-            "responses": {"200": ok("`{schema, schemaType}`"), "404": confluent_error("40403.")}}},
-        "/compatibility/subjects/{subject}/versions/{version}": {"post": {"summary": "Whether a schema is compatible (with `?verbose=true`, the breaks).",
-            "parameters": [subject(), version(), {"name": "verbose", "in": "query", "schema": {"type": "boolean"}}], "requestBody": schema_body(),
-            "responses": {"200": ok("`{is_compatible, messages}`"), "404": confluent_error("40401, 40402.")}}},
-        "/config": {"get": {"summary": "The global compatibility mode (BACKWARD by default).", "responses": {"200": ok("`{compatibilityLevel}`")}},
-                    "put": {"summary": "Set the global mode.", "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}},
-        "/v1/schema-validation": {"get": {"summary": "Event types and categories whose appends are validated against their type's latest schema.", "responses": {"200": ok("`{event_types, categories}`")}}},
-        "/v1/schema-validation/types/{event_type}": {
-            "put": {"summary": "Validate appended events of this type.", "parameters": [path_parameter("event_type")], "responses": {"200": ok("`{event_types, categories}`"), "400": error_response("A bad type.")}},
-            "delete": {"summary": "Stop validating this type.", "parameters": [path_parameter("event_type")], "responses": {"200": ok("`{event_types, categories}`")}}
-        },
-        "/v1/schema-validation/categories/{category}": {
-            "put": {"summary": "Validate every appended event of this category's streams.", "parameters": [path_parameter("category")], "responses": {"200": ok("`{event_types, categories}`"), "400": error_response("A bad category.")}},
-            "delete": {"summary": "Stop validating this category.", "parameters": [path_parameter("category")], "responses": {"200": ok("`{event_types, categories}`")}}
-        },
-        "/v1/streams/{stream}/metadata": {
-            "get": {"summary": "A stream's metadata.", "parameters": [path_parameter("stream")], "responses": {"200": ok("`{max_count, max_age_s, truncate_before, custom, tombstoned}`")}},
-            "put": {"summary": "Replace a stream's metadata; reads of the stream return only visible events.", "parameters": [path_parameter("stream")],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"max_count": {"type": "integer", "minimum": 1}, "max_age_s": {"type": "integer"}, "truncate_before": {"type": "integer"}, "custom": {}}}}}},
-                    "responses": {"200": ok("The metadata."), "400": error_response("A bad value."), "410": error_response("The stream is tombstoned.")}}
-        },
-        "/v1/scavenge": {
-            "post": {"summary": "Start an online scavenge: remove from closed log segments every event stream metadata hides, while appends and reads go on.",
-                     "responses": {"202": ok("The status: `{started_at_us, finished_at_us, state, streams, segments_total, segments_done, segments_rewritten, bytes_total, bytes_scanned, bytes_reclaimed, events_removed, bytes_per_second, message}`"), "409": error_response("`scavenge_running`: one runs.")}},
-            "get": {"summary": "The running or last scavenge (state `running`, `done`, `stopped` or `failed`).", "responses": {"200": ok("The status."), "404": error_response("`no_scavenge`: none ran since the server started.")}},
-            "delete": {"summary": "Stop the running scavenge after the segment in hand; what is done stays done.", "responses": {"200": ok("The status."), "404": error_response("`no_scavenge`."), "409": error_response("`scavenge_not_running`.")}}
-        },
-        "/v1/upcasters": {
-            "get": {"summary": "The upcaster set's version and every declaration.", "responses": {"200": ok("`{set_version, upcasters: [{event_type, from_version, steps}]}`")}},
-            "post": {"summary": "Declare how an event type's data goes from `from_version` to the next (steps: rename, add, remove, move, map).",
-                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["event_type", "from_version", "steps"], "properties": {"event_type": {"type": "string"}, "from_version": {"type": "integer", "minimum": 1}, "steps": {"type": "array"}}}}}},
-                     "responses": {"200": ok("`{set_version}`"), "400": error_response("A bad type, version or step, or a gap in the chain.")}}
-        },
-        "/config/{subject}": {"get": {"summary": "A subject's mode.", "parameters": [subject()], "responses": {"200": ok("`{compatibilityLevel}`")}},
-                              "put": {"summary": "Set a subject's mode.", "parameters": [subject()], "requestBody": config(), "responses": {"200": ok("`{compatibility}`"), "422": confluent_error("42203.")}}}
-    })
-}
-
-fn projection_schemas() -> Value {
-    let integer = || json!({"type": "integer", "minimum": 0});
-    json!({
-        "RebuildInfo": {"type": "object", "properties": {
-            "id": integer(), "state": {"type": "string", "enum": ["requested", "running", "done", "failed", "cancelled"]},
-            "block_categories": {"type": "array", "items": {"type": "string"}}, "requested_at_us": integer(), "finished_at_us": integer(),
-            "runner": {"type": "string"}, "done": {"type": "integer", "description": "The rebuild's next position."},
-            "total": {"type": "integer", "description": "The position after the log's last event (the final position once done)."},
-            "rate": {"type": "number", "description": "Positions per second."}, "eta_seconds": {"type": "number"}, "message": {"type": "string"}}},
-        "ProjectionInfo": {"type": "object", "properties": {
-            "name": {"type": "string"}, "runner": {"type": "string"}, "position": integer(), "head": integer(), "lag": integer(),
-            "reported_ms_ago": integer(), "rebuild": {"$ref": "#/components/schemas/RebuildInfo"}}},
-        "RunnerReport": {"type": "object", "required": ["runner"], "additionalProperties": false, "properties": {
-            "runner": {"type": "string"}, "position": integer(),
-            "rebuild": {"type": "object", "required": ["id"], "description": "Exactly one of running_done, done and failed.", "properties": {
-                "id": integer(), "running_done": integer(), "done": integer(), "failed": {"type": "string"}}}}}
-    })
-}
-
-/// Adds the entries of `more` to the object `doc[key]`.
-fn extend(doc: &mut Value, key: &str, more: Value) {
-    if let (Some(Value::Object(target)), Value::Object(more)) = (doc.get_mut(key), more) {
-        target.extend(more);
-    }
-}
-
-/// The document.
+/// The document before any route is registered: its title, version,
+/// description, tags and the `Error` schema every door's error answers
+/// share.
 #[must_use]
-pub fn document() -> Value {
-    let append_responses = json!({
-        "200": {"description": "Written (durable) or, for a retry with the same ids, already written."},
-        "400": error_response("Malformed input: JSON, names, ids, expected revision."),
-        "409": error_response("A condition failed (`expected`, `actual`, `streams`, `condition_position`), or ids were reused by another append. Nothing was written."),
-        "413": error_response("An event or the append is too large.")
-    });
-    let mut doc = json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Quipu", "version": env!("CARGO_PKG_VERSION"), "description": "Event store: appends with optimistic concurrency, reads, subscriptions."},
-        "paths": {
-            "/health": {"get": {"summary": "Liveness.", "responses": {"200": {"description": "`{\"status\": \"ok\"}`"}}}},
-            "/metrics": {"get": {"summary": "Prometheus text metrics.", "responses": {"200": {"description": "text/plain"}}}},
-            "/openapi.json": {"get": {"summary": "This document.", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
-            "/v1/streams/{stream}": {
-                "post": {"summary": "Append events to one stream.", "parameters": [path_parameter("stream")],
-                         "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StreamAppend"}}}},
-                         "responses": append_responses.clone()},
-                "get": {"summary": "Read a stream (its visible events, see its metadata).", "parameters": read_parameters("First revision (inclusive)."),
-                        "responses": {"200": events_response(), "400": error_response("Bad parameters."), "404": error_response("No such stream, or nothing visible."), "410": error_response("Tombstoned.")}},
-                "delete": {"summary": "Soft delete (reads as not found until new events come), or with `tombstone=true` delete for good.",
-                           "parameters": [path_parameter("stream"), {"name": "tombstone", "in": "query", "schema": {"type": "boolean"}}],
-                           "responses": {"200": {"description": "The stream's metadata."}, "404": error_response("No such stream."), "410": error_response("Already tombstoned.")}}
-            },
-            "/v1/append": {"post": {"summary": "Append atomically to several streams, with an optional DCB condition.",
-                                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/MultiAppend"}}}},
-                                    "responses": append_responses}},
-            "/v1/all": position_read("Read `$all`.", None),
-            "/v1/categories/{category}": position_read("Read the events of a category (stream name before the first `-`).", Some("category")),
-            "/v1/types/{event_type}": position_read("Read the events of one type.", Some("event_type")),
-            "/v1/tags/{tag}": position_read("Read the events carrying a tag.", Some("tag")),
-            "/v1/subscribe": {"get": {"summary": "Server-Sent Events: catch-up from `from` (or `Last-Event-ID` + 1), then live; `$all`, or at most one of `stream`, `category`, `type`, `tag`, `integration=true`. Each message: `event: event`, `id: <position>` (`<revision>` with `stream`), data: an Event.",
-                                      "parameters": [
-                                          {"name": "from", "in": "query", "description": "A revision with `stream`, else a position.", "schema": {"type": "integer", "minimum": 0}},
-                                          {"name": "stream", "in": "query", "schema": {"type": "string"}},
-                                          {"name": "category", "in": "query", "schema": {"type": "string"}},
-                                          {"name": "type", "in": "query", "schema": {"type": "string"}},
-                                          {"name": "tag", "in": "query", "schema": {"type": "string"}},
-                                          {"name": "integration", "in": "query", "schema": {"type": "boolean"}}],
-                                      "responses": {"200": {"description": "text/event-stream"}, "400": error_response("Bad parameters.")}}}
-        },
-        "components": {"schemas": {
-            "ExpectedRevision": {"oneOf": [{"type": "string", "enum": ["any", "no_stream", "exists"]}, {"type": "integer", "minimum": 0}], "default": "any"},
-            "ProposedEvent": {"type": "object", "required": ["type"], "additionalProperties": false, "properties": {
-                "id": {"type": "string", "format": "uuid", "description": "Reuse it on retries: the append is then idempotent."},
-                "type": {"type": "string"}, "data": {}, "metadata": {}, "tags": {"type": "array", "items": {"type": "string"}}}},
-            "StreamAppend": {"type": "object", "required": ["events"], "additionalProperties": false, "properties": {
-                "expected_revision": {"$ref": "#/components/schemas/ExpectedRevision"},
-                "events": {"type": "array", "items": {"$ref": "#/components/schemas/ProposedEvent"}}}},
-            "MultiAppend": {"type": "object", "required": ["writes"], "additionalProperties": false, "properties": {
-                "writes": {"type": "array", "items": {"type": "object", "required": ["stream", "events"], "properties": {
-                    "stream": {"type": "string"}, "expected_revision": {"$ref": "#/components/schemas/ExpectedRevision"},
-                    "events": {"type": "array", "items": {"$ref": "#/components/schemas/ProposedEvent"}}}}},
-                "condition": {"type": "object", "required": ["query"], "properties": {
-                    "query": {"type": "array", "items": {"type": "object", "properties": {
-                        "types": {"type": "array", "items": {"type": "string"}}, "tags": {"type": "array", "items": {"type": "string"}}}}},
-                    "after": {"type": "integer", "minimum": 0}}}}},
-            "Event": {"type": "object", "properties": {
-                "id": {"type": "string"}, "stream": {"type": "string"}, "type": {"type": "string"}, "data": {}, "metadata": {},
-                "tags": {"type": "array", "items": {"type": "string"}}, "revision": {"type": "integer"}, "position": {"type": "integer"},
-                "recorded_at": {"type": "integer", "description": "Microseconds since the Unix epoch."}}},
-            "Error": {"type": "object", "required": ["code", "message"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}
-        }}
-    });
-    extend(&mut doc, "paths", group_paths());
-    extend(&mut doc, "paths", projection_paths());
-    extend(&mut doc, "paths", snapshot_paths());
-    extend(&mut doc, "paths", schema_paths());
-    if let Some(components) = doc.get_mut("components") {
-        extend(components, "schemas", group_schemas());
-        extend(components, "schemas", projection_schemas());
+pub fn base() -> utoipa::openapi::OpenApi {
+    Frame::openapi()
+}
+
+/// The document of the router's routes, as `/openapi.json` serves it.
+#[derive(Clone)]
+pub struct Document(Arc<utoipa::openapi::OpenApi>);
+
+impl Document {
+    /// The document `api`, as the routes registered it.
+    #[must_use]
+    pub fn new(api: utoipa::openapi::OpenApi) -> Document {
+        Document(Arc::new(api))
     }
-    doc
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "service",
+    responses((status = 200, description = "The OpenAPI 3.1 document of this API.", body = Object)))]
+pub(crate) async fn serve(Extension(document): Extension<Document>) -> Json<utoipa::openapi::OpenApi> {
+    Json(utoipa::openapi::OpenApi::clone(&document.0))
 }
 
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)]
 mod tests {
-    use super::*;
+    use std::collections::{BTreeMap, BTreeSet};
 
-    /// Paths the document describes, as the router spells them.
-    const PATHS: [&str; 43] = [
-        "/health",
-        "/metrics",
-        "/openapi.json",
-        "/v1/streams/{stream}",
-        "/v1/append",
-        "/v1/all",
-        "/v1/categories/{category}",
-        "/v1/types/{event_type}",
-        "/v1/tags/{tag}",
-        "/v1/subscribe",
-        "/v1/groups",
-        "/v1/groups/{name}",
-        "/v1/groups/{name}/replay-parked",
-        "/v1/groups/{name}/members/{member}",
-        "/v1/groups/{name}/members/{member}/poll",
-        "/v1/groups/{name}/members/{member}/ack",
-        "/v1/groups/{name}/members/{member}/nack",
-        "/v1/projections",
-        "/v1/projections/{name}",
-        "/v1/projections/{name}/rebuild",
-        "/v1/projections/{name}/report",
-        "/v1/integration",
-        "/v1/integration-types",
-        "/v1/integration-types/{event_type}",
-        "/v1/streams/{stream}/snapshots",
-        "/v1/streams/{stream}/snapshots/{revision}",
-        "/v1/streams/{stream}/load",
-        "/v1/snapshot-policies",
-        "/v1/snapshot-policies/{category}",
-        "/subjects",
-        "/subjects/{subject}",
-        "/subjects/{subject}/versions",
-        "/subjects/{subject}/versions/{version}",
-        "/schemas/ids/{id}",
-        "/compatibility/subjects/{subject}/versions/{version}",
-        "/config",
-        "/config/{subject}",
-        "/v1/upcasters",
-        "/v1/schema-validation",
-        "/v1/schema-validation/types/{event_type}",
-        "/v1/schema-validation/categories/{category}",
-        "/v1/streams/{stream}/metadata",
-        "/v1/scavenge",
-    ];
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{Method, Request, header};
+    use serde_json::{Value, json};
+    use tower_service::Service;
 
-    #[test]
-    fn every_route_is_described_and_every_reference_resolves() {
-        let doc = document();
+    /// The methods an OpenAPI path item may describe.
+    const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+    /// The router over a node on a new store in `dir`.
+    fn router_over(dir: &std::path::Path) -> Router {
+        let store = quipu_core::Store::open(dir, quipu_core::Options::default()).expect("store");
+        let node = quipu_node::Node::open(store).expect("node");
+        crate::router(&node)
+    }
+
+    async fn send(router: &Router, method: Method, path: &str) -> axum::response::Response {
+        let request = Request::builder().method(method).uri(path).body(Body::empty()).expect("request");
+        router.clone().call(request).await.expect("routers do not fail")
+    }
+
+    /// The document `/openapi.json` serves.
+    async fn served_document(router: &Router) -> Value {
+        let response = send(router, Method::GET, "/openapi.json").await;
+        assert_eq!(response.status(), 200);
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        serde_json::from_slice(&body).expect("the document is JSON")
+    }
+
+    /// The paths the router routes. axum tells them only in its `Debug`
+    /// output (`path_router: ... RouteId(n): "/path" ... fallback_router`);
+    /// the checks fail if that output ever changes.
+    fn routed_paths(router: &Router) -> BTreeSet<String> {
+        let text = format!("{router:?}");
+        let routes = text
+            .split_once("path_router:")
+            .and_then(|(_, rest)| rest.split_once("fallback_router:"))
+            .map(|(routes, _)| routes)
+            .unwrap_or_else(|| panic!("axum's Debug output changed: {text}"));
+        let paths: BTreeSet<String> = routes
+            .split("): \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .filter(|path| path.starts_with('/'))
+            .map(str::to_string)
+            .collect();
+        assert!(paths.contains("/health"), "axum's Debug output changed: {text}");
+        paths
+    }
+
+    /// The methods the router serves on `path`: those a request of a
+    /// method no route takes (TRACE) is told in `Allow`, less the HEAD
+    /// axum adds to each GET.
+    async fn routed_methods(router: &Router, path: &str) -> BTreeSet<String> {
+        let concrete: String =
+            path.split('/').map(|s| if s.starts_with('{') { "x" } else { s }).collect::<Vec<_>>().join("/");
+        let response = send(router, Method::TRACE, &concrete).await;
+        assert_eq!(response.status(), 405, "{path}: TRACE is routed");
+        let allow = response.headers().get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        allow.split(',').map(|m| m.trim().to_ascii_lowercase()).filter(|m| !m.is_empty() && m != "head").collect()
+    }
+
+    /// Each documented path and its methods.
+    fn documented(doc: &Value) -> BTreeMap<String, BTreeSet<String>> {
         let paths = doc["paths"].as_object().expect("paths");
-        assert_eq!(paths.len(), PATHS.len());
-        for path in PATHS {
-            assert!(paths.contains_key(path), "{path} is not described");
+        paths
+            .iter()
+            .map(|(path, item)| {
+                let methods = METHODS.iter().filter(|m| item.get(**m).is_some()).map(|m| m.to_string()).collect();
+                (path.clone(), methods)
+            })
+            .collect()
+    }
+
+    /// Every operation of the document, with its path.
+    fn operations(doc: &Value) -> Vec<(String, &Value)> {
+        let paths = doc["paths"].as_object().expect("paths");
+        let mut operations = Vec::new();
+        for (path, item) in paths {
+            for method in METHODS {
+                if let Some(operation) = item.get(method) {
+                    operations.push((format!("{} {path}", method.to_uppercase()), operation));
+                }
+            }
         }
-        let text = doc.to_string();
-        for reference in text.split("\"#/components/schemas/").skip(1) {
-            let name = reference.split('"').next().expect("a name");
-            assert!(doc["components"]["schemas"].get(name).is_some(), "dangling reference {name}");
+        operations
+    }
+
+    /// Every `$ref` in `value`.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("$ref", Value::String(target)) => found.push(target.clone()),
+                        _ => references(value, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+            _ => {}
         }
+    }
+
+    #[tokio::test]
+    async fn the_document_describes_exactly_the_routes_the_router_serves() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let router = router_over(dir.path());
+        let doc = served_document(&router).await;
+        let documented = documented(&doc);
+        let routed = routed_paths(&router);
+        let documented_paths: BTreeSet<String> = documented.keys().cloned().collect();
+        assert_eq!(
+            routed.difference(&documented_paths).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "routed but not described"
+        );
+        assert_eq!(
+            documented_paths.difference(&routed).collect::<Vec<_>>(),
+            Vec::<&String>::new(),
+            "described but not routed"
+        );
+        for (path, methods) in &documented {
+            assert_eq!(&routed_methods(&router, path).await, methods, "{path}: routed methods against described ones");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_document_is_openapi_3_1_and_every_reference_resolves() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let doc = served_document(&router_over(dir.path())).await;
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["title"], "Quipu");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+        let mut found = Vec::new();
+        references(&doc, &mut found);
+        assert!(found.len() > 50, "only {} references", found.len());
+        for reference in found {
+            let name = reference.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("{reference}"));
+            assert!(doc["components"]["schemas"].get(name).is_some(), "dangling reference {reference}");
+        }
+        assert!(doc["components"]["schemas"]["Error"]["required"] == serde_json::json!(["code", "message"]));
+    }
+
+    #[tokio::test]
+    async fn every_operation_is_summarised_answers_and_declares_its_path_parameters() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let doc = served_document(&router_over(dir.path())).await;
+        let mut ids = BTreeSet::new();
+        for (operation, described) in operations(&doc) {
+            let id = described["operationId"].as_str().unwrap_or_else(|| panic!("{operation}: no operationId"));
+            assert!(ids.insert(id.to_string()), "{operation}: operationId {id} is taken");
+            assert!(described["summary"].as_str().is_some_and(|s| !s.is_empty()), "{operation}: no summary");
+            let responses = described["responses"].as_object().expect("responses");
+            assert!(responses.keys().any(|status| status.starts_with('2')), "{operation}: no success answer");
+            let declared: BTreeSet<&str> = described["parameters"]
+                .as_array()
+                .map(|parameters| {
+                    parameters.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect()
+                })
+                .unwrap_or_default();
+            let path = operation.split_once(' ').map(|(_, path)| path).unwrap_or_default();
+            let templated: BTreeSet<&str> =
+                path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+            assert_eq!(declared, templated, "{operation}: path parameters");
+        }
+        assert_eq!(ids.len(), 61, "every operation of the HTTP API");
+    }
+
+    /// `value` fits `schema` of `doc` as far as a client relies on it:
+    /// each key of an object is a described property, each required one
+    /// is there, and each value has a described type.
+    fn conforms(doc: &Value, schema: &Value, value: &Value) -> Result<(), String> {
+        if let Some(target) = schema["$ref"].as_str() {
+            let name = target.trim_start_matches("#/components/schemas/");
+            return conforms(doc, &doc["components"]["schemas"][name], value).map_err(|e| format!("{name}: {e}"));
+        }
+        if let Some(alternatives) = schema["oneOf"].as_array() {
+            let failures: Vec<String> = alternatives.iter().filter_map(|a| conforms(doc, a, value).err()).collect();
+            return if failures.len() < alternatives.len() { Ok(()) } else { Err(failures.join(" | ")) };
+        }
+        let kind = match value {
+            Value::Null => "null",
+            Value::Bool(_) => "boolean",
+            Value::Number(n) if n.is_f64() => "number",
+            Value::Number(_) => "integer",
+            Value::String(_) => "string",
+            Value::Array(_) => "array",
+            Value::Object(_) => "object",
+        };
+        let allowed = match &schema["type"] {
+            Value::String(one) => vec![one.as_str()],
+            Value::Array(many) => many.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        let fits = allowed.is_empty() || allowed.contains(&kind) || (kind == "integer" && allowed.contains(&"number"));
+        if !fits {
+            return Err(format!("{value} is not {allowed:?}"));
+        }
+        match value {
+            Value::Object(object) => {
+                if let Some(properties) = schema["properties"].as_object() {
+                    for (key, item) in object {
+                        let described = properties.get(key).ok_or_else(|| format!("undescribed key {key:?}"))?;
+                        conforms(doc, described, item).map_err(|e| format!("{key}: {e}"))?;
+                    }
+                }
+                let required = schema["required"].as_array().into_iter().flatten().filter_map(Value::as_str);
+                match required.into_iter().find(|key| !object.contains_key(*key)) {
+                    Some(missing) => Err(format!("missing {missing:?}")),
+                    None => Ok(()),
+                }
+            }
+            Value::Array(items) => items.iter().try_for_each(|item| conforms(doc, &schema["items"], item)),
+            _ => Ok(()),
+        }
+    }
+
+    /// One request of a scenario: method, the path as the document spells
+    /// it, the path sent, the JSON body, and the status it must get.
+    struct Step(&'static str, &'static str, String, Option<Value>, u16);
+
+    fn step(method: &'static str, template: &'static str, path: &str, body: Option<Value>, status: u16) -> Step {
+        Step(method, template, path.to_string(), body, status)
+    }
+
+    /// A GET of `template` at `path` that must answer 200.
+    fn get(template: &'static str, path: &str) -> Step {
+        step("GET", template, path, None, 200)
+    }
+
+    /// Sends the step's request and checks the answer against the
+    /// document: its status is the step's, described for the operation,
+    /// and a JSON body fits the described schema. Answers the body.
+    async fn exchange(router: &Router, doc: &Value, Step(method, template, path, body, status): Step) -> Value {
+        let mut request = Request::builder().method(method).uri(&path);
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).expect("request");
+        let response = router.clone().call(request).await.expect("routers do not fail");
+        let answered = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        assert_eq!(answered, status, "{method} {path}: {text}");
+        let described = &doc["paths"][template][method.to_ascii_lowercase()]["responses"][status.to_string()];
+        assert!(described.is_object(), "{method} {template}: answer {status} is not described");
+        let Some(schema) = described["content"].get("application/json").map(|c| &c["schema"]) else {
+            return Value::Null;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"));
+        if let Err(error) = conforms(doc, schema, &value) {
+            panic!("{method} {path}: the answer does not fit its schema: {error}\n{value}");
+        }
+        value
+    }
+
+    /// Plays `steps` against a router over a new store whose stream
+    /// `order-1` has two events; answers each step's body.
+    async fn play(steps: Vec<Step>) -> Vec<Value> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let router = router_over(dir.path());
+        let doc = served_document(&router).await;
+        let events = json!({"events": [
+            {"type": "Placed", "data": {"total": 5}, "metadata": {"by": "me"}, "tags": ["vip"]},
+            {"type": "Paid"}]});
+        exchange(&router, &doc, step("POST", "/v1/streams/{stream}", "/v1/streams/order-1", Some(events), 200)).await;
+        let mut answers = Vec::new();
+        for step in steps {
+            answers.push(exchange(&router, &doc, step).await);
+        }
+        answers
+    }
+
+    #[tokio::test]
+    async fn the_stream_routes_answer_as_described() {
+        let stream = "/v1/streams/{stream}";
+        let conflict = json!({"expected_revision": 7, "events": [{"type": "Placed"}]});
+        let multi = json!({"writes": [{"stream": "order-2", "events": [{"type": "Placed"}]}],
+                           "condition": {"query": [{"types": ["Shipped"]}], "after": 0}});
+        let metadata = json!({"max_count": 5, "max_age_s": 3600, "truncate_before": 0, "custom": {"owner": "me"}});
+        let answers = play(vec![
+            get("/health", "/health"),
+            step("POST", stream, "/v1/streams/order-1", Some(conflict), 409),
+            step("POST", stream, "/v1/streams/order-1", Some(json!({"events": [{"type": ""}]})), 400),
+            step("POST", "/v1/append", "/v1/append", Some(multi), 200),
+            get(stream, "/v1/streams/order-1?limit=5&direction=backwards"),
+            get("/v1/all", "/v1/all"),
+            get("/v1/categories/{category}", "/v1/categories/order"),
+            get("/v1/types/{event_type}", "/v1/types/Placed"),
+            get("/v1/tags/{tag}", "/v1/tags/vip"),
+            get("/v1/integration", "/v1/integration"),
+            step("GET", stream, "/v1/streams/nothing", None, 404),
+            step("GET", "/v1/all", "/v1/all?direction=sideways", None, 400),
+            step("PUT", "/v1/streams/{stream}/metadata", "/v1/streams/order-1/metadata", Some(metadata), 200),
+            get("/v1/streams/{stream}/metadata", "/v1/streams/order-1/metadata"),
+            step("DELETE", stream, "/v1/streams/order-2?tombstone=true", None, 200),
+            step("DELETE", stream, "/v1/streams/order-2", None, 410),
+        ])
+        .await;
+        assert_eq!(answers[4]["events"].as_array().map(Vec::len), Some(2), "{}", answers[4]);
+    }
+
+    #[tokio::test]
+    async fn the_group_routes_answer_as_described() {
+        let group = json!({"name": "billing", "filter": {"category": "order"}, "start": "beginning",
+                           "tuning": {"max_retries": 2}, "strategy": "round_robin"});
+        let member = |tail: &str| format!("/v1/groups/billing/members/m1{tail}");
+        let answers = play(vec![
+            step("POST", "/v1/groups", "/v1/groups", Some(group.clone()), 201),
+            step("POST", "/v1/groups", "/v1/groups", Some(group), 409),
+            get("/v1/groups", "/v1/groups"),
+            get("/v1/groups/{name}", "/v1/groups/billing"),
+            step("GET", "/v1/groups/{name}", "/v1/groups/nobody", None, 404),
+            step("PATCH", "/v1/groups/{name}", "/v1/groups/billing", Some(json!({"max_retries": 3})), 200),
+            step(
+                "POST",
+                "/v1/groups/{name}/members/{member}/poll",
+                &member("/poll"),
+                Some(json!({"wait_ms": 500})),
+                200,
+            ),
+            step(
+                "POST",
+                "/v1/groups/{name}/members/{member}/ack",
+                &member("/ack"),
+                Some(json!({"positions": [0]})),
+                200,
+            ),
+            step(
+                "POST",
+                "/v1/groups/{name}/members/{member}/nack",
+                &member("/nack"),
+                Some(json!({"positions": [1], "action": "park", "reason": "no"})),
+                200,
+            ),
+            step("POST", "/v1/groups/{name}/replay-parked", "/v1/groups/billing/replay-parked", None, 200),
+            step("DELETE", "/v1/groups/{name}/members/{member}", &member(""), None, 200),
+            step("DELETE", "/v1/groups/{name}", "/v1/groups/billing", None, 200),
+        ])
+        .await;
+        assert_eq!(answers[6]["events"].as_array().map(Vec::len), Some(2), "{}", answers[6]);
+    }
+
+    #[tokio::test]
+    async fn the_snapshot_and_integration_routes_answer_as_described() {
+        let marked = "/v1/integration-types/{event_type}";
+        let snapshots = "/v1/streams/{stream}/snapshots";
+        let policy = "/v1/snapshot-policies/{category}";
+        let answers = play(vec![
+            step("PUT", marked, "/v1/integration-types/Placed", None, 200),
+            get("/v1/integration-types", "/v1/integration-types"),
+            step("DELETE", marked, "/v1/integration-types/Placed", None, 200),
+            step("DELETE", marked, "/v1/integration-types/Placed", None, 404),
+            step(
+                "PUT",
+                "/v1/streams/{stream}/snapshots/{revision}",
+                "/v1/streams/order-1/snapshots/0",
+                Some(json!({"schema_version": 1, "data": {"total": 5}})),
+                200,
+            ),
+            get(snapshots, "/v1/streams/order-1/snapshots"),
+            get("/v1/streams/{stream}/load", "/v1/streams/order-1/load?schema_version=1"),
+            step("DELETE", snapshots, "/v1/streams/order-1/snapshots", None, 200),
+            step("PUT", policy, "/v1/snapshot-policies/order", Some(json!({"every": 10, "schema_version": 1})), 200),
+            get("/v1/snapshot-policies", "/v1/snapshot-policies"),
+            step("DELETE", policy, "/v1/snapshot-policies/order", None, 200),
+            step("DELETE", policy, "/v1/snapshot-policies/order", None, 404),
+        ])
+        .await;
+        assert!(answers[6]["snapshot"]["data"].is_object(), "{}", answers[6]);
+    }
+
+    #[tokio::test]
+    async fn the_registry_routes_answer_as_described() {
+        let upcaster = json!({"event_type": "Placed", "from_version": 1,
+                              "steps": [{"rename": {"path": "total", "to": "amount"}}, {"add": {"path": "currency", "value": "EUR"}}]});
+        let schema = json!({"schema": json!({"type": "object"}).to_string(), "schemaType": "JSON"});
+        let compatibility = "/compatibility/subjects/{subject}/versions/{version}";
+        let by_type = "/v1/schema-validation/types/{event_type}";
+        let by_category = "/v1/schema-validation/categories/{category}";
+        play(vec![
+            step("POST", "/v1/upcasters", "/v1/upcasters", Some(upcaster), 200),
+            get("/v1/upcasters", "/v1/upcasters"),
+            step("POST", "/subjects/{subject}/versions", "/subjects/Placed/versions", Some(schema.clone()), 200),
+            step("POST", "/subjects/{subject}", "/subjects/Placed", Some(schema.clone()), 200),
+            get("/subjects", "/subjects"),
+            get("/subjects/{subject}/versions", "/subjects/Placed/versions"),
+            step("GET", "/subjects/{subject}/versions", "/subjects/Nothing/versions", None, 404),
+            get("/subjects/{subject}/versions/{version}", "/subjects/Placed/versions/latest"),
+            get("/schemas/ids/{id}", "/schemas/ids/1"),
+            step(
+                "POST",
+                compatibility,
+                "/compatibility/subjects/Placed/versions/latest?verbose=true",
+                Some(schema),
+                200,
+            ),
+            get("/config", "/config"),
+            step("PUT", "/config", "/config", Some(json!({"compatibility": "FULL"})), 200),
+            step("PUT", "/config", "/config", Some(json!({"compatibility": "SOME"})), 422),
+            get("/config/{subject}", "/config/Placed"),
+            step("PUT", "/config/{subject}", "/config/Placed", Some(json!({"compatibility": "NONE"})), 200),
+            step("PUT", by_type, "/v1/schema-validation/types/Placed", None, 200),
+            step("PUT", by_category, "/v1/schema-validation/categories/order", None, 200),
+            get("/v1/schema-validation", "/v1/schema-validation"),
+            step("DELETE", by_type, "/v1/schema-validation/types/Placed", None, 200),
+            step("DELETE", by_category, "/v1/schema-validation/categories/order", None, 200),
+        ])
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_projection_and_scavenge_routes_answer_as_described() {
+        let report = "/v1/projections/{name}/report";
+        let rebuild = "/v1/projections/{name}/rebuild";
+        let progress = json!({"runner": "host-1", "position": 1, "rebuild": {"id": 0, "running_done": 1}});
+        play(vec![
+            step(
+                "POST",
+                report,
+                "/v1/projections/totals/report",
+                Some(json!({"runner": "host-1", "position": 0})),
+                200,
+            ),
+            get("/v1/projections", "/v1/projections"),
+            get("/v1/projections/{name}", "/v1/projections/totals"),
+            step("POST", rebuild, "/v1/projections/totals/rebuild", None, 202),
+            step("POST", report, "/v1/projections/totals/report", Some(progress), 200),
+            step("DELETE", rebuild, "/v1/projections/totals/rebuild", None, 200),
+            get("/v1/projections/{name}", "/v1/projections/totals"),
+            step("GET", "/v1/scavenge", "/v1/scavenge", None, 404),
+            step("POST", "/v1/scavenge", "/v1/scavenge", None, 202),
+            get("/v1/scavenge", "/v1/scavenge"),
+        ])
+        .await;
     }
 }

@@ -5,53 +5,96 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::{Path, State};
-use axum::routing::{get, put};
-use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::HttpError;
+use crate::error::{ErrorBody, HttpError};
 use quipu_node::schema::registry::{Schemas, Scope};
 
 type Shared = Arc<Schemas>;
 
-/// The validation routes.
-pub fn router(schemas: Shared) -> Router {
-    Router::new()
-        .route("/v1/schema-validation", get(list))
-        .route("/v1/schema-validation/types/{event_type}", put(on_type).delete(off_type))
-        .route("/v1/schema-validation/categories/{category}", put(on_category).delete(off_category))
+/// What appends are validated: `{"categories": [...], "event_types":
+/// [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SchemaValidation)]
+struct Validated {
+    /// Categories whose streams' appended events are validated.
+    categories: Vec<String>,
+    /// Event types whose appended events are validated.
+    event_types: Vec<String>,
+}
+
+/// The validation routes, each described in the OpenAPI document.
+pub fn router(schemas: Shared) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(on_type, off_type))
+        .routes(routes!(on_category, off_category))
         .with_state(schemas)
 }
 
-async fn list(State(schemas): State<Shared>) -> Json<Value> {
-    let (mut types, mut categories) = (Vec::new(), Vec::new());
+/// Event types and categories whose appends are validated against their
+/// type's latest schema.
+#[utoipa::path(get, path = "/v1/schema-validation", tag = "schema validation", operation_id = "list_validation",
+    responses((status = 200, description = "What is validated.", body = Validated)))]
+async fn list(State(schemas): State<Shared>) -> Json<Validated> {
+    let (mut event_types, mut categories) = (Vec::new(), Vec::new());
     for scope in schemas.validated() {
         match scope {
-            Scope::EventType(t) => types.push(t),
+            Scope::EventType(t) => event_types.push(t),
             Scope::Category(c) => categories.push(c),
         }
     }
-    Json(json!({"event_types": types, "categories": categories}))
+    Json(Validated { categories, event_types })
 }
 
-async fn set(schemas: &Shared, scope: Scope, enabled: bool) -> Result<Json<Value>, HttpError> {
+async fn set(schemas: &Shared, scope: Scope, enabled: bool) -> Result<Json<Validated>, HttpError> {
     schemas.set_validation(scope, enabled).await?;
     Ok(list(State(Arc::clone(schemas))).await)
 }
 
-async fn on_type(State(schemas): State<Shared>, Path(event_type): Path<String>) -> Result<Json<Value>, HttpError> {
+/// Validate appended events of this type.
+#[utoipa::path(put, path = "/v1/schema-validation/types/{event_type}", tag = "schema validation", operation_id = "validate_type",
+    params(("event_type" = String, Path, description = "The event type.")),
+    responses(
+        (status = 200, description = "What is validated.", body = Validated),
+        (status = 400, description = "A bad type.", body = ErrorBody)))]
+async fn on_type(State(schemas): State<Shared>, Path(event_type): Path<String>) -> Result<Json<Validated>, HttpError> {
     set(&schemas, Scope::EventType(event_type), true).await
 }
 
-async fn off_type(State(schemas): State<Shared>, Path(event_type): Path<String>) -> Result<Json<Value>, HttpError> {
+/// Stop validating this type.
+#[utoipa::path(delete, path = "/v1/schema-validation/types/{event_type}", tag = "schema validation", operation_id = "stop_validating_type",
+    params(("event_type" = String, Path, description = "The event type.")),
+    responses((status = 200, description = "What is validated.", body = Validated)))]
+async fn off_type(State(schemas): State<Shared>, Path(event_type): Path<String>) -> Result<Json<Validated>, HttpError> {
     set(&schemas, Scope::EventType(event_type), false).await
 }
 
-async fn on_category(State(schemas): State<Shared>, Path(category): Path<String>) -> Result<Json<Value>, HttpError> {
+/// Validate every appended event of this category's streams.
+#[utoipa::path(put, path = "/v1/schema-validation/categories/{category}", tag = "schema validation", operation_id = "validate_category",
+    params(("category" = String, Path, description = "The category.")),
+    responses(
+        (status = 200, description = "What is validated.", body = Validated),
+        (status = 400, description = "A bad category.", body = ErrorBody)))]
+async fn on_category(
+    State(schemas): State<Shared>,
+    Path(category): Path<String>,
+) -> Result<Json<Validated>, HttpError> {
     set(&schemas, Scope::Category(category), true).await
 }
 
-async fn off_category(State(schemas): State<Shared>, Path(category): Path<String>) -> Result<Json<Value>, HttpError> {
+/// Stop validating this category.
+#[utoipa::path(delete, path = "/v1/schema-validation/categories/{category}", tag = "schema validation", operation_id = "stop_validating_category",
+    params(("category" = String, Path, description = "The category.")),
+    responses((status = 200, description = "What is validated.", body = Validated)))]
+async fn off_category(
+    State(schemas): State<Shared>,
+    Path(category): Path<String>,
+) -> Result<Json<Validated>, HttpError> {
     set(&schemas, Scope::Category(category), false).await
 }

@@ -12,52 +12,102 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::routing::{get, put};
-use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::error::HttpError;
+use crate::error::{ErrorBody, HttpError};
+use crate::mirror::{Loaded, Policy as PolicySchema, PolicyList, SnapshotList};
 use crate::wire::{EventJson, payload};
 use quipu_node::as_of;
 use quipu_node::snapshot::{LOAD_LIMIT_DEFAULT, Policy, Snapshots};
 
 type Shared = Arc<Snapshots>;
 
-#[derive(Debug, Deserialize)]
+/// Body of a snapshot's write.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SnapshotWrite)]
 struct SnapshotBody {
+    /// The version of the data's shape.
     schema_version: u32,
+    /// The stream's state (any JSON).
     data: Value,
 }
 
-#[derive(Debug, Deserialize)]
+/// Query of a load: the wanted version, and the moment to load as of
+/// (at most one of `to_revision`, `to_position` and `as_of_us`).
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LoadQuery {
+    /// The snapshot version wanted (the category's policy's when absent).
     schema_version: Option<u32>,
+    /// Events at most after the snapshot.
+    #[param(default = 1000)]
     limit: Option<usize>,
+    /// Load as the stream stood just after this revision.
     to_revision: Option<u64>,
+    /// Load as things stood just after this position of `$all`.
     to_position: Option<u64>,
+    /// Load as things stood after the last commit at or before this time
+    /// (µs since the Unix epoch).
     as_of_us: Option<u64>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Body of a policy.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PolicyWrite)]
 struct PolicyBody {
+    /// A snapshot is due when this many events lie after the newest one.
+    #[schema(minimum = 1)]
     every: u64,
+    /// The version new snapshots have, and the one loads use.
     schema_version: u32,
 }
 
-/// The snapshot routes.
-pub fn router(snapshots: Shared) -> Router {
-    Router::new()
-        .route("/v1/streams/{stream}/snapshots", get(list).delete(delete))
-        .route("/v1/streams/{stream}/snapshots/{revision}", put(write))
-        .route("/v1/streams/{stream}/load", get(load))
-        .route("/v1/snapshot-policies", get(policies))
-        .route("/v1/snapshot-policies/{category}", put(set_policy).delete(delete_policy))
+/// Answer of a snapshot's write.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SnapshotStored)]
+struct Stored {
+    /// The revision whose state it holds.
+    revision: u64,
+    /// The version of its data's shape.
+    schema_version: u32,
+    /// The stream.
+    stream: String,
+}
+
+/// Answer of a delete of a stream's snapshots.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = SnapshotsDeleted)]
+struct Deleted {
+    /// Snapshots deleted.
+    deleted: u64,
+}
+
+/// Answer of a policy's delete.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PolicyDeleted)]
+struct PolicyDeleted {
+    /// The category whose policy was removed.
+    deleted: String,
+}
+
+/// The snapshot routes, each described in the OpenAPI document.
+pub fn router(snapshots: Shared) -> OpenApiRouter {
+    OpenApiRouter::new()
+        .routes(routes!(list, delete))
+        .routes(routes!(write))
+        .routes(routes!(load))
+        .routes(routes!(policies))
+        .routes(routes!(set_policy, delete_policy))
         .with_state(snapshots)
 }
 
@@ -74,25 +124,53 @@ fn snapshot_json(snapshot: &quipu_core::Snapshot, with_data: bool) -> Value {
     value
 }
 
+/// Store a stream's state after a revision.
+#[utoipa::path(put, path = "/v1/streams/{stream}/snapshots/{revision}", tag = "snapshots", operation_id = "write_snapshot",
+    params(("stream" = String, Path, description = "The stream."), ("revision" = u64, Path, description = "The revision whose state it is.")),
+    request_body = SnapshotBody,
+    responses(
+        (status = 200, description = "Stored.", body = Stored),
+        (status = 400, description = "A revision the stream does not have, or a bad body.", body = ErrorBody),
+        (status = 413, description = "Too large.", body = ErrorBody)))]
 async fn write(
     State(snapshots): State<Shared>,
     Path((stream, revision)): Path<(String, u64)>,
     body: Result<Json<SnapshotBody>, JsonRejection>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<Stored>, HttpError> {
     let Json(body) = body?;
     snapshots.write(&stream, revision, body.schema_version, body.data.to_string().into_bytes()).await?;
-    Ok(Json(json!({"stream": stream, "revision": revision, "schema_version": body.schema_version})))
+    Ok(Json(Stored { revision, schema_version: body.schema_version, stream }))
 }
 
+/// A stream's snapshots, oldest first, without data.
+#[utoipa::path(get, path = "/v1/streams/{stream}/snapshots", tag = "snapshots", operation_id = "list_snapshots",
+    params(("stream" = String, Path, description = "The stream.")),
+    responses(
+        (status = 200, description = "The snapshots.", body = SnapshotList),
+        (status = 400, description = "A bad stream name.", body = ErrorBody)))]
 async fn list(State(snapshots): State<Shared>, Path(stream): Path<String>) -> Result<Json<Value>, HttpError> {
     let listed: Vec<Value> = snapshots.list(&stream).await?.iter().map(|s| snapshot_json(s, false)).collect();
     Ok(Json(json!({ "snapshots": listed })))
 }
 
-async fn delete(State(snapshots): State<Shared>, Path(stream): Path<String>) -> Result<Json<Value>, HttpError> {
-    Ok(Json(json!({ "deleted": snapshots.delete(&stream).await? })))
+/// Delete a stream's snapshots; its events stay.
+#[utoipa::path(delete, path = "/v1/streams/{stream}/snapshots", tag = "snapshots", operation_id = "delete_snapshots",
+    params(("stream" = String, Path, description = "The stream.")),
+    responses(
+        (status = 200, description = "Deleted.", body = Deleted),
+        (status = 400, description = "A bad stream name.", body = ErrorBody)))]
+async fn delete(State(snapshots): State<Shared>, Path(stream): Path<String>) -> Result<Json<Deleted>, HttpError> {
+    Ok(Json(Deleted { deleted: snapshots.delete(&stream).await? }))
 }
 
+/// The newest snapshot of the wanted version at or below the moment, and
+/// the events after it.
+#[utoipa::path(get, path = "/v1/streams/{stream}/load", tag = "snapshots", operation_id = "load_stream",
+    params(("stream" = String, Path, description = "The stream."), LoadQuery),
+    responses(
+        (status = 200, description = "The snapshot and the events after it.", body = Loaded),
+        (status = 400, description = "Bad parameters.", body = ErrorBody),
+        (status = 404, description = "The stream had no events then.", body = ErrorBody)))]
 async fn load(
     State(snapshots): State<Shared>,
     Path(stream): Path<String>,
@@ -113,10 +191,21 @@ async fn load(
     })))
 }
 
+/// Per-category snapshot policies.
+#[utoipa::path(get, path = "/v1/snapshot-policies", tag = "snapshots", operation_id = "list_snapshot_policies",
+    responses((status = 200, description = "The policies.", body = PolicyList)))]
 async fn policies(State(snapshots): State<Shared>) -> Json<Value> {
     Json(json!({ "policies": snapshots.policies() }))
 }
 
+/// Set a category's policy: a snapshot is due when `every` events lie
+/// after the newest.
+#[utoipa::path(put, path = "/v1/snapshot-policies/{category}", tag = "snapshots", operation_id = "set_snapshot_policy",
+    params(("category" = String, Path, description = "The category.")),
+    request_body = PolicyBody,
+    responses(
+        (status = 200, description = "The policy.", body = PolicySchema),
+        (status = 400, description = "A bad category or `every` 0.", body = ErrorBody)))]
 async fn set_policy(
     State(snapshots): State<Shared>,
     Path(category): Path<String>,
@@ -126,10 +215,16 @@ async fn set_policy(
     Ok(Json(snapshots.set_policy(Policy { category, every: body.every, schema_version: body.schema_version }).await?))
 }
 
+/// Remove a category's policy.
+#[utoipa::path(delete, path = "/v1/snapshot-policies/{category}", tag = "snapshots", operation_id = "delete_snapshot_policy",
+    params(("category" = String, Path, description = "The category.")),
+    responses(
+        (status = 200, description = "Removed.", body = PolicyDeleted),
+        (status = 404, description = "No policy.", body = ErrorBody)))]
 async fn delete_policy(
     State(snapshots): State<Shared>,
     Path(category): Path<String>,
-) -> Result<Json<Value>, HttpError> {
+) -> Result<Json<PolicyDeleted>, HttpError> {
     snapshots.delete_policy(&category).await?;
-    Ok(Json(json!({ "deleted": category })))
+    Ok(Json(PolicyDeleted { deleted: category }))
 }

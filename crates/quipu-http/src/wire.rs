@@ -7,31 +7,65 @@ use quipu_core::{
     AppendRequest, AppendResult, EventId, EventType, ExpectedRevision, ProposedEvent, RecordedEvent, Revision,
     StreamName, StreamWrite, Tag,
 };
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
 use quipu_node::{ApiError, ErrorCode};
 
 /// Body of `POST /v1/streams/{stream}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StreamAppend)]
 pub struct AppendBody {
     /// `"any"`, `"no_stream"`, `"exists"` or a revision number; `"any"`
     /// when absent.
     #[serde(default)]
+    #[schema(value_type = Option<ExpectedRevisionSchema>)]
     pub expected_revision: Option<Value>,
     /// The events, in order.
     pub events: Vec<EventBody>,
 }
 
+/// An expected revision as the OpenAPI document shows it (the schema
+/// `ExpectedRevision`); requests carry it as any JSON, which
+/// [`expected_revision`] parses.
+#[derive(Debug)]
+pub struct ExpectedRevisionSchema;
+
+impl utoipa::PartialSchema for ExpectedRevisionSchema {
+    fn schema() -> RefOr<Schema> {
+        let word = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["any", "no_stream", "exists"]));
+        let revision = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        OneOfBuilder::new()
+            .item(word)
+            .item(revision)
+            .description(Some("What the stream must be at for the append to go ahead: any revision or none, no stream, an existing stream, or this revision."))
+            .default(Some(Value::from("any")))
+            .into()
+    }
+}
+
+impl ToSchema for ExpectedRevisionSchema {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ExpectedRevision")
+    }
+}
+
 /// One proposed event.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ProposedEvent)]
 pub struct EventBody {
     /// Client-chosen UUID; a retry with the same ids is a no-op. A new one
     /// is made when absent (the append is then not safe to retry).
     #[serde(default)]
+    #[schema(format = "uuid")]
     pub id: Option<String>,
     /// Event type.
     #[serde(rename = "type")]
@@ -91,7 +125,8 @@ impl EventBody {
 }
 
 /// A stored event as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Event)]
 pub struct EventJson {
     /// Event id.
     pub id: String,
@@ -100,9 +135,11 @@ pub struct EventJson {
     /// Event type.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// Payload.
+    /// Payload: the JSON written, or a string when it was not JSON.
+    #[schema(value_type = Value)]
     pub data: Payload,
     /// Metadata (`null` when empty).
+    #[schema(value_type = Value)]
     pub metadata: Payload,
     /// Tags.
     pub tags: Vec<String>,
@@ -178,7 +215,8 @@ impl From<RecordedEvent> for EventJson {
 }
 
 /// Answer to a successful (or repeated) append to one stream.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+#[schema(as = AppendResult)]
 pub struct AppendJson {
     /// Position of the first event.
     pub first_position: u64,
@@ -205,8 +243,9 @@ impl AppendJson {
 }
 
 /// Body of `POST /v1/append`: one atomic append over several streams.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = MultiAppend)]
 pub struct MultiAppendBody {
     /// Per-stream writes; all conditions hold or nothing is written.
     pub writes: Vec<WriteBody>,
@@ -216,21 +255,24 @@ pub struct MultiAppendBody {
 }
 
 /// One stream's part of a multi-stream append.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = StreamWrite)]
 pub struct WriteBody {
     /// The stream.
     pub stream: String,
     /// As in [`AppendBody`].
     #[serde(default)]
+    #[schema(value_type = Option<ExpectedRevisionSchema>)]
     pub expected_revision: Option<Value>,
     /// The events (may be empty: the write is then only a condition).
     pub events: Vec<EventBody>,
 }
 
 /// DCB condition: fail if an event matching `query` exists after `after`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Condition)]
 pub struct ConditionBody {
     /// Alternatives; an event matching one matches.
     pub query: Vec<QueryItemBody>,
@@ -241,8 +283,9 @@ pub struct ConditionBody {
 
 /// One alternative of a DCB query: any of `types` (any type when empty)
 /// and all of `tags`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = QueryItem)]
 pub struct QueryItemBody {
     /// Event types.
     #[serde(default)]
@@ -280,7 +323,8 @@ impl MultiAppendBody {
 }
 
 /// One stream's result of a multi-stream append.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+#[schema(as = StreamResult)]
 pub struct StreamResultJson {
     /// The stream.
     pub stream: String,
@@ -291,7 +335,8 @@ pub struct StreamResultJson {
 }
 
 /// Answer to a successful (or repeated) multi-stream append.
-#[derive(Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, ToSchema)]
+#[schema(as = MultiAppendResult)]
 pub struct MultiAppendJson {
     /// Position of the first event.
     pub first_position: u64,
