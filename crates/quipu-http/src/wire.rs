@@ -70,12 +70,16 @@ pub struct EventBody {
     /// Event type.
     #[serde(rename = "type")]
     pub event_type: String,
-    /// Payload (any JSON).
+    /// Payload (any JSON), kept as the client wrote it: checked, not
+    /// parsed into a tree and written out again, so its text (numbers of
+    /// any size, key order, spacing) is stored as sent.
     #[serde(default)]
-    pub data: Value,
-    /// Metadata (any JSON).
+    #[schema(value_type = Value)]
+    pub data: Option<Box<RawValue>>,
+    /// Metadata (any JSON), kept as the client wrote it.
     #[serde(default)]
-    pub metadata: Value,
+    #[schema(value_type = Value)]
+    pub metadata: Option<Box<RawValue>>,
     /// Tags.
     #[serde(default)]
     pub tags: Vec<String>,
@@ -112,16 +116,24 @@ impl EventBody {
     /// # Errors
     /// [`ApiError`] 400 for a bad id, type or tag.
     pub fn into_proposed(self) -> Result<ProposedEvent, ApiError> {
-        let mut event = ProposedEvent::new(EventType::new(self.event_type)?, self.data.to_string());
+        // Absent or null data is stored as `null`, absent or null metadata
+        // as nothing; JSON text moves into the event without a copy.
+        let data = self.data.map_or_else(|| b"null".to_vec(), json_bytes);
+        let mut event = ProposedEvent::new(EventType::new(self.event_type)?, data);
         if let Some(id) = self.id {
             event.id = EventId::parse(&id)?;
         }
-        if !self.metadata.is_null() {
-            event.metadata = self.metadata.to_string().into_bytes();
+        if let Some(metadata) = self.metadata {
+            event.metadata = json_bytes(metadata);
         }
         event.tags = self.tags.into_iter().map(Tag::new).collect::<Result<_, _>>()?;
         Ok(event)
     }
+}
+
+/// The bytes of JSON text, moved out of its box.
+fn json_bytes(raw: Box<RawValue>) -> Vec<u8> {
+    String::from(Box::<str>::from(raw)).into_bytes()
 }
 
 /// A stored event as the API shows it.
@@ -376,6 +388,24 @@ mod tests {
     fn rendered(bytes: &[u8]) -> Value {
         let text = serde_json::to_string(&Payload::of(bytes)).expect("renders");
         serde_json::from_str(&text).expect("the answer is JSON")
+    }
+
+    fn proposed(body: &str) -> ProposedEvent {
+        let body: EventBody = serde_json::from_str(body).expect("an event body");
+        body.into_proposed().expect("a valid event")
+    }
+
+    #[test]
+    fn event_json_is_stored_as_the_client_wrote_it() {
+        let data = r#"{"b": 1, "a": 12345678901234567890123, "x": 1.50}"#;
+        let event = proposed(&format!(r#"{{"type": "T", "data": {data}, "metadata": {{"k": "v"}}}}"#));
+        assert_eq!(event.data, data.as_bytes(), "key order, spacing and a number past 64 bits kept");
+        assert_eq!(event.metadata, br#"{"k": "v"}"#);
+        let event = proposed(r#"{"type": "T"}"#);
+        assert_eq!((event.data.as_slice(), event.metadata.as_slice()), (&b"null"[..], &b""[..]), "absent");
+        let event = proposed(r#"{"type": "T", "data": null, "metadata": null}"#);
+        assert_eq!((event.data.as_slice(), event.metadata.as_slice()), (&b"null"[..], &b""[..]), "null");
+        assert!(serde_json::from_str::<EventBody>(r#"{"type": "T", "data": {"open": }"#).is_err());
     }
 
     #[test]
