@@ -133,7 +133,11 @@ impl IntegrationTypes {
     }
 
     /// Up to `limit` integration events from `from` (inclusive; absent:
-    /// the start forwards, the end backwards), in log order.
+    /// the start forwards, the end backwards), in log order, as the log
+    /// stood at one moment: each type is read on its own while others may
+    /// write, so every read is held to the head taken first (a later event
+    /// of one type must not come before an earlier one of another, which a
+    /// reader paging on would then skip).
     ///
     /// # Errors
     /// Read errors of the store.
@@ -144,9 +148,15 @@ impl IntegrationTypes {
         direction: Direction,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, quipu_core::Error> {
+        let Some(head) = store.last_position() else { return Ok(Vec::new()) };
+        let from = match direction {
+            Direction::Forwards => from,
+            Direction::Backwards => Some(from.map_or(head, |from| from.min(head))),
+        };
         let mut events = Vec::new();
         for event_type in self.snapshot().iter() {
-            events.extend(store.read_event_type(event_type, from, direction, limit)?);
+            let read = store.read_event_type(event_type, from, direction, limit)?;
+            events.extend(read.into_iter().filter(|e| e.position <= head));
         }
         match direction {
             Direction::Forwards => events.sort_unstable_by_key(|e| e.position),
@@ -215,6 +225,46 @@ mod tests {
                 assert_eq!(backwards.iter().map(|e| e.position.0).collect::<Vec<_>>(), want, "back {from:?} x{limit}");
             }
         }
+    }
+
+    #[tokio::test]
+    async fn pages_read_while_others_write_skip_no_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        let types = IntegrationTypes::open(Arc::clone(&store)).expect("open");
+        types.mark(&["Shipped".into(), "Invoiced".into()]).await.expect("mark");
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for n in 0..3_000u64 {
+                    let event_type = EventType::new(if n % 2 == 0 { "Shipped" } else { "Invoiced" }).expect("valid");
+                    let event = ProposedEvent::new(event_type, n.to_le_bytes().to_vec());
+                    let stream = StreamName::new(format!("order-{}", n % 7)).expect("valid");
+                    store.append(AppendRequest::to_stream(stream, ExpectedRevision::Any, vec![event])).expect("append");
+                }
+            })
+        };
+        // A follower pages forwards from where its last page ended, as a
+        // subscription does, while the writer appends both types.
+        let mut seen = Vec::new();
+        let mut next = Position(0);
+        loop {
+            let done = writer.is_finished();
+            let page = types.read(&store, Some(next), Direction::Forwards, 16).expect("read");
+            if let Some(last) = page.last() {
+                next = Position(last.position.0 + 1);
+            }
+            seen.extend(page.iter().map(|e| e.position.0));
+            if done && page.is_empty() {
+                break;
+            }
+        }
+        writer.join().expect("the writer");
+        let all = store.read_all(None, Direction::Forwards, 10_000).expect("read $all");
+        let marked = |e: &&RecordedEvent| matches!(e.event_type.as_str(), "Shipped" | "Invoiced");
+        let expected: Vec<u64> = all.iter().filter(marked).map(|e| e.position.0).collect();
+        assert_eq!(expected.len(), 3_000);
+        assert_eq!(seen, expected, "every event once, in order");
     }
 
     #[tokio::test]
