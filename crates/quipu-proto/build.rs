@@ -2,7 +2,11 @@
 //! written in Rust, so building needs no `protoc` on the machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Where cargo runs this script from (read when it runs, not when it
+    // was compiled: a build script compiled for one checkout may run for
+    // another sharing the target directory).
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").ok_or("cargo sets CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = [
         root.join("quipu/v1/streams.proto"),
         root.join("quipu/v1/groups.proto"),

@@ -174,6 +174,22 @@ impl Publisher {
     /// [`Error::TopicChanged`], or a broker or Quipu that cannot be reached.
     pub async fn start(quipu: Client, settings: Settings) -> Result<Publisher, Error> {
         settings.validate()?;
+        let mut attempt = 1;
+        loop {
+            match Publisher::claim(quipu.clone(), settings.clone()).await {
+                // The checkpoint moved between reading and claiming it: a
+                // run killed a moment ago may still have a checkpoint in
+                // flight, or an older run checkpointed. The newest run
+                // takes the name, so read it again and claim once more.
+                Err(Error::Fenced { .. }) if attempt < CLAIM_ATTEMPTS => attempt += 1,
+                claimed => return claimed,
+            }
+        }
+    }
+
+    /// One attempt of [`Publisher::start`]: reads the checkpoint, connects,
+    /// and claims the name by writing the checkpoint back.
+    async fn claim(quipu: Client, settings: Settings) -> Result<Publisher, Error> {
         let (checkpoint, stored) = CheckpointStream::load(quipu.clone(), &settings.name).await?;
         if let Some(stored) = &stored
             && stored.topic != settings.topic
@@ -377,6 +393,10 @@ impl Publisher {
         }
     }
 }
+
+/// Times a starting publisher reads and claims its checkpoint before it
+/// gives up to another run of the same name that keeps moving it.
+const CLAIM_ATTEMPTS: u32 = 5;
 
 /// Creates the producer (and, in exactly-once mode, takes over the
 /// transactional id, aborting what a crashed run left open), reads the
