@@ -61,7 +61,8 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
 fn memory_sample(store: &Store, streams: u64, seconds: f64) -> Measurement {
     Measurement::new("memory", streams, 0, seconds)
         .with("streams", streams)
-        .with("index_memory_bytes", store.index_memory_bytes())
+        .with("index_memory_bytes", store.index_memory().total())
+        .with("index_table_memory_bytes", store.index_memory().tables)
         .with("peak_rss_bytes", memory::peak_rss_bytes())
         .with("anon_rss_bytes", memory::anon_rss_bytes())
 }

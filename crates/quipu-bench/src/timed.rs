@@ -77,6 +77,8 @@ pub fn run(bench: &Bench, plan: Plan<'_>) -> anyhow::Result<(Measurement, u64)> 
         .with("conflicts", tally.conflicts)
         .with("log_bytes", log_bytes)
         .with("index_bytes", index_bytes)
+        .with("index_memory_bytes", store.index_memory().total())
+        .with("index_table_memory_bytes", store.index_memory().tables)
         .with_cpu(&cpu)
         .with_latency(tally.latency);
     let store = Arc::into_inner(store).context("a writer still holds the store")?;

@@ -330,8 +330,8 @@ impl Store {
     /// its tables); the stream-head cache and the page cache are not
     /// counted.
     #[must_use]
-    pub fn index_memory_bytes(&self) -> usize {
-        self.shared.index.memory_bytes()
+    pub fn index_memory(&self) -> crate::index::IndexMemory {
+        self.shared.index.memory()
     }
 
     /// Bytes on disk: (log segments, index).

@@ -76,9 +76,18 @@ fn flush(inner: &Inner, memtable: &SharedMemtable, sorted: &mut Vec<Entry>) -> R
         memtable.sorted_into(sorted);
         Coverage { first_position, checkpoint }
     };
-    let names_max = sorted.len();
+    let names_max = distinct_names(sorted);
     let table = write_table(inner, sorted.iter().copied().map(Ok), names_max, 0, coverage)?;
     publish(inner, |tables| tables.push(table), Some(memtable))
+}
+
+/// Distinct names of `sorted` (entries in order, so a name's entries are
+/// side by side): what a table's filter is sized by. A stream with many
+/// runs, or a category, type or `$all` with an entry per record, takes one
+/// name; sizing by entries made filters two to ten times too large.
+fn distinct_names(sorted: &[Entry]) -> usize {
+    let changes = sorted.windows(2).filter(|pair| pair.first().map(|e| e.name) != pair.last().map(|e| e.name)).count();
+    changes + usize::from(!sorted.is_empty())
 }
 
 /// Writes `entries` (in order) as a new table file.
@@ -198,7 +207,8 @@ fn merge(inner: &Inner, inputs: &[Arc<Table>]) -> Result<(), Error> {
     let (first, last) = (inputs.first().expect("a merge has inputs"), inputs.last().expect("a merge has inputs"));
     let coverage = Coverage { first_position: first.coverage().first_position, checkpoint: last.coverage().checkpoint };
     let level = first.level() + 1;
-    let names_max = usize::try_from(inputs.iter().map(|t| t.entries()).sum::<u64>()).unwrap_or(usize::MAX);
+    let entries = usize::try_from(inputs.iter().map(|t| t.entries()).sum::<u64>()).unwrap_or(usize::MAX);
+    let names_max = inputs.iter().map(|t| t.names_capacity()).sum::<usize>().min(entries);
     let merged = KWayMerge::new(inputs.iter().map(|t| t.scan()).collect())?;
     let table = write_table(inner, merged, names_max, level, coverage)?;
     let paths: Vec<PathBuf> = inputs.iter().map(|t| t.path().to_owned()).collect();
@@ -253,6 +263,7 @@ impl Iterator for KWayMerge<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::entry::{Fingerprint, Space};
 
     #[test]
     fn a_merge_takes_the_oldest_four_of_the_lowest_level_that_has_four() {
@@ -260,5 +271,24 @@ mod tests {
         assert_eq!(merge_start(&[1, 1, 1, 1, 0, 0]), Some(0));
         assert_eq!(merge_start(&[1, 1, 1, 0, 0, 0]), None);
         assert_eq!(merge_start(&[]), None);
+    }
+
+    #[test]
+    fn filters_are_sized_by_names_not_entries() {
+        let entry = |name: &str, seq: u64| Entry {
+            name: Fingerprint::of(Space::Stream, name.as_bytes()),
+            seq,
+            value: seq,
+            segment: 0,
+            generation: 0,
+            index: 0,
+            offset: 0,
+            count: 1,
+        };
+        let mut sorted: Vec<Entry> = ["a", "b", "c"].iter().flat_map(|n| (0..4).map(move |s| entry(n, s))).collect();
+        sorted.sort_by_key(Entry::order);
+        assert_eq!(distinct_names(&sorted), 3);
+        assert_eq!(distinct_names(&sorted[..1]), 1);
+        assert_eq!(distinct_names(&[]), 0);
     }
 }

@@ -84,6 +84,13 @@ impl Filter {
     pub fn size_bytes(&self) -> usize {
         self.words.len() * 8
     }
+
+    /// Most names it holds at its false-positive rate: at least the
+    /// `names` it was made for.
+    #[must_use]
+    pub fn names_capacity(&self) -> usize {
+        self.words.len() * 64 / BITS_PER_NAME
+    }
 }
 
 #[cfg(test)]
@@ -103,6 +110,7 @@ mod tests {
         let strangers =
             (0..10_000).filter(|n| filter.may_contain(&Fingerprint::of(Space::Tag, format!("t-{n}").as_bytes())));
         assert!(strangers.count() < 300, "false positives stay near 1%");
+        assert!(filter.names_capacity() >= names.len(), "a filter holds the names it was made for");
         assert_eq!(Filter::decode(&filter.encode()), Some(filter));
         assert_eq!(Filter::decode(&[1, 2, 3]), None);
     }

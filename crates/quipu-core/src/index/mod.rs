@@ -103,6 +103,25 @@ pub struct LocatedCommit {
     pub at: RecordAddress,
 }
 
+/// Memory the index holds, bytes (see [`Index::memory`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct IndexMemory {
+    /// The memtables: the active one, the frozen ones waiting to be
+    /// written out and the spare (bounded by the memtable options).
+    pub memtables: usize,
+    /// The tables' filters and fences (growing with the names indexed:
+    /// about 1.3 bytes per distinct stream or event id).
+    pub tables: usize,
+}
+
+impl IndexMemory {
+    /// Everything.
+    #[must_use]
+    pub fn total(self) -> usize {
+        self.memtables + self.tables
+    }
+}
+
 /// How the index is sized.
 #[derive(Debug, Clone, Copy)]
 pub struct IndexOptions {
@@ -648,7 +667,7 @@ impl Index {
     /// Bytes the index holds in memory: its memtables (active, frozen and
     /// the spare) and its tables' filters and fences.
     #[must_use]
-    pub fn memory_bytes(&self) -> usize {
+    pub fn memory(&self) -> IndexMemory {
         let layers = self.layers();
         let memtables: usize = layers.memtables().map(|m| layers::read(m).bytes()).sum();
         let spare = self
@@ -659,7 +678,7 @@ impl Index {
             .as_ref()
             .map_or(0, Memtable::bytes);
         let tables: usize = layers.tables.iter().map(|t| t.memory_bytes()).sum();
-        memtables + spare + tables
+        IndexMemory { memtables: memtables + spare, tables }
     }
 
     /// Bytes the index takes on disk.

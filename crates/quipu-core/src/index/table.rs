@@ -139,6 +139,13 @@ impl Table {
         self.coverage
     }
 
+    /// Most distinct names its filter holds at its false-positive rate (at
+    /// least the names it holds): what a merge of it sizes its filter by.
+    #[must_use]
+    pub fn names_capacity(&self) -> usize {
+        self.filter.names_capacity()
+    }
+
     /// Bytes its fences and filter take in memory.
     #[must_use]
     pub fn memory_bytes(&self) -> usize {
