@@ -165,7 +165,7 @@ impl Connection {
         match self {
             Connection::Grpc(client) => {
                 let events = client.read_stream(stream, None, Direction::Forwards, EVENTS_PER_STREAM as u32).await?;
-                readers::ensure_whole(stream, events.iter().map(|e| (e.stream.as_str(), e.revision)))
+                readers::ensure_whole(stream, events.iter().map(|e| (e.stream.as_str(), e.revision.0)))
             }
             Connection::Http(http) => {
                 let (status, answer) = http.get(&format!("/v1/streams/{stream}?limit={EVENTS_PER_STREAM}")).await?;
@@ -199,10 +199,10 @@ fn grpc_ack(result: Result<quipu_client::AppendResult, quipu_client::Error>) -> 
         Ok(written) => {
             anyhow::ensure!(!written.already_written, "fresh event ids were reported as already written");
             let last = written.next_expected_revision().context("a written append reported no stream")?;
-            Ok(Ack::Written(Revision(last)))
+            Ok(Ack::Written(last))
         }
         Err(quipu_client::Error::Conflict { conflict, .. }) => {
-            Ok(Ack::Conflict(conflict.streams.first().and_then(|s| s.actual).map(Revision)))
+            Ok(Ack::Conflict(conflict.streams.first().and_then(|s| s.actual)))
         }
         Err(error) => Err(error.into()),
     }

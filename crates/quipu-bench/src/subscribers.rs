@@ -385,7 +385,7 @@ fn subscriber_runtime() -> anyhow::Result<Runtime> {
 async fn last_position(grpc: SocketAddr) -> anyhow::Result<Option<u64>> {
     let client = Client::connect(format!("http://{grpc}")).await?;
     let last = client.read_all(None, Direction::Backwards, 1).await?;
-    Ok(last.first().map(|event| event.position))
+    Ok(last.first().map(|event| event.position.0))
 }
 
 /// `count` per second over `seconds` (0 for no time).
@@ -821,7 +821,7 @@ impl Subscription {
 /// A gRPC subscription to `$all` from `from`, open.
 async fn grpc_subscription(grpc: SocketAddr, from: u64) -> anyhow::Result<quipu_client::Subscription> {
     let client = Client::connect(format!("http://{grpc}")).await?.with_retry(RetryPolicy::none());
-    Ok(client.subscribe(None, Start::Position(from)).await?)
+    Ok(client.subscribe(None, Start::Position(quipu_client::Position(from))).await?)
 }
 
 /// Takes in the next item of a gRPC subscription.
@@ -831,7 +831,7 @@ async fn step_grpc(
     delivered: &mut Delivered,
 ) -> anyhow::Result<()> {
     match subscription.next().await.context("the gRPC subscription ended")?? {
-        SubscriptionItem::Event(event) => progress.take(event.position, event.recorded_at_us, delivered),
+        SubscriptionItem::Event(event) => progress.take(event.position.0, event.recorded_at_us, delivered),
         SubscriptionItem::CaughtUp { .. } => Ok(()),
     }
 }

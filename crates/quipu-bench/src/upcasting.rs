@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use quipu_client::{Append, Client, Direction, ExpectedRevision, NewEvent, Upcaster};
+use quipu_client::{Append, Client, Direction, ExpectedRevision, NewEvent, Position, Upcaster};
 
 use super::Bench;
 use super::report::Measurement;
@@ -65,11 +65,11 @@ async fn measure(bench: &Bench, address: String) -> anyhow::Result<()> {
 
 /// Reads the whole log once; checks each event's shape; returns how many.
 async fn read_all(client: &Client, raw: bool) -> anyhow::Result<u64> {
-    let (mut from, mut read) = (0, 0);
+    let (mut from, mut read) = (Position::START, 0);
     loop {
         let page = client.read_all(Some(from), Direction::Forwards, PAGE).await?;
         let Some(last) = page.last() else { return Ok(read) };
-        from = last.position + 1;
+        from = last.position.next();
         for event in page.iter().filter(|e| e.event_type == "CustomerRegistered") {
             let upcast = event.json::<serde_json::Value>()?.get("full_name").is_some();
             anyhow::ensure!(upcast != raw, "event {} came {}", event.position, if upcast { "upcast" } else { "raw" });

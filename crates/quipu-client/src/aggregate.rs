@@ -4,7 +4,7 @@
 
 use crate::Error;
 use crate::client::Client;
-use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent};
+use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, Revision};
 
 /// Decisions tried before [`Client::execute`] gives up on a stream that
 /// keeps changing under it.
@@ -25,7 +25,7 @@ pub struct Loaded<A> {
     /// The folded state.
     pub state: A,
     /// Revision of the last event folded; `None` for a new stream.
-    pub last_revision: Option<u64>,
+    pub last_revision: Option<Revision>,
 }
 
 /// What [`Client::execute`] did.
@@ -99,7 +99,7 @@ impl Client {
             if events.is_empty() {
                 return Ok(Executed { result: None, attempts: attempt });
             }
-            let expected = ExpectedRevision::from_last(loaded.last_revision.map(crate::Revision));
+            let expected = ExpectedRevision::from_last(loaded.last_revision);
             match self.append(stream, expected, events).await {
                 Ok(result) => return Ok(Executed { result: Some(result), attempts: attempt }),
                 Err(Error::Conflict { .. }) => continue,

@@ -1,7 +1,7 @@
 //! [`Append`]: one atomic append over one or more streams, with an
 //! optional DCB condition, built up before it is sent.
 
-use crate::event::{ExpectedRevision, NewEvent};
+use crate::event::{ExpectedRevision, NewEvent, Position};
 
 /// One alternative of a DCB query: an event of one of `types` (any type
 /// when empty) carrying every tag in `tags`.
@@ -18,7 +18,7 @@ pub struct QueryItem {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Append {
     pub(crate) writes: Vec<(String, ExpectedRevision, Vec<NewEvent>)>,
-    pub(crate) condition: Option<(Vec<QueryItem>, Option<u64>)>,
+    pub(crate) condition: Option<(Vec<QueryItem>, Option<Position>)>,
 }
 
 impl Append {
@@ -39,7 +39,7 @@ impl Append {
     /// Fails the append when an event matching any of `items` exists after
     /// position `after` (anywhere, when `None`).
     #[must_use]
-    pub fn condition(mut self, items: Vec<QueryItem>, after: Option<u64>) -> Append {
+    pub fn condition(mut self, items: Vec<QueryItem>, after: Option<Position>) -> Append {
         self.condition = Some((items, after));
         self
     }
@@ -64,7 +64,7 @@ impl Append {
                 .collect(),
             condition: self.condition.as_ref().map(|(items, after)| pb::Condition {
                 items: items.iter().map(|i| pb::QueryItem { types: i.types.clone(), tags: i.tags.clone() }).collect(),
-                after: *after,
+                after: after.map(|after| after.0),
             }),
         }
     }

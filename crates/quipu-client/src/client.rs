@@ -17,7 +17,7 @@ use crate::transport::{Native, Transport};
 
 use crate::append::Append;
 use crate::delivery::{Delivery, DeliveryCodec};
-use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, StreamInfo};
+use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, Position, Revision, StreamInfo};
 use crate::retry::RetryPolicy;
 use crate::subscription::Subscription;
 use crate::{AsOf, Error, Filter, Start, wire};
@@ -276,7 +276,7 @@ impl Client {
     pub async fn read_stream(
         &self,
         stream: &str,
-        from: Option<u64>,
+        from: Option<Revision>,
         direction: Direction,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
@@ -291,7 +291,7 @@ impl Client {
     pub async fn read_stream_as_of(
         &self,
         stream: &str,
-        from: Option<u64>,
+        from: Option<Revision>,
         direction: Direction,
         limit: u32,
         as_of: Option<AsOf>,
@@ -299,7 +299,7 @@ impl Client {
         let (to_revision, to_position, as_of_us) = wire::as_of(as_of);
         let request = pb::ReadStreamRequest {
             stream: stream.to_string(),
-            from_revision: from,
+            from_revision: from.map(|revision| revision.0),
             direction: direction.message(),
             limit,
             to_revision,
@@ -330,7 +330,7 @@ impl Client {
     pub async fn load_stream_as_of(&self, stream: &str, as_of: Option<AsOf>) -> Result<Vec<Event>, Error> {
         let mut events = Vec::new();
         loop {
-            let from = events.last().map(|e: &Event| e.revision + 1);
+            let from = events.last().map(|e: &Event| e.revision.next());
             let page = match self.read_stream_as_of(stream, from, Direction::Forwards, LOAD_PAGE, as_of).await {
                 Err(Error::NotFound(_)) => return Ok(events),
                 page => page?,
@@ -348,7 +348,12 @@ impl Client {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for a limit above the server's maximum.
-    pub async fn read_all(&self, from: Option<u64>, direction: Direction, limit: u32) -> Result<Vec<Event>, Error> {
+    pub async fn read_all(
+        &self,
+        from: Option<Position>,
+        direction: Direction,
+        limit: u32,
+    ) -> Result<Vec<Event>, Error> {
         self.read_all_as_of(from, direction, limit, None).await
     }
 
@@ -359,14 +364,14 @@ impl Client {
     /// a limit above the server's maximum.
     pub async fn read_all_as_of(
         &self,
-        from: Option<u64>,
+        from: Option<Position>,
         direction: Direction,
         limit: u32,
         as_of: Option<AsOf>,
     ) -> Result<Vec<Event>, Error> {
         let (to_position, as_of_us) = wire::position_as_of(as_of)?;
         let request = pb::ReadAllRequest {
-            from_position: from,
+            from_position: from.map(|position| position.0),
             direction: direction.message(),
             limit,
             to_position,
@@ -385,7 +390,7 @@ impl Client {
     pub async fn read_filtered(
         &self,
         filter: Filter,
-        from: Option<u64>,
+        from: Option<Position>,
         direction: Direction,
         limit: u32,
     ) -> Result<Vec<Event>, Error> {
@@ -401,7 +406,7 @@ impl Client {
     pub async fn read_filtered_as_of(
         &self,
         filter: Filter,
-        from: Option<u64>,
+        from: Option<Position>,
         direction: Direction,
         limit: u32,
         as_of: Option<AsOf>,
@@ -409,7 +414,7 @@ impl Client {
         let (to_position, as_of_us) = wire::position_as_of(as_of)?;
         let request = pb::ReadFilteredRequest {
             filter: Some(wire::filter(filter)),
-            from_position: from,
+            from_position: from.map(|position| position.0),
             direction: direction.message(),
             limit,
             to_position,
@@ -477,7 +482,7 @@ impl Client {
                 async move { grpc.stream_info(request).await }
             })
             .await?;
-        Ok(StreamInfo { stream: response.stream, last_revision: response.last_revision })
+        Ok(StreamInfo { stream: response.stream, last_revision: response.last_revision.map(Revision) })
     }
 
     /// Follows `filter` (everything when `None`) from `start`: catch-up,
@@ -491,7 +496,7 @@ impl Client {
         let start = match (&filter, start) {
             // A stream resumes by revision: pin "the end" down to one now.
             (Some(Filter::Stream(stream)), Start::End) => {
-                Start::Revision(self.stream_info(stream).await?.last_revision.map_or(0, |last| last + 1))
+                Start::Revision(self.stream_info(stream).await?.last_revision.map_or(Revision(0), Revision::next))
             }
             (_, start) => start,
         };

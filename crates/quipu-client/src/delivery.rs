@@ -17,7 +17,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::{ProstCodec, ProstEncoder};
 use uuid::Uuid;
 
-use crate::event::Event;
+use crate::event::{Event, Position, Revision};
 use crate::wire;
 
 /// A subscription message.
@@ -27,7 +27,7 @@ pub(crate) enum Delivery {
     Events(Vec<Event>),
     /// Everything before this point was sent; the last position of `$all`
     /// then.
-    CaughtUp(Option<u64>),
+    CaughtUp(Option<Position>),
     /// A message that is not what the protocol says: why.
     Malformed(String),
 }
@@ -98,11 +98,11 @@ fn events(bytes: &[u8]) -> Result<Vec<Event>, String> {
 }
 
 /// Decodes a `CaughtUp`.
-fn last_position(bytes: &[u8]) -> Result<Option<u64>, String> {
+fn last_position(bytes: &[u8]) -> Result<Option<Position>, String> {
     let mut last = None;
     for field in Fields::new(bytes) {
         match field? {
-            (1, Value::Varint(position)) => last = Some(position),
+            (1, Value::Varint(position)) => last = Some(Position(position)),
             (1, _) => return Err("a last position that is not a number".to_owned()),
             _ => {}
         }
@@ -119,8 +119,8 @@ fn event(bytes: &[u8]) -> Result<Event, String> {
         data: Vec::new(),
         metadata: Vec::new(),
         tags: Vec::new(),
-        revision: 0,
-        position: 0,
+        revision: Revision(0),
+        position: Position(0),
         recorded_at_us: 0,
     };
     let (mut text_id, mut binary_id): (&str, &[u8]) = ("", &[]);
@@ -132,8 +132,8 @@ fn event(bytes: &[u8]) -> Result<Event, String> {
             (4, Value::Bytes(data)) => event.data = data.to_vec(),
             (5, Value::Bytes(metadata)) => event.metadata = metadata.to_vec(),
             (6, Value::Bytes(tag)) => event.tags.push(text(tag, "tag")?.to_owned()),
-            (7, Value::Varint(revision)) => event.revision = revision,
-            (8, Value::Varint(position)) => event.position = position,
+            (7, Value::Varint(revision)) => event.revision = Revision(revision),
+            (8, Value::Varint(position)) => event.position = Position(position),
             (9, Value::Varint(recorded_at_us)) => event.recorded_at_us = recorded_at_us,
             (10, Value::Bytes(id)) => binary_id = id,
             (number @ 1..=10, _) => return Err(format!("field {number} of an event has the wrong wire type")),
@@ -281,7 +281,7 @@ mod tests {
             Some(Message::Events(batch)) => {
                 Delivery::Events(batch.events.into_iter().map(|e| wire::event(e).expect("a valid event")).collect())
             }
-            Some(Message::CaughtUp(caught_up)) => Delivery::CaughtUp(caught_up.last_position),
+            Some(Message::CaughtUp(caught_up)) => Delivery::CaughtUp(caught_up.last_position.map(Position)),
             None => Delivery::Malformed("empty".into()),
         }
     }

@@ -1,7 +1,7 @@
 //! The client's errors: what the server refused and why, or why it could
 //! not be reached.
 
-use crate::event::ExpectedRevision;
+use crate::event::{ExpectedRevision, Position, Revision};
 
 /// A stream whose expected revision did not hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub struct StreamConflict {
     /// What the append expected.
     pub expected: ExpectedRevision,
     /// The stream's actual last revision; `None` when it has no events.
-    pub actual: Option<u64>,
+    pub actual: Option<Revision>,
 }
 
 /// Why an append was refused; nothing was written.
@@ -20,7 +20,7 @@ pub struct Conflict {
     /// Every stream whose expected revision failed.
     pub streams: Vec<StreamConflict>,
     /// First event matching the condition, when the DCB condition failed.
-    pub condition_position: Option<u64>,
+    pub condition_position: Option<Position>,
 }
 
 /// What went wrong with a call.

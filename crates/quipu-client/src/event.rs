@@ -7,9 +7,10 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 
-/// The state a stream must be in for an append to succeed, and the
-/// revisions it names: the types every part of Quipu shares.
-pub use quipu_types::{ExpectedRevision, Revision};
+/// The state a stream must be in for an append to succeed, the revisions
+/// it names and the positions of `$all`: the types every part of Quipu
+/// shares, distinct so a revision cannot stand where a position is meant.
+pub use quipu_types::{ExpectedRevision, Position, Revision};
 
 /// An event's id: the key of idempotency, the type every part of Quipu
 /// shares.
@@ -84,9 +85,9 @@ pub struct Event {
     /// Tags.
     pub tags: Vec<String>,
     /// Index in its stream, from 0.
-    pub revision: u64,
+    pub revision: Revision,
     /// Index in `$all`, from 0.
-    pub position: u64,
+    pub position: Position,
     /// Commit time, microseconds since the Unix epoch.
     pub recorded_at_us: u64,
 }
@@ -107,19 +108,19 @@ pub struct StreamInfo {
     /// The stream.
     pub stream: String,
     /// Revision of its last event; `None` when it has no events.
-    pub last_revision: Option<u64>,
+    pub last_revision: Option<Revision>,
 }
 
 /// Where an append's events landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendResult {
     /// Position of the first event.
-    pub first_position: u64,
+    pub first_position: Position,
     /// Position of the last event.
-    pub last_position: u64,
+    pub last_position: Position,
     /// Per stream that received events: (stream, first revision, last
     /// revision), in request order.
-    pub streams: Vec<(String, u64, u64)>,
+    pub streams: Vec<(String, Revision, Revision)>,
     /// Commit time, microseconds since the Unix epoch.
     pub recorded_at_us: u64,
     /// True when the events were written by an earlier call with the same
@@ -131,7 +132,7 @@ impl AppendResult {
     /// The last revision of the first stream written: the expected
     /// revision for its next append.
     #[must_use]
-    pub fn next_expected_revision(&self) -> Option<u64> {
+    pub fn next_expected_revision(&self) -> Option<Revision> {
         self.streams.first().map(|(_, _, last)| *last)
     }
 }

@@ -12,7 +12,7 @@ use quipu_proto::v1 as pb;
 use tokio::sync::mpsc;
 
 use crate::client::Client;
-use crate::event::Event;
+use crate::event::{Event, Position};
 use crate::{Error, wire};
 
 /// Which events a group takes; every set field must match.
@@ -39,7 +39,7 @@ pub enum GroupStart {
     /// After the last event written now.
     End,
     /// This position (inclusive).
-    Position(u64),
+    Position(Position),
 }
 
 /// Retry and flow settings; `None` keeps the current (or default) value.
@@ -84,7 +84,7 @@ pub struct GroupInfo {
     /// Its filter.
     pub filter: GroupFilter,
     /// First position it delivers.
-    pub start: u64,
+    pub start: Position,
     /// Retries before parking.
     pub max_retries: u32,
     /// Message timeout, ms.
@@ -92,9 +92,9 @@ pub struct GroupInfo {
     /// Most events one member holds.
     pub max_in_flight: u32,
     /// Every event before this position is done.
-    pub checkpoint: u64,
+    pub checkpoint: Position,
     /// Position after the log's last event.
-    pub head: u64,
+    pub head: Position,
     /// At most this many events are left to finish.
     pub lag: u64,
     /// Events out to members.
@@ -197,12 +197,13 @@ impl GroupConsumer {
     }
 
     /// Acknowledges the event at `position`: it is done.
-    pub fn ack(&self, position: u64) {
+    pub fn ack(&self, position: Position) {
         self.ack_many(vec![position]);
     }
 
     /// Acknowledges several events at once.
-    pub fn ack_many(&self, positions: Vec<u64>) {
+    pub fn ack_many(&self, positions: Vec<Position>) {
+        let positions = positions.into_iter().map(|position| position.0).collect();
         self.answer(pb::consume_request::Kind::Ack(pb::Ack { positions }));
     }
 
@@ -213,13 +214,13 @@ impl GroupConsumer {
     }
 
     /// Tells the group the event at `position` could not be handled.
-    pub fn nack(&self, position: u64, action: NackAction, reason: impl Into<String>) {
+    pub fn nack(&self, position: Position, action: NackAction, reason: impl Into<String>) {
         let action = match action {
             NackAction::Retry => pb::NackAction::Retry,
             NackAction::Park => pb::NackAction::Park,
             NackAction::Skip => pb::NackAction::Skip,
         };
-        let nack = pb::Nack { positions: vec![position], action: action as i32, reason: reason.into() };
+        let nack = pb::Nack { positions: vec![position.0], action: action as i32, reason: reason.into() };
         self.answer(pb::consume_request::Kind::Nack(nack));
     }
 
@@ -265,12 +266,12 @@ fn group_info(info: pb::GroupInfo) -> GroupInfo {
             stream_prefix: filter.stream_prefix,
             integration: filter.integration,
         },
-        start: info.start,
+        start: Position(info.start),
         max_retries: info.max_retries,
         message_timeout_ms: info.message_timeout_ms,
         max_in_flight: info.max_in_flight,
-        checkpoint: info.checkpoint,
-        head: info.head,
+        checkpoint: Position(info.checkpoint),
+        head: Position(info.head),
         lag: info.lag,
         in_flight: info.in_flight,
         parking: info.parking,
@@ -312,7 +313,7 @@ impl Client {
         let start = match start {
             GroupStart::Beginning => Start::Beginning(pb::Empty {}),
             GroupStart::End => Start::End(pb::Empty {}),
-            GroupStart::Position(position) => Start::Position(position),
+            GroupStart::Position(position) => Start::Position(position.0),
         };
         let request = pb::CreateGroupRequest {
             name: name.to_string(),

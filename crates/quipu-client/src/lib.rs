@@ -60,7 +60,7 @@ pub use aggregate::{Aggregate, EXECUTE_ATTEMPTS_MAX, ExecuteError, Executed, Loa
 pub use append::{Append, QueryItem};
 pub use client::{BatchOutcome, Client, Direction};
 pub use error::{Conflict, Error, StreamConflict};
-pub use event::{AppendResult, Event, EventId, ExpectedRevision, NewEvent, Revision, StreamInfo};
+pub use event::{AppendResult, Event, EventId, ExpectedRevision, NewEvent, Position, Revision, StreamInfo};
 pub use group::{GroupConsumer, GroupEvent, GroupFilter, GroupInfo, GroupStart, GroupTuning, MemberInfo, NackAction};
 pub use lifecycle::{ScavengeState, ScavengeStatus, StreamMetadata};
 pub use projection::{ProjectionInfo, RebuildAssignment, RebuildInfo, RebuildProgress, RebuildState};
@@ -90,9 +90,9 @@ pub enum Filter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsOf {
     /// Just after this revision (reads of one stream only).
-    Revision(u64),
+    Revision(Revision),
     /// Just after this position of `$all`.
-    Position(u64),
+    Position(Position),
     /// Just after the last commit at or before this time, µs since the
     /// Unix epoch.
     Time(u64),
@@ -102,9 +102,9 @@ pub enum AsOf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
     /// At this position of `$all` (inclusive).
-    Position(u64),
+    Position(Position),
     /// At this revision (inclusive); only with [`Filter::Stream`].
-    Revision(u64),
+    Revision(Revision),
     /// With the next event written.
     End,
 }

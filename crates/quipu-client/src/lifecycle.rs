@@ -6,6 +6,7 @@ use quipu_proto::v1 as pb;
 
 use crate::Error;
 use crate::client::Client;
+use crate::event::Revision;
 
 /// A stream's metadata; reads of the stream return only visible events.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -15,7 +16,7 @@ pub struct StreamMetadata {
     /// Only events committed within this many seconds are visible.
     pub max_age_s: Option<u64>,
     /// Events before this revision are not visible.
-    pub truncate_before: Option<u64>,
+    pub truncate_before: Option<Revision>,
     /// Anything the application keeps with the stream.
     pub custom: Option<serde_json::Value>,
     /// Deleted for good.
@@ -26,7 +27,7 @@ fn metadata(m: pb::StreamMetadata) -> StreamMetadata {
     StreamMetadata {
         max_count: m.max_count,
         max_age_s: m.max_age_s,
-        truncate_before: m.truncate_before,
+        truncate_before: m.truncate_before.map(Revision),
         custom: serde_json::from_str(&m.custom_json).ok(),
         tombstoned: m.tombstoned,
     }
@@ -59,7 +60,7 @@ impl Client {
             metadata: Some(pb::StreamMetadata {
                 max_count: set.max_count,
                 max_age_s: set.max_age_s,
-                truncate_before: set.truncate_before,
+                truncate_before: set.truncate_before.map(|revision| revision.0),
                 custom_json: set.custom.as_ref().map(ToString::to_string).unwrap_or_default(),
                 tombstoned: set.tombstoned,
             }),

@@ -6,6 +6,7 @@ use quipu_proto::v1 as pb;
 
 use crate::Client;
 use crate::error::Error;
+use crate::event::Position;
 
 /// Where a rebuild is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,9 +47,9 @@ pub struct RebuildInfo {
     /// The runner building it.
     pub runner: Option<String>,
     /// The rebuild's next position.
-    pub done: u64,
+    pub done: Position,
     /// The position after the log's last event (the final one once done).
-    pub total: u64,
+    pub total: Position,
     /// Positions per second.
     pub rate: f64,
     /// Seconds left at that rate.
@@ -65,9 +66,9 @@ pub struct ProjectionInfo {
     /// The runner that reported last.
     pub runner: Option<String>,
     /// The live model's next position, as last reported.
-    pub position: Option<u64>,
+    pub position: Option<Position>,
     /// The position after the log's last event.
-    pub head: u64,
+    pub head: Position,
     /// Positions between the live model and the head.
     pub lag: Option<u64>,
     /// Milliseconds since the last report.
@@ -80,9 +81,9 @@ pub struct ProjectionInfo {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RebuildProgress {
     /// Still building; the rebuild's next position.
-    Running(u64),
+    Running(Position),
     /// Swapped in at this position.
-    Done(u64),
+    Done(Position),
     /// Gave up, and why.
     Failed(String),
 }
@@ -111,8 +112,8 @@ fn rebuild_info(info: pb::RebuildInfo) -> RebuildInfo {
         requested_at_us: info.requested_at_us,
         finished_at_us: info.finished_at_us,
         runner: info.runner,
-        done: info.done,
-        total: info.total,
+        done: Position(info.done),
+        total: Position(info.total),
         rate: info.rate,
         eta_seconds: info.eta_seconds,
         message: info.message,
@@ -123,8 +124,8 @@ fn projection_info(info: pb::ProjectionInfo) -> ProjectionInfo {
     ProjectionInfo {
         name: info.name,
         runner: info.runner,
-        position: info.position,
-        head: info.head,
+        position: info.position.map(Position),
+        head: Position(info.head),
         lag: info.lag,
         reported_ms_ago: info.reported_ms_ago,
         rebuild: info.rebuild.map(rebuild_info),
@@ -201,18 +202,19 @@ impl Client {
         &self,
         name: &str,
         runner: &str,
-        position: Option<u64>,
+        position: Option<Position>,
         rebuild: Option<(u64, RebuildProgress)>,
     ) -> Result<Option<RebuildAssignment>, Error> {
         use pb::rebuild_progress::Outcome;
         let rebuild = rebuild.map(|(id, progress)| pb::RebuildProgress {
             id,
             outcome: Some(match progress {
-                RebuildProgress::Running(done) => Outcome::RunningDone(done),
-                RebuildProgress::Done(done) => Outcome::Done(done),
+                RebuildProgress::Running(done) => Outcome::RunningDone(done.0),
+                RebuildProgress::Done(done) => Outcome::Done(done.0),
                 RebuildProgress::Failed(message) => Outcome::Failed(message),
             }),
         });
+        let position = position.map(|position| position.0);
         let request = pb::ReportRequest { name: name.to_string(), runner: runner.to_string(), position, rebuild };
         let response = self
             .call_with(&self.projections, |mut grpc| {

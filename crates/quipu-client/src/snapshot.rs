@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::aggregate::{Aggregate, Loaded};
 use crate::client::Client;
-use crate::event::Event;
+use crate::event::{Event, Revision};
 use crate::{AsOf, Direction, Error, wire};
 
 /// A stream's state at a revision, as a client folded it.
@@ -18,7 +18,7 @@ pub struct Snapshot {
     /// The stream.
     pub stream: String,
     /// The revision of the last event folded into it.
-    pub revision: u64,
+    pub revision: Revision,
     /// The version of the state's shape.
     pub schema_version: u32,
     /// The state (empty in listings).
@@ -46,7 +46,7 @@ pub struct SnapshotLoad {
     /// Every event after it, up to the moment.
     pub events: Vec<Event>,
     /// The stream's last revision as of the moment.
-    pub last_revision: u64,
+    pub last_revision: Revision,
     /// The category's policy asks for a new snapshot.
     pub snapshot_due: bool,
     /// The version a new snapshot should have.
@@ -63,7 +63,7 @@ pub trait Snapshotted: Aggregate + Serialize + DeserializeOwned {
 fn snapshot(s: pb::Snapshot) -> Snapshot {
     Snapshot {
         stream: s.stream,
-        revision: s.revision,
+        revision: Revision(s.revision),
         schema_version: s.schema_version,
         data: s.data,
         written_at_us: s.written_at_us,
@@ -83,11 +83,12 @@ impl Client {
     pub async fn write_snapshot(
         &self,
         stream: &str,
-        revision: u64,
+        revision: Revision,
         schema_version: u32,
         data: Vec<u8>,
     ) -> Result<(), Error> {
-        let request = pb::Snapshot { stream: stream.to_string(), revision, schema_version, data, written_at_us: 0 };
+        let request =
+            pb::Snapshot { stream: stream.to_string(), revision: revision.0, schema_version, data, written_at_us: 0 };
         self.call_with(&self.snapshots, |mut grpc| {
             let request = request.clone();
             async move { grpc.write_snapshot(request).await }
@@ -124,19 +125,20 @@ impl Client {
             })
             .await?;
         let mut events = wire::events(pb::ReadResponse { events: response.events })?;
-        let mut next = response.next_revision;
-        while next <= response.last_revision {
+        let last_revision = Revision(response.last_revision);
+        let mut next = Revision(response.next_revision);
+        while next <= last_revision {
             // The rest, up to the revision the load stood at.
-            let bound = Some(AsOf::Revision(response.last_revision));
+            let bound = Some(AsOf::Revision(last_revision));
             let page = self.read_stream_as_of(stream, Some(next), Direction::Forwards, 1000, bound).await?;
             let Some(last) = page.last() else { break };
-            next = last.revision + 1;
+            next = last.revision.next();
             events.extend(page);
         }
         Ok(SnapshotLoad {
             snapshot: response.snapshot.map(snapshot),
             events,
-            last_revision: response.last_revision,
+            last_revision,
             snapshot_due: response.snapshot_due,
             schema_version: response.schema_version,
         })

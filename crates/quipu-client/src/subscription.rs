@@ -16,7 +16,7 @@ use futures_util::Stream;
 
 use crate::client::Client;
 use crate::delivery::Delivery;
-use crate::event::Event;
+use crate::event::{Event, Position};
 use crate::retry::RetryPolicy;
 use crate::{Error, Filter, Start, wire};
 
@@ -29,7 +29,7 @@ pub enum SubscriptionItem {
     /// live. Carries the last position of `$all` at that moment.
     CaughtUp {
         /// Last position of `$all` when the subscription caught up.
-        last_position: Option<u64>,
+        last_position: Option<Position>,
     },
 }
 
@@ -129,7 +129,7 @@ impl Cursor {
             Delivery::CaughtUp(last_position) => {
                 if let Start::End = self.start {
                     // Nothing yielded yet: resume after what was the end.
-                    self.start = Start::Position(last_position.map_or(0, |p| p + 1));
+                    self.start = Start::Position(last_position.map_or(Position::START, Position::next));
                 }
                 Ok(SubscriptionItem::CaughtUp { last_position })
             }
@@ -142,8 +142,8 @@ impl Cursor {
     /// Yields an event and moves the resume point past it.
     fn event(&mut self, event: Event) -> SubscriptionItem {
         self.start = match self.start {
-            Start::Revision(_) => Start::Revision(event.revision + 1),
-            Start::Position(_) | Start::End => Start::Position(event.position + 1),
+            Start::Revision(_) => Start::Revision(event.revision.next()),
+            Start::Position(_) | Start::End => Start::Position(event.position.next()),
         };
         SubscriptionItem::Event(event)
     }

@@ -7,7 +7,7 @@ use quipu_types::EventId;
 use uuid::Uuid;
 
 use crate::error::{Conflict, StreamConflict};
-use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent};
+use crate::event::{AppendResult, Event, ExpectedRevision, NewEvent, Position, Revision};
 use crate::{AsOf, Error, Filter, Start};
 
 pub(crate) fn expected(expected: ExpectedRevision) -> pb::ExpectedRevision {
@@ -27,7 +27,7 @@ fn expected_from(expected: Option<pb::ExpectedRevision>) -> ExpectedRevision {
         None | Some(Kind::Any(_)) => ExpectedRevision::Any,
         Some(Kind::NoStream(_)) => ExpectedRevision::NoStream,
         Some(Kind::Exists(_)) => ExpectedRevision::Exists,
-        Some(Kind::Exact(revision)) => ExpectedRevision::Exact(crate::Revision(revision)),
+        Some(Kind::Exact(revision)) => ExpectedRevision::Exact(Revision(revision)),
     }
 }
 
@@ -50,8 +50,8 @@ pub(crate) fn event(event: pb::RecordedEvent) -> Result<Event, Error> {
         data: event.data,
         metadata: event.metadata,
         tags: event.tags,
-        revision: event.revision,
-        position: event.position,
+        revision: Revision(event.revision),
+        position: Position(event.position),
         recorded_at_us: event.recorded_at_us,
     })
 }
@@ -71,9 +71,13 @@ pub(crate) fn events(response: pb::ReadResponse) -> Result<Vec<Event>, Error> {
 
 pub(crate) fn append_result(response: pb::AppendResponse) -> AppendResult {
     AppendResult {
-        first_position: response.first_position,
-        last_position: response.last_position,
-        streams: response.streams.into_iter().map(|s| (s.stream, s.first_revision, s.last_revision)).collect(),
+        first_position: Position(response.first_position),
+        last_position: Position(response.last_position),
+        streams: response
+            .streams
+            .into_iter()
+            .map(|s| (s.stream, Revision(s.first_revision), Revision(s.last_revision)))
+            .collect(),
         recorded_at_us: response.recorded_at_us,
         already_written: response.already_written,
     }
@@ -84,9 +88,13 @@ pub(crate) fn conflict(conflict: pb::Conflict) -> Conflict {
         streams: conflict
             .streams
             .into_iter()
-            .map(|s| StreamConflict { stream: s.stream, expected: expected_from(s.expected), actual: s.actual })
+            .map(|s| StreamConflict {
+                stream: s.stream,
+                expected: expected_from(s.expected),
+                actual: s.actual.map(Revision),
+            })
             .collect(),
-        condition_position: conflict.condition_position,
+        condition_position: conflict.condition_position.map(Position),
     }
 }
 
@@ -105,8 +113,8 @@ pub(crate) fn filter(filter: Filter) -> pb::Filter {
 pub(crate) fn start(start: Start) -> pb::subscribe_request::Start {
     use pb::subscribe_request::Start as S;
     match start {
-        Start::Position(position) => S::FromPosition(position),
-        Start::Revision(revision) => S::FromRevision(revision),
+        Start::Position(position) => S::FromPosition(position.0),
+        Start::Revision(revision) => S::FromRevision(revision.0),
         Start::End => S::FromEnd(pb::Empty {}),
     }
 }
@@ -138,8 +146,8 @@ pub(crate) fn error(status: tonic::Status) -> Error {
 pub(crate) fn as_of(as_of: Option<AsOf>) -> (Option<u64>, Option<u64>, Option<u64>) {
     match as_of {
         None => (None, None, None),
-        Some(AsOf::Revision(revision)) => (Some(revision), None, None),
-        Some(AsOf::Position(position)) => (None, Some(position), None),
+        Some(AsOf::Revision(revision)) => (Some(revision.0), None, None),
+        Some(AsOf::Position(position)) => (None, Some(position.0), None),
         Some(AsOf::Time(time_us)) => (None, None, Some(time_us)),
     }
 }

@@ -21,7 +21,7 @@
 use std::future::Future;
 
 use futures_util::{FutureExt, StreamExt};
-use quipu_client::{Client, Event, Start, Subscription, SubscriptionItem};
+use quipu_client::{Client, Event, Position, Start, Subscription, SubscriptionItem};
 use tokio::sync::watch;
 
 use crate::Error;
@@ -136,7 +136,7 @@ impl Runner {
     ) -> Result<Progress, Error> {
         let mut progress = Progress { position, applied: 0, batches: 0 };
         self.positions.send_replace(Some(position));
-        let mut subscription = self.quipu.subscribe(projection.filter(), Start::Position(position)).await?;
+        let mut subscription = self.quipu.subscribe(projection.filter(), Start::Position(Position(position))).await?;
         let mut stop = std::pin::pin!(stop);
         loop {
             let first = tokio::select! {
@@ -153,7 +153,7 @@ impl Runner {
                 tracing::info!(projection = %target.row, from = progress.position, to = moved, "the checkpoint moved under this runner; resuming there");
                 progress.position = moved;
                 self.positions.send_replace(Some(moved));
-                subscription = self.quipu.subscribe(projection.filter(), Start::Position(moved)).await?;
+                subscription = self.quipu.subscribe(projection.filter(), Start::Position(Position(moved))).await?;
                 continue;
             }
             if caught_up && until == Until::CaughtUp {
@@ -308,7 +308,7 @@ impl Batch {
     fn add(&mut self, item: SubscriptionItem) -> bool {
         match item {
             SubscriptionItem::Event(event) => {
-                self.next_position = Some(event.position + 1);
+                self.next_position = Some(event.position.next().0);
                 if !event.stream.starts_with('$') {
                     self.events.push(event);
                 }

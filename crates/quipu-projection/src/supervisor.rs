@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use quipu_client::{Client, RebuildAssignment, RebuildProgress};
+use quipu_client::{Client, Position, RebuildAssignment, RebuildProgress};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,7 +36,7 @@ struct RebuildTask {
 
 impl RebuildTask {
     fn progress(&self) -> (u64, RebuildProgress) {
-        (self.id, RebuildProgress::Running(self.positions.borrow().unwrap_or(0)))
+        (self.id, RebuildProgress::Running(Position(self.positions.borrow().unwrap_or(0))))
     }
 }
 
@@ -122,7 +122,7 @@ where
             }
             let position = *live_position.borrow();
             let report = outcome.clone().or_else(|| rebuild.as_ref().map(RebuildTask::progress));
-            match self.quipu.report_projection(&name, &self.runner, position, report).await {
+            match self.quipu.report_projection(&name, &self.runner, position.map(Position), report).await {
                 Ok(assignment) => {
                     outcome = None;
                     // A rebuild starts once the live model exists, so the
@@ -184,7 +184,7 @@ fn rebuild_outcome(
     match ended {
         Ok(Ok(progress)) => {
             tracing::info!(projection = name, rebuild = id, position = progress.position, "rebuilt and swapped in");
-            RebuildProgress::Done(progress.position)
+            RebuildProgress::Done(Position(progress.position))
         }
         Ok(Err(error)) => {
             tracing::warn!(projection = name, rebuild = id, %error, "the rebuild failed");

@@ -45,7 +45,7 @@ async fn write_orders(client: Client) -> u64 {
             let event = NewEvent::json("ItemAdded", &serde_json::json!({ "amount": amount })).expect("JSON");
             let result =
                 client.append(format!("order-{order}"), ExpectedRevision::Any, vec![event]).await.expect("append");
-            last_position = result.last_position;
+            last_position = result.last_position.0;
         }
         // Other categories interleave and must be ignored.
         let other = NewEvent::json("Noise", &serde_json::json!({})).expect("JSON");

@@ -44,7 +44,8 @@ async fn write(client: &Client, rounds: std::ops::Range<u64>) -> u64 {
                 .append(format!("order-{order}"), ExpectedRevision::Any, vec![event])
                 .await
                 .expect("append")
-                .last_position;
+                .last_position
+                .0;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -217,7 +218,7 @@ async fn a_blocking_rebuild_refuses_appends_to_its_category_until_it_is_swapped_
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let last = client.append("order-1", ExpectedRevision::Any, vec![order_event(5)]).await.expect("open again");
-    wait_for(&pg, last.last_position).await;
+    wait_for(&pg, last.last_position.0).await;
     stop(live);
     assert_eq!(read_model(&pg).await, fold(&client).await, "the model is the fold of every event");
 }

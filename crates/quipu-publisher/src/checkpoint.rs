@@ -6,7 +6,7 @@
 //! publisher last read or wrote, so a second publisher of the same name
 //! is refused at its next checkpoint instead of publishing twice.
 
-use quipu_client::{Client, Direction, Error as ClientError, ExpectedRevision, NewEvent, StreamMetadata};
+use quipu_client::{Client, Direction, Error as ClientError, ExpectedRevision, NewEvent, Revision, StreamMetadata};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
@@ -36,7 +36,7 @@ pub struct CheckpointStream {
     client: Client,
     name: String,
     stream: String,
-    revision: Option<u64>,
+    revision: Option<Revision>,
 }
 
 impl CheckpointStream {
@@ -91,7 +91,7 @@ impl CheckpointStream {
     /// [`Error::Quipu`] when Quipu refused or could not be reached.
     pub async fn save(&mut self, checkpoint: &Checkpoint) -> Result<(), Error> {
         let event = NewEvent::json(CHECKPOINT_TYPE, checkpoint).map_err(Error::Quipu)?;
-        let expected = ExpectedRevision::from_last(self.revision.map(quipu_client::Revision));
+        let expected = ExpectedRevision::from_last(self.revision);
         let written = match self.client.append(&self.stream, expected, vec![event]).await {
             Ok(written) => written,
             Err(ClientError::Conflict { .. }) => {

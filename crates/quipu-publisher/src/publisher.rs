@@ -21,7 +21,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use quipu_client::{Client, Event, Start, Subscription, SubscriptionItem};
+use quipu_client::{Client, Event, Position, Start, Subscription, SubscriptionItem};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
@@ -251,7 +251,7 @@ impl Publisher {
     }
 
     async fn drive(&mut self, until_caught_up: bool, stop: impl Future<Output = ()>) -> Result<Progress, Error> {
-        let start = Start::Position(self.progress.borrow().next_position);
+        let start = Start::Position(Position(self.progress.borrow().next_position));
         let mut subscription = self.quipu.subscribe(self.settings.selection.filter(), start).await?;
         let mut stop = std::pin::pin!(stop);
         loop {
@@ -264,7 +264,7 @@ impl Publisher {
             };
             let (events, caught_up) = self.gather(first?, &mut subscription)?;
             if let Some(last) = events.last() {
-                let next = last.position + 1;
+                let next = last.position.next().0;
                 self.publish(&events, next).await?;
             }
             if caught_up && until_caught_up {
@@ -329,9 +329,9 @@ impl Publisher {
     /// Events a previous run may have sent go where that run sent them.
     fn destination(&self, event: &Event) -> (i32, bool) {
         let key = event.stream.as_bytes();
-        if self.landed.last().is_some_and(|last| event.position <= last) {
+        if self.landed.last().is_some_and(|last| event.position.0 <= last) {
             let partition = quipu_types::topic::partition_of(key, self.landed_partitions);
-            (partition, self.landed.contains(partition, event.position))
+            (partition, self.landed.contains(partition, event.position.0))
         } else {
             (quipu_types::topic::partition_of(key, self.partitions), false)
         }

@@ -75,8 +75,8 @@ mod tests {
             data: b"{}".to_vec(),
             metadata: metadata.to_vec(),
             tags: vec![],
-            revision: 3,
-            position: 42,
+            revision: quipu_client::Revision(3),
+            position: quipu_client::Position(42),
             recorded_at_us: 1_000_000,
         }
     }

@@ -26,9 +26,11 @@ impl Position {
     }
 }
 
+/// The number, as `u64` writes it; width, fill and alignment apply, so a
+/// position lines up in a table as its number would.
 impl fmt::Display for Position {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -44,9 +46,11 @@ impl Revision {
     }
 }
 
+/// The number, as `u64` writes it; width, fill and alignment apply, so a
+/// revision lines up in a table as its number would.
 impl fmt::Display for Revision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        fmt::Display::fmt(&self.0, f)
     }
 }
 
@@ -158,6 +162,13 @@ mod tests {
         assert!(ExpectedRevision::Exact(Revision(2)).is_met_by(at_two));
         assert!(!ExpectedRevision::Exact(Revision(1)).is_met_by(at_two));
         assert!(!ExpectedRevision::Exact(Revision(0)).is_met_by(none));
+    }
+
+    #[test]
+    fn positions_and_revisions_display_as_their_numbers_do() {
+        assert_eq!(Position(42).to_string(), "42");
+        assert_eq!(Revision(7).to_string(), "7");
+        assert_eq!(format!("{:>6}|{:<4}|", Position(42), Revision(7)), "    42|7   |");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
-use quipu_client::{Client, Direction, ExpectedRevision, NewEvent, Start, SubscriptionItem};
+use quipu_client::{Client, Direction, ExpectedRevision, NewEvent, Position, Revision, Start, SubscriptionItem};
 use quipu_proto::event_store::client as kurrent_shared;
 use quipu_proto::event_store::client::streams as kurrent;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -105,7 +105,7 @@ async fn open_all(
         let subscription = Client::connect(format!("http://{grpc}"))
             .await
             .expect("connect over gRPC")
-            .subscribe(None, Start::Position(0))
+            .subscribe(None, Start::Position(Position::START))
             .await
             .expect("subscribe over gRPC");
         tasks.push(tokio::spawn(read_grpc(subscription)));
@@ -121,8 +121,7 @@ async fn open_all(
 async fn write(grpc: SocketAddr, writer: u64, count: u64) {
     let client = Client::connect(format!("http://{grpc}")).await.expect("connect a writer");
     for n in 0..count {
-        let expected =
-            if n == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(quipu_client::Revision(n - 1)) };
+        let expected = if n == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(Revision(n - 1)) };
         let event = NewEvent::new("Noted", format!("{{\"writer\":{writer},\"n\":{n}}}").into_bytes());
         client.append(format!("fan-{writer}"), expected, vec![event]).await.expect("an append");
     }
@@ -134,11 +133,11 @@ async fn all_events(grpc: SocketAddr) -> Seen {
     let mut events = Seen::new();
     loop {
         let from = events.last().map_or(0, |(position, _)| position + 1);
-        let page = client.read_all(Some(from), Direction::Forwards, 500).await.expect("read $all");
+        let page = client.read_all(Some(Position(from)), Direction::Forwards, 500).await.expect("read $all");
         if page.is_empty() {
             return events;
         }
-        events.extend(page.into_iter().map(|event| (event.position, event.id.to_string())));
+        events.extend(page.into_iter().map(|event| (event.position.0, event.id.to_string())));
     }
 }
 
@@ -154,7 +153,7 @@ async fn read_grpc(mut subscription: quipu_client::Subscription) -> Seen {
         check_patience("gRPC", begun, &seen);
         let item = tokio::time::timeout(PATIENCE, subscription.next()).await.expect("a gRPC item in time");
         match item.expect("the gRPC subscription goes on").expect("a gRPC item") {
-            SubscriptionItem::Event(event) => seen.push((event.position, event.id.to_string())),
+            SubscriptionItem::Event(event) => seen.push((event.position.0, event.id.to_string())),
             SubscriptionItem::CaughtUp { .. } => {}
         }
     }

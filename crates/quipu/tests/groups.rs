@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use quipu_client::{
     Client, Error, ExpectedRevision, GroupConsumer, GroupEvent, GroupFilter, GroupStart, GroupTuning, NackAction,
-    NewEvent,
+    NewEvent, Position, Revision,
 };
 use serde_json::json;
 
@@ -68,11 +68,8 @@ async fn write_streams(client: &Client, streams: u64, rounds: u64) {
             let client = client.clone();
             tokio::spawn(async move {
                 for r in 0..rounds {
-                    let expected = if r == 0 {
-                        ExpectedRevision::NoStream
-                    } else {
-                        ExpectedRevision::Exact(quipu_client::Revision(r - 1))
-                    };
+                    let expected =
+                        if r == 0 { ExpectedRevision::NoStream } else { ExpectedRevision::Exact(Revision(r - 1)) };
                     client.append(format!("order-{s}"), expected, vec![event("Placed", r)]).await.expect("append");
                 }
             })
@@ -119,7 +116,7 @@ async fn two_members_keep_each_streams_order_across_a_rebalance_under_concurrent
         members_seen.insert(member);
         let event = &delivery.event;
         assert!(event.stream.starts_with("order-"), "only the category: {}", event.stream);
-        handled.entry(event.stream.clone()).or_default().push(event.revision);
+        handled.entry(event.stream.clone()).or_default().push(event.revision.0);
         match member {
             "a" => a.ack(event.position),
             _ => b.as_ref().expect("b joined").ack(event.position),
@@ -182,7 +179,7 @@ async fn a_member_that_drops_mid_stream_hands_its_events_to_the_others_in_order(
 }
 
 fn record(handled: &mut BTreeMap<String, Vec<u64>>, event: &quipu_client::Event) {
-    handled.entry(event.stream.clone()).or_default().push(event.revision);
+    handled.entry(event.stream.clone()).or_default().push(event.revision.0);
 }
 
 /// Waits until group `name` has nothing buffered or out and its
@@ -192,7 +189,7 @@ async fn wait_for_checkpoint(client: &Client, name: &str, at_least: u64) -> quip
     let deadline = tokio::time::Instant::now() + DELIVERY_WAIT;
     loop {
         let info = client.group_info(name).await.expect("group info");
-        if info.buffered == 0 && info.in_flight == 0 && info.checkpoint >= at_least {
+        if info.buffered == 0 && info.in_flight == 0 && info.checkpoint >= Position(at_least) {
             return info;
         }
         assert!(tokio::time::Instant::now() < deadline, "group never finished: {info:?}");
@@ -217,10 +214,7 @@ async fn a_poison_event_is_parked_after_its_retries_while_the_rest_flow_and_can_
             .expect("append");
     }
     // The poison stream's next event waits behind it.
-    client
-        .append("user-4", ExpectedRevision::Exact(quipu_client::Revision(0)), vec![event("Fine", 40)])
-        .await
-        .expect("append");
+    client.append("user-4", ExpectedRevision::Exact(Revision(0)), vec![event("Fine", 40)]).await.expect("append");
 
     let mut consumer = client.consume_group("mailer", "m", 10).await.expect("join");
     let mut fine = Vec::new();
@@ -236,8 +230,8 @@ async fn a_poison_event_is_parked_after_its_retries_while_the_rest_flow_and_can_
         }
     }
     assert_eq!(poison_attempts, vec![0, 1, 2], "first try and two retries, then parked");
-    let user_4: Vec<u64> = fine.iter().filter(|(s, _)| s == "user-4").map(|(_, r)| *r).collect();
-    assert_eq!(user_4, vec![1], "user-4's next event came after the park");
+    let user_4: Vec<Revision> = fine.iter().filter(|(s, _)| s == "user-4").map(|(_, r)| *r).collect();
+    assert_eq!(user_4, vec![Revision(1)], "user-4's next event came after the park");
 
     let info = wait_for_checkpoint(&client, "mailer", 11).await;
     assert_eq!(info.parked, 1);
@@ -338,7 +332,7 @@ async fn the_checkpoint_survives_a_restart_and_a_kill_loses_nothing() {
     for n in 20..30 {
         client.append(format!("acct-{n}"), ExpectedRevision::NoStream, vec![event("Opened", n)]).await.expect("append");
     }
-    let mut acked: Vec<u64> = rest.iter().copied().collect();
+    let mut acked: Vec<Position> = rest.iter().copied().collect();
     for _ in 0..10 {
         let delivery = next(&mut consumer).await;
         acked.push(delivery.event.position);
@@ -351,7 +345,7 @@ async fn the_checkpoint_survives_a_restart_and_a_kill_loses_nothing() {
     let client = connect(&server).await;
     let info = client.group_info("ledger").await.expect("the group survives a kill");
     let mut consumer = client.consume_group("ledger", "m", 100).await.expect("join after the kill");
-    let mut expected: Vec<u64> = acked.iter().copied().filter(|p| *p >= info.checkpoint).collect();
+    let mut expected: Vec<Position> = acked.iter().copied().filter(|p| *p >= info.checkpoint).collect();
     let mut redelivered = Vec::new();
     for _ in 0..expected.len() {
         let delivery = next(&mut consumer).await;

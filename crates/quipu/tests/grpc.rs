@@ -11,8 +11,8 @@ use std::collections::HashSet;
 
 use futures_util::StreamExt;
 use quipu_client::{
-    Aggregate, Append, BatchOutcome, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent, QueryItem,
-    Start, SubscriptionItem,
+    Aggregate, Append, BatchOutcome, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent, Position,
+    QueryItem, Revision, Start, SubscriptionItem,
 };
 use serde_json::json;
 
@@ -76,9 +76,7 @@ async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the
         .map(|n| {
             let client = client.clone();
             tokio::spawn(async move {
-                client
-                    .append("order-1", ExpectedRevision::Exact(quipu_client::Revision(1)), vec![event("Shipped", n)])
-                    .await
+                client.append("order-1", ExpectedRevision::Exact(Revision(1)), vec![event("Shipped", n)]).await
             })
         })
         .collect();
@@ -87,13 +85,13 @@ async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the
         match writer.await.expect("writer task") {
             Ok(result) => {
                 wins += 1;
-                assert_eq!(result.next_expected_revision(), Some(2));
+                assert_eq!(result.next_expected_revision(), Some(Revision(2)));
             }
             Err(Error::Conflict { conflict, message }) => {
                 let stream = conflict.streams.first().expect("the conflicting stream");
                 assert_eq!(
                     (stream.stream.as_str(), stream.expected, stream.actual),
-                    ("order-1", ExpectedRevision::Exact(quipu_client::Revision(1)), Some(2))
+                    ("order-1", ExpectedRevision::Exact(Revision(1)), Some(Revision(2)))
                 );
                 assert!(message.contains("order-1"), "the message names the stream: {message}");
             }
@@ -101,7 +99,7 @@ async fn concurrent_writers_with_one_expected_revision_one_wins_the_rest_get_the
         }
     }
     assert_eq!(wins, 1);
-    assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, Some(2));
+    assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, Some(Revision(2)));
 }
 
 /// Reads a subscription until `events` events came, past its switch to
@@ -128,10 +126,11 @@ async fn subscriptions_see_every_event_once_in_order_across_catch_up_and_live(tr
     };
     write(client.clone(), 0, 50).await;
 
-    let mut all = client.subscribe(None, Start::Position(0)).await.expect("subscribe to $all");
+    let mut all = client.subscribe(None, Start::Position(Position(0))).await.expect("subscribe to $all");
     let mut orders =
-        client.subscribe(Some(Filter::Category("order".into())), Start::Position(0)).await.expect("category");
-    let mut one = client.subscribe(Some(Filter::Stream("user-1".into())), Start::Revision(3)).await.expect("stream");
+        client.subscribe(Some(Filter::Category("order".into())), Start::Position(Position(0))).await.expect("category");
+    let mut one =
+        client.subscribe(Some(Filter::Stream("user-1".into())), Start::Revision(Revision(3))).await.expect("stream");
     // Writers append while the subscription catches up, and again once it
     // is live, so both sides of the switch carry events.
     let mut catching_up = Some(tokio::spawn(write(client.clone(), 50, 80)));
@@ -152,8 +151,8 @@ async fn subscriptions_see_every_event_once_in_order_across_catch_up_and_live(tr
         }
     }
     live_writer.expect("the subscription went live").await.expect("live writer");
-    let positions: Vec<u64> = events.iter().map(|e| e.position).collect();
-    assert_eq!(positions, (0..120).collect::<Vec<_>>(), "every event once, in order");
+    let positions: Vec<Position> = events.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (0..120).map(Position).collect::<Vec<_>>(), "every event once, in order");
     let numbers: Vec<u64> =
         events.iter().map(|e| e.json::<serde_json::Value>().expect("JSON")["n"].as_u64().expect("n")).collect();
     assert_eq!(numbers, (0..120).collect::<Vec<_>>());
@@ -177,14 +176,14 @@ async fn reads_info_and_bad_input(transport: Transport) {
     client.append("user-1", ExpectedRevision::Any, vec![event("Registered", 2)]).await.expect("append");
 
     let backwards = client.read_stream("order-1", None, Direction::Backwards, 0).await.expect("read backwards");
-    assert_eq!(backwards.iter().map(|e| e.revision).collect::<Vec<_>>(), [1, 0]);
-    assert_eq!(client.read_all(Some(1), Direction::Forwards, 10).await.expect("all").len(), 2);
+    assert_eq!(backwards.iter().map(|e| e.revision).collect::<Vec<_>>(), [Revision(1), Revision(0)]);
+    assert_eq!(client.read_all(Some(Position(1)), Direction::Forwards, 10).await.expect("all").len(), 2);
     let by = |filter| client.read_filtered(filter, None, Direction::Forwards, 10);
     assert_eq!(by(Filter::Category("user".into())).await.expect("category").len(), 1);
-    assert_eq!(by(Filter::EventType("Paid".into())).await.expect("type")[0].position, 1);
+    assert_eq!(by(Filter::EventType("Paid".into())).await.expect("type")[0].position, Position(1));
     assert_eq!(by(Filter::Tag("vip".into())).await.expect("tag")[0].tags, ["vip"]);
     let info = client.stream_info("order-1").await.expect("info");
-    assert_eq!(info.last_revision, Some(1));
+    assert_eq!(info.last_revision, Some(Revision(1)));
     assert_eq!(client.stream_info("order-404").await.expect("info").last_revision, None);
 
     assert!(matches!(client.read_stream("order-404", None, Direction::Forwards, 0).await, Err(Error::NotFound(_))));
@@ -198,7 +197,7 @@ async fn reads_info_and_bad_input(transport: Transport) {
             .append("order-2", ExpectedRevision::Any, vec![NewEvent::new("Big", vec![b'x'; 2 << 20])])
             .await
             .map(|_| ()),
-        client.subscribe(Some(Filter::Category("order".into())), Start::Revision(0)).await.map(|_| ()),
+        client.subscribe(Some(Filter::Category("order".into())), Start::Revision(Revision(0))).await.map(|_| ()),
     ];
     for (case, result) in invalid.into_iter().enumerate() {
         assert!(matches!(result, Err(Error::InvalidArgument(_))), "case {case}: {result:?}");
@@ -228,24 +227,24 @@ async fn atomic_appends_batches_and_retries(transport: Transport) {
     assert_eq!(written.streams.len(), 2);
     let refused = Append::new()
         .stream("account-c", ExpectedRevision::Any, vec![event("Opened", 4)])
-        .condition(vec![vip], Some(1));
+        .condition(vec![vip], Some(Position(1)));
     let conflict = client.append_atomic(&refused).await.expect_err("the condition fails");
-    assert_eq!(conflict.conflict().and_then(|c| c.condition_position), Some(2));
+    assert_eq!(conflict.conflict().and_then(|c| c.condition_position), Some(Position(2)));
 
     // A batch: each append is its own transaction, outcomes in order.
     let batch = [
         Append::new().stream("order-2", ExpectedRevision::NoStream, vec![event("Placed", 5)]),
-        Append::new().stream("order-1", ExpectedRevision::Exact(quipu_client::Revision(0)), vec![event("Late", 6)]),
+        Append::new().stream("order-1", ExpectedRevision::Exact(Revision(0)), vec![event("Late", 6)]),
         Append::new().stream("bad name\t", ExpectedRevision::Any, vec![event("Placed", 7)]),
-        Append::new().stream("order-2", ExpectedRevision::Exact(quipu_client::Revision(0)), vec![event("Paid", 8)]),
+        Append::new().stream("order-2", ExpectedRevision::Exact(Revision(0)), vec![event("Paid", 8)]),
     ];
     let outcomes = client.append_batch(&batch).await.expect("batch");
-    assert!(matches!(&outcomes[0], BatchOutcome::Written(r) if r.next_expected_revision() == Some(0)));
+    assert!(matches!(&outcomes[0], BatchOutcome::Written(r) if r.next_expected_revision() == Some(Revision(0))));
     assert!(
-        matches!(&outcomes[1], BatchOutcome::Refused(e) if e.conflict().and_then(|c| c.streams[0].actual) == Some(1))
+        matches!(&outcomes[1], BatchOutcome::Refused(e) if e.conflict().and_then(|c| c.streams[0].actual) == Some(Revision(1)))
     );
     assert!(matches!(&outcomes[2], BatchOutcome::Refused(Error::InvalidArgument(_))));
-    assert!(matches!(&outcomes[3], BatchOutcome::Written(r) if r.next_expected_revision() == Some(1)));
+    assert!(matches!(&outcomes[3], BatchOutcome::Written(r) if r.next_expected_revision() == Some(Revision(1))));
     assert_eq!(client.read_all(None, Direction::Forwards, 100).await.expect("all").len(), 6);
 }
 
@@ -294,7 +293,7 @@ async fn the_aggregate_helper_decides_again_on_conflict(transport: Transport) {
     }
     assert_eq!(added, 5);
     let loaded = client.load::<Counter>("counter-1").await.expect("load");
-    assert_eq!((loaded.state.total, loaded.last_revision), (5, Some(4)));
+    assert_eq!((loaded.state.total, loaded.last_revision), (5, Some(Revision(4))));
 }
 
 /// A free port of loopback (bound, then released for the server).
@@ -322,8 +321,10 @@ async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once(t
     let client = connect(&server, transport).await.with_retry(retry);
     let appends = 300;
     // A subscription opened before the crash resumes after it.
-    let mut follower =
-        client.subscribe(Some(Filter::Stream("ledger-1".into())), Start::Revision(0)).await.expect("subscribe");
+    let mut follower = client
+        .subscribe(Some(Filter::Stream("ledger-1".into())), Start::Revision(Revision(0)))
+        .await
+        .expect("subscribe");
     let writer = tokio::spawn({
         let client = client.clone();
         async move {
@@ -336,7 +337,7 @@ async fn appends_retried_across_a_sigkill_and_restart_are_written_exactly_once(t
         }
     });
     // Kill the server while the writer runs, and bring it back.
-    while client.stream_info("ledger-1").await.expect("info").last_revision.is_none_or(|r| r < 50) {
+    while client.stream_info("ledger-1").await.expect("info").last_revision.is_none_or(|r| r < Revision(50)) {
         tokio::task::yield_now().await;
     }
     server.signal("KILL");

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use quipu_client::{
-    Client, Direction, Error, ExpectedRevision, Filter, GroupFilter, GroupStart, GroupTuning, NewEvent, Start,
-    SubscriptionItem,
+    Client, Direction, Error, ExpectedRevision, Filter, GroupFilter, GroupStart, GroupTuning, NewEvent, Position,
+    Start, SubscriptionItem,
 };
 use serde_json::json;
 
@@ -40,7 +40,7 @@ async fn write(client: &Client, rounds: std::ops::Range<u64>) {
 }
 
 /// Positions of the integration events, from `$all` itself.
-async fn expected(client: &Client) -> Vec<u64> {
+async fn expected(client: &Client) -> Vec<Position> {
     let all = client.read_all(None, Direction::Forwards, 10_000).await.expect("read $all");
     all.iter().filter(|e| matches!(e.event_type.as_str(), "OrderShipped" | "InvoiceSent")).map(|e| e.position).collect()
 }
@@ -67,28 +67,33 @@ async fn reads_and_subscriptions_see_only_integration_events_which_outlive_a_res
     let want = expected(&client).await;
     assert_eq!(want.len(), 40);
     let mut got = Vec::new();
-    let mut from = 0;
+    let mut from = Position::START;
     loop {
         let page = client.read_filtered(Filter::Integration, Some(from), Direction::Forwards, 7).await.expect("read");
         let Some(last) = page.last() else { break };
-        from = last.position + 1;
+        from = last.position.next();
         got.extend(page.iter().map(|e| e.position));
     }
     assert_eq!(got, want, "forwards, in pages of 7");
     let back = client.read_filtered(Filter::Integration, None, Direction::Backwards, 5).await.expect("read");
-    let back: Vec<u64> = back.iter().map(|e| e.position).collect();
+    let back: Vec<Position> = back.iter().map(|e| e.position).collect();
     assert_eq!(back, want.iter().rev().take(5).copied().collect::<Vec<_>>(), "backwards from the end");
     let (status, body) = server.request("GET", "/v1/integration?limit=1000", None);
     assert_eq!(status, 200);
-    let http: Vec<u64> =
-        body["events"].as_array().expect("events").iter().filter_map(|e| e["position"].as_u64()).collect();
+    let http: Vec<Position> = body["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["position"].as_u64().map(Position))
+        .collect();
     assert_eq!(http, want, "over HTTP");
     let cli = quipu(&server, &["--json", "read", "--integration", "--limit", "3"]);
     assert!(cli.status.success(), "{}", String::from_utf8_lossy(&cli.stderr));
     assert_eq!(String::from_utf8_lossy(&cli.stdout).lines().count(), 3, "three events as JSON lines");
 
     // A subscription catches up, then goes live, with only those events.
-    let mut subscription = client.subscribe(Some(Filter::Integration), Start::Position(0)).await.expect("subscribe");
+    let mut subscription =
+        client.subscribe(Some(Filter::Integration), Start::Position(Position::START)).await.expect("subscribe");
     let mut seen = Vec::new();
     loop {
         match tokio::time::timeout(Duration::from_secs(20), subscription.next()).await.expect("an item") {

@@ -8,7 +8,7 @@
 
 mod common;
 
-use quipu_client::{Client, Direction, Error, ExpectedRevision, NewEvent, StreamMetadata};
+use quipu_client::{Client, Direction, Error, ExpectedRevision, NewEvent, Position, Revision, StreamMetadata};
 use serde_json::json;
 
 use common::Server;
@@ -23,7 +23,7 @@ async fn write(client: &Client, stream: &str, n: u64) {
 }
 
 async fn revisions(client: &Client, stream: &str) -> Result<Vec<u64>, Error> {
-    Ok(client.read_stream(stream, None, Direction::Forwards, 1000).await?.iter().map(|e| e.revision).collect())
+    Ok(client.read_stream(stream, None, Direction::Forwards, 1000).await?.iter().map(|e| e.revision.0).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,8 +37,8 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     client.set_stream_metadata("log-1", &keep(Some(3), None)).await.expect("max count");
     assert_eq!(revisions(&client, "log-1").await.expect("read"), [7, 8, 9]);
     let back = client.read_stream("log-1", None, Direction::Backwards, 10).await.expect("read");
-    assert_eq!(back.iter().map(|e| e.revision).collect::<Vec<_>>(), [9, 8, 7]);
-    client.set_stream_metadata("log-1", &keep(None, Some(4))).await.expect("truncate");
+    assert_eq!(back.iter().map(|e| e.revision.0).collect::<Vec<_>>(), [9, 8, 7]);
+    client.set_stream_metadata("log-1", &keep(None, Some(Revision(4)))).await.expect("truncate");
     assert_eq!(revisions(&client, "log-1").await.expect("read").first(), Some(&4));
     assert_eq!(client.load_stream("log-1").await.expect("load").len(), 6);
     let aged =
@@ -60,14 +60,14 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     write(&client, "log-1", 2).await;
     assert_eq!(revisions(&client, "log-1").await.expect("read"), [10, 11]);
     let mut subscription = client
-        .subscribe(Some(quipu_client::Filter::Stream("log-1".into())), quipu_client::Start::Revision(0))
+        .subscribe(Some(quipu_client::Filter::Stream("log-1".into())), quipu_client::Start::Revision(Revision(0)))
         .await
         .expect("sub");
     match tokio::time::timeout(std::time::Duration::from_secs(20), futures_util::StreamExt::next(&mut subscription))
         .await
     {
         Ok(Some(Ok(quipu_client::SubscriptionItem::Event(event)))) => {
-            assert_eq!(event.revision, 10, "a subscription skips hidden events")
+            assert_eq!(event.revision, Revision(10), "a subscription skips hidden events")
         }
         other => panic!("unexpected: {other:?}"),
     }
@@ -76,9 +76,12 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     assert_eq!(all.iter().filter(|e| e.stream == "log-1").count(), 12, "$all keeps every event until a scavenge");
 
     // Snapshots that folded events now hidden are not used.
-    client.write_snapshot("log-1", 9, 1, b"{\"stale\": true}".to_vec()).await.expect("a snapshot before the delete");
+    client
+        .write_snapshot("log-1", Revision(9), 1, b"{\"stale\": true}".to_vec())
+        .await
+        .expect("a snapshot before the delete");
     let load = client.load_from_snapshot("log-1", Some(1), None).await.expect("load");
-    assert_eq!((load.snapshot, load.events.iter().map(|e| e.revision).collect::<Vec<_>>()), (None, vec![10, 11]));
+    assert_eq!((load.snapshot, load.events.iter().map(|e| e.revision.0).collect::<Vec<_>>()), (None, vec![10, 11]));
 
     // Tombstone: for good, across a restart.
     write(&client, "log-2", 1).await;
@@ -99,8 +102,9 @@ async fn metadata_deletes_and_tombstones_shape_what_a_stream_reads() {
     assert_eq!((status, body["code"].as_str()), (410, Some("stream_deleted")));
     let (status, body) = server.request("GET", "/v1/streams/log-2/load", None);
     assert_eq!((status, body["code"].as_str()), (410, Some("stream_deleted")));
-    let refused =
-        client.subscribe(Some(quipu_client::Filter::Stream("log-2".into())), quipu_client::Start::Revision(0)).await;
+    let refused = client
+        .subscribe(Some(quipu_client::Filter::Stream("log-2".into())), quipu_client::Start::Revision(Revision(0)))
+        .await;
     let first = match refused {
         Ok(mut subscription) => futures_util::StreamExt::next(&mut subscription).await.map(|item| item.map(|_| ())),
         Err(error) => Some(Err(error)),
@@ -164,7 +168,7 @@ async fn no_event_lands_after_a_tombstone_even_when_appends_race_it() {
         })
         .collect();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while client.stream_info("race-1").await.expect("info").last_revision.is_none_or(|r| r < 50) {
+    while client.stream_info("race-1").await.expect("info").last_revision.is_none_or(|r| r < Revision(50)) {
         assert!(tokio::time::Instant::now() < deadline, "the writers never got going");
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
@@ -177,8 +181,8 @@ async fn no_event_lands_after_a_tombstone_even_when_appends_race_it() {
     let record = client.read_stream("$stream-metadata", None, Direction::Backwards, 1).await.expect("the record");
     let tombstone_at = record.first().expect("a tombstone record").position;
     let all = client.read_all(None, Direction::Forwards, 10_000).await.expect("$all");
-    let race: Vec<u64> = all.iter().filter(|e| e.stream == "race-1").map(|e| e.position).collect();
+    let race: Vec<Position> = all.iter().filter(|e| e.stream == "race-1").map(|e| e.position).collect();
     assert_eq!(race.len() as u64, written, "every acknowledged append is in the log, and nothing else");
-    let after: Vec<&u64> = race.iter().filter(|p| **p > tombstone_at).collect();
+    let after: Vec<&Position> = race.iter().filter(|p| **p > tombstone_at).collect();
     assert!(after.is_empty(), "events landed after the tombstone at {tombstone_at}: {after:?}");
 }

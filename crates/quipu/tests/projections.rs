@@ -9,7 +9,7 @@
 
 mod common;
 
-use quipu_client::{Client, Error, ExpectedRevision, NewEvent, RebuildProgress, RebuildState};
+use quipu_client::{Client, Error, ExpectedRevision, NewEvent, Position, RebuildProgress, RebuildState, Revision};
 use serde_json::json;
 
 use common::Server;
@@ -22,7 +22,7 @@ fn event(n: u64) -> NewEvent {
     NewEvent::json("ItemAdded", &json!({ "amount": n })).expect("JSON event")
 }
 
-async fn rebuild_state(client: &Client, name: &str) -> (RebuildState, u64, u64) {
+async fn rebuild_state(client: &Client, name: &str) -> (RebuildState, Position, Position) {
     let info = client.projection_info(name).await.expect("info");
     let rebuild = info.rebuild.expect("a rebuild");
     (rebuild.state, rebuild.done, rebuild.total)
@@ -54,20 +54,25 @@ async fn a_blocking_rebuild_goes_to_one_runner_closes_its_category_until_done_an
     let (status, body) = server.append("order-2", &json!({"events": [{"type": "ItemAdded", "data": {}}]}));
     assert_eq!((status, body["code"].as_str()), (409, Some("replay_in_progress")), "{body}");
     assert_eq!(body["category"], "order");
-    assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, Some(9));
+    assert_eq!(client.stream_info("order-1").await.expect("info").last_revision, Some(Revision(9)));
     assert_eq!(client.stream_info("order-2").await.expect("info").last_revision, None);
     client.append("customer-1", ExpectedRevision::Any, vec![event(1)]).await.expect("other categories stay open");
 
     // One runner takes it; another reporting meanwhile gets nothing.
-    let assigned = client.report_projection("order_totals", "a", Some(0), None).await.expect("report");
+    let assigned = client.report_projection("order_totals", "a", Some(Position(0)), None).await.expect("report");
     assert_eq!(assigned.map(|a| (a.id, a.block_categories)), Some((id, vec!["order".to_string()])));
-    assert_eq!(client.report_projection("order_totals", "b", Some(0), None).await.expect("report"), None);
-    let progress = Some((id, RebuildProgress::Running(5)));
-    assert!(client.report_projection("order_totals", "a", Some(11), progress).await.expect("report").is_some());
+    assert_eq!(client.report_projection("order_totals", "b", Some(Position(0)), None).await.expect("report"), None);
+    let progress = Some((id, RebuildProgress::Running(Position(5))));
+    assert!(
+        client.report_projection("order_totals", "a", Some(Position(11)), progress).await.expect("report").is_some()
+    );
     let info = client.projection_info("order_totals").await.expect("info");
-    assert_eq!((info.runner.as_deref(), info.position), (Some("a"), Some(11)));
+    assert_eq!((info.runner.as_deref(), info.position), (Some("a"), Some(Position(11))));
     let rebuild = info.rebuild.expect("the rebuild");
-    assert_eq!((rebuild.state, rebuild.runner.as_deref(), rebuild.done), (RebuildState::Running, Some("a"), 5));
+    assert_eq!(
+        (rebuild.state, rebuild.runner.as_deref(), rebuild.done),
+        (RebuildState::Running, Some("a"), Position(5))
+    );
     assert_eq!(rebuild.total, info.head, "progress runs to the head of the log");
 
     // The request and the block outlive a restart; the runner goes on.
@@ -76,18 +81,17 @@ async fn a_blocking_rebuild_goes_to_one_runner_closes_its_category_until_done_an
     let client = connect(&server).await;
     assert_eq!(rebuild_state(&client, "order_totals").await.0, RebuildState::Requested);
     refused(&client, "order-1").await;
-    let progress = Some((id, RebuildProgress::Running(8)));
-    assert!(client.report_projection("order_totals", "a", Some(11), progress).await.expect("report").is_some());
+    let progress = Some((id, RebuildProgress::Running(Position(8))));
+    assert!(
+        client.report_projection("order_totals", "a", Some(Position(11)), progress).await.expect("report").is_some()
+    );
     assert_eq!(client.report_projection("order_totals", "b", None, None).await.expect("report"), None);
 
     // Done: recorded, the category opens, and nothing is assigned.
-    let done = Some((id, RebuildProgress::Done(12)));
-    assert_eq!(client.report_projection("order_totals", "a", Some(12), done).await.expect("report"), None);
-    assert_eq!(rebuild_state(&client, "order_totals").await, (RebuildState::Done, 12, 12));
-    client
-        .append("order-1", ExpectedRevision::Exact(quipu_client::Revision(9)), vec![event(10)])
-        .await
-        .expect("open again");
+    let done = Some((id, RebuildProgress::Done(Position(12))));
+    assert_eq!(client.report_projection("order_totals", "a", Some(Position(12)), done).await.expect("report"), None);
+    assert_eq!(rebuild_state(&client, "order_totals").await, (RebuildState::Done, Position(12), Position(12)));
+    client.append("order-1", ExpectedRevision::Exact(Revision(9)), vec![event(10)]).await.expect("open again");
     let (status, listed) = server.request("GET", "/v1/projections", None);
     assert_eq!(status, 200);
     assert_eq!(listed["projections"][0]["rebuild"]["state"], "done", "{listed}");
@@ -116,7 +120,7 @@ async fn a_cancelled_rebuild_is_dropped_by_its_runner_and_bad_requests_change_no
     }
     let (status, body) = server.request("DELETE", "/v1/projections/order_totals/rebuild", None);
     assert_eq!((status, body["rebuild"]["state"].as_str()), (200, Some("cancelled")), "{body}");
-    let progress = Some((id, RebuildProgress::Running(3)));
+    let progress = Some((id, RebuildProgress::Running(Position(3))));
     let dropped = client.report_projection("order_totals", "a", None, progress).await.expect("report");
     assert_eq!(dropped, None, "a cancelled rebuild is no longer assigned");
     assert_eq!(rebuild_state(&client, "order_totals").await.0, RebuildState::Cancelled);

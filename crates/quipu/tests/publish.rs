@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use quipu_client::{Client, Direction, ExpectedRevision, NewEvent};
+use quipu_client::{Client, Direction, ExpectedRevision, NewEvent, Position};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
@@ -203,7 +203,7 @@ async fn move_checkpoint(client: &Client) {
         let last = client.read_stream(&stream, None, Direction::Backwards, 1).await.expect("read the checkpoint");
         let last = last.first().expect("a checkpoint");
         let copy = NewEvent::new(last.event_type.clone(), last.data.clone());
-        match client.append(&stream, ExpectedRevision::Exact(quipu_client::Revision(last.revision)), vec![copy]).await {
+        match client.append(&stream, ExpectedRevision::Exact(last.revision), vec![copy]).await {
             Ok(_) => return,
             // The publisher checkpointed in between: read again.
             Err(quipu_client::Error::Conflict { .. }) => {}
@@ -215,7 +215,7 @@ async fn move_checkpoint(client: &Client) {
 /// The selected events of `$all`, by id.
 async fn selected_events(client: &Client) -> HashMap<String, quipu_client::Event> {
     let mut expected = HashMap::new();
-    let mut from = 0;
+    let mut from = Position::START;
     loop {
         let page = client.read_all(Some(from), Direction::Forwards, 1000).await.expect("read $all");
         for event in &page {
@@ -224,7 +224,7 @@ async fn selected_events(client: &Client) -> HashMap<String, quipu_client::Event
             }
         }
         match page.last() {
-            Some(last) => from = last.position + 1,
+            Some(last) => from = last.position.next(),
             None => return expected,
         }
     }
@@ -253,7 +253,7 @@ async fn check_topic(client: &Client, brokers: &str, publisher: &str) {
         assert_eq!(record.header("quipu-position"), event.position.to_string());
         assert_eq!(record.header("quipu-publisher"), publisher);
         let revision: u64 = record.header("quipu-stream-revision").parse().expect("a revision");
-        assert_eq!(revision, event.revision);
+        assert_eq!(revision, event.revision.0);
         let previous = last_revision.insert((record.partition, record.key.clone()), revision);
         assert!(previous.is_none_or(|p| p < revision), "{} out of order: {previous:?} then {revision}", record.key);
     }

@@ -194,7 +194,7 @@ async fn validated_appends_must_match_their_types_latest_schema() {
     assert!(error.to_string().contains("event_too_large"), "{error}");
     assert_eq!(
         client.stream_info("order-1").await.expect("info").last_revision,
-        Some(1),
+        Some(quipu_client::Revision(1)),
         "nothing of a refused append was written"
     );
     assert_eq!(client.stream_info("order-2").await.expect("info").last_revision, None);

@@ -9,7 +9,9 @@
 
 mod common;
 
-use quipu_client::{Aggregate, AsOf, Client, Error, Event, ExpectedRevision, NewEvent, SnapshotPolicy, Snapshotted};
+use quipu_client::{
+    Aggregate, AsOf, Client, Error, Event, ExpectedRevision, NewEvent, Revision, SnapshotPolicy, Snapshotted,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -58,26 +60,26 @@ async fn loads_from_snapshots_equal_the_full_fold_and_policies_write_them() {
     let loaded = client.load_snapshotted::<Balance>("account-1", None).await.expect("load");
     assert_eq!(loaded, client.load::<Balance>("account-1").await.expect("full fold"));
     let listed = client.list_snapshots("account-1").await.expect("list");
-    assert_eq!(listed.iter().map(|s| (s.revision, s.schema_version)).collect::<Vec<_>>(), [(249, 2)]);
+    assert_eq!(listed.iter().map(|s| (s.revision, s.schema_version)).collect::<Vec<_>>(), [(Revision(249), 2)]);
 
     // 30 more: the snapshot plus 30 events, nothing due.
     deposit(&client, "account-1", 250..280).await;
     let load = client.load_from_snapshot("account-1", None, None).await.expect("load");
     assert_eq!(
         (load.snapshot.as_ref().map(|s| s.revision), load.events.len(), load.snapshot_due),
-        (Some(249), 30, false)
+        (Some(Revision(249)), 30, false)
     );
     assert_eq!(load.schema_version, Some(2), "the policy's version");
     let full = client.load::<Balance>("account-1").await.expect("full fold");
     assert_eq!(client.load_snapshotted::<Balance>("account-1", None).await.expect("load"), full);
 
     // A snapshot of another version holds nonsense: it is never used.
-    client.write_snapshot("account-1", 270, 1, b"{\"total\": -1}".to_vec()).await.expect("write v1");
+    client.write_snapshot("account-1", Revision(270), 1, b"{\"total\": -1}".to_vec()).await.expect("write v1");
     assert_eq!(client.load_snapshotted::<Balance>("account-1", None).await.expect("load"), full);
 
     // As of the past: a snapshot beyond the moment is not used.
     for revision in [0, 99, 248, 249, 260] {
-        let as_of = Some(AsOf::Revision(revision));
+        let as_of = Some(AsOf::Revision(Revision(revision)));
         let past = client.load_snapshotted::<Balance>("account-1", as_of).await.expect("load as of");
         assert_eq!(past, client.load_as_of::<Balance>("account-1", as_of).await.expect("fold as of"), "at {revision}");
     }

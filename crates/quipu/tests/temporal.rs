@@ -8,7 +8,9 @@
 
 mod common;
 
-use quipu_client::{Aggregate, AsOf, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent};
+use quipu_client::{
+    Aggregate, AsOf, Client, Direction, Error, Event, ExpectedRevision, Filter, NewEvent, Position, Revision,
+};
 use serde_json::json;
 
 use common::Server;
@@ -39,7 +41,7 @@ async fn write(client: &Client) -> Vec<Event> {
     client.read_all(None, Direction::Forwards, 1000).await.expect("read $all")
 }
 
-fn positions(events: &[Event]) -> Vec<u64> {
+fn positions(events: &[Event]) -> Vec<Position> {
     events.iter().map(|e| e.position).collect()
 }
 
@@ -52,18 +54,18 @@ async fn reads_as_of_every_point_equal_the_log_cut_there() {
 
     for cut in &all {
         let before = |e: &&Event| e.position <= cut.position;
-        let want_all: Vec<u64> = all.iter().filter(before).map(|e| e.position).collect();
+        let want_all: Vec<Position> = all.iter().filter(before).map(|e| e.position).collect();
         let at_position = Some(AsOf::Position(cut.position));
         let got = client.read_all_as_of(None, Direction::Forwards, 1000, at_position).await.expect("read");
         assert_eq!(positions(&got), want_all, "$all as of position {}", cut.position);
         let at_time = Some(AsOf::Time(cut.recorded_at_us));
         let got = client.read_all_as_of(None, Direction::Backwards, 3, at_time).await.expect("read");
-        let want_time: Vec<u64> =
+        let want_time: Vec<Position> =
             all.iter().rev().filter(|e| e.recorded_at_us <= cut.recorded_at_us).take(3).map(|e| e.position).collect();
         assert_eq!(positions(&got), want_time, "$all backwards as of time {}", cut.recorded_at_us);
         let orders = Filter::Category("order".into());
         let got = client.read_filtered_as_of(orders, None, Direction::Forwards, 1000, at_position).await.expect("read");
-        let want: Vec<u64> =
+        let want: Vec<Position> =
             all.iter().filter(before).filter(|e| e.stream.starts_with("order-")).map(|e| e.position).collect();
         assert_eq!(positions(&got), want, "category as of position {}", cut.position);
 
@@ -84,7 +86,7 @@ async fn reads_as_of_every_point_equal_the_log_cut_there() {
     let order = client.load_stream("order-1").await.expect("load");
     for cut in &order {
         let got = client.load_stream_as_of("order-1", Some(AsOf::Revision(cut.revision))).await.expect("load");
-        assert_eq!(got.len() as u64, cut.revision + 1, "order-1 as of revision {}", cut.revision);
+        assert_eq!(got.len() as u64, cut.revision.0 + 1, "order-1 as of revision {}", cut.revision);
         let back = client
             .read_stream_as_of("order-1", None, Direction::Backwards, 1, Some(AsOf::Revision(cut.revision)))
             .await
@@ -102,7 +104,7 @@ async fn temporal_reads_over_http_and_the_cli_and_bad_bounds() {
     let first_order = all.iter().find(|e| e.stream == "order-1").expect("an order");
 
     // Before the stream's first event it did not exist.
-    let before = first_order.position.checked_sub(1);
+    let before = first_order.position.0.checked_sub(1);
     if let Some(before) = before {
         let (status, body) = server.request("GET", &format!("/v1/streams/order-1?to_position={before}"), None);
         assert_eq!((status, body["code"].as_str()), (404, Some("stream_not_found")), "{body}");
@@ -122,7 +124,7 @@ async fn temporal_reads_over_http_and_the_cli_and_bad_bounds() {
         let (status, body) = server.request("GET", path, None);
         assert_eq!((status, body["code"].as_str()), (400, Some(code)), "{path}: {body}");
     }
-    match client.read_all_as_of(None, Direction::Forwards, 10, Some(AsOf::Revision(1))).await {
+    match client.read_all_as_of(None, Direction::Forwards, 10, Some(AsOf::Revision(Revision(1)))).await {
         Err(Error::InvalidArgument(message)) => assert!(message.contains("one stream"), "{message}"),
         other => panic!("a revision bound on $all: {other:?}"),
     }

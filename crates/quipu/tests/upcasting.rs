@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use quipu_client::{
-    Client, Direction, Error, ExpectedRevision, Filter, GroupFilter, GroupStart, GroupTuning, NewEvent, Start,
-    SubscriptionItem, Upcaster,
+    Client, Direction, Error, ExpectedRevision, Filter, GroupFilter, GroupStart, GroupTuning, NewEvent, Revision,
+    Start, SubscriptionItem, Upcaster,
 };
 use serde_json::{Value, json};
 
@@ -85,7 +85,7 @@ async fn mixed_versions_read_as_the_current_one_and_raw_reads_as_written() {
     assert_eq!(body["events"][0]["data"], json!({"name": "Ada 0", "town": "London"}));
 
     let mut subscription =
-        client.subscribe(Some(Filter::Stream("customer-1".into())), Start::Revision(0)).await.expect("sub");
+        client.subscribe(Some(Filter::Stream("customer-1".into())), Start::Revision(Revision(0))).await.expect("sub");
     for n in 0..4 {
         match tokio::time::timeout(Duration::from_secs(20), subscription.next()).await.expect("an item") {
             Some(Ok(SubscriptionItem::Event(event))) => assert_eq!(data(&event), v3(n), "subscription event {n}"),
@@ -96,7 +96,7 @@ async fn mixed_versions_read_as_the_current_one_and_raw_reads_as_written() {
     for _ in 0..4 {
         let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next()).await.expect("a delivery");
         let delivery = delivery.expect("the group goes on").expect("a delivery");
-        assert_eq!(data(&delivery.event), v3(delivery.event.revision), "group delivery");
+        assert_eq!(data(&delivery.event), v3(delivery.event.revision.0), "group delivery");
         consumer.ack(delivery.event.position);
     }
     consumer.leave().await;

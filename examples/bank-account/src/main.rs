@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use futures_util::StreamExt;
 use quipu_client::{
-    Aggregate, Client, Event, ExecuteError, ExpectedRevision, Filter, NewEvent, Start, SubscriptionItem,
+    Aggregate, Client, Event, ExecuteError, ExpectedRevision, Filter, NewEvent, Position, Start, SubscriptionItem,
 };
 use serde::Serialize;
 
@@ -102,7 +102,8 @@ fn withdraw(account: &Account, amount: u64) -> Result<Vec<NewEvent>, Refusal> {
 /// category up to the moment the subscription goes live.
 async fn project_balances(client: &Client) -> anyhow::Result<BTreeMap<String, i64>> {
     let mut balances = BTreeMap::new();
-    let mut subscription = client.subscribe(Some(Filter::Category("account".into())), Start::Position(0)).await?;
+    let mut subscription =
+        client.subscribe(Some(Filter::Category("account".into())), Start::Position(Position::START)).await?;
     while let Some(item) = subscription.next().await {
         match item? {
             SubscriptionItem::Event(event) => {

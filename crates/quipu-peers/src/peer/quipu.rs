@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use quipu_client::{Append, Client, ExpectedRevision, NewEvent, RetryPolicy, Start, Subscription, SubscriptionItem};
+use quipu_client::{
+    Append, Client, ExpectedRevision, NewEvent, Position, RetryPolicy, Revision, Start, Subscription, SubscriptionItem,
+};
 
 use super::{Appended, Connection, Fill, Page, Peer, dir_bytes};
 
@@ -56,7 +58,7 @@ struct QuipuConnection {
     client: Client,
     /// The subscription a catch-up reads, and the position it will yield
     /// next.
-    catch_up: Option<(Subscription, u64)>,
+    catch_up: Option<(Subscription, Position)>,
 }
 
 fn events(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
@@ -66,11 +68,7 @@ fn events(payloads: &[Vec<u8>]) -> Vec<NewEvent> {
 #[async_trait]
 impl Connection for QuipuConnection {
     async fn append(&mut self, stream: &str, expected: Option<u64>, payloads: &[Vec<u8>]) -> anyhow::Result<Appended> {
-        match self
-            .client
-            .append(stream, ExpectedRevision::from_last(expected.map(quipu_client::Revision)), events(payloads))
-            .await
-        {
+        match self.client.append(stream, ExpectedRevision::from_last(expected.map(Revision)), events(payloads)).await {
             Ok(_) => Ok(Appended::Written),
             Err(quipu_client::Error::Conflict { .. }) => Ok(Appended::Conflict),
             Err(error) => Err(error.into()),
@@ -90,7 +88,7 @@ impl Connection for QuipuConnection {
     }
 
     async fn read_all(&mut self, from: Option<String>) -> anyhow::Result<Page> {
-        let from = from.map(|f| f.parse::<u64>()).transpose()?.unwrap_or(0);
+        let from = Position(from.map(|f| f.parse::<u64>()).transpose()?.unwrap_or(0));
         let (mut subscription, mut next) = match self.catch_up.take() {
             Some((subscription, next)) if next == from => (subscription, next),
             _ => (self.client.subscribe(None, Start::Position(from)).await?, from),
@@ -100,7 +98,7 @@ impl Connection for QuipuConnection {
             match subscription.next().await.context("the subscription ended before catching up")?? {
                 SubscriptionItem::Event(event) => {
                     anyhow::ensure!(event.position >= next, "position {} came after {next}", event.position);
-                    next = event.position + 1;
+                    next = event.position.next();
                     events += 1;
                 }
                 SubscriptionItem::CaughtUp { .. } => return Ok(Page { events, next: None }),

@@ -153,11 +153,11 @@ impl Drop for Quipu {
 /// has, from the events themselves.
 pub async fn fold(client: &quipu_client::Client) -> std::collections::BTreeMap<String, (i64, i64)> {
     let mut totals = std::collections::BTreeMap::new();
-    let mut from = 0;
+    let mut from = quipu_client::Position::START;
     loop {
         let page = client.read_all(Some(from), quipu_client::Direction::Forwards, 1000).await.expect("read $all");
         let Some(last) = page.last() else { return totals };
-        from = last.position + 1;
+        from = last.position.next();
         for event in page.iter().filter(|e| e.stream.starts_with("order-")) {
             let data: serde_json::Value = event.json().expect("JSON data");
             let entry = totals.entry(event.stream.clone()).or_insert((0, 0));

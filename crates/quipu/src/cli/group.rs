@@ -1,7 +1,7 @@
 //! `quipu group ...`: create, list, inspect, tune and delete consumer
 //! groups, replay their parked events, and consume one from the terminal.
 
-use quipu_client::{Client, GroupFilter, GroupInfo, GroupStart, GroupTuning};
+use quipu_client::{Client, GroupFilter, GroupInfo, GroupStart, GroupTuning, Position};
 use serde_json::json;
 
 use super::output::{Output, line};
@@ -130,7 +130,7 @@ pub async fn run(client: &Client, output: &Output, command: GroupCommand) -> any
             };
             let start = match (args.from_end, args.from) {
                 (true, _) => GroupStart::End,
-                (false, Some(position)) => GroupStart::Position(position),
+                (false, Some(position)) => GroupStart::Position(Position(position)),
                 (false, None) => GroupStart::Beginning,
             };
             let info = client.create_group(&args.name, filter, start, args.tuning.tuning()).await?;
@@ -211,12 +211,12 @@ fn info_json(info: &GroupInfo) -> serde_json::Value {
             "stream_prefix": info.filter.stream_prefix,
             "integration": info.filter.integration,
         },
-        "start": info.start,
+        "start": info.start.0,
         "max_retries": info.max_retries,
         "message_timeout_ms": info.message_timeout_ms,
         "max_in_flight": info.max_in_flight,
-        "checkpoint": info.checkpoint,
-        "head": info.head,
+        "checkpoint": info.checkpoint.0,
+        "head": info.head.0,
         "lag": info.lag,
         "in_flight": info.in_flight,
         "retrying": info.retrying,

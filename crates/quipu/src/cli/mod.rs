@@ -17,7 +17,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use futures_util::StreamExt;
-use quipu_client::{AsOf, Client, Direction, ExpectedRevision, Filter, NewEvent, Start, SubscriptionItem};
+use quipu_client::{
+    AsOf, Client, Direction, ExpectedRevision, Filter, NewEvent, Position, Revision, Start, SubscriptionItem,
+};
 
 use output::Output;
 
@@ -370,8 +372,8 @@ async fn read(client: &Client, output: &Output, args: ReadArgs) -> anyhow::Resul
     let direction = if args.backwards { Direction::Backwards } else { Direction::Forwards };
     let (from, limit) = (args.from, args.limit);
     let as_of = match (args.to_revision, args.to_position, args.as_of) {
-        (Some(revision), ..) => Some(AsOf::Revision(revision)),
-        (_, Some(position), _) => Some(AsOf::Position(position)),
+        (Some(revision), ..) => Some(AsOf::Revision(Revision(revision))),
+        (_, Some(position), _) => Some(AsOf::Position(Position(position))),
         (.., Some(time_us)) => Some(AsOf::Time(time_us)),
         _ => None,
     };
@@ -383,9 +385,9 @@ async fn read(client: &Client, output: &Output, args: ReadArgs) -> anyhow::Resul
         _ => None,
     };
     let events = match (args.stream, filter) {
-        (Some(stream), _) => client.read_stream_as_of(&stream, from, direction, limit, as_of).await?,
-        (None, Some(filter)) => client.read_filtered_as_of(filter, from, direction, limit, as_of).await?,
-        (None, None) => client.read_all_as_of(from, direction, limit, as_of).await?,
+        (Some(stream), _) => client.read_stream_as_of(&stream, from.map(Revision), direction, limit, as_of).await?,
+        (None, Some(filter)) => client.read_filtered_as_of(filter, from.map(Position), direction, limit, as_of).await?,
+        (None, None) => client.read_all_as_of(from.map(Position), direction, limit, as_of).await?,
     };
     output.events(&events)
 }
@@ -402,10 +404,10 @@ async fn subscribe(client: &Client, output: &Output, args: SubscribeArgs) -> any
     };
     let start = match (args.from_end, args.from) {
         (true, _) => Start::End,
-        (false, Some(from)) if by_revision => Start::Revision(from),
-        (false, Some(from)) => Start::Position(from),
-        (false, None) if by_revision => Start::Revision(0),
-        (false, None) => Start::Position(0),
+        (false, Some(from)) if by_revision => Start::Revision(Revision(from)),
+        (false, Some(from)) => Start::Position(Position(from)),
+        (false, None) if by_revision => Start::Revision(Revision(0)),
+        (false, None) => Start::Position(Position::START),
     };
     let mut subscription = client.subscribe(filter, start).await?;
     let mut seen = 0;

@@ -31,9 +31,9 @@ impl Output {
         if self.json {
             return line(&json!({
                 "stream": stream,
-                "first_position": result.first_position,
-                "last_position": result.last_position,
-                "next_expected_revision": next,
+                "first_position": result.first_position.0,
+                "last_position": result.last_position.0,
+                "next_expected_revision": next.map(|revision| revision.0),
                 "already_written": result.already_written,
             }));
         }
@@ -103,11 +103,11 @@ impl Output {
             return line(&json!({
                 "stream": info.stream,
                 "exists": info.last_revision.is_some(),
-                "last_revision": info.last_revision,
+                "last_revision": info.last_revision.map(|revision| revision.0),
             }));
         }
         match info.last_revision {
-            Some(last) => println!("{}: exists, {} events, last revision {last}", info.stream, last + 1),
+            Some(last) => println!("{}: exists, {} events, last revision {last}", info.stream, last.0 + 1),
             None => println!("{}: does not exist", info.stream),
         }
         Ok(())
@@ -138,8 +138,8 @@ fn event_json(event: &Event) -> Value {
         "data": payload(&event.data),
         "metadata": payload(&event.metadata),
         "tags": event.tags,
-        "revision": event.revision,
-        "position": event.position,
+        "revision": event.revision.0,
+        "position": event.position.0,
         "recorded_at": event.recorded_at_us,
     })
 }

@@ -158,8 +158,8 @@ fn progress_bar(output: &Output) -> indicatif::ProgressBar {
 }
 
 fn show(bar: &indicatif::ProgressBar, info: &ProjectionInfo, rebuild: &RebuildInfo) {
-    bar.set_length(rebuild.total);
-    bar.set_position(rebuild.done.min(rebuild.total));
+    bar.set_length(rebuild.total.0);
+    bar.set_position(rebuild.done.min(rebuild.total).0);
     let message = match rebuild.state {
         RebuildState::Requested => match info.reported_ms_ago {
             Some(ms) if ms < 5_000 => "waiting for the runner to take it".to_string(),
@@ -185,8 +185,8 @@ fn rebuild_json(rebuild: &RebuildInfo) -> Value {
         "requested_at_us": rebuild.requested_at_us,
         "finished_at_us": rebuild.finished_at_us,
         "runner": rebuild.runner,
-        "done": rebuild.done,
-        "total": rebuild.total,
+        "done": rebuild.done.0,
+        "total": rebuild.total.0,
         "rate": rebuild.rate,
         "eta_seconds": rebuild.eta_seconds,
         "message": rebuild.message,
@@ -198,8 +198,8 @@ fn info_json(info: &ProjectionInfo) -> Value {
     json!({
         "name": info.name,
         "runner": info.runner,
-        "position": info.position,
-        "head": info.head,
+        "position": info.position.map(|position| position.0),
+        "head": info.head.0,
         "lag": info.lag,
         "reported_ms_ago": info.reported_ms_ago,
         "rebuild": info.rebuild.as_ref().map(rebuild_json),
@@ -256,7 +256,7 @@ async fn from_read_store(client: &Client, output: &Output, database: &str, name:
         rows.retain(|row| row.name == name || row.name.starts_with(&format!("{name}__")));
         anyhow::ensure!(!rows.is_empty(), "no projection named {name:?} in quipu_projections");
     }
-    let head = client.read_all(None, Direction::Backwards, 1).await?.first().map_or(0, |e| e.position + 1);
+    let head = client.read_all(None, Direction::Backwards, 1).await?.first().map_or(0, |e| e.position.next().0);
     print(output, &rows, head)
 }
 

@@ -3,7 +3,7 @@
 //! due.
 
 use anyhow::Context;
-use quipu_client::{Client, SnapshotPolicy};
+use quipu_client::{Client, Revision, SnapshotPolicy};
 use serde_json::json;
 
 use super::output::{Output, line};
@@ -81,7 +81,7 @@ pub async fn run(client: &Client, output: &Output, command: SnapshotCommand) -> 
     match command {
         SnapshotCommand::Write { stream, revision, schema_version, data } => {
             let data: serde_json::Value = serde_json::from_str(&data).context("--data is not JSON")?;
-            client.write_snapshot(&stream, revision, schema_version, data.to_string().into_bytes()).await?;
+            client.write_snapshot(&stream, Revision(revision), schema_version, data.to_string().into_bytes()).await?;
             if output.is_json() {
                 return line(&json!({"stream": stream, "revision": revision, "schema_version": schema_version}));
             }
@@ -92,11 +92,11 @@ pub async fn run(client: &Client, output: &Output, command: SnapshotCommand) -> 
             let snapshot = load.snapshot.as_ref().map(|s| {
                 let data: serde_json::Value = serde_json::from_slice(&s.data)
                     .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&s.data).into_owned()));
-                json!({"revision": s.revision, "schema_version": s.schema_version, "data": data})
+                json!({"revision": s.revision.0, "schema_version": s.schema_version, "data": data})
             });
             if output.is_json() {
                 line(
-                    &json!({"snapshot": snapshot, "last_revision": load.last_revision, "snapshot_due": load.snapshot_due}),
+                    &json!({"snapshot": snapshot, "last_revision": load.last_revision.0, "snapshot_due": load.snapshot_due}),
                 )?;
             } else {
                 match &snapshot {
@@ -120,7 +120,7 @@ pub async fn run(client: &Client, output: &Output, command: SnapshotCommand) -> 
             for s in &snapshots {
                 if output.is_json() {
                     line(
-                        &json!({"stream": s.stream, "revision": s.revision, "schema_version": s.schema_version, "written_at_us": s.written_at_us}),
+                        &json!({"stream": s.stream, "revision": s.revision.0, "schema_version": s.schema_version, "written_at_us": s.written_at_us}),
                     )?;
                 } else {
                     println!(

@@ -1,6 +1,6 @@
 //! `quipu stream meta|delete|tombstone`: a stream's metadata and deletes.
 
-use quipu_client::{Client, StreamMetadata};
+use quipu_client::{Client, Revision, StreamMetadata};
 use serde_json::json;
 
 use super::output::{Output, line};
@@ -52,6 +52,7 @@ pub async fn run(client: &Client, output: &Output, command: StreamCommand) -> an
             {
                 client.stream_metadata(&stream).await?
             } else {
+                let truncate_before = truncate_before.map(Revision);
                 let set = StreamMetadata { max_count, max_age_s: max_age, truncate_before, custom, tombstoned: false };
                 client.set_stream_metadata(&stream, &set).await?
             };
@@ -70,7 +71,7 @@ pub async fn run(client: &Client, output: &Output, command: StreamCommand) -> an
         "stream": stream,
         "max_count": metadata.max_count,
         "max_age_s": metadata.max_age_s,
-        "truncate_before": metadata.truncate_before,
+        "truncate_before": metadata.truncate_before.map(|revision| revision.0),
         "custom": metadata.custom,
         "tombstoned": metadata.tombstoned,
     });
