@@ -1,0 +1,20 @@
+//! Cluster mode: several Quipu nodes share one Kafka topic as their log
+//! (see `docs/cluster.md`).
+//!
+//! The topic holds requests, not events: a node that takes an append
+//! produces a [`proposal::Proposal`] to the partition of its stream, and
+//! every node consumes every partition, puts the records in one order that
+//! depends on the topic's contents alone ([`merger::Merger`]), and decides
+//! each proposal with the same engine decision it uses alone
+//! (`quipu_core::decide`). Nodes fed the same topic decide the same, write
+//! the same events at the same positions, and need no leader or lock.
+//!
+//! This crate holds the pieces that decide nothing by themselves: the
+//! records' encoding, with the version of the decision rules, and the
+//! merge of partitions into one order.
+
+pub mod merger;
+pub mod proposal;
+
+pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
+pub use proposal::{DecodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
