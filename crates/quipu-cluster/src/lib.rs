@@ -9,12 +9,17 @@
 //! (`quipu_core::decide`). Nodes fed the same topic decide the same, write
 //! the same events at the same positions, and need no leader or lock.
 //!
-//! This crate holds the pieces that decide nothing by themselves: the
-//! records' encoding, with the version of the decision rules, and the
-//! merge of partitions into one order.
+//! This crate holds, so far, the pieces that decide nothing by
+//! themselves: the records' encoding, with the version of the decision
+//! rules; the merge of partitions into one order; which partition a
+//! stream goes to; and the topic settings a node requires.
 
 pub mod merger;
+pub mod partitioner;
 pub mod proposal;
+pub mod topic_settings;
 
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
+pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
 pub use proposal::{DecodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
+pub use topic_settings::{SettingProblem, TopicSettings, TopicSettingsError};
