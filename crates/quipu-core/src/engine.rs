@@ -89,7 +89,7 @@ pub fn decide(state: &dyn StateView, request: AppendRequest, recorded_at_us: u64
         return Ok(Decision::Reject(conflict));
     }
     assert!(!writes.is_empty(), "validation guarantees at least one event");
-    Ok(Decision::Accept(Commit { first_position: state.next_position(), recorded_at_us, writes }))
+    Ok(Decision::Accept(Commit { first_position: state.next_position(), recorded_at_us, source: None, writes }))
 }
 
 /// `Some(original result)` when `request` was written before; `None` when

@@ -84,10 +84,12 @@ pub use event::{
 };
 pub use fault::FaultPlan;
 pub use head::HeadListener;
+pub use log::record::Source;
 pub use options::{BATCH_BYTES_CEILING, Options, SyncMode};
 pub use position::{ExpectedRevision, ExpectedRevisionError, Position, Revision};
 pub use read::{Direction, StreamInfo};
 pub use scavenge::{Doomed, ScavengeProgress};
+pub use sequencer::Applied;
 pub use snapshot::Snapshot;
 pub use stats::{CommitMeter, CommitStats, process_cpu_ns, thread_cpu_ns};
 pub use store::{STORE_FORMAT_VERSION, Store};

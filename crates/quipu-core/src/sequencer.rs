@@ -21,6 +21,7 @@ use crate::head_cache::HeadCache;
 use crate::index::entry::Checkpoint;
 use crate::index::entry::Fingerprint;
 use crate::index::{Index, LocatedCommit};
+use crate::log::record::{Commit, Source};
 use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter};
 use crate::options::{Options, SyncMode};
 use crate::position::{Position, Revision};
@@ -36,6 +37,21 @@ pub struct Submission {
     pub request: AppendRequest,
     /// Where its outcome goes.
     pub reply: Reply,
+    /// Set when the append is applied from a cluster's shared log: its
+    /// timestamp and source come from there, not from this store.
+    pub applied: Option<Applied>,
+}
+
+/// What a request applied from a cluster's shared log brings besides the
+/// request: every node applying it must record the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Its timestamp in the shared log, microseconds since the Unix epoch;
+    /// recorded as is, or as the last commit's when that is later
+    /// (timestamps never decrease).
+    pub recorded_at_us: u64,
+    /// Where it came from, recorded in its commit.
+    pub source: Source,
 }
 
 /// What the sequencer shares with readers.
@@ -146,14 +162,22 @@ impl Sequencer {
 
     /// [`Sequencer::process`] without the accounting.
     fn decide_and_commit(&mut self, batch: Vec<Submission>) {
-        let clock_us = self.shared.options.clock.now_us();
-        let recorded_at_us = clock_us.max(self.last_recorded_at_us);
-        self.last_recorded_at_us = recorded_at_us;
+        // One timestamp from the clock for the group's own appends, taken
+        // only if it has any: applied ones bring theirs.
+        let mut clock_at: Option<u64> = None;
         let mut group = self.new_group();
         for submission in batch {
             let answer = match self.shared.failed() {
                 Some(error) => Err(error),
-                None => self.decide_into(&mut group, submission.request, recorded_at_us),
+                None => {
+                    let (recorded_at_us, source) = match submission.applied {
+                        None => (*clock_at.get_or_insert_with(|| self.shared.options.clock.now_us()), None),
+                        Some(applied) => (applied.recorded_at_us, Some(applied.source)),
+                    };
+                    let recorded_at_us = recorded_at_us.max(self.last_recorded_at_us);
+                    self.last_recorded_at_us = recorded_at_us;
+                    self.decide_into(&mut group, submission.request, recorded_at_us, source)
+                }
             };
             group.answers.push((submission.reply, answer));
         }
@@ -170,6 +194,7 @@ impl Sequencer {
         group: &mut Group,
         request: AppendRequest,
         recorded_at_us: u64,
+        source: Option<Source>,
     ) -> Result<AppendOutcome, Error> {
         let state = DecisionState {
             index: &self.shared.index,
@@ -181,7 +206,7 @@ impl Sequencer {
         let decision = decide(&state, request, recorded_at_us);
         drop(pin);
         let commit = match decision? {
-            Decision::Accept(commit) => commit,
+            Decision::Accept(commit) => Commit { source, ..commit },
             Decision::Duplicate(result) => return Ok(AppendOutcome::AlreadyWritten(result)),
             Decision::Reject(conflict) => return Ok(AppendOutcome::Conflict(conflict)),
         };

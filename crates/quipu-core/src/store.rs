@@ -25,12 +25,13 @@ use crate::event::{EVENT_TAGS_MAX, EventId, EventType, RecordedEvent, StreamName
 use crate::head::{Head, HeadListener};
 use crate::index::{Index, IndexOptions, LabelKind};
 use crate::intake::Intake;
+use crate::log::record::Source;
 use crate::log::segment::{SegmentReader, sync_dir};
 use crate::options::Options;
 use crate::position::{Position, Revision};
 use crate::read::{self, Direction, StreamInfo};
 use crate::scavenge::{Doomed, ScavengeProgress};
-use crate::sequencer::{Sequencer, Shared, Submission};
+use crate::sequencer::{Applied, Sequencer, Shared, Submission};
 use crate::stats::{CommitMeter, CommitStats};
 
 /// Version of the data directory layout written by this build: 2 since
@@ -153,6 +154,46 @@ impl Store {
         self.enqueue(request, Box::new(reply), true);
     }
 
+    /// Queues an append applied from a cluster's shared log, as
+    /// [`Store::submit`] does: it is decided in the order of such calls,
+    /// recorded with the log's timestamp (or the last commit's, when that is
+    /// later) and, when written, with its [`Source`] in its commit (see
+    /// [`Store::last_source`]). Every node that applies the same requests
+    /// in the same order decides and records the same. The caller must be
+    /// the store's only appender, and must apply a request whose outcome
+    /// it learns only after the ones before it.
+    pub fn submit_applied(
+        &self,
+        request: AppendRequest,
+        applied: Applied,
+        reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static,
+    ) {
+        if let Err(error) = self.validate(&request) {
+            return reply(Err(error));
+        }
+        if let Some(error) = self.shared.failed() {
+            return reply(Err(error));
+        }
+        self.intake.submit(Submission { request, reply: Box::new(reply), applied: Some(applied) }, false);
+    }
+
+    /// The source of the log's last commit, if it was applied from a
+    /// cluster's shared log: where applying the shared log resumes (every
+    /// request after it, and none before).
+    ///
+    /// # Errors
+    /// Index or log read errors.
+    pub fn last_source(&self) -> Result<Option<Source>, Error> {
+        let Some(last) = self.shared.head.last() else { return Ok(None) };
+        let record = self
+            .shared
+            .index
+            .record_containing(last)?
+            .expect("the head advances only after the index holds the group's records");
+        let at = self.shared.index.relocate(record.at, record.first_position)?.unwrap_or(record.at);
+        Ok(self.shared.reader.read_commit(at, &mut Vec::new())?.source)
+    }
+
     fn enqueue(&self, request: AppendRequest, reply: crate::sequencer::Reply, inline: bool) {
         if let Err(error) = self.validate(&request) {
             return reply(Err(error));
@@ -160,7 +201,7 @@ impl Store {
         if let Some(error) = self.shared.failed() {
             return reply(Err(error));
         }
-        self.intake.submit(Submission { request, reply }, inline);
+        self.intake.submit(Submission { request, reply, applied: None }, inline);
     }
 
     /// What committing has cost since the store opened: group commits,

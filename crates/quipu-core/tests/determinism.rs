@@ -9,8 +9,8 @@ mod common;
 
 use common::{all_events, event, log_files, small_segments, stream};
 use quipu_core::{
-    AppendOutcome, AppendRequest, Clock, Condition, Direction, Error, EventType, ExpectedRevision, Options, Position,
-    Query, QueryItem, Revision, Store, StreamWrite, Tag,
+    AppendOutcome, AppendRequest, Applied, Clock, Condition, Direction, Error, EventType, ExpectedRevision, Options,
+    Position, Query, QueryItem, Revision, Source, Store, StreamWrite, Tag,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -131,4 +131,73 @@ fn a_store_rebuilt_from_another_stores_log_agrees_on_later_decisions() {
     a.close().unwrap();
     c.close().unwrap();
     assert!(log_files(a_dir.path()) == log_files(c_dir.path()), "the logs are byte-identical");
+}
+
+/// Applies `requests` as a cluster node would (in order, each with its
+/// shared log's timestamp and source) and gives the answers in order.
+/// Timestamps step back now and then, as clocks of different producers
+/// do; offsets leave gaps, as transaction markers and ticks do.
+fn apply(store: &Store, requests: &[AppendRequest], first: usize) -> Vec<Result<AppendOutcome, String>> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    for (n, request) in requests.iter().enumerate() {
+        let n = first + n;
+        let step_back = if n % 5 == 4 { 3_000 } else { 0 };
+        let applied = Applied {
+            recorded_at_us: CLOCK_START_US + n as u64 * 1_000 - step_back,
+            source: Source { epoch: n as u64 / 10, partition: (n % 3) as u32, offset: 2 * n as i64 },
+        };
+        let sender = sender.clone();
+        store.submit_applied(request.clone(), applied, move |outcome| {
+            sender.send((n, outcome.map_err(|e| e.to_string()))).unwrap();
+        });
+    }
+    let mut answers: Vec<_> = receiver.iter().take(requests.len()).collect();
+    answers.sort_by_key(|(n, _)| *n);
+    answers.into_iter().map(|(_, answer)| answer).collect()
+}
+
+#[test]
+fn requests_applied_from_a_shared_log_record_its_time_and_source_and_decide_alike() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Different clocks: what is recorded must come from the shared log.
+    let a = Store::open(a_dir.path(), deterministic_options()).unwrap();
+    let b = Store::open(b_dir.path(), Options { clock: Clock::stepping(5, 1), ..small_segments() }).unwrap();
+    assert_eq!(a.last_source().unwrap(), None);
+    let workload = requests(13, 300);
+    let a_answers = apply(&a, &workload, 0);
+    assert_eq!(a_answers, apply(&b, &workload, 0));
+    assert!(a_answers.iter().any(|a| matches!(a, Ok(AppendOutcome::Conflict(_)))), "the workload conflicts");
+
+    let events = all_events(&a);
+    assert_eq!(events, all_events(&b));
+    let times: Vec<u64> = events.iter().map(|e| e.recorded_at_us).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timestamps never go back");
+    let written: Vec<usize> =
+        (0..workload.len()).filter(|&n| matches!(a_answers[n], Ok(AppendOutcome::Written(_)))).collect();
+    let first = &a_answers[written[0]];
+    let Ok(AppendOutcome::Written(result)) = first else { unreachable!() };
+    assert_eq!(
+        result.recorded_at_us,
+        CLOCK_START_US + written[0] as u64 * 1_000 - if written[0] % 5 == 4 { 3_000 } else { 0 }
+    );
+    let last = *written.last().unwrap();
+    let last_source = Source { epoch: last as u64 / 10, partition: (last % 3) as u32, offset: 2 * last as i64 };
+    assert_eq!(a.last_source().unwrap(), Some(last_source), "the last written request's source");
+
+    // Requests that write nothing (a conflict, a retry) leave the last
+    // source where it was; a restart finds it in the log.
+    let conflict =
+        AppendRequest::to_stream(stream("acct-0"), ExpectedRevision::NoStream, vec![event("Deposited", "{}", &[])]);
+    assert!(matches!(apply(&a, &[conflict], workload.len())[0], Ok(AppendOutcome::Conflict(_))));
+    assert_eq!(a.last_source().unwrap(), Some(last_source));
+    assert_eq!(b.last_source().unwrap(), Some(last_source));
+    // Groups (and so where segments roll) form as requests arrive, so the
+    // two logs hold the same records in different files: the events, their
+    // places and times above are what must agree.
+    a.close().unwrap();
+    b.close().unwrap();
+    let a = Store::open(a_dir.path(), deterministic_options()).unwrap();
+    assert_eq!(a.last_source().unwrap(), Some(last_source));
+    assert_eq!(all_events(&a), events);
+    a.close().unwrap();
 }

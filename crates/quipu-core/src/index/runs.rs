@@ -132,6 +132,7 @@ mod tests {
         let commit = Commit {
             first_position: Position(10),
             recorded_at_us: 77,
+            source: None,
             writes: vec![
                 CommitWrite::new(
                     order.clone(),

@@ -32,6 +32,12 @@
 //! number of its leading events the scavenge removed, and its
 //! `event_count` may be 0. The dropped events keep their positions and
 //! revisions (nothing after them moves); only their bytes are gone.
+//!
+//! A commit applied from a cluster's shared log (see `docs/cluster.md`)
+//! carries its [`Source`]: the kind has bit `0x10` set, and
+//! `u64 epoch | u32 partition | i64 offset` follows `recorded_at_us`
+//! (the write count and everything after move 20 bytes). Builds before it
+//! refuse such a record as of an unknown kind.
 
 use crate::append::{AppendResult, StreamResult};
 use crate::event::{EventId, EventType, ProposedEvent, RecordedEvent, StreamName, Tag};
@@ -43,14 +49,19 @@ pub const RECORD_FORMAT_VERSION: u8 = 2;
 const RECORD_FORMAT_VERSION_UNDIRECTED: u8 = 1;
 const KIND_COMMIT: u8 = 1;
 const KIND_SCAVENGED: u8 = 2;
+/// Set in the kind of a record that carries its [`Source`].
+const KIND_SOURCED: u8 = 0x10;
+/// Bytes of an encoded [`Source`].
+const SOURCE_BYTES: usize = 8 + 4 + 8;
 /// Bytes of the frame header: length and checksum.
 pub const FRAME_HEADER_BYTES: usize = 8;
 /// Bytes of the payload's fixed header: version, kind, first position,
-/// timestamp and write count.
+/// timestamp and write count (a record with a [`Source`] has it in
+/// between as well).
 const PAYLOAD_HEADER_BYTES: usize = 1 + 1 + 8 + 8 + 2;
-/// Bytes a record adds around its writes: frame, payload header and the
-/// directory's count.
-pub const RECORD_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + PAYLOAD_HEADER_BYTES + 4;
+/// Bytes a record adds around its writes: frame, payload header (with a
+/// source) and the directory's count.
+pub const RECORD_OVERHEAD_BYTES: usize = FRAME_HEADER_BYTES + PAYLOAD_HEADER_BYTES + SOURCE_BYTES + 4;
 /// Bytes of one directory entry: event offset, write offset, checksum.
 const DIRECTORY_ENTRY_BYTES: usize = 12;
 /// Bytes a write adds beyond its stream name and events.
@@ -100,6 +111,20 @@ impl CommitWrite {
     }
 }
 
+/// Where the request of a commit applied from a cluster's shared log came
+/// from: its key in the merged order of the topic's partitions (see
+/// `docs/cluster.md`). It is written in the commit's own record, so what a
+/// node applied and how far it got are one atomic write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Source {
+    /// Its partition's epoch.
+    pub epoch: u64,
+    /// Its partition.
+    pub partition: u32,
+    /// Its offset in the partition.
+    pub offset: i64,
+}
+
 /// One accepted append, as stored in the log: every event with its place.
 /// Events take consecutive positions from `first_position`, in write order
 /// (a write's dropped events included).
@@ -109,6 +134,9 @@ pub struct Commit {
     pub first_position: Position,
     /// Commit timestamp, microseconds since the Unix epoch.
     pub recorded_at_us: u64,
+    /// Where its request came from, when it was applied from a cluster's
+    /// shared log; `None` for an append taken by this store alone.
+    pub source: Option<Source>,
     /// Writes that carry events, in request order.
     pub writes: Vec<CommitWrite>,
 }
@@ -239,9 +267,15 @@ impl Commit {
         let payload_start = out.len();
         let scavenged = self.is_scavenged();
         out.push(RECORD_FORMAT_VERSION);
-        out.push(if scavenged { KIND_SCAVENGED } else { KIND_COMMIT });
+        let kind = if scavenged { KIND_SCAVENGED } else { KIND_COMMIT };
+        out.push(if self.source.is_some() { kind | KIND_SOURCED } else { kind });
         out.extend_from_slice(&self.first_position.0.to_le_bytes());
         out.extend_from_slice(&self.recorded_at_us.to_le_bytes());
+        if let Some(source) = self.source {
+            out.extend_from_slice(&source.epoch.to_le_bytes());
+            out.extend_from_slice(&source.partition.to_le_bytes());
+            out.extend_from_slice(&source.offset.to_le_bytes());
+        }
         out.extend_from_slice(&count_u16(self.writes.len()).to_le_bytes());
         for write in &self.writes {
             put_bytes_u16(out, write.stream.as_str().as_bytes());
@@ -262,7 +296,7 @@ impl Commit {
     /// where it lies.
     fn encode_directory(&self, out: &mut Vec<u8>, payload_start: usize) {
         let scavenged = self.is_scavenged();
-        let mut at = payload_start + PAYLOAD_HEADER_BYTES;
+        let mut at = payload_start + self.header_bytes();
         let mut position = self.first_position.0;
         let mut count = 0u32;
         for write in &self.writes {
@@ -291,6 +325,11 @@ impl Commit {
         out.extend_from_slice(&count.to_le_bytes());
     }
 
+    /// Bytes of its payload's header.
+    fn header_bytes(&self) -> usize {
+        PAYLOAD_HEADER_BYTES + if self.source.is_some() { SOURCE_BYTES } else { 0 }
+    }
+
     /// Decodes a payload (without its frame).
     ///
     /// # Errors
@@ -300,7 +339,7 @@ impl Commit {
         let (writes_end, directory) =
             if header.directed { split_directory(payload)? } else { (payload.len(), &[][..]) };
         let writes_part = payload.get(..writes_end).unwrap_or_default();
-        let mut reader = Reader { bytes: writes_part.get(PAYLOAD_HEADER_BYTES..).unwrap_or_default() };
+        let mut reader = Reader { bytes: writes_part.get(header.bytes..).unwrap_or_default() };
         let mut entries = directory.chunks_exact(DIRECTORY_ENTRY_BYTES);
         let mut writes = Vec::with_capacity(usize::from(header.write_count).min(1024));
         for _ in 0..header.write_count {
@@ -321,7 +360,12 @@ impl Commit {
         if entries.next().is_some() {
             return Err("the directory lists more events than the writes hold".to_owned());
         }
-        Ok(Commit { first_position: Position(header.first_position), recorded_at_us: header.recorded_at_us, writes })
+        Ok(Commit {
+            first_position: Position(header.first_position),
+            recorded_at_us: header.recorded_at_us,
+            source: header.source,
+            writes,
+        })
     }
 }
 
@@ -586,14 +630,17 @@ pub fn decode_event_at(payload: &[u8], index: u32) -> Result<RecordedEvent, Stri
     Err(format!("the record has no event {index}"))
 }
 
-/// The fixed fields at the start of a payload.
+/// The fields at the start of a payload.
 struct PayloadHeader {
     /// Format 2: a directory follows the writes.
     directed: bool,
     scavenged: bool,
     first_position: u64,
     recorded_at_us: u64,
+    source: Option<Source>,
     write_count: u16,
+    /// Its length: where the writes start.
+    bytes: usize,
 }
 
 /// Reads the payload header, checking version and kind.
@@ -603,17 +650,31 @@ fn read_header(reader: &mut Reader<'_>) -> Result<PayloadHeader, String> {
         RECORD_FORMAT_VERSION_UNDIRECTED => false,
         version => return Err(format!("unknown record format version {version}")),
     };
-    let scavenged = match reader.u8()? {
+    let kind = reader.u8()?;
+    let scavenged = match kind & !KIND_SOURCED {
         KIND_COMMIT => false,
         KIND_SCAVENGED => true,
-        kind => return Err(format!("unknown record kind {kind}")),
+        _ => return Err(format!("unknown record kind {kind}")),
+    };
+    let sourced = kind & KIND_SOURCED != 0;
+    if sourced && !directed {
+        return Err(format!("record kind {kind} in format version 1"));
+    }
+    let first_position = reader.u64()?;
+    let recorded_at_us = reader.u64()?;
+    let source = if sourced {
+        Some(Source { epoch: reader.u64()?, partition: reader.u32()?, offset: reader.u64()?.cast_signed() })
+    } else {
+        None
     };
     Ok(PayloadHeader {
         directed,
         scavenged,
-        first_position: reader.u64()?,
-        recorded_at_us: reader.u64()?,
+        first_position,
+        recorded_at_us,
+        source,
         write_count: reader.u16()?,
+        bytes: PAYLOAD_HEADER_BYTES + if sourced { SOURCE_BYTES } else { 0 },
     })
 }
 
@@ -848,10 +909,13 @@ mod tests {
                 dropped,
                 events,
             });
-        (any::<u64>(), any::<u64>(), proptest::collection::vec(write, 1..4)).prop_map(
-            |(first_position, recorded_at_us, writes)| Commit {
+        let source = proptest::option::of((any::<u64>(), any::<u32>(), any::<i64>()))
+            .prop_map(|s| s.map(|(epoch, partition, offset)| Source { epoch, partition, offset }));
+        (any::<u64>(), any::<u64>(), source, proptest::collection::vec(write, 1..4)).prop_map(
+            |(first_position, recorded_at_us, source, writes)| Commit {
                 first_position: Position(first_position >> 8),
                 recorded_at_us,
+                source,
                 writes,
             },
         )
@@ -975,6 +1039,8 @@ mod tests {
 
         #[test]
         fn a_format_1_record_decodes_and_is_never_read_alone(commit in commit()) {
+            // Format 1 came before sources.
+            let commit = Commit { source: None, ..commit };
             let bytes = format_1(&commit);
             let Frame::Valid { payload, .. } = parse_frame(&bytes, usize::MAX) else {
                 return Err(TestCaseError::fail("a format 1 frame is valid"));
@@ -1012,6 +1078,7 @@ mod tests {
         Commit {
             first_position: Position(7),
             recorded_at_us: 1,
+            source: None,
             writes: vec![CommitWrite::new(
                 StreamName::new("s").expect("valid"),
                 Revision(0),
