@@ -17,9 +17,11 @@
 pub mod merger;
 pub mod partitioner;
 pub mod proposal;
+pub mod replica;
 pub mod topic_settings;
 
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
 pub use proposal::{DecodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
+pub use replica::{ClusterError, Replica, ReplicaConfig};
 pub use topic_settings::{SettingProblem, TopicSettings, TopicSettingsError};

@@ -1,0 +1,173 @@
+//! Replicas of one cluster on a real Kafka-protocol broker (noida-db, a
+//! single-binary broker from PyPI that `scripts/test` installs): appends
+//! sent to different nodes are decided once, alike on every node, and a
+//! node restarted from its data directory goes on where it stopped.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quipu_cluster::{PartitionKey, Replica, ReplicaConfig};
+use quipu_core::{
+    AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, RecordedEvent, Store,
+    StreamName,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+
+const TOPIC: &str = "quipu-log";
+const PARTITIONS: i32 = 3;
+
+/// A noida-db broker on a free port, stopped when dropped.
+struct Broker {
+    child: Child,
+    address: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The noida-db binary: `NOIDA_DB`, or the one inside the Python package.
+fn noida_db() -> PathBuf {
+    if let Some(path) = std::env::var_os("NOIDA_DB") {
+        return PathBuf::from(path);
+    }
+    let output = Command::new("python3")
+        .args(["-c", "import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), 'noida-db'))"])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "noida-db is not installed: run scripts/test, or `python3 -m pip install noida-db==0.2.3`"
+    );
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+}
+
+fn start_broker() -> Broker {
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = tempfile::tempdir().unwrap();
+    let child = Command::new(noida_db())
+        .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("noida-db starts");
+    let address = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(Instant::now() < deadline, "the broker did not listen on {address}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Broker { child, address, _data: data }
+}
+
+async fn create_topic(brokers: &str) {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let results = admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
+    for result in results {
+        result.unwrap();
+    }
+}
+
+fn config(brokers: &str, node: &str) -> ReplicaConfig {
+    ReplicaConfig {
+        brokers: brokers.to_owned(),
+        topic: TOPIC.to_owned(),
+        node: node.to_owned(),
+        partition_key: PartitionKey::Stream,
+        produce_timeout: Duration::from_secs(10),
+    }
+}
+
+fn open(dir: &std::path::Path) -> Arc<Store> {
+    Arc::new(Store::open(dir, Options::default()).unwrap())
+}
+
+fn open_account(stream: &str, node: &str) -> AppendRequest {
+    let event = ProposedEvent::new(EventType::new("Opened").unwrap(), format!("{{\"by\":\"{node}\"}}").into_bytes());
+    AppendRequest::to_stream(StreamName::new(stream).unwrap(), ExpectedRevision::NoStream, vec![event])
+}
+
+fn all_events(store: &Store) -> Vec<RecordedEvent> {
+    store.read_all(None, Direction::Forwards, 10_000).unwrap()
+}
+
+/// Waits until both stores hold the same number of events (they follow
+/// the same topic), then gives both stores' events.
+fn converged(a: &Store, b: &Store) -> (Vec<RecordedEvent>, Vec<RecordedEvent>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (left, right) = (all_events(a), all_events(b));
+        if left.len() == right.len() || Instant::now() > deadline {
+            return (left, right);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
+    let broker = start_broker();
+    create_topic(&broker.address).await;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_store, b_store) = (open(a_dir.path()), open(b_dir.path()));
+    let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).unwrap();
+    let b = Replica::start(Arc::clone(&b_store), config(&broker.address, "b")).unwrap();
+    assert_eq!(a.partitions(), PARTITIONS as u32);
+
+    // All rounds at once, so records of the three partitions reach the two
+    // nodes interleaved as fetches happen to return them.
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut rounds = tokio::task::JoinSet::new();
+    for round in 0..12 {
+        let (a, b) = (Arc::clone(&a), Arc::clone(&b));
+        rounds.spawn(async move {
+            let stream = format!("account-{round}");
+            let (from_a, from_b) =
+                tokio::join!(a.append(open_account(&stream, "a")), b.append(open_account(&stream, "b")));
+            let written = [from_a.unwrap(), from_b.unwrap()]
+                .iter()
+                .filter(|outcome| match outcome {
+                    AppendOutcome::Written(_) => true,
+                    AppendOutcome::Conflict(_) => false,
+                    other => panic!("{stream}: neither written nor a conflict: {other:?}"),
+                })
+                .count();
+            assert_eq!(written, 1, "{stream}: exactly one node's append wins");
+        });
+    }
+    while let Some(round) = rounds.join_next().await {
+        round.unwrap();
+    }
+    let (a, b) = (Arc::into_inner(a).unwrap(), Arc::into_inner(b).unwrap());
+    let (left, right) = converged(&a_store, &b_store);
+    assert_eq!(left.len(), 12, "one event per account");
+    assert_eq!(left, right, "both nodes hold the same events at the same positions and times");
+
+    // A node restarted from its data directory resumes after what it
+    // applied, and both go on deciding alike.
+    a.close();
+    drop(a_store);
+    let a_store = open(a_dir.path());
+    let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).unwrap();
+    assert!(matches!(a.append(open_account("account-0", "a")).await.unwrap(), AppendOutcome::Conflict(_)));
+    assert!(matches!(a.append(open_account("account-new", "a")).await.unwrap(), AppendOutcome::Written(_)));
+    assert!(matches!(b.append(open_account("account-new", "b")).await.unwrap(), AppendOutcome::Conflict(_)));
+    let (left, right) = converged(&a_store, &b_store);
+    assert_eq!(left.len(), 13);
+    assert_eq!(left, right);
+    assert_eq!(a_store.last_source().unwrap(), b_store.last_source().unwrap());
+}
