@@ -19,6 +19,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use quipu_core::{AppendOutcome, AppendRequest, Applied, Source, Store};
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
@@ -30,6 +32,7 @@ use tokio::sync::{Notify, oneshot};
 use crate::merger::{Entry, LaneStart, MergeKey, Merger};
 use crate::partitioner::{PartitionError, PartitionKey, Partitioner};
 use crate::proposal::{DecodeError, Proposal, Record, RequestId, Tick};
+use crate::topic_settings::{TopicSettings, TopicSettingsError};
 
 /// How long a metadata request may take on start.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +68,9 @@ pub enum ClusterError {
         /// Where it was looked for.
         brokers: String,
     },
+    /// The topic is configured so that it could lose events.
+    #[error(transparent)]
+    Topic(#[from] TopicSettingsError),
     /// The append cannot be one proposal.
     #[error(transparent)]
     Partition(#[from] PartitionError),
@@ -130,28 +136,32 @@ pub struct Replica {
 
 impl Replica {
     /// Joins the cluster of `config.topic` with `store`, which from now on
-    /// takes appends only through this replica.
+    /// takes appends only through this replica. The topic must exist and
+    /// keep every record (see [`TopicSettings::check`]).
     ///
     /// # Errors
-    /// [`ClusterError::NoTopic`], Kafka client errors, the store's errors
-    /// reading its last applied record.
-    pub fn start(store: Arc<Store>, config: ReplicaConfig) -> Result<Replica, ClusterError> {
+    /// [`ClusterError::NoTopic`]; [`ClusterError::Topic`] naming every
+    /// setting of the topic that could lose events; Kafka client errors;
+    /// the store's errors reading its last applied record.
+    pub async fn start(store: Arc<Store>, config: ReplicaConfig) -> Result<Replica, ClusterError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // The topic is made on purpose (docs/cluster.md), never by a
+            // node asking for it with the broker's defaults.
+            .set("allow.auto.create.topics", "false")
             .set("linger.ms", "0")
             .create()?;
         let metadata = producer.client().fetch_metadata(Some(&config.topic), METADATA_TIMEOUT)?;
-        let partitions = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == config.topic && t.error().is_none())
-            .map_or(0, |t| t.partitions().len());
-        let partitions = u32::try_from(partitions).unwrap_or(0);
+        let topic = metadata.topics().iter().find(|t| t.name() == config.topic && t.error().is_none());
+        let partitions = u32::try_from(topic.map_or(0, |t| t.partitions().len())).unwrap_or(0);
         if partitions == 0 {
             return Err(ClusterError::NoTopic { topic: config.topic.clone(), brokers: config.brokers.clone() });
         }
+        let replicas = topic.and_then(|t| t.partitions().first()).map_or(0, |p| p.replicas().len());
+        let settings = read_settings(&config, u32::try_from(replicas).unwrap_or(u32::MAX)).await?;
+        settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
         let consumer = assigned_consumer(&config, partitions)?;
         let lanes = vec![LaneStart { offset: 0, epoch: 0 }; partitions as usize];
         let applied_through =
@@ -294,6 +304,20 @@ impl Drop for Replica {
     fn drop(&mut self) {
         self.stop_applier();
     }
+}
+
+/// What the broker says of the topic's configuration.
+async fn read_settings(config: &ReplicaConfig, replication_factor: u32) -> Result<TopicSettings, ClusterError> {
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &config.brokers).create()?;
+    let options = AdminOptions::new().request_timeout(Some(METADATA_TIMEOUT));
+    let results = admin.describe_configs([&ResourceSpecifier::Topic(&config.topic)], &options).await?;
+    let mut configs = std::collections::BTreeMap::new();
+    for result in results {
+        let resource = result.map_err(|code| ClusterError::Kafka(KafkaError::AdminOp(code)))?;
+        configs.extend(resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))));
+    }
+    Ok(TopicSettings { topic: config.topic.clone(), configs, replication_factor })
 }
 
 /// A consumer of every partition of the topic from its first offset.

@@ -72,10 +72,17 @@ fn start_broker() -> Broker {
     Broker { child, address, _data: data }
 }
 
-async fn create_topic(brokers: &str) {
+/// Creates `name` keeping every record and taking the largest proposals,
+/// with `more` settings on top.
+async fn create_topic(brokers: &str, name: &str, more: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let topic = NewTopic::new(TOPIC, PARTITIONS, TopicReplication::Fixed(1)).set("retention.ms", "-1");
+    let mut topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1))
+        .set("retention.ms", "-1")
+        .set("max.message.bytes", "16777216");
+    for (key, value) in more {
+        topic = topic.set(key, value);
+    }
     let results = admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
     for result in results {
         result.unwrap();
@@ -121,11 +128,11 @@ fn converged(a: &Store, b: &Store) -> (Vec<RecordedEvent>, Vec<RecordedEvent>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
     let broker = start_broker();
-    create_topic(&broker.address).await;
+    create_topic(&broker.address, TOPIC, &[]).await;
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a_store, b_store) = (open(a_dir.path()), open(b_dir.path()));
-    let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).unwrap();
-    let b = Replica::start(Arc::clone(&b_store), config(&broker.address, "b")).unwrap();
+    let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).await.unwrap();
+    let b = Replica::start(Arc::clone(&b_store), config(&broker.address, "b")).await.unwrap();
     assert_eq!(a.partitions(), PARTITIONS as u32);
 
     // All rounds at once, so records of the three partitions reach the two
@@ -162,7 +169,7 @@ async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
     a.close();
     drop(a_store);
     let a_store = open(a_dir.path());
-    let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).unwrap();
+    let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).await.unwrap();
     assert!(matches!(a.append(open_account("account-0", "a")).await.unwrap(), AppendOutcome::Conflict(_)));
     assert!(matches!(a.append(open_account("account-new", "a")).await.unwrap(), AppendOutcome::Written(_)));
     assert!(matches!(b.append(open_account("account-new", "b")).await.unwrap(), AppendOutcome::Conflict(_)));
@@ -170,4 +177,23 @@ async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
     assert_eq!(left.len(), 13);
     assert_eq!(left, right);
     assert_eq!(a_store.last_source().unwrap(), b_store.last_source().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_that_could_lose_events_is_refused_naming_each_setting() {
+    let broker = start_broker();
+    create_topic(&broker.address, "weekly", &[("retention.ms", "604800000"), ("cleanup.policy", "compact")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let weekly = ReplicaConfig { topic: "weekly".into(), ..config(&broker.address, "a") };
+    let Err(error) = Replica::start(Arc::clone(&store), weekly).await else { panic!("a weekly topic was taken") };
+    let text = error.to_string();
+    assert!(text.contains("retention.ms is 604800000, needs -1"), "{text}");
+    assert!(text.contains("cleanup.policy is compact, needs delete"), "{text}");
+    assert!(!text.contains("max.message.bytes"), "{text}");
+    assert_eq!(store.last_source().unwrap(), None, "nothing was applied");
+
+    let missing = ReplicaConfig { topic: "absent".into(), ..config(&broker.address, "a") };
+    let Err(error) = Replica::start(store, missing).await else { panic!("a missing topic was taken") };
+    assert!(error.to_string().contains("topic absent was not found"), "{error}");
 }
