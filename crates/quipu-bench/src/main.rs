@@ -35,6 +35,7 @@ mod append;
 mod batch;
 mod batch_call;
 mod clients;
+mod cluster;
 mod connection;
 mod cpu;
 mod disk;
@@ -177,6 +178,10 @@ pub enum Workload {
     /// threads and CPU; with `--catch-up`, subscribers reading a million
     /// events from the start at once.
     Subscribers,
+    /// Single-event appends through cluster replicas on a Kafka-protocol
+    /// broker (noida-db), 1 and 3 nodes, 1 to 16 partitions, beside one
+    /// store alone; contention and a new node's catch-up.
+    Cluster,
     /// Everything, each workload in its own process.
     All,
 }
@@ -198,6 +203,7 @@ impl Workload {
             Workload::Scavenge => "scavenge",
             Workload::Kafka => "kafka",
             Workload::Subscribers => "subscribers",
+            Workload::Cluster => "cluster",
             Workload::All => "all",
         }
     }
@@ -348,6 +354,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
             | Workload::Upcasting
             | Workload::Kafka
             | Workload::Subscribers
+            | Workload::Cluster
     ) && bench.disk.is_none()
     {
         bench.disk = Some(disk::measure(bench)?);
@@ -366,6 +373,7 @@ fn run_workload(bench: &mut Bench, args: &BenchArgs) -> anyhow::Result<()> {
         Workload::Scavenge => scavenge::run(bench),
         Workload::Kafka => kafka::run(bench),
         Workload::Subscribers => subscribers::run(bench),
+        Workload::Cluster => cluster::run(bench),
         Workload::All => run_all(bench, args),
     }
 }
