@@ -115,6 +115,35 @@ impl Consumed {
     }
 }
 
+/// Proposals of this node waiting for a tick: per partition, the highest
+/// offset that must be read back before the next round of ticks.
+struct TicksDue {
+    offsets: Mutex<Vec<i64>>,
+    due: Notify,
+}
+
+impl TicksDue {
+    fn new(partitions: u32) -> TicksDue {
+        TicksDue { offsets: Mutex::new(vec![-1; partitions as usize]), due: Notify::new() }
+    }
+
+    /// Asks for a round of ticks once `offset` of `partition` is read.
+    fn want(&self, partition: u32, offset: i64) {
+        if let Some(wanted) = self.offsets.lock().unwrap_or_else(PoisonError::into_inner).get_mut(partition as usize) {
+            *wanted = (*wanted).max(offset);
+        }
+        self.due.notify_one();
+    }
+
+    /// What is wanted now, cleared.
+    fn take(&self) -> Vec<i64> {
+        let mut offsets = self.offsets.lock().unwrap_or_else(PoisonError::into_inner);
+        let taken = offsets.clone();
+        offsets.iter_mut().for_each(|o| *o = -1);
+        taken
+    }
+}
+
 /// Answers this node waits for, by proposal.
 type Waiters = Arc<Mutex<HashMap<RequestId, oneshot::Sender<Result<AppendOutcome, quipu_core::Error>>>>>;
 
@@ -128,6 +157,7 @@ pub struct Replica {
     /// The newest epoch any partition has reached, as read here.
     newest_epoch: Arc<AtomicU64>,
     consumed: Arc<Consumed>,
+    ticks: Arc<TicksDue>,
     stop: Arc<AtomicBool>,
     /// Why the applier stopped, once it has.
     failure: Arc<Mutex<Option<String>>>,
@@ -151,6 +181,7 @@ impl Replica {
             // The topic is made on purpose (docs/cluster.md), never by a
             // node asking for it with the broker's defaults.
             .set("allow.auto.create.topics", "false")
+            .set("message.timeout.ms", config.produce_timeout.as_millis().to_string())
             .set("linger.ms", "0")
             .create()?;
         let metadata = producer.client().fetch_metadata(Some(&config.topic), METADATA_TIMEOUT)?;
@@ -174,6 +205,7 @@ impl Replica {
             waiting: Arc::default(),
             newest_epoch: Arc::default(),
             consumed: Arc::new(Consumed::new(partitions)),
+            ticks: Arc::new(TicksDue::new(partitions)),
             stop: Arc::default(),
             failure: Arc::default(),
             applier: None,
@@ -193,6 +225,9 @@ impl Replica {
             .spawn(move || applier.run())
             .map_err(|e| ClusterError::Stopped { reason: format!("starting the applier thread: {e}") })?;
         replica.applier = Some(thread);
+        if partitions > 1 {
+            tokio::spawn(Ticker::of(&replica).run());
+        }
         Ok(replica)
     }
 
@@ -226,26 +261,14 @@ impl Replica {
             }
         };
         if self.partitions > 1 {
-            // The proposal's epoch is its partition's when it landed: known
-            // once read back here. A tick past it lets it out of the merge.
-            self.consumed.reached(partition, offset, &self.stop).await;
-            self.tick_every_partition().await?;
+            // A tick past the proposal's epoch lets it out of the merge; the
+            // ticker sends one round for every proposal waiting.
+            self.ticks.want(partition, offset);
         }
         match answer.await {
             Ok(outcome) => Ok(outcome?),
             Err(_) => Err(self.stopped()),
         }
-    }
-
-    /// Produces a tick one past the newest epoch read to every partition,
-    /// so the records waiting in the merge up to now can go out.
-    async fn tick_every_partition(&self) -> Result<(), ClusterError> {
-        let epoch = self.newest_epoch.load(Ordering::Acquire) + 1;
-        let tick = Record::Tick(Tick { epoch }).encode();
-        for partition in 0..self.partitions {
-            self.produce(partition, None, &tick).await?;
-        }
-        Ok(())
     }
 
     /// Produces `payload` to `partition`; gives the offset it landed at.
@@ -290,6 +313,7 @@ impl Replica {
     fn stop_applier(&mut self) {
         self.stop.store(true, Ordering::Release);
         self.consumed.read.notify_waiters();
+        self.ticks.due.notify_one();
         if let Some(thread) = self.applier.take()
             && thread.join().is_err()
         {
@@ -303,6 +327,79 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         self.stop_applier();
+    }
+}
+
+/// Sends rounds of ticks for this node's proposals: once each proposal
+/// waiting is read back here (so its epoch is known), one tick one past the
+/// newest epoch to every partition, at once. Appends that come meanwhile
+/// share the next round.
+struct Ticker {
+    producer: FutureProducer,
+    topic: String,
+    partitions: u32,
+    newest_epoch: Arc<AtomicU64>,
+    consumed: Arc<Consumed>,
+    ticks: Arc<TicksDue>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Ticker {
+    fn of(replica: &Replica) -> Ticker {
+        Ticker {
+            producer: replica.producer.clone(),
+            topic: replica.config.topic.clone(),
+            partitions: replica.partitions,
+            newest_epoch: Arc::clone(&replica.newest_epoch),
+            consumed: Arc::clone(&replica.consumed),
+            ticks: Arc::clone(&replica.ticks),
+            stop: Arc::clone(&replica.stop),
+        }
+    }
+
+    async fn run(self) {
+        while !self.stop.load(Ordering::Acquire) {
+            let wanted = self.ticks.take();
+            if wanted.iter().all(|o| *o < 0) {
+                self.ticks.due.notified().await;
+                continue;
+            }
+            for (partition, offset) in (0u32..).zip(&wanted) {
+                if *offset >= 0 {
+                    self.consumed.reached(partition, *offset, &self.stop).await;
+                }
+            }
+            if let Err(error) = self.tick().await {
+                tracing::warn!(%error, "ticking the cluster topic; trying again");
+                for (partition, offset) in (0u32..).zip(&wanted) {
+                    self.ticks.want(partition, *offset);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
+    /// One tick one past the newest epoch read to every partition, sent
+    /// together.
+    async fn tick(&self) -> Result<(), KafkaError> {
+        let tick = Record::Tick(Tick { epoch: self.newest_epoch.load(Ordering::Acquire) + 1 }).encode();
+        let mut sends = tokio::task::JoinSet::new();
+        for partition in 0..self.partitions {
+            let record = FutureRecord::<str, [u8]>::to(&self.topic)
+                .partition(i32::try_from(partition).unwrap_or(i32::MAX))
+                .payload(&tick);
+            // Queued at once; the deliveries are awaited together below.
+            let delivery = self.producer.send_result(record).map_err(|(error, _)| error)?;
+            sends.spawn(delivery);
+        }
+        while let Some(sent) = sends.join_next().await {
+            match sent {
+                Ok(Ok(Ok(_))) => {}
+                Ok(Ok(Err((error, _)))) => return Err(error),
+                Ok(Err(_)) | Err(_) => return Err(KafkaError::Canceled),
+            }
+        }
+        Ok(())
     }
 }
 
