@@ -22,6 +22,6 @@ pub mod topic_settings;
 
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
-pub use proposal::{DecodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
+pub use proposal::{DecodeError, EncodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
 pub use replica::{ClusterError, Replica, ReplicaConfig};
 pub use topic_settings::{SettingProblem, TopicSettings, TopicSettingsError};

@@ -85,6 +85,23 @@ pub enum Record {
     Proposal(Proposal),
 }
 
+/// A proposal too large for the record layout.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot propose this append: its {what} ({count}) is over {max}")]
+pub struct EncodeError {
+    /// What is too large.
+    pub what: &'static str,
+    /// Its count or length.
+    pub count: usize,
+    /// The most the layout holds.
+    pub max: usize,
+}
+
+/// `count` as a field of type `T`, or what does not fit.
+fn fits<T: TryFrom<usize> + Into<u64>>(count: usize, what: &'static str, max: T) -> Result<T, EncodeError> {
+    T::try_from(count).map_err(|_| EncodeError { what, count, max: usize::try_from(max.into()).unwrap_or(usize::MAX) })
+}
+
 /// Why a record's value could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
@@ -112,26 +129,19 @@ pub enum DecodeError {
 impl Record {
     /// The record's bytes.
     ///
-    /// # Panics
-    /// When the request breaks the engine's limits a proposal must already
-    /// meet (more than 65,535 writes or a name longer than 255 bytes):
-    /// proposals are produced only from validated requests.
-    #[must_use]
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        out.push(FORMAT);
-        out.extend_from_slice(&RULES.to_le_bytes());
+    /// # Errors
+    /// [`EncodeError`] when a count or a length does not fit its field
+    /// (more than 65,535 writes, a node name over 255 bytes, ...); the
+    /// engine's limits keep every valid request far below them.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
         match self {
-            Record::Tick(tick) => {
-                out.push(KIND_TICK);
-                out.extend_from_slice(&tick.epoch.to_le_bytes());
-            }
+            Record::Tick(tick) => Ok(tick.encode()),
             Record::Proposal(proposal) => {
-                out.push(KIND_PROPOSAL);
-                encode_proposal(proposal, &mut out);
+                let mut out = header(KIND_PROPOSAL);
+                encode_proposal(proposal, &mut out)?;
+                Ok(out)
             }
         }
-        out
     }
 
     /// Reads a record's bytes.
@@ -162,20 +172,36 @@ impl Record {
     }
 }
 
-fn encode_proposal(proposal: &Proposal, out: &mut Vec<u8>) {
+impl Tick {
+    /// The tick's record bytes (a tick always fits).
+    #[must_use]
+    pub fn encode(self) -> Vec<u8> {
+        let mut out = header(KIND_TICK);
+        out.extend_from_slice(&self.epoch.to_le_bytes());
+        out
+    }
+}
+
+/// Format, rules and kind: the start of every record.
+fn header(kind: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.push(FORMAT);
+    out.extend_from_slice(&RULES.to_le_bytes());
+    out.push(kind);
+    out
+}
+
+fn encode_proposal(proposal: &Proposal, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     out.extend_from_slice(proposal.request_id.0.as_bytes());
-    short_text(out, &proposal.node);
-    let writes = u16::try_from(proposal.request.writes.len()).expect("a proposal has at most 65,535 writes");
-    out.extend_from_slice(&writes.to_le_bytes());
+    short_text(out, &proposal.node, "node name")?;
+    out.extend_from_slice(&fits(proposal.request.writes.len(), "number of streams", u16::MAX)?.to_le_bytes());
     for write in &proposal.request.writes {
-        let stream = u16::try_from(write.stream.as_str().len()).expect("stream names are short");
-        out.extend_from_slice(&stream.to_le_bytes());
+        out.extend_from_slice(&fits(write.stream.as_str().len(), "stream name", u16::MAX)?.to_le_bytes());
         out.extend_from_slice(write.stream.as_str().as_bytes());
         encode_expected(write.expected, out);
-        let events = u32::try_from(write.events.len()).expect("a write has at most 2^32 events");
-        out.extend_from_slice(&events.to_le_bytes());
+        out.extend_from_slice(&fits(write.events.len(), "number of events", u32::MAX)?.to_le_bytes());
         for event in &write.events {
-            encode_event(event, out);
+            encode_event(event, out)?;
         }
     }
     match &proposal.request.condition {
@@ -189,15 +215,20 @@ fn encode_proposal(proposal: &Proposal, out: &mut Vec<u8>) {
                     out.extend_from_slice(&after.0.to_le_bytes());
                 }
             }
-            counted(out, condition.query.items.len());
+            counted(out, condition.query.items.len(), "number of condition items")?;
             for item in &condition.query.items {
-                counted(out, item.types.len());
-                item.types.iter().for_each(|t| short_text(out, t.as_str()));
-                counted(out, item.tags.len());
-                item.tags.iter().for_each(|t| short_text(out, t.as_str()));
+                counted(out, item.types.len(), "number of condition types")?;
+                for event_type in &item.types {
+                    short_text(out, event_type.as_str(), "condition type")?;
+                }
+                counted(out, item.tags.len(), "number of condition tags")?;
+                for tag in &item.tags {
+                    short_text(out, tag.as_str(), "condition tag")?;
+                }
             }
         }
     }
+    Ok(())
 }
 
 fn encode_expected(expected: ExpectedRevision, out: &mut Vec<u8>) {
@@ -212,31 +243,33 @@ fn encode_expected(expected: ExpectedRevision, out: &mut Vec<u8>) {
     }
 }
 
-fn encode_event(event: &ProposedEvent, out: &mut Vec<u8>) {
+fn encode_event(event: &ProposedEvent, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     out.extend_from_slice(event.id.as_bytes());
-    short_text(out, event.event_type.as_str());
-    long_bytes(out, &event.data);
-    long_bytes(out, &event.metadata);
-    let tags = u8::try_from(event.tags.len()).expect("an event has at most 255 tags");
-    out.push(tags);
-    event.tags.iter().for_each(|t| short_text(out, t.as_str()));
+    short_text(out, event.event_type.as_str(), "event type")?;
+    long_bytes(out, &event.data, "event data")?;
+    long_bytes(out, &event.metadata, "event metadata")?;
+    out.push(fits(event.tags.len(), "number of tags", u8::MAX)?);
+    for tag in &event.tags {
+        short_text(out, tag.as_str(), "tag")?;
+    }
+    Ok(())
 }
 
-fn short_text(out: &mut Vec<u8>, text: &str) {
-    let len = u8::try_from(text.len()).expect("names in a proposal are at most 255 bytes");
-    out.push(len);
+fn short_text(out: &mut Vec<u8>, text: &str, what: &'static str) -> Result<(), EncodeError> {
+    out.push(fits(text.len(), what, u8::MAX)?);
     out.extend_from_slice(text.as_bytes());
+    Ok(())
 }
 
-fn long_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = u32::try_from(bytes.len()).expect("event data is below 4 GiB");
-    out.extend_from_slice(&len.to_le_bytes());
+fn long_bytes(out: &mut Vec<u8>, bytes: &[u8], what: &'static str) -> Result<(), EncodeError> {
+    out.extend_from_slice(&fits(bytes.len(), what, u32::MAX)?.to_le_bytes());
     out.extend_from_slice(bytes);
+    Ok(())
 }
 
-fn counted(out: &mut Vec<u8>, count: usize) {
-    let count = u16::try_from(count).expect("a condition has at most 65,535 items, types and tags");
-    out.extend_from_slice(&count.to_le_bytes());
+fn counted(out: &mut Vec<u8>, count: usize, what: &'static str) -> Result<(), EncodeError> {
+    out.extend_from_slice(&fits(count, what, u16::MAX)?.to_le_bytes());
+    Ok(())
 }
 
 fn decode_proposal(reader: &mut Reader<'_>) -> Result<Proposal, DecodeError> {
@@ -406,17 +439,17 @@ mod tests {
     #[test]
     fn records_read_back_as_written() {
         for record in [Record::Tick(Tick { epoch: 9 }), Record::Proposal(proposal())] {
-            assert_eq!(Record::decode(&record.encode()), Ok(record));
+            assert_eq!(Record::decode(&record.encode().expect("encodes")), Ok(record));
         }
         let mut plain = proposal();
         plain.request.condition = None;
         let plain = Record::Proposal(plain);
-        assert_eq!(Record::decode(&plain.encode()), Ok(plain));
+        assert_eq!(Record::decode(&plain.encode().expect("encodes")), Ok(plain));
     }
 
     #[test]
     fn newer_rules_and_formats_are_refused_by_name() {
-        let mut bytes = Record::Tick(Tick { epoch: 1 }).encode();
+        let mut bytes = Record::Tick(Tick { epoch: 1 }).encode().expect("encodes");
         if let Some(rules) = bytes.get_mut(1..3) {
             rules.copy_from_slice(&(RULES + 1).to_le_bytes());
         }
@@ -428,8 +461,17 @@ mod tests {
     }
 
     #[test]
+    fn a_proposal_too_large_for_the_layout_is_an_error_not_a_panic() {
+        let mut long_node = proposal();
+        long_node.node = "n".repeat(256);
+        let error = Record::Proposal(long_node).encode().expect_err("a 256-byte node name");
+        assert_eq!(error, EncodeError { what: "node name", count: 256, max: 255 });
+        assert!(error.to_string().contains("node name (256) is over 255"), "{error}");
+    }
+
+    #[test]
     fn a_bad_name_is_malformed_not_applied() {
-        let mut record = Record::Proposal(proposal()).encode();
+        let mut record = Record::Proposal(proposal()).encode().expect("encodes");
         let at = record.windows(7).position(|w| w == b"order-1").expect("the stream's bytes");
         if let Some(byte) = record.get_mut(at + 5) {
             *byte = b'\t';
@@ -442,7 +484,7 @@ mod tests {
         fn every_cut_or_flipped_record_is_an_error_or_another_record_never_a_panic(
             cut in 0usize..400, flip in 0usize..400, bit in 0u8..8,
         ) {
-            let bytes = Record::Proposal(proposal()).encode();
+            let bytes = Record::Proposal(proposal()).encode().expect("encodes");
             let _ = Record::decode(bytes.get(..cut.min(bytes.len())).unwrap_or_default());
             let mut flipped = bytes.clone();
             if let Some(byte) = flipped.get_mut(flip % bytes.len()) {

@@ -31,7 +31,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::merger::{Entry, LaneStart, MergeKey, Merger};
 use crate::partitioner::{PartitionError, PartitionKey, Partitioner};
-use crate::proposal::{DecodeError, Proposal, Record, RequestId, Tick};
+use crate::proposal::{DecodeError, EncodeError, Proposal, Record, RequestId, Tick};
 use crate::topic_settings::{TopicSettings, TopicSettingsError};
 
 /// How long a metadata request may take on start.
@@ -74,6 +74,9 @@ pub enum ClusterError {
     /// The append cannot be one proposal.
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    /// The append does not fit a proposal's record.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     /// The store refused the append or failed.
     #[error(transparent)]
     Store(#[from] quipu_core::Error),
@@ -184,7 +187,13 @@ impl Replica {
             .set("message.timeout.ms", config.produce_timeout.as_millis().to_string())
             .set("linger.ms", "0")
             .create()?;
-        let metadata = producer.client().fetch_metadata(Some(&config.topic), METADATA_TIMEOUT)?;
+        let metadata = {
+            // A blocking request: off the async workers.
+            let (producer, topic) = (producer.clone(), config.topic.clone());
+            tokio::task::spawn_blocking(move || producer.client().fetch_metadata(Some(&topic), METADATA_TIMEOUT))
+                .await
+                .map_err(|e| ClusterError::Stopped { reason: format!("reading the topic's metadata: {e}") })??
+        };
         let topic = metadata.topics().iter().find(|t| t.name() == config.topic && t.error().is_none());
         let partitions = u32::try_from(topic.map_or(0, |t| t.partitions().len())).unwrap_or(0);
         if partitions == 0 {
@@ -250,9 +259,9 @@ impl Replica {
         let partition = self.partitioner.partition_of_request(&request)?;
         let key = request.writes.first().map(|w| self.partitioner.key_of(&w.stream).to_owned()).unwrap_or_default();
         let request_id = RequestId::random();
+        let record = Record::Proposal(Proposal { request_id, node: self.config.node.clone(), request }).encode()?;
         let (sender, answer) = oneshot::channel();
         self.lock_waiting().insert(request_id, sender);
-        let record = Record::Proposal(Proposal { request_id, node: self.config.node.clone(), request }).encode();
         let offset = match self.produce(partition, Some(&key), &record).await {
             Ok(offset) => offset,
             Err(error) => {
@@ -382,7 +391,7 @@ impl Ticker {
     /// One tick one past the newest epoch read to every partition, sent
     /// together.
     async fn tick(&self) -> Result<(), KafkaError> {
-        let tick = Record::Tick(Tick { epoch: self.newest_epoch.load(Ordering::Acquire) + 1 }).encode();
+        let tick = Tick { epoch: self.newest_epoch.load(Ordering::Acquire) + 1 }.encode();
         let mut sends = tokio::task::JoinSet::new();
         for partition in 0..self.partitions {
             let record = FutureRecord::<str, [u8]>::to(&self.topic)

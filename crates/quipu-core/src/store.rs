@@ -137,7 +137,7 @@ impl Store {
     /// caller can queue many appends this way and they share group
     /// commits. `reply` must not block.
     pub fn submit(&self, request: AppendRequest, reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static) {
-        self.enqueue(request, Box::new(reply), false);
+        self.enqueue(request, Box::new(reply), false, None);
     }
 
     /// As [`Store::submit`], for a caller that will wait for this one
@@ -151,7 +151,7 @@ impl Store {
         request: AppendRequest,
         reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static,
     ) {
-        self.enqueue(request, Box::new(reply), true);
+        self.enqueue(request, Box::new(reply), true, None);
     }
 
     /// Queues an append applied from a cluster's shared log, as
@@ -159,22 +159,15 @@ impl Store {
     /// recorded with the log's timestamp (or the last commit's, when that is
     /// later) and, when written, with its [`Source`] in its commit (see
     /// [`Store::last_source`]). Every node that applies the same requests
-    /// in the same order decides and records the same. The caller must be
-    /// the store's only appender, and must apply a request whose outcome
-    /// it learns only after the ones before it.
+    /// in the same order decides and records the same, so the caller must
+    /// be the store's only appender.
     pub fn submit_applied(
         &self,
         request: AppendRequest,
         applied: Applied,
         reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static,
     ) {
-        if let Err(error) = self.validate(&request) {
-            return reply(Err(error));
-        }
-        if let Some(error) = self.shared.failed() {
-            return reply(Err(error));
-        }
-        self.intake.submit(Submission { request, reply: Box::new(reply), applied: Some(applied) }, false);
+        self.enqueue(request, Box::new(reply), false, Some(applied));
     }
 
     /// The source of the log's last commit, if it was applied from a
@@ -194,14 +187,14 @@ impl Store {
         Ok(self.shared.reader.read_commit(at, &mut Vec::new())?.source)
     }
 
-    fn enqueue(&self, request: AppendRequest, reply: crate::sequencer::Reply, inline: bool) {
+    fn enqueue(&self, request: AppendRequest, reply: crate::sequencer::Reply, inline: bool, applied: Option<Applied>) {
         if let Err(error) = self.validate(&request) {
             return reply(Err(error));
         }
         if let Some(error) = self.shared.failed() {
             return reply(Err(error));
         }
-        self.intake.submit(Submission { request, reply, applied: None }, inline);
+        self.intake.submit(Submission { request, reply, applied }, inline);
     }
 
     /// What committing has cost since the store opened: group commits,
