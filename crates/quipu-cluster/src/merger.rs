@@ -200,6 +200,13 @@ impl<T> Merger<T> {
             .collect()
     }
 
+    /// Records taken but not yet given out: they wait for other
+    /// partitions to move on.
+    #[must_use]
+    pub fn held(&self) -> usize {
+        self.lanes.iter().map(|lane| lane.pending.len()).sum()
+    }
+
     /// The epoch that, ticked into every partition, lets out every record
     /// now waiting: one past the newest epoch of any partition.
     #[must_use]
@@ -330,6 +337,7 @@ mod tests {
         let mut merger = Merger::new(2);
         merger.push(1, 0, Entry::Data("late")).expect("in order");
         assert_eq!(merger.pop(), None, "partition 0 could still write epoch 0");
+        assert_eq!(merger.held(), 1);
         merger.push(0, 0, Entry::Data("early")).expect("in order");
         assert_eq!(merger.pop().map(|(_, d)| d), Some("early"), "partition 0 comes first in an epoch");
         assert_eq!(merger.pop(), None, "partition 0 is still in epoch 0");

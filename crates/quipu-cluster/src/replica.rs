@@ -38,6 +38,10 @@ use crate::topic_settings::{TopicSettings, TopicSettingsError};
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the applier waits for records before it looks at its stop flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long records may wait in the merge before this node ticks for them
+/// although they are not its own (their node may have died before its
+/// ticks).
+const HELD_TICK_AFTER: Duration = Duration::from_millis(200);
 
 /// Where the cluster is and who this node is.
 #[derive(Debug, Clone)]
@@ -161,6 +165,8 @@ pub struct Replica {
     newest_epoch: Arc<AtomicU64>,
     consumed: Arc<Consumed>,
     ticks: Arc<TicksDue>,
+    /// Records waiting in the merge, as the applier last counted.
+    held: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     /// Why the applier stopped, once it has.
     failure: Arc<Mutex<Option<String>>>,
@@ -215,6 +221,7 @@ impl Replica {
             newest_epoch: Arc::default(),
             consumed: Arc::new(Consumed::new(partitions)),
             ticks: Arc::new(TicksDue::new(partitions)),
+            held: Arc::default(),
             stop: Arc::default(),
             failure: Arc::default(),
             applier: None,
@@ -226,6 +233,7 @@ impl Replica {
             waiting: Arc::clone(&replica.waiting),
             newest_epoch: Arc::clone(&replica.newest_epoch),
             consumed: Arc::clone(&replica.consumed),
+            held: Arc::clone(&replica.held),
             stop: Arc::clone(&replica.stop),
             failure: Arc::clone(&replica.failure),
         };
@@ -342,7 +350,9 @@ impl Drop for Replica {
 /// Sends rounds of ticks for this node's proposals: once each proposal
 /// waiting is read back here (so its epoch is known), one tick one past the
 /// newest epoch to every partition, at once. Appends that come meanwhile
-/// share the next round.
+/// share the next round. When records have waited in the merge for
+/// [`HELD_TICK_AFTER`] with none of this node's own waiting, it ticks for
+/// them too: their node may have died between its produce and its ticks.
 struct Ticker {
     producer: FutureProducer,
     topic: String,
@@ -350,6 +360,7 @@ struct Ticker {
     newest_epoch: Arc<AtomicU64>,
     consumed: Arc<Consumed>,
     ticks: Arc<TicksDue>,
+    held: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -362,6 +373,7 @@ impl Ticker {
             newest_epoch: Arc::clone(&replica.newest_epoch),
             consumed: Arc::clone(&replica.consumed),
             ticks: Arc::clone(&replica.ticks),
+            held: Arc::clone(&replica.held),
             stop: Arc::clone(&replica.stop),
         }
     }
@@ -370,7 +382,13 @@ impl Ticker {
         while !self.stop.load(Ordering::Acquire) {
             let wanted = self.ticks.take();
             if wanted.iter().all(|o| *o < 0) {
-                self.ticks.due.notified().await;
+                let due = tokio::time::timeout(HELD_TICK_AFTER, self.ticks.due.notified()).await;
+                if due.is_err() && self.held.load(Ordering::Acquire) > 0 {
+                    // Nothing of ours waits, but records do: tick for them.
+                    if let Err(error) = self.tick().await {
+                        tracing::warn!(%error, "ticking for records held in the merge");
+                    }
+                }
                 continue;
             }
             for (partition, offset) in (0u32..).zip(&wanted) {
@@ -455,6 +473,7 @@ struct Applier {
     waiting: Waiters,
     newest_epoch: Arc<AtomicU64>,
     consumed: Arc<Consumed>,
+    held: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
 }
@@ -510,6 +529,7 @@ impl Applier {
             while let Some((key, (proposal, recorded_at_us))) = self.merger.pop() {
                 self.apply(key, proposal, recorded_at_us);
             }
+            self.held.store(u64::try_from(self.merger.held()).unwrap_or(u64::MAX), Ordering::Release);
         }
         Ok(())
     }

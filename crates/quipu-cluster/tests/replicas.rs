@@ -197,3 +197,46 @@ async fn a_topic_that_could_lose_events_is_refused_naming_each_setting() {
     let Err(error) = Replica::start(store, missing).await else { panic!("a missing topic was taken") };
     assert!(error.to_string().contains("topic absent was not found"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_whose_node_died_before_its_ticks_is_still_applied() {
+    use quipu_cluster::{Partitioner, Proposal, Record, RequestId};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let broker = start_broker();
+    create_topic(&broker.address, TOPIC, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let replica = Replica::start(Arc::clone(&store), config(&broker.address, "alive")).await.unwrap();
+
+    // A node that produced its proposal and died before ticking: partition
+    // 0 sorts before the others, so a record in another partition waits
+    // for partition 0 to pass its epoch.
+    let partitioner = Partitioner::new(PartitionKey::Stream, PARTITIONS as u32);
+    let stream = (0..100)
+        .map(|n| format!("orphan-{n}"))
+        .find(|s| partitioner.partition_of(&StreamName::new(s).unwrap()) > 0)
+        .unwrap();
+    let partition = partitioner.partition_of(&StreamName::new(&stream).unwrap());
+    let request = open_account(&stream, "dead");
+    let record =
+        Record::Proposal(Proposal { request_id: RequestId::random(), node: "dead".into(), request }).encode().unwrap();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    producer
+        .send(
+            FutureRecord::<str, [u8]>::to(TOPIC).partition(partition as i32).key(&stream).payload(&record),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(error, _)| error)
+        .unwrap();
+
+    // The living node, which appends nothing, ticks for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while all_events(&store).is_empty() {
+        assert!(Instant::now() < deadline, "the orphaned proposal was never applied");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(all_events(&store)[0].stream.as_str(), stream);
+    replica.close();
+}
