@@ -27,16 +27,11 @@
 
 use std::collections::VecDeque;
 
-/// Where a record stands in the merged order (fields compared in order).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct MergeKey {
-    /// Its partition's epoch when it came.
-    pub epoch: u64,
-    /// Its partition.
-    pub partition: u32,
-    /// Its offset in the partition.
-    pub offset: i64,
-}
+/// Where a record stands in the merged order: its partition's epoch when
+/// it came, its partition, its offset, compared in that order. It is the
+/// engine's [`quipu_core::Source`], which an applied commit records, so
+/// what a store holds and where the merge resumes are one value.
+pub type MergeKey = quipu_core::Source;
 
 /// A record of a partition, as the merger sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use quipu_core::{AppendOutcome, AppendRequest, Applied, Source, Store};
+use quipu_core::{AppendOutcome, AppendRequest, Applied, Store};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -210,8 +210,7 @@ impl Replica {
         settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
         let consumer = assigned_consumer(&config, partitions)?;
         let lanes = vec![LaneStart { offset: 0, epoch: 0 }; partitions as usize];
-        let applied_through =
-            store.last_source()?.map(|s| MergeKey { epoch: s.epoch, partition: s.partition, offset: s.offset });
+        let applied_through = store.last_source()?;
         let mut replica = Replica {
             partitioner: Partitioner::new(config.partition_key.clone(), partitions),
             config,
@@ -537,10 +536,7 @@ impl Applier {
     /// Hands `proposal` to the store; its answer goes to the append that
     /// waits for it here, if any.
     fn apply(&self, key: MergeKey, proposal: Proposal, recorded_at_us: u64) {
-        let applied = Applied {
-            recorded_at_us,
-            source: Source { epoch: key.epoch, partition: key.partition, offset: key.offset },
-        };
+        let applied = Applied { recorded_at_us, source: key };
         let waiting = Arc::clone(&self.waiting);
         let request_id = proposal.request_id;
         self.store.submit_applied(proposal.request, applied, move |outcome| {
