@@ -206,6 +206,7 @@ fn config(brokers: &str, topic: &str, node: &str) -> ReplicaConfig {
         node: node.to_owned(),
         partition_key: PartitionKey::Stream,
         produce_timeout: Duration::from_secs(30),
+        append_timeout: Duration::from_secs(60),
     }
 }
 

@@ -14,11 +14,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use quipu_core::{AppendOutcome, AppendRequest, Applied, Store};
+use quipu_core::{AppendOutcome, AppendRequest, Applied, Proposer, Reply, Store};
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -54,8 +54,13 @@ pub struct ReplicaConfig {
     pub node: String,
     /// Which part of a stream's name picks its partition.
     pub partition_key: PartitionKey,
-    /// How long a produce may take before the append fails.
+    /// How long one produce may take before its outcome is looked up in
+    /// the log.
     pub produce_timeout: Duration,
+    /// How long an append may take in all (produces again after unknown
+    /// outcomes included) before it is answered
+    /// [`ClusterError::OutcomeUnknown`].
+    pub append_timeout: Duration,
 }
 
 /// Why a replica could not start or take an append.
@@ -84,12 +89,34 @@ pub enum ClusterError {
     /// The store refused the append or failed.
     #[error(transparent)]
     Store(#[from] quipu_core::Error),
+    /// Whether the topic took the append could not be learned before the
+    /// append's deadline: sending it again with the same event ids is safe.
+    #[error("the append's outcome is unknown: {reason}")]
+    OutcomeUnknown {
+        /// The last failure.
+        reason: String,
+    },
     /// The applier stopped: this node no longer follows the topic.
     #[error("this node stopped applying the cluster topic: {reason}")]
     Stopped {
         /// Why.
         reason: String,
     },
+}
+
+impl ClusterError {
+    /// The store's error for an append that met this (what the doors
+    /// answer): a refusal of the input stays one, an unknown outcome says
+    /// so, everything else is the cluster being unavailable.
+    #[must_use]
+    pub fn into_store_error(self) -> quipu_core::Error {
+        match self {
+            ClusterError::Store(error) => error,
+            ClusterError::Partition(error) => quipu_core::Error::CrossPartition { reason: error.to_string() },
+            ClusterError::OutcomeUnknown { reason } => quipu_core::Error::OutcomeUnknown { reason },
+            other => quipu_core::Error::ClusterUnavailable { reason: other.to_string() },
+        }
+    }
 }
 
 /// How far the applier has read each partition, for proposers that must
@@ -151,37 +178,85 @@ impl TicksDue {
     }
 }
 
-/// Answers this node waits for, by proposal.
-type Waiters = Arc<Mutex<HashMap<RequestId, oneshot::Sender<Result<AppendOutcome, quipu_core::Error>>>>>;
+/// An append of this node waiting for its proposal's decision.
+struct Waiter {
+    /// Where the decision goes.
+    reply: oneshot::Sender<Result<AppendOutcome, quipu_core::Error>>,
+    /// Whether the applier has read a copy of the proposal from the topic
+    /// (so a produce whose outcome was unknown did reach the log).
+    seen: bool,
+}
 
-/// This node's part in a cluster.
+/// Answers this node waits for, by proposal.
+type Waiters = Arc<Mutex<HashMap<RequestId, Waiter>>>;
+
+fn lock(waiting: &Waiters) -> std::sync::MutexGuard<'_, HashMap<RequestId, Waiter>> {
+    waiting.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Removes a waiter when its append is dropped before the answer (the
+/// client went away): the proposal is still decided, nobody is told.
+struct Forget<'a> {
+    waiting: &'a Waiters,
+    request_id: RequestId,
+}
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        lock(self.waiting).remove(&self.request_id);
+    }
+}
+
+/// How many proposals the applier handed to the store, and how many the
+/// store has decided.
+#[derive(Default)]
+struct Applies {
+    handed: AtomicU64,
+    decided: AtomicU64,
+}
+
+/// This node's part in a cluster: a cheap handle, shared with the store it
+/// proposes for (see [`Replica::start`]).
+#[derive(Clone)]
 pub struct Replica {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     config: ReplicaConfig,
     producer: FutureProducer,
     partitioner: Partitioner,
     partitions: u32,
+    /// The runtime proposals are sent from.
+    runtime: tokio::runtime::Handle,
     waiting: Waiters,
     /// The newest epoch any partition has reached, as read here.
     newest_epoch: Arc<AtomicU64>,
     consumed: Arc<Consumed>,
     ticks: Arc<TicksDue>,
+    applies: Arc<Applies>,
     /// Records waiting in the merge, as the applier last counted.
     held: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     /// Why the applier stopped, once it has.
     failure: Arc<Mutex<Option<String>>>,
-    applier: Option<JoinHandle<()>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Replica {
-    /// Joins the cluster of `config.topic` with `store`, which from now on
-    /// takes appends only through this replica. The topic must exist and
-    /// keep every record (see [`TopicSettings::check`]).
+    /// Joins the cluster of `config.topic` with `store`: from now on every
+    /// append the store takes ([`Store::submit`] and the like, so every
+    /// service and door over it) is proposed to the topic and decided as
+    /// this node applies it ([`Store::propose_through`]). The topic must
+    /// exist and keep every record (see [`TopicSettings::check`]). Closing
+    /// the store closes the replica. Must be called within a Tokio
+    /// runtime, which then carries the proposals.
     ///
     /// # Errors
     /// [`ClusterError::NoTopic`]; [`ClusterError::Topic`] naming every
     /// setting of the topic that could lose events; Kafka client errors;
-    /// the store's errors reading its last applied record.
+    /// the store's errors reading its last applied record, or refusing a
+    /// second proposer.
     pub async fn start(store: Arc<Store>, config: ReplicaConfig) -> Result<Replica, ClusterError> {
         let producer: FutureProducer = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
@@ -211,38 +286,45 @@ impl Replica {
         let consumer = assigned_consumer(&config, partitions)?;
         let lanes = vec![LaneStart { offset: 0, epoch: 0 }; partitions as usize];
         let applied_through = store.last_source()?;
-        let mut replica = Replica {
+        let inner = Arc::new(Inner {
             partitioner: Partitioner::new(config.partition_key.clone(), partitions),
             config,
             producer,
             partitions,
+            runtime: tokio::runtime::Handle::current(),
             waiting: Arc::default(),
             newest_epoch: Arc::default(),
             consumed: Arc::new(Consumed::new(partitions)),
             ticks: Arc::new(TicksDue::new(partitions)),
+            applies: Arc::default(),
             held: Arc::default(),
             stop: Arc::default(),
             failure: Arc::default(),
-            applier: None,
-        };
+            applier: Mutex::new(None),
+        });
+        let replica = Replica { inner };
+        store.propose_through(Arc::new(replica.clone()))?;
         let applier = Applier {
             consumer,
             merger: Merger::resume(&lanes, applied_through),
-            store,
-            waiting: Arc::clone(&replica.waiting),
-            newest_epoch: Arc::clone(&replica.newest_epoch),
-            consumed: Arc::clone(&replica.consumed),
-            held: Arc::clone(&replica.held),
-            stop: Arc::clone(&replica.stop),
-            failure: Arc::clone(&replica.failure),
+            // Not a strong reference: the store holds this replica, and
+            // closing the store closes it.
+            store: Arc::downgrade(&store),
+            waiting: Arc::clone(&replica.inner.waiting),
+            newest_epoch: Arc::clone(&replica.inner.newest_epoch),
+            consumed: Arc::clone(&replica.inner.consumed),
+            applies: Arc::clone(&replica.inner.applies),
+            held: Arc::clone(&replica.inner.held),
+            stop: Arc::clone(&replica.inner.stop),
+            failure: Arc::clone(&replica.inner.failure),
         };
         let thread = std::thread::Builder::new()
             .name("quipu-cluster-applier".into())
             .spawn(move || applier.run())
             .map_err(|e| ClusterError::Stopped { reason: format!("starting the applier thread: {e}") })?;
-        replica.applier = Some(thread);
+        *replica.inner.applier.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
         if partitions > 1 {
-            tokio::spawn(Ticker::of(&replica).run());
+            tokio::spawn(Ticker::of(&replica.inner).run());
         }
         Ok(replica)
     }
@@ -250,61 +332,192 @@ impl Replica {
     /// How many partitions the topic has.
     #[must_use]
     pub fn partitions(&self) -> u32 {
-        self.partitions
+        self.inner.partitions
     }
 
     /// Proposes `request` to the cluster and answers with its decision,
     /// once this node has applied it (so a read here right after sees it).
+    /// A produce whose outcome is unknown is resolved by reading the
+    /// partition up to its end: when the proposal is there, the answer is
+    /// its decision; when it is not, it is produced again (a second copy
+    /// of a written proposal is decided as a retry), until
+    /// [`ReplicaConfig::append_timeout`].
     ///
     /// # Errors
     /// [`ClusterError::Partition`] for streams of several partitions (nothing
-    /// is produced); the store's validation errors; Kafka errors producing
-    /// (the outcome is then unknown: resend with the same event ids, which
-    /// the cluster recognises as a retry); [`ClusterError::Stopped`].
+    /// is produced); the store's validation errors;
+    /// [`ClusterError::OutcomeUnknown`] when the topic could not be read or
+    /// written before the deadline; [`ClusterError::Stopped`].
     pub async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, ClusterError> {
+        self.inner.append(request).await
+    }
+
+    /// Waits until this node has read the topic up to the end offsets its
+    /// partitions have now, and decided what it read (records that still
+    /// wait in the merge for other partitions are ticked for). A node
+    /// starting waits for this before it serves, so its registries load
+    /// what the cluster wrote; a reader may wait for it to see every
+    /// append acknowledged anywhere before the call.
+    ///
+    /// # Errors
+    /// Kafka errors reading the end offsets; [`ClusterError::Stopped`].
+    pub async fn caught_up(&self) -> Result<(), ClusterError> {
+        let inner = &self.inner;
+        let ends = inner.end_offsets().await?;
+        for (partition, end) in (0u32..).zip(&ends) {
+            if *end > 0 {
+                inner.consumed.reached(partition, end - 1, &inner.stop).await;
+            }
+        }
+        inner.check_running()?;
+        if inner.held.load(Ordering::Acquire) > 0 && inner.partitions > 1 {
+            for (partition, end) in (0u32..).zip(&ends) {
+                inner.ticks.want(partition, end - 1);
+            }
+        }
+        let handed = inner.applies.handed.load(Ordering::Acquire);
+        while inner.applies.decided.load(Ordering::Acquire) < handed {
+            inner.check_running()?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
+    }
+
+    /// Stops applying the topic and waits for the applier to finish (what
+    /// it handed to the store is still decided); appends still waiting get
+    /// [`ClusterError::Stopped`], later ones too.
+    pub fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Proposer for Replica {
+    fn propose(&self, request: AppendRequest, reply: Reply) {
+        let inner = Arc::clone(&self.inner);
+        self.inner.runtime.spawn(async move {
+            reply(inner.append(request).await.map_err(ClusterError::into_store_error));
+        });
+    }
+
+    fn close(&self) {
+        self.inner.close();
+    }
+}
+
+impl Inner {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, ClusterError> {
         self.check_running()?;
         let partition = self.partitioner.partition_of_request(&request)?;
         let key = request.writes.first().map(|w| self.partitioner.key_of(&w.stream).to_owned()).unwrap_or_default();
         let request_id = RequestId::random();
         let record = Record::Proposal(Proposal { request_id, node: self.config.node.clone(), request }).encode()?;
-        let (sender, answer) = oneshot::channel();
-        self.lock_waiting().insert(request_id, sender);
-        let offset = match self.produce(partition, Some(&key), &record).await {
-            Ok(offset) => offset,
-            Err(error) => {
-                self.lock_waiting().remove(&request_id);
-                return Err(error);
+        let (reply, mut answer) = oneshot::channel();
+        lock(&self.waiting).insert(request_id, Waiter { reply, seen: false });
+        let _forget = Forget { waiting: &self.waiting, request_id };
+        let deadline = tokio::time::Instant::now() + self.config.append_timeout;
+        loop {
+            match self.produce(partition, Some(&key), &record).await {
+                Ok(offset) => {
+                    self.want_ticks(partition, offset);
+                    break;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, partition, "producing a proposal; reading the log for it");
+                    if self.reached_log(partition, request_id, deadline).await? {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ClusterError::OutcomeUnknown { reason: error.to_string() });
+                    }
+                }
             }
-        };
-        if self.partitions > 1 {
-            // A tick past the proposal's epoch lets it out of the merge; the
-            // ticker sends one round for every proposal waiting.
-            self.ticks.want(partition, offset);
         }
-        match answer.await {
-            Ok(outcome) => Ok(outcome?),
-            Err(_) => Err(self.stopped()),
+        match tokio::time::timeout_at(deadline, &mut answer).await {
+            Ok(Ok(outcome)) => Ok(outcome?),
+            Ok(Err(_)) => Err(self.stopped()),
+            Err(_) => Err(ClusterError::OutcomeUnknown {
+                reason: format!(
+                    "the proposal is in the log but was not decided here within {:?}",
+                    self.config.append_timeout
+                ),
+            }),
         }
     }
 
+    /// After a produce whose outcome is unknown: whether a copy of
+    /// `request_id` is in `partition`, found by reading it up to its end
+    /// offset (or `false` when that cannot be read before `deadline`).
+    async fn reached_log(
+        &self,
+        partition: u32,
+        request_id: RequestId,
+        deadline: tokio::time::Instant,
+    ) -> Result<bool, ClusterError> {
+        while tokio::time::Instant::now() < deadline {
+            self.check_running()?;
+            let end = match self.end_offsets().await {
+                Ok(ends) => ends.get(partition as usize).copied().unwrap_or(0),
+                Err(error) => {
+                    tracing::warn!(%error, "reading the topic's end offsets");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            if end > 0
+                && tokio::time::timeout_at(deadline, self.consumed.reached(partition, end - 1, &self.stop))
+                    .await
+                    .is_err()
+            {
+                return Ok(false);
+            }
+            let seen = lock(&self.waiting).get(&request_id).is_none_or(|w| w.seen);
+            if seen {
+                self.want_ticks(partition, end - 1);
+            }
+            return Ok(seen);
+        }
+        Ok(false)
+    }
+
+    /// Asks for a round of ticks once `offset` of `partition` is read, so
+    /// a record there leaves the merge.
+    fn want_ticks(&self, partition: u32, offset: i64) {
+        if self.partitions > 1 {
+            self.ticks.want(partition, offset);
+        }
+    }
+
+    /// Each partition's end offset (the offset the next record gets).
+    async fn end_offsets(&self) -> Result<Vec<i64>, ClusterError> {
+        let (producer, topic, partitions) = (self.producer.clone(), self.config.topic.clone(), self.partitions);
+        tokio::task::spawn_blocking(move || {
+            (0..partitions)
+                .map(|p| {
+                    let partition = i32::try_from(p).unwrap_or(i32::MAX);
+                    Ok(producer.client().fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?.1)
+                })
+                .collect::<Result<Vec<i64>, KafkaError>>()
+        })
+        .await
+        .map_err(|e| ClusterError::Stopped { reason: format!("reading the end offsets: {e}") })?
+        .map_err(ClusterError::Kafka)
+    }
+
     /// Produces `payload` to `partition`; gives the offset it landed at.
-    async fn produce(&self, partition: u32, key: Option<&str>, payload: &[u8]) -> Result<i64, ClusterError> {
+    async fn produce(&self, partition: u32, key: Option<&str>, payload: &[u8]) -> Result<i64, KafkaError> {
         let partition = i32::try_from(partition).unwrap_or(i32::MAX);
         let mut record = FutureRecord::<str, [u8]>::to(&self.config.topic).partition(partition).payload(payload);
         if let Some(key) = key {
             record = record.key(key);
         }
-        let delivery = self
-            .producer
-            .send(record, self.config.produce_timeout)
-            .await
-            .map_err(|(error, _)| ClusterError::Kafka(error))?;
+        let delivery = self.producer.send(record, self.config.produce_timeout).await.map_err(|(error, _)| error)?;
         Ok(delivery.offset)
     }
 
     fn check_running(&self) -> Result<(), ClusterError> {
         match self.failure.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             Some(reason) => Err(ClusterError::Stopped { reason: reason.clone() }),
+            None if self.stop.load(Ordering::Acquire) => Err(self.stopped()),
             None => Ok(()),
         }
     }
@@ -314,35 +527,24 @@ impl Replica {
         ClusterError::Stopped { reason: reason.unwrap_or_else(|| "the replica closed".into()) }
     }
 
-    fn lock_waiting(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<RequestId, oneshot::Sender<Result<AppendOutcome, quipu_core::Error>>>> {
-        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Stops applying the topic and waits for the applier to finish (what
-    /// it handed to the store is still committed).
-    pub fn close(mut self) {
-        self.stop_applier();
-    }
-
-    fn stop_applier(&mut self) {
+    fn close(&self) {
         self.stop.store(true, Ordering::Release);
         self.consumed.read.notify_waiters();
         self.ticks.due.notify_one();
-        if let Some(thread) = self.applier.take()
+        let thread = self.applier.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(thread) = thread
             && thread.join().is_err()
         {
             tracing::error!("the cluster applier panicked");
         }
         // Appends still waiting will not be applied here: they get `Stopped`.
-        self.lock_waiting().clear();
+        lock(&self.waiting).clear();
     }
 }
 
-impl Drop for Replica {
+impl Drop for Inner {
     fn drop(&mut self) {
-        self.stop_applier();
+        self.close();
     }
 }
 
@@ -364,7 +566,7 @@ struct Ticker {
 }
 
 impl Ticker {
-    fn of(replica: &Replica) -> Ticker {
+    fn of(replica: &Inner) -> Ticker {
         Ticker {
             producer: replica.producer.clone(),
             topic: replica.config.topic.clone(),
@@ -468,10 +670,11 @@ fn assigned_consumer(config: &ReplicaConfig, partitions: u32) -> Result<BaseCons
 struct Applier {
     consumer: BaseConsumer,
     merger: Merger<(Proposal, u64)>,
-    store: Arc<Store>,
+    store: Weak<Store>,
     waiting: Waiters,
     newest_epoch: Arc<AtomicU64>,
     consumed: Arc<Consumed>,
+    applies: Arc<Applies>,
     held: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
@@ -485,7 +688,7 @@ impl Applier {
             self.stop.store(true, Ordering::Release);
             self.consumed.read.notify_waiters();
             // Appends still waiting get `Stopped` when their senders drop.
-            self.waiting.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            lock(&self.waiting).clear();
         }
     }
 
@@ -510,7 +713,12 @@ impl Applier {
                     self.newest_epoch.fetch_max(tick.epoch, Ordering::AcqRel);
                     Some(Entry::Tick(tick.epoch))
                 }
-                Ok(Record::Proposal(proposal)) => Some(Entry::Data((proposal, recorded_at_us))),
+                Ok(Record::Proposal(proposal)) => {
+                    if let Some(waiter) = lock(&self.waiting).get_mut(&proposal.request_id) {
+                        waiter.seen = true;
+                    }
+                    Some(Entry::Data((proposal, recorded_at_us)))
+                }
                 Err(DecodeError::Malformed { reason }) => {
                     // Every node skips it alike: it is refused, never applied.
                     tracing::warn!(partition, offset, %reason, "skipping a malformed cluster record");
@@ -525,8 +733,11 @@ impl Applier {
                 read.store(offset, Ordering::Release);
             }
             self.consumed.read.notify_waiters();
-            while let Some((key, (proposal, recorded_at_us))) = self.merger.pop() {
-                self.apply(key, proposal, recorded_at_us);
+            if self.merger.held() > 0 {
+                let Some(store) = self.store.upgrade() else { return Ok(()) };
+                while let Some((key, (proposal, recorded_at_us))) = self.merger.pop() {
+                    self.apply(&store, key, proposal, recorded_at_us);
+                }
             }
             self.held.store(u64::try_from(self.merger.held()).unwrap_or(u64::MAX), Ordering::Release);
         }
@@ -535,14 +746,15 @@ impl Applier {
 
     /// Hands `proposal` to the store; its answer goes to the append that
     /// waits for it here, if any.
-    fn apply(&self, key: MergeKey, proposal: Proposal, recorded_at_us: u64) {
+    fn apply(&self, store: &Store, key: MergeKey, proposal: Proposal, recorded_at_us: u64) {
         let applied = Applied { recorded_at_us, source: key };
-        let waiting = Arc::clone(&self.waiting);
+        let (waiting, applies) = (Arc::clone(&self.waiting), Arc::clone(&self.applies));
         let request_id = proposal.request_id;
-        self.store.submit_applied(proposal.request, applied, move |outcome| {
-            let waiter = waiting.lock().unwrap_or_else(PoisonError::into_inner).remove(&request_id);
-            if let Some(waiter) = waiter {
-                let _ = waiter.send(outcome);
+        self.applies.handed.fetch_add(1, Ordering::AcqRel);
+        store.submit_applied(proposal.request, applied, move |outcome| {
+            applies.decided.fetch_add(1, Ordering::AcqRel);
+            if let Some(waiter) = lock(&waiting).remove(&request_id) {
+                let _ = waiter.reply.send(outcome);
             }
         });
     }

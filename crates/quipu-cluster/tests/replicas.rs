@@ -96,6 +96,7 @@ fn config(brokers: &str, node: &str) -> ReplicaConfig {
         node: node.to_owned(),
         partition_key: PartitionKey::Stream,
         produce_timeout: Duration::from_secs(10),
+        append_timeout: Duration::from_secs(30),
     }
 }
 

@@ -171,6 +171,31 @@ pub enum Error {
         /// The first failure.
         reason: String,
     },
+    /// This store is a cluster's replica and the cluster could not take
+    /// the append (the shared log cannot be reached, or this node stopped
+    /// applying it); nothing was written.
+    #[error("the cluster could not take the append: {reason}; nothing was written")]
+    ClusterUnavailable {
+        /// Why.
+        reason: String,
+    },
+    /// This store is a cluster's replica and could not learn whether the
+    /// shared log took the append before its deadline.
+    #[error(
+        "the append's outcome is unknown ({reason}): send it again with the same event ids; \
+         a copy already written is answered as a retry"
+    )]
+    OutcomeUnknown {
+        /// Why.
+        reason: String,
+    },
+    /// This store is a cluster's replica and the append writes streams
+    /// that the cluster keeps in different partitions of its log.
+    #[error("{reason}")]
+    CrossPartition {
+        /// Which streams, which partitions, and what to do.
+        reason: String,
+    },
     /// The store is closed or closing.
     #[error("the store is closed")]
     Closed,

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -29,6 +29,7 @@ use crate::log::record::Source;
 use crate::log::segment::{SegmentReader, sync_dir};
 use crate::options::Options;
 use crate::position::{Position, Revision};
+use crate::proposer::Proposer;
 use crate::read::{self, Direction, StreamInfo};
 use crate::scavenge::{Doomed, ScavengeProgress};
 use crate::sequencer::{Applied, Sequencer, Shared, Submission};
@@ -53,6 +54,8 @@ pub struct Store {
     intake: Arc<Intake>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
     scavenging: Mutex<()>,
+    /// Where appends go first when this store is a cluster's replica.
+    proposer: OnceLock<Arc<dyn Proposer>>,
     dir: PathBuf,
     _lock: File,
 }
@@ -113,7 +116,15 @@ impl Store {
             .name("quipu-sequencer".into())
             .spawn(move || runner.run())
             .map_err(Error::io("starting the sequencer thread"))?;
-        Ok(Store { shared, intake, sequencer: Mutex::new(Some(thread)), scavenging: Mutex::new(()), dir, _lock: lock })
+        Ok(Store {
+            shared,
+            intake,
+            sequencer: Mutex::new(Some(thread)),
+            scavenging: Mutex::new(()),
+            proposer: OnceLock::new(),
+            dir,
+            _lock: lock,
+        })
     }
 
     /// Appends atomically and waits until the outcome is known; a
@@ -133,7 +144,10 @@ impl Store {
 
     /// Queues an append and returns at once (waiting only while the queue
     /// is full); `reply` is called exactly once with the outcome, from the
-    /// thread that commits it or, for invalid input, from this one. A
+    /// thread that commits it or, for invalid input, from this one. On a
+    /// cluster's replica the append goes to the [`Proposer`] instead, and
+    /// `reply` is called once this store has applied it from the shared
+    /// log. A
     /// caller can queue many appends this way and they share group
     /// commits. `reply` must not block.
     pub fn submit(&self, request: AppendRequest, reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static) {
@@ -170,6 +184,28 @@ impl Store {
         self.enqueue(request, Box::new(reply), false, Some(applied));
     }
 
+    /// Makes every later append that is not applied from a shared log
+    /// ([`Store::submit`], [`Store::submit_inline`], [`Store::append`]) go
+    /// to `proposer` once validated, instead of to the sequencer: this
+    /// store becomes a cluster's replica, and decides appends only as it
+    /// applies them ([`Store::submit_applied`]). [`Store::close`] closes the
+    /// proposer first.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when the store already has a proposer.
+    pub fn propose_through(&self, proposer: Arc<dyn Proposer>) -> Result<(), Error> {
+        self.proposer
+            .set(proposer)
+            .map_err(|_| Error::InvalidOptions { reason: "the store already proposes through a cluster".into() })
+    }
+
+    /// Whether this store is a cluster's replica (see
+    /// [`Store::propose_through`]).
+    #[must_use]
+    pub fn is_replica(&self) -> bool {
+        self.proposer.get().is_some()
+    }
+
     /// The source of the log's last commit, if it was applied from a
     /// cluster's shared log: where applying the shared log resumes (every
     /// request after it, and none before).
@@ -193,6 +229,11 @@ impl Store {
         }
         if let Some(error) = self.shared.failed() {
             return reply(Err(error));
+        }
+        if applied.is_none()
+            && let Some(proposer) = self.proposer.get()
+        {
+            return proposer.propose(request, reply);
         }
         self.intake.submit(Submission { request, reply, applied }, inline);
     }
@@ -437,6 +478,10 @@ impl Store {
     }
 
     fn shutdown(&self) -> Result<(), Error> {
+        if let Some(proposer) = self.proposer.get() {
+            // What it applied is queued before the sequencer stops.
+            proposer.close();
+        }
         self.intake.close();
         if let Some(thread) = self.sequencer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             if thread.join().is_err() {

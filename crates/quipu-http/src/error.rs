@@ -120,8 +120,13 @@ mod tests {
     fn only_the_stores_and_the_servers_failures_are_5xx() {
         for code in ErrorCode::ALL {
             let status = http_status(code.kind());
-            let server_side =
-                matches!(code, ErrorCode::StoreUnavailable | ErrorCode::Internal | ErrorCode::CorruptRecord);
+            let server_side = matches!(
+                code,
+                ErrorCode::StoreUnavailable
+                    | ErrorCode::OutcomeUnknown
+                    | ErrorCode::Internal
+                    | ErrorCode::CorruptRecord
+            );
             assert_eq!(status.is_server_error(), server_side, "{code}: {status}");
             assert!(status.is_client_error() || status.is_server_error(), "{code}: {status}");
         }

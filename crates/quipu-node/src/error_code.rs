@@ -43,6 +43,8 @@ pub enum ErrorCode {
     ConditionFailed,
     /// `corrupt_record`: A record read back does not match its checksum.
     CorruptRecord,
+    /// `cross_partition`: In cluster mode, an atomic append writes streams of different partitions.
+    CrossPartition,
     /// `duplicate_event_id`: An append carries the same event id twice.
     DuplicateEventId,
     /// `duplicate_stream`: A multi-stream append names a stream twice.
@@ -147,6 +149,8 @@ pub enum ErrorCode {
     SchemaNotFound,
     /// `snapshot_too_large`: A snapshot is over the size limit.
     SnapshotTooLarge,
+    /// `outcome_unknown`: In cluster mode, whether the shared log took an append is unknown: send it again with the same event ids.
+    OutcomeUnknown,
     /// `store_unavailable`: The store failed or is closed: appends stop until a restart.
     StoreUnavailable,
     /// `stream_deleted`: The stream is deleted or tombstoned.
@@ -169,11 +173,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 65] = [
+    pub const ALL: [ErrorCode; 67] = [
         ErrorCode::AppendTooLarge,
         ErrorCode::BodyTooLarge,
         ErrorCode::ConditionFailed,
         ErrorCode::CorruptRecord,
+        ErrorCode::CrossPartition,
         ErrorCode::DuplicateEventId,
         ErrorCode::DuplicateStream,
         ErrorCode::EmptyAppend,
@@ -226,6 +231,7 @@ impl ErrorCode {
         ErrorCode::SchemaMissing,
         ErrorCode::SchemaNotFound,
         ErrorCode::SnapshotTooLarge,
+        ErrorCode::OutcomeUnknown,
         ErrorCode::StoreUnavailable,
         ErrorCode::StreamDeleted,
         ErrorCode::StreamNotFound,
@@ -245,6 +251,7 @@ impl ErrorCode {
             ErrorCode::BodyTooLarge => "body_too_large",
             ErrorCode::ConditionFailed => "condition_failed",
             ErrorCode::CorruptRecord => "corrupt_record",
+            ErrorCode::CrossPartition => "cross_partition",
             ErrorCode::DuplicateEventId => "duplicate_event_id",
             ErrorCode::DuplicateStream => "duplicate_stream",
             ErrorCode::EmptyAppend => "empty_append",
@@ -297,6 +304,7 @@ impl ErrorCode {
             ErrorCode::SchemaMissing => "schema_missing",
             ErrorCode::SchemaNotFound => "schema_not_found",
             ErrorCode::SnapshotTooLarge => "snapshot_too_large",
+            ErrorCode::OutcomeUnknown => "outcome_unknown",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::StreamDeleted => "stream_deleted",
             ErrorCode::StreamNotFound => "stream_not_found",
@@ -313,7 +321,8 @@ impl ErrorCode {
     #[must_use]
     pub fn kind(self) -> ErrorKind {
         match self {
-            ErrorCode::DuplicateEventId
+            ErrorCode::CrossPartition
+            | ErrorCode::DuplicateEventId
             | ErrorCode::DuplicateStream
             | ErrorCode::EmptyAppend
             | ErrorCode::EmptyQuery
@@ -375,7 +384,7 @@ impl ErrorCode {
             | ErrorCode::SnapshotTooLarge
             | ErrorCode::TooManyEvents
             | ErrorCode::TooManyStreams => ErrorKind::TooLarge,
-            ErrorCode::StoreUnavailable => ErrorKind::Unavailable,
+            ErrorCode::StoreUnavailable | ErrorCode::OutcomeUnknown => ErrorKind::Unavailable,
             ErrorCode::CorruptRecord | ErrorCode::Internal => ErrorKind::Internal,
         }
     }

@@ -102,7 +102,15 @@ impl Node {
     /// # Errors
     /// [`OpenError`] naming the registry that did not load.
     pub fn open(store: Store) -> Result<Node, OpenError> {
-        let store = Arc::new(store);
+        Node::open_shared(Arc::new(store))
+    }
+
+    /// As [`Node::open`], over a store already shared (a cluster's replica
+    /// holds it too).
+    ///
+    /// # Errors
+    /// [`OpenError`] naming the registry that did not load.
+    pub fn open_shared(store: Arc<Store>) -> Result<Node, OpenError> {
         let (stop, stopping) = watch::channel(false);
         let live = Live::follow(&store, stopping, TailOptions::default());
         let blocks = Arc::new(Blocks::default());

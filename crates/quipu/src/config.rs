@@ -60,6 +60,10 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// kurrent_listen = "127.0.0.1:2115"
 /// kurrent_tls_cert = "/etc/quipu/cert.pem"   # both, or neither
 /// kurrent_tls_key = "/etc/quipu/key.pem"
+/// cluster_brokers = "kafka-1:9092,kafka-2:9092"   # both, or neither
+/// cluster_topic = "quipu-log"
+/// cluster_partition_key = "stream"    # or "category", "prefix:/"
+/// cluster_node = "node-1"
 ///
 /// [[publish]]    # any number of integration event publishers
 /// brokers = "kafka-1:9092"
@@ -104,6 +108,16 @@ pub struct ConfigLayer {
     pub kurrent_tls_cert: Option<PathBuf>,
     /// PEM private key of that certificate.
     pub kurrent_tls_key: Option<PathBuf>,
+    /// Kafka bootstrap servers of the cluster this node joins (cluster
+    /// mode, with `cluster_topic`; see docs/cluster.md).
+    pub cluster_brokers: Option<String>,
+    /// The topic the cluster's nodes share as their log.
+    pub cluster_topic: Option<String>,
+    /// Which part of a stream's name picks its partition: `stream`,
+    /// `category` or `prefix:<character>`.
+    pub cluster_partition_key: Option<String>,
+    /// This node's name in the cluster (in its proposals and logs).
+    pub cluster_node: Option<String>,
     /// Integration event publishers the server runs (config file only).
     pub publish: Option<Vec<PublishEntry>>,
 }
@@ -158,6 +172,10 @@ impl ConfigLayer {
             kurrent_listen: self.kurrent_listen.or(lower.kurrent_listen),
             kurrent_tls_cert: self.kurrent_tls_cert.or(lower.kurrent_tls_cert),
             kurrent_tls_key: self.kurrent_tls_key.or(lower.kurrent_tls_key),
+            cluster_brokers: self.cluster_brokers.or(lower.cluster_brokers),
+            cluster_topic: self.cluster_topic.or(lower.cluster_topic),
+            cluster_partition_key: self.cluster_partition_key.or(lower.cluster_partition_key),
+            cluster_node: self.cluster_node.or(lower.cluster_node),
             publish: self.publish.or(lower.publish),
         }
     }
@@ -193,9 +211,58 @@ pub struct Config {
     /// Certificate and key files the KurrentDB door serves TLS with;
     /// `None`: plain text.
     pub kurrent_tls: Option<(PathBuf, PathBuf)>,
+    /// The cluster this node is a replica of; `None`: it runs alone.
+    pub cluster: Option<ClusterSettings>,
     /// Integration event publishers to run, each checked by
     /// [`ConfigLayer::parse`].
     pub publish: Vec<PublishEntry>,
+}
+
+/// Where this node's cluster is (see docs/cluster.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Kafka bootstrap servers, `host:port[,host:port]`.
+    pub brokers: String,
+    /// The topic the nodes share.
+    pub topic: String,
+    /// Which part of a stream's name picks its partition.
+    pub partition_key: quipu_cluster::PartitionKey,
+    /// This node's name; `None`: the host name and process id.
+    pub node: Option<String>,
+}
+
+impl ClusterSettings {
+    /// The cluster settings of `layer`, or `None` when it sets neither
+    /// brokers nor topic.
+    ///
+    /// # Errors
+    /// Brokers without a topic or a topic without brokers; a partition key
+    /// or node name given while cluster mode is off; an unknown partition
+    /// key; an empty node name.
+    fn of(layer: &ConfigLayer) -> anyhow::Result<Option<ClusterSettings>> {
+        let (brokers, topic) = match (&layer.cluster_brokers, &layer.cluster_topic) {
+            (Some(brokers), Some(topic)) => (brokers.clone(), topic.clone()),
+            (None, None) => {
+                anyhow::ensure!(
+                    layer.cluster_partition_key.is_none() && layer.cluster_node.is_none(),
+                    "cluster_partition_key and cluster_node need cluster mode: set cluster_brokers and cluster_topic"
+                );
+                return Ok(None);
+            }
+            (Some(_), None) => anyhow::bail!("cluster_brokers is set without cluster_topic; cluster mode needs both"),
+            (None, Some(_)) => anyhow::bail!("cluster_topic is set without cluster_brokers; cluster mode needs both"),
+        };
+        anyhow::ensure!(!brokers.trim().is_empty(), "cluster_brokers is empty");
+        anyhow::ensure!(!topic.trim().is_empty(), "cluster_topic is empty");
+        let partition_key = match &layer.cluster_partition_key {
+            Some(text) => text.parse().context("cluster_partition_key")?,
+            None => quipu_cluster::PartitionKey::default(),
+        };
+        if let Some(node) = &layer.cluster_node {
+            anyhow::ensure!(!node.trim().is_empty(), "cluster_node is empty");
+        }
+        Ok(Some(ClusterSettings { brokers, topic, partition_key, node: layer.cluster_node.clone() }))
+    }
 }
 
 impl Config {
@@ -225,6 +292,7 @@ impl Config {
         anyhow::ensure!(keepalive_s > 0, "keepalive_s must be at least 1 second");
         let kafka_idle_timeout_s = layer.kafka_idle_timeout_s.unwrap_or(KAFKA_IDLE_TIMEOUT_S_DEFAULT);
         anyhow::ensure!(kafka_idle_timeout_s > 0, "kafka_idle_timeout_s must be at least 1 second");
+        let cluster = ClusterSettings::of(&layer)?;
         let kurrent_tls = match (layer.kurrent_tls_cert, layer.kurrent_tls_key) {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
@@ -232,6 +300,7 @@ impl Config {
             (None, Some(_)) => anyhow::bail!("kurrent_tls_key is set without kurrent_tls_cert; TLS needs both"),
         };
         Ok(Config {
+            cluster,
             data_dir: layer.data_dir.unwrap_or_else(|| PathBuf::from(DATA_DIR_DEFAULT)),
             grpc_listen: layer.grpc_listen.unwrap_or(GRPC_LISTEN_DEFAULT),
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
@@ -289,6 +358,7 @@ mod tests {
                 kafka_idle_timeout_s: KAFKA_IDLE_TIMEOUT_S_DEFAULT,
                 kurrent_listen: None,
                 kurrent_tls: None,
+                cluster: None,
                 publish: vec![],
             }
         );
@@ -318,6 +388,7 @@ mod tests {
                 kafka_idle_timeout_s: 60,
                 kurrent_listen: None,
                 kurrent_tls: None,
+                cluster: None,
                 publish: vec![PublishEntry {
                     brokers: "kafka:9092".into(),
                     topic: "orders".into(),
@@ -349,6 +420,10 @@ mod tests {
             kurrent_listen: None,
             kurrent_tls_cert: None,
             kurrent_tls_key: None,
+            cluster_brokers: None,
+            cluster_topic: None,
+            cluster_partition_key: None,
+            cluster_node: None,
             publish: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
@@ -367,10 +442,42 @@ mod tests {
                 kafka_idle_timeout_s: KAFKA_IDLE_TIMEOUT_S_DEFAULT,
                 kurrent_listen: None,
                 kurrent_tls: None,
+                cluster: None,
                 publish: vec![],
             },
             "flag over file, file over default, and an explicit false is not unset"
         );
+    }
+
+    #[test]
+    fn cluster_mode_takes_brokers_and_topic_together_and_refuses_half_a_setting() {
+        let (_dir, path) = config_file(
+            "cluster_brokers = \"k1:9092,k2:9092\"\ncluster_topic = \"quipu-log\"\ncluster_partition_key = \"prefix:/\"\n",
+        );
+        let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
+        assert_eq!(
+            config.cluster,
+            Some(ClusterSettings {
+                brokers: "k1:9092,k2:9092".into(),
+                topic: "quipu-log".into(),
+                partition_key: quipu_cluster::PartitionKey::Prefix('/'),
+                node: None,
+            })
+        );
+        let cases = [
+            ("cluster_brokers = \"k1:9092\"\n", "cluster_brokers is set without cluster_topic"),
+            ("cluster_topic = \"t\"\n", "cluster_topic is set without cluster_brokers"),
+            ("cluster_node = \"n1\"\n", "need cluster mode"),
+            (
+                "cluster_brokers = \"k\"\ncluster_topic = \"t\"\ncluster_partition_key = \"tenant\"\n",
+                "unknown partition key",
+            ),
+        ];
+        for (text, expected) in cases {
+            let (_dir, path) = config_file(text);
+            let error = resolve_error(&path);
+            assert!(error.contains(expected), "{text}: {error}");
+        }
     }
 
     #[test]

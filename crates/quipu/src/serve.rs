@@ -27,7 +27,8 @@ pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
     /// http_header_timeout_s, keepalive_s, insecure, segment_size_bytes,
     /// kafka_listen, kafka_category_partitions, kafka_idle_timeout_s,
-    /// kurrent_listen, kurrent_tls_cert and kurrent_tls_key, and [[publish]] tables (integration
+    /// kurrent_listen, kurrent_tls_cert, kurrent_tls_key, cluster_brokers, cluster_topic,
+    /// cluster_partition_key and cluster_node, and [[publish]] tables (integration
     /// event publishers the server runs); flags and environment variables
     /// override it.
     #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
@@ -90,6 +91,24 @@ pub struct ServeArgs {
     /// PEM private key of --kurrent-tls-cert.
     #[arg(long, env = "QUIPU_KURRENT_TLS_KEY", value_name = "FILE")]
     pub kurrent_tls_key: Option<PathBuf>,
+    /// Kafka bootstrap servers (HOST:PORT[,HOST:PORT]) of the cluster this
+    /// node joins, with --cluster-topic: every append is ordered by that
+    /// topic and decided alike on every node (docs/cluster.md); alone
+    /// unless set.
+    #[arg(long, env = "QUIPU_CLUSTER_BROKERS", value_name = "HOSTS")]
+    pub cluster_brokers: Option<String>,
+    /// The topic the cluster's nodes share as their log; it must exist and
+    /// keep every record.
+    #[arg(long, env = "QUIPU_CLUSTER_TOPIC", value_name = "NAME")]
+    pub cluster_topic: Option<String>,
+    /// Which part of a stream's name picks its partition: stream,
+    /// category or prefix:<character>; an atomic append writes streams of
+    /// one partition [default: stream].
+    #[arg(long, env = "QUIPU_CLUSTER_PARTITION_KEY", value_name = "KEY")]
+    pub cluster_partition_key: Option<String>,
+    /// This node's name in the cluster [default: host name and process id].
+    #[arg(long, env = "QUIPU_CLUSTER_NODE", value_name = "NAME")]
+    pub cluster_node: Option<String>,
 }
 
 impl ServeArgs {
@@ -113,6 +132,10 @@ impl ServeArgs {
             kurrent_listen: self.kurrent_listen,
             kurrent_tls_cert: self.kurrent_tls_cert.clone(),
             kurrent_tls_key: self.kurrent_tls_key.clone(),
+            cluster_brokers: self.cluster_brokers.clone(),
+            cluster_topic: self.cluster_topic.clone(),
+            cluster_partition_key: self.cluster_partition_key.clone(),
+            cluster_node: self.cluster_node.clone(),
             publish: None,
         };
         Config::resolve(command_line, self.config.as_deref())
@@ -149,7 +172,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async {
-        let node = quipu_server::Node::open(store).context("opening the node's services")?;
+        let store = std::sync::Arc::new(store);
+        if let Some(cluster) = &config.cluster {
+            join_cluster(&store, cluster).await?;
+        }
+        let node = quipu_server::Node::open_shared(store).context("opening the node's services")?;
         let mut others = Vec::new();
         let mut kafka_address = String::new();
         if let Some(address) = config.kafka_listen {
@@ -207,6 +234,38 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     served
 }
+
+/// Makes `store` a replica of `cluster` and waits until it has applied
+/// what the cluster's topic holds now, so the services open on the
+/// cluster's state.
+async fn join_cluster(store: &std::sync::Arc<Store>, cluster: &crate::config::ClusterSettings) -> anyhow::Result<()> {
+    let node = cluster.node.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "quipu".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let config = quipu_cluster::ReplicaConfig {
+        brokers: cluster.brokers.clone(),
+        topic: cluster.topic.clone(),
+        node: node.clone(),
+        partition_key: cluster.partition_key.clone(),
+        produce_timeout: CLUSTER_PRODUCE_TIMEOUT,
+        append_timeout: CLUSTER_APPEND_TIMEOUT,
+    };
+    let replica = quipu_cluster::Replica::start(std::sync::Arc::clone(store), config)
+        .await
+        .with_context(|| format!("joining the cluster of topic {} on {}", cluster.topic, cluster.brokers))?;
+    tracing::info!(node, topic = %cluster.topic, partitions = replica.partitions(), "catching up with the cluster");
+    replica.caught_up().await.context("catching up with the cluster's topic")?;
+    tracing::info!(position = ?store.last_position(), "caught up with the cluster");
+    Ok(())
+}
+
+/// How long one produce to the cluster's topic may take before its
+/// outcome is looked up in the topic.
+const CLUSTER_PRODUCE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long an append in cluster mode may take before it is answered
+/// `outcome_unknown`.
+const CLUSTER_APPEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long the runtime waits for blocking work once the server stopped.
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(3);
