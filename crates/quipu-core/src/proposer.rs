@@ -72,7 +72,7 @@ mod tests {
         assert_eq!(store.last_position(), None, "a proposal writes nothing by itself");
         let invalid = AppendRequest { writes: vec![], condition: None };
         assert!(matches!(store.append(invalid), Err(Error::EmptyAppend)), "refused before it is proposed");
-        assert_eq!(*keeper.proposed.lock().expect("not poisoned"), [proposed.clone()]);
+        assert_eq!(*keeper.proposed.lock().expect("not poisoned"), std::slice::from_ref(&proposed));
 
         let (sender, receiver) = std::sync::mpsc::channel();
         let applied = Applied { recorded_at_us: 1, source: Source { epoch: 0, partition: 0, offset: 0 } };
