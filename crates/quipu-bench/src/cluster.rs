@@ -14,21 +14,16 @@
 //! - `cluster_catch_up`: a new node applying the topic of the 3-node,
 //!   4-partition cell from its start (events/s).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use quipu_cluster::{PartitionKey, Replica, ReplicaConfig};
+use quipu_cluster::{LocalBroker, PartitionKey, Replica, ReplicaConfig};
 use quipu_core::{
     AppendOutcome, AppendRequest, EventType, ExpectedRevision, Options, ProposedEvent, Revision, Store, StreamName,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 
 use super::Bench;
 use super::report::{Measurement, latency_histogram};
@@ -40,48 +35,8 @@ const CELLS: [(usize, i32); 5] = [(1, 1), (1, 4), (1, 16), (3, 4), (3, 16)];
 /// Streams the contention cell's writers share.
 const SHARED_STREAMS: usize = 4;
 
-/// A noida-db broker, stopped when dropped.
-struct Broker {
-    child: Child,
-    address: String,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn noida_db() -> anyhow::Result<PathBuf> {
-    if let Some(path) = std::env::var_os("NOIDA_DB") {
-        return Ok(PathBuf::from(path));
-    }
-    let output = Command::new("python3")
-        .args(["-c", "import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), 'noida-db'))"])
-        .output()
-        .context("running python3 to find noida-db")?;
-    anyhow::ensure!(output.status.success(), "noida-db is not installed: python3 -m pip install noida-db==0.2.3");
-    Ok(PathBuf::from(String::from_utf8(output.stdout)?.trim()))
-}
-
-fn start_broker(bench: &Bench) -> anyhow::Result<Broker> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let data = bench.store_dir("cluster-broker")?;
-    let child = Command::new(noida_db()?)
-        .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting noida-db")?;
-    let broker = Broker { child, address: format!("127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&broker.address).is_err() {
-        anyhow::ensure!(Instant::now() < deadline, "noida-db did not listen on {}", broker.address);
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(broker)
+fn start_broker(bench: &Bench) -> anyhow::Result<LocalBroker> {
+    Ok(LocalBroker::start(&bench.store_dir("cluster-broker")?)?)
 }
 
 /// Runs every cell; prints a line each.
@@ -95,7 +50,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
     runtime.block_on(async {
         for (nodes, partitions) in CELLS {
             let topic = format!("bench-{nodes}-{partitions}");
-            create_topic(&broker.address, &topic, partitions).await?;
+            broker.create_topic(&topic, partitions, &[]).await?;
             let replicas = start_nodes(bench, &broker.address, &topic, nodes, "append").await?;
             let (appends, conflicts, seconds, latency) =
                 drive(&replicas, Duration::from_secs(bench.seconds), false).await;
@@ -109,14 +64,14 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
             );
             close(replicas);
         }
-        contention_and_catch_up(bench, &broker.address).await
+        contention_and_catch_up(bench, &broker).await
     })
 }
 
 /// The contention cell, then a new node catching up on its topic.
-async fn contention_and_catch_up(bench: &Bench, brokers: &str) -> anyhow::Result<()> {
-    let topic = "bench-contention";
-    create_topic(brokers, topic, 4).await?;
+async fn contention_and_catch_up(bench: &Bench, broker: &LocalBroker) -> anyhow::Result<()> {
+    let (brokers, topic) = (broker.address.as_str(), "bench-contention");
+    broker.create_topic(topic, 4, &[]).await?;
     let replicas = start_nodes(bench, brokers, topic, 3, "contention").await?;
     let (appends, conflicts, seconds, latency) = drive(&replicas, Duration::from_secs(bench.seconds), true).await;
     let written = appends - conflicts;
@@ -185,18 +140,6 @@ fn alone(bench: &Bench) -> anyhow::Result<()> {
     bench.emit(&Measurement::new("cluster_alone", appends, 0, seconds).with("writers", WRITERS).with_latency(latency));
     store.close()?;
     bench.finish_store(&dir)
-}
-
-/// A topic of `partitions` partitions that keeps everything.
-async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
-        .set("retention.ms", "-1")
-        .set("max.message.bytes", "16777216");
-    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
-        result.map_err(|(topic, code)| anyhow::anyhow!("creating topic {topic}: {code}"))?;
-    }
-    Ok(())
 }
 
 fn config(brokers: &str, topic: &str, node: &str) -> ReplicaConfig {

@@ -9,17 +9,21 @@
 //! (`quipu_core::decide`). Nodes fed the same topic decide the same, write
 //! the same events at the same positions, and need no leader or lock.
 //!
-//! This crate holds, so far, the pieces that decide nothing by
-//! themselves: the records' encoding, with the version of the decision
-//! rules; the merge of partitions into one order; which partition a
-//! stream goes to; and the topic settings a node requires.
+//! The pieces: the records' encoding, with the version of the decision
+//! rules ([`proposal`]); the merge of partitions into one order
+//! ([`merger`]); which partition a stream goes to ([`partitioner`]); the
+//! topic settings a node requires ([`topic_settings`]); the replica that
+//! joins a store to the topic ([`replica`]); and a local broker for tests
+//! and trying it out ([`local_broker`]).
 
+pub mod local_broker;
 pub mod merger;
 pub mod partitioner;
 pub mod proposal;
 pub mod replica;
 pub mod topic_settings;
 
+pub use local_broker::{LocalBroker, LocalBrokerError};
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
 pub use proposal::{DecodeError, EncodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};

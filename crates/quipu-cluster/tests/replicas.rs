@@ -5,88 +5,36 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quipu_cluster::{PartitionKey, Replica, ReplicaConfig};
+use quipu_cluster::{LocalBroker, PartitionKey, Replica, ReplicaConfig};
 use quipu_core::{
     AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, RecordedEvent, Store,
     StreamName,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 
 const TOPIC: &str = "quipu-log";
 const PARTITIONS: i32 = 3;
 
-/// A noida-db broker on a free port, stopped when dropped.
+/// A broker and the directory it keeps its data in.
 struct Broker {
-    child: Child,
+    local: LocalBroker,
     address: String,
     _data: tempfile::TempDir,
 }
 
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The noida-db binary: `NOIDA_DB`, or the one inside the Python package.
-fn noida_db() -> PathBuf {
-    if let Some(path) = std::env::var_os("NOIDA_DB") {
-        return PathBuf::from(path);
-    }
-    let output = Command::new("python3")
-        .args(["-c", "import noida_db, os; print(os.path.join(os.path.dirname(noida_db.__file__), 'noida-db'))"])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "noida-db is not installed: run scripts/test, or `python3 -m pip install noida-db==0.2.3`"
-    );
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
-}
-
 fn start_broker() -> Broker {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let data = tempfile::tempdir().unwrap();
-    let child = Command::new(noida_db())
-        .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
-        .arg(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("noida-db starts");
-    let address = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(&address).is_err() {
-        assert!(Instant::now() < deadline, "the broker did not listen on {address}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Broker { child, address, _data: data }
+    let local = LocalBroker::start(data.path()).unwrap();
+    Broker { address: local.address.clone(), local, _data: data }
 }
 
 /// Creates `name` keeping every record and taking the largest proposals,
 /// with `more` settings on top.
-async fn create_topic(brokers: &str, name: &str, more: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
-    let mut topic = NewTopic::new(name, PARTITIONS, TopicReplication::Fixed(1))
-        .set("retention.ms", "-1")
-        .set("max.message.bytes", "16777216");
-    for (key, value) in more {
-        topic = topic.set(key, value);
-    }
-    let results = admin.create_topics([&topic], &AdminOptions::new()).await.unwrap();
-    for result in results {
-        result.unwrap();
-    }
+async fn create_topic(broker: &Broker, name: &str, more: &[(&str, &str)]) {
+    broker.local.create_topic(name, PARTITIONS, more).await.unwrap();
 }
 
 fn config(brokers: &str, node: &str) -> ReplicaConfig {
@@ -129,7 +77,7 @@ fn converged(a: &Store, b: &Store) -> (Vec<RecordedEvent>, Vec<RecordedEvent>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
     let broker = start_broker();
-    create_topic(&broker.address, TOPIC, &[]).await;
+    create_topic(&broker, TOPIC, &[]).await;
     let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (a_store, b_store) = (open(a_dir.path()), open(b_dir.path()));
     let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).await.unwrap();
@@ -183,7 +131,7 @@ async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_topic_that_could_lose_events_is_refused_naming_each_setting() {
     let broker = start_broker();
-    create_topic(&broker.address, "weekly", &[("retention.ms", "604800000"), ("cleanup.policy", "compact")]).await;
+    create_topic(&broker, "weekly", &[("retention.ms", "604800000"), ("cleanup.policy", "compact")]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let weekly = ReplicaConfig { topic: "weekly".into(), ..config(&broker.address, "a") };
@@ -205,7 +153,7 @@ async fn a_proposal_whose_node_died_before_its_ticks_is_still_applied() {
     use rdkafka::producer::{FutureProducer, FutureRecord};
 
     let broker = start_broker();
-    create_topic(&broker.address, TOPIC, &[]).await;
+    create_topic(&broker, TOPIC, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let replica = Replica::start(Arc::clone(&store), config(&broker.address, "alive")).await.unwrap();

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 14] = [
+const SERVE_ENV_VARS: [&str; 18] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
@@ -34,6 +34,10 @@ const SERVE_ENV_VARS: [&str; 14] = [
     "QUIPU_KURRENT_TLS_CERT",
     "QUIPU_KURRENT_TLS_KEY",
     "QUIPU_KURRENT_LISTEN",
+    "QUIPU_CLUSTER_BROKERS",
+    "QUIPU_CLUSTER_TOPIC",
+    "QUIPU_CLUSTER_PARTITION_KEY",
+    "QUIPU_CLUSTER_NODE",
 ];
 
 /// Bounds a request that hangs, so a broken server fails a test instead of

@@ -1,0 +1,145 @@
+//! Cluster mode through the real binary: `quipu serve --cluster-brokers
+//! --cluster-topic` processes sharing one topic on a real Kafka-protocol
+//! broker (noida-db, which `scripts/test` installs). Appends sent to
+//! different nodes are decided once and alike; every node serves the same
+//! `$all`; a node killed with SIGKILL, and a node started on an empty data
+//! directory, catch up to the same state before they serve.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
+#![cfg(unix)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Server, serve_command};
+use quipu_cluster::LocalBroker;
+use serde_json::{Value, json};
+
+const TOPIC: &str = "quipu-log";
+const PARTITIONS: i32 = 3;
+
+fn start_broker(data: &Path) -> LocalBroker {
+    let broker = LocalBroker::start(data).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(broker.create_topic(TOPIC, PARTITIONS, &[])).unwrap();
+    broker
+}
+
+/// A node of the cluster on `data_dir`, named `node`.
+fn start_node(broker: &LocalBroker, data_dir: &Path, node: &str) -> Server {
+    let mut command = serve_command();
+    command
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--cluster-brokers", &broker.address, "--cluster-topic", TOPIC, "--cluster-node", node, "--data-dir"])
+        .arg(data_dir);
+    Server::spawn(command)
+}
+
+/// Every event of `$all` on `server`, as served.
+fn all(server: &Server) -> Vec<Value> {
+    let (status, body) = server.request("GET", "/v1/all?from=0&limit=10000", None);
+    assert_eq!(status, 200, "{body}");
+    body["events"].as_array().unwrap().clone()
+}
+
+/// `$all` of `server` once it holds as many events as `reference` has.
+fn all_when_caught_up(server: &Server, reference: &Server) -> (Vec<Value>, Vec<Value>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (expected, served) = (all(reference), all(server));
+        if served.len() >= expected.len() || Instant::now() > deadline {
+            return (expected, served);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An append of one event with a fixed id (so it can be sent again).
+fn opening(n: u32, node: &str) -> Value {
+    json!({"expected_revision": "no_stream", "events": [{
+        "id": format!("6f1c9b7e-2f44-4b8e-9a53-{:04x}{n:08x}", node.as_bytes()[0]),
+        "type": "AccountOpened",
+        "data": {"by": node},
+    }]})
+}
+
+#[test]
+fn nodes_on_one_topic_decide_alike_and_killed_or_new_nodes_catch_up() {
+    let broker_data = tempfile::tempdir().unwrap();
+    let broker = start_broker(broker_data.path());
+    let (a_dir, b_dir, c_dir) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_node(&broker, a_dir.path(), "a");
+    let b = start_node(&broker, b_dir.path(), "b");
+
+    // Each account is opened on both nodes at once: one opening wins, the
+    // other is told the stream exists, whichever node it was sent to.
+    let accounts = 8u32;
+    let winners: Vec<(u32, &str)> = std::thread::scope(|scope| {
+        let rounds: Vec<_> = (0..accounts)
+            .map(|n| {
+                let (a, b) = (&a, &b);
+                scope.spawn(move || {
+                    let stream = format!("account-{n}");
+                    let on_b = scope.spawn(move || b.append(&stream, &opening(n, "b")));
+                    let (a_status, a_body) = a.append(&format!("account-{n}"), &opening(n, "a"));
+                    let (b_status, b_body) = on_b.join().unwrap();
+                    let mut statuses = [a_status, b_status];
+                    statuses.sort_unstable();
+                    assert_eq!(statuses, [200, 409], "account-{n}: a said {a_body}, b said {b_body}");
+                    let loser = if a_status == 409 { &a_body } else { &b_body };
+                    assert_eq!(loser["code"], "wrong_expected_revision", "{loser}");
+                    (n, if a_status == 200 { "a" } else { "b" })
+                })
+            })
+            .collect();
+        rounds.into_iter().map(|round| round.join().unwrap()).collect()
+    });
+    let (on_a, on_b) = all_when_caught_up(&b, &a);
+    assert_eq!(on_a.len(), accounts as usize, "one opening per account");
+    assert_eq!(on_a, on_b, "both nodes serve the same events at the same positions and times");
+
+    // The winner's append sent again to the other node is a retry, not a
+    // conflict.
+    let (n, winner) = winners[0];
+    let other = if winner == "a" { &b } else { &a };
+    let (status, body) = other.append(&format!("account-{n}"), &opening(n, winner));
+    assert_eq!((status, &body["already_written"]), (200, &json!(true)), "{body}");
+
+    // An atomic append across partitions is refused, naming the option.
+    let refused = (1..50).find_map(|n| {
+        let body = json!({"writes": [
+            {"stream": "transfer-0", "expected_revision": "any", "events": [{"type": "Moved", "data": {}}]},
+            {"stream": format!("transfer-{n}"), "expected_revision": "any", "events": [{"type": "Moved", "data": {}}]},
+        ]});
+        let (status, body) = a.request("POST", "/v1/append", Some(&body.to_string()));
+        (status == 400).then_some(body)
+    });
+    let refused = refused.expect("some pair of 50 streams spans two of three partitions");
+    assert_eq!(refused["code"], "cross_partition", "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("--cluster-partition-key"), "{refused}");
+
+    // A node killed mid-life misses appends; restarted, it applies them
+    // before it serves.
+    b.signal("KILL");
+    assert_eq!(b.wait(), None, "b died of SIGKILL");
+    for n in accounts..accounts + 20 {
+        assert_eq!(a.append(&format!("account-{n}"), &opening(n, "a")).0, 200);
+    }
+    let b = start_node(&broker, b_dir.path(), "b");
+    assert_eq!(all(&b), all(&a), "the restarted node caught up before serving");
+
+    // A node on an empty data directory replays the topic to the same
+    // state, and takes appends like the others.
+    let c = start_node(&broker, c_dir.path(), "c");
+    assert_eq!(all(&c), all(&a), "a new node replays the topic to the same events");
+    let (status, body) =
+        c.append("account-0", &json!({"expected_revision": 0, "events": [{"type": "Deposited", "data": {}}]}));
+    assert_eq!(status, 200, "{body}");
+    let (on_a, on_c) = all_when_caught_up(&a, &c);
+    assert_eq!(on_a, on_c);
+    let (on_b, on_c) = all_when_caught_up(&b, &c);
+    assert_eq!(on_b, on_c);
+}
