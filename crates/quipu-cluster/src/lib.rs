@@ -17,6 +17,7 @@
 //! and trying it out ([`local_broker`]).
 
 pub mod local_broker;
+pub mod merge_state;
 pub mod merger;
 pub mod partitioner;
 pub mod proposal;
@@ -24,6 +25,7 @@ pub mod replica;
 pub mod topic_settings;
 
 pub use local_broker::{LocalBroker, LocalBrokerError};
+pub use merge_state::{MergeState, MergeStateError};
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
 pub use proposal::{DecodeError, EncodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};

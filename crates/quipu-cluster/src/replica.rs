@@ -29,6 +29,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, oneshot};
 
+use crate::merge_state::{MergeState, MergeStateError};
 use crate::merger::{Entry, LaneStart, MergeKey, Merger};
 use crate::partitioner::{PartitionError, PartitionKey, Partitioner};
 use crate::proposal::{DecodeError, EncodeError, Proposal, Record, RequestId, Tick};
@@ -36,6 +37,11 @@ use crate::topic_settings::{TopicSettings, TopicSettingsError};
 
 /// How long a metadata request may take on start.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the merge's state is saved (see [`MergeState`]).
+const SAVE_EVERY: Duration = Duration::from_secs(1);
+/// How long a closing applier waits for the store to decide what it
+/// handed over before it saves the merge state.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
 /// How long the applier waits for records before it looks at its stop flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// How long records may wait in the merge before this node ticks for them
@@ -80,6 +86,19 @@ pub enum ClusterError {
     /// The topic is configured so that it could lose events.
     #[error(transparent)]
     Topic(#[from] TopicSettingsError),
+    /// This data directory cannot follow the topic as it is now: it
+    /// applied another topic, or the topic lost records this node has not
+    /// applied, or its partitions changed.
+    #[error("this node cannot follow topic {topic}: {reason}")]
+    CannotFollow {
+        /// The topic.
+        topic: String,
+        /// Why.
+        reason: String,
+    },
+    /// The saved merge state could not be read.
+    #[error(transparent)]
+    State(#[from] MergeStateError),
     /// The append cannot be one proposal.
     #[error(transparent)]
     Partition(#[from] PartitionError),
@@ -122,15 +141,17 @@ impl ClusterError {
 /// How far the applier has read each partition, for proposers that must
 /// know their proposal's epoch before they tick.
 struct Consumed {
-    /// Per partition, the last offset read (-1: none yet).
+    /// Per partition, the last offset read (one before the resume offset
+    /// until a record is read).
     offsets: Vec<AtomicI64>,
     /// Woken after every record read.
     read: Notify,
 }
 
 impl Consumed {
-    fn new(partitions: u32) -> Consumed {
-        Consumed { offsets: (0..partitions).map(|_| AtomicI64::new(-1)).collect(), read: Notify::new() }
+    /// Nothing read yet, each partition resuming from its lane.
+    fn new(lanes: &[LaneStart]) -> Consumed {
+        Consumed { offsets: lanes.iter().map(|lane| AtomicI64::new(lane.offset - 1)).collect(), read: Notify::new() }
     }
 
     /// Waits until `offset` of `partition` has been read (or the applier
@@ -240,7 +261,7 @@ struct Inner {
     stop: Arc<AtomicBool>,
     /// Why the applier stopped, once it has.
     failure: Arc<Mutex<Option<String>>>,
-    applier: Mutex<Option<JoinHandle<()>>>,
+    applier: Mutex<Option<JoinHandle<Option<Unsaved>>>>,
 }
 
 impl Replica {
@@ -283,9 +304,10 @@ impl Replica {
         let replicas = topic.and_then(|t| t.partitions().first()).map_or(0, |p| p.replicas().len());
         let settings = read_settings(&config, u32::try_from(replicas).unwrap_or(u32::MAX)).await?;
         settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
-        let consumer = assigned_consumer(&config, partitions)?;
-        let lanes = vec![LaneStart { offset: 0, epoch: 0 }; partitions as usize];
         let applied_through = store.last_source()?;
+        let lanes = resume_lanes(&store, &config.topic, partitions, applied_through)?;
+        check_offsets(&producer, &config.topic, &lanes, applied_through).await?;
+        let consumer = assigned_consumer(&config, &lanes)?;
         let inner = Arc::new(Inner {
             partitioner: Partitioner::new(config.partition_key.clone(), partitions),
             config,
@@ -293,8 +315,8 @@ impl Replica {
             partitions,
             runtime: tokio::runtime::Handle::current(),
             waiting: Arc::default(),
-            newest_epoch: Arc::default(),
-            consumed: Arc::new(Consumed::new(partitions)),
+            newest_epoch: Arc::new(AtomicU64::new(lanes.iter().map(|l| l.epoch).max().unwrap_or(0))),
+            consumed: Arc::new(Consumed::new(&lanes)),
             ticks: Arc::new(TicksDue::new(partitions)),
             applies: Arc::default(),
             held: Arc::default(),
@@ -307,6 +329,7 @@ impl Replica {
         let applier = Applier {
             consumer,
             merger: Merger::resume(&lanes, applied_through),
+            saving: Saving::new(store.dir(), &replica.inner.config.topic),
             // Not a strong reference: the store holds this replica, and
             // closing the store closes it.
             store: Arc::downgrade(&store),
@@ -387,7 +410,7 @@ impl Replica {
     /// it handed to the store is still decided); appends still waiting get
     /// [`ClusterError::Stopped`], later ones too.
     pub fn close(&self) {
-        self.inner.close();
+        self.inner.close(None);
     }
 }
 
@@ -399,8 +422,8 @@ impl Proposer for Replica {
         });
     }
 
-    fn close(&self) {
-        self.inner.close();
+    fn close(&self, store: &Store) {
+        self.inner.close(Some(store));
     }
 }
 
@@ -527,15 +550,20 @@ impl Inner {
         ClusterError::Stopped { reason: reason.unwrap_or_else(|| "the replica closed".into()) }
     }
 
-    fn close(&self) {
+    /// Stops the applier; when `store` is given (it is closing), saves
+    /// the merge state the applier could not reach it to save.
+    fn close(&self, store: Option<&Store>) {
         self.stop.store(true, Ordering::Release);
         self.consumed.read.notify_waiters();
         self.ticks.due.notify_one();
         let thread = self.applier.lock().unwrap_or_else(PoisonError::into_inner).take();
-        if let Some(thread) = thread
-            && thread.join().is_err()
-        {
-            tracing::error!("the cluster applier panicked");
+        match thread.map(JoinHandle::join) {
+            Some(Ok(Some(unsaved))) => match store {
+                Some(store) => unsaved.save(store),
+                None => tracing::warn!("the store closed before the merge state was saved; it stays older"),
+            },
+            Some(Err(_)) => tracing::error!("the cluster applier panicked"),
+            Some(Ok(None)) | None => {}
         }
         // Appends still waiting will not be applied here: they get `Stopped`.
         lock(&self.waiting).clear();
@@ -544,7 +572,7 @@ impl Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.close();
+        self.close(None);
     }
 }
 
@@ -645,8 +673,9 @@ async fn read_settings(config: &ReplicaConfig, replication_factor: u32) -> Resul
     Ok(TopicSettings { topic: config.topic.clone(), configs, replication_factor })
 }
 
-/// A consumer of every partition of the topic from its first offset.
-fn assigned_consumer(config: &ReplicaConfig, partitions: u32) -> Result<BaseConsumer, KafkaError> {
+/// A consumer of every partition of the topic, each from its lane's
+/// offset.
+fn assigned_consumer(config: &ReplicaConfig, lanes: &[LaneStart]) -> Result<BaseConsumer, KafkaError> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &config.brokers)
         .set("group.id", format!("quipu-replica-{}", config.node))
@@ -655,21 +684,174 @@ fn assigned_consumer(config: &ReplicaConfig, partitions: u32) -> Result<BaseCons
         .set("fetch.wait.max.ms", "5")
         .create()?;
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        assignment.add_partition_offset(
-            &config.topic,
-            i32::try_from(partition).unwrap_or(i32::MAX),
-            Offset::Beginning,
-        )?;
+    for (partition, lane) in (0i32..).zip(lanes) {
+        assignment.add_partition_offset(&config.topic, partition, Offset::Offset(lane.offset))?;
     }
     consumer.assign(&assignment)?;
     Ok(consumer)
 }
 
+/// Where each partition resumes for `store`: from its saved merge state
+/// when that is of this topic and not ahead of the store, else from the
+/// first offsets.
+///
+/// # Errors
+/// [`ClusterError::CannotFollow`] when the directory applied another
+/// topic, the topic's partitions changed, or the store holds events
+/// written alone; a saved state that does not read.
+fn resume_lanes(
+    store: &Store,
+    topic: &str,
+    partitions: u32,
+    applied_through: Option<MergeKey>,
+) -> Result<Vec<LaneStart>, ClusterError> {
+    let cannot = |reason: String| ClusterError::CannotFollow { topic: topic.to_owned(), reason };
+    if applied_through.is_none() && store.last_position().is_some() {
+        return Err(cannot(format!(
+            "{} holds events written alone; a node joins a cluster with an empty data directory or one of that cluster's",
+            store.dir().display()
+        )));
+    }
+    if let Some(applied) = applied_through
+        && applied.partition >= partitions
+    {
+        return Err(cannot(format!(
+            "this node applied partition {} but the topic has {partitions}: its partitions changed, which moves streams",
+            applied.partition
+        )));
+    }
+    let from_start = vec![LaneStart { offset: 0, epoch: 0 }; partitions as usize];
+    let Some(saved) = MergeState::load(store.dir())? else { return Ok(from_start) };
+    if saved.topic != topic {
+        return Err(cannot(format!("{} followed topic {}", store.dir().display(), saved.topic)));
+    }
+    if saved.lanes.len() != partitions as usize {
+        return Err(cannot(format!(
+            "this node applied {} partitions but the topic has {partitions}: its partitions changed, which moves streams",
+            saved.lanes.len()
+        )));
+    }
+    if saved.applied > applied_through {
+        tracing::warn!(
+            saved = ?saved.applied,
+            store = ?applied_through,
+            "the saved merge state is ahead of the store; reading the topic from its first offsets"
+        );
+        return Ok(from_start);
+    }
+    Ok(saved.lanes)
+}
+
+/// Refuses a topic that no longer holds what this node must read: a
+/// partition whose first offset is past the lane's (records deleted), or
+/// whose end is before it or before the last applied record (a recreated
+/// topic).
+async fn check_offsets(
+    producer: &FutureProducer,
+    topic: &str,
+    lanes: &[LaneStart],
+    applied: Option<MergeKey>,
+) -> Result<(), ClusterError> {
+    let (producer, name, count) = (producer.clone(), topic.to_owned(), lanes.len());
+    let watermarks = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .map(|p| producer.client().fetch_watermarks(&name, i32::try_from(p).unwrap_or(i32::MAX), METADATA_TIMEOUT))
+            .collect::<Result<Vec<(i64, i64)>, KafkaError>>()
+    })
+    .await
+    .map_err(|e| ClusterError::Stopped { reason: format!("reading the topic's offsets: {e}") })??;
+    let cannot = |reason: String| ClusterError::CannotFollow { topic: topic.to_owned(), reason };
+    for ((partition, lane), (low, high)) in (0u32..).zip(lanes).zip(watermarks) {
+        if lane.offset < low {
+            return Err(cannot(format!(
+                "partition {partition} starts at offset {low} but this node reads from {}: records it has not applied were deleted",
+                lane.offset
+            )));
+        }
+        let applied_here = applied.filter(|a| a.partition == partition).map_or(-1, |a| a.offset);
+        if lane.offset > high || applied_here >= high {
+            return Err(cannot(format!(
+                "partition {partition} ends at offset {high}, before what this node applied: was the topic recreated?"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Saves the merge's state now and then, once the store has decided
+/// everything given out before it.
+struct Saving {
+    dir: std::path::PathBuf,
+    topic: String,
+    last: std::time::Instant,
+    /// A state taken, waiting for the store to decide this many applies.
+    pending: Option<(Vec<LaneStart>, u64)>,
+}
+
+impl Saving {
+    fn new(dir: &std::path::Path, topic: &str) -> Saving {
+        Saving { dir: dir.to_path_buf(), topic: topic.to_owned(), last: std::time::Instant::now(), pending: None }
+    }
+
+    /// Takes the merge's state when one is due, and saves the one taken
+    /// once the store has decided what came before it.
+    fn tick(&mut self, merger: &Merger<(Proposal, u64)>, applies: &Applies, store: &Store) {
+        if self.pending.is_none() && self.last.elapsed() >= SAVE_EVERY {
+            self.pending = Some((merger.lanes(), applies.handed.load(Ordering::Acquire)));
+        }
+        if let Some((_, handed)) = &self.pending
+            && applies.decided.load(Ordering::Acquire) >= *handed
+            && let Some((lanes, _)) = self.pending.take()
+        {
+            self.save(lanes, store);
+        }
+    }
+
+    /// Saves the merge's state as it is, once the store has decided
+    /// everything handed to it (waiting at most [`FINISH_WAIT`]).
+    fn finish(&mut self, merger: &Merger<(Proposal, u64)>, applies: &Applies, store: &Store) {
+        let (lanes, handed) = (merger.lanes(), applies.handed.load(Ordering::Acquire));
+        let deadline = std::time::Instant::now() + FINISH_WAIT;
+        while applies.decided.load(Ordering::Acquire) < handed {
+            if std::time::Instant::now() > deadline {
+                return tracing::warn!("the store did not decide what was handed to it; the merge state stays older");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.save(lanes, store);
+    }
+
+    fn save(&mut self, lanes: Vec<LaneStart>, store: &Store) {
+        self.last = std::time::Instant::now();
+        let applied = match store.last_source() {
+            Ok(applied) => applied,
+            Err(error) => return tracing::warn!(%error, "reading the last applied commit to save the merge state"),
+        };
+        let state = MergeState { topic: self.topic.clone(), lanes, applied };
+        if let Err(error) = state.save(&self.dir) {
+            tracing::warn!(%error, "saving the merge state");
+        }
+    }
+}
+
 /// The thread that applies the topic to the store.
+/// The merge of an applier that stopped while its store was closing.
+struct Unsaved {
+    merger: Merger<(Proposal, u64)>,
+    saving: Saving,
+    applies: Arc<Applies>,
+}
+
+impl Unsaved {
+    fn save(mut self, store: &Store) {
+        self.saving.finish(&self.merger, &self.applies, store);
+    }
+}
+
 struct Applier {
     consumer: BaseConsumer,
     merger: Merger<(Proposal, u64)>,
+    saving: Saving,
     store: Weak<Store>,
     waiting: Waiters,
     newest_epoch: Arc<AtomicU64>,
@@ -681,8 +863,19 @@ struct Applier {
 }
 
 impl Applier {
-    fn run(mut self) {
-        if let Err(reason) = self.follow() {
+    /// Follows the topic until told to stop, then saves the merge state;
+    /// gives the merge back when the store is closing and so out of its
+    /// reach (the closer saves it, see [`Inner::close`]).
+    fn run(mut self) -> Option<Unsaved> {
+        let followed = self.follow();
+        let unsaved = match self.store.upgrade() {
+            Some(store) => {
+                self.saving.finish(&self.merger, &self.applies, &store);
+                None
+            }
+            None => Some(Unsaved { merger: self.merger, saving: self.saving, applies: Arc::clone(&self.applies) }),
+        };
+        if let Err(reason) = followed {
             tracing::error!(%reason, "the cluster applier stopped");
             *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
             self.stop.store(true, Ordering::Release);
@@ -690,13 +883,17 @@ impl Applier {
             // Appends still waiting get `Stopped` when their senders drop.
             lock(&self.waiting).clear();
         }
+        unsaved
     }
 
     /// Applies records until told to stop; an error stops applying for
     /// good (the node must not decide past what it cannot read).
     fn follow(&mut self) -> Result<(), String> {
         while !self.stop.load(Ordering::Acquire) {
-            let message = match self.consumer.poll(POLL_INTERVAL) {
+            let polled = self.consumer.poll(POLL_INTERVAL);
+            let Some(store) = self.store.upgrade() else { return Ok(()) };
+            self.saving.tick(&self.merger, &self.applies, &store);
+            let message = match polled {
                 None => continue,
                 Some(Err(error)) => {
                     tracing::warn!(%error, "reading the cluster topic");
@@ -733,11 +930,8 @@ impl Applier {
                 read.store(offset, Ordering::Release);
             }
             self.consumed.read.notify_waiters();
-            if self.merger.held() > 0 {
-                let Some(store) = self.store.upgrade() else { return Ok(()) };
-                while let Some((key, (proposal, recorded_at_us))) = self.merger.pop() {
-                    self.apply(&store, key, proposal, recorded_at_us);
-                }
+            while let Some((key, (proposal, recorded_at_us))) = self.merger.pop() {
+                self.apply(&store, key, proposal, recorded_at_us);
             }
             self.held.store(u64::try_from(self.merger.held()).unwrap_or(u64::MAX), Ordering::Release);
         }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quipu_cluster::{LocalBroker, PartitionKey, Replica, ReplicaConfig};
+use quipu_cluster::{LocalBroker, MergeState, PartitionKey, Replica, ReplicaConfig};
 use quipu_core::{
     AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, RecordedEvent, Store,
     StreamName,
@@ -117,7 +117,10 @@ async fn conflicting_appends_on_two_nodes_are_decided_once_and_alike() {
     // applied, and both go on deciding alike.
     a.close();
     drop(a_store);
+    let saved = MergeState::load(a_dir.path()).unwrap().expect("a closed node saved where its merge stands");
+    assert!(saved.lanes.iter().any(|lane| lane.offset > 0), "{saved:?}");
     let a_store = open(a_dir.path());
+    assert_eq!(saved.applied, a_store.last_source().unwrap(), "saved once everything applied was decided");
     let a = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).await.unwrap();
     assert!(matches!(a.append(open_account("account-0", "a")).await.unwrap(), AppendOutcome::Conflict(_)));
     assert!(matches!(a.append(open_account("account-new", "a")).await.unwrap(), AppendOutcome::Written(_)));
@@ -188,4 +191,53 @@ async fn a_proposal_whose_node_died_before_its_ticks_is_still_applied() {
     }
     assert_eq!(all_events(&store)[0].stream.as_str(), stream);
     replica.close();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_topic_it_cannot_follow() {
+    let broker = start_broker();
+    create_topic(&broker, TOPIC, &[]).await;
+    create_topic(&broker, "other", &[]).await;
+
+    // A store that was written alone holds positions no other node has.
+    let alone = tempfile::tempdir().unwrap();
+    let store = open(alone.path());
+    store.append(open_account("account-alone", "alone")).unwrap();
+    let Err(error) = Replica::start(Arc::clone(&store), config(&broker.address, "alone")).await else {
+        panic!("a store written alone joined a cluster")
+    };
+    assert!(error.to_string().contains("holds events written alone"), "{error}");
+    assert_eq!(all_events(&store).len(), 1, "nothing changed");
+    drop(store);
+
+    // A node that followed one topic does not follow another.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let replica = Replica::start(Arc::clone(&store), config(&broker.address, "a")).await.unwrap();
+    assert!(matches!(replica.append(open_account("account-1", "a")).await.unwrap(), AppendOutcome::Written(_)));
+    replica.close();
+    drop((replica, store));
+    let store = open(dir.path());
+    let other = ReplicaConfig { topic: "other".into(), ..config(&broker.address, "a") };
+    let Err(error) = Replica::start(Arc::clone(&store), other).await else { panic!("another topic was followed") };
+    assert!(error.to_string().contains(&format!("{} followed topic {TOPIC}", dir.path().display())), "{error}");
+    drop(store);
+
+    // A topic deleted and made again no longer holds what the node applied.
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    for result in admin.delete_topics(&[TOPIC], &rdkafka::admin::AdminOptions::new()).await.unwrap() {
+        result.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker.local.create_topic(TOPIC, PARTITIONS, &[]).await.is_err() {
+        assert!(Instant::now() < deadline, "the topic could not be made again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = open(dir.path());
+    let Err(error) = Replica::start(Arc::clone(&store), config(&broker.address, "a")).await else {
+        panic!("a recreated topic was followed")
+    };
+    assert!(error.to_string().contains("was the topic recreated?"), "{error}");
+    assert_eq!(all_events(&store).len(), 1, "nothing changed");
 }

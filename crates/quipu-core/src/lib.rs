@@ -94,5 +94,5 @@ pub use scavenge::{Doomed, ScavengeProgress};
 pub use sequencer::{Applied, Reply};
 pub use snapshot::Snapshot;
 pub use stats::{CommitMeter, CommitStats, process_cpu_ns, thread_cpu_ns};
-pub use store::{STORE_FORMAT_VERSION, Store};
+pub use store::{STORE_FORMAT_VERSION, Store, write_durably};
 pub use temporal::AsOf;

@@ -19,10 +19,11 @@ pub trait Proposer: Send + Sync {
     /// an async worker.
     fn propose(&self, request: AppendRequest, reply: Reply);
 
-    /// Stops proposing and applying; called when the store closes, before
-    /// its sequencer stops. Appends still waiting are answered with an
-    /// error. Must be safe to call more than once.
-    fn close(&self);
+    /// Stops proposing and applying; called with the store when it
+    /// closes, before its sequencer stops (so what the proposer applied is
+    /// still decided, and it may read the store). Appends still waiting
+    /// are answered with an error. Must be safe to call more than once.
+    fn close(&self, store: &crate::Store);
 }
 
 #[cfg(test)]
@@ -48,7 +49,7 @@ mod tests {
             reply(Err(Error::ClusterUnavailable { reason: "no broker".into() }));
         }
 
-        fn close(&self) {
+        fn close(&self, _store: &Store) {
             self.closed.store(true, Ordering::Release);
         }
     }

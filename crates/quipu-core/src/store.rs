@@ -480,7 +480,7 @@ impl Store {
     fn shutdown(&self) -> Result<(), Error> {
         if let Some(proposer) = self.proposer.get() {
             // What it applied is queued before the sequencer stops.
-            proposer.close();
+            proposer.close(self);
         }
         self.intake.close();
         if let Some(thread) = self.sequencer.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -556,8 +556,13 @@ fn check_format(dir: &Path) -> Result<(), Error> {
     }
 }
 
-/// Replaces `dir/name` with `bytes`: temp file, fsync, rename, fsync dir.
-pub(crate) fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
+/// Replaces `dir/name` with `bytes`, whole or not at all, durably: temp
+/// file, fsync, rename, fsync of the directory. After a crash the file
+/// holds the old bytes or the new ones.
+///
+/// # Errors
+/// [`Error::Io`] naming the file.
+pub fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), Error> {
     let temp = dir.join(format!("{name}.tmp"));
     let target = dir.join(name);
     let context = || format!("writing {}", target.display());
