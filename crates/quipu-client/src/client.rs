@@ -76,6 +76,8 @@ pub struct Client {
     pub(crate) schemas: SchemasClient<Transport>,
     retry: RetryPolicy,
     raw: bool,
+    /// Reads answer only once the server holds this position.
+    wait_for: Option<Position>,
 }
 
 impl Client {
@@ -130,6 +132,7 @@ impl Client {
             schemas,
             retry: RetryPolicy::default(),
             raw: false,
+            wait_for: None,
         })
     }
 
@@ -139,6 +142,17 @@ impl Client {
     #[must_use]
     pub fn raw_reads(mut self, raw: bool) -> Client {
         self.raw = raw;
+        self
+    }
+
+    /// The same client, whose reads (of streams, `$all` and filters) are
+    /// answered only once the server holds `position`: read your writes
+    /// on any node of a cluster, by passing an append's last position
+    /// (positions agree on every node). A read waits up to 10 s on the
+    /// server, then fails [`Error::Unavailable`] (`position_not_reached`).
+    #[must_use]
+    pub fn reading_after(mut self, position: Position) -> Client {
+        self.wait_for = Some(position);
         self
     }
 
@@ -306,6 +320,7 @@ impl Client {
             to_position,
             as_of_us,
             raw: self.raw,
+            wait_for_position: self.wait_for.map(|position| position.0),
         };
         let response = self.unary("/quipu.v1.Streams/ReadStream", request, |mut grpc, request| async move {
             grpc.read_stream(request).await
@@ -377,6 +392,7 @@ impl Client {
             to_position,
             as_of_us,
             raw: self.raw,
+            wait_for_position: self.wait_for.map(|position| position.0),
         };
         let response = self.call(|mut grpc| async move { grpc.read_all(request).await });
         wire::events(response.await?)
@@ -420,6 +436,7 @@ impl Client {
             to_position,
             as_of_us,
             raw: self.raw,
+            wait_for_position: self.wait_for.map(|position| position.0),
         };
         let response = self.call(|mut grpc| {
             let request = request.clone();

@@ -25,7 +25,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures_util::{Stream, StreamExt};
-use quipu_core::{AppendOutcome, RecordedEvent, Store, StreamName};
+use quipu_core::{AppendOutcome, Position, RecordedEvent, Store, StreamName};
 use quipu_proto::v1 as pb;
 use quipu_proto::v1::streams_server::Streams;
 use tonic::{Request, Response, Status, Streaming};
@@ -243,8 +243,8 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
         let (from, limit) = (request.from_revision, wire::limit(request.limit));
-        let shape = Shape::raw_if(request.raw);
-        self.read(ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape }).await
+        let (shape, wait_for) = (Shape::raw_if(request.raw), request.wait_for_position.map(Position));
+        self.read(ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape, wait_for }).await
     }
 
     async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -252,8 +252,8 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        let shape = Shape::raw_if(request.raw);
-        self.read(ReadRequest { source: Source::All, from, direction, limit, as_of, shape }).await
+        let (shape, wait_for) = (Shape::raw_if(request.raw), request.wait_for_position.map(Position));
+        self.read(ReadRequest { source: Source::All, from, direction, limit, as_of, shape, wait_for }).await
     }
 
     async fn read_filtered(
@@ -271,8 +271,8 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        let shape = Shape::raw_if(request.raw);
-        self.read(ReadRequest { source, from, direction, limit, as_of, shape }).await
+        let (shape, wait_for) = (Shape::raw_if(request.raw), request.wait_for_position.map(Position));
+        self.read(ReadRequest { source, from, direction, limit, as_of, shape, wait_for }).await
     }
 
     type SubscribeStream = SubscribeStream;

@@ -124,6 +124,7 @@ mod tests {
                 code,
                 ErrorCode::StoreUnavailable
                     | ErrorCode::OutcomeUnknown
+                    | ErrorCode::PositionNotReached
                     | ErrorCode::Internal
                     | ErrorCode::CorruptRecord
             );

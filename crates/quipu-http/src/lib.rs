@@ -33,7 +33,7 @@ use std::sync::Arc;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::{Json, Router};
-use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, Store, StreamName, Tag};
+use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, Position, Store, StreamName, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -218,6 +218,10 @@ struct ReadQuery {
     /// versions.
     #[serde(default)]
     raw: bool,
+    /// Answer only once this node holds this position (an append's
+    /// `last_position`, from any node of a cluster), waiting up to 10 s;
+    /// 503 `position_not_reached` after that.
+    wait_for_position: Option<u64>,
 }
 
 impl ReadQuery {
@@ -262,8 +266,8 @@ async fn read_stream(
     let Query(query) = query?;
     let stream = StreamName::readable(stream)?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
-    read(&reads, ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape: query.shape() })
-        .await
+    let (shape, wait_for) = (query.shape(), query.wait_for_position.map(Position));
+    read(&reads, ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape, wait_for }).await
 }
 
 /// Query of a delete.
@@ -450,7 +454,8 @@ async fn read_by_position(
     debug_assert!(!matches!(source, Source::Stream(_)), "streams are read by revision");
     let Query(query) = query?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(false)?);
-    read(reads, ReadRequest { source, from, direction, limit, as_of, shape: query.shape() }).await
+    let (shape, wait_for) = (query.shape(), query.wait_for_position.map(Position));
+    read(reads, ReadRequest { source, from, direction, limit, as_of, shape, wait_for }).await
 }
 
 /// Runs `request` through the node's read path and answers

@@ -79,6 +79,7 @@ impl Cursor {
             limit: PAGE,
             as_of: None,
             shape: Shape::Current,
+            wait_for: None,
         };
         let page = self.reads.read(request).await;
         let events = match page {

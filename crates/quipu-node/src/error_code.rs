@@ -149,6 +149,8 @@ pub enum ErrorCode {
     SchemaNotFound,
     /// `snapshot_too_large`: A snapshot is over the size limit.
     SnapshotTooLarge,
+    /// `position_not_reached`: A read waited for a position this node does not hold yet.
+    PositionNotReached,
     /// `outcome_unknown`: In cluster mode, whether the shared log took an append is unknown: send it again with the same event ids.
     OutcomeUnknown,
     /// `store_unavailable`: The store failed or is closed: appends stop until a restart.
@@ -173,7 +175,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 67] = [
+    pub const ALL: [ErrorCode; 68] = [
         ErrorCode::AppendTooLarge,
         ErrorCode::BodyTooLarge,
         ErrorCode::ConditionFailed,
@@ -232,6 +234,7 @@ impl ErrorCode {
         ErrorCode::SchemaNotFound,
         ErrorCode::SnapshotTooLarge,
         ErrorCode::OutcomeUnknown,
+        ErrorCode::PositionNotReached,
         ErrorCode::StoreUnavailable,
         ErrorCode::StreamDeleted,
         ErrorCode::StreamNotFound,
@@ -305,6 +308,7 @@ impl ErrorCode {
             ErrorCode::SchemaNotFound => "schema_not_found",
             ErrorCode::SnapshotTooLarge => "snapshot_too_large",
             ErrorCode::OutcomeUnknown => "outcome_unknown",
+            ErrorCode::PositionNotReached => "position_not_reached",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::StreamDeleted => "stream_deleted",
             ErrorCode::StreamNotFound => "stream_not_found",
@@ -384,7 +388,9 @@ impl ErrorCode {
             | ErrorCode::SnapshotTooLarge
             | ErrorCode::TooManyEvents
             | ErrorCode::TooManyStreams => ErrorKind::TooLarge,
-            ErrorCode::StoreUnavailable | ErrorCode::OutcomeUnknown => ErrorKind::Unavailable,
+            ErrorCode::StoreUnavailable | ErrorCode::OutcomeUnknown | ErrorCode::PositionNotReached => {
+                ErrorKind::Unavailable
+            }
             ErrorCode::CorruptRecord | ErrorCode::Internal => ErrorKind::Internal,
         }
     }

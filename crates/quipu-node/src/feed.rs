@@ -179,6 +179,8 @@ pub enum Item {
 #[derive(Clone)]
 pub struct Live {
     tail: Tail,
+    /// The store's last position, as its head listener reports it.
+    head: watch::Receiver<Option<Position>>,
     stopping: watch::Receiver<bool>,
 }
 
@@ -193,8 +195,17 @@ impl Live {
         store.on_advance(Arc::new(move |last| {
             sender.send_replace(Some(last));
         }));
-        let tail = Tail::start(Arc::clone(store), head, stopping.clone(), options);
-        Live { tail, stopping }
+        let tail = Tail::start(Arc::clone(store), head.clone(), stopping.clone(), options);
+        Live { tail, head, stopping }
+    }
+
+    /// Waits until the store holds `position` (an append's position on any
+    /// node of a cluster: positions agree), at most `timeout`; whether it
+    /// does. At once when it holds it already.
+    pub async fn reached(&self, position: Position, timeout: std::time::Duration) -> bool {
+        let mut head = self.head.clone();
+        let reached = head.wait_for(|last| last.is_some_and(|last| last >= position));
+        matches!(tokio::time::timeout(timeout, reached).await, Ok(Ok(_)))
     }
 
     /// Live feeds open now (every subscription of every door, and every
@@ -502,6 +513,25 @@ mod tests {
             Some(Item::Event(event)) => event.position.0,
             other => panic!("an event, not {other:?}"),
         }
+    }
+
+    /// A read that waits for a position waits until the store holds it,
+    /// and no longer than asked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reached_waits_for_the_position_and_no_longer_than_asked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_of(dir.path(), 2);
+        let (_stop, stopping) = watch::channel(false);
+        let live = Live::follow(&store, stopping, TailOptions::default());
+        let short = std::time::Duration::from_millis(50);
+        assert!(live.reached(Position(1), short).await, "held already");
+        assert!(!live.reached(Position(2), short).await, "not written yet");
+        let waiting = {
+            let live = live.clone();
+            tokio::spawn(async move { live.reached(Position(2), std::time::Duration::from_secs(30)).await })
+        };
+        append(&store, "order-1", 2);
+        assert!(waiting.await.expect("the waiting task"), "reached once written");
     }
 
     /// A client that appends once it has seen the history gets the switch

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use quipu_core::{AsOf, Direction, RecordedEvent, Store};
+use quipu_core::{AsOf, Direction, Position, RecordedEvent, Store};
 
 use crate::ApiError;
 use crate::feed::{Feed, Live, Source, Start};
@@ -52,14 +52,28 @@ pub struct ReadRequest {
     pub as_of: Option<AsOf>,
     /// Upcast or as written.
     pub shape: Shape,
+    /// Read only once this node holds this position (read your writes on
+    /// any node of a cluster), waiting at most [`WAIT_FOR_POSITION_MAX`].
+    pub wait_for: Option<Position>,
 }
+
+/// How long a read waits for [`ReadRequest::wait_for`].
+pub const WAIT_FOR_POSITION_MAX: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ReadRequest {
     /// Up to `limit` events of `source` forwards from `from`, now, at
     /// their current versions.
     #[must_use]
     pub fn forwards(source: Source, from: Option<u64>, limit: usize) -> ReadRequest {
-        ReadRequest { source, from, direction: Direction::Forwards, limit, as_of: None, shape: Shape::Current }
+        ReadRequest {
+            source,
+            from,
+            direction: Direction::Forwards,
+            limit,
+            as_of: None,
+            shape: Shape::Current,
+            wait_for: None,
+        }
     }
 }
 
@@ -90,8 +104,13 @@ impl Reads {
     /// [`crate::blocking::read`]): a client waits on this answer.
     ///
     /// # Errors
-    /// As [`Reads::read_now`]; `internal` when the read task failed.
+    /// As [`Reads::read_now`]; `position_not_reached` when the node does
+    /// not hold [`ReadRequest::wait_for`] in time; `internal` when the
+    /// read task failed.
     pub async fn read(&self, request: ReadRequest) -> Result<Vec<RecordedEvent>, ApiError> {
+        if let Some(position) = request.wait_for {
+            self.reached(position).await?;
+        }
         let reads = self.clone();
         crate::blocking::read(move || reads.read_now(&request))
             .await
@@ -106,13 +125,31 @@ impl Reads {
     /// For a stream: `stream_deleted` when it is tombstoned,
     /// `stream_not_found` when nothing of it is visible; read errors.
     pub fn read_now(&self, request: &ReadRequest) -> Result<Vec<RecordedEvent>, ApiError> {
-        let ReadRequest { source, from, direction, limit, as_of, shape } = request;
+        let ReadRequest { source, from, direction, limit, as_of, shape, wait_for: _ } = request;
         let mut events = match source {
             Source::Stream(stream) => self.lifecycle.read(stream, *from, *direction, *limit, *as_of)?,
             _ => source.read_as_of(&self.store, *from, *direction, *limit, *as_of)?,
         };
         self.shape(&mut events, *shape);
         Ok(events)
+    }
+
+    /// Waits until this node holds `position`.
+    ///
+    /// # Errors
+    /// `position_not_reached` after [`WAIT_FOR_POSITION_MAX`].
+    pub async fn reached(&self, position: Position) -> Result<(), ApiError> {
+        if self.live.reached(position, WAIT_FOR_POSITION_MAX).await {
+            return Ok(());
+        }
+        let here = self.store.last_position().map_or_else(|| "nothing".to_owned(), |p| format!("position {}", p.0));
+        Err(ApiError::new(
+            crate::ErrorCode::PositionNotReached,
+            format!(
+                "this node holds {here}, not yet position {} after {WAIT_FOR_POSITION_MAX:?}; try again, or another node",
+                position.0
+            ),
+        ))
     }
 
     /// A subscription to `source` from `start`, starting no earlier than

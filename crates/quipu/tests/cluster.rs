@@ -3,7 +3,8 @@
 //! broker (noida-db, which `scripts/test` installs). Appends sent to
 //! different nodes are decided once and alike; every node serves the same
 //! `$all`; a node killed with SIGKILL, and a node started on an empty data
-//! directory, catch up to the same state before they serve.
+//! directory, catch up to the same state before they serve; a read that
+//! waits for an append's position sees it on any node.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 #![cfg(unix)]
