@@ -29,5 +29,5 @@ pub use merge_state::{MergeState, MergeStateError};
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
 pub use proposal::{DecodeError, EncodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
-pub use replica::{ClusterError, Replica, ReplicaConfig};
+pub use replica::{ClusterError, Replica, ReplicaConfig, create_topic};
 pub use topic_settings::{SettingProblem, TopicSettings, TopicSettingsError};

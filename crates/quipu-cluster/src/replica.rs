@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use quipu_core::{AppendOutcome, AppendRequest, Applied, Proposer, Reply, Store};
-use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -657,6 +657,34 @@ impl Ticker {
         }
         Ok(())
     }
+}
+
+/// Creates `topic` on `brokers` as a cluster's log: `partitions`
+/// partitions of `replication_factor` replicas each, configured by
+/// [`TopicSettings::for_new_topic`] for proposals of up to
+/// `record_bytes_max` bytes.
+///
+/// # Errors
+/// Kafka client errors; the broker's refusal (an existing topic, too few
+/// brokers for the replicas).
+pub async fn create_topic(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    replication_factor: i32,
+    record_bytes_max: u64,
+) -> Result<(), ClusterError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new().set("bootstrap.servers", brokers).create()?;
+    let configs = TopicSettings::for_new_topic(u32::try_from(replication_factor).unwrap_or(0), record_bytes_max);
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication_factor));
+    for (name, value) in &configs {
+        new = new.set(name, value);
+    }
+    let options = AdminOptions::new().operation_timeout(Some(METADATA_TIMEOUT));
+    for result in admin.create_topics([&new], &options).await? {
+        result.map_err(|(_, code)| ClusterError::Kafka(KafkaError::AdminOp(code)))?;
+    }
+    Ok(())
 }
 
 /// What the broker says of the topic's configuration.

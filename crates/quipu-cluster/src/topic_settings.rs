@@ -52,6 +52,24 @@ pub struct TopicSettings {
 }
 
 impl TopicSettings {
+    /// The configuration of a new topic that [`TopicSettings::check`]
+    /// passes, for `replication_factor` replicas and proposals of up to
+    /// `record_bytes_max` bytes.
+    #[must_use]
+    pub fn for_new_topic(replication_factor: u32, record_bytes_max: u64) -> Vec<(&'static str, String)> {
+        let mut configs = vec![
+            ("retention.ms", "-1".to_owned()),
+            ("retention.bytes", "-1".to_owned()),
+            ("cleanup.policy", "delete".to_owned()),
+            ("unclean.leader.election.enable", "false".to_owned()),
+            ("max.message.bytes", record_bytes_max.to_string()),
+        ];
+        if replication_factor >= 3 {
+            configs.push(("min.insync.replicas", "2".to_owned()));
+        }
+        configs
+    }
+
     /// Checks the settings against what a cluster's log needs:
     /// `retention.ms=-1`, `retention.bytes=-1`, `cleanup.policy=delete`,
     /// `unclean.leader.election.enable=false`, `min.insync.replicas>=2`
@@ -113,6 +131,15 @@ mod tests {
         ("min.insync.replicas", "2"),
         ("max.message.bytes", "16777216"),
     ];
+
+    #[test]
+    fn a_new_topic_is_made_with_settings_the_check_passes() {
+        for replicas in [1, 3] {
+            let configs = TopicSettings::for_new_topic(replicas, 8 << 20);
+            let pairs: Vec<(&str, &str)> = configs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            assert_eq!(settings(&pairs, replicas).check(8 << 20), Ok(()), "{replicas} replicas");
+        }
+    }
 
     #[test]
     fn a_topic_that_keeps_everything_passes() {

@@ -1,9 +1,12 @@
 //! The `quipu` binary: `quipu serve` serves a data directory over gRPC
-//! and HTTP/JSON; `quipu append|read|subscribe|info` talk to a running
-//! server; and `quipu demo` shows the engine at work on `./quipu-data`.
+//! and HTTP/JSON (alone, or as a node of a cluster); `quipu
+//! append|read|subscribe|info` talk to a running server; `quipu cluster
+//! create-topic` makes a cluster's topic; and `quipu demo` shows the
+//! engine at work on `./quipu-data`.
 //! The benchmarks are a binary of their own, `quipu-bench`.
 
 mod cli;
+mod cluster;
 mod config;
 mod demo;
 mod publishing;
@@ -61,6 +64,9 @@ enum Command {
     Serve(serve::ServeArgs),
     #[command(flatten)]
     Client(cli::ClientCommand),
+    /// Commands about a cluster's Kafka topic (see docs/cluster.md).
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Append and read a few order events in a data directory, showing
     /// optimistic concurrency, idempotent retries and reads.
     Demo {
@@ -94,5 +100,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve::run(&args)
         }
         Command::Demo { data_dir } => demo::run(&data_dir),
+        Command::Cluster(command) => cluster::run(command),
     }
 }

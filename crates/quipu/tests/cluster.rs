@@ -19,12 +19,25 @@ use quipu_cluster::LocalBroker;
 use serde_json::{Value, json};
 
 const TOPIC: &str = "quipu-log";
-const PARTITIONS: i32 = 3;
+const PARTITIONS: u32 = 3;
 
+/// A broker with the cluster's topic, made by `quipu cluster create-topic`
+/// (which refuses to make it twice).
 fn start_broker(data: &Path) -> LocalBroker {
     let broker = LocalBroker::start(data).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(broker.create_topic(TOPIC, PARTITIONS, &[])).unwrap();
+    let create = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_quipu"))
+            .args(["cluster", "create-topic", "--brokers", &broker.address, "--topic", TOPIC])
+            .args(["--partitions", &PARTITIONS.to_string(), "--replication-factor", "1"])
+            .output()
+            .unwrap()
+    };
+    let created = create();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    assert!(String::from_utf8_lossy(&created.stdout).contains("created topic quipu-log: 3 partitions"));
+    let again = create();
+    assert!(!again.status.success(), "a second create-topic must fail");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("creating topic quipu-log"), "{again:?}");
     broker
 }
 
