@@ -140,6 +140,20 @@ pub(crate) fn append_raw(store: &Store, stream: &str, data: &[u8]) {
     store.append(AppendRequest::to_stream(stream, ExpectedRevision::Any, vec![event])).expect("append");
 }
 
+/// A store in a fresh directory (which lives as long as the `TempDir`),
+/// with `open` run twice over it: two registries standing for two nodes
+/// of a cluster, whose stores hold the same records.
+#[cfg(test)]
+pub(crate) fn two_over_one_store<T, E: std::fmt::Debug>(
+    open: impl Fn(Arc<Store>) -> Result<T, E>,
+) -> (tempfile::TempDir, Arc<Store>, T, T) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path(), quipu_core::Options::default()).expect("open the store"));
+    let one = open(Arc::clone(&store)).expect("open one");
+    let two = open(Arc::clone(&store)).expect("open two");
+    (dir, store, one, two)
+}
+
 #[cfg(test)]
 mod tests {
     use quipu_core::Options;

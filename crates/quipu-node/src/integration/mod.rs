@@ -297,10 +297,7 @@ mod tests {
     /// appended after them.
     #[tokio::test]
     async fn marks_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        let one = IntegrationTypes::open(Arc::clone(&store)).expect("open");
-        let two = IntegrationTypes::open(Arc::clone(&store)).expect("open");
+        let (_dir, store, one, two) = crate::record_log::two_over_one_store(IntegrationTypes::open);
         one.mark(&["Shipped".into()]).await.expect("mark");
         assert!(names(&two).is_empty(), "not before a refresh");
         two.refresh().await.expect("refresh");

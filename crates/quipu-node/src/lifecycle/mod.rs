@@ -462,10 +462,7 @@ mod tests {
     /// their revisions, and a change through either refreshes first.
     #[tokio::test]
     async fn metadata_another_writer_records_is_taken_in_on_refresh_and_changes_follow_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        let one = Lifecycle::open(Arc::clone(&store)).expect("open");
-        let two = Lifecycle::open(Arc::clone(&store)).expect("open");
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(Lifecycle::open);
         let three = Metadata { max_count: Some(3), ..Metadata::default() };
         one.set("order-1", three.clone()).await.expect("set");
         assert_eq!((two.metadata("order-1"), two.metadata_revision("order-1")), (Metadata::default(), None));

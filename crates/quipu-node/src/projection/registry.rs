@@ -592,11 +592,11 @@ mod tests {
     /// change through either refreshes first.
     #[tokio::test]
     async fn rebuilds_another_writer_records_are_taken_in_on_refresh_with_their_blocks() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), quipu_core::Options::default()).expect("open"));
-        let (blocks_one, blocks_two) = (Arc::new(Blocks::default()), Arc::new(Blocks::default()));
-        let one = Projections::open(Arc::clone(&store), Arc::clone(&blocks_one)).expect("open");
-        let two = Projections::open(Arc::clone(&store), Arc::clone(&blocks_two)).expect("open");
+        let open = |store| {
+            let blocks = Arc::new(Blocks::default());
+            Projections::open(store, Arc::clone(&blocks)).map(|projections| (projections, blocks))
+        };
+        let (_dir, _store, (one, blocks_one), (two, blocks_two)) = crate::record_log::two_over_one_store(open);
         let requested = one.request_rebuild("totals", &["order".into()]).await.expect("request");
         assert_eq!(requested.rebuild.map(|r| (r.id, r.state)), Some((0, RebuildState::Requested)));
         assert_eq!(rebuild_state(&two).await, None, "not before a refresh");

@@ -408,8 +408,6 @@ fn version_not_found(subject: &str, version: u32) -> ApiError {
 
 #[cfg(test)]
 mod tests {
-    use quipu_core::Options;
-
     use super::*;
 
     const ORDER_V1: &str = r#"{"type": "object", "properties": {"id": {"type": "string"}}}"#;
@@ -426,10 +424,7 @@ mod tests {
     /// checked after the other's.
     #[tokio::test]
     async fn registrations_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        let one = Schemas::open(Arc::clone(&store)).expect("open");
-        let two = Schemas::open(Arc::clone(&store)).expect("open");
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(Schemas::open);
         let first = one.register("OrderPlaced", ORDER_V1).await.expect("register");
         assert_eq!((first.version, first.id), (1, 1));
         assert!(two.subjects().is_empty(), "not before a refresh");

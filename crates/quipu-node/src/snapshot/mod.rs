@@ -270,13 +270,11 @@ async fn blocking<T: Send + 'static>(
 
 #[cfg(test)]
 mod tests {
-    use quipu_core::Options;
-
     use super::*;
 
-    fn open(store: &Arc<Store>) -> Snapshots {
-        let lifecycle = Arc::new(crate::lifecycle::Lifecycle::open(Arc::clone(store)).expect("open"));
-        Snapshots::open(Arc::clone(store), lifecycle).expect("open")
+    fn open(store: Arc<Store>) -> Result<Snapshots, ApiError> {
+        let lifecycle = Arc::new(crate::lifecycle::Lifecycle::open(Arc::clone(&store))?);
+        Snapshots::open(store, lifecycle)
     }
 
     fn policy(category: &str, every: u64) -> Policy {
@@ -288,10 +286,7 @@ mod tests {
     /// through either refreshes first.
     #[tokio::test]
     async fn policies_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        let one = open(&store);
-        let two = open(&store);
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(open);
         one.set_policy(policy("order", 10)).await.expect("set");
         assert!(two.policies().is_empty(), "not before a refresh");
         two.refresh().await.expect("refresh");

@@ -217,7 +217,6 @@ fn metadata_of(metadata: &[u8]) -> Result<Value, serde_json::Error> {
 
 #[cfg(test)]
 mod tests {
-    use quipu_core::Options;
     use serde_json::json;
 
     use super::*;
@@ -284,10 +283,7 @@ mod tests {
     /// them in the set's version.
     #[tokio::test]
     async fn declarations_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
-        let one = Upcasters::open(Arc::clone(&store)).expect("open");
-        let two = Upcasters::open(Arc::clone(&store)).expect("open");
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(Upcasters::open);
         assert_eq!(one.declare(upcaster("Placed", 1)).await.expect("declare"), 1);
         assert_eq!(two.list(), (0, Vec::new()), "not before a refresh");
         two.refresh().await.expect("refresh");
