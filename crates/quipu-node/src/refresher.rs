@@ -60,8 +60,9 @@ struct Logged([Option<String>; REGISTRIES.len()]);
 impl Refresher {
     /// Refreshes every registry once the store's last position has moved
     /// since the last round (the first round runs at once, for what was
-    /// written while the registries opened), until `stopping` turns true.
-    /// Runs on the current runtime.
+    /// written while the registries opened), until `stopping` turns true
+    /// or its sender is dropped (the node stopped, or was dropped). Runs
+    /// on the current runtime.
     pub fn start(self, store: Arc<Store>, stopping: watch::Receiver<bool>) {
         tokio::spawn(self.run(store, stopping));
     }
