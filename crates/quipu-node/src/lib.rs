@@ -15,7 +15,10 @@
 //!   scavenge), [`schema`] (the schema registry), [`upcast`] (upcasting on
 //!   read), [`snapshot`], [`projection`] (rebuilds and blocks),
 //!   [`integration`] (integration event types): registries kept in system
-//!   streams through [`record_log`].
+//!   streams through [`record_log`], their memory the fold of their
+//!   records ([`folded_log`]; projections fold theirs with their blocks,
+//!   groups theirs at open only); on a cluster's replica, [`refresher`]
+//!   keeps them following what the other nodes write.
 //! - [`Node`] opens them all over one store, stops and closes them;
 //!   [`read`] is the one read path (lifecycle, upcasting) every door takes.
 //! - [`ApiError`] with its [`ErrorCode`], each of one [`ErrorKind`]: the
@@ -27,6 +30,7 @@ pub mod category;
 pub mod clock;
 pub mod error_code;
 pub mod feed;
+pub mod folded_log;
 pub mod group;
 pub mod integration;
 pub mod lifecycle;
@@ -35,6 +39,7 @@ pub mod node;
 pub mod projection;
 pub mod read;
 pub mod record_log;
+pub mod refresher;
 pub mod schema;
 pub mod snapshot;
 pub mod submission;

@@ -18,6 +18,7 @@ use crate::lifecycle::scavenger::Scavenger;
 use crate::metrics::Metrics;
 use crate::projection::{Blocks, Projections};
 use crate::read::Reads;
+use crate::refresher::Refresher;
 use crate::schema::Schemas;
 use crate::snapshot::Snapshots;
 use crate::submission::Admission;
@@ -106,7 +107,9 @@ impl Node {
     }
 
     /// As [`Node::open`], over a store already shared (a cluster's replica
-    /// holds it too).
+    /// holds it too). On a replica, the registries other nodes write to
+    /// are kept following their system streams until the node stops (see
+    /// [`crate::refresher`]).
     ///
     /// # Errors
     /// [`OpenError`] naming the registry that did not load.
@@ -138,6 +141,17 @@ impl Node {
             event_bytes_max: store.options().event_bytes_max,
             slots: Arc::new(Semaphore::new((store.options().queue_appends_max / 2).max(1))),
         });
+        if store.is_replica() {
+            let refresher = Refresher {
+                integration: Arc::clone(&integration),
+                lifecycle: Arc::clone(&lifecycle),
+                schemas: Arc::clone(&schemas),
+                snapshots: Arc::clone(&snapshots),
+                upcasters: Arc::clone(&upcasters),
+                projections: Arc::clone(&projections),
+            };
+            refresher.start(Arc::clone(&store), stop.subscribe());
+        }
         let scavenger = Arc::new(Scavenger::new(Arc::clone(&store), Arc::clone(&lifecycle)));
         let reads = Reads::new(Arc::clone(&store), live.clone(), Arc::clone(&lifecycle), Arc::clone(&upcasters));
         Ok(Node {
@@ -167,7 +181,8 @@ impl Node {
 
     /// Stops the node's work: live feeds end, groups write their
     /// checkpoints and their members' streams end, a scavenge ends after
-    /// the segment in hand. Appends still in flight are answered.
+    /// the segment in hand, a replica's registries stop following their
+    /// streams. Appends still in flight are answered.
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         self.groups.shutdown().await;
@@ -199,5 +214,99 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::{OnceLock, Weak};
+
+    use quipu_core::{Applied, Options, Proposer, Reply, Source};
+
+    use super::*;
+    use crate::refresher::REFRESH_INTERVAL;
+    use crate::schema::Mode;
+
+    /// A cluster of one: each proposal is applied to the store at once, as
+    /// if read back from the shared log. Makes the store a replica without
+    /// a broker.
+    #[derive(Default)]
+    struct Loopback {
+        store: OnceLock<Weak<Store>>,
+        offset: AtomicI64,
+    }
+
+    impl Proposer for Loopback {
+        fn propose(&self, request: quipu_core::AppendRequest, reply: Reply) {
+            let Some(store) = self.store.get().and_then(Weak::upgrade) else {
+                return reply(Err(quipu_core::Error::Closed));
+            };
+            let offset = self.offset.fetch_add(1, Ordering::Relaxed);
+            let applied =
+                Applied { recorded_at_us: crate::clock::now_us(), source: Source { epoch: 0, partition: 0, offset } };
+            store.submit_applied(request, applied, reply);
+        }
+
+        fn close(&self) {}
+    }
+
+    fn replica(dir: &std::path::Path) -> Arc<Store> {
+        let store = Arc::new(Store::open(dir, Options::default()).expect("open"));
+        let loopback = Arc::new(Loopback::default());
+        loopback.store.set(Arc::downgrade(&store)).expect("set once");
+        store.propose_through(loopback).expect("the first proposer");
+        store
+    }
+
+    /// Waits up to five seconds for `done`.
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "{what} did not happen within 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Two nodes over one replica's store (each node's store holds every
+    /// record): what one writes to its registries, the other takes in
+    /// without a change of its own, until it stops.
+    #[tokio::test]
+    async fn a_replica_node_follows_what_another_node_writes_to_its_registries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = replica(dir.path());
+        let one = Node::open_shared(Arc::clone(&store)).expect("open");
+        let two = Node::open_shared(Arc::clone(&store)).expect("open");
+        one.schemas.set_mode(None, Mode::Full).await.expect("set mode");
+        one.integration.mark(&["Shipped".into()]).await.expect("mark");
+        let three = crate::lifecycle::Metadata { max_count: Some(3), ..Default::default() };
+        one.lifecycle.set("order-1", three.clone()).await.expect("set");
+        eventually("two taking in one's records", || {
+            two.schemas.mode(None) == Mode::Full
+                && !two.integration.snapshot().is_empty()
+                && two.lifecycle.metadata("order-1") == three
+        })
+        .await;
+
+        // The refresher holds the registries until the node stops.
+        let held = Arc::strong_count(&two.upcasters);
+        two.stop().await;
+        eventually("two's refresher ending", || Arc::strong_count(&two.upcasters) == held - 1).await;
+        one.stop().await;
+    }
+
+    /// A node alone runs no refresher: its registries change only through
+    /// it.
+    #[tokio::test]
+    async fn a_node_alone_does_not_follow_its_registries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        let one = Node::open_shared(Arc::clone(&store)).expect("open");
+        let two = Node::open_shared(Arc::clone(&store)).expect("open");
+        one.schemas.set_mode(None, Mode::Full).await.expect("set mode");
+        tokio::time::sleep(REFRESH_INTERVAL * 6).await;
+        assert_eq!(two.schemas.mode(None), crate::schema::registry::DEFAULT_MODE, "two did not follow one");
+        two.schemas.refresh().await.expect("refresh");
+        assert_eq!(two.schemas.mode(None), Mode::Full, "a refresh asked for still works");
     }
 }

@@ -16,13 +16,12 @@
 //! `/v1/integration`.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use quipu_core::{Direction, EventType, Position, RecordedEvent, Store};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
-use crate::record_log::RecordLog;
+use crate::folded_log::{Fold, FoldedLog};
 use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the marked set.
@@ -32,8 +31,8 @@ pub const INTEGRATION_TYPES_STREAM: &str = "$integration-types";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Record {
-    TypesMarked { types: Vec<String> },
-    TypesUnmarked { types: Vec<String> },
+    TypesMarked { types: Vec<TypeName> },
+    TypesUnmarked { types: Vec<TypeName> },
 }
 
 impl crate::record_log::Record for Record {
@@ -45,10 +44,47 @@ impl crate::record_log::Record for Record {
     }
 }
 
+/// An event type as a record holds it: a JSON string, checked as the
+/// record decodes (a record naming an invalid type does not decode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+struct TypeName(EventType);
+
+impl TryFrom<String> for TypeName {
+    type Error = String;
+
+    fn try_from(name: String) -> Result<TypeName, String> {
+        EventType::new(name.clone()).map(TypeName).map_err(|e| format!("event type {name:?}: {e}"))
+    }
+}
+
+impl From<TypeName> for String {
+    fn from(name: TypeName) -> String {
+        name.0.into_string()
+    }
+}
+
+/// The marked set, shared with readers as it stood when they took it.
+#[derive(Default)]
+struct Marked(Arc<BTreeSet<EventType>>);
+
+impl Fold<Record> for Marked {
+    fn fold(&mut self, record: Record) {
+        let marked = Arc::make_mut(&mut self.0);
+        match record {
+            Record::TypesMarked { types } => marked.extend(types.into_iter().map(|t| t.0)),
+            Record::TypesUnmarked { types } => {
+                for event_type in types {
+                    marked.remove(&event_type.0);
+                }
+            }
+        }
+    }
+}
+
 /// The event types marked as integration events.
 pub struct IntegrationTypes {
-    log: Mutex<RecordLog<Record>>,
-    marked: RwLock<Arc<BTreeSet<EventType>>>,
+    folded: FoldedLog<Record, Marked>,
 }
 
 impl std::fmt::Debug for IntegrationTypes {
@@ -64,25 +100,21 @@ impl IntegrationTypes {
     /// Read errors; a record that does not decode or names an invalid
     /// type.
     pub fn open(store: Arc<Store>) -> Result<IntegrationTypes, ApiError> {
-        let (log, records) = RecordLog::<Record>::open(store, INTEGRATION_TYPES_STREAM)?;
-        let mut marked = BTreeSet::new();
-        for record in records {
-            match record {
-                Record::TypesMarked { types } => marked.extend(parse(&types)?),
-                Record::TypesUnmarked { types } => {
-                    for event_type in parse(&types)? {
-                        marked.remove(&event_type);
-                    }
-                }
-            }
-        }
-        Ok(IntegrationTypes { log: Mutex::new(log), marked: RwLock::new(Arc::new(marked)) })
+        Ok(IntegrationTypes { folded: FoldedLog::open(store, INTEGRATION_TYPES_STREAM)? })
+    }
+
+    /// Takes in the marks and unmarks other writers recorded since.
+    ///
+    /// # Errors
+    /// As [`IntegrationTypes::open`]; the marked set is then unchanged.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        self.folded.refresh().await
     }
 
     /// The marked types now.
     #[must_use]
     pub fn snapshot(&self) -> Arc<BTreeSet<EventType>> {
-        Arc::clone(&self.marked.read().unwrap_or_else(std::sync::PoisonError::into_inner))
+        Arc::clone(&self.folded.state().0)
     }
 
     /// Marks `types` (those marked already stay); returns the marked set.
@@ -91,16 +123,15 @@ impl IntegrationTypes {
     /// 400 naming an invalid type (nothing is marked then), store errors.
     pub async fn mark(&self, types: &[String]) -> Result<Arc<BTreeSet<EventType>>, ApiError> {
         let types = parse(types)?;
-        let mut log = self.log.lock().await;
-        let current = self.snapshot();
-        let new: Vec<String> = types.iter().filter(|t| !current.contains(*t)).map(ToString::to_string).collect();
-        if new.is_empty() {
-            return Ok(current);
+        let mut writer = self.folded.writer().await?;
+        let new: Vec<TypeName> = {
+            let marked = &writer.state().0;
+            types.into_iter().filter(|t| !marked.contains(t)).map(TypeName).collect()
+        };
+        if !new.is_empty() {
+            writer.append(Record::TypesMarked { types: new }).await?;
         }
-        log.append(&Record::TypesMarked { types: new }).await?;
-        let mut marked = (*current).clone();
-        marked.extend(types);
-        Ok(self.replace(marked))
+        Ok(Arc::clone(&writer.state().0))
     }
 
     /// Unmarks `types`; returns the marked set.
@@ -110,26 +141,15 @@ impl IntegrationTypes {
     /// is not marked (nothing is unmarked then), store errors.
     pub async fn unmark(&self, types: &[String]) -> Result<Arc<BTreeSet<EventType>>, ApiError> {
         let types = parse(types)?;
-        let mut log = self.log.lock().await;
-        let current = self.snapshot();
-        if let Some(missing) = types.iter().find(|t| !current.contains(*t)) {
+        let mut writer = self.folded.writer().await?;
+        if let Some(missing) = types.iter().find(|t| !writer.state().0.contains(*t)) {
             return Err(ApiError::new(
                 ErrorCode::TypeNotMarked,
                 format!("event type {:?} is not marked as an integration event", missing.as_str()),
             ));
         }
-        log.append(&Record::TypesUnmarked { types: types.iter().map(ToString::to_string).collect() }).await?;
-        let mut marked = (*current).clone();
-        for event_type in &types {
-            marked.remove(event_type);
-        }
-        Ok(self.replace(marked))
-    }
-
-    fn replace(&self, marked: BTreeSet<EventType>) -> Arc<BTreeSet<EventType>> {
-        let marked = Arc::new(marked);
-        *self.marked.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::clone(&marked);
-        marked
+        writer.append(Record::TypesUnmarked { types: types.into_iter().map(TypeName).collect() }).await?;
+        Ok(Arc::clone(&writer.state().0))
     }
 
     /// Up to `limit` integration events from `from` (inclusive; absent:
@@ -265,6 +285,52 @@ mod tests {
         let expected: Vec<u64> = all.iter().filter(marked).map(|e| e.position.0).collect();
         assert_eq!(expected.len(), 3_000);
         assert_eq!(seen, expected, "every event once, in order");
+    }
+
+    fn names(types: &IntegrationTypes) -> Vec<String> {
+        types.snapshot().iter().map(ToString::to_string).collect()
+    }
+
+    /// Two registries over one store (two nodes of a cluster): each takes
+    /// in what the other marked on refresh, and a change through either
+    /// refreshes first, so it is checked against the other's marks and
+    /// appended after them.
+    #[tokio::test]
+    async fn marks_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
+        let (_dir, store, one, two) = crate::record_log::two_over_one_store(IntegrationTypes::open);
+        one.mark(&["Shipped".into()]).await.expect("mark");
+        assert!(names(&two).is_empty(), "not before a refresh");
+        two.refresh().await.expect("refresh");
+        assert_eq!(names(&two), ["Shipped"]);
+        one.mark(&["Placed".into()]).await.expect("mark");
+        let unmarked = two.unmark(&["Placed".into()]).await.expect("Placed is marked, by one, and two writes after it");
+        assert_eq!(unmarked.iter().map(ToString::to_string).collect::<Vec<_>>(), ["Shipped"]);
+        assert_eq!(names(&one), ["Placed", "Shipped"], "not before a refresh");
+        one.refresh().await.expect("refresh");
+        assert_eq!(names(&one), ["Shipped"]);
+        one.mark(&["Noted".into()]).await.expect("one writes after two's unmark");
+        assert_eq!(names(&IntegrationTypes::open(store).expect("reopen")), ["Noted", "Shipped"]);
+    }
+
+    /// A record naming an invalid type does not decode: a refresh fails as
+    /// an open does, and the marked set stays as it was.
+    #[tokio::test]
+    async fn a_record_naming_an_invalid_type_fails_refresh_as_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path(), Options::default()).expect("open"));
+        let types = IntegrationTypes::open(Arc::clone(&store)).expect("open");
+        types.mark(&["Shipped".into()]).await.expect("mark");
+        crate::record_log::append_raw(
+            &store,
+            INTEGRATION_TYPES_STREAM,
+            br#"{"kind": "types_marked", "types": [" bad"]}"#,
+        );
+        let refused = types.refresh().await.expect_err("the record does not decode");
+        assert_eq!(refused.code, ErrorCode::CorruptRecord);
+        assert!(refused.message.contains("\" bad\""), "names the type: {}", refused.message);
+        assert_eq!(names(&types), ["Shipped"]);
+        let opened = IntegrationTypes::open(store).expect_err("open refuses it too");
+        assert_eq!(opened.code, refused.code);
     }
 
     #[tokio::test]

@@ -17,7 +17,10 @@
 //!   record in the log. Appends are admitted under a shared gate up to
 //!   their hand-over to the sequencer; a tombstone takes the gate
 //!   exclusively to close the stream, so every append admitted before it
-//!   is queued ahead of its record, and every later one is refused.
+//!   is queued ahead of its record, and every later one is refused. (The
+//!   gate orders this node's appends; a tombstone another node of a
+//!   cluster wrote closes the stream here when [`Lifecycle::refresh`]
+//!   takes it in.)
 //! - One-stream subscriptions start at the first visible event (and are
 //!   refused for a tombstoned stream); snapshot loads of a tombstoned or
 //!   wholly hidden stream are refused too.
@@ -26,16 +29,15 @@
 
 pub mod scavenger;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use quipu_core::{AppendRequest, AsOf, Direction, RecordedEvent, Revision, Store, StreamName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use crate::clock::now_us;
-use crate::record_log::RecordLog;
+use crate::folded_log::{Fold, FoldedLog, Writer};
 use crate::{ApiError, ErrorCode};
 
 /// The system stream holding every stream's metadata.
@@ -75,13 +77,41 @@ impl crate::record_log::Record for Record {
     }
 }
 
+/// What `$stream-metadata` says, folded.
+#[derive(Default)]
+struct State {
+    metadata: BTreeMap<String, Metadata>,
+    /// How many times each stream's metadata was written.
+    writes: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// A stream's metadata (the default when none was set).
+    fn metadata_of(&self, stream: &str) -> Metadata {
+        self.metadata.get(stream).cloned().unwrap_or_default()
+    }
+
+    /// The revision of a stream's metadata (see
+    /// [`Lifecycle::metadata_revision`]).
+    fn revision(&self, stream: &str) -> Option<u64> {
+        self.writes.get(stream).and_then(|n| n.checked_sub(1))
+    }
+}
+
+impl Fold<Record> for State {
+    fn fold(&mut self, Record::MetadataSet { stream, metadata }: Record) {
+        *self.writes.entry(stream.clone()).or_default() += 1;
+        self.metadata.insert(stream, metadata);
+    }
+}
+
 /// Every stream's metadata.
 pub struct Lifecycle {
     store: Arc<Store>,
-    log: Mutex<RecordLog<Record>>,
-    metadata: RwLock<BTreeMap<String, Metadata>>,
-    /// How many times each stream's metadata was written.
-    writes: RwLock<BTreeMap<String, u64>>,
+    folded: FoldedLog<Record, State>,
+    /// Streams whose tombstone this node is writing: closed to appends
+    /// from before the record is queued until it is folded (or failed).
+    closing: RwLock<BTreeSet<String>>,
     /// Held shared by each append from its admission to its hand-over to
     /// the sequencer, and exclusively by a tombstone closing its stream.
     gate: RwLock<()>,
@@ -93,26 +123,23 @@ impl Lifecycle {
     /// # Errors
     /// Read errors; a record that does not decode.
     pub fn open(store: Arc<Store>) -> Result<Lifecycle, ApiError> {
-        let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), METADATA_STREAM)?;
-        let mut metadata = BTreeMap::new();
-        let mut writes: BTreeMap<String, u64> = BTreeMap::new();
-        for Record::MetadataSet { stream, metadata: set } in records {
-            *writes.entry(stream.clone()).or_default() += 1;
-            metadata.insert(stream, set);
-        }
-        Ok(Lifecycle {
-            store,
-            log: Mutex::new(log),
-            metadata: RwLock::new(metadata),
-            writes: RwLock::new(writes),
-            gate: RwLock::new(()),
-        })
+        let folded = FoldedLog::open(Arc::clone(&store), METADATA_STREAM)?;
+        Ok(Lifecycle { store, folded, closing: RwLock::default(), gate: RwLock::new(()) })
+    }
+
+    /// Takes in the metadata other writers recorded since (sets, deletes,
+    /// tombstones): reads, admissions and revisions follow it from then.
+    ///
+    /// # Errors
+    /// As [`Lifecycle::open`]; the metadata is then unchanged.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        self.folded.refresh().await
     }
 
     /// A stream's metadata (the default when none was set).
     #[must_use]
     pub fn metadata(&self, stream: &str) -> Metadata {
-        self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(stream).cloned().unwrap_or_default()
+        self.folded.state().metadata_of(stream)
     }
 
     /// The revision of a stream's metadata: 0 for its first write, one
@@ -120,8 +147,7 @@ impl Lifecycle {
     /// it was never written.
     #[must_use]
     pub fn metadata_revision(&self, stream: &str) -> Option<u64> {
-        let writes = self.writes.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        writes.get(stream).and_then(|n| n.checked_sub(1))
+        self.folded.state().revision(stream)
     }
 
     /// Replaces a stream's metadata when its revision (see
@@ -138,13 +164,13 @@ impl Lifecycle {
         expected: quipu_core::ExpectedRevision,
     ) -> Result<Result<u64, Option<u64>>, ApiError> {
         check_settable(stream, &metadata)?;
-        let mut log = self.log.lock().await;
-        let actual = self.metadata_revision(stream);
+        let mut writer = self.folded.writer().await?;
+        let actual = writer.state().revision(stream);
         if !expected.is_met_by(actual.map(quipu_core::Revision)) {
             return Ok(Err(actual));
         }
-        self.write_locked(&mut log, stream, |_| Ok(metadata)).await?;
-        Ok(Ok(actual.map_or(0, |r| r + 1)))
+        write_locked(&mut writer, stream, |_| Ok(metadata)).await?;
+        Ok(Ok(writer.state().revision(stream).unwrap_or_default()))
     }
 
     /// Replaces a stream's metadata (a tombstone stays).
@@ -194,42 +220,26 @@ impl Lifecycle {
     /// again).
     pub async fn tombstone(&self, stream: &str) -> Result<Metadata, ApiError> {
         StreamName::new(stream)?;
-        let mut log = self.log.lock().await;
-        let current = self.metadata(stream);
+        let mut writer = self.folded.writer().await?;
+        let current = writer.state().metadata_of(stream);
         if current.tombstoned {
             return Err(deleted(stream));
         }
-        let metadata = Metadata { tombstoned: true, ..current.clone() };
+        let metadata = Metadata { tombstoned: true, ..current };
         {
-            let _closing = self.gate.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.store_metadata(stream, metadata.clone());
+            let _closing = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+            self.closing.write().unwrap_or_else(PoisonError::into_inner).insert(stream.to_string());
         }
-        if let Err(error) =
-            log.append(&Record::MetadataSet { stream: stream.to_string(), metadata: metadata.clone() }).await
-        {
-            self.store_metadata(stream, current);
-            return Err(error);
-        }
-        self.count_write(stream);
-        Ok(metadata)
+        let written = writer.append(Record::MetadataSet { stream: stream.to_string(), metadata }).await;
+        // Folded or failed: either way the stream is no longer closing.
+        self.closing.write().unwrap_or_else(PoisonError::into_inner).remove(stream);
+        written?;
+        Ok(writer.state().metadata_of(stream))
     }
 
     /// Holds the gate shared: appends take it from admission to hand-over.
     pub fn admitting(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn store_metadata(&self, stream: &str, metadata: Metadata) {
-        self.metadata.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(stream.to_string(), metadata);
-    }
-
-    fn count_write(&self, stream: &str) {
-        *self
-            .writes
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(stream.to_string())
-            .or_default() += 1;
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     async fn write(
@@ -237,28 +247,8 @@ impl Lifecycle {
         stream: &str,
         change: impl FnOnce(Metadata) -> Result<Metadata, ApiError>,
     ) -> Result<Metadata, ApiError> {
-        let mut log = self.log.lock().await;
-        self.write_locked(&mut log, stream, change).await
-    }
-
-    async fn write_locked(
-        &self,
-        log: &mut RecordLog<Record>,
-        stream: &str,
-        change: impl FnOnce(Metadata) -> Result<Metadata, ApiError>,
-    ) -> Result<Metadata, ApiError> {
-        let current = self.metadata(stream);
-        if current.tombstoned {
-            return Err(deleted(stream));
-        }
-        let metadata = change(current)?;
-        log.append(&Record::MetadataSet { stream: stream.to_string(), metadata: metadata.clone() }).await?;
-        self.metadata
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(stream.to_string(), metadata.clone());
-        self.count_write(stream);
-        Ok(metadata)
+        let mut writer = self.folded.writer().await?;
+        write_locked(&mut writer, stream, change).await
     }
 
     /// Refuses appends to tombstoned streams.
@@ -266,11 +256,14 @@ impl Lifecycle {
     /// # Errors
     /// 410 `stream_deleted` naming the first one written.
     pub fn check(&self, request: &AppendRequest) -> Result<(), ApiError> {
-        let metadata = self.metadata.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if metadata.is_empty() {
+        let state = self.folded.state();
+        let closing = self.closing.read().unwrap_or_else(PoisonError::into_inner);
+        if state.metadata.is_empty() && closing.is_empty() {
             return Ok(());
         }
-        match request.writes.iter().find(|w| metadata.get(w.stream.as_str()).is_some_and(|m| m.tombstoned)) {
+        let closed =
+            |stream: &str| closing.contains(stream) || state.metadata.get(stream).is_some_and(|m| m.tombstoned);
+        match request.writes.iter().find(|w| closed(w.stream.as_str())) {
             Some(write) => Err(deleted(write.stream.as_str())),
             None => Ok(()),
         }
@@ -368,6 +361,22 @@ impl Lifecycle {
     }
 }
 
+/// Writes `change` of a stream's metadata through `writer`, unless the
+/// stream is tombstoned; answers the metadata written.
+async fn write_locked(
+    writer: &mut Writer<'_, Record, State>,
+    stream: &str,
+    change: impl FnOnce(Metadata) -> Result<Metadata, ApiError>,
+) -> Result<Metadata, ApiError> {
+    let current = writer.state().metadata_of(stream);
+    if current.tombstoned {
+        return Err(deleted(stream));
+    }
+    let metadata = change(current)?;
+    writer.append(Record::MetadataSet { stream: stream.to_string(), metadata }).await?;
+    Ok(writer.state().metadata_of(stream))
+}
+
 /// Refuses metadata no one may set: a bad stream name, `max_count` 0, a
 /// tombstone (that takes a delete).
 fn check_settable(stream: &str, metadata: &Metadata) -> Result<(), ApiError> {
@@ -446,6 +455,33 @@ mod tests {
         drop(lifecycle);
         let reopened = Lifecycle::open(store).expect("open");
         assert_eq!(reopened.metadata_revision("order-1"), Some(2));
+    }
+
+    /// Two registries over one store (two nodes of a cluster): each takes
+    /// in the other's metadata, deletes and tombstones on refresh, with
+    /// their revisions, and a change through either refreshes first.
+    #[tokio::test]
+    async fn metadata_another_writer_records_is_taken_in_on_refresh_and_changes_follow_it() {
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(Lifecycle::open);
+        let three = Metadata { max_count: Some(3), ..Metadata::default() };
+        one.set("order-1", three.clone()).await.expect("set");
+        assert_eq!((two.metadata("order-1"), two.metadata_revision("order-1")), (Metadata::default(), None));
+        two.refresh().await.expect("refresh");
+        assert_eq!((two.metadata("order-1"), two.metadata_revision("order-1")), (three.clone(), Some(0)));
+
+        one.tombstone("order-2").await.expect("tombstone");
+        assert!(two.check(&append("order-2")).is_ok(), "not before a refresh");
+        let two_events = Metadata { max_count: Some(2), ..Metadata::default() };
+        let set = two.set_expecting("order-1", two_events.clone(), ExpectedRevision::Exact(Revision(0))).await;
+        assert_eq!(set.expect("two writes after one's tombstone"), Ok(1));
+        assert_eq!(two.check(&append("order-2")).expect_err("closed").code, ErrorCode::StreamDeleted);
+        let refused = two.set("order-2", three.clone()).await.expect_err("tombstoned by one");
+        assert_eq!(refused.code, ErrorCode::StreamDeleted);
+
+        assert_eq!(one.metadata("order-1"), three, "not before a refresh");
+        one.refresh().await.expect("refresh");
+        assert_eq!((one.metadata("order-1"), one.metadata_revision("order-1")), (two_events, Some(1)));
+        assert_eq!(one.metadata_revision("order-2"), Some(0));
     }
 
     /// A delete covers the revisions it was given, never less than a

@@ -241,7 +241,7 @@ impl Lifecycle {
     /// # Errors
     /// Read errors.
     pub fn scavenge_cutoffs(&self) -> Result<HashMap<String, u64>, ApiError> {
-        let streams = self.metadata.read().unwrap_or_else(PoisonError::into_inner).clone();
+        let streams = self.folded.state().metadata.clone();
         let mut cutoffs = HashMap::new();
         for (stream, metadata) in streams {
             let Ok(name) = StreamName::new(&stream) else { continue };

@@ -15,6 +15,9 @@
 //! - A blocking rebuild's categories are closed to appends (see
 //!   [`super::Blocks`]) from the moment its request is durable until its
 //!   outcome is, across server restarts.
+//! - Requests and outcomes other writers (a cluster's other nodes) record
+//!   are taken in, categories closed or reopened with them, on
+//!   [`Projections::refresh`] and before every change.
 //! - Progress is in positions of the log: `done` is the rebuild's next
 //!   position, `total` the position after the log's last event; rate and
 //!   ETA follow from the reports.
@@ -25,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use quipu_core::Store;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 
 use super::block::Blocks;
 use crate::record_log::RecordLog;
@@ -267,15 +270,69 @@ struct Entry {
     rebuild: Option<Rebuild>,
 }
 
+/// `$projections` and what it says, folded, beside what runners reported
+/// to this node (kept in memory only).
 struct Registry {
     log: RecordLog<Record>,
     entries: BTreeMap<String, Entry>,
+    /// Closed to appends: the categories of the active rebuilds.
+    blocks: Arc<Blocks>,
+}
+
+impl Registry {
+    /// Takes `records`, the next ones of the log, into the entries, and
+    /// closes the categories of the rebuilds active then (reopening the
+    /// others). Open, appends and refreshes all come here.
+    fn fold(&mut self, records: impl IntoIterator<Item = Record>) {
+        for record in records {
+            match record {
+                Record::RebuildRequested { projection, id, block_categories, requested_at_us } => {
+                    self.entries.entry(projection).or_default().rebuild =
+                        Some(Rebuild::requested(id, block_categories, requested_at_us));
+                }
+                Record::RebuildFinished { projection, id, state, message, finished_at_us } => {
+                    if let Some(rebuild) = self.entries.get_mut(&projection).and_then(|e| e.rebuild.as_mut())
+                        && rebuild.id == id
+                    {
+                        rebuild.state = state;
+                        rebuild.message = message;
+                        rebuild.finished_at_us = Some(finished_at_us);
+                    }
+                }
+            }
+        }
+        self.blocks.set(closed_categories(&self.entries));
+    }
+
+    /// Folds the records other writers appended since the log's last
+    /// revision.
+    fn refresh(&mut self) -> Result<(), ApiError> {
+        let records = self.log.read_new()?;
+        if !records.is_empty() {
+            self.fold(records);
+        }
+        Ok(())
+    }
+
+    /// Appends `record` durably, then folds it.
+    async fn append(&mut self, record: Record) -> Result<(), ApiError> {
+        self.log.append(&record).await?;
+        self.fold([record]);
+        Ok(())
+    }
+
+    /// Records the end of rebuild `id` and reopens its categories.
+    async fn finish(&mut self, name: &str, id: u64, state: RebuildState, message: String) -> Result<(), ApiError> {
+        debug_assert!(!state.is_active(), "a finished rebuild is not active");
+        let record =
+            Record::RebuildFinished { projection: name.to_string(), id, state, message, finished_at_us: now_us() };
+        self.append(record).await
+    }
 }
 
 /// The server's projections and their rebuilds.
 pub struct Projections {
     store: Arc<Store>,
-    blocks: Arc<Blocks>,
     registry: Mutex<Registry>,
 }
 
@@ -287,27 +344,27 @@ impl Projections {
     /// Read errors; a record that does not decode.
     pub fn open(store: Arc<Store>, blocks: Arc<Blocks>) -> Result<Projections, ApiError> {
         let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), PROJECTIONS_STREAM)?;
-        let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-        for record in records {
-            match record {
-                Record::RebuildRequested { projection, id, block_categories, requested_at_us } => {
-                    entries.entry(projection).or_default().rebuild =
-                        Some(Rebuild::requested(id, block_categories, requested_at_us));
-                }
-                Record::RebuildFinished { projection, id, state, message, finished_at_us } => {
-                    if let Some(rebuild) = entries.get_mut(&projection).and_then(|e| e.rebuild.as_mut())
-                        && rebuild.id == id
-                    {
-                        rebuild.state = state;
-                        rebuild.message = message;
-                        rebuild.finished_at_us = Some(finished_at_us);
-                    }
-                }
-            }
-        }
-        let registry = Registry { log, entries };
-        blocks.set(closed_categories(&registry.entries));
-        Ok(Projections { store, blocks, registry: Mutex::new(registry) })
+        let mut registry = Registry { log, entries: BTreeMap::new(), blocks };
+        registry.fold(records);
+        Ok(Projections { store, registry: Mutex::new(registry) })
+    }
+
+    /// Takes in the rebuild requests and outcomes other writers recorded
+    /// since, closing and reopening their categories.
+    ///
+    /// # Errors
+    /// As [`Projections::open`]; nothing changes then.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        self.writer().await.map(drop)
+    }
+
+    /// The registry for one change, refreshed first, so the change is
+    /// checked against the newest rebuilds and appends at the newest
+    /// revision.
+    async fn writer(&self) -> Result<MutexGuard<'_, Registry>, ApiError> {
+        let mut registry = self.registry.lock().await;
+        registry.refresh()?;
+        Ok(registry)
     }
 
     /// Asks for a rebuild of projection `name`; appends to
@@ -319,7 +376,7 @@ impl Projections {
     pub async fn request_rebuild(&self, name: &str, block_categories: &[String]) -> Result<ProjectionInfo, ApiError> {
         check_name(name)?;
         let block_categories = check_categories(block_categories)?;
-        let mut registry = self.registry.lock().await;
+        let mut registry = self.writer().await?;
         if let Some(rebuild) = registry.entries.get(name).and_then(|e| e.rebuild.as_ref())
             && rebuild.state.is_active()
         {
@@ -333,17 +390,9 @@ impl Projections {
             ));
         }
         let id = registry.log.next_revision();
-        let requested_at_us = now_us();
-        let record = Record::RebuildRequested {
-            projection: name.to_string(),
-            id,
-            block_categories: block_categories.clone(),
-            requested_at_us,
-        };
-        registry.log.append(&record).await?;
-        registry.entries.entry(name.to_string()).or_default().rebuild =
-            Some(Rebuild::requested(id, block_categories, requested_at_us));
-        self.blocks.set(closed_categories(&registry.entries));
+        let record =
+            Record::RebuildRequested { projection: name.to_string(), id, block_categories, requested_at_us: now_us() };
+        registry.append(record).await?;
         Ok(self.info_of(name, &registry.entries))
     }
 
@@ -353,7 +402,7 @@ impl Projections {
     /// # Errors
     /// 404 `no_rebuild` when none is pending or running, store errors.
     pub async fn cancel_rebuild(&self, name: &str) -> Result<ProjectionInfo, ApiError> {
-        let mut registry = self.registry.lock().await;
+        let mut registry = self.writer().await?;
         let active = registry.entries.get(name).and_then(|e| e.rebuild.as_ref()).filter(|r| r.state.is_active());
         let Some(id) = active.map(|r| r.id) else {
             return Err(ApiError::new(
@@ -361,7 +410,7 @@ impl Projections {
                 format!("projection {name:?} has no rebuild pending or running"),
             ));
         };
-        self.finish(&mut registry, name, id, RebuildState::Cancelled, "cancelled on request".into()).await?;
+        registry.finish(name, id, RebuildState::Cancelled, "cancelled on request".into()).await?;
         Ok(self.info_of(name, &registry.entries))
     }
 
@@ -375,12 +424,12 @@ impl Projections {
         if report.runner.is_empty() || report.runner.len() > RUNNER_BYTES_MAX {
             return Err(ApiError::new(ErrorCode::InvalidRunner, "a runner name has 1 to 200 bytes"));
         }
-        let mut registry = self.registry.lock().await;
+        let mut registry = self.writer().await?;
         let entry = registry.entries.entry(name.to_string()).or_default();
         entry.seen = Some(Seen { runner: report.runner.clone(), position: report.position, at: Instant::now() });
         let finished = report.rebuild.and_then(|(id, outcome)| progress(entry, &report.runner, id, outcome));
         if let Some((id, state, message)) = finished {
-            self.finish(&mut registry, name, id, state, message).await?;
+            registry.finish(name, id, state, message).await?;
         }
         Ok(assign(registry.entries.get_mut(name), &report.runner))
     }
@@ -407,34 +456,6 @@ impl Projections {
     pub async fn list(&self) -> Vec<ProjectionInfo> {
         let registry = self.registry.lock().await;
         registry.entries.keys().map(|name| self.info_of(name, &registry.entries)).collect()
-    }
-
-    /// Records the end of rebuild `id` and reopens its categories.
-    async fn finish(
-        &self,
-        registry: &mut Registry,
-        name: &str,
-        id: u64,
-        state: RebuildState,
-        message: String,
-    ) -> Result<(), ApiError> {
-        debug_assert!(!state.is_active(), "a finished rebuild is not active");
-        let finished_at_us = now_us();
-        let record = Record::RebuildFinished {
-            projection: name.to_string(),
-            id,
-            state,
-            message: message.clone(),
-            finished_at_us,
-        };
-        registry.log.append(&record).await?;
-        if let Some(rebuild) = registry.entries.get_mut(name).and_then(|e| e.rebuild.as_mut()) {
-            rebuild.state = state;
-            rebuild.message = message;
-            rebuild.finished_at_us = Some(finished_at_us);
-        }
-        self.blocks.set(closed_categories(&registry.entries));
-        Ok(())
     }
 
     fn info_of(&self, name: &str, entries: &BTreeMap<String, Entry>) -> ProjectionInfo {
@@ -552,6 +573,48 @@ mod tests {
 
     fn entry_with(state: RebuildState, claim: Option<Claim>) -> Entry {
         Entry { seen: None, rebuild: Some(Rebuild { state, claim, ..Rebuild::requested(3, vec!["order".into()], 0) }) }
+    }
+
+    fn order_append() -> quipu_core::AppendRequest {
+        let event =
+            quipu_core::ProposedEvent::new(quipu_core::EventType::new("Placed").expect("valid"), b"{}".to_vec());
+        let stream = quipu_core::StreamName::new("order-1").expect("valid");
+        quipu_core::AppendRequest::to_stream(stream, quipu_core::ExpectedRevision::Any, vec![event])
+    }
+
+    async fn rebuild_state(projections: &Projections) -> Option<RebuildState> {
+        projections.info("totals").await.ok().and_then(|info| info.rebuild).map(|rebuild| rebuild.state)
+    }
+
+    /// Two registries over one store (two nodes of a cluster), each with
+    /// its own blocks: each takes in the other's rebuild requests and
+    /// outcomes on refresh, closing and reopening their categories, and a
+    /// change through either refreshes first.
+    #[tokio::test]
+    async fn rebuilds_another_writer_records_are_taken_in_on_refresh_with_their_blocks() {
+        let open = |store| {
+            let blocks = Arc::new(Blocks::default());
+            Projections::open(store, Arc::clone(&blocks)).map(|projections| (projections, blocks))
+        };
+        let (_dir, _store, (one, blocks_one), (two, blocks_two)) = crate::record_log::two_over_one_store(open);
+        let requested = one.request_rebuild("totals", &["order".into()]).await.expect("request");
+        assert_eq!(requested.rebuild.map(|r| (r.id, r.state)), Some((0, RebuildState::Requested)));
+        assert_eq!(rebuild_state(&two).await, None, "not before a refresh");
+        assert!(blocks_two.check(&order_append()).is_ok(), "not before a refresh");
+        two.refresh().await.expect("refresh");
+        assert_eq!(rebuild_state(&two).await, Some(RebuildState::Requested));
+        assert_eq!(blocks_two.check(&order_append()).expect_err("closed").code, ErrorCode::ReplayInProgress);
+
+        two.cancel_rebuild("totals").await.expect("one's rebuild, cancelled after it");
+        assert!(blocks_two.check(&order_append()).is_ok(), "reopened");
+        assert!(blocks_one.check(&order_append()).is_err(), "not before a refresh");
+        one.refresh().await.expect("refresh");
+        assert!(blocks_one.check(&order_append()).is_ok(), "reopened");
+        assert_eq!(rebuild_state(&one).await, Some(RebuildState::Cancelled));
+
+        one.request_rebuild("totals", &[]).await.expect("request");
+        let refused = two.request_rebuild("totals", &[]).await.expect_err("one's is pending");
+        assert_eq!(refused.code, ErrorCode::RebuildInProgress, "checked against one's request, not a stale 409");
     }
 
     #[test]

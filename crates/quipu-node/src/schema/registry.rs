@@ -8,7 +8,9 @@
 //!   under the subject's compatibility mode (else the global one, BACKWARD
 //!   by default) and refused, recording nothing, with every break named.
 //! - Schema ids are global: the same schema under two subjects has one id.
-//! - Everything outlives restarts: it is rebuilt from `$schemas` on open.
+//! - Everything outlives restarts: it is rebuilt from `$schemas` on open,
+//!   and follows what other writers record there on
+//!   [`Schemas::refresh`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -16,10 +18,9 @@ use std::sync::Arc;
 use quipu_core::{EventType, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 use super::compatibility::{Mode, check_against};
-use crate::record_log::RecordLog;
+use crate::folded_log::{Fold, FoldedLog};
 use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the registry.
@@ -32,7 +33,7 @@ pub const DEFAULT_MODE: Mode = Mode::Backward;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Record {
-    Registered { subject: String, version: u32, id: u32, schema: String },
+    Registered { subject: String, version: u32, id: u32, schema: Canonical },
     ConfigSet { subject: Option<String>, compatibility: Mode },
     ValidationSet { scope: Scope, enabled: bool },
 }
@@ -54,6 +55,30 @@ impl crate::record_log::Record for Record {
             Record::ConfigSet { .. } => "CompatibilitySet",
             Record::ValidationSet { .. } => "ValidationSet",
         }
+    }
+}
+
+/// A schema as a record holds it: canonical JSON text, parsed as the
+/// record decodes (a record whose schema is not one does not decode).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+struct Canonical {
+    text: String,
+    parsed: Value,
+}
+
+impl TryFrom<String> for Canonical {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Canonical, String> {
+        let parsed = parse(&text).map_err(|error| error.message)?;
+        Ok(Canonical { text, parsed })
+    }
+}
+
+impl From<Canonical> for String {
+    fn from(schema: Canonical) -> String {
+        schema.text
     }
 }
 
@@ -99,11 +124,10 @@ struct State {
     validators: BTreeMap<String, (u32, Arc<jsonschema::Validator>)>,
 }
 
-impl State {
-    fn apply(&mut self, record: Record) -> Result<(), ApiError> {
+impl Fold<Record> for State {
+    fn fold(&mut self, record: Record) {
         match record {
-            Record::Registered { subject, version, id, schema } => {
-                let parsed = parse(&schema)?;
+            Record::Registered { subject, version, id, schema: Canonical { text: schema, parsed } } => {
                 if let Ok(validator) = jsonschema::validator_for(&parsed) {
                     self.validators.insert(subject.clone(), (version, Arc::new(validator)));
                 } else {
@@ -131,9 +155,10 @@ impl State {
                 self.validated.remove(&scope);
             }
         }
-        Ok(())
     }
+}
 
+impl State {
     fn mode(&self, subject: &str) -> Mode {
         self.modes.get(subject).copied().or(self.global).unwrap_or(DEFAULT_MODE)
     }
@@ -145,8 +170,7 @@ impl State {
 
 /// The registry.
 pub struct Schemas {
-    log: Mutex<RecordLog<Record>>,
-    state: std::sync::RwLock<State>,
+    folded: FoldedLog<Record, State>,
 }
 
 impl Schemas {
@@ -155,16 +179,20 @@ impl Schemas {
     /// # Errors
     /// Read errors; a record that does not decode.
     pub fn open(store: Arc<Store>) -> Result<Schemas, ApiError> {
-        let (log, records) = RecordLog::<Record>::open(store, SCHEMAS_STREAM)?;
-        let mut state = State::default();
-        for record in records {
-            state.apply(record)?;
-        }
-        Ok(Schemas { log: Mutex::new(log), state: std::sync::RwLock::new(state) })
+        Ok(Schemas { folded: FoldedLog::open(store, SCHEMAS_STREAM)? })
+    }
+
+    /// Takes in the registrations and settings other writers recorded
+    /// since.
+    ///
+    /// # Errors
+    /// As [`Schemas::open`]; the registry is then unchanged.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        self.folded.refresh().await
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.folded.state()
     }
 
     /// Registers `schema` (JSON text) under `subject`; returns its
@@ -182,27 +210,28 @@ impl Schemas {
                 format!("the schema is not a valid JSON Schema: {error}"),
             )));
         }
-        let canonical = parsed.to_string();
-        let mut log = self.log.lock().await;
-        let (record, version) = {
-            let state = self.read();
+        let canonical = Canonical { text: parsed.to_string(), parsed };
+        let mut writer = self.folded.writer().await?;
+        let record = {
+            let state = writer.state();
             let versions = state.subjects.get(subject).map(Vec::as_slice).unwrap_or_default();
-            if let Some(existing) = versions.iter().find(|v| v.schema == canonical) {
+            if let Some(existing) = versions.iter().find(|v| v.schema == canonical.text) {
                 return Ok(existing.clone());
             }
             let earlier: Vec<(u32, Value)> = versions.iter().map(|v| (v.version, v.parsed.clone())).collect();
-            let breaks = check_against(state.mode(subject), &parsed, &earlier);
+            let breaks = check_against(state.mode(subject), &canonical.parsed, &earlier);
             if !breaks.is_empty() {
                 return Err(SchemaError::Incompatible(breaks));
             }
-            let id = state.id_of(&canonical).unwrap_or_else(|| state.ids.keys().next_back().map_or(1, |id| id + 1));
+            let id =
+                state.id_of(&canonical.text).unwrap_or_else(|| state.ids.keys().next_back().map_or(1, |id| id + 1));
             let version = versions.last().map_or(1, |v| v.version + 1);
-            let record = Record::Registered { subject: subject.to_string(), version, id, schema: canonical.clone() };
-            (record, SchemaVersion { subject: subject.to_string(), version, id, schema: canonical, parsed })
+            Record::Registered { subject: subject.to_string(), version, id, schema: canonical }
         };
-        log.append(&record).await?;
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(record)?;
-        Ok(version)
+        writer.append(record).await?;
+        let state = writer.state();
+        let registered = state.subjects.get(subject).and_then(|versions| versions.last());
+        Ok(registered.cloned().expect("the version just folded is the subject's last"))
     }
 
     /// Whether `schema` could be registered under `subject`, checked
@@ -281,11 +310,7 @@ impl Schemas {
             Scope::EventType(event_type) => check_subject(event_type)?,
             Scope::Category(category) => crate::category::check_category(category)?,
         }
-        let mut log = self.log.lock().await;
-        let record = Record::ValidationSet { scope, enabled };
-        log.append(&record).await?;
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(record)?;
-        Ok(())
+        self.folded.writer().await?.append(Record::ValidationSet { scope, enabled }).await
     }
 
     /// The scopes whose appends are validated.
@@ -350,10 +375,8 @@ impl Schemas {
         if let Some(subject) = subject {
             check_subject(subject)?;
         }
-        let mut log = self.log.lock().await;
         let record = Record::ConfigSet { subject: subject.map(str::to_string), compatibility: mode };
-        log.append(&record).await?;
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).apply(record)?;
+        self.folded.writer().await?.append(record).await?;
         Ok(mode)
     }
 }
@@ -381,4 +404,47 @@ fn subject_not_found(subject: &str) -> ApiError {
 
 fn version_not_found(subject: &str, version: u32) -> ApiError {
     ApiError::new(ErrorCode::VersionNotFound, format!("subject {subject:?} has no version {version}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORDER_V1: &str = r#"{"type": "object", "properties": {"id": {"type": "string"}}}"#;
+    /// Adds a required field: not BACKWARD compatible with v1.
+    const ORDER_V2: &str = r#"{"type": "object", "required": ["total"], "properties": {"total": {"type": "number"}}}"#;
+
+    fn registered(schemas: &Schemas, subject: &str) -> Vec<(u32, u32)> {
+        schemas.versions(subject).map_or_else(|_| Vec::new(), |v| v.iter().map(|v| (v.version, v.id)).collect())
+    }
+
+    /// Two registries over one store (two nodes of a cluster): each takes
+    /// in the other's registrations and modes on refresh, and a
+    /// registration through either refreshes first, so it is numbered and
+    /// checked after the other's.
+    #[tokio::test]
+    async fn registrations_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(Schemas::open);
+        let first = one.register("OrderPlaced", ORDER_V1).await.expect("register");
+        assert_eq!((first.version, first.id), (1, 1));
+        assert!(two.subjects().is_empty(), "not before a refresh");
+        two.refresh().await.expect("refresh");
+        assert_eq!(registered(&two, "OrderPlaced"), [(1, 1)]);
+        assert_eq!(two.by_id(1).expect("known"), first.schema);
+
+        let refused = two.register("OrderPlaced", ORDER_V2).await;
+        assert!(matches!(refused, Err(SchemaError::Incompatible(_))), "BACKWARD refuses v2: {refused:?}");
+        one.set_mode(Some("OrderPlaced"), Mode::None).await.expect("set mode");
+        let second = two.register("OrderPlaced", ORDER_V2).await.expect("two checks under one's mode");
+        assert_eq!((second.version, second.id), (2, 2));
+        assert_eq!(two.mode(Some("OrderPlaced")), Mode::None);
+
+        assert_eq!(registered(&one, "OrderPlaced"), [(1, 1)], "not before a refresh");
+        one.refresh().await.expect("refresh");
+        assert_eq!(registered(&one, "OrderPlaced"), [(1, 1), (2, 2)]);
+        assert_eq!(one.version("OrderPlaced", None).expect("latest"), second);
+        one.set_validation(Scope::EventType("OrderPlaced".into()), true).await.expect("one writes after two");
+        two.refresh().await.expect("refresh");
+        assert_eq!(two.validated(), [Scope::EventType("OrderPlaced".into())]);
+    }
 }

@@ -10,20 +10,20 @@
 //!   moment (in pages of `limit`).
 //! - `snapshot_due` is true when the category has a policy and at least
 //!   `every` events lie after the snapshot used.
-//! - Policies are kept in the system stream `$snapshot-policies`.
+//! - Policies are kept in the system stream `$snapshot-policies`, and
+//!   follow what other writers record there on [`Snapshots::refresh`].
 //!
 //! The doors serve it as `quipu.v1.Snapshots` (gRPC) and under
 //! `/v1/streams/{stream}/snapshots`, `/v1/streams/{stream}/load` and
 //! `/v1/snapshot-policies` (HTTP).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use quipu_core::{AsOf, Direction, RecordedEvent, Revision, Snapshot, Store, StreamName};
 use serde::{Deserialize, Serialize};
-use tokio::sync::Mutex;
 
-use crate::record_log::RecordLog;
+use crate::folded_log::{Fold, FoldedLog};
 use crate::{ApiError, ErrorCode};
 use crate::{category::check_category, clock::now_us};
 
@@ -61,6 +61,23 @@ impl crate::record_log::Record for Record {
     }
 }
 
+/// Every policy, by category.
+#[derive(Default)]
+struct Policies(BTreeMap<String, Policy>);
+
+impl Fold<Record> for Policies {
+    fn fold(&mut self, record: Record) {
+        match record {
+            Record::PolicySet(policy) => {
+                self.0.insert(policy.category.clone(), policy);
+            }
+            Record::PolicyRemoved { category } => {
+                self.0.remove(&category);
+            }
+        }
+    }
+}
+
 /// What a load returns.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -84,8 +101,7 @@ pub struct Loaded {
 pub struct Snapshots {
     store: Arc<Store>,
     lifecycle: Arc<crate::lifecycle::Lifecycle>,
-    log: Mutex<RecordLog<Record>>,
-    policies: RwLock<BTreeMap<String, Policy>>,
+    policies: FoldedLog<Record, Policies>,
 }
 
 impl Snapshots {
@@ -94,19 +110,16 @@ impl Snapshots {
     /// # Errors
     /// Read errors; a record that does not decode.
     pub fn open(store: Arc<Store>, lifecycle: Arc<crate::lifecycle::Lifecycle>) -> Result<Snapshots, ApiError> {
-        let (log, records) = RecordLog::<Record>::open(Arc::clone(&store), POLICIES_STREAM)?;
-        let mut policies = BTreeMap::new();
-        for record in records {
-            match record {
-                Record::PolicySet(policy) => {
-                    policies.insert(policy.category.clone(), policy);
-                }
-                Record::PolicyRemoved { category } => {
-                    policies.remove(&category);
-                }
-            }
-        }
-        Ok(Snapshots { store, lifecycle, log: Mutex::new(log), policies: RwLock::new(policies) })
+        let policies = FoldedLog::open(Arc::clone(&store), POLICIES_STREAM)?;
+        Ok(Snapshots { store, lifecycle, policies })
+    }
+
+    /// Takes in the policies other writers set or removed since.
+    ///
+    /// # Errors
+    /// As [`Snapshots::open`]; the policies are then unchanged.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        self.policies.refresh().await
     }
 
     /// Stores a snapshot of `stream` at `revision`.
@@ -176,12 +189,7 @@ impl Snapshots {
         if policy.every == 0 {
             return Err(ApiError::new(ErrorCode::InvalidPolicy, "every must be at least 1 event"));
         }
-        let mut log = self.log.lock().await;
-        log.append(&Record::PolicySet(policy.clone())).await?;
-        self.policies
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(policy.category.clone(), policy.clone());
+        self.policies.writer().await?.append(Record::PolicySet(policy.clone())).await?;
         Ok(policy)
     }
 
@@ -190,26 +198,24 @@ impl Snapshots {
     /// # Errors
     /// 404 `policy_not_found`, store errors.
     pub async fn delete_policy(&self, category: &str) -> Result<(), ApiError> {
-        let mut log = self.log.lock().await;
-        if self.policy(category).is_none() {
+        let mut writer = self.policies.writer().await?;
+        if !writer.state().0.contains_key(category) {
             return Err(ApiError::new(
                 ErrorCode::PolicyNotFound,
                 format!("category {category:?} has no snapshot policy"),
             ));
         }
-        log.append(&Record::PolicyRemoved { category: category.to_string() }).await?;
-        self.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner).remove(category);
-        Ok(())
+        writer.append(Record::PolicyRemoved { category: category.to_string() }).await
     }
 
     /// Every policy, by category.
     #[must_use]
     pub fn policies(&self) -> Vec<Policy> {
-        self.policies.read().unwrap_or_else(std::sync::PoisonError::into_inner).values().cloned().collect()
+        self.policies.state().0.values().cloned().collect()
     }
 
     fn policy(&self, category: &str) -> Option<Policy> {
-        self.policies.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(category).cloned()
+        self.policies.state().0.get(category).cloned()
     }
 }
 
@@ -260,4 +266,39 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| ApiError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(ApiError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(store: Arc<Store>) -> Result<Snapshots, ApiError> {
+        let lifecycle = Arc::new(crate::lifecycle::Lifecycle::open(Arc::clone(&store))?);
+        Snapshots::open(store, lifecycle)
+    }
+
+    fn policy(category: &str, every: u64) -> Policy {
+        Policy { category: category.into(), every, schema_version: 1 }
+    }
+
+    /// Two registries over one store (two nodes of a cluster): each takes
+    /// in the policies the other sets or removes on refresh, and a change
+    /// through either refreshes first.
+    #[tokio::test]
+    async fn policies_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(open);
+        one.set_policy(policy("order", 10)).await.expect("set");
+        assert!(two.policies().is_empty(), "not before a refresh");
+        two.refresh().await.expect("refresh");
+        assert_eq!(two.policies(), [policy("order", 10)]);
+
+        one.set_policy(policy("customer", 5)).await.expect("set");
+        two.delete_policy("customer").await.expect("one's policy, and two writes after it");
+        two.set_policy(policy("order", 20)).await.expect("set");
+        assert_eq!(two.policies(), [policy("order", 20)]);
+
+        assert_eq!(one.policies(), [policy("customer", 5), policy("order", 10)], "not before a refresh");
+        one.refresh().await.expect("refresh");
+        assert_eq!(one.policies(), [policy("order", 20)]);
+    }
 }

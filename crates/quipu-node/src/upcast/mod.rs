@@ -11,7 +11,8 @@
 //! - A raw read (`raw=true`) returns events as written.
 //! - Declarations are kept in `$upcasters`; the set has a version (the
 //!   number of declarations so far), listed with the declarations. A
-//!   step from n to n+1 needs the one from n-1 first.
+//!   step from n to n+1 needs the one from n-1 first. Declarations other
+//!   writers record apply from [`Upcasters::refresh`] on.
 //! - Data that is not a JSON object, or metadata that is not a JSON
 //!   object, is left as written.
 //!
@@ -21,16 +22,15 @@
 pub mod step;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use quipu_core::{EventType, RecordedEvent, Store};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Mutex;
 
 pub use step::Step;
 
-use crate::record_log::RecordLog;
+use crate::folded_log::{Fold, FoldedLog};
 use crate::{ApiError, ErrorCode};
 
 /// The system stream holding the declarations.
@@ -71,8 +71,8 @@ struct State {
     set_version: u64,
 }
 
-impl State {
-    fn apply(&mut self, upcaster: Upcaster) {
+impl Fold<Record> for State {
+    fn fold(&mut self, Record::Declared(upcaster): Record) {
         self.chains.entry(upcaster.event_type).or_default().insert(upcaster.from_version, upcaster.steps);
         self.set_version += 1;
     }
@@ -80,8 +80,7 @@ impl State {
 
 /// The declared upcasters.
 pub struct Upcasters {
-    log: Mutex<RecordLog<Record>>,
-    state: RwLock<State>,
+    folded: FoldedLog<Record, State>,
 }
 
 impl Upcasters {
@@ -90,16 +89,20 @@ impl Upcasters {
     /// # Errors
     /// Read errors; a record that does not decode.
     pub fn open(store: Arc<Store>) -> Result<Upcasters, ApiError> {
-        let (log, records) = RecordLog::<Record>::open(store, UPCASTERS_STREAM)?;
-        let mut state = State::default();
-        for Record::Declared(upcaster) in records {
-            state.apply(upcaster);
-        }
-        Ok(Upcasters { log: Mutex::new(log), state: RwLock::new(state) })
+        Ok(Upcasters { folded: FoldedLog::open(store, UPCASTERS_STREAM)? })
+    }
+
+    /// Takes in the declarations other writers recorded since: reads
+    /// upcast by them from then on.
+    ///
+    /// # Errors
+    /// As [`Upcasters::open`]; the declarations are then unchanged.
+    pub async fn refresh(&self) -> Result<(), ApiError> {
+        self.folded.refresh().await
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.folded.state()
     }
 
     /// Declares (or replaces) how `event_type` goes from `from_version` to
@@ -120,10 +123,10 @@ impl Upcasters {
         for step in &upcaster.steps {
             step.check().map_err(invalid)?;
         }
-        let mut log = self.log.lock().await;
+        let mut writer = self.folded.writer().await?;
         let chained = upcaster.from_version == 1
-            || self
-                .read()
+            || writer
+                .state()
                 .chains
                 .get(&upcaster.event_type)
                 .is_some_and(|c| c.contains_key(&(upcaster.from_version - 1)));
@@ -135,10 +138,8 @@ impl Upcasters {
                 upcaster.from_version
             )));
         }
-        log.append(&Record::Declared(upcaster.clone())).await?;
-        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.apply(upcaster);
-        Ok(state.set_version)
+        writer.append(Record::Declared(upcaster)).await?;
+        Ok(writer.state().set_version)
     }
 
     /// The set's version and every declaration, by type and version.
@@ -269,5 +270,32 @@ mod tests {
         let before = opaque.clone();
         upcast(&mut opaque, &chain());
         assert_eq!(opaque, before, "data that is not an object is left alone");
+    }
+
+    fn upcaster(event_type: &str, from_version: u32) -> Upcaster {
+        let steps = json!([{"add": {"path": format!("v{}", from_version + 1), "value": true}}]);
+        Upcaster { event_type: event_type.into(), from_version, steps: serde_json::from_value(steps).expect("steps") }
+    }
+
+    /// Two registries over one store (two nodes of a cluster): each takes
+    /// in the other's declarations on refresh, and a declaration through
+    /// either refreshes first, so it chains onto the other's and counts
+    /// them in the set's version.
+    #[tokio::test]
+    async fn declarations_another_writer_records_are_taken_in_on_refresh_and_changes_follow_them() {
+        let (_dir, _store, one, two) = crate::record_log::two_over_one_store(Upcasters::open);
+        assert_eq!(one.declare(upcaster("Placed", 1)).await.expect("declare"), 1);
+        assert_eq!(two.list(), (0, Vec::new()), "not before a refresh");
+        two.refresh().await.expect("refresh");
+        assert_eq!(two.list(), (1, vec![upcaster("Placed", 1)]));
+
+        assert_eq!(one.declare(upcaster("Shipped", 1)).await.expect("declare"), 2);
+        let version = two.declare(upcaster("Shipped", 2)).await.expect("chains onto one's Shipped v1");
+        assert_eq!(version, 3);
+
+        assert_eq!(one.list().0, 2, "not before a refresh");
+        one.refresh().await.expect("refresh");
+        assert_eq!(one.list(), two.list());
+        assert_eq!(one.list().1.len(), 3);
     }
 }
