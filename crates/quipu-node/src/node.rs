@@ -248,7 +248,7 @@ mod tests {
             store.submit_applied(request, applied, reply);
         }
 
-        fn close(&self) {}
+        fn close(&self, _store: &Store) {}
     }
 
     fn replica(dir: &std::path::Path) -> Arc<Store> {

@@ -122,6 +122,16 @@ fn nodes_on_one_topic_decide_alike_and_killed_or_new_nodes_catch_up() {
     let (status, body) = other.append(&format!("account-{n}"), &opening(n, winner));
     assert_eq!((status, &body["already_written"]), (200, &json!(true)), "{body}");
 
+    // The server's own registries follow what other nodes write: a stream
+    // deleted on one node reads as deleted on the other.
+    let (status, body) = a.request("DELETE", "/v1/streams/account-7", None);
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while b.request("GET", "/v1/streams/account-7", None).0 != 404 {
+        assert!(Instant::now() < deadline, "b never saw the delete made on a");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // An atomic append across partitions is refused, naming the option.
     let refused = (1..50).find_map(|n| {
         let body = json!({"writes": [
