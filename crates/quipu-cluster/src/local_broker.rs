@@ -37,6 +37,8 @@ pub struct LocalBroker {
     child: Child,
     /// `127.0.0.1:port`, for `bootstrap.servers`.
     pub address: String,
+    port: u16,
+    data_dir: std::path::PathBuf,
 }
 
 impl Drop for LocalBroker {
@@ -56,22 +58,46 @@ impl LocalBroker {
     pub fn start(data_dir: &Path) -> Result<LocalBroker, LocalBrokerError> {
         let start = |e: std::io::Error| LocalBrokerError::Start(e.to_string());
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(start)?.port();
-        let child = Command::new(binary()?)
-            .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
-            .arg(data_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(start)?;
-        let broker = LocalBroker { child, address: format!("127.0.0.1:{port}") };
+        let child = spawn(port, data_dir)?;
+        let broker =
+            LocalBroker { child, address: format!("127.0.0.1:{port}"), port, data_dir: data_dir.to_path_buf() };
+        broker.wait_listening()?;
+        Ok(broker)
+    }
+
+    /// Stops the broker as its operator would (SIGINT: noida-db keeps its
+    /// data in memory and saves it as it stops; a SIGKILL loses it all,
+    /// unlike a Kafka broker), then starts it again on the same port and
+    /// data, and waits until it listens.
+    ///
+    /// # Errors
+    /// As [`LocalBroker::start`]; the broker does not stop within 30 s.
+    pub fn restart(&mut self) -> Result<(), LocalBrokerError> {
+        let pid = self.child.id().to_string();
+        let signalled = Command::new("kill").args(["-INT", &pid]).status();
+        if !signalled.is_ok_and(|status| status.success()) {
+            return Err(LocalBrokerError::Start(format!("could not signal process {pid} to stop")));
+        }
         let deadline = Instant::now() + LISTEN_WITHIN;
-        while std::net::TcpStream::connect(&broker.address).is_err() {
+        while self.child.try_wait().map_err(|e| LocalBrokerError::Start(e.to_string()))?.is_none() {
             if Instant::now() > deadline {
-                return Err(LocalBrokerError::Start(format!("it did not listen on {}", broker.address)));
+                return Err(LocalBrokerError::Start(format!("process {pid} did not stop")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child = spawn(self.port, &self.data_dir)?;
+        self.wait_listening()
+    }
+
+    fn wait_listening(&self) -> Result<(), LocalBrokerError> {
+        let deadline = Instant::now() + LISTEN_WITHIN;
+        while std::net::TcpStream::connect(&self.address).is_err() {
+            if Instant::now() > deadline {
+                return Err(LocalBrokerError::Start(format!("it did not listen on {}", self.address)));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(broker)
+        Ok(())
     }
 
     /// Creates `topic` with `partitions` partitions, keeping every record
@@ -101,6 +127,17 @@ impl LocalBroker {
         }
         Ok(())
     }
+}
+
+/// A noida-db process serving Kafka on `port` of loopback from `data_dir`.
+fn spawn(port: u16, data_dir: &Path) -> Result<Child, LocalBrokerError> {
+    Command::new(binary()?)
+        .args(["start", "--only", "kafka", "--kafka-port", &port.to_string(), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| LocalBrokerError::Start(e.to_string()))
 }
 
 /// The noida-db binary: `NOIDA_DB`, or the one inside the Python package.

@@ -1,7 +1,10 @@
 //! Replicas of one cluster on a real Kafka-protocol broker (noida-db, a
 //! single-binary broker from PyPI that `scripts/test` installs): appends
-//! sent to different nodes are decided once, alike on every node, and a
-//! node restarted from its data directory goes on where it stopped.
+//! sent to different nodes are decided once, alike on every node; a node
+//! restarted from its data directory goes on where it stopped; a node
+//! refuses a topic it cannot follow; appends resume after the broker
+//! restarts, losing nothing acknowledged; a proposal found twice in the
+//! log is applied once.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 
@@ -240,4 +243,129 @@ async fn a_node_refuses_a_topic_it_cannot_follow() {
     };
     assert!(error.to_string().contains("was the topic recreated?"), "{error}");
     assert_eq!(all_events(&store).len(), 1, "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_resume_after_a_broker_restart_and_nothing_acknowledged_is_lost() {
+    let mut broker = start_broker();
+    create_topic(&broker, TOPIC, &[]).await;
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_store, b_store) = (open(a_dir.path()), open(b_dir.path()));
+    let a = Arc::new(Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).await.unwrap());
+    let b = Replica::start(Arc::clone(&b_store), config(&broker.address, "b")).await.unwrap();
+
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (a, acknowledged, stop) = (Arc::clone(&a), Arc::clone(&acknowledged), Arc::clone(&stop));
+        tokio::spawn(async move {
+            let mut failures = 0;
+            for n in 0u32.. {
+                if stop.load(std::sync::atomic::Ordering::Acquire) {
+                    return failures;
+                }
+                let event = ProposedEvent::new(EventType::new("Loaded").unwrap(), n.to_be_bytes().to_vec());
+                let id = event.id;
+                let stream = StreamName::new(format!("load-{}", n % 4)).unwrap();
+                match a.append(AppendRequest::to_stream(stream, ExpectedRevision::Any, vec![event])).await {
+                    Ok(AppendOutcome::Written(_)) => acknowledged.lock().unwrap().push(id),
+                    Ok(other) => panic!("append {n}: {other:?}"),
+                    // Not acknowledged: the client would send it again.
+                    Err(_) => failures += 1,
+                }
+            }
+            failures
+        })
+    };
+    let count = |acknowledged: &std::sync::Mutex<Vec<_>>| acknowledged.lock().unwrap().len();
+    let wait_for = |target: usize| {
+        let acknowledged = Arc::clone(&acknowledged);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while count(&acknowledged) < target {
+                assert!(Instant::now() < deadline, "appends stalled at {}", count(&acknowledged));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    wait_for(50).await;
+    let broker = tokio::task::spawn_blocking(move || {
+        broker.local.restart().unwrap();
+        broker
+    })
+    .await
+    .unwrap();
+    let before = count(&acknowledged);
+    wait_for(before + 50).await;
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let failures = writer.await.unwrap();
+
+    let (left, right) = converged(&a_store, &b_store);
+    assert_eq!(left, right, "both nodes hold the same events after the broker restarted");
+    let written: std::collections::HashSet<_> = left.iter().map(|e| e.id).collect();
+    assert_eq!(written.len(), left.len(), "no event was written twice");
+    let acknowledged = acknowledged.lock().unwrap();
+    let lost: Vec<_> = acknowledged.iter().filter(|id| !written.contains(id)).collect();
+    assert!(lost.is_empty(), "{} acknowledged appends lost ({failures} failed): {lost:?}", lost.len());
+    drop((a, b, broker));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proposal_found_twice_in_the_log_is_applied_once() {
+    use quipu_cluster::{Partitioner, Proposal, Record, RequestId};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+
+    let broker = start_broker();
+    create_topic(&broker, TOPIC, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let replica = Replica::start(Arc::clone(&store), config(&broker.address, "a")).await.unwrap();
+
+    // The same proposal twice, as a produce retried after an unknown
+    // outcome leaves it, with an append of the stream between the copies.
+    let stream = "account-twice";
+    let partition =
+        Partitioner::new(PartitionKey::Stream, PARTITIONS as u32).partition_of(&StreamName::new(stream).unwrap());
+    let record = Record::Proposal(Proposal {
+        request_id: RequestId::random(),
+        node: "a".into(),
+        request: open_account(stream, "a"),
+    })
+    .encode()
+    .unwrap();
+    let producer: FutureProducer = ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let send = |payload: Vec<u8>| {
+        let producer = producer.clone();
+        async move {
+            producer
+                .send(
+                    FutureRecord::<str, [u8]>::to(TOPIC).partition(partition as i32).key(stream).payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+                .map_err(|(error, _)| error)
+                .unwrap();
+        }
+    };
+    send(record.clone()).await;
+    let deposit = ProposedEvent::new(EventType::new("Deposited").unwrap(), b"{}".to_vec());
+    let deposit = AppendRequest::to_stream(
+        StreamName::new(stream).unwrap(),
+        ExpectedRevision::Exact(quipu_core::Revision(0)),
+        vec![deposit],
+    );
+    assert!(matches!(replica.append(deposit).await.unwrap(), AppendOutcome::Written(_)));
+    send(record).await;
+    // An append after the second copy, so it has been decided when this one is.
+    let later = open_account("account-later", "a");
+    assert!(matches!(replica.append(later).await.unwrap(), AppendOutcome::Written(_)));
+
+    let events = all_events(&store);
+    let types: Vec<(&str, &str)> = events.iter().map(|e| (e.stream.as_str(), e.event_type.as_str())).collect();
+    assert_eq!(
+        types,
+        [("account-twice", "Opened"), ("account-twice", "Deposited"), ("account-later", "Opened")],
+        "the second copy is a retry: nothing written again, and not a conflict that stops anything"
+    );
+    replica.close();
 }
