@@ -37,6 +37,11 @@ use crate::topic_settings::{TopicSettings, TopicSettingsError};
 
 /// How long a metadata request may take on start.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first pause before a proposal found missing from the log is
+/// produced again; it doubles up to [`PRODUCE_BACKOFF_MAX`].
+const PRODUCE_BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// The longest pause between produces of one proposal.
+const PRODUCE_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How often the merge's state is saved (see [`MergeState`]).
 const SAVE_EVERY: Duration = Duration::from_secs(1);
 /// How long a closing applier waits for the store to decide what it
@@ -258,6 +263,8 @@ struct Inner {
     applies: Arc<Applies>,
     /// Records waiting in the merge, as the applier last counted.
     held: Arc<AtomicU64>,
+    /// Produces whose outcome was unknown and looked up in the log.
+    looked_up: AtomicU64,
     stop: Arc<AtomicBool>,
     /// Why the applier stopped, once it has.
     failure: Arc<Mutex<Option<String>>>,
@@ -320,6 +327,7 @@ impl Replica {
             ticks: Arc::new(TicksDue::new(partitions)),
             applies: Arc::default(),
             held: Arc::default(),
+            looked_up: AtomicU64::new(0),
             stop: Arc::default(),
             failure: Arc::default(),
             applier: Mutex::new(None),
@@ -356,6 +364,13 @@ impl Replica {
     #[must_use]
     pub fn partitions(&self) -> u32 {
         self.inner.partitions
+    }
+
+    /// How many produces since the start had an unknown outcome (a
+    /// timeout, a lost connection) and were looked up in the log.
+    #[must_use]
+    pub fn looked_up(&self) -> u64 {
+        self.inner.looked_up.load(Ordering::Relaxed)
     }
 
     /// Proposes `request` to the cluster and answers with its decision,
@@ -438,6 +453,7 @@ impl Inner {
         lock(&self.waiting).insert(request_id, Waiter { reply, seen: false });
         let _forget = Forget { waiting: &self.waiting, request_id };
         let deadline = tokio::time::Instant::now() + self.config.append_timeout;
+        let mut backoff = PRODUCE_BACKOFF_MIN;
         loop {
             match self.produce(partition, Some(&key), &record).await {
                 Ok(offset) => {
@@ -446,12 +462,17 @@ impl Inner {
                 }
                 Err(error) => {
                     tracing::warn!(%error, partition, "producing a proposal; reading the log for it");
+                    self.looked_up.fetch_add(1, Ordering::Relaxed);
                     if self.reached_log(partition, request_id, deadline).await? {
                         break;
                     }
-                    if tokio::time::Instant::now() >= deadline {
+                    if tokio::time::Instant::now() + backoff >= deadline {
                         return Err(ClusterError::OutcomeUnknown { reason: error.to_string() });
                     }
+                    // Not in the log: produce again, after a pause that
+                    // grows while the topic keeps failing.
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(PRODUCE_BACKOFF_MAX);
                 }
             }
         }

@@ -369,3 +369,53 @@ async fn a_proposal_found_twice_in_the_log_is_applied_once() {
     );
     replica.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produces_that_time_out_are_looked_up_and_never_answered_as_a_conflict() {
+    let broker = start_broker();
+    create_topic(&broker, TOPIC, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Produces time out after a few milliseconds, often while the broker is
+    // taking them: their outcome is unknown to the node, which looks each
+    // up in the log and produces again when it is not there.
+    let hasty = ReplicaConfig { produce_timeout: Duration::from_millis(3), ..config(&broker.address, "hasty") };
+    let replica = Arc::new(Replica::start(Arc::clone(&store), hasty).await.unwrap());
+    let mut appends = tokio::task::JoinSet::new();
+    for n in 0..60 {
+        let replica = Arc::clone(&replica);
+        appends.spawn(async move {
+            let stream = format!("hasty-{n}");
+            (stream.clone(), replica.append(open_account(&stream, "hasty")).await)
+        });
+    }
+    let (mut written, mut unknown) = (Vec::new(), Vec::new());
+    while let Some(append) = appends.join_next().await {
+        match append.unwrap() {
+            (stream, Ok(AppendOutcome::Written(_) | AppendOutcome::AlreadyWritten(_))) => written.push(stream),
+            (stream, Ok(AppendOutcome::Conflict(conflict))) => {
+                panic!("{stream}: its own copy answered as a conflict: {conflict:?}")
+            }
+            (stream, Err(quipu_cluster::ClusterError::OutcomeUnknown { .. })) => unknown.push(stream),
+            (stream, Err(error)) => panic!("{stream}: {error}"),
+        }
+    }
+    let events = all_events(&store);
+    let mut per_stream = std::collections::BTreeMap::<&str, usize>::new();
+    for event in &events {
+        *per_stream.entry(event.stream.as_str()).or_default() += 1;
+    }
+    assert!(per_stream.values().all(|count| *count == 1), "an append was applied twice: {per_stream:?}");
+    for stream in &written {
+        assert_eq!(per_stream.get(stream.as_str()), Some(&1), "{stream} was answered written");
+    }
+    eprintln!(
+        "{} written, {} of unknown outcome, {} produces looked up",
+        written.len(),
+        unknown.len(),
+        replica.looked_up()
+    );
+    assert!(replica.looked_up() > 0, "no produce timed out: the test did not test the lookup");
+    assert!(!written.is_empty(), "some appends went through");
+    replica.close();
+}
