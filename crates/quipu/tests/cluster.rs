@@ -166,4 +166,9 @@ fn nodes_on_one_topic_decide_alike_and_killed_or_new_nodes_catch_up() {
     assert_eq!(on_a, on_c);
     let (on_b, on_c) = all_when_caught_up(&b, &c);
     assert_eq!(on_b, on_c);
+
+    // SIGTERM stops a node cleanly, saving where its merge stands.
+    assert_eq!(c.terminate(), Some(0), "a node stops cleanly on SIGTERM");
+    let state = std::fs::read_to_string(c_dir.path().join("cluster-merge-state")).unwrap();
+    assert!(state.starts_with("quipu-merge-state 1\ntopic quipu-log\npartitions 3\n"), "{state}");
 }
