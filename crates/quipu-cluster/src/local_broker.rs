@@ -74,10 +74,7 @@ impl LocalBroker {
     /// As [`LocalBroker::start`]; the broker does not stop within 30 s.
     pub fn restart(&mut self) -> Result<(), LocalBrokerError> {
         let pid = self.child.id().to_string();
-        let signalled = Command::new("kill").args(["-INT", &pid]).status();
-        if !signalled.is_ok_and(|status| status.success()) {
-            return Err(LocalBrokerError::Start(format!("could not signal process {pid} to stop")));
-        }
+        self.signal("-INT")?;
         let deadline = Instant::now() + LISTEN_WITHIN;
         while self.child.try_wait().map_err(|e| LocalBrokerError::Start(e.to_string()))?.is_none() {
             if Instant::now() > deadline {
@@ -87,6 +84,32 @@ impl LocalBroker {
         }
         self.child = spawn(self.port, &self.data_dir)?;
         self.wait_listening()
+    }
+
+    /// Freezes the broker (SIGSTOP): it takes connections and requests but
+    /// answers nothing until [`LocalBroker::resume`], as a broker stalled
+    /// by a long pause would.
+    ///
+    /// # Errors
+    /// [`LocalBrokerError::Start`] when the process cannot be signalled.
+    pub fn pause(&self) -> Result<(), LocalBrokerError> {
+        self.signal("-STOP")
+    }
+
+    /// Lets a paused broker go on (SIGCONT): it answers what it was sent.
+    ///
+    /// # Errors
+    /// [`LocalBrokerError::Start`] when the process cannot be signalled.
+    pub fn resume(&self) -> Result<(), LocalBrokerError> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> Result<(), LocalBrokerError> {
+        let pid = self.child.id().to_string();
+        match Command::new("kill").args([signal, &pid]).status() {
+            Ok(status) if status.success() => Ok(()),
+            _ => Err(LocalBrokerError::Start(format!("could not send {signal} to process {pid}"))),
+        }
     }
 
     fn wait_listening(&self) -> Result<(), LocalBrokerError> {

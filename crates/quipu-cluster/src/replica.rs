@@ -23,14 +23,14 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, oneshot};
 
 use crate::merge_state::{MergeState, MergeStateError};
-use crate::merger::{Entry, LaneStart, MergeKey, Merger};
+use crate::merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 use crate::partitioner::{PartitionError, PartitionKey, Partitioner};
 use crate::proposal::{DecodeError, EncodeError, Proposal, Record, RequestId, Tick};
 use crate::topic_settings::{TopicSettings, TopicSettingsError};
@@ -204,6 +204,68 @@ impl TicksDue {
     }
 }
 
+/// This node's idempotent producer, made anew when it fails for good. An
+/// idempotent producer stops for good ("fatal") when the broker lost its
+/// state (a broker restarted without it, a producer id expired); a new one
+/// starts a new producer id. What the old one had in flight is looked up
+/// in the log like any produce of unknown outcome.
+struct ProducerSlot {
+    config: ClientConfig,
+    /// The producer and how many times it was made anew.
+    current: Mutex<(FutureProducer, u64)>,
+}
+
+impl ProducerSlot {
+    fn new(config: &ReplicaConfig) -> Result<ProducerSlot, KafkaError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            // The topic is made on purpose (docs/cluster.md), never by a
+            // node asking for it with the broker's defaults.
+            .set("allow.auto.create.topics", "false")
+            .set("message.timeout.ms", config.produce_timeout.as_millis().to_string())
+            .set("linger.ms", "0");
+        let producer = client.create()?;
+        Ok(ProducerSlot { config: client, current: Mutex::new((producer, 0)) })
+    }
+
+    /// The producer now, and its generation.
+    fn get(&self) -> (FutureProducer, u64) {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// After `error` from the producer of `generation`: makes a new one
+    /// when that one has failed for good (once, however many saw it fail).
+    fn renew_if_fatal(&self, generation: u64, error: &KafkaError) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.1 != generation {
+            return;
+        }
+        let Some(fatal) = current.0.client().fatal_error() else { return };
+        match self.config.create::<FutureProducer>() {
+            Ok(producer) => {
+                tracing::warn!(%error, reason = ?fatal, "the cluster producer failed for good; a new one takes over");
+                *current = (producer, generation + 1);
+            }
+            Err(failed) => tracing::error!(%failed, "making a new cluster producer"),
+        }
+    }
+
+    /// Sends `record`, making a new producer when this one failed for good.
+    async fn send(&self, record: FutureRecord<'_, str, [u8]>, timeout: Duration) -> Result<i64, KafkaError> {
+        let (producer, generation) = self.get();
+        match producer.send(record, timeout).await {
+            Ok(delivery) => Ok(delivery.offset),
+            Err((error, _)) => {
+                self.renew_if_fatal(generation, &error);
+                Err(error)
+            }
+        }
+    }
+}
+
 /// An append of this node waiting for its proposal's decision.
 struct Waiter {
     /// Where the decision goes.
@@ -250,7 +312,7 @@ pub struct Replica {
 
 struct Inner {
     config: ReplicaConfig,
-    producer: FutureProducer,
+    producer: Arc<ProducerSlot>,
     partitioner: Partitioner,
     partitions: u32,
     /// The runtime proposals are sent from.
@@ -286,16 +348,8 @@ impl Replica {
     /// the store's errors reading its last applied record, or refusing a
     /// second proposer.
     pub async fn start(store: Arc<Store>, config: ReplicaConfig) -> Result<Replica, ClusterError> {
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            // The topic is made on purpose (docs/cluster.md), never by a
-            // node asking for it with the broker's defaults.
-            .set("allow.auto.create.topics", "false")
-            .set("message.timeout.ms", config.produce_timeout.as_millis().to_string())
-            .set("linger.ms", "0")
-            .create()?;
+        let slot = Arc::new(ProducerSlot::new(&config)?);
+        let (producer, _) = slot.get();
         let metadata = {
             // A blocking request: off the async workers.
             let (producer, topic) = (producer.clone(), config.topic.clone());
@@ -318,7 +372,7 @@ impl Replica {
         let inner = Arc::new(Inner {
             partitioner: Partitioner::new(config.partition_key.clone(), partitions),
             config,
-            producer,
+            producer: slot,
             partitions,
             runtime: tokio::runtime::Handle::current(),
             waiting: Arc::default(),
@@ -364,6 +418,14 @@ impl Replica {
     #[must_use]
     pub fn partitions(&self) -> u32 {
         self.inner.partitions
+    }
+
+    /// Why this node stopped applying the topic, once it has (it then
+    /// refuses appends with [`ClusterError::Stopped`]); `None` while it
+    /// follows the topic.
+    #[must_use]
+    pub fn failure(&self) -> Option<String> {
+        self.inner.failure.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// How many produces since the start had an unknown outcome (a
@@ -533,7 +595,7 @@ impl Inner {
 
     /// Each partition's end offset (the offset the next record gets).
     async fn end_offsets(&self) -> Result<Vec<i64>, ClusterError> {
-        let (producer, topic, partitions) = (self.producer.clone(), self.config.topic.clone(), self.partitions);
+        let (producer, topic, partitions) = (self.producer.get().0, self.config.topic.clone(), self.partitions);
         tokio::task::spawn_blocking(move || {
             (0..partitions)
                 .map(|p| {
@@ -554,8 +616,7 @@ impl Inner {
         if let Some(key) = key {
             record = record.key(key);
         }
-        let delivery = self.producer.send(record, self.config.produce_timeout).await.map_err(|(error, _)| error)?;
-        Ok(delivery.offset)
+        self.producer.send(record, self.config.produce_timeout).await
     }
 
     fn check_running(&self) -> Result<(), ClusterError> {
@@ -604,7 +665,7 @@ impl Drop for Inner {
 /// [`HELD_TICK_AFTER`] with none of this node's own waiting, it ticks for
 /// them too: their node may have died between its produce and its ticks.
 struct Ticker {
-    producer: FutureProducer,
+    producer: Arc<ProducerSlot>,
     topic: String,
     partitions: u32,
     newest_epoch: Arc<AtomicU64>,
@@ -617,7 +678,7 @@ struct Ticker {
 impl Ticker {
     fn of(replica: &Inner) -> Ticker {
         Ticker {
-            producer: replica.producer.clone(),
+            producer: Arc::clone(&replica.producer),
             topic: replica.config.topic.clone(),
             partitions: replica.partitions,
             newest_epoch: Arc::clone(&replica.newest_epoch),
@@ -660,13 +721,28 @@ impl Ticker {
     /// together.
     async fn tick(&self) -> Result<(), KafkaError> {
         let tick = Tick { epoch: self.newest_epoch.load(Ordering::Acquire) + 1 }.encode();
+        let (producer, generation) = self.producer.get();
+        let sent = Self::send_all(&producer, &self.topic, self.partitions, &tick).await;
+        if let Err(error) = &sent {
+            self.producer.renew_if_fatal(generation, error);
+        }
+        sent
+    }
+
+    /// `payload` to every partition, queued at once, the deliveries awaited
+    /// together.
+    async fn send_all(
+        producer: &FutureProducer,
+        topic: &str,
+        partitions: u32,
+        payload: &[u8],
+    ) -> Result<(), KafkaError> {
         let mut sends = tokio::task::JoinSet::new();
-        for partition in 0..self.partitions {
-            let record = FutureRecord::<str, [u8]>::to(&self.topic)
+        for partition in 0..partitions {
+            let record = FutureRecord::<str, [u8]>::to(topic)
                 .partition(i32::try_from(partition).unwrap_or(i32::MAX))
-                .payload(&tick);
-            // Queued at once; the deliveries are awaited together below.
-            let delivery = self.producer.send_result(record).map_err(|(error, _)| error)?;
+                .payload(payload);
+            let delivery = producer.send_result(record).map_err(|(error, _)| error)?;
             sends.spawn(delivery);
         }
         while let Some(sent) = sends.join_next().await {
@@ -731,6 +807,9 @@ fn assigned_consumer(config: &ReplicaConfig, lanes: &[LaneStart]) -> Result<Base
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("fetch.wait.max.ms", "5")
+        // An offset the partition no longer has is an error, never a jump
+        // to its start or end, which would skip or repeat records.
+        .set("auto.offset.reset", "error")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for (partition, lane) in (0i32..).zip(lanes) {
@@ -944,6 +1023,12 @@ impl Applier {
             self.saving.tick(&self.merger, &self.applies, &store);
             let message = match polled {
                 None => continue,
+                Some(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset))) => {
+                    return Err("the topic no longer has the offset this node reads next: the broker lost records \
+                                it had acknowledged, or the topic was rewritten; this node stops applying rather \
+                                than skip records (restart it once the topic is sound)"
+                        .to_owned());
+                }
                 Some(Err(error)) => {
                     tracing::warn!(%error, "reading the cluster topic");
                     continue;
@@ -973,7 +1058,15 @@ impl Applier {
                 Err(error) => return Err(format!("partition {partition} offset {offset}: {error}")),
             };
             if let Some(entry) = entry {
-                self.merger.push(partition, offset, entry).map_err(|e| e.to_string())?;
+                self.merger.push(partition, offset, entry).map_err(|error| match error {
+                    MergeError::OffsetBehind { partition, offset, next } => format!(
+                        "partition {partition} gave offset {offset} again after this node had read up to offset {}: \
+                         the broker lost records it had acknowledged, or the topic was rewritten; this node stops \
+                         applying rather than decide from another history (restart it once the topic is sound)",
+                        next - 1
+                    ),
+                    other => other.to_string(),
+                })?;
             }
             if let Some(read) = self.consumed.offsets.get(partition as usize) {
                 read.store(offset, Ordering::Release);
