@@ -78,6 +78,8 @@ pub struct Client {
     raw: bool,
     /// Reads answer only once the server holds this position.
     wait_for: Option<Position>,
+    /// Reads answer only once the server caught up with its cluster.
+    caught_up: bool,
 }
 
 impl Client {
@@ -133,6 +135,7 @@ impl Client {
             retry: RetryPolicy::default(),
             raw: false,
             wait_for: None,
+            caught_up: false,
         })
     }
 
@@ -153,6 +156,16 @@ impl Client {
     #[must_use]
     pub fn reading_after(mut self, position: Position) -> Client {
         self.wait_for = Some(position);
+        self
+    }
+
+    /// The same client, whose reads are answered only once the server holds
+    /// every append acknowledged on any node of its cluster before each
+    /// read (it applies the cluster's log to its end first; a server alone
+    /// answers at once). Costs a look at the log's end per read.
+    #[must_use]
+    pub fn reading_caught_up(mut self) -> Client {
+        self.caught_up = true;
         self
     }
 
@@ -321,6 +334,7 @@ impl Client {
             as_of_us,
             raw: self.raw,
             wait_for_position: self.wait_for.map(|position| position.0),
+            caught_up: self.caught_up,
         };
         let response = self.unary("/quipu.v1.Streams/ReadStream", request, |mut grpc, request| async move {
             grpc.read_stream(request).await
@@ -393,6 +407,7 @@ impl Client {
             as_of_us,
             raw: self.raw,
             wait_for_position: self.wait_for.map(|position| position.0),
+            caught_up: self.caught_up,
         };
         let response = self.call(|mut grpc| async move { grpc.read_all(request).await });
         wire::events(response.await?)
@@ -437,6 +452,7 @@ impl Client {
             as_of_us,
             raw: self.raw,
             wait_for_position: self.wait_for.map(|position| position.0),
+            caught_up: self.caught_up,
         };
         let response = self.call(|mut grpc| {
             let request = request.clone();

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use quipu_core::{AppendOutcome, AppendRequest, Applied, Proposer, Reply, Store};
+use quipu_core::{AppendOutcome, AppendRequest, Applied, Proposer, Reply, Store, SyncReply};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -496,6 +496,13 @@ impl Proposer for Replica {
         let inner = Arc::clone(&self.inner);
         self.inner.runtime.spawn(async move {
             reply(inner.append(request).await.map_err(ClusterError::into_store_error));
+        });
+    }
+
+    fn sync(&self, reply: SyncReply) {
+        let replica = self.clone();
+        self.inner.runtime.spawn(async move {
+            reply(replica.caught_up().await.map_err(ClusterError::into_store_error));
         });
     }
 

@@ -88,7 +88,7 @@ pub use head::HeadListener;
 pub use log::record::Source;
 pub use options::{BATCH_BYTES_CEILING, Options, SyncMode};
 pub use position::{ExpectedRevision, ExpectedRevisionError, Position, Revision};
-pub use proposer::Proposer;
+pub use proposer::{Proposer, SyncReply};
 pub use read::{Direction, StreamInfo};
 pub use scavenge::{Doomed, ScavengeProgress};
 pub use sequencer::{Applied, Reply};

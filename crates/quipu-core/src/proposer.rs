@@ -11,6 +11,9 @@
 use crate::append::AppendRequest;
 use crate::sequencer::Reply;
 
+/// Where the answer of [`Proposer::sync`] goes.
+pub type SyncReply = Box<dyn FnOnce(Result<(), crate::Error>) + Send>;
+
 /// Takes a store's appends to a cluster's shared log and answers each
 /// with the decision this store makes when it applies it.
 pub trait Proposer: Send + Sync {
@@ -18,6 +21,14 @@ pub trait Proposer: Send + Sync {
     /// exactly once with its outcome. Must not block: the caller may be
     /// an async worker.
     fn propose(&self, request: AppendRequest, reply: Reply);
+
+    /// Calls `reply` once this store has applied everything the shared log
+    /// held when `sync` was called (so a read after it sees every append
+    /// acknowledged anywhere before it), or with the error that kept it
+    /// from knowing. Must not block.
+    fn sync(&self, reply: SyncReply) {
+        reply(Ok(()));
+    }
 
     /// Stops proposing and applying; called with the store when it
     /// closes, before its sequencer stops (so what the proposer applied is

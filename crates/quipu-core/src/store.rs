@@ -29,7 +29,7 @@ use crate::log::record::Source;
 use crate::log::segment::{SegmentReader, sync_dir};
 use crate::options::Options;
 use crate::position::{Position, Revision};
-use crate::proposer::Proposer;
+use crate::proposer::{Proposer, SyncReply};
 use crate::read::{self, Direction, StreamInfo};
 use crate::scavenge::{Doomed, ScavengeProgress};
 use crate::sequencer::{Applied, Sequencer, Shared, Submission};
@@ -197,6 +197,17 @@ impl Store {
         self.proposer
             .set(proposer)
             .map_err(|_| Error::InvalidOptions { reason: "the store already proposes through a cluster".into() })
+    }
+
+    /// Calls `reply` once this store holds every append acknowledged
+    /// before the call anywhere: at once for a store alone, after applying
+    /// the shared log up to its end as of the call for a cluster's replica
+    /// (see [`Proposer::sync`]).
+    pub fn sync(&self, reply: SyncReply) {
+        match self.proposer.get() {
+            Some(proposer) => proposer.sync(reply),
+            None => reply(Ok(())),
+        }
     }
 
     /// Whether this store is a cluster's replica (see

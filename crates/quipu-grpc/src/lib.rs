@@ -243,8 +243,10 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(request.to_revision, request.to_position, request.as_of_us, true).map_err(status)?;
         let (from, limit) = (request.from_revision, wire::limit(request.limit));
-        let (shape, wait_for) = (Shape::raw_if(request.raw), request.wait_for_position.map(Position));
-        self.read(ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape, wait_for }).await
+        let (shape, wait_for, caught_up) =
+            (Shape::raw_if(request.raw), request.wait_for_position.map(Position), request.caught_up);
+        let source = Source::Stream(stream);
+        self.read(ReadRequest { source, from, direction, limit, as_of, shape, wait_for, caught_up }).await
     }
 
     async fn read_all(&self, request: Request<pb::ReadAllRequest>) -> Result<Response<pb::ReadResponse>, Status> {
@@ -252,8 +254,9 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        let (shape, wait_for) = (Shape::raw_if(request.raw), request.wait_for_position.map(Position));
-        self.read(ReadRequest { source: Source::All, from, direction, limit, as_of, shape, wait_for }).await
+        let (shape, wait_for, caught_up) =
+            (Shape::raw_if(request.raw), request.wait_for_position.map(Position), request.caught_up);
+        self.read(ReadRequest { source: Source::All, from, direction, limit, as_of, shape, wait_for, caught_up }).await
     }
 
     async fn read_filtered(
@@ -271,8 +274,9 @@ impl Streams for StreamsService {
         let direction = wire::direction(request.direction).map_err(status)?;
         let as_of = as_of(None, request.to_position, request.as_of_us, false).map_err(status)?;
         let (from, limit) = (request.from_position, wire::limit(request.limit));
-        let (shape, wait_for) = (Shape::raw_if(request.raw), request.wait_for_position.map(Position));
-        self.read(ReadRequest { source, from, direction, limit, as_of, shape, wait_for }).await
+        let (shape, wait_for, caught_up) =
+            (Shape::raw_if(request.raw), request.wait_for_position.map(Position), request.caught_up);
+        self.read(ReadRequest { source, from, direction, limit, as_of, shape, wait_for, caught_up }).await
     }
 
     type SubscribeStream = SubscribeStream;

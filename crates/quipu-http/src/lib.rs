@@ -222,6 +222,12 @@ struct ReadQuery {
     /// `last_position`, from any node of a cluster), waiting up to 10 s;
     /// 503 `position_not_reached` after that.
     wait_for_position: Option<u64>,
+    /// Answer only once this node holds every append acknowledged on any
+    /// node before the read came (in cluster mode it first applies the
+    /// cluster's log to its end; alone it holds them already), waiting up
+    /// to 10 s; 503 `position_not_reached` after that.
+    #[serde(default)]
+    caught_up: bool,
 }
 
 impl ReadQuery {
@@ -266,8 +272,9 @@ async fn read_stream(
     let Query(query) = query?;
     let stream = StreamName::readable(stream)?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(true)?);
-    let (shape, wait_for) = (query.shape(), query.wait_for_position.map(Position));
-    read(&reads, ReadRequest { source: Source::Stream(stream), from, direction, limit, as_of, shape, wait_for }).await
+    let (shape, wait_for, caught_up) = (query.shape(), query.wait_for_position.map(Position), query.caught_up);
+    let source = Source::Stream(stream);
+    read(&reads, ReadRequest { source, from, direction, limit, as_of, shape, wait_for, caught_up }).await
 }
 
 /// Query of a delete.
@@ -454,8 +461,8 @@ async fn read_by_position(
     debug_assert!(!matches!(source, Source::Stream(_)), "streams are read by revision");
     let Query(query) = query?;
     let (from, direction, limit, as_of) = (query.from, query.direction()?, query.limit(), query.as_of(false)?);
-    let (shape, wait_for) = (query.shape(), query.wait_for_position.map(Position));
-    read(reads, ReadRequest { source, from, direction, limit, as_of, shape, wait_for }).await
+    let (shape, wait_for, caught_up) = (query.shape(), query.wait_for_position.map(Position), query.caught_up);
+    read(reads, ReadRequest { source, from, direction, limit, as_of, shape, wait_for, caught_up }).await
 }
 
 /// Runs `request` through the node's read path and answers

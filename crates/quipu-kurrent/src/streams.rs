@@ -80,6 +80,7 @@ impl Cursor {
             as_of: None,
             shape: Shape::Current,
             wait_for: None,
+            caught_up: false,
         };
         let page = self.reads.read(request).await;
         let events = match page {

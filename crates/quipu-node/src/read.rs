@@ -55,6 +55,11 @@ pub struct ReadRequest {
     /// Read only once this node holds this position (read your writes on
     /// any node of a cluster), waiting at most [`WAIT_FOR_POSITION_MAX`].
     pub wait_for: Option<Position>,
+    /// Read only once this node holds every append acknowledged anywhere
+    /// before the read came (a cluster's replica applies its shared log to
+    /// the end first; a node alone holds them already), waiting at most
+    /// [`WAIT_FOR_POSITION_MAX`].
+    pub caught_up: bool,
 }
 
 /// How long a read waits for [`ReadRequest::wait_for`].
@@ -73,6 +78,7 @@ impl ReadRequest {
             as_of: None,
             shape: Shape::Current,
             wait_for: None,
+            caught_up: false,
         }
     }
 }
@@ -108,6 +114,9 @@ impl Reads {
     /// not hold [`ReadRequest::wait_for`] in time; `internal` when the
     /// read task failed.
     pub async fn read(&self, request: ReadRequest) -> Result<Vec<RecordedEvent>, ApiError> {
+        if request.caught_up {
+            self.caught_up().await?;
+        }
         if let Some(position) = request.wait_for {
             self.reached(position).await?;
         }
@@ -125,13 +134,36 @@ impl Reads {
     /// For a stream: `stream_deleted` when it is tombstoned,
     /// `stream_not_found` when nothing of it is visible; read errors.
     pub fn read_now(&self, request: &ReadRequest) -> Result<Vec<RecordedEvent>, ApiError> {
-        let ReadRequest { source, from, direction, limit, as_of, shape, wait_for: _ } = request;
+        let ReadRequest { source, from, direction, limit, as_of, shape, wait_for: _, caught_up: _ } = request;
         let mut events = match source {
             Source::Stream(stream) => self.lifecycle.read(stream, *from, *direction, *limit, *as_of)?,
             _ => source.read_as_of(&self.store, *from, *direction, *limit, *as_of)?,
         };
         self.shape(&mut events, *shape);
         Ok(events)
+    }
+
+    /// Waits until this node holds every append acknowledged anywhere
+    /// before the call (see [`Store::sync`]).
+    ///
+    /// # Errors
+    /// `position_not_reached` after [`WAIT_FOR_POSITION_MAX`]; the
+    /// cluster's error when the node cannot learn where the log ends.
+    pub async fn caught_up(&self) -> Result<(), ApiError> {
+        let (reply, synced) = tokio::sync::oneshot::channel();
+        self.store.sync(Box::new(move |result| {
+            let _ = reply.send(result);
+        }));
+        match tokio::time::timeout(WAIT_FOR_POSITION_MAX, synced).await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(_)) => Err(ApiError::from(quipu_core::Error::Closed)),
+            Err(_) => Err(ApiError::new(
+                crate::ErrorCode::PositionNotReached,
+                format!(
+                    "this node did not catch up with the cluster's log within {WAIT_FOR_POSITION_MAX:?}; try again"
+                ),
+            )),
+        }
     }
 
     /// Waits until this node holds `position`.
