@@ -761,7 +761,7 @@ mod cluster_tests {
         b.groups.delete("billing").await.expect("delete on b");
         tokio::time::timeout(Duration::from_secs(5), on_b.group_stopped()).await.expect("b's actor stopped");
         a.groups.refresh().await.expect("refresh a");
-        let gone = a.groups.info("billing").await.err().expect("a forgot the group");
+        let gone = a.groups.info("billing").await.expect_err("a forgot the group");
         assert_eq!(gone.code, ErrorCode::GroupNotFound);
         drop((on_a, on_b));
         a.stop().await;
@@ -800,7 +800,7 @@ mod cluster_tests {
         let mut member = node.groups.join("billing", "m1", 0).await.expect("join");
         let mut deliveries = member.take_deliveries();
         assert_eq!(next(&mut deliveries).await.event.stream.as_str(), "order-1");
-        let refused = node.groups.move_home("billing", "node-b").await.err().expect("no move alone");
+        let refused = node.groups.move_home("billing", "node-b").await.expect_err("no move alone");
         assert_eq!(refused.code, ErrorCode::InvalidGroup);
         drop(member);
         node.stop().await;
