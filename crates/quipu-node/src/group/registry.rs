@@ -708,16 +708,23 @@ mod cluster_tests {
             .expect("the group is running")
     }
 
+    /// Nodes `node-a` and `node-b` over one replica's store (in a
+    /// directory dropped with the first field).
+    fn two_nodes() -> (tempfile::TempDir, Arc<Store>, Node, Node) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = replica(dir.path());
+        let a = Node::open_shared_as(Arc::clone(&store), Some("node-a".into())).expect("open a");
+        let b = Node::open_shared_as(Arc::clone(&store), Some("node-b".into())).expect("open b");
+        (dir, store, a, b)
+    }
+
     fn orders() -> Filter {
         Filter { category: Some("order".into()), ..Filter::default() }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_group_runs_on_its_home_node_and_moves_by_hand() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = replica(dir.path());
-        let a = Node::open_shared_as(Arc::clone(&store), Some("node-a".into())).expect("open a");
-        let b = Node::open_shared_as(Arc::clone(&store), Some("node-b".into())).expect("open b");
+        let (_dir, store, a, b) = two_nodes();
         let t = TuningRequest::default();
         let created = a.groups.create("billing", orders(), StartFrom::Beginning, &t).await.expect("create");
         assert_eq!(created.home.as_deref(), Some("node-a"), "a group's home is the node that creates it");
@@ -771,10 +778,7 @@ mod cluster_tests {
     /// The refresher starts the group on its new home without being asked.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_refresher_starts_a_group_moved_here() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = replica(dir.path());
-        let a = Node::open_shared_as(Arc::clone(&store), Some("node-a".into())).expect("open a");
-        let b = Node::open_shared_as(Arc::clone(&store), Some("node-b".into())).expect("open b");
+        let (_dir, _store, a, b) = two_nodes();
         let t = TuningRequest::default();
         a.groups.create("billing", orders(), StartFrom::Beginning, &t).await.expect("create");
         a.groups.move_home("billing", "node-b").await.expect("move");
