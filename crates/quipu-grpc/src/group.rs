@@ -80,6 +80,8 @@ pub fn group_info(info: &GroupInfo) -> pb::GroupInfo {
         parked: info.status.parked,
         parked_stream: s.parked_stream(),
         checkpoint_stream: s.checkpoint_stream(),
+        home: s.home.clone(),
+        running_here: info.running_here,
         members: info
             .status
             .members

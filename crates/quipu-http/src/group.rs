@@ -1,7 +1,9 @@
 //! Consumer groups over HTTP/JSON: `POST /v1/groups` creates one,
 //! `GET /v1/groups` lists them, `GET`, `PATCH` and `DELETE
-//! /v1/groups/{name}` read, tune and delete one, and `POST
-//! /v1/groups/{name}/replay-parked` delivers its parked events again.
+//! /v1/groups/{name}` read, tune and delete one, `POST
+//! /v1/groups/{name}/replay-parked` delivers its parked events again, and
+//! `POST /v1/groups/{name}/move` with `{"to": node}` moves it to another
+//! cluster node.
 //!
 //! Members consume over HTTP too (see [`quipu_node::group::session`]): `POST
 //! /v1/groups/{name}/members/{member}/poll` with `{"max", "wait_ms"}`
@@ -132,6 +134,15 @@ struct Deleted {
     deleted: String,
 }
 
+/// Body of a group's move.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = GroupMove)]
+struct MoveBody {
+    /// The cluster node the group runs on from now on.
+    to: String,
+}
+
 /// Answer of a replay of parked events.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = ReplayScheduled)]
@@ -178,6 +189,7 @@ pub fn router(groups: Arc<Groups>) -> OpenApiRouter {
         .routes(routes!(list, create))
         .routes(routes!(info, update, delete))
         .routes(routes!(replay_parked))
+        .routes(routes!(move_home))
         .routes(routes!(leave))
         .routes(routes!(poll))
         .routes(routes!(ack))
@@ -189,7 +201,7 @@ pub fn router(groups: Arc<Groups>) -> OpenApiRouter {
 #[must_use]
 pub fn info_json(info: &GroupInfo) -> Value {
     let s = &info.settings;
-    json!({
+    let mut json = json!({
         "name": s.name,
         "filter": s.filter,
         "start": s.start,
@@ -218,7 +230,12 @@ pub fn info_json(info: &GroupInfo) -> Value {
             "acked": m.acked,
             "failed": m.failed,
         })).collect::<Vec<_>>(),
-    })
+        "running_here": info.running_here,
+    });
+    if let (Some(home), Some(fields)) = (&s.home, json.as_object_mut()) {
+        fields.insert("home".into(), json!(home));
+    }
+    json
 }
 
 /// Create a consumer group.
@@ -300,6 +317,26 @@ async fn replay_parked(
 ) -> Result<Json<Replayed>, HttpError> {
     let scheduled = groups.replay_parked(&name).await?;
     Ok(Json(Replayed { group: name, scheduled }))
+}
+
+/// In cluster mode, move a group to another node: its home stops it
+/// (writing its checkpoint) and the new home starts it from there. Events
+/// out to members at the move may be delivered again.
+#[utoipa::path(post, path = "/v1/groups/{name}/move", tag = "groups", operation_id = "move_group",
+    params(("name" = String, Path, description = "The group.")),
+    request_body = MoveBody,
+    responses(
+        (status = 200, description = "The group, with its new home.", body = GroupInfoSchema),
+        (status = 400, description = "An empty node name, or a node that stands alone.", body = ErrorBody),
+        (status = 404, description = "No such group.", body = ErrorBody)))]
+async fn move_home(
+    State(Shared { groups, .. }): State<Shared>,
+    Path(name): Path<String>,
+    body: Result<Json<MoveBody>, JsonRejection>,
+) -> Result<Json<Value>, HttpError> {
+    let Json(body) = body?;
+    groups.move_home(&name, &body.to).await?;
+    Ok(Json(info_json(&groups.info(&name).await?)))
 }
 
 /// Take deliveries; the first poll joins the group. A session idle longer

@@ -173,6 +173,12 @@ pub struct GroupInfo {
     pub checkpoint_stream: String,
     /// Its members.
     pub members: Vec<GroupMember>,
+    /// Whether it runs on the node that answers. In cluster mode a group
+    /// runs on its home only; elsewhere it shows its settings and its
+    /// home's last checkpoint, with no members and nothing in flight.
+    pub running_here: bool,
+    /// In cluster mode, the node it runs on (absent for a node alone).
+    pub home: Option<String>,
 }
 
 /// The consumer groups: `{"groups": [...]}`.

@@ -57,6 +57,8 @@ pub enum ErrorCode {
     EventIdReused,
     /// `event_too_large`: An event is over the size limit.
     EventTooLarge,
+    /// `group_elsewhere`: In cluster mode, a consumer group runs on another node (its home).
+    GroupElsewhere,
     /// `group_exists`: A consumer group of that name exists.
     GroupExists,
     /// `group_not_found`: No such group.
@@ -175,7 +177,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 68] = [
+    pub const ALL: [ErrorCode; 69] = [
         ErrorCode::AppendTooLarge,
         ErrorCode::BodyTooLarge,
         ErrorCode::ConditionFailed,
@@ -187,6 +189,7 @@ impl ErrorCode {
         ErrorCode::EmptyQuery,
         ErrorCode::EventIdReused,
         ErrorCode::EventTooLarge,
+        ErrorCode::GroupElsewhere,
         ErrorCode::GroupExists,
         ErrorCode::GroupNotFound,
         ErrorCode::Internal,
@@ -261,6 +264,7 @@ impl ErrorCode {
             ErrorCode::EmptyQuery => "empty_query",
             ErrorCode::EventIdReused => "event_id_reused",
             ErrorCode::EventTooLarge => "event_too_large",
+            ErrorCode::GroupElsewhere => "group_elsewhere",
             ErrorCode::GroupExists => "group_exists",
             ErrorCode::GroupNotFound => "group_not_found",
             ErrorCode::Internal => "internal",
@@ -374,6 +378,7 @@ impl ErrorCode {
             | ErrorCode::VersionNotFound => ErrorKind::NotFound,
             ErrorCode::ConditionFailed
             | ErrorCode::EventIdReused
+            | ErrorCode::GroupElsewhere
             | ErrorCode::GroupExists
             | ErrorCode::RebuildInProgress
             | ErrorCode::RegistryChanged

@@ -16,9 +16,9 @@
 //!   read), [`snapshot`], [`projection`] (rebuilds and blocks),
 //!   [`integration`] (integration event types): registries kept in system
 //!   streams through [`record_log`], their memory the fold of their
-//!   records ([`folded_log`]; projections fold theirs with their blocks,
-//!   groups theirs at open only); on a cluster's replica, [`refresher`]
-//!   keeps them following what the other nodes write.
+//!   records ([`folded_log`]; projections fold theirs with their blocks);
+//!   on a cluster's replica, [`refresher`] keeps them following what the
+//!   other nodes write (and runs each consumer group on its home node).
 //! - [`Node`] opens them all over one store, stops and closes them;
 //!   [`read`] is the one read path (lifecycle, upcasting) every door takes.
 //! - [`ApiError`] with its [`ErrorCode`], each of one [`ErrorKind`]: the

@@ -114,6 +114,19 @@ impl Node {
     /// # Errors
     /// [`OpenError`] naming the registry that did not load.
     pub fn open_shared(store: Arc<Store>) -> Result<Node, OpenError> {
+        Node::open_shared_as(store, None)
+    }
+
+    /// As [`Node::open_shared`], as cluster node `cluster_node`: on a
+    /// replica, the consumer groups whose home is `cluster_node` run here
+    /// and the groups created here get it as their home (see
+    /// [`crate::group`]). On a store that is not a replica the name is
+    /// ignored: a node alone runs every group.
+    ///
+    /// # Errors
+    /// [`OpenError`] naming the registry that did not load.
+    pub fn open_shared_as(store: Arc<Store>, cluster_node: Option<String>) -> Result<Node, OpenError> {
+        let cluster_node = cluster_node.filter(|_| store.is_replica());
         let (stop, stopping) = watch::channel(false);
         let live = Live::follow(&store, stopping, TailOptions::default());
         let blocks = Arc::new(Blocks::default());
@@ -121,15 +134,13 @@ impl Node {
             Arc::new(Projections::open(Arc::clone(&store), Arc::clone(&blocks)).map_err(OpenError::Projections)?);
         let integration = Arc::new(IntegrationTypes::open(Arc::clone(&store)).map_err(OpenError::Integration)?);
         let upcasters = Arc::new(Upcasters::open(Arc::clone(&store)).map_err(OpenError::Upcasters)?);
-        let groups = Arc::new(
-            Groups::open(Feeds {
-                store: Arc::clone(&store),
-                live: live.clone(),
-                integration: Arc::clone(&integration),
-                upcasters: Arc::clone(&upcasters),
-            })
-            .map_err(OpenError::Groups)?,
-        );
+        let feeds = Feeds {
+            store: Arc::clone(&store),
+            live: live.clone(),
+            integration: Arc::clone(&integration),
+            upcasters: Arc::clone(&upcasters),
+        };
+        let groups = Arc::new(Groups::open_as(feeds, cluster_node).map_err(OpenError::Groups)?);
         let lifecycle = Arc::new(Lifecycle::open(Arc::clone(&store)).map_err(OpenError::Lifecycle)?);
         let snapshots =
             Arc::new(Snapshots::open(Arc::clone(&store), Arc::clone(&lifecycle)).map_err(OpenError::Snapshots)?);
@@ -149,6 +160,7 @@ impl Node {
                 snapshots: Arc::clone(&snapshots),
                 upcasters: Arc::clone(&upcasters),
                 projections: Arc::clone(&projections),
+                groups: Arc::clone(&groups),
             };
             refresher.start(Arc::clone(&store), stop.subscribe());
         }
@@ -218,7 +230,7 @@ impl Node {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::atomic::{AtomicI64, Ordering};
     use std::sync::{OnceLock, Weak};
 
@@ -251,7 +263,7 @@ mod tests {
         fn close(&self, _store: &Store) {}
     }
 
-    fn replica(dir: &std::path::Path) -> Arc<Store> {
+    pub(crate) fn replica(dir: &std::path::Path) -> Arc<Store> {
         let store = Arc::new(Store::open(dir, Options::default()).expect("open"));
         let loopback = Arc::new(Loopback::default());
         loopback.store.set(Arc::downgrade(&store)).expect("set once");

@@ -11,8 +11,9 @@
 //! (once per distinct error) and tried again at the next move; the others
 //! go on. It stops when the node stops.
 //!
-//! Consumer groups are not followed: each node runs the groups it loaded,
-//! and two nodes running one group would write the same checkpoints.
+//! Consumer groups are followed too: a refresh takes in the groups
+//! created, changed, moved and deleted elsewhere, and starts or stops the
+//! actors of the groups whose home is (or no longer is) this node.
 //! A node that stands alone never starts a refresher: only it writes its
 //! system streams, and its registries fold what it writes.
 
@@ -23,6 +24,7 @@ use quipu_core::{Position, Store};
 use tokio::sync::watch;
 
 use crate::ApiError;
+use crate::group::Groups;
 use crate::integration::IntegrationTypes;
 use crate::lifecycle::Lifecycle;
 use crate::projection::Projections;
@@ -47,11 +49,20 @@ pub struct Refresher {
     pub upcasters: Arc<Upcasters>,
     /// Projection rebuilds and the categories they close.
     pub projections: Arc<Projections>,
+    /// Consumer groups and the actors of those at home here.
+    pub groups: Arc<Groups>,
 }
 
 /// The followed registries' names, in the order a round refreshes them.
-const REGISTRIES: [&str; 6] =
-    ["integration types", "stream metadata", "schemas", "snapshot policies", "upcasters", "projection rebuilds"];
+const REGISTRIES: [&str; 7] = [
+    "integration types",
+    "stream metadata",
+    "schemas",
+    "snapshot policies",
+    "upcasters",
+    "projection rebuilds",
+    "consumer groups",
+];
 
 /// The last error each registry logged, so a lasting one is logged once.
 #[derive(Default)]
@@ -91,15 +102,16 @@ impl Refresher {
     /// One round: every registry at once (a registry busy with a change
     /// holds up only its own refresh).
     async fn refresh(&self, logged: &mut Logged) {
-        let (integration, lifecycle, schemas, snapshots, upcasters, projections) = tokio::join!(
+        let (integration, lifecycle, schemas, snapshots, upcasters, projections, groups) = tokio::join!(
             self.integration.refresh(),
             self.lifecycle.refresh(),
             self.schemas.refresh(),
             self.snapshots.refresh(),
             self.upcasters.refresh(),
             self.projections.refresh(),
+            self.groups.refresh(),
         );
-        let outcomes = [integration, lifecycle, schemas, snapshots, upcasters, projections];
+        let outcomes = [integration, lifecycle, schemas, snapshots, upcasters, projections, groups];
         for ((registry, outcome), last) in REGISTRIES.into_iter().zip(outcomes).zip(&mut logged.0) {
             log(registry, outcome, last);
         }

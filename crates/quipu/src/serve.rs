@@ -173,10 +173,11 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async {
         let store = std::sync::Arc::new(store);
-        if let Some(cluster) = &config.cluster {
-            join_cluster(&store, cluster).await?;
-        }
-        let node = quipu_server::Node::open_shared(store).context("opening the node's services")?;
+        let cluster_node = match &config.cluster {
+            Some(cluster) => Some(join_cluster(&store, cluster).await?),
+            None => None,
+        };
+        let node = quipu_server::Node::open_shared_as(store, cluster_node).context("opening the node's services")?;
         let mut others = Vec::new();
         let mut kafka_address = String::new();
         if let Some(address) = config.kafka_listen {
@@ -237,8 +238,14 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// Makes `store` a replica of `cluster` and waits until it has applied
 /// what the cluster's topic holds now, so the services open on the
-/// cluster's state.
-async fn join_cluster(store: &std::sync::Arc<Store>, cluster: &crate::config::ClusterSettings) -> anyhow::Result<()> {
+/// cluster's state. Answers this node's name in the cluster (the one
+/// configured, else one made of the host name and process id, which
+/// changes at each start: consumer groups are at home on a named node, so
+/// a node that runs groups needs a configured name).
+async fn join_cluster(
+    store: &std::sync::Arc<Store>,
+    cluster: &crate::config::ClusterSettings,
+) -> anyhow::Result<String> {
     let node = cluster.node.clone().unwrap_or_else(|| {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "quipu".into());
         format!("{host}-{}", std::process::id())
@@ -257,7 +264,7 @@ async fn join_cluster(store: &std::sync::Arc<Store>, cluster: &crate::config::Cl
     tracing::info!(node, topic = %cluster.topic, partitions = replica.partitions(), "catching up with the cluster");
     replica.caught_up().await.context("catching up with the cluster's topic")?;
     tracing::info!(position = ?store.last_position(), "caught up with the cluster");
-    Ok(())
+    Ok(node)
 }
 
 /// How long one produce to the cluster's topic may take before its

@@ -4,7 +4,8 @@
 //! different nodes are decided once and alike; every node serves the same
 //! `$all`; a node killed with SIGKILL, and a node started on an empty data
 //! directory, catch up to the same state before they serve; a read that
-//! waits for an append's position sees it on any node.
+//! waits for an append's position sees it on any node. A consumer group
+//! runs on its home node only and moves by hand.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 #![cfg(unix)]
@@ -171,4 +172,60 @@ fn nodes_on_one_topic_decide_alike_and_killed_or_new_nodes_catch_up() {
     assert_eq!(c.terminate(), Some(0), "a node stops cleanly on SIGTERM");
     let state = std::fs::read_to_string(c_dir.path().join("cluster-merge-state")).unwrap();
     assert!(state.starts_with("quipu-merge-state 1\ntopic quipu-log\npartitions 3\n"), "{state}");
+}
+
+/// Polls `path` on `server` until `done` holds for its answer (30 s).
+fn until(server: &Server, method: &str, path: &str, body: Option<&str>, done: impl Fn(u16, &Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer) = server.request(method, path, body);
+        if done(status, &answer) {
+            return answer;
+        }
+        assert!(Instant::now() < deadline, "{method} {path}: still {status} {answer}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_group_runs_on_its_home_node_and_moves_by_hand() {
+    let broker_data = tempfile::tempdir().unwrap();
+    let broker = start_broker(broker_data.path());
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_node(&broker, a_dir.path(), "a");
+    let b = start_node(&broker, b_dir.path(), "b");
+    let create = json!({"name": "billing", "filter": {"category": "order"}, "start": "beginning"}).to_string();
+    let (status, created) = a.request("POST", "/v1/groups", Some(&create));
+    assert_eq!((status, &created["home"], &created["running_here"]), (201, &json!("a"), &json!(true)), "{created}");
+    let (status, _) = a.append("order-1", &json!({"events": [{"type": "Placed", "data": {}}]}));
+    assert_eq!(status, 200);
+
+    // b knows the group, and sends its members to a.
+    let seen = until(&b, "GET", "/v1/groups/billing", None, |status, _| status == 200);
+    assert_eq!((&seen["home"], &seen["running_here"]), (&json!("a"), &json!(false)), "{seen}");
+    let poll = json!({"max": 10, "wait_ms": 2000}).to_string();
+    let (status, refused) = b.request("POST", "/v1/groups/billing/members/w1/poll", Some(&poll));
+    assert_eq!((status, &refused["code"]), (409, &json!("group_elsewhere")), "{refused}");
+    assert!(refused["message"].as_str().unwrap().contains("node a"), "{refused}");
+    let taken = until(&a, "POST", "/v1/groups/billing/members/w1/poll", Some(&poll), |status, answer| {
+        status == 200 && !answer["events"].as_array().unwrap().is_empty()
+    });
+    let position = taken["events"][0]["event"]["position"].clone();
+    let ack = json!({"positions": [position]}).to_string();
+    assert_eq!(a.request("POST", "/v1/groups/billing/members/w1/ack", Some(&ack)).0, 200);
+
+    // Moved from b to b once b holds a's checkpoint past the ack (a
+    // writes one within a second): a stops it, b runs it from there. A
+    // move made sooner may deliver order-1 again (at least once).
+    let acked = position.as_u64().unwrap();
+    until(&b, "GET", "/v1/groups/billing", None, |_, info| info["checkpoint"].as_u64().unwrap() > acked);
+    let (status, moved) = b.request("POST", "/v1/groups/billing/move", Some(&json!({"to": "b"}).to_string()));
+    assert_eq!((status, &moved["home"]), (200, &json!("b")), "{moved}");
+    a.append("order-2", &json!({"events": [{"type": "Placed", "data": {}}]}));
+    let taken = until(&b, "POST", "/v1/groups/billing/members/w2/poll", Some(&poll), |status, answer| {
+        status == 200 && !answer["events"].as_array().unwrap().is_empty()
+    });
+    assert_eq!(taken["events"][0]["event"]["stream"], "order-2", "b starts after what a acknowledged: {taken}");
+    let refused = until(&a, "POST", "/v1/groups/billing/members/w3/poll", Some(&poll), |status, _| status == 409);
+    assert!(refused["message"].as_str().unwrap().contains("node b"), "{refused}");
 }

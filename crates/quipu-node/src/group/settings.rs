@@ -222,6 +222,11 @@ pub struct Settings {
     /// as given, never read by the group itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_settings: Option<serde_json::Value>,
+    /// In cluster mode, the node the group runs on (set to the node that
+    /// creates it, changed by a move). `None` for a group made by a node
+    /// standing alone, which runs every group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<String>,
 }
 
 /// Tuning a request may set; `None` keeps the current (or default) value.
@@ -266,6 +271,7 @@ impl Settings {
             parked_from: 0,
             strategy: Strategy::PerStream,
             client_settings: None,
+            home: None,
         };
         settings.retuned(tuning)
     }
@@ -371,6 +377,18 @@ mod tests {
             assert_eq!(error.code, ErrorCode::InvalidGroup);
             assert!(error.message.contains(field), "{}", error.message);
         }
+    }
+
+    #[test]
+    fn a_home_is_kept_only_when_set_so_old_records_still_load() {
+        let settings = Settings::new("billing", 1, Filter::default(), 0, &TuningRequest::default()).expect("valid");
+        let alone = serde_json::to_value(&settings).expect("encodes");
+        assert!(alone.get("home").is_none(), "no home, no field: {alone}");
+        let old: Settings = serde_json::from_value(alone).expect("a record without a home decodes");
+        assert_eq!(old.home, None);
+        let homed = Settings { home: Some("node-a".into()), ..settings };
+        let kept: Settings = serde_json::from_value(serde_json::to_value(&homed).expect("encodes")).expect("decodes");
+        assert_eq!(kept.home.as_deref(), Some("node-a"));
     }
 
     #[test]
