@@ -227,7 +227,8 @@ pub struct ClusterSettings {
     pub topic: String,
     /// Which part of a stream's name picks its partition.
     pub partition_key: quipu_cluster::PartitionKey,
-    /// This node's name; `None`: the host name and process id.
+    /// This node's name; `None`: the one generated when its data directory
+    /// first joined a cluster, kept there.
     pub node: Option<String>,
 }
 

@@ -106,7 +106,9 @@ pub struct ServeArgs {
     /// one partition [default: stream].
     #[arg(long, env = "QUIPU_CLUSTER_PARTITION_KEY", value_name = "KEY")]
     pub cluster_partition_key: Option<String>,
-    /// This node's name in the cluster [default: host name and process id].
+    /// This node's name in the cluster; consumer groups are at home on a
+    /// named node [default: a name generated once and kept in the data
+    /// directory].
     #[arg(long, env = "QUIPU_CLUSTER_NODE", value_name = "NAME")]
     pub cluster_node: Option<String>,
 }
@@ -238,18 +240,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// Makes `store` a replica of `cluster` and waits until it has applied
 /// what the cluster's topic holds now, so the services open on the
-/// cluster's state. Answers this node's name in the cluster (the one
-/// configured, else one made of the host name and process id, which
-/// changes at each start: consumer groups are at home on a named node, so
-/// a node that runs groups needs a configured name).
+/// cluster's state. Answers this node's name in the cluster (see
+/// [`node_name`]).
 async fn join_cluster(
     store: &std::sync::Arc<Store>,
     cluster: &crate::config::ClusterSettings,
 ) -> anyhow::Result<String> {
-    let node = cluster.node.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "quipu".into());
-        format!("{host}-{}", std::process::id())
-    });
+    let node = node_name(store.dir(), cluster.node.as_deref())?;
     let config = quipu_cluster::ReplicaConfig {
         brokers: cluster.brokers.clone(),
         topic: cluster.topic.clone(),
@@ -265,6 +262,35 @@ async fn join_cluster(
     replica.caught_up().await.context("catching up with the cluster's topic")?;
     tracing::info!(position = ?store.last_position(), "caught up with the cluster");
     Ok(node)
+}
+
+/// The file in the data directory that keeps a node's generated name.
+const NODE_NAME_FILE: &str = "cluster-node-name";
+
+/// This node's name in its cluster: `given` (`--cluster-node`), else the
+/// name generated the first time this data directory joined a cluster
+/// (the host name and a random suffix, kept in the data directory), so a
+/// restarted node keeps its name and the groups whose home it is.
+///
+/// # Errors
+/// The name file cannot be read or written.
+fn node_name(data_dir: &Path, given: Option<&str>) -> anyhow::Result<String> {
+    if let Some(name) = given {
+        return Ok(name.to_owned());
+    }
+    let path = data_dir.join(NODE_NAME_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(name) if !name.trim().is_empty() => return Ok(name.trim().to_owned()),
+        Ok(_) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    }
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "quipu".into());
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let name = format!("{host}-{:08x}", nanos ^ std::process::id().rotate_left(16));
+    quipu_core::write_durably(data_dir, NODE_NAME_FILE, name.as_bytes())
+        .with_context(|| format!("keeping this node's name in {}", path.display()))?;
+    Ok(name)
 }
 
 /// How long one produce to the cluster's topic may take before its
@@ -364,6 +390,16 @@ mod tests {
             (args.config, args.data_dir, args.grpc_listen, args.http_listen, args.insecure),
             (None, None, None, None, None)
         );
+    }
+
+    #[test]
+    fn a_node_keeps_the_name_it_was_given_first_unless_one_is_set() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = node_name(dir.path(), None).expect("a generated name");
+        assert!(!first.is_empty());
+        assert_eq!(node_name(dir.path(), None).expect("the kept name"), first, "a restart keeps it");
+        assert_eq!(node_name(dir.path(), Some("node-7")).expect("given"), "node-7");
+        assert_eq!(node_name(dir.path(), None).expect("the kept name"), first, "a given name is not kept");
     }
 
     #[test]
