@@ -406,7 +406,12 @@ impl Replica {
         let thread = std::thread::Builder::new()
             .name("quipu-cluster-applier".into())
             .spawn(move || applier.run())
-            .map_err(|e| ClusterError::Stopped { reason: format!("starting the applier thread: {e}") })?;
+            .map_err(|e| {
+                // The store already proposes here: its appends must fail, not wait.
+                let reason = format!("starting the applier thread: {e}");
+                *replica.inner.failure.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason.clone());
+                ClusterError::Stopped { reason }
+            })?;
         *replica.inner.applier.lock().unwrap_or_else(PoisonError::into_inner) = Some(thread);
         if partitions > 1 {
             tokio::spawn(Ticker::of(&replica.inner).run());
