@@ -50,6 +50,16 @@ async fn produce_raw(broker: &Broker, partition: u32, key: &str, payload: &[u8])
     producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
 }
 
+/// A broker with the topic, and one node `name` on a store of its own.
+async fn one_node(name: &str) -> (Broker, tempfile::TempDir, Arc<Store>, Replica) {
+    let broker = start_broker();
+    create_topic(&broker, TOPIC, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let replica = Replica::start(Arc::clone(&store), config(&broker.address, name)).await.unwrap();
+    (broker, dir, store, replica)
+}
+
 fn config(brokers: &str, node: &str) -> ReplicaConfig {
     ReplicaConfig {
         brokers: brokers.to_owned(),
@@ -167,11 +177,7 @@ async fn a_topic_that_could_lose_events_is_refused_naming_each_setting() {
 async fn a_proposal_whose_node_died_before_its_ticks_is_still_applied() {
     use quipu_cluster::{Partitioner, Proposal, Record, RequestId};
 
-    let broker = start_broker();
-    create_topic(&broker, TOPIC, &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let replica = Replica::start(Arc::clone(&store), config(&broker.address, "alive")).await.unwrap();
+    let (broker, _dir, store, replica) = one_node("alive").await;
 
     // A node that produced its proposal and died before ticking: partition
     // 0 sorts before the others, so a record in another partition waits
@@ -334,11 +340,7 @@ async fn after_a_broker_restart_appends_resume_or_the_node_stops_and_nothing_ack
 async fn a_proposal_found_twice_in_the_log_is_applied_once() {
     use quipu_cluster::{Partitioner, Proposal, Record, RequestId};
 
-    let broker = start_broker();
-    create_topic(&broker, TOPIC, &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
-    let replica = Replica::start(Arc::clone(&store), config(&broker.address, "a")).await.unwrap();
+    let (broker, _dir, store, replica) = one_node("a").await;
 
     // The same proposal twice, as a produce retried after an unknown
     // outcome leaves it, with an append of the stream between the copies.
