@@ -15,7 +15,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Server, serve_command};
+use common::{Load, Server, append_until_interrupted, check_streams, serve_command};
 use quipu_cluster::LocalBroker;
 use serde_json::{Value, json};
 
@@ -146,15 +146,22 @@ fn nodes_on_one_topic_decide_alike_and_killed_or_new_nodes_catch_up() {
     assert_eq!(refused["code"], "cross_partition", "{refused}");
     assert!(refused["message"].as_str().unwrap().contains("--cluster-partition-key"), "{refused}");
 
-    // A node killed mid-life misses appends; restarted, it applies them
-    // before it serves.
-    b.signal("KILL");
+    // A node killed under load (eight writers appending through it) and
+    // appends it misses meanwhile: restarted, it applies them before it
+    // serves, holds every append it acknowledged, and an append cut off by
+    // the kill is wholly there or wholly absent, and taken as a retry.
+    let load = Load { writers: 8, streams: 4, acknowledged_before_interrupt: 200, id_seed: 7 };
+    let mut ledger = append_until_interrupted(&b, &load, |b| b.signal("KILL"));
     assert_eq!(b.wait(), None, "b died of SIGKILL");
     for n in accounts..accounts + 20 {
         assert_eq!(a.append(&format!("account-{n}"), &opening(n, "a")).0, 200);
     }
     let b = start_node(&broker, b_dir.path(), "b");
-    assert_eq!(all(&b), all(&a), "the restarted node caught up before serving");
+    check_streams(&b, &ledger);
+    ledger.retry_unknown(&b);
+    let (on_b, on_a) = all_when_caught_up(&a, &b);
+    assert_eq!(on_a, on_b, "the restarted node serves the same events as the others");
+    check_streams(&a, &ledger);
 
     // A node on an empty data directory replays the topic to the same
     // state, and takes appends like the others.
