@@ -113,6 +113,12 @@ pub struct GroupInfo {
     pub checkpoint_stream: String,
     /// The members.
     pub members: Vec<MemberInfo>,
+    /// In cluster mode, the node the group runs on (its members connect
+    /// there); `None` for a server that stands alone.
+    pub home: Option<String>,
+    /// Whether it runs on the server asked; when not, the counts above
+    /// are the home's last checkpoint only.
+    pub running_here: bool,
 }
 
 /// What to do with an event a member could not handle.
@@ -280,6 +286,8 @@ fn group_info(info: pb::GroupInfo) -> GroupInfo {
         parked: info.parked,
         parked_stream: info.parked_stream,
         checkpoint_stream: info.checkpoint_stream,
+        home: info.home,
+        running_here: info.running_here,
         members: info
             .members
             .into_iter()

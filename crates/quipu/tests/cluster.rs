@@ -210,6 +210,11 @@ fn a_group_runs_on_its_home_node_and_moves_by_hand() {
     // b knows the group, and sends its members to a.
     let seen = until(&b, "GET", "/v1/groups/billing", None, |status, _| status == 200);
     assert_eq!((&seen["home"], &seen["running_here"]), (&json!("a"), &json!(false)), "{seen}");
+    // The CLI, over gRPC, says the same.
+    let info = b.cli(&["--json", "group", "info", "billing"]);
+    assert!(info.status.success(), "{}", String::from_utf8_lossy(&info.stderr));
+    let info: Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!((&info["home"], &info["running_here"]), (&json!("a"), &json!(false)), "{info}");
     let poll = json!({"max": 10, "wait_ms": 2000}).to_string();
     let (status, refused) = b.request("POST", "/v1/groups/billing/members/w1/poll", Some(&poll));
     assert_eq!((status, &refused["code"]), (409, &json!("group_elsewhere")), "{refused}");

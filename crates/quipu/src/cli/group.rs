@@ -224,6 +224,8 @@ fn info_json(info: &GroupInfo) -> serde_json::Value {
         "parked": info.parked,
         "parked_stream": info.parked_stream,
         "checkpoint_stream": info.checkpoint_stream,
+        "home": info.home,
+        "running_here": info.running_here,
         "members": info.members.iter().map(|m| json!({
             "name": m.name,
             "in_flight": m.in_flight,
@@ -259,6 +261,10 @@ fn print_info(output: &Output, info: &GroupInfo) -> anyhow::Result<()> {
     }
     let filter = if filter.is_empty() { "everything".to_string() } else { filter.join(" ") };
     println!("group        {}", info.name);
+    if let Some(home) = &info.home {
+        let here = if info.running_here { "runs here" } else { "runs elsewhere: connect members there" };
+        println!("home         {home} ({here})");
+    }
     println!("filter       {filter} (from position {})", info.start);
     println!("checkpoint   {} (head {}, lag {})", info.checkpoint, info.head, info.lag);
     println!("in flight    {} (retrying {}, buffered {})", info.in_flight, info.retrying, info.buffered);
