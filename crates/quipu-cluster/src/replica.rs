@@ -468,7 +468,7 @@ impl Replica {
     /// Kafka errors reading the end offsets; [`ClusterError::Stopped`].
     pub async fn caught_up(&self) -> Result<(), ClusterError> {
         let inner = &self.inner;
-        let ends = inner.end_offsets().await?;
+        let ends = inner.end_offsets(0..inner.partitions).await?;
         for (partition, end) in (0u32..).zip(&ends) {
             if *end > 0 {
                 inner.consumed.reached(partition, end - 1, &inner.stop).await;
@@ -573,8 +573,8 @@ impl Inner {
     ) -> Result<bool, ClusterError> {
         while tokio::time::Instant::now() < deadline {
             self.check_running()?;
-            let end = match self.end_offsets().await {
-                Ok(ends) => ends.get(partition as usize).copied().unwrap_or(0),
+            let end = match self.end_offsets(partition..partition + 1).await {
+                Ok(ends) => ends.first().copied().unwrap_or(0),
                 Err(error) => {
                     tracing::warn!(%error, "reading the topic's end offsets");
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -605,20 +605,11 @@ impl Inner {
         }
     }
 
-    /// Each partition's end offset (the offset the next record gets).
-    async fn end_offsets(&self) -> Result<Vec<i64>, ClusterError> {
-        let (producer, topic, partitions) = (self.producer.get().0, self.config.topic.clone(), self.partitions);
-        tokio::task::spawn_blocking(move || {
-            (0..partitions)
-                .map(|p| {
-                    let partition = i32::try_from(p).unwrap_or(i32::MAX);
-                    Ok(producer.client().fetch_watermarks(&topic, partition, METADATA_TIMEOUT)?.1)
-                })
-                .collect::<Result<Vec<i64>, KafkaError>>()
-        })
-        .await
-        .map_err(|e| ClusterError::Stopped { reason: format!("reading the end offsets: {e}") })?
-        .map_err(ClusterError::Kafka)
+    /// The end offset (the offset the next record gets) of each partition
+    /// in `partitions`.
+    async fn end_offsets(&self, partitions: std::ops::Range<u32>) -> Result<Vec<i64>, ClusterError> {
+        let marks = watermarks(&self.producer.get().0, &self.config.topic, partitions).await?;
+        Ok(marks.into_iter().map(|(_, high)| high).collect())
     }
 
     /// Produces `payload` to `partition`; gives the offset it landed at.
@@ -882,6 +873,24 @@ fn resume_lanes(
     Ok(saved.lanes)
 }
 
+/// The (first, end) offsets of each partition in `partitions`, read off
+/// the async workers (the requests block).
+async fn watermarks(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: std::ops::Range<u32>,
+) -> Result<Vec<(i64, i64)>, ClusterError> {
+    let (producer, topic) = (producer.clone(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        partitions
+            .map(|p| producer.client().fetch_watermarks(&topic, i32::try_from(p).unwrap_or(i32::MAX), METADATA_TIMEOUT))
+            .collect::<Result<Vec<(i64, i64)>, KafkaError>>()
+    })
+    .await
+    .map_err(|e| ClusterError::Stopped { reason: format!("reading the topic's offsets: {e}") })?
+    .map_err(ClusterError::Kafka)
+}
+
 /// Refuses a topic that no longer holds what this node must read: a
 /// partition whose first offset is past the lane's (records deleted), or
 /// whose end is before it or before the last applied record (a recreated
@@ -892,14 +901,8 @@ async fn check_offsets(
     lanes: &[LaneStart],
     applied: Option<MergeKey>,
 ) -> Result<(), ClusterError> {
-    let (producer, name, count) = (producer.clone(), topic.to_owned(), lanes.len());
-    let watermarks = tokio::task::spawn_blocking(move || {
-        (0..count)
-            .map(|p| producer.client().fetch_watermarks(&name, i32::try_from(p).unwrap_or(i32::MAX), METADATA_TIMEOUT))
-            .collect::<Result<Vec<(i64, i64)>, KafkaError>>()
-    })
-    .await
-    .map_err(|e| ClusterError::Stopped { reason: format!("reading the topic's offsets: {e}") })??;
+    let count = u32::try_from(lanes.len()).unwrap_or(u32::MAX);
+    let watermarks = watermarks(producer, topic, 0..count).await?;
     let cannot = |reason: String| ClusterError::CannotFollow { topic: topic.to_owned(), reason };
     for ((partition, lane), (low, high)) in (0u32..).zip(lanes).zip(watermarks) {
         if lane.offset < low {
