@@ -59,7 +59,7 @@ impl LocalBroker {
         let start = |e: std::io::Error| LocalBrokerError::Start(e.to_string());
         let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(start)?.port();
         let child = spawn(port, data_dir)?;
-        let broker =
+        let mut broker =
             LocalBroker { child, address: format!("127.0.0.1:{port}"), port, data_dir: data_dir.to_path_buf() };
         broker.wait_listening()?;
         Ok(broker)
@@ -90,10 +90,35 @@ impl LocalBroker {
     /// answers nothing until [`LocalBroker::resume`], as a broker stalled
     /// by a long pause would.
     ///
+    /// Returns once the process is stopped (a signal is delivered
+    /// asynchronously), so what is sent after the call waits unanswered.
+    ///
     /// # Errors
-    /// [`LocalBrokerError::Start`] when the process cannot be signalled.
+    /// [`LocalBrokerError::Start`] when the process cannot be signalled,
+    /// has exited, or is not stopped within 30 s.
     pub fn pause(&self) -> Result<(), LocalBrokerError> {
-        self.signal("-STOP")
+        self.signal("-STOP")?;
+        let deadline = Instant::now() + LISTEN_WITHIN;
+        loop {
+            match self.state() {
+                Some('T') => return Ok(()),
+                Some('Z' | 'X') | None => {
+                    return Err(LocalBrokerError::Start(format!("process {} has exited", self.child.id())));
+                }
+                Some(_) if Instant::now() > deadline => {
+                    return Err(LocalBrokerError::Start(format!("process {} did not stop", self.child.id())));
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
+    /// The process's state letter from `/proc/PID/stat` (`T` stopped, `Z`
+    /// a zombie...), or `None` when it cannot be read.
+    fn state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // The state follows the command name, which is in parentheses.
+        stat.rsplit_once(") ")?.1.chars().next()
     }
 
     /// Lets a paused broker go on (SIGCONT): it answers what it was sent.
@@ -112,15 +137,26 @@ impl LocalBroker {
         }
     }
 
-    fn wait_listening(&self) -> Result<(), LocalBrokerError> {
+    /// Waits until the broker listens; refuses one that exited (its port
+    /// taken meanwhile: what listens there is not this broker).
+    fn wait_listening(&mut self) -> Result<(), LocalBrokerError> {
         let deadline = Instant::now() + LISTEN_WITHIN;
-        while std::net::TcpStream::connect(&self.address).is_err() {
+        loop {
+            let listening = std::net::TcpStream::connect(&self.address).is_ok();
+            if let Some(status) = self.child.try_wait().map_err(|e| LocalBrokerError::Start(e.to_string()))? {
+                return Err(LocalBrokerError::Start(format!(
+                    "it exited ({status}) instead of listening on {}",
+                    self.address
+                )));
+            }
+            if listening {
+                return Ok(());
+            }
             if Instant::now() > deadline {
                 return Err(LocalBrokerError::Start(format!("it did not listen on {}", self.address)));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Ok(())
     }
 
     /// Creates `topic` with `partitions` partitions, keeping every record
