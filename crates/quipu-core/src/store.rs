@@ -20,6 +20,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::append::{AppendOutcome, AppendRequest};
+use crate::engine::{Decision, decide};
 use crate::error::Error;
 use crate::event::{EVENT_TAGS_MAX, EventId, EventType, RecordedEvent, StreamName, Tag};
 use crate::head::{Head, HeadListener};
@@ -33,6 +34,7 @@ use crate::proposer::{Proposer, SyncReply};
 use crate::read::{self, Direction, StreamInfo};
 use crate::scavenge::{Doomed, ScavengeProgress};
 use crate::sequencer::{Applied, Sequencer, Shared, Submission};
+use crate::state::{DecisionState, Pending};
 use crate::stats::{CommitMeter, CommitStats};
 
 /// Version of the data directory layout written by this build: 2 since
@@ -182,6 +184,25 @@ impl Store {
         reply: impl FnOnce(Result<AppendOutcome, Error>) + Send + 'static,
     ) {
         self.enqueue(request, Box::new(reply), false, Some(applied));
+    }
+
+    /// Decides `request` against what the store holds now, writing
+    /// nothing: what appending it would decide if nothing else came
+    /// first. A cluster's fenced writer checks a request with it before it
+    /// puts it in the shared log. An accepted commit's timestamp is 0.
+    ///
+    /// # Errors
+    /// The append's validation errors (as [`Store::append`]),
+    /// [`Error::EventIdReused`], index or log read errors.
+    pub fn check(&self, request: &AppendRequest) -> Result<Decision, Error> {
+        self.validate(request)?;
+        let pending = Pending::new(self.shared.head.last().map_or(Position::START, Position::next));
+        let state =
+            DecisionState { index: &self.shared.index, reader: &self.shared.reader, pending: &pending, heads: None };
+        let pin = self.shared.reader.pin();
+        let decision = decide(&state, request.clone(), 0);
+        drop(pin);
+        decision
     }
 
     /// Makes every later append that is not applied from a shared log

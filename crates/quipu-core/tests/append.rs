@@ -8,8 +8,8 @@ mod common;
 
 use common::{all_events, append, event, stream, temp_store, write};
 use quipu_core::{
-    AppendOutcome, AppendRequest, Condition, Error, EventId, EventType, ExpectedRevision, Options, Position, Query,
-    QueryItem, Revision, StreamWrite, Tag,
+    AppendOutcome, AppendRequest, Condition, Decision, Error, EventId, EventType, ExpectedRevision, Options, Position,
+    Query, QueryItem, Revision, StreamWrite, Tag,
 };
 
 fn conflict(outcome: AppendOutcome) -> quipu_core::Conflict {
@@ -368,4 +368,38 @@ fn appends_queued_past_a_group_s_size_keep_their_decisions_in_the_next_group() {
         assert_eq!((e.position, e.revision), (Position(n as u64), Revision(n as u64)));
         assert!(String::from_utf8_lossy(&e.data).starts_with(&format!("{{\"n\":{n},")), "event {n} holds its data");
     }
+}
+
+#[test]
+fn a_check_decides_as_an_append_would_and_writes_nothing() {
+    let (_dir, store) = temp_store(Options::default());
+    let opened =
+        AppendRequest::to_stream(stream("acct-1"), ExpectedRevision::NoStream, vec![event("Opened", "{}", &[])]);
+    assert!(matches!(store.check(&opened).unwrap(), Decision::Accept(_)), "a new stream");
+    assert!(all_events(&store).is_empty(), "a check writes nothing");
+
+    let AppendOutcome::Written(first) = store.append(opened.clone()).unwrap() else { panic!("first append") };
+    assert_eq!(store.check(&opened).unwrap(), Decision::Duplicate(first), "the same ids again: a retry");
+    let again =
+        AppendRequest::to_stream(stream("acct-1"), ExpectedRevision::NoStream, vec![event("Opened", "{}", &[])]);
+    match store.check(&again).unwrap() {
+        Decision::Reject(conflict) => assert_eq!(conflict.streams[0].actual, Some(Revision(0))),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let next = AppendRequest::to_stream(
+        stream("acct-1"),
+        ExpectedRevision::Exact(Revision(0)),
+        vec![event("Paid", "{}", &[])],
+    );
+    match store.check(&next).unwrap() {
+        Decision::Accept(commit) => assert_eq!(commit.first_position, Position(1), "the next position"),
+        other => panic!("expected an accept, got {other:?}"),
+    }
+    let mut reused =
+        AppendRequest::to_stream(stream("acct-2"), ExpectedRevision::Any, vec![event("Opened", "{}", &[])]);
+    reused.writes[0].events[0].id = opened.writes[0].events[0].id;
+    assert!(matches!(store.check(&reused), Err(Error::EventIdReused { .. })));
+    let bad = AppendRequest::to_stream(stream("acct-1"), ExpectedRevision::Any, vec![]);
+    assert!(store.check(&bad).is_err(), "validation as for an append");
+    assert_eq!(all_events(&store).len(), 1, "checks wrote nothing");
 }
