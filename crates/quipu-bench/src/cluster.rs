@@ -150,6 +150,7 @@ fn config(brokers: &str, topic: &str, node: &str) -> ReplicaConfig {
         partition_key: PartitionKey::Stream,
         produce_timeout: Duration::from_secs(30),
         append_timeout: Duration::from_secs(60),
+        mode: quipu_cluster::ClusterMode::LogOrder,
     }
 }
 

@@ -13,9 +13,12 @@
 //! rules ([`proposal`]); the merge of partitions into one order
 //! ([`merger`]); which partition a stream goes to ([`partitioner`]); the
 //! topic settings a node requires ([`topic_settings`]); the replica that
-//! joins a store to the topic ([`replica`]); and a local broker for tests
+//! joins a store to the topic ([`replica`]), in either [`cluster_mode`]
+//! (the fenced writer is `fenced_writer`); and a local broker for tests
 //! and trying it out ([`local_broker`]).
 
+pub mod cluster_mode;
+mod fenced_writer;
 pub mod local_broker;
 pub mod merge_state;
 pub mod merger;
@@ -24,6 +27,7 @@ pub mod proposal;
 pub mod replica;
 pub mod topic_settings;
 
+pub use cluster_mode::{ClusterMode, ClusterModeError};
 pub use local_broker::{LocalBroker, LocalBrokerError};
 pub use merge_state::{MergeState, MergeStateError};
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};

@@ -202,6 +202,13 @@ impl<T> Merger<T> {
         self.lanes.iter().map(|lane| lane.pending.len()).sum()
     }
 
+    /// The offset of the first record of `partition` taken but not yet
+    /// given out, if any: every record before it has been given out.
+    #[must_use]
+    pub fn first_held(&self, partition: u32) -> Option<i64> {
+        self.lanes.get(partition as usize)?.pending.front().map(|(key, _)| key.offset)
+    }
+
     /// The epoch that, ticked into every partition, lets out every record
     /// now waiting: one past the newest epoch of any partition.
     #[must_use]
@@ -333,12 +340,14 @@ mod tests {
         merger.push(1, 0, Entry::Data("late")).expect("in order");
         assert_eq!(merger.pop(), None, "partition 0 could still write epoch 0");
         assert_eq!(merger.held(), 1);
+        assert_eq!((merger.first_held(0), merger.first_held(1)), (None, Some(0)));
         merger.push(0, 0, Entry::Data("early")).expect("in order");
         assert_eq!(merger.pop().map(|(_, d)| d), Some("early"), "partition 0 comes first in an epoch");
         assert_eq!(merger.pop(), None, "partition 0 is still in epoch 0");
         let next = merger.next_epoch();
         merger.push(0, 1, Entry::Tick(next)).expect("in order");
         assert_eq!(merger.pop().map(|(_, d)| d), Some("late"));
+        assert_eq!(merger.first_held(1), None, "everything given out");
         assert_eq!(merger.lanes(), vec![LaneStart { offset: 2, epoch: 1 }, LaneStart { offset: 1, epoch: 0 }]);
     }
 

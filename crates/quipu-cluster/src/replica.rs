@@ -29,6 +29,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{Notify, oneshot};
 
+use crate::cluster_mode::ClusterMode;
+use crate::fenced_writer::{FencedCounts, Writers};
 use crate::merge_state::{MergeState, MergeStateError};
 use crate::merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 use crate::partitioner::{PartitionError, PartitionKey, Partitioner};
@@ -49,6 +51,9 @@ const SAVE_EVERY: Duration = Duration::from_secs(1);
 const FINISH_WAIT: Duration = Duration::from_secs(5);
 /// How long the applier waits for records before it looks at its stop flag.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the applier counts as read what its consumer passed without
+/// a record (see `Applier::note_positions`).
+const POSITIONS_EVERY: Duration = Duration::from_millis(20);
 /// How long records may wait in the merge before this node ticks for them
 /// although they are not its own (their node may have died before its
 /// ticks).
@@ -72,6 +77,8 @@ pub struct ReplicaConfig {
     /// outcomes included) before it is answered
     /// [`ClusterError::OutcomeUnknown`].
     pub append_timeout: Duration,
+    /// How appends reach the topic; every node of a topic runs the same.
+    pub mode: ClusterMode,
 }
 
 /// Why a replica could not start or take an append.
@@ -149,20 +156,54 @@ struct Consumed {
     /// Per partition, the last offset read (one before the resume offset
     /// until a record is read).
     offsets: Vec<AtomicI64>,
-    /// Woken after every record read.
+    /// Per partition, the last offset through which every record read has
+    /// been handed to the store (none still waits in the merge).
+    released: Vec<AtomicI64>,
+    /// Woken whenever either moves.
     read: Notify,
 }
 
 impl Consumed {
     /// Nothing read yet, each partition resuming from its lane.
     fn new(lanes: &[LaneStart]) -> Consumed {
-        Consumed { offsets: lanes.iter().map(|lane| AtomicI64::new(lane.offset - 1)).collect(), read: Notify::new() }
+        let before = || lanes.iter().map(|lane| AtomicI64::new(lane.offset - 1)).collect();
+        Consumed { offsets: before(), released: before(), read: Notify::new() }
+    }
+
+    /// Counts `offset` of `partition` read (and every one before it), and
+    /// wakes whoever waits.
+    fn note(&self, partition: u32, offset: i64) {
+        Self::advance(&self.offsets, partition, offset, &self.read);
+    }
+
+    /// Counts every record of `partition` through `offset` handed to the
+    /// store, and wakes whoever waits.
+    fn release(&self, partition: u32, offset: i64) {
+        Self::advance(&self.released, partition, offset, &self.read);
+    }
+
+    fn advance(counters: &[AtomicI64], partition: u32, offset: i64, moved: &Notify) {
+        if let Some(counter) = counters.get(partition as usize)
+            && counter.fetch_max(offset, Ordering::AcqRel) < offset
+        {
+            moved.notify_waiters();
+        }
     }
 
     /// Waits until `offset` of `partition` has been read (or the applier
     /// stopped: `stopped` says so).
     async fn reached(&self, partition: u32, offset: i64, stopped: &AtomicBool) {
-        let Some(read) = self.offsets.get(partition as usize) else { return };
+        self.wait(&self.offsets, partition, offset, stopped).await;
+    }
+
+    /// Waits until every record of `partition` through `offset` has been
+    /// handed to the store (or the applier stopped).
+    async fn handed_on(&self, partition: u32, offset: i64, stopped: &AtomicBool) {
+        self.wait(&self.released, partition, offset, stopped).await;
+    }
+
+    async fn wait(&self, counters: &[AtomicI64], partition: u32, offset: i64, stopped: &AtomicBool) {
+        let Some(read) = counters.get(partition as usize) else { return };
         loop {
             let woken = self.read.notified();
             tokio::pin!(woken);
@@ -310,13 +351,20 @@ pub struct Replica {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: ReplicaConfig,
+pub(crate) struct Inner {
+    pub(crate) config: ReplicaConfig,
+    /// The store this node applies to (it holds this replica).
+    pub(crate) store: Weak<Store>,
+    /// The partitions this node writes in the fenced-writer mode.
+    writers: Writers,
+    /// Partitions claimed as their fenced writer, and transactions that
+    /// failed (fenced, or their outcome unknown), since the start.
+    pub(crate) fenced: FencedCounts,
     producer: Arc<ProducerSlot>,
     partitioner: Partitioner,
     partitions: u32,
     /// The runtime proposals are sent from.
-    runtime: tokio::runtime::Handle,
+    pub(crate) runtime: tokio::runtime::Handle,
     waiting: Waiters,
     /// The newest epoch any partition has reached, as read here.
     newest_epoch: Arc<AtomicU64>,
@@ -372,6 +420,9 @@ impl Replica {
         let inner = Arc::new(Inner {
             partitioner: Partitioner::new(config.partition_key.clone(), partitions),
             config,
+            store: Arc::downgrade(&store),
+            writers: Writers::default(),
+            fenced: FencedCounts::default(),
             producer: slot,
             partitions,
             runtime: tokio::runtime::Handle::current(),
@@ -402,6 +453,7 @@ impl Replica {
             held: Arc::clone(&replica.inner.held),
             stop: Arc::clone(&replica.inner.stop),
             failure: Arc::clone(&replica.inner.failure),
+            positions_noted: std::time::Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name("quipu-cluster-applier".into())
@@ -440,6 +492,23 @@ impl Replica {
         self.inner.looked_up.load(Ordering::Relaxed)
     }
 
+    /// How many times since the start this node claimed a partition as its
+    /// fenced writer (fencing the writer before it; the fenced-writer
+    /// mode only).
+    #[must_use]
+    pub fn claims(&self) -> u64 {
+        self.inner.fenced.claims.load(Ordering::Relaxed)
+    }
+
+    /// How many of this node's transactions failed since the start
+    /// (fenced by another writer, or their outcome unknown) and were
+    /// resolved by claiming the partition again (the fenced-writer mode
+    /// only).
+    #[must_use]
+    pub fn failed_transactions(&self) -> u64 {
+        self.inner.fenced.failed.load(Ordering::Relaxed)
+    }
+
     /// Proposes `request` to the cluster and answers with its decision,
     /// once this node has applied it (so a read here right after sees it).
     /// A produce whose outcome is unknown is resolved by reading the
@@ -467,25 +536,7 @@ impl Replica {
     /// # Errors
     /// Kafka errors reading the end offsets; [`ClusterError::Stopped`].
     pub async fn caught_up(&self) -> Result<(), ClusterError> {
-        let inner = &self.inner;
-        let ends = inner.end_offsets(0..inner.partitions).await?;
-        for (partition, end) in (0u32..).zip(&ends) {
-            if *end > 0 {
-                inner.consumed.reached(partition, end - 1, &inner.stop).await;
-            }
-        }
-        inner.check_running()?;
-        if inner.held.load(Ordering::Acquire) > 0 && inner.partitions > 1 {
-            for (partition, end) in (0u32..).zip(&ends) {
-                inner.ticks.want(partition, end - 1);
-            }
-        }
-        let handed = inner.applies.handed.load(Ordering::Acquire);
-        while inner.applies.decided.load(Ordering::Acquire) < handed {
-            inner.check_running()?;
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-        Ok(())
+        self.inner.caught_up().await
     }
 
     /// Stops applying the topic and waits for the applier to finish (what
@@ -493,6 +544,36 @@ impl Replica {
     /// [`ClusterError::Stopped`], later ones too.
     pub fn close(&self) {
         self.inner.close(None);
+    }
+}
+
+impl Inner {
+    /// See [`Replica::caught_up`].
+    pub(crate) async fn caught_up(&self) -> Result<(), ClusterError> {
+        let ends = self.end_offsets(0..self.partitions).await?;
+        for (partition, end) in (0u32..).zip(&ends) {
+            if *end > 0 {
+                self.consumed.reached(partition, end - 1, &self.stop).await;
+            }
+        }
+        self.check_running()?;
+        if self.held.load(Ordering::Acquire) > 0 && self.partitions > 1 {
+            for (partition, end) in (0u32..).zip(&ends) {
+                self.ticks.want(partition, end - 1);
+            }
+        }
+        for (partition, end) in (0u32..).zip(&ends) {
+            if *end > 0 {
+                self.consumed.handed_on(partition, end - 1, &self.stop).await;
+            }
+        }
+        self.check_running()?;
+        let handed = self.applies.handed.load(Ordering::Acquire);
+        while self.applies.decided.load(Ordering::Acquire) < handed {
+            self.check_running()?;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(())
     }
 }
 
@@ -517,14 +598,20 @@ impl Proposer for Replica {
 }
 
 impl Inner {
-    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, ClusterError> {
+    async fn append(self: &Arc<Self>, request: AppendRequest) -> Result<AppendOutcome, ClusterError> {
         self.check_running()?;
         let partition = self.partitioner.partition_of_request(&request)?;
-        let key = request.writes.first().map(|w| self.partitioner.key_of(&w.stream).to_owned()).unwrap_or_default();
-        let request_id = RequestId::random();
-        let record = Record::Proposal(Proposal { request_id, node: self.config.node.clone(), request }).encode()?;
-        let (reply, mut answer) = oneshot::channel();
-        lock(&self.waiting).insert(request_id, Waiter { reply, seen: false });
+        match self.config.mode {
+            ClusterMode::LogOrder => self.append_in_log_order(partition, request).await,
+            ClusterMode::FencedWriter => self.writers.append(self, partition, request).await,
+        }
+    }
+
+    /// Produces `request` as a proposal to `partition` and waits for its
+    /// decision here (the log-order mode).
+    async fn append_in_log_order(&self, partition: u32, request: AppendRequest) -> Result<AppendOutcome, ClusterError> {
+        let (request_id, key, record) = self.proposal(request)?;
+        let mut answer = self.expect(request_id);
         let _forget = Forget { waiting: &self.waiting, request_id };
         let deadline = tokio::time::Instant::now() + self.config.append_timeout;
         let mut backoff = PRODUCE_BACKOFF_MIN;
@@ -560,6 +647,28 @@ impl Inner {
                 ),
             }),
         }
+    }
+
+    /// `request` as a proposal of this node: its request id, its record's
+    /// key (its partition key) and the record.
+    pub(crate) fn proposal(&self, request: AppendRequest) -> Result<(RequestId, String, Vec<u8>), ClusterError> {
+        let key = request.writes.first().map(|w| self.partitioner.key_of(&w.stream).to_owned()).unwrap_or_default();
+        let request_id = RequestId::random();
+        let record = Record::Proposal(Proposal { request_id, node: self.config.node.clone(), request }).encode()?;
+        Ok((request_id, key, record))
+    }
+
+    /// Where the decision of proposal `request_id` comes once this node
+    /// applies it; [`Inner::forget`] when it is no longer awaited.
+    pub(crate) fn expect(&self, request_id: RequestId) -> oneshot::Receiver<Result<AppendOutcome, quipu_core::Error>> {
+        let (reply, answer) = oneshot::channel();
+        lock(&self.waiting).insert(request_id, Waiter { reply, seen: false });
+        answer
+    }
+
+    /// No longer waits for the decision of proposal `request_id`.
+    pub(crate) fn forget(&self, request_id: RequestId) {
+        lock(&self.waiting).remove(&request_id);
     }
 
     /// After a produce whose outcome is unknown: whether a copy of
@@ -599,7 +708,7 @@ impl Inner {
 
     /// Asks for a round of ticks once `offset` of `partition` is read, so
     /// a record there leaves the merge.
-    fn want_ticks(&self, partition: u32, offset: i64) {
+    pub(crate) fn want_ticks(&self, partition: u32, offset: i64) {
         if self.partitions > 1 {
             self.ticks.want(partition, offset);
         }
@@ -622,7 +731,7 @@ impl Inner {
         self.producer.send(record, self.config.produce_timeout).await
     }
 
-    fn check_running(&self) -> Result<(), ClusterError> {
+    pub(crate) fn check_running(&self) -> Result<(), ClusterError> {
         match self.failure.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
             Some(reason) => Err(ClusterError::Stopped { reason: reason.clone() }),
             None if self.stop.load(Ordering::Acquire) => Err(self.stopped()),
@@ -630,7 +739,7 @@ impl Inner {
         }
     }
 
-    fn stopped(&self) -> ClusterError {
+    pub(crate) fn stopped(&self) -> ClusterError {
         let reason = self.failure.lock().unwrap_or_else(PoisonError::into_inner).clone();
         ClusterError::Stopped { reason: reason.unwrap_or_else(|| "the replica closed".into()) }
     }
@@ -813,6 +922,8 @@ fn assigned_consumer(config: &ReplicaConfig, lanes: &[LaneStart]) -> Result<Base
         // An offset the partition no longer has is an error, never a jump
         // to its start or end, which would skip or repeat records.
         .set("auto.offset.reset", "error")
+        // Records of a fenced writer's aborted transactions are never read.
+        .set("isolation.level", "read_committed")
         .create()?;
     let mut assignment = TopicPartitionList::new();
     for (partition, lane) in (0i32..).zip(lanes) {
@@ -1003,6 +1114,8 @@ struct Applier {
     held: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     failure: Arc<Mutex<Option<String>>>,
+    /// When [`Applier::note_positions`] last looked.
+    positions_noted: std::time::Instant,
 }
 
 impl Applier {
@@ -1033,6 +1146,8 @@ impl Applier {
     /// good (the node must not decide past what it cannot read).
     fn follow(&mut self) -> Result<(), String> {
         while !self.stop.load(Ordering::Acquire) {
+            // Before the poll: every record the position has passed is handed on.
+            self.note_positions();
             let polled = self.consumer.poll(POLL_INTERVAL);
             let Some(store) = self.store.upgrade() else { return Ok(()) };
             self.saving.tick(&self.merger, &self.applies, &store);
@@ -1083,16 +1198,45 @@ impl Applier {
                     other => other.to_string(),
                 })?;
             }
-            if let Some(read) = self.consumed.offsets.get(partition as usize) {
-                read.store(offset, Ordering::Release);
-            }
-            self.consumed.read.notify_waiters();
             while let Some((key, (proposal, recorded_at_us))) = self.merger.pop() {
                 self.apply(&store, key, proposal, recorded_at_us);
             }
             self.held.store(u64::try_from(self.merger.held()).unwrap_or(u64::MAX), Ordering::Release);
+            // Counted read once handed on: whoever waits for the offset
+            // then finds what it let out of the merge handed to the store.
+            self.consumed.note(partition, offset);
+            self.publish_released();
         }
         Ok(())
+    }
+
+    /// Counts, per partition, what the merge has handed on: everything
+    /// read before the first record it still holds.
+    fn publish_released(&self) {
+        for (partition, read) in (0u32..).zip(&self.consumed.offsets) {
+            let released = match self.merger.first_held(partition) {
+                Some(held) => held - 1,
+                None => read.load(Ordering::Acquire),
+            };
+            self.consumed.release(partition, released);
+        }
+    }
+
+    /// Counts as read what the consumer has passed without a record to
+    /// give (transaction markers, aborted records), every
+    /// [`POSITIONS_EVERY`]: the offset before each partition's position.
+    fn note_positions(&mut self) {
+        if self.positions_noted.elapsed() < POSITIONS_EVERY {
+            return;
+        }
+        self.positions_noted = std::time::Instant::now();
+        let Ok(positions) = self.consumer.position() else { return };
+        for element in positions.elements() {
+            if let (Ok(partition), Offset::Offset(next)) = (u32::try_from(element.partition()), element.offset()) {
+                self.consumed.note(partition, next - 1);
+            }
+        }
+        self.publish_released();
     }
 
     /// Hands `proposal` to the store; its answer goes to the append that
@@ -1103,10 +1247,11 @@ impl Applier {
         let request_id = proposal.request_id;
         self.applies.handed.fetch_add(1, Ordering::AcqRel);
         store.submit_applied(proposal.request, applied, move |outcome| {
-            applies.decided.fetch_add(1, Ordering::AcqRel);
+            // Answered before counted: whoever sees the count sees the answer.
             if let Some(waiter) = lock(&waiting).remove(&request_id) {
                 let _ = waiter.reply.send(outcome);
             }
+            applies.decided.fetch_add(1, Ordering::AcqRel);
         });
     }
 }

@@ -64,6 +64,7 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// cluster_topic = "quipu-log"
 /// cluster_partition_key = "stream"    # or "category", "prefix:/"
 /// cluster_node = "node-1"
+/// cluster_mode = "log-order"          # or "fenced-writer"
 ///
 /// [[publish]]    # any number of integration event publishers
 /// brokers = "kafka-1:9092"
@@ -118,6 +119,8 @@ pub struct ConfigLayer {
     pub cluster_partition_key: Option<String>,
     /// This node's name in the cluster (in its proposals and logs).
     pub cluster_node: Option<String>,
+    /// How appends reach the topic: `log-order` or `fenced-writer`.
+    pub cluster_mode: Option<String>,
     /// Integration event publishers the server runs (config file only).
     pub publish: Option<Vec<PublishEntry>>,
 }
@@ -176,6 +179,7 @@ impl ConfigLayer {
             cluster_topic: self.cluster_topic.or(lower.cluster_topic),
             cluster_partition_key: self.cluster_partition_key.or(lower.cluster_partition_key),
             cluster_node: self.cluster_node.or(lower.cluster_node),
+            cluster_mode: self.cluster_mode.or(lower.cluster_mode),
             publish: self.publish.or(lower.publish),
         }
     }
@@ -230,6 +234,8 @@ pub struct ClusterSettings {
     /// This node's name; `None`: the one generated when its data directory
     /// first joined a cluster, kept there.
     pub node: Option<String>,
+    /// How appends reach the topic.
+    pub mode: quipu_cluster::ClusterMode,
 }
 
 impl ClusterSettings {
@@ -238,15 +244,18 @@ impl ClusterSettings {
     ///
     /// # Errors
     /// Brokers without a topic or a topic without brokers; a partition key
-    /// or node name given while cluster mode is off; an unknown partition
-    /// key; an empty node name.
+    /// node name or mode given while cluster mode is off; an unknown
+    /// partition key or mode; an empty node name.
     fn of(layer: &ConfigLayer) -> anyhow::Result<Option<ClusterSettings>> {
         let (brokers, topic) = match (&layer.cluster_brokers, &layer.cluster_topic) {
             (Some(brokers), Some(topic)) => (brokers.clone(), topic.clone()),
             (None, None) => {
                 anyhow::ensure!(
-                    layer.cluster_partition_key.is_none() && layer.cluster_node.is_none(),
-                    "cluster_partition_key and cluster_node need cluster mode: set cluster_brokers and cluster_topic"
+                    layer.cluster_partition_key.is_none()
+                        && layer.cluster_node.is_none()
+                        && layer.cluster_mode.is_none(),
+                    "cluster_partition_key, cluster_node and cluster_mode need cluster mode: set cluster_brokers and \
+                     cluster_topic"
                 );
                 return Ok(None);
             }
@@ -262,7 +271,11 @@ impl ClusterSettings {
         if let Some(node) = &layer.cluster_node {
             anyhow::ensure!(!node.trim().is_empty(), "cluster_node is empty");
         }
-        Ok(Some(ClusterSettings { brokers, topic, partition_key, node: layer.cluster_node.clone() }))
+        let mode = match &layer.cluster_mode {
+            Some(text) => text.parse().context("cluster_mode")?,
+            None => quipu_cluster::ClusterMode::default(),
+        };
+        Ok(Some(ClusterSettings { brokers, topic, partition_key, node: layer.cluster_node.clone(), mode }))
     }
 }
 
@@ -425,6 +438,7 @@ mod tests {
             cluster_topic: None,
             cluster_partition_key: None,
             cluster_node: None,
+            cluster_mode: None,
             publish: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
@@ -453,7 +467,8 @@ mod tests {
     #[test]
     fn cluster_mode_takes_brokers_and_topic_together_and_refuses_half_a_setting() {
         let (_dir, path) = config_file(
-            "cluster_brokers = \"k1:9092,k2:9092\"\ncluster_topic = \"quipu-log\"\ncluster_partition_key = \"prefix:/\"\n",
+            "cluster_brokers = \"k1:9092,k2:9092\"\ncluster_topic = \"quipu-log\"\ncluster_partition_key = \"prefix:/\"\n\
+             cluster_mode = \"fenced-writer\"\n",
         );
         let config = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
         assert_eq!(
@@ -463,6 +478,7 @@ mod tests {
                 topic: "quipu-log".into(),
                 partition_key: quipu_cluster::PartitionKey::Prefix('/'),
                 node: None,
+                mode: quipu_cluster::ClusterMode::FencedWriter,
             })
         );
         let cases = [
@@ -473,6 +489,8 @@ mod tests {
                 "cluster_brokers = \"k\"\ncluster_topic = \"t\"\ncluster_partition_key = \"tenant\"\n",
                 "unknown partition key",
             ),
+            ("cluster_brokers = \"k\"\ncluster_topic = \"t\"\ncluster_mode = \"leader\"\n", "unknown cluster mode"),
+            ("cluster_mode = \"fenced-writer\"\n", "need cluster mode"),
         ];
         for (text, expected) in cases {
             let (_dir, path) = config_file(text);

@@ -61,7 +61,7 @@ struct Cli {
 enum Command {
     /// Serve a data directory over gRPC and HTTP/JSON until SIGTERM or
     /// Ctrl-C.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     #[command(flatten)]
     Client(cli::ClientCommand),
     /// Commands about a cluster's Kafka topic (see docs/cluster.md).

@@ -111,6 +111,12 @@ pub struct ServeArgs {
     /// directory].
     #[arg(long, env = "QUIPU_CLUSTER_NODE", value_name = "NAME")]
     pub cluster_node: Option<String>,
+    /// How appends reach the topic: log-order (any node produces, every
+    /// node decides) or fenced-writer (one transactional writer per
+    /// partition checks before it produces); every node of a topic runs
+    /// the same [default: log-order].
+    #[arg(long, env = "QUIPU_CLUSTER_MODE", value_name = "MODE")]
+    pub cluster_mode: Option<String>,
 }
 
 impl ServeArgs {
@@ -138,6 +144,7 @@ impl ServeArgs {
             cluster_topic: self.cluster_topic.clone(),
             cluster_partition_key: self.cluster_partition_key.clone(),
             cluster_node: self.cluster_node.clone(),
+            cluster_mode: self.cluster_mode.clone(),
             publish: None,
         };
         Config::resolve(command_line, self.config.as_deref())
@@ -254,11 +261,18 @@ async fn join_cluster(
         partition_key: cluster.partition_key.clone(),
         produce_timeout: CLUSTER_PRODUCE_TIMEOUT,
         append_timeout: CLUSTER_APPEND_TIMEOUT,
+        mode: cluster.mode,
     };
     let replica = quipu_cluster::Replica::start(std::sync::Arc::clone(store), config)
         .await
         .with_context(|| format!("joining the cluster of topic {} on {}", cluster.topic, cluster.brokers))?;
-    tracing::info!(node, topic = %cluster.topic, partitions = replica.partitions(), "catching up with the cluster");
+    tracing::info!(
+        node,
+        topic = %cluster.topic,
+        partitions = replica.partitions(),
+        mode = %cluster.mode,
+        "catching up with the cluster"
+    );
     replica.caught_up().await.context("catching up with the cluster's topic")?;
     tracing::info!(position = ?store.last_position(), "caught up with the cluster");
     Ok(node)
