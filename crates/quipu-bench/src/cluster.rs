@@ -9,6 +9,10 @@
 //!   stream with the exact expected revision;
 //! - `cluster_append`: the same 16 writers spread over 1 or 3 nodes, on a
 //!   topic of 1, 4 or 16 partitions (`nodes`, `partitions`);
+//! - `cluster_fenced_append`: the same 16 writers on 1 node in the
+//!   fenced-writer mode (`--cluster-mode fenced-writer`), on 1, 4 or 16
+//!   partitions (one node: nodes racing for a partition make noida-db
+//!   mishandle the aborted transactions, see docs/cluster.md);
 //! - `cluster_contention`: 16 writers over 3 nodes on 4 shared streams,
 //!   each expecting the last revision it knows (`conflict_rate`);
 //! - `cluster_catch_up`: a new node applying the topic of the 3-node,
@@ -20,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
-use quipu_cluster::{LocalBroker, PartitionKey, Replica, ReplicaConfig};
+use quipu_cluster::{ClusterMode, LocalBroker, PartitionKey, Replica, ReplicaConfig};
 use quipu_core::{
     AppendOutcome, AppendRequest, EventType, ExpectedRevision, Options, ProposedEvent, Revision, Store, StreamName,
 };
@@ -32,6 +36,8 @@ use super::report::{Measurement, latency_histogram};
 const WRITERS: usize = 16;
 /// (nodes, partitions) of the append cells.
 const CELLS: [(usize, i32); 5] = [(1, 1), (1, 4), (1, 16), (3, 4), (3, 16)];
+/// Partitions of the fenced-writer cells (one node each).
+const FENCED_CELLS: [i32; 3] = [1, 4, 16];
 /// Streams the contention cell's writers share.
 const SHARED_STREAMS: usize = 4;
 
@@ -51,13 +57,29 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
         for (nodes, partitions) in CELLS {
             let topic = format!("bench-{nodes}-{partitions}");
             broker.create_topic(&topic, partitions, &[]).await?;
-            let replicas = start_nodes(bench, &broker.address, &topic, nodes, "append").await?;
+            let replicas = start_nodes(bench, &broker.address, &topic, nodes, "append", ClusterMode::LogOrder).await?;
             let (appends, conflicts, seconds, latency) =
                 drive(&replicas, Duration::from_secs(bench.seconds), false).await;
             anyhow::ensure!(conflicts == 0, "{conflicts} appends to a writer's own stream conflicted");
             bench.emit(
                 &Measurement::new("cluster_append", appends, 0, seconds)
                     .with("nodes", nodes)
+                    .with("partitions", partitions)
+                    .with("writers", WRITERS)
+                    .with_latency(latency),
+            );
+            close(replicas);
+        }
+        for partitions in FENCED_CELLS {
+            let topic = format!("bench-fenced-{partitions}");
+            broker.create_topic(&topic, partitions, &[]).await?;
+            let replicas = start_nodes(bench, &broker.address, &topic, 1, "fenced", ClusterMode::FencedWriter).await?;
+            let (appends, conflicts, seconds, latency) =
+                drive(&replicas, Duration::from_secs(bench.seconds), false).await;
+            anyhow::ensure!(conflicts == 0, "{conflicts} appends to a writer's own stream conflicted");
+            bench.emit(
+                &Measurement::new("cluster_fenced_append", appends, 0, seconds)
+                    .with("nodes", 1)
                     .with("partitions", partitions)
                     .with("writers", WRITERS)
                     .with_latency(latency),
@@ -72,7 +94,7 @@ pub fn run(bench: &Bench) -> anyhow::Result<()> {
 async fn contention_and_catch_up(bench: &Bench, broker: &LocalBroker) -> anyhow::Result<()> {
     let (brokers, topic) = (broker.address.as_str(), "bench-contention");
     broker.create_topic(topic, 4, &[]).await?;
-    let replicas = start_nodes(bench, brokers, topic, 3, "contention").await?;
+    let replicas = start_nodes(bench, brokers, topic, 3, "contention", ClusterMode::LogOrder).await?;
     let (appends, conflicts, seconds, latency) = drive(&replicas, Duration::from_secs(bench.seconds), true).await;
     let written = appends - conflicts;
     bench.emit(
@@ -90,7 +112,7 @@ async fn contention_and_catch_up(bench: &Bench, broker: &LocalBroker) -> anyhow:
     let dir = bench.store_dir("cluster-contention-new")?;
     let store = Arc::new(Store::open(&dir, Options::default())?);
     let began = Instant::now();
-    let newcomer = Replica::start(Arc::clone(&store), config(brokers, topic, "new")).await?;
+    let newcomer = Replica::start(Arc::clone(&store), config(brokers, topic, "new", ClusterMode::LogOrder)).await?;
     while store.last_source()? != target {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -142,7 +164,7 @@ fn alone(bench: &Bench) -> anyhow::Result<()> {
     bench.finish_store(&dir)
 }
 
-fn config(brokers: &str, topic: &str, node: &str) -> ReplicaConfig {
+fn config(brokers: &str, topic: &str, node: &str, mode: ClusterMode) -> ReplicaConfig {
     ReplicaConfig {
         brokers: brokers.to_owned(),
         topic: topic.to_owned(),
@@ -150,7 +172,7 @@ fn config(brokers: &str, topic: &str, node: &str) -> ReplicaConfig {
         partition_key: PartitionKey::Stream,
         produce_timeout: Duration::from_secs(30),
         append_timeout: Duration::from_secs(60),
-        mode: quipu_cluster::ClusterMode::LogOrder,
+        mode,
     }
 }
 
@@ -161,12 +183,13 @@ async fn start_nodes(
     topic: &str,
     nodes: usize,
     cell: &str,
+    mode: ClusterMode,
 ) -> anyhow::Result<Vec<(Arc<Store>, Arc<Replica>)>> {
     let mut replicas = Vec::new();
     for node in 0..nodes {
         let dir = bench.store_dir(&format!("cluster-{topic}-{cell}-{node}"))?;
         let store = Arc::new(Store::open(&dir, Options::default())?);
-        let replica = Replica::start(Arc::clone(&store), config(brokers, topic, &format!("node-{node}"))).await?;
+        let replica = Replica::start(Arc::clone(&store), config(brokers, topic, &format!("node-{node}"), mode)).await?;
         replicas.push((store, Arc::new(replica)));
     }
     Ok(replicas)

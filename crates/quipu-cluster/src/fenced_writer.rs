@@ -29,6 +29,7 @@
 //! [`ClusterMode::FencedWriter`]: crate::ClusterMode::FencedWriter
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -110,7 +111,14 @@ impl Writers {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
         let queue = queues.entry(partition).or_insert_with(|| {
             let (queue, queued) = mpsc::unbounded_channel();
-            let writer = Writer { inner: Arc::downgrade(inner), partition, producer: None, carried: VecDeque::new() };
+            let writer = Writer {
+                inner: Arc::downgrade(inner),
+                partition,
+                producer: None,
+                carried: VecDeque::new(),
+                in_flight: Vec::new(),
+                stale: Arc::default(),
+            };
             inner.runtime.spawn(writer.run(queued));
             queue
         });
@@ -127,6 +135,19 @@ struct Writer {
     producer: Option<FutureProducer>,
     /// Appends taken from the queue and not yet answered, in order.
     carried: VecDeque<Queued>,
+    /// Committed batches whose decisions are awaited: an append that
+    /// touches one of their streams or ids waits until they are applied.
+    in_flight: Vec<InFlight>,
+    /// Set when a committed append was not applied here in time: the
+    /// writer catches up (claims again) before it checks anything more.
+    stale: Arc<AtomicBool>,
+}
+
+/// A committed batch whose decisions are being awaited and passed on.
+struct InFlight {
+    /// Its streams and event ids.
+    taken: Taken,
+    answering: tokio::task::JoinHandle<()>,
 }
 
 /// An append of the batch being written, with where its decision comes.
@@ -139,6 +160,7 @@ struct Sent {
 impl Writer {
     async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Queued>) {
         loop {
+            self.in_flight.retain(|batch| !batch.answering.is_finished());
             if self.carried.is_empty() {
                 match queue.recv().await {
                     Some(queued) => self.carried.push_back(queued),
@@ -152,30 +174,46 @@ impl Writer {
                 }
             }
             let Some(inner) = self.inner.upgrade() else { return };
-            self.round(&inner).await;
+            if !self.round(&inner).await
+                && let Some(oldest) = self.in_flight.first_mut()
+            {
+                // What is carried waits for batches in flight.
+                let _ = (&mut oldest.answering).await;
+            }
         }
     }
 
     /// Writes one batch of what is carried (claiming the partition first
-    /// when this node does not hold it).
-    async fn round(&mut self, inner: &Inner) {
+    /// when this node does not hold it); `false` when nothing could go.
+    async fn round(&mut self, inner: &Arc<Inner>) -> bool {
         // An append whose client is gone is not written (its outcome was
         // answered unknown, or nobody waits).
         self.carried.retain(|queued| !queued.answer.is_closed());
         if let Err(error) = inner.check_running() {
             self.refuse_all(&error.to_string());
-            return;
+            return true;
+        }
+        if self.stale.swap(false, Ordering::AcqRel) {
+            self.producer = None;
         }
         if self.producer.is_none() && !self.claim_patiently(inner).await {
-            return;
+            return true;
         }
         let Some(store) = inner.store.upgrade() else {
             self.refuse_all("the store closed");
-            return;
+            return true;
         };
-        let batch = select(&store, &mut self.carried);
+        let mut busy = Taken::default();
+        for batch in &self.in_flight {
+            busy.absorb(&batch.taken);
+        }
+        let batch = select(&store, &mut self.carried, &busy);
         if batch.is_empty() {
-            return;
+            return false;
+        }
+        let mut taken = Taken::default();
+        for queued in &batch {
+            taken.take(&queued.request);
         }
         let mut records = Vec::with_capacity(batch.len());
         let mut sent = Vec::with_capacity(batch.len());
@@ -190,28 +228,35 @@ impl Writer {
                 }
             }
         }
-        self.write_and_answer(inner, &records, sent).await;
+        self.write_and_answer(inner, &records, sent, taken).await;
+        true
     }
 
     /// Produces `records` in one transaction, then answers each append of
-    /// `sent` with its decision here; on failure, claims again and
-    /// answers what the log holds, carrying the rest to the next batch.
-    async fn write_and_answer(&mut self, inner: &Inner, records: &[(String, Vec<u8>)], sent: Vec<Sent>) {
+    /// `sent` with its decision here, as it comes (the batch is in flight
+    /// meanwhile); on failure, claims again and answers what the log
+    /// holds, carrying the rest to the next batch.
+    async fn write_and_answer(
+        &mut self,
+        inner: &Arc<Inner>,
+        records: &[(String, Vec<u8>)],
+        sent: Vec<Sent>,
+        taken: Taken,
+    ) {
         let Some(producer) = self.producer.clone() else { return };
         let written =
             transact(&producer, &inner.config.topic, self.partition, records, inner.config.produce_timeout).await;
         match written {
             Ok(last_offset) => {
                 inner.want_ticks(self.partition, last_offset);
-                for sent in sent {
-                    self.answer_when_decided(inner, sent).await;
-                }
+                let answering = tokio::spawn(answer_when_decided(Arc::clone(inner), sent, Arc::clone(&self.stale)));
+                self.in_flight.push(InFlight { taken, answering });
             }
             Err(TxnFailure::Aborted(error)) => {
                 // Still the writer, and nothing of the batch is in the log:
                 // check it again (after a pause, should the broker refuse on).
                 tracing::warn!(%error, partition = self.partition, "a fenced writer aborted its transaction; writing again");
-                inner.fenced.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                inner.fenced.failed.fetch_add(1, Ordering::Relaxed);
                 for sent in sent.into_iter().rev() {
                     inner.forget(sent.request_id);
                     self.carried.push_front(sent.queued);
@@ -220,7 +265,7 @@ impl Writer {
             }
             Err(TxnFailure::Lost(error)) => {
                 tracing::warn!(%error, partition = self.partition, "a fenced writer's transaction failed; claiming the partition again");
-                inner.fenced.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                inner.fenced.failed.fetch_add(1, Ordering::Relaxed);
                 self.producer = None;
                 tokio::time::sleep(FENCED_PAUSE + jitter(FENCED_PAUSE)).await;
                 if !self.claim_patiently(inner).await {
@@ -241,31 +286,6 @@ impl Writer {
                         Err(_) => self.carried.push_front(sent.queued),
                     }
                 }
-            }
-        }
-    }
-
-    /// Passes on the decision of `sent` once this node has applied it (the
-    /// next batch is checked against a store that holds this one).
-    async fn answer_when_decided(&mut self, inner: &Inner, sent: Sent) {
-        let Sent { queued, request_id, decided } = sent;
-        match tokio::time::timeout(inner.config.append_timeout, decided).await {
-            Ok(Ok(outcome)) => {
-                let _ = queued.answer.send(outcome.map_err(ClusterError::Store));
-            }
-            Ok(Err(_)) => {
-                let _ = queued.answer.send(Err(inner.stopped()));
-            }
-            Err(_) => {
-                inner.forget(request_id);
-                // Committed but not applied in time: catch up before the next check.
-                self.producer = None;
-                let _ = queued.answer.send(Err(ClusterError::OutcomeUnknown {
-                    reason: format!(
-                        "committed to the topic but not applied here within {:?}",
-                        inner.config.append_timeout
-                    ),
-                }));
             }
         }
     }
@@ -302,6 +322,32 @@ impl Writer {
     }
 }
 
+/// Passes on the decision of each append of `sent` once this node has
+/// applied it; one not applied within the append timeout is answered
+/// unknown, and `stale` tells the writer to catch up before it checks more.
+async fn answer_when_decided(inner: Arc<Inner>, sent: Vec<Sent>, stale: Arc<AtomicBool>) {
+    for Sent { queued, request_id, decided } in sent {
+        match tokio::time::timeout(inner.config.append_timeout, decided).await {
+            Ok(Ok(outcome)) => {
+                let _ = queued.answer.send(outcome.map_err(ClusterError::Store));
+            }
+            Ok(Err(_)) => {
+                let _ = queued.answer.send(Err(inner.stopped()));
+            }
+            Err(_) => {
+                inner.forget(request_id);
+                stale.store(true, Ordering::Release);
+                let _ = queued.answer.send(Err(ClusterError::OutcomeUnknown {
+                    reason: format!(
+                        "committed to the topic but not applied here within {:?}",
+                        inner.config.append_timeout
+                    ),
+                }));
+            }
+        }
+    }
+}
+
 /// A random pause of up to `most`.
 fn jitter(most: Duration) -> Duration {
     let nanos = u64::try_from(most.as_nanos()).unwrap_or(u64::MAX).max(1);
@@ -330,7 +376,7 @@ async fn claim(inner: &Inner, partition: u32) -> Result<FutureProducer, ClusterE
     tokio::task::spawn_blocking(move || init.init_transactions(CLAIM_TIMEOUT))
         .await
         .map_err(|e| ClusterError::Stopped { reason: format!("claiming partition {partition}: {e}") })??;
-    inner.fenced.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    inner.fenced.claims.fetch_add(1, Ordering::Relaxed);
     inner.caught_up().await?;
     tracing::debug!(partition, "claimed the partition as its fenced writer, and caught up");
     Ok(producer)
@@ -430,14 +476,16 @@ async fn abort(producer: &FutureProducer, error: KafkaError, timeout: Duration) 
 }
 
 /// Takes from `carried` the next batch: appends the store accepts now and
-/// that cannot depend on each other. Refusals are answered here; appends
-/// that must wait for the batch stay in `carried`, in order.
-fn select(store: &Store, carried: &mut VecDeque<Queued>) -> Vec<Queued> {
+/// that cannot depend on each other, nor on the batches in flight (`busy`:
+/// committed, not yet applied here). Refusals are answered here; appends
+/// that must wait stay in `carried`, in order.
+fn select(store: &Store, carried: &mut VecDeque<Queued>, busy: &Taken) -> Vec<Queued> {
     let mut batch = Vec::new();
     let mut taken = Taken::default();
     let mut waiting = VecDeque::new();
     while let Some(queued) = carried.pop_front() {
-        if batch.len() >= BATCH_MAX || taken.depends(&queued.request, batch.is_empty()) {
+        let first = batch.is_empty() && busy.is_empty();
+        if batch.len() >= BATCH_MAX || taken.depends(&queued.request, first) || busy.depends(&queued.request, first) {
             taken.take(&queued.request);
             waiting.push_back(queued);
             continue;
@@ -472,6 +520,15 @@ struct Taken {
 }
 
 impl Taken {
+    fn is_empty(&self) -> bool {
+        self.streams.is_empty() && self.ids.is_empty()
+    }
+
+    fn absorb(&mut self, other: &Taken) {
+        self.streams.extend(other.streams.iter().cloned());
+        self.ids.extend(other.ids.iter().copied());
+    }
+
     fn take(&mut self, request: &AppendRequest) {
         self.streams.extend(request.writes.iter().map(|w| w.stream.clone()));
         self.ids.extend(request.event_ids());
@@ -527,7 +584,8 @@ mod tests {
         let (d, _) = queued(same_id);
         let mut carried: VecDeque<Queued> = [a, retry, conflict, b, again_b, c, d].into_iter().collect();
 
-        let batch = select(&store, &mut carried);
+        let none = Taken::default();
+        let batch = select(&store, &mut carried, &none);
         let streams = |queued: &[&Queued]| -> Vec<String> {
             queued.iter().map(|q| q.request.writes[0].stream.as_str().to_owned()).collect()
         };
@@ -540,16 +598,28 @@ mod tests {
         assert!(matches!(retry_answer.try_recv(), Ok(Ok(AppendOutcome::AlreadyWritten(_)))));
         assert!(matches!(conflict_answer.try_recv(), Ok(Ok(AppendOutcome::Conflict(_)))));
 
-        let next = select(&store, &mut carried);
+        let next = select(&store, &mut carried, &none);
         assert_eq!(streams(&next.iter().collect::<Vec<_>>()), ["acct-2"]);
         assert_eq!(
             streams(&carried.iter().collect::<Vec<_>>()),
             ["acct-4", "acct-5"],
             "an append sharing an id with one that waits waits behind it"
         );
-        let last = select(&store, &mut carried);
+        let last = select(&store, &mut carried, &none);
         assert_eq!(streams(&last.iter().collect::<Vec<_>>()), ["acct-4"], "a condition goes first");
         assert_eq!(streams(&carried.iter().collect::<Vec<_>>()), ["acct-5"]);
+
+        // A batch in flight (committed, not yet applied here) holds back
+        // appends on its streams and any with a condition.
+        let mut busy = Taken::default();
+        busy.take(&opened("acct-7"));
+        let mut conditioned = opened("acct-9");
+        conditioned.condition = Some(Condition { query: Query { items: vec![] }, after: None });
+        let mut carried: VecDeque<Queued> =
+            [opened("acct-7"), opened("acct-8"), conditioned].into_iter().map(|r| queued(r).0).collect();
+        let batch = select(&store, &mut carried, &busy);
+        assert_eq!(streams(&batch.iter().collect::<Vec<_>>()), ["acct-8"]);
+        assert_eq!(streams(&carried.iter().collect::<Vec<_>>()), ["acct-7", "acct-9"]);
     }
 
     fn opened_id(request: &AppendRequest) -> EventId {
