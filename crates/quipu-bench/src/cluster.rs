@@ -173,6 +173,7 @@ fn config(brokers: &str, topic: &str, node: &str, mode: ClusterMode) -> ReplicaC
         produce_timeout: Duration::from_secs(30),
         append_timeout: Duration::from_secs(60),
         mode,
+        check_topic_settings: true,
     }
 }
 

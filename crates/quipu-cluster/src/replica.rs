@@ -79,6 +79,12 @@ pub struct ReplicaConfig {
     pub append_timeout: Duration,
     /// How appends reach the topic; every node of a topic runs the same.
     pub mode: ClusterMode,
+    /// Whether [`Replica::start`] reads the topic's configuration and
+    /// refuses settings that could lose events ([`TopicSettings::check`]).
+    /// `quipu serve` always checks; only a broker that cannot describe a
+    /// topic's configuration, such as librdkafka's mock cluster in tests,
+    /// is run with `false`.
+    pub check_topic_settings: bool,
 }
 
 /// Why a replica could not start or take an append.
@@ -411,8 +417,10 @@ impl Replica {
             return Err(ClusterError::NoTopic { topic: config.topic.clone(), brokers: config.brokers.clone() });
         }
         let replicas = topic.and_then(|t| t.partitions().first()).map_or(0, |p| p.replicas().len());
-        let settings = read_settings(&config, u32::try_from(replicas).unwrap_or(u32::MAX)).await?;
-        settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
+        if config.check_topic_settings {
+            let settings = read_settings(&config, u32::try_from(replicas).unwrap_or(u32::MAX)).await?;
+            settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
+        }
         let applied_through = store.last_source()?;
         let lanes = resume_lanes(&store, &config.topic, partitions, applied_through)?;
         check_offsets(&producer, &config.topic, &lanes, applied_through).await?;

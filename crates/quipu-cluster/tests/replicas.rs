@@ -69,6 +69,7 @@ fn config(brokers: &str, node: &str) -> ReplicaConfig {
         produce_timeout: Duration::from_secs(10),
         append_timeout: Duration::from_secs(30),
         mode: ClusterMode::LogOrder,
+        check_topic_settings: true,
     }
 }
 

@@ -262,6 +262,7 @@ async fn join_cluster(
         produce_timeout: CLUSTER_PRODUCE_TIMEOUT,
         append_timeout: CLUSTER_APPEND_TIMEOUT,
         mode: cluster.mode,
+        check_topic_settings: true,
     };
     let replica = quipu_cluster::Replica::start(std::sync::Arc::clone(store), config)
         .await
