@@ -25,6 +25,7 @@ pub mod merger;
 pub mod partitioner;
 pub mod proposal;
 pub mod replica;
+pub mod topic_id;
 pub mod topic_settings;
 
 pub use cluster_mode::{ClusterMode, ClusterModeError};
@@ -34,4 +35,5 @@ pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};
 pub use proposal::{DecodeError, EncodeError, FORMAT, Proposal, RULES, Record, RequestId, Tick};
 pub use replica::{ClusterError, Replica, ReplicaConfig, create_topic};
+pub use topic_id::{TopicIdError, topic_id};
 pub use topic_settings::{SettingProblem, TopicSettings, TopicSettingsError};

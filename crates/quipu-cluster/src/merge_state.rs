@@ -11,6 +11,7 @@
 //! ```text
 //! quipu-merge-state 1
 //! topic quipu-log
+//! topic-id 1b4e28ba-2fa1-11d2-883f-0016d3cca427   # when the brokers keep topic ids
 //! partitions 3
 //! applied 4 1 117        # epoch partition offset of the store's last commit, or "applied none"
 //! lane 118 4             # per partition: first offset to read, epoch there
@@ -33,6 +34,9 @@ const HEADER: &str = "quipu-merge-state 1";
 pub struct MergeState {
     /// The topic it is a position in.
     pub topic: String,
+    /// The id the brokers gave the topic, when they keep topic ids (a
+    /// topic deleted and created again gets a new one).
+    pub topic_id: Option<uuid::Uuid>,
     /// Where each partition resumes; one per partition of the topic.
     pub lanes: Vec<LaneStart>,
     /// The store's last applied commit when it was saved.
@@ -92,7 +96,11 @@ impl MergeState {
             Some(source) => format!("{} {} {}", source.epoch, source.partition, source.offset),
             None => "none".into(),
         };
-        let mut text = format!("{HEADER}\ntopic {}\npartitions {}\napplied {applied}\n", self.topic, self.lanes.len());
+        let mut text = format!("{HEADER}\ntopic {}\n", self.topic);
+        if let Some(id) = self.topic_id {
+            text.push_str(&format!("topic-id {id}\n"));
+        }
+        text.push_str(&format!("partitions {}\napplied {applied}\n", self.lanes.len()));
         for lane in &self.lanes {
             text.push_str(&format!("lane {} {}\n", lane.offset, lane.epoch));
         }
@@ -104,7 +112,7 @@ impl MergeState {
     /// # Errors
     /// What is wrong with it.
     pub fn parse(text: &str) -> Result<MergeState, String> {
-        let mut lines = text.lines();
+        let mut lines = text.lines().peekable();
         if lines.next() != Some(HEADER) {
             return Err(format!("the first line is not {HEADER:?}"));
         }
@@ -116,6 +124,21 @@ impl MergeState {
                 .ok_or_else(|| format!("no {name} line where expected"))
         };
         let topic = field("topic")?.to_owned();
+        let topic_id = match lines.peek().and_then(|line| line.strip_prefix("topic-id ")) {
+            Some(id) => {
+                let id = id.parse().map_err(|_| format!("topic-id {id:?} is not a UUID"))?;
+                lines.next();
+                Some(id)
+            }
+            None => None,
+        };
+        let mut field = |name: &str| {
+            lines
+                .next()
+                .and_then(|line| line.strip_prefix(name))
+                .and_then(|rest| rest.strip_prefix(' '))
+                .ok_or_else(|| format!("no {name} line where expected"))
+        };
         let partitions: usize = number(field("partitions")?)?;
         let applied = match field("applied")? {
             "none" => None,
@@ -135,7 +158,7 @@ impl MergeState {
         if partitions == 0 {
             return Err("no partitions".into());
         }
-        Ok(MergeState { topic, lanes, applied })
+        Ok(MergeState { topic, topic_id, lanes, applied })
     }
 }
 
@@ -150,6 +173,7 @@ mod tests {
     fn state() -> MergeState {
         MergeState {
             topic: "quipu-log".into(),
+            topic_id: Some(uuid::Uuid::from_u128(0x1b4e_28ba_2fa1_11d2_883f_0016_d3cc_a427)),
             lanes: vec![LaneStart { offset: 118, epoch: 4 }, LaneStart { offset: 0, epoch: 0 }],
             applied: Some(Source { epoch: 4, partition: 0, offset: 117 }),
         }
@@ -161,9 +185,13 @@ mod tests {
         assert_eq!(MergeState::load(dir.path()).expect("no file is no state"), None);
         state().save(dir.path()).expect("save");
         assert_eq!(MergeState::load(dir.path()).expect("load"), Some(state()));
-        let none = MergeState { applied: None, ..state() };
+        let none = MergeState { applied: None, topic_id: None, ..state() };
         none.save(dir.path()).expect("save");
         assert_eq!(MergeState::load(dir.path()).expect("load"), Some(none));
+        // A state saved before topic ids were kept reads without one.
+        let text = state().to_text();
+        let older: Vec<&str> = text.lines().filter(|line| !line.starts_with("topic-id")).collect();
+        assert_eq!(MergeState::parse(&older.join("\n")), Ok(MergeState { topic_id: None, ..state() }));
     }
 
     #[test]
@@ -175,6 +203,7 @@ mod tests {
             (text.replace("lane 118 4", "lane x 4"), "\"x\" is not a number"),
             (text.replace("applied 4 0 117", "applied 4 0"), "is not epoch, partition and offset"),
             (text.replace("partitions 2\n", ""), "no partitions line"),
+            (text.replace("-0016d3cca427", "-0016d3cca4"), "is not a UUID"),
         ];
         for (damaged, expected) in cases {
             let error = MergeState::parse(&damaged).expect_err("refused");

@@ -422,7 +422,14 @@ impl Replica {
             settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
         }
         let applied_through = store.last_source()?;
-        let lanes = resume_lanes(&store, &config.topic, partitions, applied_through)?;
+        let topic_id = match crate::topic_id::topic_id(&config.brokers, &config.topic).await {
+            Ok(id) => id,
+            Err(error) => {
+                tracing::warn!(%error, "the topic's id is unknown; a topic deleted and created again is caught by its offsets only");
+                None
+            }
+        };
+        let (lanes, topic_id) = resume_lanes(&store, &config.topic, topic_id, partitions, applied_through)?;
         check_offsets(&producer, &config.topic, &lanes, applied_through).await?;
         let consumer = assigned_consumer(&config, &lanes)?;
         let inner = Arc::new(Inner {
@@ -450,7 +457,7 @@ impl Replica {
         let applier = Applier {
             consumer,
             merger: Merger::resume(&lanes, applied_through),
-            saving: Saving::new(store.dir(), &replica.inner.config.topic),
+            saving: Saving::new(store.dir(), &replica.inner.config.topic, topic_id),
             // Not a strong reference: the store holds this replica, and
             // closing the store closes it.
             store: Arc::downgrade(&store),
@@ -943,18 +950,21 @@ fn assigned_consumer(config: &ReplicaConfig, lanes: &[LaneStart]) -> Result<Base
 
 /// Where each partition resumes for `store`: from its saved merge state
 /// when that is of this topic and not ahead of the store, else from the
-/// first offsets.
+/// first offsets; and the topic's id to record (`topic_id`, the one read
+/// now, or else the one recorded).
 ///
 /// # Errors
 /// [`ClusterError::CannotFollow`] when the directory applied another
-/// topic, the topic's partitions changed, or the store holds events
-/// written alone; a saved state that does not read.
+/// topic, or this topic under another id (deleted and created again), the
+/// topic's partitions changed, or the store holds events written alone; a
+/// saved state that does not read.
 fn resume_lanes(
     store: &Store,
     topic: &str,
+    topic_id: Option<uuid::Uuid>,
     partitions: u32,
     applied_through: Option<MergeKey>,
-) -> Result<Vec<LaneStart>, ClusterError> {
+) -> Result<(Vec<LaneStart>, Option<uuid::Uuid>), ClusterError> {
     let cannot = |reason: String| ClusterError::CannotFollow { topic: topic.to_owned(), reason };
     if applied_through.is_none() && store.last_position().is_some() {
         return Err(cannot(format!(
@@ -971,10 +981,20 @@ fn resume_lanes(
         )));
     }
     let from_start = vec![LaneStart { offset: 0, epoch: 0 }; partitions as usize];
-    let Some(saved) = MergeState::load(store.dir())? else { return Ok(from_start) };
+    let Some(saved) = MergeState::load(store.dir())? else { return Ok((from_start, topic_id)) };
     if saved.topic != topic {
         return Err(cannot(format!("{} followed topic {}", store.dir().display(), saved.topic)));
     }
+    if let (Some(was), Some(is)) = (saved.topic_id, topic_id)
+        && was != is
+    {
+        return Err(cannot(format!(
+            "the topic was deleted and created again: its id was {was} and is {is} now; this node's data directory \
+             holds the old topic's events (start it on an empty one to follow the new topic)"
+        )));
+    }
+    // The id read now, or the one recorded when it could not be read.
+    let topic_id = topic_id.or(saved.topic_id);
     if saved.lanes.len() != partitions as usize {
         return Err(cannot(format!(
             "this node applied {} partitions but the topic has {partitions}: its partitions changed, which moves streams",
@@ -987,9 +1007,9 @@ fn resume_lanes(
             store = ?applied_through,
             "the saved merge state is ahead of the store; reading the topic from its first offsets"
         );
-        return Ok(from_start);
+        return Ok((from_start, topic_id));
     }
-    Ok(saved.lanes)
+    Ok((saved.lanes, topic_id))
 }
 
 /// The (first, end) offsets of each partition in `partitions`, read off
@@ -1045,14 +1065,21 @@ async fn check_offsets(
 struct Saving {
     dir: std::path::PathBuf,
     topic: String,
+    topic_id: Option<uuid::Uuid>,
     last: std::time::Instant,
     /// A state taken, waiting for the store to decide this many applies.
     pending: Option<(Vec<LaneStart>, u64)>,
 }
 
 impl Saving {
-    fn new(dir: &std::path::Path, topic: &str) -> Saving {
-        Saving { dir: dir.to_path_buf(), topic: topic.to_owned(), last: std::time::Instant::now(), pending: None }
+    fn new(dir: &std::path::Path, topic: &str, topic_id: Option<uuid::Uuid>) -> Saving {
+        Saving {
+            dir: dir.to_path_buf(),
+            topic: topic.to_owned(),
+            topic_id,
+            last: std::time::Instant::now(),
+            pending: None,
+        }
     }
 
     /// Takes the merge's state when one is due, and saves the one taken
@@ -1089,7 +1116,7 @@ impl Saving {
             Ok(applied) => applied,
             Err(error) => return tracing::warn!(%error, "reading the last applied commit to save the merge state"),
         };
-        let state = MergeState { topic: self.topic.clone(), lanes, applied };
+        let state = MergeState { topic: self.topic.clone(), topic_id: self.topic_id, lanes, applied };
         if let Err(error) = state.save(&self.dir) {
             tracing::warn!(%error, "saving the merge state");
         }

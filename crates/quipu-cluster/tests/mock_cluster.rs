@@ -249,3 +249,37 @@ async fn fenced_writers_the_broker_does_not_fence_still_decide_each_opening_once
         replica.close();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_records_the_topic_id_and_refuses_the_topic_created_again() {
+    let first = mock_cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
+    let replica = Replica::start(Arc::clone(&store), config(&first.bootstrap_servers(), "a", Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(matches!(replica.append(deposit("account-0", 0)).await.unwrap(), AppendOutcome::Written(_)));
+    replica.close();
+    drop(replica);
+    let id = quipu_cluster::topic_id(&first.bootstrap_servers(), TOPIC).await.unwrap();
+    assert!(id.is_some(), "the mock cluster keeps topic ids");
+    let saved = quipu_cluster::MergeState::load(dir.path()).unwrap().unwrap();
+    assert_eq!(saved.topic_id, id, "the node recorded the topic's id");
+
+    // The "same" topic on other brokers: created anew, with more records in
+    // every partition than the node read, so its offsets look fine.
+    let second = mock_cluster();
+    let producer: rdkafka::producer::FutureProducer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", second.bootstrap_servers()).create().unwrap();
+    for partition in 0..PARTITIONS {
+        for _ in 0..3 {
+            let record = rdkafka::producer::FutureRecord::<str, [u8]>::to(TOPIC).partition(partition).payload(b"x");
+            producer.send(record, Duration::from_secs(10)).await.map_err(|(error, _)| error).unwrap();
+        }
+    }
+    let refused =
+        Replica::start(Arc::clone(&store), config(&second.bootstrap_servers(), "a", Duration::from_secs(10))).await;
+    let Err(error) = refused else { panic!("a node followed a topic created again") };
+    assert!(error.to_string().contains("deleted and created again"), "{error}");
+    assert_eq!(all_events(&store).len(), 1, "nothing applied");
+}
