@@ -17,19 +17,22 @@
 //! A batch holds appends that cannot depend on each other: each checked
 //! against the store alone, so none touches a stream, or an event id, of
 //! another one in the batch, and an append with a DCB condition comes
-//! only first; the rest wait for the next batch. A batch is produced only
-//! once the one before it is applied here.
+//! only first; the rest wait for the next batch. Batches committed but not
+//! yet applied here are in flight: the next batch goes meanwhile, without
+//! the appends that touch their streams or ids, and without conditions.
 //!
-//! When a transaction fails (fenced by another node's claim, the broker
-//! gone, a timeout) the node claims the partition again, which ends the
-//! transaction on the broker one way or the other, and catches up: an
-//! append of the batch that its apply then decided gets that answer, the
-//! others are checked again. Nothing is guessed.
+//! A transaction that fails before its commit is aborted when the
+//! producer still can, and its appends are checked again. When the
+//! producer cannot go on (fenced by another node's claim) or the commit's
+//! outcome is unknown, the node pauses, claims the partition again, which
+//! ends the transaction on the broker one way or the other, and catches
+//! up: an append of the batch that its apply then decided gets that
+//! answer, the others are checked again. Nothing is guessed.
 //!
 //! [`ClusterMode::FencedWriter`]: crate::ClusterMode::FencedWriter
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -71,9 +74,9 @@ struct Queued {
 #[derive(Default)]
 pub(crate) struct FencedCounts {
     /// Partitions claimed.
-    pub(crate) claims: std::sync::atomic::AtomicU64,
+    pub(crate) claims: AtomicU64,
     /// Transactions that failed and were resolved by claiming again.
-    pub(crate) failed: std::sync::atomic::AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 /// The partitions this node writes: one task per partition it has taken
@@ -291,8 +294,9 @@ impl Writer {
     }
 
     /// Claims the partition, trying again after growing pauses while it
-    /// fails; `false` when the replica stopped (every carried append is
-    /// refused then) or nobody waits any more.
+    /// fails (appends whose clients gave up are dropped meanwhile);
+    /// `false` when the replica stopped (every carried append is refused
+    /// then).
     async fn claim_patiently(&mut self, inner: &Inner) -> bool {
         let mut backoff = CLAIM_BACKOFF_MIN;
         loop {
@@ -326,8 +330,9 @@ impl Writer {
 /// applied it; one not applied within the append timeout is answered
 /// unknown, and `stale` tells the writer to catch up before it checks more.
 async fn answer_when_decided(inner: Arc<Inner>, sent: Vec<Sent>, stale: Arc<AtomicBool>) {
+    let deadline = tokio::time::Instant::now() + inner.config.append_timeout;
     for Sent { queued, request_id, decided } in sent {
-        match tokio::time::timeout(inner.config.append_timeout, decided).await {
+        match tokio::time::timeout_at(deadline, decided).await {
             Ok(Ok(outcome)) => {
                 let _ = queued.answer.send(outcome.map_err(ClusterError::Store));
             }
@@ -391,15 +396,6 @@ enum TxnFailure {
     /// The producer can no longer write (fenced, failed for good), or
     /// whether the commit happened is unknown: claim again and read.
     Lost(KafkaError),
-}
-
-impl std::fmt::Display for TxnFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TxnFailure::Aborted(error) => write!(f, "aborted: {error}"),
-            TxnFailure::Lost(error) => write!(f, "{error}"),
-        }
-    }
 }
 
 /// Produces `records` (key, payload) to `partition` in one transaction;

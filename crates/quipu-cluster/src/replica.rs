@@ -422,10 +422,17 @@ impl Replica {
             settings.check(u64::try_from(store.options().record_bytes_bound()).unwrap_or(u64::MAX))?;
         }
         let applied_through = store.last_source()?;
-        let topic_id = match crate::topic_id::topic_id(&config.brokers, &config.topic).await {
-            Ok(id) => id,
-            Err(error) => {
+        let asked = tokio::time::timeout(METADATA_TIMEOUT, crate::topic_id::topic_id(&config.brokers, &config.topic));
+        let topic_id = match asked.await {
+            Ok(Ok(id)) => id,
+            Ok(Err(error)) => {
                 tracing::warn!(%error, "the topic's id is unknown; a topic deleted and created again is caught by its offsets only");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    "the brokers did not tell the topic's id in time; a topic deleted and created again is caught by its offsets only"
+                );
                 None
             }
         };

@@ -93,11 +93,14 @@ async fn race(
 ) -> anyhow::Result<usize> {
     let first = nodes.first().context("no nodes")?;
     let open = NewEvent::json(opening, &serde_json::json!({ "amount": amount }))?;
-    first.append(stream, ExpectedRevision::NoStream, vec![open]).await?;
+    let opened = first.append(stream, ExpectedRevision::NoStream, vec![open]).await?;
     let mut racers = tokio::task::JoinSet::new();
     let event_type = if opening == "LimitSet" { "MoneyWithdrawn" } else { "UnitReserved" };
     for node in nodes.iter().cycle().take(takers) {
-        let (node, stream) = (node.clone(), stream.to_owned());
+        // Read your writes: a node reads the budget once it holds the
+        // opening (another node may not have applied it yet, and would
+        // see no budget at all).
+        let (node, stream) = (node.clone().reading_after(opened.last_position), stream.to_owned());
         racers.spawn(async move { take(&node, &stream, event_type, each).await });
     }
     let mut through = 0;
@@ -135,6 +138,18 @@ async fn reserve_seats(nodes: &[Client], run: &str, seats: usize) -> anyhow::Res
     Ok(winners)
 }
 
+/// What each node holds of `stream`, caught up with the cluster: its
+/// events' count and ids, for a failure to show.
+async fn held(nodes: &[Client], stream: &str) -> anyhow::Result<String> {
+    let mut told = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        let events = node.clone().reading_caught_up().read_stream(stream, None, Direction::Forwards, 1000).await?;
+        let ids: Vec<String> = events.iter().map(|e| format!("{}@{}", e.event_type, e.revision.0)).collect();
+        told.push(format!("node {n} holds {} events of {stream}: {}", events.len(), ids.join(" ")));
+    }
+    Ok(told.join("; "))
+}
+
 /// Every event of `$all` on `node` once it holds `position`, as (position,
 /// stream, revision, id).
 async fn all(node: &Client, position: Position) -> anyhow::Result<Vec<(u64, String, u64, String)>> {
@@ -168,13 +183,19 @@ async fn main() -> anyhow::Result<()> {
     println!("{} nodes: {}", nodes.len(), addresses.join(", "));
     let run = uuid::Uuid::new_v4().simple().to_string();
 
-    let withdrawn = race(&nodes, &format!("card-{run}x2026x12x07"), "LimitSet", 500, 20, 50).await?;
+    let card = format!("card-{run}x2026x12x07");
+    let withdrawn = race(&nodes, &card, "LimitSet", 500, 20, 50).await?;
     println!("daily limit 500: {withdrawn} of 20 withdrawals of 50 went through");
-    anyhow::ensure!(withdrawn == 10, "the daily limit must let exactly 10 withdrawals of 50 through");
+    if withdrawn != 10 {
+        anyhow::bail!("the daily limit must let exactly 10 withdrawals of 50 through; {}", held(&nodes, &card).await?);
+    }
 
-    let reserved = race(&nodes, &format!("stock-{run}"), "StockReceived", 20, 30, 1).await?;
+    let stock = format!("stock-{run}");
+    let reserved = race(&nodes, &stock, "StockReceived", 20, 30, 1).await?;
     println!("inventory of 20: {reserved} of 30 reservations went through");
-    anyhow::ensure!(reserved == 20, "the stock must let exactly 20 reservations through");
+    if reserved != 20 {
+        anyhow::bail!("the stock must let exactly 20 reservations through; {}", held(&nodes, &stock).await?);
+    }
 
     let winners = reserve_seats(&nodes, &run, 10).await?;
     println!("10 seats, 3 contenders each on 3 nodes: winners per seat {winners:?}");
