@@ -393,6 +393,24 @@ impl Client {
         Ok(group_info(response))
     }
 
+    /// Makes node `to` the home of group `name` in a cluster: the old home
+    /// stops running it, `to` goes on from the last checkpoint (events out
+    /// and not acknowledged are delivered again); the group as it is then.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown group, [`Error::InvalidArgument`]
+    /// for an empty node name or on a node that stands alone.
+    pub async fn move_group(&self, name: &str, to: &str) -> Result<GroupInfo, Error> {
+        let request = pb::MoveGroupRequest { name: name.to_string(), to: to.to_string() };
+        let response = self
+            .call_with(&self.groups, |mut grpc| {
+                let request = request.clone();
+                async move { grpc.move_group(request).await }
+            })
+            .await?;
+        Ok(group_info(response))
+    }
+
     /// Delivers again every event the group parked and did not replay yet;
     /// returns how many.
     ///

@@ -185,6 +185,13 @@ impl pb::groups_server::Groups for GroupsService {
         Ok(Response::new(group_info(&info)))
     }
 
+    async fn move_group(&self, request: Request<pb::MoveGroupRequest>) -> Result<Response<pb::GroupInfo>, Status> {
+        let request = request.into_inner();
+        self.groups.move_home(&request.name, &request.to).await.map_err(group_status)?;
+        let info = self.groups.info(&request.name).await.map_err(group_status)?;
+        Ok(Response::new(group_info(&info)))
+    }
+
     async fn replay_parked(
         &self,
         request: Request<pb::GroupName>,

@@ -247,6 +247,18 @@ fn a_group_runs_on_its_home_node_and_moves_by_hand() {
     assert_eq!(taken["events"][0]["event"]["stream"], "order-2", "b starts after what a acknowledged: {taken}");
     let refused = until(&a, "POST", "/v1/groups/billing/members/w3/poll", Some(&poll), |status, _| status == 409);
     assert!(refused["message"].as_str().unwrap().contains("node b"), "{refused}");
+
+    // And back to a, with the CLI (over gRPC) on b.
+    let moved = b.cli(&["--json", "group", "move", "billing", "--to", "a"]);
+    assert!(moved.status.success(), "{}", String::from_utf8_lossy(&moved.stderr));
+    let moved: Value = serde_json::from_slice(&moved.stdout).unwrap();
+    assert_eq!((&moved["home"], &moved["running_here"]), (&json!("a"), &json!(false)), "{moved}");
+    until(&a, "POST", "/v1/groups/billing/members/w4/poll", Some(&poll), |status, _| status == 200);
+    let refused = until(&b, "POST", "/v1/groups/billing/members/w5/poll", Some(&poll), |status, _| status == 409);
+    assert!(refused["message"].as_str().unwrap().contains("node a"), "{refused}");
+    let empty = b.cli(&["group", "move", "billing", "--to", ""]);
+    assert!(!empty.status.success(), "an empty node name is refused");
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("node name"), "{empty:?}");
 }
 
 #[test]

@@ -110,6 +110,15 @@ pub enum GroupCommand {
         /// The group.
         name: String,
     },
+    /// In cluster mode, make another node the group's home (it goes on from
+    /// the last checkpoint; unacknowledged events are delivered again).
+    Move {
+        /// The group.
+        name: String,
+        /// The node to run it (its --cluster-node name).
+        #[arg(long)]
+        to: String,
+    },
     /// Join a group and print (and acknowledge) what it delivers.
     Consume(ConsumeArgs),
 }
@@ -182,6 +191,7 @@ pub async fn run(client: &Client, output: &Output, command: GroupCommand) -> any
             println!("{scheduled} parked events of {name} will be delivered again");
             Ok(())
         }
+        GroupCommand::Move { name, to } => print_info(output, &client.move_group(&name, &to).await?),
         GroupCommand::Consume(args) => consume(client, output, args).await,
     }
 }
