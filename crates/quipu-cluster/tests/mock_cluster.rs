@@ -31,6 +31,9 @@ const BROKERS: i32 = 3;
 const WRITERS: usize = 6;
 /// Appends each writer makes at least; it goes on while the faults last.
 const APPENDS_MIN: u64 = 5;
+/// How long the writers may take in all (a stuck cluster fails the test
+/// instead of hanging it).
+const WRITING_WITHIN: Duration = Duration::from_secs(120);
 /// Accounts two fenced writers race to open.
 const RACES: usize = 60;
 
@@ -121,7 +124,8 @@ async fn write_all(
         faults.await;
         faults_over.store(true, Ordering::Release);
     };
-    let (written, ()) = tokio::join!(written, faults);
+    let done = tokio::time::timeout(WRITING_WITHIN, async { tokio::join!(written, faults) }).await;
+    let Ok((written, ())) = done else { panic!("the writers did not finish within {WRITING_WITHIN:?}") };
     written
 }
 
