@@ -116,14 +116,7 @@ impl MergeState {
         if lines.next() != Some(HEADER) {
             return Err(format!("the first line is not {HEADER:?}"));
         }
-        let mut field = |name: &str| {
-            lines
-                .next()
-                .and_then(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.strip_prefix(' '))
-                .ok_or_else(|| format!("no {name} line where expected"))
-        };
-        let topic = field("topic")?.to_owned();
+        let topic = next_field(&mut lines, "topic")?.to_owned();
         let topic_id = match lines.peek().and_then(|line| line.strip_prefix("topic-id ")) {
             Some(id) => {
                 let id = id.parse().map_err(|_| format!("topic-id {id:?} is not a UUID"))?;
@@ -132,15 +125,8 @@ impl MergeState {
             }
             None => None,
         };
-        let mut field = |name: &str| {
-            lines
-                .next()
-                .and_then(|line| line.strip_prefix(name))
-                .and_then(|rest| rest.strip_prefix(' '))
-                .ok_or_else(|| format!("no {name} line where expected"))
-        };
-        let partitions: usize = number(field("partitions")?)?;
-        let applied = match field("applied")? {
+        let partitions: usize = number(next_field(&mut lines, "partitions")?)?;
+        let applied = match next_field(&mut lines, "applied")? {
             "none" => None,
             source => match source.split(' ').collect::<Vec<_>>()[..] {
                 [epoch, partition, offset] => {
@@ -150,7 +136,7 @@ impl MergeState {
             },
         };
         let lanes = (0..partitions)
-            .map(|p| match field("lane")?.split(' ').collect::<Vec<_>>()[..] {
+            .map(|p| match next_field(&mut lines, "lane")?.split(' ').collect::<Vec<_>>()[..] {
                 [offset, epoch] => Ok(LaneStart { offset: number(offset)?, epoch: number(epoch)? }),
                 _ => Err(format!("lane {p} is not an offset and an epoch")),
             })
@@ -160,6 +146,15 @@ impl MergeState {
         }
         Ok(MergeState { topic, topic_id, lanes, applied })
     }
+}
+
+/// The rest of the next line of `lines`, which must be `name` and a space.
+fn next_field<'a>(lines: &mut impl Iterator<Item = &'a str>, name: &str) -> Result<&'a str, String> {
+    lines
+        .next()
+        .and_then(|line| line.strip_prefix(name))
+        .and_then(|rest| rest.strip_prefix(' '))
+        .ok_or_else(|| format!("no {name} line where expected"))
 }
 
 fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {

@@ -58,16 +58,26 @@ fn config(brokers: &str, node: &str, produce_timeout: Duration) -> ReplicaConfig
     }
 }
 
-/// Two nodes, each on a store of its own.
-async fn two_nodes(brokers: &str, produce_timeout: Duration) -> Vec<(tempfile::TempDir, Arc<Store>, Arc<Replica>)> {
+/// A node: its data directory, its store and its replica.
+type Node = (tempfile::TempDir, Arc<Store>, Arc<Replica>);
+
+/// Two nodes in `mode`, each on a store of its own.
+async fn two_nodes(brokers: &str, produce_timeout: Duration, mode: ClusterMode) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in ["a", "b"] {
         let dir = tempfile::tempdir().unwrap();
         let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-        let replica = Replica::start(Arc::clone(&store), config(brokers, name, produce_timeout)).await.unwrap();
+        let config = ReplicaConfig { mode, ..config(brokers, name, produce_timeout) };
+        let replica = Replica::start(Arc::clone(&store), config).await.unwrap();
         nodes.push((dir, store, Arc::new(replica)));
     }
     nodes
+}
+
+fn close(nodes: &[Node]) {
+    for (_, _, replica) in nodes {
+        replica.close();
+    }
 }
 
 fn deposit(stream: &str, revision: u64) -> AppendRequest {
@@ -100,10 +110,7 @@ async fn write_stream(replica: Arc<Replica>, stream: String, faults_over: Arc<At
 
 /// Runs the writers, spread over the nodes, while `faults` runs; gives how
 /// many appends each writer made, and how many were sent again in all.
-async fn write_all(
-    nodes: &[(tempfile::TempDir, Arc<Store>, Arc<Replica>)],
-    faults: impl std::future::Future<Output = ()>,
-) -> (Vec<u64>, u64) {
+async fn write_all(nodes: &[Node], faults: impl std::future::Future<Output = ()>) -> (Vec<u64>, u64) {
     let faults_over = Arc::new(AtomicBool::new(false));
     let mut writers = tokio::task::JoinSet::new();
     for w in 0..WRITERS {
@@ -135,7 +142,7 @@ fn all_events(store: &Store) -> Vec<RecordedEvent> {
 
 /// Both nodes hold every writer's stream whole (`appends` per writer):
 /// each event once, in order, the same events at the same positions.
-fn assert_whole_and_alike(nodes: &[(tempfile::TempDir, Arc<Store>, Arc<Replica>)], appends: &[u64]) {
+fn assert_whole_and_alike(nodes: &[Node], appends: &[u64]) {
     let expected = usize::try_from(appends.iter().sum::<u64>()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while nodes.iter().any(|(_, store, _)| all_events(store).len() < expected) && Instant::now() < deadline {
@@ -159,7 +166,7 @@ fn assert_whole_and_alike(nodes: &[(tempfile::TempDir, Arc<Store>, Arc<Replica>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leaders_move_under_load_and_every_append_is_written_once() {
     let cluster = mock_cluster();
-    let nodes = two_nodes(&cluster.bootstrap_servers(), Duration::from_secs(10)).await;
+    let nodes = two_nodes(&cluster.bootstrap_servers(), Duration::from_secs(10), ClusterMode::LogOrder).await;
     let moves = async {
         for round in 0..8 {
             for partition in 0..PARTITIONS {
@@ -172,9 +179,7 @@ async fn leaders_move_under_load_and_every_append_is_written_once() {
     let (appends, again) = write_all(&nodes, moves).await;
     assert_whole_and_alike(&nodes, &appends);
     eprintln!("{appends:?} appends while leaders moved, {again} sent again after an unknown outcome");
-    for (_, _, replica) in &nodes {
-        replica.close();
-    }
+    close(&nodes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,7 +187,7 @@ async fn responses_slower_than_the_produce_timeout_are_looked_up_and_applied_onc
     let cluster = mock_cluster();
     // Produces time out after 150 ms; for a while every broker answers
     // after 400 ms, having appended what it was sent.
-    let nodes = two_nodes(&cluster.bootstrap_servers(), Duration::from_millis(150)).await;
+    let nodes = two_nodes(&cluster.bootstrap_servers(), Duration::from_millis(150), ClusterMode::LogOrder).await;
     let slow = async {
         for broker in 1..=BROKERS {
             cluster.broker_round_trip_time(broker, Duration::from_millis(400)).unwrap();
@@ -197,9 +202,7 @@ async fn responses_slower_than_the_produce_timeout_are_looked_up_and_applied_onc
     let looked_up: u64 = nodes.iter().map(|(_, _, replica)| replica.looked_up()).sum();
     eprintln!("{looked_up} produces looked up, {again} appends sent again");
     assert!(looked_up > 0, "some produce timed out while the brokers were slow");
-    for (_, _, replica) in &nodes {
-        replica.close();
-    }
+    close(&nodes);
 }
 
 /// librdkafka's mock cluster does not fence: a second producer with a
@@ -210,16 +213,7 @@ async fn responses_slower_than_the_produce_timeout_are_looked_up_and_applied_onc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fenced_writers_the_broker_does_not_fence_still_decide_each_opening_once() {
     let cluster = mock_cluster();
-    let brokers = cluster.bootstrap_servers();
-    let mut nodes = Vec::new();
-    for name in ["a", "b"] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(Store::open(dir.path(), Options::default()).unwrap());
-        let fenced =
-            ReplicaConfig { mode: ClusterMode::FencedWriter, ..config(&brokers, name, Duration::from_secs(10)) };
-        let replica = Arc::new(Replica::start(Arc::clone(&store), fenced).await.unwrap());
-        nodes.push((dir, store, replica));
-    }
+    let nodes = two_nodes(&cluster.bootstrap_servers(), Duration::from_secs(10), ClusterMode::FencedWriter).await;
     let mut rounds = tokio::task::JoinSet::new();
     for round in 0..RACES {
         let (a, b) = (Arc::clone(&nodes[0].2), Arc::clone(&nodes[1].2));
@@ -249,9 +243,7 @@ async fn fenced_writers_the_broker_does_not_fence_still_decide_each_opening_once
     let claims: u64 = nodes.iter().map(|(_, _, r)| r.claims()).sum();
     let failed: u64 = nodes.iter().map(|(_, _, r)| r.failed_transactions()).sum();
     eprintln!("{claims} claims, {failed} failed transactions");
-    for (_, _, replica) in &nodes {
-        replica.close();
-    }
+    close(&nodes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
