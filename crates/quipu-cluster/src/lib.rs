@@ -14,12 +14,14 @@
 //! ([`merger`]); which partition a stream goes to ([`partitioner`]); the
 //! topic settings a node requires ([`topic_settings`]); the replica that
 //! joins a store to the topic ([`replica`]), in either [`cluster_mode`]
-//! (the fenced writer is `fenced_writer`); and a local broker for tests
+//! (the fenced writer is `fenced_writer`); which nodes are up
+//! ([`membership`]); and a local broker for tests
 //! and trying it out ([`local_broker`]).
 
 pub mod cluster_mode;
 mod fenced_writer;
 pub mod local_broker;
+pub mod membership;
 pub mod merge_state;
 pub mod merger;
 pub mod partitioner;
@@ -30,6 +32,7 @@ pub mod topic_settings;
 
 pub use cluster_mode::{ClusterMode, ClusterModeError};
 pub use local_broker::{LocalBroker, LocalBrokerError};
+pub use membership::{Membership, Nodes};
 pub use merge_state::{MergeState, MergeStateError};
 pub use merger::{Entry, LaneStart, MergeError, MergeKey, Merger};
 pub use partitioner::{PartitionError, PartitionKey, PartitionKeyError, Partitioner};

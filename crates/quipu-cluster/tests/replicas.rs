@@ -2,16 +2,17 @@
 //! single-binary broker from PyPI that `scripts/test` installs): appends
 //! sent to different nodes are decided once, alike on every node; a node
 //! restarted from its data directory goes on where it stopped; a node
-//! refuses a topic it cannot follow; appends resume after the broker
+//! refuses a topic it cannot follow (another topic, a recreated one, one
+//! that lost records it had not applied); appends resume after the broker
 //! restarts, losing nothing acknowledged; a proposal found twice in the
-//! log is applied once.
+//! log is applied once; nodes see which of them are up.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quipu_cluster::{ClusterMode, LocalBroker, MergeState, PartitionKey, Replica, ReplicaConfig};
+use quipu_cluster::{ClusterMode, LocalBroker, Membership, MergeState, PartitionKey, Replica, ReplicaConfig};
 use quipu_core::{
     AppendOutcome, AppendRequest, Direction, EventType, ExpectedRevision, Options, ProposedEvent, RecordedEvent, Store,
     StreamName,
@@ -365,6 +366,54 @@ async fn a_node_refuses_a_topic_it_cannot_follow() {
     assert_eq!(all_events(&store).len(), 1, "nothing changed");
 }
 
+/// Deletes every record of every partition of the topic (Kafka's
+/// `DeleteRecords`, as `kafka-delete-records.sh` does).
+async fn delete_every_record(broker: &Broker) {
+    use rdkafka::{Offset, TopicPartitionList};
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for partition in 0..PARTITIONS {
+        partitions.add_partition_offset(TOPIC, partition, Offset::End).unwrap();
+    }
+    let deleted = admin.delete_records(&partitions, &rdkafka::admin::AdminOptions::new()).await.unwrap();
+    for element in deleted.elements() {
+        element.error().unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refuses_a_topic_that_lost_records_it_has_not_applied() {
+    let (broker, a_dir, a_store, a) = one_node("a").await;
+    assert!(matches!(a.append(open_account("account-1", "a")).await.unwrap(), AppendOutcome::Written(_)));
+    a.close();
+    drop((a, a_store));
+    // b writes while a is down, then the records are deleted (retention
+    // set by hand, or DeleteRecords): a can no longer learn what b wrote.
+    let b_dir = tempfile::tempdir().unwrap();
+    let b_store = open(b_dir.path());
+    let b = Replica::start(Arc::clone(&b_store), config(&broker.address, "b")).await.unwrap();
+    assert!(matches!(b.append(open_account("account-2", "b")).await.unwrap(), AppendOutcome::Written(_)));
+    b.close();
+    drop((b, b_store));
+    delete_every_record(&broker).await;
+
+    let a_store = open(a_dir.path());
+    let Err(error) = Replica::start(Arc::clone(&a_store), config(&broker.address, "a")).await else {
+        panic!("a node followed a topic that lost what it had not applied")
+    };
+    assert!(error.to_string().contains("records it has not applied were deleted"), "{error}");
+    assert_eq!(all_events(&a_store).len(), 1, "nothing changed");
+    // A new node cannot replay the topic from its start either.
+    let c_dir = tempfile::tempdir().unwrap();
+    let c_store = open(c_dir.path());
+    let Err(error) = Replica::start(Arc::clone(&c_store), config(&broker.address, "c")).await else {
+        panic!("a new node joined a topic that lost its first records")
+    };
+    assert!(error.to_string().contains("records it has not applied were deleted"), "{error}");
+    assert!(all_events(&c_store).is_empty(), "nothing written");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_broker_restart_appends_resume_or_the_node_stops_and_nothing_acknowledged_is_lost() {
     // noida-db keeps its data in memory and saves it when it stops; it
@@ -550,4 +599,27 @@ async fn produces_that_time_out_are_looked_up_and_never_answered_as_a_conflict()
     assert!(replica.looked_up() > 0, "no produce timed out: the broker answered while frozen?");
     assert!(!written.is_empty(), "some appends went through");
     replica.close();
+}
+
+/// Waits (60 s) until `membership` has seen exactly `names` up.
+async fn seen_up(membership: &Membership, names: &[&str]) {
+    let expected: std::collections::BTreeSet<String> = names.iter().map(|n| (*n).to_string()).collect();
+    let mut nodes = membership.nodes();
+    let waited = tokio::time::timeout(Duration::from_secs(60), nodes.wait_for(|up| up.as_ref() == Some(&expected)));
+    assert!(waited.await.is_ok(), "never saw {expected:?} up; last saw {:?}", *nodes.borrow());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_see_which_of_them_are_up_and_one_that_leaves_is_gone() {
+    let broker = start_broker();
+    create_topic(&broker, TOPIC, &[]).await;
+    let a = Membership::join(&broker.address, TOPIC, "node-a").unwrap();
+    let mut b = Membership::join(&broker.address, TOPIC, "node-b").unwrap();
+    seen_up(&a, &["node-a", "node-b"]).await;
+    seen_up(&b, &["node-a", "node-b"]).await;
+    b.close();
+    seen_up(&a, &["node-a"]).await;
+    let c = Membership::join(&broker.address, TOPIC, "node-c").unwrap();
+    seen_up(&a, &["node-a", "node-c"]).await;
+    seen_up(&c, &["node-a", "node-c"]).await;
 }

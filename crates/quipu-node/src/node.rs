@@ -11,7 +11,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::ApiError;
 use crate::feed::Live;
-use crate::group::{Feeds, Groups};
+use crate::group::{Failover, Feeds, Groups, NodesUp};
 use crate::integration::IntegrationTypes;
 use crate::lifecycle::Lifecycle;
 use crate::lifecycle::scavenger::Scavenger;
@@ -189,6 +189,18 @@ impl Node {
     #[must_use]
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stop.subscribe()
+    }
+
+    /// In a cluster, moves to this node the consumer groups whose home has
+    /// been missing from `nodes` (the nodes seen up, from the cluster's
+    /// membership) for `after`, when this node is their heir (see
+    /// [`crate::group::failover`]), until the node stops. Alone it does
+    /// nothing.
+    pub fn fail_over_groups(&self, nodes: watch::Receiver<NodesUp>, after: Duration) {
+        let Some(node) = self.groups.node() else {
+            return;
+        };
+        Failover::new(Arc::clone(&self.groups), node.to_string(), after).start(nodes, self.stop.subscribe());
     }
 
     /// Stops the node's work: live feeds end, groups write their

@@ -65,6 +65,7 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// cluster_partition_key = "stream"    # or "category", "prefix:/"
 /// cluster_node = "node-1"
 /// cluster_mode = "log-order"          # or "fenced-writer"
+/// cluster_group_failover_s = 5        # 0: groups move by hand only
 ///
 /// [[publish]]    # any number of integration event publishers
 /// brokers = "kafka-1:9092"
@@ -121,6 +122,9 @@ pub struct ConfigLayer {
     pub cluster_node: Option<String>,
     /// How appends reach the topic: `log-order` or `fenced-writer`.
     pub cluster_mode: Option<String>,
+    /// Seconds a consumer group's home may be seen down before another
+    /// node takes it over; 0: by hand only.
+    pub cluster_group_failover_s: Option<u64>,
     /// Integration event publishers the server runs (config file only).
     pub publish: Option<Vec<PublishEntry>>,
 }
@@ -180,6 +184,7 @@ impl ConfigLayer {
             cluster_partition_key: self.cluster_partition_key.or(lower.cluster_partition_key),
             cluster_node: self.cluster_node.or(lower.cluster_node),
             cluster_mode: self.cluster_mode.or(lower.cluster_mode),
+            cluster_group_failover_s: self.cluster_group_failover_s.or(lower.cluster_group_failover_s),
             publish: self.publish.or(lower.publish),
         }
     }
@@ -222,6 +227,10 @@ pub struct Config {
     pub publish: Vec<PublishEntry>,
 }
 
+/// Seconds a consumer group's home may be seen down before another node
+/// takes it over, unless set.
+const GROUP_FAILOVER_S: u64 = 5;
+
 /// Where this node's cluster is (see docs/cluster.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterSettings {
@@ -236,6 +245,9 @@ pub struct ClusterSettings {
     pub node: Option<String>,
     /// How appends reach the topic.
     pub mode: quipu_cluster::ClusterMode,
+    /// How long a consumer group's home may be seen down before a node
+    /// that is up takes it over; `None`: groups move by hand only.
+    pub group_failover: Option<std::time::Duration>,
 }
 
 impl ClusterSettings {
@@ -253,9 +265,10 @@ impl ClusterSettings {
                 anyhow::ensure!(
                     layer.cluster_partition_key.is_none()
                         && layer.cluster_node.is_none()
-                        && layer.cluster_mode.is_none(),
-                    "cluster_partition_key, cluster_node and cluster_mode need cluster mode: set cluster_brokers and \
-                     cluster_topic"
+                        && layer.cluster_mode.is_none()
+                        && layer.cluster_group_failover_s.is_none(),
+                    "cluster_partition_key, cluster_node, cluster_mode and cluster_group_failover_s need cluster mode: \
+                     set cluster_brokers and cluster_topic"
                 );
                 return Ok(None);
             }
@@ -275,7 +288,12 @@ impl ClusterSettings {
             Some(text) => text.parse().context("cluster_mode")?,
             None => quipu_cluster::ClusterMode::default(),
         };
-        Ok(Some(ClusterSettings { brokers, topic, partition_key, node: layer.cluster_node.clone(), mode }))
+        let group_failover = match layer.cluster_group_failover_s.unwrap_or(GROUP_FAILOVER_S) {
+            0 => None,
+            seconds => Some(std::time::Duration::from_secs(seconds)),
+        };
+        let node = layer.cluster_node.clone();
+        Ok(Some(ClusterSettings { brokers, topic, partition_key, node, mode, group_failover }))
     }
 }
 
@@ -439,6 +457,7 @@ mod tests {
             cluster_partition_key: None,
             cluster_node: None,
             cluster_mode: None,
+            cluster_group_failover_s: None,
             publish: None,
         };
         let config = Config::resolve(command_line, Some(&path)).expect("a valid file");
@@ -479,8 +498,13 @@ mod tests {
                 partition_key: quipu_cluster::PartitionKey::Prefix('/'),
                 node: None,
                 mode: quipu_cluster::ClusterMode::FencedWriter,
+                group_failover: Some(std::time::Duration::from_secs(GROUP_FAILOVER_S)),
             })
         );
+        let (_dir, path) =
+            config_file("cluster_brokers = \"k\"\ncluster_topic = \"t\"\ncluster_group_failover_s = 0\n");
+        let by_hand = Config::resolve(ConfigLayer::default(), Some(&path)).expect("a valid file");
+        assert_eq!(by_hand.cluster.expect("cluster mode").group_failover, None, "0: groups move by hand only");
         let cases = [
             ("cluster_brokers = \"k1:9092\"\n", "cluster_brokers is set without cluster_topic"),
             ("cluster_topic = \"t\"\n", "cluster_topic is set without cluster_brokers"),
@@ -491,6 +515,7 @@ mod tests {
             ),
             ("cluster_brokers = \"k\"\ncluster_topic = \"t\"\ncluster_mode = \"leader\"\n", "unknown cluster mode"),
             ("cluster_mode = \"fenced-writer\"\n", "need cluster mode"),
+            ("cluster_group_failover_s = 3\n", "need cluster mode"),
         ];
         for (text, expected) in cases {
             let (_dir, path) = config_file(text);

@@ -28,7 +28,8 @@ pub struct ServeArgs {
     /// http_header_timeout_s, keepalive_s, insecure, segment_size_bytes,
     /// kafka_listen, kafka_category_partitions, kafka_idle_timeout_s,
     /// kurrent_listen, kurrent_tls_cert, kurrent_tls_key, cluster_brokers, cluster_topic,
-    /// cluster_partition_key and cluster_node, and [[publish]] tables (integration
+    /// cluster_partition_key, cluster_node, cluster_mode and
+    /// cluster_group_failover_s, and [[publish]] tables (integration
     /// event publishers the server runs); flags and environment variables
     /// override it.
     #[arg(long, env = "QUIPU_CONFIG", value_name = "FILE")]
@@ -117,6 +118,11 @@ pub struct ServeArgs {
     /// the same [default: log-order].
     #[arg(long, env = "QUIPU_CLUSTER_MODE", value_name = "MODE")]
     pub cluster_mode: Option<String>,
+    /// Seconds a consumer group's home node may be seen down before a
+    /// node that is up takes the group over; 0 moves groups by hand only
+    /// [default: 5].
+    #[arg(long, env = "QUIPU_CLUSTER_GROUP_FAILOVER_S", value_name = "SECONDS")]
+    pub cluster_group_failover_s: Option<u64>,
 }
 
 impl ServeArgs {
@@ -145,6 +151,7 @@ impl ServeArgs {
             cluster_partition_key: self.cluster_partition_key.clone(),
             cluster_node: self.cluster_node.clone(),
             cluster_mode: self.cluster_mode.clone(),
+            cluster_group_failover_s: self.cluster_group_failover_s,
             publish: None,
         };
         Config::resolve(command_line, self.config.as_deref())
@@ -186,7 +193,13 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
             Some(cluster) => Some(join_cluster(&store, cluster).await?),
             None => None,
         };
-        let node = quipu_server::Node::open_shared_as(store, cluster_node).context("opening the node's services")?;
+        let node =
+            quipu_server::Node::open_shared_as(store, cluster_node.clone()).context("opening the node's services")?;
+        // Left when the server stops: the others see this node go at once.
+        let _membership = match (&config.cluster, &cluster_node) {
+            (Some(cluster), Some(name)) => fail_over_groups(&node, cluster, name)?,
+            _ => None,
+        };
         let mut others = Vec::new();
         let mut kafka_address = String::new();
         if let Some(address) = config.kafka_listen {
@@ -243,6 +256,23 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     // runtime; a read still running on the blocking pool gets a moment.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     served
+}
+
+/// Joins the cluster's membership as `name` and has `node` take over the
+/// consumer groups of nodes seen down (docs/cluster.md), unless the
+/// failover is off.
+fn fail_over_groups(
+    node: &quipu_server::Node,
+    cluster: &crate::config::ClusterSettings,
+    name: &str,
+) -> anyhow::Result<Option<quipu_cluster::Membership>> {
+    let Some(after) = cluster.group_failover else {
+        return Ok(None);
+    };
+    let membership = quipu_cluster::Membership::join(&cluster.brokers, &cluster.topic, name)
+        .context("joining the cluster's membership")?;
+    node.fail_over_groups(membership.nodes(), after);
+    Ok(Some(membership))
 }
 
 /// Makes `store` a replica of `cluster` and waits until it has applied

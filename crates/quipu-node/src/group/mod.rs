@@ -6,13 +6,16 @@
 //! watermark; synchronous and tested on its own), `actor` (the task that
 //! runs one group against the store), `registry` (every group, kept in
 //! `$groups`), `session` (members that consume over HTTP, which has no
-//! connection to watch).
+//! connection to watch), `failover` (groups of a cluster node that is
+//! down move to one that is up).
 
 mod actor;
 pub mod dispatcher;
+pub mod failover;
 mod registry;
 pub mod session;
 pub mod settings;
 
 pub use actor::Feeds;
+pub use failover::{Failover, NodesUp};
 pub use registry::{GROUPS_STREAM, GroupInfo, Groups, Membership};

@@ -15,8 +15,8 @@
 //! home: the old home stops its actor (writing its last checkpoint) when
 //! it takes the move in, the new one starts from the last checkpoint, so
 //! events in flight at the move may be delivered again (at least once,
-//! as after a restart). Nothing moves a group by itself: if its home
-//! stops, the group waits for it, or for a move by hand.
+//! as after a restart). When its home is down, another node takes the
+//! group over by itself ([`super::failover`]); a move by hand works too.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -382,6 +382,43 @@ impl Groups {
         Ok(settings)
     }
 
+    /// Moves group `name` to this node if its home is still `from` (a
+    /// node that is down, `None` for a group without a home); answers
+    /// whether it moved. The `$groups` record expects the revision this
+    /// node last saw, so of two nodes taking one group at once the log
+    /// takes one (the other gets a conflict, or finds the home moved and
+    /// changes nothing). See [`super::failover`].
+    ///
+    /// # Errors
+    /// Store errors, a conflict among them.
+    pub async fn take_over(&self, name: &str, from: Option<&str>) -> Result<bool, ApiError> {
+        let Some(node) = self.node.clone() else {
+            return Ok(false);
+        };
+        let mut writer = self.folded.writer().await?;
+        let current = writer.state().groups.get(name).cloned();
+        let Some(mut settings) = current.filter(|s| s.home.as_deref() == from) else {
+            return Ok(false);
+        };
+        settings.home = Some(node);
+        writer.append(Record::Updated(settings)).await?;
+        drop(writer);
+        self.follow().await?;
+        Ok(true)
+    }
+
+    /// Every group's name and home, as this node last folded `$groups`.
+    #[must_use]
+    pub fn homes(&self) -> Vec<(String, Option<String>)> {
+        self.folded.state().groups.values().map(|s| (s.name.clone(), s.home.clone())).collect()
+    }
+
+    /// This node's name in its cluster; `None` alone.
+    #[must_use]
+    pub fn node(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
     /// Deletes a group: its task writes a last checkpoint and stops, its
     /// members' deliveries end (on its home, when that takes the delete
     /// in).
@@ -689,6 +726,7 @@ mod cluster_tests {
     use std::time::Duration;
 
     use quipu_core::{AppendRequest, EventType, ExpectedRevision, ProposedEvent};
+    use tokio::sync::watch;
 
     use super::*;
     use crate::Node;
@@ -787,6 +825,50 @@ mod cluster_tests {
             assert!(tokio::time::Instant::now() < deadline, "b did not start the group within 5 s");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        a.stop().await;
+        b.stop().await;
+    }
+
+    /// A take-over moves the group only from the home it names, so of two
+    /// nodes taking one group the second changes nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_take_over_moves_a_group_only_from_the_home_it_names() {
+        let (_dir, _store, a, b) = two_nodes();
+        let t = TuningRequest::default();
+        a.groups.create("billing", orders(), StartFrom::Beginning, &t).await.expect("create");
+        b.groups.refresh().await.expect("refresh b");
+        assert!(!b.groups.take_over("billing", Some("node-c")).await.expect("take"), "its home is not node-c");
+        assert!(!b.groups.take_over("missing", Some("node-a")).await.expect("take"), "no such group");
+        assert!(b.groups.take_over("billing", Some("node-a")).await.expect("take"), "from node-a");
+        assert!(b.groups.info("billing").await.expect("info").running_here);
+        a.groups.refresh().await.expect("refresh a");
+        assert!(!a.groups.take_over("billing", Some("node-a")).await.expect("take"), "taken already");
+        assert_eq!(a.groups.homes(), vec![("billing".to_string(), Some("node-b".to_string()))]);
+        a.stop().await;
+        b.stop().await;
+    }
+
+    /// The failover task takes a group whose home is missing from the
+    /// nodes seen up, on the node that is its heir, and nothing before
+    /// the delay.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_failover_moves_a_group_whose_home_is_seen_down() {
+        let (_dir, _store, a, b) = two_nodes();
+        let t = TuningRequest::default();
+        a.groups.create("billing", orders(), StartFrom::Beginning, &t).await.expect("create");
+        let up = |names: &[&str]| Some(names.iter().map(|n| (*n).to_string()).collect());
+        let (nodes, seen) = watch::channel(up(&["node-a", "node-b"]));
+        b.fail_over_groups(seen, Duration::from_millis(300));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        b.groups.refresh().await.expect("refresh b");
+        assert_eq!(b.groups.homes()[0].1.as_deref(), Some("node-a"), "node-a is up");
+        nodes.send_replace(up(&["node-b"]));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !b.groups.info("billing").await.is_ok_and(|info| info.running_here) {
+            assert!(tokio::time::Instant::now() < deadline, "b did not take the group within 10 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(b.groups.homes()[0].1.as_deref(), Some("node-b"));
         a.stop().await;
         b.stop().await;
     }
