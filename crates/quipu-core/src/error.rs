@@ -171,6 +171,14 @@ pub enum Error {
         /// The first failure.
         reason: String,
     },
+    /// The store could not write the append now and wrote nothing of it
+    /// (a new log segment could not be made: too many open files, a full
+    /// disk). The store goes on; sending the append again is safe.
+    #[error("the store could not write the append now: {reason}; nothing was written, send it again")]
+    NotWritten {
+        /// What failed.
+        reason: String,
+    },
     /// This store is a cluster's replica and the cluster could not take
     /// the append (the shared log cannot be reached, or this node stopped
     /// applying it); nothing was written.
@@ -179,8 +187,9 @@ pub enum Error {
         /// Why.
         reason: String,
     },
-    /// This store is a cluster's replica and could not learn whether the
-    /// shared log took the append before its deadline.
+    /// Whether the append was written is not known: a cluster's replica
+    /// could not learn whether the shared log took it before its deadline,
+    /// or a store's log write failed and could not be cut back.
     #[error(
         "the append's outcome is unknown ({reason}): send it again with the same event ids; \
          a copy already written is answered as a retry"

@@ -8,7 +8,10 @@
 //! Throughput comes from batching: while one fdatasync runs, the next
 //! batch queues. The first failed write or fdatasync stops the store from
 //! accepting appends (fail-stop): a retried fsync can report success with
-//! the data gone, so there is no retry.
+//! the data gone, so there is no retry. The group it hit is cut back off
+//! the log before its appends are answered "not written" (or, when even
+//! the cut fails, "outcome unknown"); a new segment that cannot be made
+//! fails only its group, and the store goes on.
 
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,7 @@ use crate::index::entry::Checkpoint;
 use crate::index::entry::Fingerprint;
 use crate::index::{Index, LocatedCommit};
 use crate::log::record::{Commit, Source};
-use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter};
+use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter, segment_path};
 use crate::options::{Options, SyncMode};
 use crate::position::{Position, Revision};
 use crate::state::{DecisionState, Pending};
@@ -87,6 +90,27 @@ impl Shared {
             *failure = Some(error.to_string());
         }
     }
+}
+
+/// Why a group was not committed, which decides what its appends are
+/// told.
+enum GroupFailure {
+    /// Nothing of the group reached the log, and the store goes on: a new
+    /// segment could not be made. Told [`Error::NotWritten`].
+    NotWritten(Error),
+    /// Nothing of the group is in the log (it never got there, or its
+    /// failed write was cut back off), and the store stops accepting
+    /// appends. Told [`Error::StoreFailed`], saying it was not written.
+    Stopped(Error),
+    /// Its write or fdatasync failed and the cut failed too: it may be in
+    /// the log, now or after a restart. Told [`Error::OutcomeUnknown`]
+    /// (sending it again with the same ids learns the outcome); the store
+    /// stops accepting appends.
+    Unknown(Error),
+    /// It is durable in the log but the index failed: written, and told
+    /// so; the store stops accepting appends and rebuilds the index from
+    /// the log when it opens again.
+    Unindexed(Error),
 }
 
 /// Appends decided into the current group, with their answers.
@@ -215,10 +239,14 @@ impl Sequencer {
         if self.buffer.len() > self.shared.options.batch_bytes_max && start > 0 {
             self.buffer.truncate(start);
             let full = std::mem::replace(group, self.new_group());
-            self.commit_group(full);
+            let written = self.commit_group(full);
             *group = self.new_group();
             if let Some(error) = self.shared.failed() {
                 return Err(error);
+            }
+            if !written {
+                // Decided on top of a group that is not in the log.
+                return Err(Error::NotWritten { reason: "the appends before it could not be written".into() });
             }
             debug_assert!(self.buffer.is_empty(), "a committed group leaves the buffer empty");
             debug_assert_eq!(
@@ -236,29 +264,63 @@ impl Sequencer {
     }
 
     /// Writes, syncs and indexes the group's records, then answers every
-    /// append in it. On failure every append of the group gets the
-    /// fail-stop error.
-    fn commit_group(&mut self, mut group: Group) {
+    /// append in it. On failure each append is told what became of it
+    /// (see [`GroupFailure`]), never a guess.
+    /// Answers whether the group is in the log.
+    fn commit_group(&mut self, mut group: Group) -> bool {
         let result = if group.pending.is_empty() { Ok(()) } else { self.write_group(&mut group) };
         self.buffer.clear();
-        if let Err(error) = result {
-            self.shared.fail(&error);
-            for (reply, _) in group.answers {
-                reply(Err(self.shared.failed().unwrap_or(Error::Closed)));
+        let (written, told): (bool, Option<(fn(String) -> Error, String)>) = match result {
+            Ok(()) => (true, None),
+            Err(GroupFailure::Unindexed(error)) => {
+                // Durable in the log: written, as answered. The index is
+                // rebuilt from the log when the store opens again.
+                self.shared.fail(&error);
+                (true, None)
             }
-            return;
-        }
+            Err(GroupFailure::NotWritten(error)) => {
+                tracing::warn!(%error, "an append group could not be written; the store goes on");
+                (false, Some((|reason| Error::NotWritten { reason }, error.to_string())))
+            }
+            Err(GroupFailure::Stopped(error)) => {
+                self.shared.fail(&error);
+                let reason = format!("{error}; this append was not written");
+                (false, Some((|reason| Error::StoreFailed { reason }, reason)))
+            }
+            Err(GroupFailure::Unknown(error)) => {
+                self.shared.fail(&error);
+                (false, Some((|reason| Error::OutcomeUnknown { reason }, error.to_string())))
+            }
+        };
         for (reply, answer) in group.answers {
-            reply(answer);
+            reply(match &told {
+                Some((error, reason)) => Err(error(reason.clone())),
+                None => answer,
+            });
         }
+        written
     }
 
-    fn write_group(&mut self, group: &mut Group) -> Result<(), Error> {
+    fn write_group(&mut self, group: &mut Group) -> Result<(), GroupFailure> {
         if let Some(error) = self.shared.failed() {
-            return Err(error);
+            return Err(GroupFailure::Stopped(error));
         }
         self.roll_segment_if_full()?;
-        let base = self.segment.append(&self.buffer)?;
+        let before = self.segment.len_bytes();
+        let base = match self.segment.append(&self.buffer) {
+            Ok(base) => base,
+            // Maybe partly on disk, and a later fdatasync could make it
+            // durable: cut it off, durably, before anyone is answered.
+            Err(error) => {
+                return Err(match self.segment.cut_back(before) {
+                    Ok(()) => GroupFailure::Stopped(error),
+                    Err(cut) => {
+                        tracing::error!(%cut, "cutting a failed group back off the log failed");
+                        GroupFailure::Unknown(error)
+                    }
+                });
+            }
+        };
         self.shared.reader.extend_active(self.segment.len_bytes());
         self.groups_written += 1;
         self.events_written += group.pending.event_count() as u64;
@@ -282,7 +344,7 @@ impl Sequencer {
             next_position,
             last_recorded_at_us: self.last_recorded_at_us,
         };
-        self.shared.index.write(&located, checkpoint)?;
+        self.shared.index.write(&located, checkpoint).map_err(GroupFailure::Unindexed)?;
         let mut cache = self.heads.borrow_mut();
         for (key, revision) in heads {
             cache.put(key, revision);
@@ -317,19 +379,37 @@ impl Sequencer {
         }
     }
 
-    fn roll_segment_if_full(&mut self) -> Result<(), Error> {
+    /// Starts the next segment when this one is full. Nothing of the
+    /// group is written yet: a new file that cannot be made (too many open
+    /// files, a full disk) leaves the store on the full segment, to try
+    /// again with the next group.
+    fn roll_segment_if_full(&mut self) -> Result<(), GroupFailure> {
         if self.segment.len_bytes() < self.shared.options.segment_size_bytes {
             return Ok(());
         }
-        self.segment.trim()?;
+        self.segment.trim().map_err(GroupFailure::Stopped)?;
         let options = &self.shared.options;
-        self.segment = SegmentWriter::create(
+        let number = self.segment.number() + 1;
+        let created = SegmentWriter::create(
             &self.shared.log_dir,
-            self.segment.number() + 1,
+            number,
             options.batch_bytes_max as u64,
             options.sync,
             options.fault_plan.clone(),
-        )?;
+        );
+        match created {
+            Ok(segment) => self.segment = segment,
+            Err(error) => {
+                // What a failed creation left holds a header at most.
+                let path = segment_path(&self.shared.log_dir, number);
+                if let Err(removed) = std::fs::remove_file(&path)
+                    && removed.kind() != std::io::ErrorKind::NotFound
+                {
+                    tracing::warn!(path = %path.display(), %removed, "removing a segment file that failed to be made");
+                }
+                return Err(GroupFailure::NotWritten(error));
+            }
+        }
         self.shared.reader.activate(self.segment.number(), self.segment.len_bytes());
         Ok(())
     }

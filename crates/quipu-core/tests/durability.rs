@@ -1,7 +1,9 @@
 //! The log is the truth: acknowledged appends survive reopen, the index is
 //! derived and rebuilds to identical reads, segments roll, a torn tail is
-//! cut, corruption is reported with file and offset and never served, and
-//! a failed write or fdatasync stops appends while reads go on.
+//! cut, corruption is reported with file and offset and never served, a
+//! failed write or fdatasync stops appends while reads go on (the append
+//! it hit cut off and told "not written"), and a segment that cannot be
+//! made fails only its appends.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 
@@ -432,6 +434,7 @@ fn a_failed_fdatasync_stops_appends_but_reads_go_on() {
         ));
         let Err(Error::StoreFailed { reason }) = failed else { panic!("expected StoreFailed, got {failed:?}") };
         assert!(reason.contains("injected failure"), "the error says why: {reason}");
+        assert!(reason.contains("this append was not written"), "and what became of the append: {reason}");
         let again = store.append(AppendRequest::to_stream(
             stream("order-2"),
             ExpectedRevision::Any,
@@ -447,9 +450,48 @@ fn a_failed_fdatasync_stops_appends_but_reads_go_on() {
         let store = Store::open(dir.path(), Options::default()).unwrap();
         let events = all_events(&store);
         assert_eq!(events[0].stream, stream("order-1"), "the acknowledged append survived");
-        assert!(events.len() <= 2, "an unacknowledged append is wholly present or absent");
+        assert_eq!(events.len(), 1, "an append answered \"not written\" stays unwritten after a restart");
         write(&store, "order-3", ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
     }
+}
+
+#[test]
+fn a_segment_that_cannot_be_made_fails_only_its_appends_and_the_store_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    // The first creation is the store's first segment; the second, the
+    // first roll (as EMFILE or ENOSPC would fail it).
+    let options = Options { fault_plan: Some(Arc::new(FaultPlan::fail_create(2))), ..common::small_segments() };
+    let store = open(dir.path(), &options);
+    let mut written = Vec::new();
+    let mut refused = None;
+    for n in 0..200 {
+        let name = format!("order-{n}");
+        let request = AppendRequest::to_stream(stream(&name), ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
+        match store.append(request) {
+            Ok(AppendOutcome::Written(_)) => written.push(name),
+            Err(Error::NotWritten { reason }) => {
+                assert!(reason.contains("injected failure of segment creation"), "{reason}");
+                assert!(refused.replace(name).is_none(), "one roll failed, one append refused");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+    let refused = refused.expect("a roll failed");
+    assert!(segment_paths(dir.path()).len() > 2, "later rolls worked");
+    let again = AppendRequest::to_stream(stream(&refused), ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
+    assert!(matches!(store.append(again), Ok(AppendOutcome::Written(_))), "the refused append can be sent again");
+    written.push(refused);
+    let served = |store: &Store| all_events(store).iter().map(|e| e.stream.as_str().to_owned()).collect::<Vec<_>>();
+    let mut expected = written.clone();
+    expected.sort();
+    let mut before = served(&store);
+    before.sort();
+    assert_eq!(before, expected, "every acknowledged append, once");
+    store.close().unwrap();
+    let store = Store::open(dir.path(), common::small_segments()).unwrap();
+    let mut after = served(&store);
+    after.sort();
+    assert_eq!(after, expected, "and so after a restart");
 }
 
 #[test]

@@ -76,7 +76,9 @@ impl From<quipu_core::Error> for ApiError {
             E::SnapshotBeyondStream { .. } => ErrorCode::InvalidSnapshot,
             E::SnapshotTooLarge { .. } => ErrorCode::SnapshotTooLarge,
             E::StreamNotFound { .. } => ErrorCode::StreamNotFound,
-            E::StoreFailed { .. } | E::Closed | E::ClusterUnavailable { .. } => ErrorCode::StoreUnavailable,
+            E::StoreFailed { .. } | E::NotWritten { .. } | E::Closed | E::ClusterUnavailable { .. } => {
+                ErrorCode::StoreUnavailable
+            }
             E::OutcomeUnknown { .. } => ErrorCode::OutcomeUnknown,
             E::CrossPartition { .. } => ErrorCode::CrossPartition,
             _ => ErrorCode::Internal,

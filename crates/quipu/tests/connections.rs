@@ -3,7 +3,9 @@
 //! on the gRPC and KurrentDB ports a connection that never finishes its
 //! preface, each after `--http-header-timeout-s`; on the Kafka door a
 //! request left unfinished for as long, and a connection idle past
-//! `--kafka-idle-timeout-s`. They go on serving others.
+//! `--kafka-idle-timeout-s`. They go on serving others. A server out of
+//! file descriptors fails only the appends whose segment roll it hit,
+//! telling them nothing was written, and goes on once descriptors free.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 
@@ -130,4 +132,107 @@ fn the_kurrentdb_and_kafka_doors_close_unfinished_openings_requests_and_idle_con
     assert_eq!(head.get(4..), Some(&9i32.to_be_bytes()[..]), "the Kafka door still answers");
     let (status, body) = server.request("GET", "/health", None);
     assert_eq!(status, 200, "others are still served: {body}");
+}
+
+/// One HTTP/1.1 request on a kept-alive connection; the status and body.
+fn request_kept_alive(stream: &mut TcpStream, host: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    stream.set_read_timeout(Some(READ_LIMIT)).unwrap();
+    let mut received = Vec::new();
+    let mut byte = [0u8; 1];
+    while !received.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "the server closed the connection: {received:?}");
+        received.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&received).to_lowercase();
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length:"))
+        .map_or(0, |value| value.trim().parse().unwrap());
+    let mut body = vec![0u8; length];
+    stream.read_exact(&mut body).unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// Appends one event with id `n` to stream `load-n`, as a client that
+/// sends it again with the same id after a failure.
+fn append_numbered(stream: &mut TcpStream, host: &str, n: u32) -> (u16, String) {
+    let body = serde_json::json!({"expected_revision": "no_stream", "events": [{
+        "id": format!("00000000-0000-4000-8000-{n:012}"),
+        "type": "Loaded",
+        "data": {"padding": "x".repeat(300)},
+    }]});
+    request_kept_alive(stream, host, "POST", &format!("/v1/streams/load-{n}"), &body.to_string())
+}
+
+#[test]
+fn running_out_of_file_descriptors_fails_only_the_appends_it_hits() {
+    // Few descriptors, small segments (a roll every dozen appends), and
+    // idle connections held open long enough to use every descriptor.
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new("prlimit");
+    command
+        .args(["--nofile=128:128", env!("CARGO_BIN_EXE_quipu"), "serve"])
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(["--segment-size-bytes", "4096", "--http-header-timeout-s", "120"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let server = Server::spawn(command);
+    let mut client = TcpStream::connect(&server.address).unwrap();
+    let mut written = Vec::new();
+    for n in 0..5 {
+        let (status, body) = append_numbered(&mut client, &server.address, n);
+        assert_eq!(status, 200, "{body}");
+        written.push(n);
+    }
+    let idle: Vec<TcpStream> = (0..200).map(|_| TcpStream::connect(&server.address).unwrap()).collect();
+    std::thread::sleep(Duration::from_secs(1));
+    // Appends go on until a roll finds no descriptor for the new segment.
+    let mut refused = None;
+    for n in 5..200 {
+        let (status, body) = append_numbered(&mut client, &server.address, n);
+        if status == 200 {
+            written.push(n);
+            continue;
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("store_unavailable") && body.contains("nothing was written"), "{body}");
+        refused = Some(n);
+        break;
+    }
+    let refused = refused.expect("a segment roll ran out of descriptors");
+    drop(idle);
+    // With descriptors back, the same append (same id) goes through, and
+    // appends go on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = append_numbered(&mut client, &server.address, refused);
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "appends did not resume: {status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    written.push(refused);
+    for n in 1000..1030 {
+        let (status, body) = append_numbered(&mut client, &server.address, n);
+        assert_eq!(status, 200, "{body}");
+        written.push(n);
+    }
+    let (status, body) = request_kept_alive(&mut client, &server.address, "GET", "/v1/all?from=0&limit=10000", "");
+    assert_eq!(status, 200, "{body}");
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut served: Vec<String> =
+        all["events"].as_array().unwrap().iter().map(|e| e["stream"].as_str().unwrap().to_owned()).collect();
+    served.sort();
+    let mut expected: Vec<String> = written.iter().map(|n| format!("load-{n}")).collect();
+    expected.sort();
+    assert_eq!(served, expected, "every acknowledged append once, the refused one only as sent again");
 }

@@ -220,6 +220,9 @@ impl SegmentWriter {
         fault_plan: Option<Arc<FaultPlan>>,
     ) -> Result<SegmentWriter, Error> {
         let path = segment_path(dir, number);
+        if let Some(plan) = &fault_plan {
+            plan.on_create().map_err(Error::io(format!("creating {}", path.display())))?;
+        }
         let writer = SegmentWriter::create_at(&path, number, torn_window_bytes, sync, fault_plan)?;
         sync_dir(dir)?;
         Ok(writer)
@@ -335,6 +338,24 @@ impl SegmentWriter {
         self.len_bytes += batch.len() as u64;
         self.allocated_bytes = self.allocated_bytes.max(self.len_bytes);
         Ok(offset)
+    }
+
+    /// Cuts the file back to `len_bytes` (the end of the records before a
+    /// batch whose write or fdatasync failed) and syncs it, so that nothing
+    /// of that batch is in the file, now or after a restart. Zeros written
+    /// ahead go too.
+    ///
+    /// # Errors
+    /// I/O errors of the cut or its sync: the batch may then be in the
+    /// file.
+    pub fn cut_back(&mut self, len_bytes: u64) -> Result<(), Error> {
+        assert!(len_bytes >= SEGMENT_HEADER_BYTES, "a cut keeps the segment's header");
+        let context = || format!("cutting {} back to {len_bytes} bytes after a failed write", self.path.display());
+        self.file.set_len(len_bytes).map_err(Error::io(context()))?;
+        self.file.sync_all().map_err(Error::io(context()))?;
+        self.len_bytes = len_bytes;
+        self.allocated_bytes = len_bytes;
+        Ok(())
     }
 
     /// Zeros written ahead of the records, bytes.
