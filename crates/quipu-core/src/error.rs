@@ -164,9 +164,10 @@ pub enum Error {
         /// End of that segment.
         log_offset: u64,
     },
-    /// An earlier write or fsync failed, so the store stopped accepting
-    /// appends (fail-stop); reads still work. Restart to recover.
-    #[error("the store stopped accepting appends after a failed write: {reason}")]
+    /// A write or fsync failed, so the store stopped accepting appends
+    /// (fail-stop); reads still work. Restart to recover. Nothing of the
+    /// append that gets it is written (see `docs/storage.md`).
+    #[error("the store stopped accepting appends after a failed write ({reason}); this append was not written")]
     StoreFailed {
         /// The first failure.
         reason: String,

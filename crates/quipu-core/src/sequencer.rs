@@ -96,7 +96,9 @@ impl Shared {
 /// told.
 enum GroupFailure {
     /// Nothing of the group reached the log, and the store goes on: a new
-    /// segment could not be made. Told [`Error::NotWritten`].
+    /// segment could not be made (for appends of its own: a replica's
+    /// group, applied from the shared log, stops the store instead). Told
+    /// [`Error::NotWritten`].
     NotWritten(Error),
     /// Nothing of the group is in the log (it never got there, or its
     /// failed write was cut back off), and the store stops accepting
@@ -111,6 +113,24 @@ enum GroupFailure {
     /// so; the store stops accepting appends and rebuilds the index from
     /// the log when it opens again.
     Unindexed(Error),
+}
+
+/// What each append of a group that is not in the log is told, with the
+/// failure's text.
+enum Told {
+    NotWritten(String),
+    StoreFailed(String),
+    OutcomeUnknown(String),
+}
+
+impl Told {
+    fn error(&self) -> Error {
+        match self {
+            Told::NotWritten(reason) => Error::NotWritten { reason: reason.clone() },
+            Told::StoreFailed(reason) => Error::StoreFailed { reason: reason.clone() },
+            Told::OutcomeUnknown(reason) => Error::OutcomeUnknown { reason: reason.clone() },
+        }
+    }
 }
 
 /// Appends decided into the current group, with their answers.
@@ -264,48 +284,57 @@ impl Sequencer {
     }
 
     /// Writes, syncs and indexes the group's records, then answers every
-    /// append in it. On failure each append is told what became of it
-    /// (see [`GroupFailure`]), never a guess.
-    /// Answers whether the group is in the log.
+    /// append in it; answers whether the group is in the log. On failure
+    /// each append is told what became of it (see [`GroupFailure`]), never
+    /// a guess.
     fn commit_group(&mut self, mut group: Group) -> bool {
         let result = if group.pending.is_empty() { Ok(()) } else { self.write_group(&mut group) };
         self.buffer.clear();
-        let (written, told): (bool, Option<(fn(String) -> Error, String)>) = match result {
-            Ok(()) => (true, None),
+        let told = match result {
+            Ok(()) => None,
             Err(GroupFailure::Unindexed(error)) => {
                 // Durable in the log: written, as answered. The index is
                 // rebuilt from the log when the store opens again.
                 self.shared.fail(&error);
-                (true, None)
+                None
             }
             Err(GroupFailure::NotWritten(error)) => {
                 tracing::warn!(%error, "an append group could not be written; the store goes on");
-                (false, Some((|reason| Error::NotWritten { reason }, error.to_string())))
+                Some(Told::NotWritten(error.to_string()))
             }
             Err(GroupFailure::Stopped(error)) => {
                 self.shared.fail(&error);
-                let reason = format!("{error}; this append was not written");
-                (false, Some((|reason| Error::StoreFailed { reason }, reason)))
+                Some(Told::StoreFailed(match error {
+                    Error::StoreFailed { reason } => reason,
+                    other => other.to_string(),
+                }))
             }
             Err(GroupFailure::Unknown(error)) => {
                 self.shared.fail(&error);
-                (false, Some((|reason| Error::OutcomeUnknown { reason }, error.to_string())))
+                Some(Told::OutcomeUnknown(error.to_string()))
             }
         };
         for (reply, answer) in group.answers {
             reply(match &told {
-                Some((error, reason)) => Err(error(reason.clone())),
+                Some(told) => Err(told.error()),
                 None => answer,
             });
         }
-        written
+        told.is_none()
     }
 
     fn write_group(&mut self, group: &mut Group) -> Result<(), GroupFailure> {
         if let Some(error) = self.shared.failed() {
             return Err(GroupFailure::Stopped(error));
         }
-        self.roll_segment_if_full()?;
+        if let Err(failure) = self.roll_segment_if_full() {
+            return Err(match failure {
+                // A replica must not apply past a record it could not
+                // write: every node writes every applied record.
+                GroupFailure::NotWritten(error) if group.pending.any_applied() => GroupFailure::Stopped(error),
+                other => other,
+            });
+        }
         let before = self.segment.len_bytes();
         let base = match self.segment.append(&self.buffer) {
             Ok(base) => base,

@@ -80,6 +80,13 @@ impl Pending {
         self.commits.is_empty()
     }
 
+    /// Whether any pending commit was applied from a cluster's shared log
+    /// (it has a source).
+    #[must_use]
+    pub fn any_applied(&self) -> bool {
+        self.commits.iter().any(|commit| commit.source.is_some())
+    }
+
     /// The last revision of each stream the pending commits write.
     pub fn heads(&self) -> impl Iterator<Item = (&StreamName, Revision)> {
         self.heads.iter().map(|(stream, revision)| (stream, *revision))

@@ -424,7 +424,8 @@ fn flip_bit_in_first_record(path: &Path) -> u64 {
 fn a_failed_fdatasync_stops_appends_but_reads_go_on() {
     for plan in [FaultPlan::fail_sync(2), FaultPlan::fail_write(2)] {
         let dir = tempfile::tempdir().unwrap();
-        let options = Options { fault_plan: Some(Arc::new(plan)), ..Options::default() };
+        // No zeros written ahead: the failure hits the second append.
+        let options = Options { fault_plan: Some(Arc::new(plan)), preallocate_bytes: 0, ..Options::default() };
         let store = open(dir.path(), &options);
         let first = write(&store, "order-1", ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
         let failed = store.append(AppendRequest::to_stream(
@@ -432,9 +433,10 @@ fn a_failed_fdatasync_stops_appends_but_reads_go_on() {
             ExpectedRevision::Any,
             vec![event("Paid", "{}", &[])],
         ));
-        let Err(Error::StoreFailed { reason }) = failed else { panic!("expected StoreFailed, got {failed:?}") };
-        assert!(reason.contains("injected failure"), "the error says why: {reason}");
-        assert!(reason.contains("this append was not written"), "and what became of the append: {reason}");
+        let Err(error @ Error::StoreFailed { .. }) = failed else { panic!("expected StoreFailed, got {failed:?}") };
+        let message = error.to_string();
+        assert!(message.contains("injected failure"), "the error says why: {message}");
+        assert!(message.contains("this append was not written"), "and what became of the append: {message}");
         let again = store.append(AppendRequest::to_stream(
             stream("order-2"),
             ExpectedRevision::Any,
@@ -466,7 +468,8 @@ fn a_segment_that_cannot_be_made_fails_only_its_appends_and_the_store_goes_on() 
     let mut refused = None;
     for n in 0..200 {
         let name = format!("order-{n}");
-        let request = AppendRequest::to_stream(stream(&name), ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
+        let request =
+            AppendRequest::to_stream(stream(&name), ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
         match store.append(request) {
             Ok(AppendOutcome::Written(_)) => written.push(name),
             Err(Error::NotWritten { reason }) => {
@@ -478,7 +481,8 @@ fn a_segment_that_cannot_be_made_fails_only_its_appends_and_the_store_goes_on() 
     }
     let refused = refused.expect("a roll failed");
     assert!(segment_paths(dir.path()).len() > 2, "later rolls worked");
-    let again = AppendRequest::to_stream(stream(&refused), ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
+    let again =
+        AppendRequest::to_stream(stream(&refused), ExpectedRevision::NoStream, vec![event("Placed", "{}", &[])]);
     assert!(matches!(store.append(again), Ok(AppendOutcome::Written(_))), "the refused append can be sent again");
     written.push(refused);
     let served = |store: &Store| all_events(store).iter().map(|e| e.stream.as_str().to_owned()).collect::<Vec<_>>();
@@ -506,4 +510,29 @@ fn a_store_of_an_unknown_format_version_is_refused() {
         Err(Error::UnsupportedFormat { found: 99, supported: STORE_FORMAT_VERSION, .. }) => {}
         other => panic!("expected UnsupportedFormat, got {:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn a_replica_that_cannot_make_a_segment_stops_rather_than_apply_past_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { fault_plan: Some(Arc::new(FaultPlan::fail_create(2))), ..common::small_segments() };
+    let store = open(dir.path(), &options);
+    let mut answers = Vec::new();
+    for n in 0..200u32 {
+        let request = AppendRequest::to_stream(
+            stream(&format!("order-{n}")),
+            ExpectedRevision::NoStream,
+            vec![event("Placed", "{}", &[])],
+        );
+        let source = quipu_core::Source { epoch: 0, partition: 0, offset: i64::from(n) };
+        let applied = quipu_core::Applied { recorded_at_us: 1_000_000, source };
+        let (sender, answer) = std::sync::mpsc::channel();
+        store.submit_applied(request, applied, move |outcome| sender.send(outcome).unwrap());
+        answers.push(answer.recv().unwrap());
+    }
+    let first_failure = answers.iter().position(Result::is_err).expect("a roll failed");
+    for answer in &answers[first_failure..] {
+        assert!(matches!(answer, Err(Error::StoreFailed { .. })), "fail-stop from the first failure: {answer:?}");
+    }
+    assert_eq!(all_events(&store).len(), first_failure, "nothing applied past the record it could not write");
 }
