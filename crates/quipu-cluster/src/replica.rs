@@ -614,6 +614,10 @@ impl Proposer for Replica {
         });
     }
 
+    fn failure(&self) -> Option<String> {
+        Replica::failure(self).map(|reason| format!("this node stopped applying the cluster topic: {reason}"))
+    }
+
     fn close(&self, store: &Store) {
         self.inner.close(Some(store));
     }

@@ -30,6 +30,12 @@ pub trait Proposer: Send + Sync {
         reply(Ok(()));
     }
 
+    /// Why the proposer takes no appends, when it takes none (it stopped
+    /// applying the shared log); `None` while it does.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// Stops proposing and applying; called with the store when it
     /// closes, before its sequencer stops (so what the proposer applied is
     /// still decided, and it may read the store). Appends still waiting

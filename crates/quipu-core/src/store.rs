@@ -231,6 +231,18 @@ impl Store {
         }
     }
 
+    /// Why this store takes no appends, when it takes none: a write or
+    /// fdatasync failed (fail-stop until a restart), or, for a cluster's
+    /// replica, its proposer stopped applying the shared log. `None` while
+    /// it takes appends. Reads go on either way.
+    #[must_use]
+    pub fn unwritable(&self) -> Option<String> {
+        if let Some(error) = self.shared.failed() {
+            return Some(error.to_string());
+        }
+        self.proposer.get().and_then(|proposer| proposer.failure())
+    }
+
     /// Whether this store is a cluster's replica (see
     /// [`Store::propose_through`]).
     #[must_use]

@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::StatusCode;
 use axum::{Json, Router};
 use quipu_core::{AppendOutcome, AppendRequest, Direction, EventType, Position, Store, StreamName, Tag};
 use serde::{Deserialize, Serialize};
@@ -121,19 +122,38 @@ async fn render_metrics(
     metrics.render(&store, &live)
 }
 
-/// Answer of the liveness check.
+/// Answer of the health check: what the store can do now.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Health)]
 struct Health {
-    /// Always `ok`.
+    /// `ok` when the store takes appends and serves reads, `unavailable`
+    /// when it takes no appends.
     status: &'static str,
+    /// Whether reads are served (always, while the server answers).
+    readable: bool,
+    /// Whether appends are taken.
+    writable: bool,
+    /// Why appends are not taken (a failed write: restart the server once
+    /// the cause is fixed; or, in a cluster, this node stopped applying
+    /// the topic); absent when they are.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
-/// Liveness.
+/// The store's health: 200 when it takes appends, 503 when it does not
+/// (a load balancer then sends clients elsewhere, an orchestrator may
+/// restart it); reads go on either way.
 #[utoipa::path(get, path = "/health", tag = "service",
-    responses((status = 200, description = "The server answers.", body = Health)))]
-async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+    responses(
+        (status = 200, description = "The store takes appends and serves reads.", body = Health),
+        (status = 503, description = "The store takes no appends (`reason` says why); reads are still served.", body = Health)))]
+async fn health(State(store): State<Shared>) -> (StatusCode, Json<Health>) {
+    let reason = store.unwritable();
+    let (code, status) = match reason {
+        None => (StatusCode::OK, "ok"),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    (code, Json(Health { status, readable: true, writable: reason.is_none(), reason }))
 }
 
 /// Append events to one stream.

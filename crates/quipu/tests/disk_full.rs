@@ -2,7 +2,8 @@
 //! whatever fills first (the log, a new segment, the index), every append
 //! answered `200` is in the store after a restart, and every one answered
 //! 503 `store_unavailable` ("not written") is not. An `outcome_unknown`
-//! answer may go either way, as it says.
+//! answer may go either way, as it says. Meanwhile `/health` says the
+//! store takes no appends, and why.
 //!
 //! Mounting a tmpfs needs root (or CAP_SYS_ADMIN); where the mount is
 //! refused the test says so on stderr and checks nothing.
@@ -133,6 +134,9 @@ fn fill_and_restart(disk: &Tmpfs, padding: usize, ballast: bool) {
     eprintln!("written {}, not written {}, unknown {}", written.len(), not_written.len(), unknown.len());
     eprintln!("the first refusal: {first_refusal:?}");
     assert!(!written.is_empty() && !not_written.is_empty(), "the disk filled up: {written:?} {not_written:?}");
+    let (status, health) = server.request("GET", "/health", None);
+    assert_eq!((status, &health["writable"], &health["readable"]), (503, &json!(false), &json!(true)), "{health}");
+    assert!(health["reason"].as_str().unwrap().contains("No space left on device"), "{health}");
     server.signal("TERM");
     let mut server = server;
     if server.wait_for(Duration::from_secs(30)).is_none() {

@@ -25,7 +25,10 @@ const ID_2: &str = "6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4a02";
 fn appends_conflicts_retries_and_reads_over_http() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
-    assert_eq!(server.request("GET", "/health", None), (200, json!({"status": "ok"})));
+    assert_eq!(
+        server.request("GET", "/health", None),
+        (200, json!({"status": "ok", "readable": true, "writable": true}))
+    );
 
     let first = json!({"expected_revision": "no_stream", "events": [event(ID_1, json!({"amount": 5}))]});
     let (status, body) = server.append("account-1", &first);
