@@ -33,6 +33,7 @@ pub fn grpc_code(kind: ErrorKind) -> Code {
     match kind {
         ErrorKind::Invalid | ErrorKind::Unprocessable => Code::InvalidArgument,
         ErrorKind::NotFound | ErrorKind::Gone => Code::NotFound,
+        ErrorKind::MethodNotAllowed => Code::Unimplemented,
         ErrorKind::Conflict => Code::FailedPrecondition,
         ErrorKind::TooLarge => Code::ResourceExhausted,
         ErrorKind::Unavailable => Code::Unavailable,

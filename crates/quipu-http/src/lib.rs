@@ -66,6 +66,8 @@ pub fn router(node: &Node) -> Router {
     let counting = Arc::clone(&node.metrics);
     let (router, api) = routes(node).split_for_parts();
     router
+        .fallback(route_not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
@@ -120,6 +122,21 @@ async fn render_metrics(
     Extension(live): Extension<Live>,
 ) -> String {
     metrics.render(&store, &live)
+}
+
+/// 404 for a path no route has, as JSON like every other error.
+async fn route_not_found(method: axum::http::Method, uri: axum::http::Uri) -> HttpError {
+    let path = uri.path();
+    HttpError(ApiError::new(
+        ErrorCode::RouteNotFound,
+        format!("no route for {method} {path}: see /openapi.json for the API"),
+    ))
+}
+
+/// 405 for a path that does not take the request's method, as JSON.
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> HttpError {
+    let path = uri.path();
+    HttpError(ApiError::new(ErrorCode::MethodNotAllowed, format!("{path} does not take {method}: see /openapi.json")))
 }
 
 /// Answer of the health check: what the store can do now.

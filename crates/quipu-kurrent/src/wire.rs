@@ -234,6 +234,7 @@ pub fn other_status(error: &ApiError) -> Status {
         ErrorKind::Invalid
         | ErrorKind::Unprocessable
         | ErrorKind::NotFound
+        | ErrorKind::MethodNotAllowed
         | ErrorKind::Conflict
         | ErrorKind::Gone
         | ErrorKind::TooLarge => Code::InvalidArgument,

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     Unprocessable,
     /// What the request names does not exist.
     NotFound,
+    /// The request's method is not one the resource takes.
+    MethodNotAllowed,
     /// The request conflicts with the current state (a revision, a
     /// running job).
     Conflict,
@@ -127,6 +129,8 @@ pub enum ErrorCode {
     LimitTooLarge,
     /// `member_not_found`: No such member.
     MemberNotFound,
+    /// `method_not_allowed`: The path exists but does not take the request's method.
+    MethodNotAllowed,
     /// `no_rebuild`: No rebuild of that projection is running or known.
     NoRebuild,
     /// `no_scavenge`: No scavenge is known.
@@ -141,6 +145,8 @@ pub enum ErrorCode {
     RegistryChanged,
     /// `replay_in_progress`: A category is closed to appends while its projection replays.
     ReplayInProgress,
+    /// `route_not_found`: No route of the API has the request's path.
+    RouteNotFound,
     /// `scavenge_not_running`: No scavenge is running to cancel.
     ScavengeNotRunning,
     /// `scavenge_running`: A scavenge is running.
@@ -177,7 +183,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 69] = [
+    pub const ALL: [ErrorCode; 71] = [
         ErrorCode::AppendTooLarge,
         ErrorCode::BodyTooLarge,
         ErrorCode::ConditionFailed,
@@ -224,6 +230,7 @@ impl ErrorCode {
         ErrorCode::JoinFirst,
         ErrorCode::LimitTooLarge,
         ErrorCode::MemberNotFound,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::NoRebuild,
         ErrorCode::NoScavenge,
         ErrorCode::PolicyNotFound,
@@ -231,6 +238,7 @@ impl ErrorCode {
         ErrorCode::RebuildInProgress,
         ErrorCode::RegistryChanged,
         ErrorCode::ReplayInProgress,
+        ErrorCode::RouteNotFound,
         ErrorCode::ScavengeNotRunning,
         ErrorCode::ScavengeRunning,
         ErrorCode::SchemaMissing,
@@ -299,6 +307,7 @@ impl ErrorCode {
             ErrorCode::JoinFirst => "join_first",
             ErrorCode::LimitTooLarge => "limit_too_large",
             ErrorCode::MemberNotFound => "member_not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::NoRebuild => "no_rebuild",
             ErrorCode::NoScavenge => "no_scavenge",
             ErrorCode::PolicyNotFound => "policy_not_found",
@@ -306,6 +315,7 @@ impl ErrorCode {
             ErrorCode::RebuildInProgress => "rebuild_in_progress",
             ErrorCode::RegistryChanged => "registry_changed",
             ErrorCode::ReplayInProgress => "replay_in_progress",
+            ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::ScavengeNotRunning => "scavenge_not_running",
             ErrorCode::ScavengeRunning => "scavenge_running",
             ErrorCode::SchemaMissing => "schema_missing",
@@ -371,11 +381,13 @@ impl ErrorCode {
             | ErrorCode::NoScavenge
             | ErrorCode::PolicyNotFound
             | ErrorCode::ProjectionNotFound
+            | ErrorCode::RouteNotFound
             | ErrorCode::SchemaNotFound
             | ErrorCode::StreamNotFound
             | ErrorCode::SubjectNotFound
             | ErrorCode::TypeNotMarked
             | ErrorCode::VersionNotFound => ErrorKind::NotFound,
+            ErrorCode::MethodNotAllowed => ErrorKind::MethodNotAllowed,
             ErrorCode::ConditionFailed
             | ErrorCode::EventIdReused
             | ErrorCode::GroupElsewhere

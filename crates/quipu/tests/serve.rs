@@ -384,6 +384,18 @@ fn an_sse_subscription_sees_every_event_once_in_order_across_catch_up_and_live()
 }
 
 #[test]
+fn unknown_paths_and_methods_are_answered_with_json_errors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let (status, body) = server.request("GET", "/v2/nothing", None);
+    assert_eq!((status, &body["code"]), (404, &json!("route_not_found")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("GET /v2/nothing"), "{body}");
+    let (status, body) = server.request("DELETE", "/health", None);
+    assert_eq!((status, &body["code"]), (405, &json!("method_not_allowed")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("/health does not take DELETE"), "{body}");
+}
+
+#[test]
 fn metrics_count_appends_by_outcome_and_responses_by_class() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
