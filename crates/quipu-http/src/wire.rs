@@ -24,12 +24,19 @@ use quipu_node::{ApiError, ErrorCode};
 #[schema(as = StreamAppend)]
 pub struct AppendBody {
     /// `"any"`, `"no_stream"`, `"exists"` or a revision number; `"any"`
-    /// when absent.
-    #[serde(default)]
+    /// when absent (as KurrentDB's HTTP API defaults). `null` is refused:
+    /// an unset variable must not switch the concurrency check off.
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<ExpectedRevisionSchema>)]
     pub expected_revision: Option<Value>,
     /// The events, in order.
     pub events: Vec<EventBody>,
+}
+
+/// A field that is there, `null` included (serde's `Option` would read
+/// `null` as absent); with `#[serde(default)]`, absent is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
 }
 
 /// An expected revision as the OpenAPI document shows it (the schema
@@ -103,6 +110,11 @@ pub fn expected_revision(value: Option<&Value>) -> Result<ExpectedRevision, ApiE
         Some(Value::Number(n)) => n.as_u64().map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| {
             ApiError::new(ErrorCode::InvalidExpectedRevision, format!("expected revision {n} is not a revision number"))
         }),
+        Some(Value::Null) => Err(ApiError::new(
+            ErrorCode::InvalidExpectedRevision,
+            "expected revision is null; leave it out or write \"any\" to append whatever the stream's revision, \
+             or give \"no_stream\", \"exists\" or a revision number",
+        )),
         Some(other) => Err(ApiError::new(
             ErrorCode::InvalidExpectedRevision,
             format!("expected revision must be a word or a number, got {other}"),
@@ -274,7 +286,7 @@ pub struct WriteBody {
     /// The stream.
     pub stream: String,
     /// As in [`AppendBody`].
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<ExpectedRevisionSchema>)]
     pub expected_revision: Option<Value>,
     /// The events (may be empty: the write is then only a condition).
@@ -406,6 +418,23 @@ mod tests {
         let event = proposed(r#"{"type": "T", "data": null, "metadata": null}"#);
         assert_eq!((event.data.as_slice(), event.metadata.as_slice()), (&b"null"[..], &b""[..]), "null");
         assert!(serde_json::from_str::<EventBody>(r#"{"type": "T", "data": {"open": }"#).is_err());
+    }
+
+    #[test]
+    fn an_absent_expected_revision_is_any_and_a_null_one_is_refused() {
+        let expected = |body: &str| {
+            let body: AppendBody = serde_json::from_str(body).expect("an append body");
+            expected_revision(body.expected_revision.as_ref())
+        };
+        assert_eq!(expected(r#"{"events": []}"#).expect("absent"), ExpectedRevision::Any);
+        assert_eq!(expected(r#"{"expected_revision": "any", "events": []}"#).expect("any"), ExpectedRevision::Any);
+        assert_eq!(expected(r#"{"expected_revision": 3, "events": []}"#).expect("3"), ExpectedRevision::Exact(Revision(3)));
+        let refused = expected(r#"{"expected_revision": null, "events": []}"#).expect_err("null");
+        assert_eq!(refused.code, ErrorCode::InvalidExpectedRevision);
+        assert!(refused.message.contains("is null"), "{}", refused.message);
+        let write: WriteBody =
+            serde_json::from_str(r#"{"stream": "s-1", "expected_revision": null, "events": []}"#).expect("a write");
+        assert!(expected_revision(write.expected_revision.as_ref()).is_err(), "in a multi-stream write too");
     }
 
     #[test]
