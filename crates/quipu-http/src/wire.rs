@@ -428,7 +428,10 @@ mod tests {
         };
         assert_eq!(expected(r#"{"events": []}"#).expect("absent"), ExpectedRevision::Any);
         assert_eq!(expected(r#"{"expected_revision": "any", "events": []}"#).expect("any"), ExpectedRevision::Any);
-        assert_eq!(expected(r#"{"expected_revision": 3, "events": []}"#).expect("3"), ExpectedRevision::Exact(Revision(3)));
+        assert_eq!(
+            expected(r#"{"expected_revision": 3, "events": []}"#).expect("3"),
+            ExpectedRevision::Exact(Revision(3))
+        );
         let refused = expected(r#"{"expected_revision": null, "events": []}"#).expect_err("null");
         assert_eq!(refused.code, ErrorCode::InvalidExpectedRevision);
         assert!(refused.message.contains("is null"), "{}", refused.message);
