@@ -318,6 +318,12 @@ impl Store {
                 return Err(Error::DuplicateStream { stream: write.stream.clone() });
             }
             for event in &write.events {
+                if event.id.0.is_nil() {
+                    return Err(Error::InvalidEventId {
+                        text: event.id.to_text(),
+                        reason: "the nil UUID is not an event id; give each event an id of its own".into(),
+                    });
+                }
                 if !ids.insert(event.id) {
                     return Err(Error::DuplicateEventId { event_id: event.id });
                 }

@@ -75,8 +75,9 @@ fn check_name(kind: NameKind, text: &str, bytes_max: usize) -> Result<(), NameEr
 /// Name of a stream, e.g. `order-42`.
 ///
 /// Rules: 1 to [`STREAM_NAME_BYTES_MAX`] bytes of UTF-8, no control
-/// characters, no leading or trailing whitespace, and no leading `$`
-/// (reserved for system streams).
+/// characters, no leading or trailing whitespace, no leading `$`
+/// (reserved for system streams), and not `.` or `..` (which URLs
+/// resolve away).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct StreamName(String);
 
@@ -93,6 +94,13 @@ impl StreamName {
                 kind: NameKind::Stream,
                 name: name.chars().take(64).collect(),
                 reason: "names starting with '$' are reserved for system streams".into(),
+            });
+        }
+        if name == "." || name == ".." {
+            return Err(NameError {
+                kind: NameKind::Stream,
+                name,
+                reason: "'.' and '..' are path segments, which URLs resolve away; choose another name".into(),
             });
         }
         Ok(StreamName(name))
@@ -259,6 +267,12 @@ mod tests {
         assert!(StreamName::new(" order").is_err());
         assert!(StreamName::new("x".repeat(STREAM_NAME_BYTES_MAX)).is_ok());
         assert!(StreamName::new("x".repeat(STREAM_NAME_BYTES_MAX + 1)).is_err());
+        for dots in [".", ".."] {
+            let refused = StreamName::new(dots).expect_err(dots);
+            assert!(refused.reason.contains("path segments"), "{refused}");
+        }
+        assert!(StreamName::new("...").is_ok(), "only the two path segments");
+        assert!(StreamName::new("a..b").is_ok());
     }
 
     #[test]

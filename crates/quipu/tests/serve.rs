@@ -384,6 +384,31 @@ fn an_sse_subscription_sees_every_event_once_in_order_across_catch_up_and_live()
 }
 
 #[test]
+fn ids_with_another_spelling_the_nil_id_and_dot_stream_names_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let with_id = |id: &str| json!({"events": [{"id": id, "type": "Placed", "data": {}}]});
+    for id in [
+        "00000000-0000-0000-0000-000000000000",
+        "{6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4a01}",
+        "urn:uuid:6f1c9b7e-2f44-4b8e-9a53-0d2f1d3c4a01",
+        "6f1c9b7e2f444b8e9a530d2f1d3c4a01",
+    ] {
+        let (status, body) = server.append("order-1", &with_id(id));
+        assert_eq!((status, &body["code"]), (400, &json!("invalid_event_id")), "{id}: {body}");
+    }
+    for name in ["..", "%2E%2E", "."] {
+        let (status, body) = server.append(name, &with_id(ID_1));
+        assert_eq!((status, &body["code"]), (400, &json!("invalid_name")), "{name}: {body}");
+    }
+    let (status, body) = server.append("order-1", &with_id(&ID_1.to_uppercase()));
+    assert_eq!(status, 200, "upper case is the same id: {body}");
+    let (_, read) = server.request("GET", "/v1/streams/order-1", None);
+    assert_eq!(read["events"].as_array().map(Vec::len), Some(1), "nothing refused was written: {read}");
+    assert_eq!(read["events"][0]["id"], ID_1, "{read}");
+}
+
+#[test]
 fn unknown_paths_and_methods_are_answered_with_json_errors() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
