@@ -348,8 +348,7 @@ async fn a_node_refuses_a_topic_it_cannot_follow() {
     drop(store);
 
     // A topic deleted and made again no longer holds what the node applied.
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let admin = admin(&broker);
     for result in admin.delete_topics(&[TOPIC], &rdkafka::admin::AdminOptions::new()).await.unwrap() {
         result.unwrap();
     }
@@ -366,12 +365,16 @@ async fn a_node_refuses_a_topic_it_cannot_follow() {
     assert_eq!(all_events(&store).len(), 1, "nothing changed");
 }
 
+/// An admin client of `broker`.
+fn admin(broker: &Broker) -> rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> {
+    ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap()
+}
+
 /// Deletes every record of every partition of the topic (Kafka's
 /// `DeleteRecords`, as `kafka-delete-records.sh` does).
 async fn delete_every_record(broker: &Broker) {
     use rdkafka::{Offset, TopicPartitionList};
-    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
-        ClientConfig::new().set("bootstrap.servers", &broker.address).create().unwrap();
+    let admin = admin(broker);
     let mut partitions = TopicPartitionList::new();
     for partition in 0..PARTITIONS {
         partitions.add_partition_offset(TOPIC, partition, Offset::End).unwrap();

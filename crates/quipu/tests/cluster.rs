@@ -191,7 +191,19 @@ fn nodes_on_one_topic_decide_alike_and_killed_or_new_nodes_catch_up() {
 
 /// Polls `path` on `server` until `done` holds for its answer (30 s).
 fn until(server: &Server, method: &str, path: &str, body: Option<&str>, done: impl Fn(u16, &Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    until_within(Duration::from_secs(30), server, method, path, body, done)
+}
+
+/// As [`until`], for at most `limit`.
+fn until_within(
+    limit: Duration,
+    server: &Server,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    done: impl Fn(u16, &Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + limit;
     loop {
         let (status, answer) = server.request(method, path, body);
         if done(status, &answer) {
@@ -302,11 +314,17 @@ fn a_group_whose_home_stops_moves_to_a_node_that_is_up_and_stays_there() {
     b.append("order-2", &json!({"events": [{"type": "Placed", "data": {}}]}));
     // Once the delay is over, one of b and c takes the group; both agree
     // which.
-    let moved = until_long(&b, "/v1/groups/billing", |info| info["home"] != "a");
+    // A node is seen down once it left the nodes' group: 60 s at most.
+    let minute = Duration::from_secs(60);
+    let moved = until_within(minute, &b, "GET", "/v1/groups/billing", None, |status, info| {
+        status == 200 && info["home"] != "a"
+    });
     let heir = moved["home"].as_str().unwrap().to_string();
     assert!(heir == "b" || heir == "c", "{moved}");
     let (heir_node, other) = if heir == "b" { (&b, &c) } else { (&c, &b) };
-    until_long(other, "/v1/groups/billing", |info| info["home"] == heir.as_str());
+    until_within(minute, other, "GET", "/v1/groups/billing", None, |status, info| {
+        status == 200 && info["home"] == heir.as_str()
+    });
     let taken = until(heir_node, "POST", "/v1/groups/billing/members/w2/poll", Some(&poll_body()), |status, answer| {
         status == 200 && !answer["events"].as_array().unwrap().is_empty()
     });
@@ -325,19 +343,6 @@ fn a_group_whose_home_stops_moves_to_a_node_that_is_up_and_stays_there() {
 }
 
 /// Polls `GET path` on `server` until `done` holds for its 200 answer
-/// (60 s).
-fn until_long(server: &Server, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, answer) = server.request("GET", path, None);
-        if status == 200 && done(&answer) {
-            return answer;
-        }
-        assert!(Instant::now() < deadline, "GET {path}: still {status} {answer}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn fenced_writer_nodes_take_turns_and_refuse_conflicts_themselves() {
     let broker_data = tempfile::tempdir().unwrap();
