@@ -71,6 +71,7 @@ mod state;
 mod stats;
 mod store;
 mod temporal;
+mod verify;
 
 pub use append::{
     AppendOutcome, AppendRequest, AppendResult, Condition, Conflict, Query, QueryItem, StreamConflict, StreamResult,
@@ -96,3 +97,4 @@ pub use snapshot::Snapshot;
 pub use stats::{CommitMeter, CommitStats, process_cpu_ns, thread_cpu_ns};
 pub use store::{STORE_FORMAT_VERSION, Store, write_durably};
 pub use temporal::AsOf;
+pub use verify::{Problem, Verification, VerifyProgress};

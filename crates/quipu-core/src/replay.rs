@@ -12,7 +12,8 @@ use crate::engine::verify_replay;
 use crate::error::Error;
 use crate::index::LocatedCommit;
 use crate::index::entry::Checkpoint;
-use crate::log::recovery::{ScanEnd, Tail, classify_tail, file_len, scan_segment, truncate_segment};
+use crate::log::mark::Mark;
+use crate::log::recovery::{ScanEnd, Tail, classify_tail, file_len, record_at, scan_segment, truncate_segment};
 use crate::log::segment::{
     RecordAddress, SEGMENT_HEADER_BYTES, SegmentHeader, SegmentWriter, remove_temp_files, segment_file_path,
     segment_files, segment_path, sync_dir,
@@ -59,6 +60,8 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
     let mut segments: Vec<u32> = generations.keys().copied().collect();
     remove_unborn_segment(log_dir, &mut segments)?;
     check_segments(log_dir, &segments, &checkpoint, saved.is_some())?;
+    let mark = crate::log::mark::read(log_dir)?;
+    check_mark_segment(log_dir, &segments, mark)?;
     let Some(&last_segment) = segments.last() else {
         let segment = SegmentWriter::create(
             log_dir,
@@ -74,9 +77,13 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
         let start = if number == checkpoint.segment { checkpoint.offset } else { SEGMENT_HEADER_BYTES };
         let generation = generations.get(&number).copied().unwrap_or(0);
         let at = RecordAddress { segment: number, generation, offset: start };
-        checkpoint = replay_segment(shared, at, number == last_segment, checkpoint)?;
+        let is_last = number == last_segment;
+        // Only the last segment's end can be in doubt.
+        let acknowledged = mark.filter(|m| is_last && m.segment == number).map(|m| m.offset);
+        checkpoint = replay_segment(shared, at, is_last, acknowledged, checkpoint)?;
     }
     assert_eq!(checkpoint.segment, last_segment, "replay ends in the last segment");
+    check_sealed_segments(shared, &generations, checkpoint.next_position)?;
     let path = segment_path(log_dir, last_segment);
     let header = SegmentHeader::read(&path, last_segment)?;
     // The records end here; zeros written ahead may follow.
@@ -198,11 +205,106 @@ fn check_segments(log_dir: &Path, segments: &[u32], checkpoint: &Checkpoint, ind
     Ok(())
 }
 
-/// Replays one segment from `start.offset`; returns the checkpoint after it.
+/// Every segment before the last must end exactly where its last record
+/// ends, and that record must be whole and valid: a segment behind the
+/// index checkpoint is not scanned on open, and this is how a file cut
+/// short (or grown) after it was closed is noticed before anything is
+/// served from it. Its last record is the one holding the position before
+/// the next segment's first, found through the index: two small reads and
+/// one lookup per segment. Bit rot inside a closed segment is found by
+/// reads (every record is checked) and by `quipu verify`.
+fn check_sealed_segments(
+    shared: &Shared,
+    generations: &BTreeMap<u32, u16>,
+    next_position: Position,
+) -> Result<(), Error> {
+    let files: Vec<(u32, std::path::PathBuf)> = generations
+        .iter()
+        .map(|(&number, &generation)| (number, segment_file_path(&shared.log_dir, number, generation)))
+        .collect();
+    for pair in files.windows(2) {
+        let [(number, path), (_, next_path)] = pair else { continue };
+        let after = match record_at(next_path, SEGMENT_HEADER_BYTES)? {
+            Some((first, _)) => first.first_position,
+            None => next_position,
+        };
+        check_sealed(shared, *number, path, after)?;
+    }
+    Ok(())
+}
+
+/// Checks that closed segment `number` (at `path`) ends with the record
+/// holding the position before `after`.
+fn check_sealed(shared: &Shared, number: u32, path: &Path, after: Position) -> Result<(), Error> {
+    let len = file_len(path)?;
+    let cut = |offset: u64, reason: String| Error::Corrupt { segment: path.to_owned(), offset, reason };
+    let Some(last) = after.0.checked_sub(1).map(Position) else {
+        return Err(cut(SEGMENT_HEADER_BYTES, "a closed segment holds no record".into()));
+    };
+    let Some(record) = shared.index.record_containing(last)? else {
+        return Err(cut(len, format!("the index knows no record holding position {last}, the segment's last")));
+    };
+    let at = shared.index.relocate(record.at, last)?.unwrap_or(record.at);
+    if at.segment != number {
+        return Err(cut(
+            SEGMENT_HEADER_BYTES,
+            format!("position {last} should end this segment, and it is in segment {}", at.segment),
+        ));
+    }
+    let end = match record_at(path, at.offset)? {
+        Some((_, end)) => end,
+        None => {
+            return Err(cut(
+                len,
+                format!(
+                    "the file ends before its last record (position {last}) at offset {}: it was cut after it was closed",
+                    at.offset
+                ),
+            ));
+        }
+    };
+    if end != len {
+        return Err(cut(
+            end,
+            format!(
+                "{} bytes follow the segment's last record (position {last}): a closed segment ends with its records",
+                len - end
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The durable mark must not name a segment the log lacks: its records
+/// were acknowledged.
+fn check_mark_segment(log_dir: &Path, segments: &[u32], mark: Option<Mark>) -> Result<(), Error> {
+    let Some(mark) = mark else {
+        return Ok(());
+    };
+    let has_records = mark.offset > SEGMENT_HEADER_BYTES;
+    if has_records && segments.last().is_none_or(|&last| last < mark.segment) {
+        return Err(Error::Corrupt {
+            segment: segment_path(log_dir, mark.segment),
+            offset: 0,
+            reason: format!(
+                "the segment is missing, and records up to offset {} of it were acknowledged ({})",
+                mark.offset,
+                crate::log::mark::MARK_FILE
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Replays one segment from `start.offset`; returns the checkpoint after
+/// it. `acknowledged`, for the last segment, is where the durable mark
+/// says its acknowledged records end: a bad record or an end of records
+/// before it is damage, not a torn write.
 fn replay_segment(
     shared: &Shared,
     start_at: RecordAddress,
     is_last: bool,
+    acknowledged: Option<u64>,
     checkpoint: Checkpoint,
 ) -> Result<Checkpoint, Error> {
     let RecordAddress { segment: number, generation, offset: start } = start_at;
@@ -241,6 +343,16 @@ fn replay_segment(
     let end = scan_segment(&path, start, &mut visit)?;
     flush(shared, generation, &mut pending, &mut located_offsets, &mut checkpoint)?;
     if let ScanEnd::Bad { offset, reason } = end {
+        if let Some(acknowledged) = acknowledged.filter(|&a| offset < a) {
+            return Err(Error::Corrupt {
+                segment: path,
+                offset,
+                reason: format!(
+                    "{reason}; records up to offset {acknowledged} were acknowledged ({}), so this is damage, not a torn write",
+                    crate::log::mark::MARK_FILE
+                ),
+            });
+        }
         match classify_tail(&path, is_last, len, offset, header.torn_window_bytes)? {
             Tail::Zeros => {}
             Tail::Torn => {
@@ -249,6 +361,16 @@ fn replay_segment(
             }
             Tail::Corrupt => return Err(Error::Corrupt { segment: path, offset, reason }),
         }
+    }
+    if let Some(acknowledged) = acknowledged.filter(|&a| checkpoint.offset < a) {
+        return Err(Error::Corrupt {
+            segment: path,
+            offset: checkpoint.offset,
+            reason: format!(
+                "the records end here, and records up to offset {acknowledged} were acknowledged ({}): the file lost data",
+                crate::log::mark::MARK_FILE
+            ),
+        });
     }
     Ok(checkpoint)
 }

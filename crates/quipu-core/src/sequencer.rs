@@ -24,6 +24,7 @@ use crate::head_cache::HeadCache;
 use crate::index::entry::Checkpoint;
 use crate::index::entry::Fingerprint;
 use crate::index::{Index, LocatedCommit};
+use crate::log::mark::{DurableEnd, Mark};
 use crate::log::record::{Commit, Source};
 use crate::log::segment::{RecordAddress, SegmentReader, SegmentWriter, segment_path};
 use crate::options::{Options, SyncMode};
@@ -74,6 +75,9 @@ pub struct Shared {
     pub log_dir: std::path::PathBuf,
     /// What committing has cost so far.
     pub commits: Arc<CommitCounters>,
+    /// Where the log is durable up to, after the last group's fdatasync:
+    /// what the durable mark records (see [`crate::log::mark`]).
+    pub durable: Arc<DurableEnd>,
 }
 
 impl Shared {
@@ -83,10 +87,12 @@ impl Shared {
         failure.as_ref().map(|reason| Error::StoreFailed { reason: reason.clone() })
     }
 
-    fn fail(&self, error: &Error) {
+    /// Stops the store accepting appends; `what` says what failed, for
+    /// the operator.
+    fn fail(&self, what: &str, error: &Error) {
         let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         if failure.is_none() {
-            tracing::error!(%error, "log write failed; the store stops accepting appends");
+            tracing::error!(%error, "{what}; the store stops accepting appends (reads go on; a restart recovers from the log)");
             *failure = Some(error.to_string());
         }
     }
@@ -295,7 +301,7 @@ impl Sequencer {
             Err(GroupFailure::Unindexed(error)) => {
                 // Durable in the log: written, as answered. The index is
                 // rebuilt from the log when the store opens again.
-                self.shared.fail(&error);
+                self.shared.fail("indexing a group durable in the log failed", &error);
                 None
             }
             Err(GroupFailure::NotWritten(error)) => {
@@ -303,14 +309,14 @@ impl Sequencer {
                 Some(Told::NotWritten(error.to_string()))
             }
             Err(GroupFailure::Stopped(error)) => {
-                self.shared.fail(&error);
+                self.shared.fail("writing a group to the log failed", &error);
                 Some(Told::StoreFailed(match error {
                     Error::StoreFailed { reason } => reason,
                     other => other.to_string(),
                 }))
             }
             Err(GroupFailure::Unknown(error)) => {
-                self.shared.fail(&error);
+                self.shared.fail("writing a group to the log failed, and so did cutting it back", &error);
                 Some(Told::OutcomeUnknown(error.to_string()))
             }
         };
@@ -351,6 +357,7 @@ impl Sequencer {
             }
         };
         self.shared.reader.extend_active(self.segment.len_bytes());
+        self.shared.durable.set(Mark { segment: self.segment.number(), offset: self.segment.len_bytes() });
         self.groups_written += 1;
         self.events_written += group.pending.event_count() as u64;
         let next_position = group.pending.next_position();
@@ -404,7 +411,7 @@ impl Sequencer {
         let options = &self.shared.options;
         let to = (self.segment.len_bytes() + options.preallocate_bytes).min(options.segment_size_bytes);
         if let Err(error) = self.segment.extend_zeroed(to) {
-            self.shared.fail(&error);
+            self.shared.fail("writing zeros ahead of the log's end failed", &error);
         }
     }
 

@@ -26,8 +26,9 @@ use crate::event::{EVENT_TAGS_MAX, EventId, EventType, RecordedEvent, StreamName
 use crate::head::{Head, HeadListener};
 use crate::index::{Index, IndexOptions, LabelKind};
 use crate::intake::Intake;
+use crate::log::mark::{Mark, MarkWriter, Marker};
 use crate::log::record::Source;
-use crate::log::segment::{SegmentReader, sync_dir};
+use crate::log::segment::{SegmentReader, SegmentWriter, sync_dir};
 use crate::options::Options;
 use crate::position::{Position, Revision};
 use crate::proposer::{Proposer, SyncReply};
@@ -36,6 +37,7 @@ use crate::scavenge::{Doomed, ScavengeProgress};
 use crate::sequencer::{Applied, Sequencer, Shared, Submission};
 use crate::state::{DecisionState, Pending};
 use crate::stats::{CommitMeter, CommitStats};
+use crate::verify::{Verification, VerifyProgress};
 
 /// Version of the data directory layout written by this build: 2 since
 /// log records carry a directory of per-event checksums. A directory of
@@ -55,6 +57,8 @@ pub struct Store {
     pub(crate) shared: Arc<Shared>,
     intake: Arc<Intake>,
     sequencer: Mutex<Option<JoinHandle<()>>>,
+    /// Keeps the durable mark; `None` in the unsafe sync mode.
+    marker: Mutex<Option<Marker>>,
     scavenging: Mutex<()>,
     /// Where appends go first when this store is a cluster's replica.
     proposer: OnceLock<Arc<dyn Proposer>>,
@@ -100,10 +104,12 @@ impl Store {
             options,
             log_dir,
             commits: Arc::default(),
+            durable: Arc::default(),
         };
         let recovered = crate::replay::recover(&shared)?;
         crate::scavenge::resume(&shared)?;
         shared.reader.activate(recovered.segment.number(), recovered.segment.len_bytes());
+        let marker = start_marker(&shared, &recovered.segment)?;
         let shared =
             Arc::new(Shared { head: Head::new(recovered.next_position.0.checked_sub(1).map(Position)), ..shared });
         let sequencer = Sequencer::new(
@@ -122,6 +128,7 @@ impl Store {
             shared,
             intake,
             sequencer: Mutex::new(Some(thread)),
+            marker: Mutex::new(marker),
             scavenging: Mutex::new(()),
             proposer: OnceLock::new(),
             dir,
@@ -518,6 +525,20 @@ impl Store {
         &self.dir
     }
 
+    /// Reads every record of the log and checks it, and the index against
+    /// it, up to where the index ends when called (see `verify.rs`):
+    /// what `quipu verify` runs. Problems are listed in the answer, not
+    /// returned as an error; `progress` is called as it goes. Meant for a
+    /// store no one appends to; a scavenge waits for it.
+    ///
+    /// # Errors
+    /// I/O errors, and errors reading the index.
+    pub fn verify(&self, progress: &mut dyn FnMut(VerifyProgress)) -> Result<Verification, Error> {
+        let _scavenging = self.scavenging.lock().unwrap_or_else(|p| p.into_inner());
+        let _pin = self.shared.reader.pin();
+        crate::verify::verify(&self.shared, progress)
+    }
+
     /// Stops accepting appends, finishes the queued ones, and flushes the
     /// index so the next open starts fast.
     ///
@@ -537,6 +558,11 @@ impl Store {
             if thread.join().is_err() {
                 tracing::error!("the sequencer thread panicked");
             }
+            if let Some(marker) = self.marker.lock().unwrap_or_else(|p| p.into_inner()).as_mut()
+                && let Err(error) = marker.finish()
+            {
+                tracing::warn!(%error, "writing the durable mark at close");
+            }
             return self.shared.index.persist();
         }
         Ok(())
@@ -549,6 +575,20 @@ impl Drop for Store {
             tracing::warn!(%error, "closing the store");
         }
     }
+}
+
+/// Starts keeping the durable mark (see [`crate::log::mark`]), from the
+/// end of the records recovery found, once they are fsynced (a crash can
+/// leave records in the page cache only). Not in the unsafe sync mode,
+/// where nothing acknowledged is known to be durable.
+fn start_marker(shared: &Shared, segment: &SegmentWriter) -> Result<Option<Marker>, Error> {
+    if shared.options.sync != crate::options::SyncMode::Fsync {
+        return Ok(None);
+    }
+    segment.sync_all()?;
+    shared.durable.set(Mark { segment: segment.number(), offset: segment.len_bytes() });
+    let writer = MarkWriter::open(&shared.log_dir)?;
+    Marker::start(writer, Arc::clone(&shared.durable)).map(Some)
 }
 
 fn check_event(event: &crate::event::ProposedEvent, options: &Options) -> Result<(), Error> {

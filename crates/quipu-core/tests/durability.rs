@@ -268,6 +268,19 @@ fn a_half_written_last_record_is_dropped_when_the_index_never_saw_it() {
     file.set_len(len - 5).unwrap();
     drop(file);
 
+    // The durable mark says the last record was acknowledged: this is
+    // damage, not a torn write.
+    match Store::open(dir.path(), options.clone()) {
+        Err(Error::Corrupt { segment, reason, .. }) => {
+            assert_eq!(segment, last);
+            assert!(reason.contains("not a torn write"), "{reason}");
+        }
+        other => panic!("expected Corrupt, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(std::fs::metadata(&last).unwrap().len(), len - 5, "nothing is cut");
+    // A crash before the mark covered the record (it trails the log by up
+    // to 100 ms) leaves the same bytes and an older mark: a torn write.
+    std::fs::remove_file(dir.path().join("log").join("durable.mark")).unwrap();
     let store = open(dir.path(), &options);
     let after = all_events(&store);
     let last_commit = before.last().unwrap().position;
@@ -303,10 +316,10 @@ fn a_flipped_bit_behind_the_index_checkpoint_is_reported_on_read_and_never_serve
     let before = before.all_forwards;
 
     let second = segment_paths(dir.path())[1].clone();
-    flip_bit_in_first_record(&second);
+    let damaged_at = flip_bit_in_second_record(&second);
     let store = open(dir.path(), &options);
     match store.read_all(None, Direction::Forwards, 10_000) {
-        Err(Error::Corrupt { segment, offset, .. }) => assert_eq!((segment, offset), (second.clone(), 32)),
+        Err(Error::Corrupt { segment, offset, .. }) => assert_eq!((segment, offset), (second.clone(), damaged_at)),
         other => panic!("expected Corrupt, got {other:?}"),
     }
     let first_segment_events = store.read_all(None, Direction::Forwards, 3).unwrap();
@@ -412,6 +425,39 @@ fn a_bit_flipped_in_one_event_fails_its_reads_and_spares_its_neighbours() {
 
 /// Flips one bit in the payload of the first record of `path`; returns
 /// the byte offset flipped.
+/// Flips a bit in the second record of the segment at `path`; answers
+/// where that record starts.
+fn flip_bit_in_second_record(path: &Path) -> u64 {
+    let mut bytes = std::fs::read(path).unwrap();
+    let first_len = u32::from_le_bytes(bytes[32..36].try_into().unwrap()) as usize;
+    let second = 32 + 8 + first_len;
+    bytes[second + 8 + 5] ^= 0b0001_0000;
+    std::fs::write(path, &bytes).unwrap();
+    second as u64
+}
+
+#[test]
+fn a_damaged_end_of_a_closed_segment_stops_the_open_while_the_index_covers_it() {
+    // The first record of the next segment, or the last of the segment,
+    // damaged or cut: both are read on open.
+    for damage in ["flip the next segment's first record", "cut the segment"] {
+        let (dir, options, _) = filled_and_closed(100);
+        let [first, second, ..] = &segment_paths(dir.path())[..] else { panic!("several segments") };
+        let damaged = if damage.starts_with("flip") {
+            flip_bit_in_first_record(second);
+            second.clone()
+        } else {
+            let len = std::fs::metadata(first).unwrap().len();
+            std::fs::OpenOptions::new().write(true).open(first).unwrap().set_len(len - 3).unwrap();
+            first.clone()
+        };
+        match Store::open(dir.path(), options.clone()) {
+            Err(Error::Corrupt { segment, .. }) => assert_eq!(segment, damaged, "{damage}"),
+            other => panic!("{damage}: expected Corrupt, got {:?}", other.map(|_| ())),
+        }
+    }
+}
+
 fn flip_bit_in_first_record(path: &Path) -> u64 {
     let mut bytes = std::fs::read(path).unwrap();
     let offset = 32 + 8 + 5;

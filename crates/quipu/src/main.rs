@@ -11,6 +11,7 @@ mod config;
 mod demo;
 mod publishing;
 mod serve;
+mod verify;
 
 use clap::{Parser, Subcommand};
 
@@ -67,6 +68,14 @@ enum Command {
     /// Commands about a cluster's Kafka topic (see docs/cluster.md).
     #[command(subcommand)]
     Cluster(cluster::ClusterCommand),
+    /// Check every record of a stopped store's log, and its index against
+    /// it, with a progress bar; exits 1 naming file and offset of every
+    /// problem found.
+    Verify {
+        /// Data directory of the store (not open in a server).
+        #[arg(long, default_value = "./quipu-data")]
+        data_dir: std::path::PathBuf,
+    },
     /// Append and read a few order events in a data directory, showing
     /// optimistic concurrency, idempotent retries and reads.
     Demo {
@@ -100,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             serve::run(&args)
         }
         Command::Demo { data_dir } => demo::run(&data_dir),
+        Command::Verify { data_dir } => verify::run(&data_dir),
         Command::Cluster(command) => cluster::run(command),
     }
 }

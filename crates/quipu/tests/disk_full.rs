@@ -139,9 +139,11 @@ fn fill_and_restart(disk: &Tmpfs, padding: usize, ballast: bool) {
     assert!(health["reason"].as_str().unwrap().contains("No space left on device"), "{health}");
     server.signal("TERM");
     let mut server = server;
-    if server.wait_for(Duration::from_secs(30)).is_none() {
+    let stopped = server.wait_for(Duration::from_secs(30));
+    if stopped.is_none() {
         server.signal("KILL");
     }
+    assert_eq!(stopped.and_then(|s| s.code()), Some(0), "SIGTERM stops a server on a full disk cleanly");
     drop(server);
 
     // Restarted where there is room.

@@ -20,7 +20,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::log::record::{Commit, Frame, parse_frame};
+use crate::log::record::{Commit, FRAME_HEADER_BYTES, Frame, parse_frame};
 use crate::log::segment::PAYLOAD_BYTES_MAX;
 
 /// Bytes read from a segment at a time while scanning.
@@ -203,6 +203,40 @@ fn last_nonzero_byte(path: &Path, from: u64, to: u64) -> Result<Option<u64>, Err
         end = start;
     }
     Ok(None)
+}
+
+/// The record at `offset` of the segment at `path`, checked, with the
+/// offset where it ends; `None` when the file ends at `offset`. Reads just
+/// that record, with two `pread`s.
+///
+/// # Errors
+/// [`Error::Corrupt`] when the bytes there are not a whole valid record;
+/// I/O errors.
+pub fn record_at(path: &Path, offset: u64) -> Result<Option<(Commit, u64)>, Error> {
+    let context = || format!("reading {} at offset {offset}", path.display());
+    let file = File::open(path).map_err(Error::io(context()))?;
+    let len = file.metadata().map_err(Error::io(context()))?.len();
+    if len <= offset {
+        return Ok(None);
+    }
+    let corrupt = |reason: String| Error::Corrupt { segment: path.to_owned(), offset, reason };
+    let mut head = [0u8; FRAME_HEADER_BYTES];
+    if len - offset < FRAME_HEADER_BYTES as u64 {
+        return Err(corrupt("record is cut off by the end of the file".into()));
+    }
+    file.read_exact_at(&mut head, offset).map_err(Error::io(context()))?;
+    let payload_len = u64::from(u32::from_le_bytes([head[0], head[1], head[2], head[3]]));
+    let frame_len = (FRAME_HEADER_BYTES as u64).saturating_add(payload_len);
+    if payload_len > PAYLOAD_BYTES_MAX as u64 || len - offset < frame_len {
+        return Err(corrupt(format!("a record of {payload_len} bytes does not fit in the file")));
+    }
+    let mut frame = vec![0u8; usize::try_from(frame_len).map_err(|_| corrupt("record too large".into()))?];
+    file.read_exact_at(&mut frame, offset).map_err(Error::io(context()))?;
+    match parse_frame(&frame, PAYLOAD_BYTES_MAX) {
+        Frame::Valid { payload, .. } => Commit::decode(payload).map(|c| Some((c, offset + frame_len))).map_err(corrupt),
+        Frame::Invalid(reason) => Err(corrupt(reason)),
+        Frame::Truncated => Err(corrupt("record is cut off by the end of the file".into())),
+    }
 }
 
 /// Cuts the segment at `path` to `len` bytes and makes the cut durable.
