@@ -53,6 +53,7 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// http_header_timeout_s = 30
 /// keepalive_s = 10
 /// insecure = false
+/// verify_on_open = false
 /// segment_size_bytes = 268435456
 /// kafka_listen = "127.0.0.1:9092"
 /// kafka_category_partitions = 4
@@ -93,6 +94,8 @@ pub struct ConfigLayer {
     pub keepalive_s: Option<u64>,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: Option<bool>,
+    /// Whether every record is checked before serving.
+    pub verify_on_open: Option<bool>,
     /// Size at which a log segment is closed (scavenges rewrite closed
     /// segments only).
     pub segment_size_bytes: Option<u64>,
@@ -172,6 +175,7 @@ impl ConfigLayer {
             http_header_timeout_s: self.http_header_timeout_s.or(lower.http_header_timeout_s),
             keepalive_s: self.keepalive_s.or(lower.keepalive_s),
             insecure: self.insecure.or(lower.insecure),
+            verify_on_open: self.verify_on_open.or(lower.verify_on_open),
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
             kafka_listen: self.kafka_listen.or(lower.kafka_listen),
             kafka_category_partitions: self.kafka_category_partitions.or(lower.kafka_category_partitions),
@@ -207,6 +211,9 @@ pub struct Config {
     pub keepalive_s: u64,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: bool,
+    /// Whether every record of the log, and the index against it, is
+    /// checked before serving (a problem refuses to start).
+    pub verify_on_open: bool,
     /// Size at which a log segment is closed.
     pub segment_size_bytes: u64,
     /// Address of the Kafka door; `None`: off.
@@ -339,6 +346,7 @@ impl Config {
             http_header_timeout_s,
             keepalive_s,
             insecure: layer.insecure.unwrap_or(false),
+            verify_on_open: layer.verify_on_open.unwrap_or(false),
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
             kafka_listen: layer.kafka_listen,
             kafka_category_partitions: layer.kafka_category_partitions.unwrap_or(KAFKA_CATEGORY_PARTITIONS_DEFAULT),
@@ -384,6 +392,7 @@ mod tests {
                 http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
                 keepalive_s: KEEPALIVE_S_DEFAULT,
                 insecure: false,
+                verify_on_open: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,
@@ -414,6 +423,7 @@ mod tests {
                 http_header_timeout_s: 5,
                 keepalive_s: 7,
                 insecure: true,
+                verify_on_open: false,
                 segment_size_bytes: 1_048_576,
                 kafka_listen: Some(address("127.0.0.1:9092")),
                 kafka_category_partitions: 8,
@@ -470,6 +480,7 @@ mod tests {
                 http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
                 keepalive_s: KEEPALIVE_S_DEFAULT,
                 insecure: false,
+                verify_on_open: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
                 kafka_listen: None,
                 kafka_category_partitions: KAFKA_CATEGORY_PARTITIONS_DEFAULT,

@@ -25,7 +25,7 @@ use crate::publishing::{PublishEntry, Publishers};
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
-    /// http_header_timeout_s, keepalive_s, insecure, segment_size_bytes,
+    /// http_header_timeout_s, keepalive_s, insecure, verify_on_open, segment_size_bytes,
     /// kafka_listen, kafka_category_partitions, kafka_idle_timeout_s,
     /// kurrent_listen, kurrent_tls_cert, kurrent_tls_key, cluster_brokers, cluster_topic,
     /// cluster_partition_key, cluster_node, cluster_mode and
@@ -65,6 +65,18 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub insecure: Option<bool>,
+    /// Before serving, read every record of the log and check it, and the
+    /// index against it, as `quipu verify` does; refuse to start on any
+    /// problem (--verify-on-open=false overrides a config file).
+    #[arg(
+        long,
+        env = "QUIPU_VERIFY_ON_OPEN",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    pub verify_on_open: Option<bool>,
     /// Size at which a log segment is closed and the next begun; a
     /// scavenge rewrites closed segments only [default: 268435456].
     #[arg(long, env = "QUIPU_SEGMENT_SIZE_BYTES", value_name = "BYTES")]
@@ -139,6 +151,7 @@ impl ServeArgs {
             http_header_timeout_s: self.http_header_timeout_s,
             keepalive_s: self.keepalive_s,
             insecure: self.insecure,
+            verify_on_open: self.verify_on_open,
             segment_size_bytes: self.segment_size_bytes,
             kafka_listen: self.kafka_listen,
             kafka_category_partitions: self.kafka_category_partitions,
@@ -186,6 +199,9 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     let options = Options { segment_size_bytes: config.segment_size_bytes, ..Options::default() };
     let store = Store::open(&config.data_dir, options)
         .with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    if config.verify_on_open {
+        verify_on_open(&store)?;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async {
         let store = std::sync::Arc::new(store);
@@ -256,6 +272,27 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     // runtime; a read still running on the blocking pool gets a moment.
     runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
     served
+}
+
+/// Checks every record of `store` before it is served (see
+/// `crate::verify`), logging what was checked.
+///
+/// # Errors
+/// Problems found, each named with file and offset, or an I/O error.
+fn verify_on_open(store: &Store) -> anyhow::Result<()> {
+    tracing::info!("verifying every record of the log before serving (--verify-on-open)");
+    let found = crate::verify::check(store)?;
+    for problem in &found.problems {
+        tracing::error!(%problem, "verification found damage");
+    }
+    anyhow::ensure!(
+        found.problems.is_empty(),
+        "--verify-on-open found {} problems, the first: {}",
+        found.problems.len(),
+        found.problems.first().map(ToString::to_string).unwrap_or_default()
+    );
+    tracing::info!(segments = found.segments, records = found.records, events = found.events, "verified");
+    Ok(())
 }
 
 /// Joins the cluster's membership as `name` and has `node` take over the

@@ -30,9 +30,15 @@ fn serve(data_dir: &Path) -> Server {
 /// `quipu serve` on `data_dir` must exit non-zero without serving; its
 /// stderr.
 fn refused(data_dir: &Path) -> String {
+    refused_with(data_dir, &[])
+}
+
+/// As [`refused`], with more arguments to `quipu serve`.
+fn refused_with(data_dir: &Path, args: &[&str]) -> String {
     let mut command = serve_command();
     command
         .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--segment-size-bytes", SEGMENT_BYTES])
+        .args(args)
         .arg("--data-dir")
         .arg(data_dir)
         .stderr(Stdio::piped());
@@ -197,8 +203,25 @@ fn verify_reads_every_record_and_names_a_damaged_one() {
     let len = std::fs::metadata(&path).unwrap().len() as usize;
     flip_byte(&path, len / 2);
     let server = serve(&data_dir);
-    drop(server);
+    assert_eq!(server.terminate(), Some(0));
     let (ok, report) = verify(&data_dir);
     assert!(!ok, "{report}");
     assert!(report.contains(&format!("problem: {}", path.display())), "{report}");
+    // Asked to, the server checks every record before serving.
+    let stderr = refused_with(&data_dir, &["--verify-on-open"]);
+    assert!(stderr.contains("--verify-on-open found") && stderr.contains(&path.display().to_string()), "{stderr}");
+}
+
+#[test]
+fn verify_on_open_serves_a_sound_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    fill(&data_dir, 60);
+    let mut command = serve_command();
+    command
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--verify-on-open"])
+        .arg("--data-dir")
+        .arg(&data_dir);
+    let server = Server::spawn(command);
+    assert_eq!(events_in_all(&server), 60);
 }

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 18] = [
+const SERVE_ENV_VARS: &[&str] = &[
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
@@ -27,6 +27,7 @@ const SERVE_ENV_VARS: [&str; 18] = [
     "QUIPU_HTTP_HEADER_TIMEOUT_S",
     "QUIPU_KEEPALIVE_S",
     "QUIPU_INSECURE",
+    "QUIPU_VERIFY_ON_OPEN",
     "QUIPU_SEGMENT_SIZE_BYTES",
     "QUIPU_KAFKA_LISTEN",
     "QUIPU_KAFKA_CATEGORY_PARTITIONS",
