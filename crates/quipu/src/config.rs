@@ -455,6 +455,7 @@ mod tests {
             http_header_timeout_s: None,
             keepalive_s: None,
             insecure: Some(false),
+            verify_on_open: None,
             segment_size_bytes: None,
             kafka_listen: None,
             kafka_category_partitions: None,
