@@ -243,8 +243,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// The index store failed.
-    #[error("index: {0}")]
+    /// The index's small metadata store (fjall: snapshots, generation
+    /// markers) failed.
+    #[error("the index's metadata store failed: {}", fjall_reason(.0))]
     Index(#[from] fjall::Error),
 }
 
@@ -265,5 +266,42 @@ impl Error {
     pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let context = context.into();
         move |source| Error::Io { context, source }
+    }
+}
+
+/// What an error of fjall says to an operator: the I/O error behind it
+/// when there is one, else a sentence for the kinds that need one, never
+/// its Debug text alone.
+fn fjall_reason(error: &fjall::Error) -> String {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(inner) = cause {
+        if let Some(io) = inner.downcast_ref::<std::io::Error>() {
+            return io.to_string();
+        }
+        cause = inner.source();
+    }
+    match error {
+        fjall::Error::Poisoned => {
+            "an earlier write of it failed, so it takes no more until the store is opened again".into()
+        }
+        fjall::Error::Locked => "another process holds it".into(),
+        fjall::Error::Unrecoverable => {
+            "it cannot be recovered; delete the index directory to rebuild the index (client snapshots are lost)".into()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod fjall_reason_tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_behind_the_index_is_told_as_the_io_error() {
+        let error = Error::Index(fjall::Error::Io(std::io::Error::from_raw_os_error(28)));
+        let text = error.to_string();
+        assert!(text.contains("No space left on device"), "{text}");
+        assert!(!text.contains("FjallError") && !text.contains("Os {"), "{text}");
+        assert!(!Error::Index(fjall::Error::Poisoned).to_string().contains("Poisoned"));
     }
 }

@@ -92,6 +92,23 @@ pub struct EventBody {
     pub tags: Vec<String>,
 }
 
+/// Why a JSON number that is not a `u64` is no revision, in words that
+/// do not depend on how it was parsed (a number past `u64::MAX` arrives
+/// as a float, and would print as `1.8446744073709552e+19`).
+fn not_a_revision(n: &serde_json::Number) -> String {
+    let value = n.as_f64().unwrap_or(f64::NAN);
+    let why = if n.is_i64() || value < 0.0 {
+        "it is negative".to_string()
+    } else if value.fract() != 0.0 {
+        format!("{n} is not a whole number")
+    } else if value >= u64::MAX as f64 {
+        format!("it is larger than the largest revision, {}", u64::MAX)
+    } else {
+        format!("{value:.0} is written as a decimal; write it as a whole number")
+    };
+    format!("expected revision is not a revision number: {why}")
+}
+
 /// Parses an expected revision.
 ///
 /// # Errors
@@ -107,9 +124,10 @@ pub fn expected_revision(value: Option<&Value>) -> Result<ExpectedRevision, ApiE
                 ),
             )
         }),
-        Some(Value::Number(n)) => n.as_u64().map(|r| ExpectedRevision::Exact(Revision(r))).ok_or_else(|| {
-            ApiError::new(ErrorCode::InvalidExpectedRevision, format!("expected revision {n} is not a revision number"))
-        }),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map(|r| ExpectedRevision::Exact(Revision(r)))
+            .ok_or_else(|| ApiError::new(ErrorCode::InvalidExpectedRevision, not_a_revision(n))),
         Some(Value::Null) => Err(ApiError::new(
             ErrorCode::InvalidExpectedRevision,
             "expected revision is null; leave it out or write \"any\" to append whatever the stream's revision, \
@@ -405,6 +423,22 @@ mod tests {
     fn proposed(body: &str) -> ProposedEvent {
         let body: EventBody = serde_json::from_str(body).expect("an event body");
         body.into_proposed().expect("a valid event")
+    }
+
+    #[test]
+    fn a_number_that_is_no_revision_is_named_without_float_notation() {
+        for (json, says) in [
+            ("18446744073709551616", "larger than the largest revision, 18446744073709551615"),
+            ("-1", "negative"),
+            ("1.5", "1.5 is not a whole number"),
+            ("1e3", "1000 is written as a decimal"),
+        ] {
+            let value: Value = serde_json::from_str(json).expect("JSON");
+            let error = expected_revision(Some(&value)).expect_err(json);
+            let text = format!("{error:?}");
+            assert!(text.contains(says) && !text.contains("e+19"), "{json}: {text}");
+        }
+        assert_eq!(expected_revision(Some(&Value::from(7u64))).ok(), Some(ExpectedRevision::Exact(Revision(7))));
     }
 
     #[test]
