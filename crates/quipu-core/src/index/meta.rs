@@ -211,14 +211,6 @@ impl Meta {
         self.db.persist(PersistMode::SyncAll)?;
         Ok(())
     }
-
-    /// Bytes the store takes on disk.
-    ///
-    /// # Errors
-    /// Errors of the store.
-    pub fn disk_bytes(&self) -> Result<u64, Error> {
-        Ok(self.db.disk_space()?)
-    }
 }
 
 /// Key of a segment's marker.

@@ -681,19 +681,29 @@ impl Index {
         IndexMemory { memtables: memtables + spare, tables }
     }
 
-    /// Bytes the index takes on disk.
+    /// Bytes the index takes on disk: the blocks its files have allocated
+    /// (a sparse file, such as a journal the metadata store preallocates,
+    /// counts what it holds, not its length).
     ///
     /// # Errors
-    /// I/O errors.
+    /// I/O errors listing the index directory.
     pub fn disk_bytes(&self) -> Result<u64, Error> {
-        let mut bytes = self.inner.meta.disk_bytes()?;
-        let dir = &self.inner.tables_dir;
-        for entry in std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))? {
-            // A merge may remove a table meanwhile.
-            bytes += entry.ok().and_then(|e| e.metadata().ok()).map_or(0, |m| m.len());
-        }
-        Ok(bytes)
+        let root = self.inner.tables_dir.parent().unwrap_or(&self.inner.tables_dir);
+        allocated_bytes_under(root)
     }
+}
+
+/// Bytes allocated on disk to the files under `dir`, recursively. Files
+/// removed meanwhile (a merge) are skipped.
+fn allocated_bytes_under(dir: &Path) -> Result<u64, Error> {
+    use std::os::unix::fs::MetadataExt;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir).map_err(Error::io(format!("listing {}", dir.display())))? {
+        let Some(metadata) = entry.ok().and_then(|e| e.metadata().ok().map(|m| (e.path(), m))) else { continue };
+        let (path, metadata) = metadata;
+        bytes += if metadata.is_dir() { allocated_bytes_under(&path)? } else { metadata.blocks() * 512 };
+    }
+    Ok(bytes)
 }
 
 impl Drop for Index {
@@ -836,6 +846,17 @@ fn events_on_the_side_of(record: &RecordEntry, start: u64, direction: Direction)
 mod tests {
     use super::*;
     use crate::log::segment::RecordAddress;
+
+    #[test]
+    fn disk_bytes_count_what_files_hold_not_their_sparse_length() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("tables")).expect("dir");
+        std::fs::write(dir.path().join("tables").join("t"), vec![7u8; 8192]).expect("write");
+        let sparse = std::fs::File::create(dir.path().join("journal")).expect("create");
+        sparse.set_len(1 << 30).expect("a sparse GiB");
+        let bytes = allocated_bytes_under(dir.path()).expect("listing");
+        assert!((8192..1 << 20).contains(&bytes), "{bytes}");
+    }
 
     fn record(first: u64, span: u32) -> RecordEntry {
         let at = RecordAddress { segment: 0, generation: 0, offset: 32 };
