@@ -197,11 +197,16 @@ proptest! {
 
         let store = Store::open(dir.path(), small_segments()).expect("reopen");
         check_reads(&store, &expected, &heads);
+        let found = store.verify(&mut |_| {}).expect("verify");
+        prop_assert!(found.problems.is_empty(), "{:?}", found.problems);
+        prop_assert_eq!(found.events as usize, expected.len(), "verify reads every event kept");
         drop(store);
         std::fs::remove_dir_all(dir.path().join("index")).expect("delete index");
         let store = Store::open(dir.path(), small_segments()).expect("rebuild");
         check_reads(&store, &expected, &heads);
         check_ids(&store, &model, &expected[..expected.len() - 1]);
+        let found = store.verify(&mut |_| {}).expect("verify");
+        prop_assert!(found.problems.is_empty(), "{:?}", found.problems);
     }
 }
 
