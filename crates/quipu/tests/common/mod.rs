@@ -19,13 +19,15 @@ use serde_json::{Value, json};
 
 /// Environment variables `quipu serve` reads; cleared so that the caller's
 /// environment cannot change what a test starts.
-const SERVE_ENV_VARS: [&str; 18] = [
+const SERVE_ENV_VARS: [&str; 20] = [
     "QUIPU_CONFIG",
     "QUIPU_DATA_DIR",
     "QUIPU_GRPC_LISTEN",
     "QUIPU_HTTP_LISTEN",
     "QUIPU_HTTP_HEADER_TIMEOUT_S",
     "QUIPU_KEEPALIVE_S",
+    "QUIPU_MAX_CONNECTIONS",
+    "QUIPU_MAX_REQUEST_BYTES_IN_FLIGHT",
     "QUIPU_INSECURE",
     "QUIPU_SEGMENT_SIZE_BYTES",
     "QUIPU_KAFKA_LISTEN",
