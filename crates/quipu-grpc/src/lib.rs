@@ -11,9 +11,11 @@
 //! [`opening`] holds the accept rules every HTTP/2 port shares (a preface
 //! within the header timeout, TCP keepalive, accepts that survive
 //! failures), with their [`ConnectionLimits`]; the KurrentDB door uses
-//! them too.
+//! them too. [`message_limit`] holds every call's messages to the size
+//! limit, answering `RESOURCE_EXHAUSTED` past it.
 
 pub mod group;
+pub mod message_limit;
 pub mod native;
 pub mod opening;
 pub mod projection;
@@ -58,20 +60,37 @@ pub struct ConnectionLimits {
     /// to read for a while is not cut (HTTP/2 pings, which its process
     /// must answer, cut 3 of 200 subscribers catching up on two cores).
     pub keepalive: std::time::Duration,
+    /// Connections each door (HTTP, gRPC, KurrentDB) holds open at once;
+    /// one more is refused at once (see
+    /// [`quipu_node::connection_cap`]).
+    pub connections_max: usize,
+    /// Bytes of requests each door buffers at once: HTTP bodies (see
+    /// `quipu_http::body_budget`), gRPC messages (see [`message_limit`]).
+    pub request_bytes_in_flight_max: usize,
 }
+
+/// Connections a door holds open at once unless told otherwise.
+pub const CONNECTIONS_MAX_DEFAULT: usize = 10_000;
+
+/// Bytes of request bodies a door buffers at once unless told otherwise.
+pub const REQUEST_BYTES_IN_FLIGHT_MAX_DEFAULT: usize = 128 * 1024 * 1024;
 
 impl Default for ConnectionLimits {
     fn default() -> ConnectionLimits {
         ConnectionLimits {
             http_header_timeout: std::time::Duration::from_secs(30),
             keepalive: std::time::Duration::from_secs(10),
+            connections_max: CONNECTIONS_MAX_DEFAULT,
+            request_bytes_in_flight_max: REQUEST_BYTES_IN_FLIGHT_MAX_DEFAULT,
         }
     }
 }
 
 /// Serves the gRPC services of `node` on `listener` (HTTP/2, and the
 /// framed transport of `quipu://` on the same port), taking messages up
-/// to `message_max` bytes, until `stopping` turns true.
+/// to `message_max` bytes (larger ones are RESOURCE_EXHAUSTED) and at
+/// most `limits.connections_max` connections at once, until `stopping`
+/// turns true.
 pub async fn serve(
     node: &quipu_node::Node,
     listener: tokio::net::TcpListener,
@@ -91,10 +110,12 @@ pub async fn serve(
     let unary = native::unary::Unary::new(Arc::clone(&streams), message_max);
     let service =
         quipu_proto::v1::streams_server::StreamsServer::from_arc(streams).max_decoding_message_size(message_max);
-    let groups = quipu_proto::v1::groups_server::GroupsServer::new(group::GroupsService::new(Arc::clone(&node.groups)));
+    let groups = quipu_proto::v1::groups_server::GroupsServer::new(group::GroupsService::new(Arc::clone(&node.groups)))
+        .max_decoding_message_size(message_max);
     let projections = quipu_proto::v1::projections_server::ProjectionsServer::new(projection::ProjectionsService::new(
         Arc::clone(&node.projections),
-    ));
+    ))
+    .max_decoding_message_size(message_max);
     let snapshots = quipu_proto::v1::snapshots_server::SnapshotsServer::new(snapshot::SnapshotsService::new(
         Arc::clone(&node.snapshots),
     ))
@@ -102,14 +123,17 @@ pub async fn serve(
     let schemas = quipu_proto::v1::schemas_server::SchemasServer::new(schema::SchemasService::new(
         Arc::clone(&node.schemas),
         Arc::clone(&node.upcasters),
-    ));
+    ))
+    .max_decoding_message_size(message_max);
     let routes = tonic::service::Routes::new(service)
         .add_service(groups)
         .add_service(projections)
         .add_service(snapshots)
         .add_service(schemas);
-    let incoming =
-        native::accept(listener, routes.clone(), unary, stopping.clone(), limits.http_header_timeout, limits.keepalive);
+    let budget = quipu_node::byte_budget::ByteBudget::new(limits.request_bytes_in_flight_max);
+    let routes = message_limit::limited(routes, message_max, budget);
+    let cap = quipu_node::connection_cap::ConnectionCap::new("gRPC", limits.connections_max);
+    let incoming = native::accept(listener, routes.clone(), unary, stopping.clone(), limits, cap);
     let mut stopped = stopping;
     tonic::transport::Server::builder()
         .add_routes(routes)

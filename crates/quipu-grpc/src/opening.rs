@@ -11,15 +11,25 @@
 //!   client never reaches the HTTP/2 server, which would wait for it for
 //!   good;
 //! - the connections handed on carry TCP keepalive probes, so a peer that
-//!   vanished without closing is noticed and its connection closed.
+//!   vanished without closing is noticed and its connection closed;
+//! - a port holds at most its [`ConnectionCap`] of connections: one more
+//!   is closed as soon as it is accepted, and each connection handed on
+//!   is [`Admitted`], holding its place until it closes.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use quipu_node::connection_cap::{ConnectionCap, ConnectionPermit};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
+use tonic::transport::server::{Connected, TcpConnectInfo};
 
 /// How long a port waits after a failed accept before it accepts again.
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(50);
@@ -36,10 +46,11 @@ const PEEK_PAUSE_MAX: Duration = Duration::from_millis(100);
 const KEEPALIVE_PROBES: u32 = 3;
 
 /// Accepts connections on `listener` until `stopping` turns true and runs
-/// `sort` on each, on a task of its own.
-pub fn accept_each<S, F>(listener: TcpListener, mut stopping: watch::Receiver<bool>, sort: S)
+/// `sort` on each within `cap`, on a task of its own, with its place
+/// under the cap; a connection over the cap is closed at once.
+pub fn accept_each<S, F>(listener: TcpListener, mut stopping: watch::Receiver<bool>, cap: Arc<ConnectionCap>, sort: S)
 where
-    S: Fn(TcpStream, SocketAddr) -> F + Send + 'static,
+    S: Fn(TcpStream, SocketAddr, ConnectionPermit) -> F + Send + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
     tokio::spawn(async move {
@@ -49,9 +60,12 @@ where
                 _ = stopping.wait_for(|stop| *stop) => return,
             };
             match accepted {
-                Ok((socket, peer)) => {
-                    tokio::spawn(sort(socket, peer));
-                }
+                Ok((socket, peer)) => match cap.admit() {
+                    Some(permit) => {
+                        tokio::spawn(sort(socket, peer, permit));
+                    }
+                    None => drop(socket),
+                },
                 Err(error) => {
                     tracing::warn!(%error, "accepting a connection");
                     tokio::time::sleep(ACCEPT_RETRY).await;
@@ -63,22 +77,23 @@ where
 
 /// The connections of `listener` that send at least
 /// [`HTTP2_PREFACE_BYTES`] within `limit`, with TCP keepalive probes every
-/// `keepalive`: the incoming stream of an HTTP/2 (or TLS) server. Others
-/// are closed.
+/// `keepalive`, at most `cap` at once: the incoming stream of an HTTP/2
+/// (or TLS) server. Others are closed.
 pub fn http2_incoming(
     listener: TcpListener,
     stopping: watch::Receiver<bool>,
     limit: Duration,
     keepalive: Duration,
-) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
-    let (sender, receiver) = mpsc::channel::<TcpStream>(ACCEPT_QUEUE);
-    accept_each(listener, stopping, move |socket, peer| {
+    cap: Arc<ConnectionCap>,
+) -> impl futures_util::Stream<Item = std::io::Result<Admitted>> + Send + 'static {
+    let (sender, receiver) = mpsc::channel::<Admitted>(ACCEPT_QUEUE);
+    accept_each(listener, stopping, cap, move |socket, peer, permit| {
         let sender = sender.clone();
         async move {
             match prepared(&socket, HTTP2_PREFACE_BYTES, limit, keepalive).await {
                 Ok(true) => {
                     // The server is stopping when it takes no more.
-                    let _ = sender.send(socket).await;
+                    let _ = sender.send(Admitted::new(socket, permit)).await;
                 }
                 Ok(false) => tracing::debug!(%peer, "a connection sent no preface in {limit:?}; closing it"),
                 Err(error) => tracing::debug!(%peer, %error, "a connection failed before its preface"),
@@ -89,9 +104,9 @@ pub fn http2_incoming(
 }
 
 /// The stream of what `receiver` gets, as a server's incoming connections.
-pub fn receiver_stream(
-    mut receiver: mpsc::Receiver<TcpStream>,
-) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
+pub fn receiver_stream<T: Send + 'static>(
+    mut receiver: mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = std::io::Result<T>> + Send + 'static {
     futures_util::stream::poll_fn(move |cx| receiver.poll_recv(cx).map(|socket| socket.map(Ok)))
 }
 
@@ -135,6 +150,88 @@ pub async fn arrived(socket: &TcpStream, bytes: usize, limit: Duration) -> std::
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(PEEK_PAUSE_MAX);
+    }
+}
+
+/// A connection handed to an HTTP/2 server, holding its place under its
+/// port's cap until it closes.
+pub struct Admitted {
+    socket: TcpStream,
+    _permit: ConnectionPermit,
+    /// Whether each read is acknowledged at once (`TCP_QUICKACK`, on
+    /// Linux), rather than when the kernel's delayed acknowledgement
+    /// fires.
+    quick_ack: bool,
+}
+
+impl Admitted {
+    /// `socket`, holding `permit`.
+    #[must_use]
+    pub fn new(socket: TcpStream, permit: ConnectionPermit) -> Admitted {
+        Admitted { socket, _permit: permit, quick_ack: false }
+    }
+
+    /// This connection, acknowledging what it reads at once: one system
+    /// call per read, for clients that hold a request's body until its
+    /// headers are acknowledged (see the KurrentDB door).
+    #[must_use]
+    pub fn with_quick_ack(self) -> Admitted {
+        Admitted { quick_ack: true, ..self }
+    }
+
+    /// Asks the kernel to acknowledge now; the kernel may fall back to
+    /// delaying later, which is why this runs after every read.
+    fn acknowledge(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            // Best effort: a socket that refuses only loses the speed-up.
+            let _ = socket2::SockRef::from(&self.socket).set_tcp_quickack(true);
+        }
+    }
+}
+
+impl AsyncRead for Admitted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.socket).poll_read(cx, buf);
+        if self.quick_ack && matches!(read, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.acknowledge();
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Admitted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.socket).poll_write_vectored(cx, data)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.socket.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.socket).poll_shutdown(cx)
+    }
+}
+
+impl Connected for Admitted {
+    type ConnectInfo = TcpConnectInfo;
+
+    fn connect_info(&self) -> TcpConnectInfo {
+        self.socket.connect_info()
     }
 }
 

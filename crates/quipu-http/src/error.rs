@@ -126,6 +126,7 @@ mod tests {
                 ErrorCode::StoreUnavailable
                     | ErrorCode::OutcomeUnknown
                     | ErrorCode::PositionNotReached
+                    | ErrorCode::ServerBusy
                     | ErrorCode::Internal
                     | ErrorCode::CorruptRecord
             );

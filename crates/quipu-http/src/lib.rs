@@ -13,6 +13,8 @@
 //! with its handler's `#[utoipa::path]` annotation, so the OpenAPI
 //! document describes each route the router serves.
 
+pub mod automatic_answer;
+pub mod body_budget;
 pub mod confluent;
 pub mod error;
 pub mod group;
@@ -21,6 +23,7 @@ pub mod lifecycle;
 pub mod mirror;
 pub mod openapi;
 pub mod projection;
+pub mod request_path;
 pub mod schema;
 pub mod server;
 pub mod snapshot;
@@ -58,17 +61,28 @@ const DEFAULT_READ_LIMIT: usize = 100;
 type Shared = Arc<Store>;
 
 /// The API's routes over `node`'s services; `/openapi.json` serves the
-/// document of exactly these routes.
-pub fn router(node: &Node) -> Router {
+/// document of exactly these routes. Request bodies are buffered within
+/// `bytes_in_flight`, a request waiting up to `budget_wait` for room (see
+/// [`body_budget`]); paths are checked before any route sees them
+/// ([`request_path`]).
+pub fn router(
+    node: &Node,
+    bytes_in_flight: Arc<quipu_node::byte_budget::ByteBudget>,
+    budget_wait: std::time::Duration,
+) -> Router {
     // JSON costs more than the stored bytes: allow twice the append limit
     // plus room for the envelope; the engine checks the exact limits.
     let body_limit = node.store.options().append_bytes_max.saturating_mul(2).saturating_add(64 * 1024);
+    let bodies =
+        Arc::new(body_budget::BodyBudget { budget: bytes_in_flight, body_bytes_max: body_limit, wait: budget_wait });
     let counting = Arc::clone(&node.metrics);
     let (router, api) = routes(node).split_for_parts();
     router
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(bodies, body_budget::guard))
+        .layer(axum::middleware::from_fn(request_path::check))
         .layer(axum::middleware::from_fn(move |request, next: axum::middleware::Next| {
             let counting = Arc::clone(&counting);
             async move {

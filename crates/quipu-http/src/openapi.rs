@@ -83,7 +83,8 @@ mod tests {
     fn router_over(dir: &std::path::Path) -> Router {
         let store = quipu_core::Store::open(dir, quipu_core::Options::default()).expect("store");
         let node = quipu_node::Node::open(store).expect("node");
-        crate::router(&node)
+        let budget = quipu_node::byte_budget::ByteBudget::new(64 * 1024 * 1024);
+        crate::router(&node, budget, std::time::Duration::from_secs(1))
     }
 
     async fn send(router: &Router, method: Method, path: &str) -> axum::response::Response {

@@ -1,5 +1,7 @@
 //! One client connection: length-prefixed frames in, answers out, one at
-//! a time and in order (as a Kafka broker answers a connection).
+//! a time and in order (as a Kafka broker answers a connection). A
+//! frame's bytes are reserved from the door's budget of bytes in flight
+//! before they are read, and given back once it is answered.
 
 use std::sync::Arc;
 
@@ -8,6 +10,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::watch;
+
+use std::time::Duration;
+
+use quipu_node::byte_budget::{ByteBudget, BytesReserved};
 
 use crate::Door;
 use crate::api::{self, ApiError};
@@ -25,6 +31,9 @@ pub enum ConnectionError {
     /// The client sent a frame length out of bounds.
     #[error("a request frame of {0} bytes (at most {FRAME_BYTES_MAX})")]
     FrameSize(i32),
+    /// The door's budget of bytes in flight had no room for the frame.
+    #[error("a request frame refused: {0}")]
+    Budget(#[from] quipu_node::byte_budget::BudgetError),
     /// The client sent nothing for the door's idle timeout.
     #[error("idle for {0:?}")]
     Idle(std::time::Duration),
@@ -62,12 +71,14 @@ pub async fn run(
         }
         let frame = tokio::select! {
             _ = stopping.wait_for(|stop| *stop) => return Ok(()),
-            frame = tokio::time::timeout(unfinished, read_frame(&mut reader)) => {
+            frame = tokio::time::timeout(unfinished, read_frame(&mut reader, &door.frames, unfinished)) => {
                 frame.map_err(|_| ConnectionError::Unfinished(unfinished))??
             }
         };
-        let Some(frame) = frame else { return Ok(()) };
-        let Some(answer) = api::answer(&door, local, frame).await? else {
+        let Some((frame, reserved)) = frame else { return Ok(()) };
+        let answer = api::answer(&door, local, frame).await?;
+        drop(reserved);
+        let Some(answer) = answer else {
             continue;
         };
         let len = i32::try_from(answer.len()).map_err(|_| ApiError::Encode("an answer over 2 GiB".into()))?;
@@ -76,9 +87,14 @@ pub async fn run(
     }
 }
 
-/// The next length-prefixed frame; `None` when the client closed the
-/// connection before one began.
-async fn read_frame(reader: &mut OwnedReadHalf) -> Result<Option<Bytes>, ConnectionError> {
+/// The next length-prefixed frame, with its bytes reserved from `budget`
+/// (waiting up to `wait` for room) before they are allocated and read;
+/// `None` when the client closed the connection before one began.
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+    budget: &ByteBudget,
+    wait: Duration,
+) -> Result<Option<(Bytes, BytesReserved)>, ConnectionError> {
     let size = match reader.read_i32().await {
         Ok(size) => size,
         Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -87,7 +103,9 @@ async fn read_frame(reader: &mut OwnedReadHalf) -> Result<Option<Bytes>, Connect
     if !(0..=FRAME_BYTES_MAX).contains(&size) {
         return Err(ConnectionError::FrameSize(size));
     }
-    let mut frame = vec![0; usize::try_from(size).unwrap_or_default()];
+    let size = usize::try_from(size).unwrap_or_default();
+    let reserved = budget.reserve(size, wait).await?;
+    let mut frame = vec![0; size];
     reader.read_exact(&mut frame).await?;
-    Ok(Some(Bytes::from(frame)))
+    Ok(Some((Bytes::from(frame), reserved)))
 }

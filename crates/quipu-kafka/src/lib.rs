@@ -68,6 +68,16 @@ pub struct DoorConfig {
     /// this, or the connection is closed (30 s by default): a client that
     /// sends half a request holds nothing for long.
     pub request_timeout: std::time::Duration,
+    /// Connections the door holds open at once (10,000 by default, as
+    /// the other doors); one more is closed as soon as it is accepted
+    /// (Kafka's `max.connections`).
+    pub connections_max: usize,
+    /// Bytes of request frames the door buffers at once, across its
+    /// connections (128 MiB by default): a frame's bytes are reserved
+    /// before they are read, waiting up to `request_timeout` for room; a
+    /// frame larger than this, or than Kafka's `socket.request.max.bytes`
+    /// (100 MiB), closes its connection before anything is allocated.
+    pub request_bytes_in_flight_max: usize,
 }
 
 impl Default for DoorConfig {
@@ -76,6 +86,8 @@ impl Default for DoorConfig {
             category_partitions: 4,
             idle_timeout: std::time::Duration::from_secs(600),
             request_timeout: std::time::Duration::from_secs(30),
+            connections_max: 10_000,
+            request_bytes_in_flight_max: 128 * 1024 * 1024,
         }
     }
 }
@@ -110,6 +122,10 @@ pub struct Door {
     /// number (see [`fetch`]).
     waiting: std::sync::atomic::AtomicUsize,
     config: DoorConfig,
+    /// The connections open now, at most `config.connections_max`.
+    connections: Arc<quipu_node::connection_cap::ConnectionCap>,
+    /// The bytes of request frames being read now.
+    frames: Arc<quipu_node::byte_budget::ByteBudget>,
     /// Batches lately answered, for fetches asking the same.
     batches: batches::Batches,
     coordinator: Arc<coordinator::Coordinator>,
@@ -129,12 +145,18 @@ impl Door {
     ///
     /// # Errors
     /// [`DoorError::InvalidConfig`] for fewer than 1 or more than 1,000
-    /// partitions per category, or a timeout of 0; [`DoorError::Offsets`]
+    /// partitions per category, a timeout of 0, or a cap of 0 connections
+    /// or bytes; [`DoorError::Offsets`]
     /// when the committed offsets do not read.
     pub fn new(node: &quipu_node::Node, config: DoorConfig) -> Result<Door, DoorError> {
         let store = Arc::clone(&node.store);
         if config.idle_timeout.is_zero() || config.request_timeout.is_zero() {
             return Err(DoorError::InvalidConfig("idle_timeout and request_timeout must be more than 0".into()));
+        }
+        if config.connections_max == 0 || config.request_bytes_in_flight_max == 0 {
+            return Err(DoorError::InvalidConfig(
+                "connections_max and request_bytes_in_flight_max must be more than 0".into(),
+            ));
         }
         if !(1..=1000).contains(&config.category_partitions) {
             return Err(DoorError::InvalidConfig(format!(
@@ -159,6 +181,8 @@ impl Door {
             metrics: Arc::clone(&node.metrics),
             head,
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            connections: quipu_node::connection_cap::ConnectionCap::new("Kafka", config.connections_max),
+            frames: quipu_node::byte_budget::ByteBudget::new(config.request_bytes_in_flight_max),
             config,
             batches: batches::Batches::new(BATCHES_BYTES),
             coordinator: coordinator::Coordinator::new(),
@@ -205,8 +229,9 @@ impl Door {
 const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Serves Kafka clients on `listener` until `stopping` turns true; each
-/// connection runs as its own task and ends with the door. A failed
-/// accept is logged and retried: the door stays up.
+/// connection runs as its own task and ends with the door, at most
+/// [`DoorConfig::connections_max`] at once (one more is closed at once).
+/// A failed accept is logged and retried: the door stays up.
 pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Receiver<bool>) {
     let mut connections = tokio::task::JoinSet::new();
     let coordinator = Arc::clone(&door.coordinator);
@@ -231,6 +256,10 @@ pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Rece
                 continue;
             }
         };
+        let Some(permit) = door.connections.admit() else {
+            drop(socket);
+            continue;
+        };
         if let Err(error) = socket.set_nodelay(true) {
             tracing::warn!(%error, "cannot set TCP_NODELAY on a Kafka connection");
         }
@@ -240,6 +269,7 @@ pub async fn serve(door: Arc<Door>, listener: TcpListener, stopping: watch::Rece
             if let Err(error) = connection::run(door, socket, stopping).await {
                 tracing::debug!(%peer, %error, "Kafka connection closed");
             }
+            drop(permit);
         });
     }
     connections.shutdown().await;

@@ -19,7 +19,6 @@ mod filter;
 mod group;
 mod metadata;
 pub mod persistent;
-mod quick_ack;
 pub mod session;
 pub mod streams;
 mod subscription;

@@ -65,6 +65,8 @@ pub enum ErrorCode {
     GroupExists,
     /// `group_not_found`: No such group.
     GroupNotFound,
+    /// `headers_too_large`: An HTTP request's headers are over the size limit.
+    HeadersTooLarge,
     /// `internal`: Something failed inside the server (logged).
     Internal,
     /// `invalid_as_of`: The request's as of is not valid.
@@ -95,6 +97,8 @@ pub enum ErrorCode {
     InvalidMetadata,
     /// `invalid_name`: The request's name is not valid.
     InvalidName,
+    /// `invalid_path`: A request's path is not valid: a bad percent-encoding, or bytes that are not UTF-8.
+    InvalidPath,
     /// `invalid_policy`: The request's policy is not valid.
     InvalidPolicy,
     /// `invalid_poll`: The request's poll is not valid.
@@ -127,6 +131,8 @@ pub enum ErrorCode {
     JoinFirst,
     /// `limit_too_large`: A read asks for more events than one read gives.
     LimitTooLarge,
+    /// `malformed_request`: An HTTP request does not parse: its request line or a header is malformed.
+    MalformedRequest,
     /// `member_not_found`: No such member.
     MemberNotFound,
     /// `method_not_allowed`: The path exists but does not take the request's method.
@@ -151,6 +157,8 @@ pub enum ErrorCode {
     ScavengeNotRunning,
     /// `scavenge_running`: A scavenge is running.
     ScavengeRunning,
+    /// `server_busy`: A door holds its cap of connections or of request bytes in flight; retry shortly.
+    ServerBusy,
     /// `schema_missing`: An event's type requires a schema and has none for its version.
     SchemaMissing,
     /// `schema_not_found`: No such schema.
@@ -175,6 +183,8 @@ pub enum ErrorCode {
     TooManyStreams,
     /// `type_not_marked`: That event type is not marked as an integration event.
     TypeNotMarked,
+    /// `uri_too_long`: An HTTP request's target is over the length limit.
+    UriTooLong,
     /// `version_not_found`: No such version.
     VersionNotFound,
     /// `wrong_expected_revision`: A stream is not at the revision an append expected.
@@ -183,7 +193,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code.
-    pub const ALL: [ErrorCode; 71] = [
+    pub const ALL: [ErrorCode; 76] = [
         ErrorCode::AppendTooLarge,
         ErrorCode::BodyTooLarge,
         ErrorCode::ConditionFailed,
@@ -198,6 +208,7 @@ impl ErrorCode {
         ErrorCode::GroupElsewhere,
         ErrorCode::GroupExists,
         ErrorCode::GroupNotFound,
+        ErrorCode::HeadersTooLarge,
         ErrorCode::Internal,
         ErrorCode::InvalidAsOf,
         ErrorCode::InvalidCategory,
@@ -213,6 +224,7 @@ impl ErrorCode {
         ErrorCode::InvalidMember,
         ErrorCode::InvalidMetadata,
         ErrorCode::InvalidName,
+        ErrorCode::InvalidPath,
         ErrorCode::InvalidPolicy,
         ErrorCode::InvalidPoll,
         ErrorCode::InvalidProjection,
@@ -229,6 +241,7 @@ impl ErrorCode {
         ErrorCode::InvalidUpcaster,
         ErrorCode::JoinFirst,
         ErrorCode::LimitTooLarge,
+        ErrorCode::MalformedRequest,
         ErrorCode::MemberNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::NoRebuild,
@@ -241,6 +254,7 @@ impl ErrorCode {
         ErrorCode::RouteNotFound,
         ErrorCode::ScavengeNotRunning,
         ErrorCode::ScavengeRunning,
+        ErrorCode::ServerBusy,
         ErrorCode::SchemaMissing,
         ErrorCode::SchemaNotFound,
         ErrorCode::SnapshotTooLarge,
@@ -253,6 +267,7 @@ impl ErrorCode {
         ErrorCode::TooManyEvents,
         ErrorCode::TooManyStreams,
         ErrorCode::TypeNotMarked,
+        ErrorCode::UriTooLong,
         ErrorCode::VersionNotFound,
         ErrorCode::WrongExpectedRevision,
     ];
@@ -275,6 +290,7 @@ impl ErrorCode {
             ErrorCode::GroupElsewhere => "group_elsewhere",
             ErrorCode::GroupExists => "group_exists",
             ErrorCode::GroupNotFound => "group_not_found",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
             ErrorCode::InvalidAsOf => "invalid_as_of",
             ErrorCode::InvalidCategory => "invalid_category",
@@ -290,6 +306,7 @@ impl ErrorCode {
             ErrorCode::InvalidMember => "invalid_member",
             ErrorCode::InvalidMetadata => "invalid_metadata",
             ErrorCode::InvalidName => "invalid_name",
+            ErrorCode::InvalidPath => "invalid_path",
             ErrorCode::InvalidPolicy => "invalid_policy",
             ErrorCode::InvalidPoll => "invalid_poll",
             ErrorCode::InvalidProjection => "invalid_projection",
@@ -306,6 +323,7 @@ impl ErrorCode {
             ErrorCode::InvalidUpcaster => "invalid_upcaster",
             ErrorCode::JoinFirst => "join_first",
             ErrorCode::LimitTooLarge => "limit_too_large",
+            ErrorCode::MalformedRequest => "malformed_request",
             ErrorCode::MemberNotFound => "member_not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::NoRebuild => "no_rebuild",
@@ -318,6 +336,7 @@ impl ErrorCode {
             ErrorCode::RouteNotFound => "route_not_found",
             ErrorCode::ScavengeNotRunning => "scavenge_not_running",
             ErrorCode::ScavengeRunning => "scavenge_running",
+            ErrorCode::ServerBusy => "server_busy",
             ErrorCode::SchemaMissing => "schema_missing",
             ErrorCode::SchemaNotFound => "schema_not_found",
             ErrorCode::SnapshotTooLarge => "snapshot_too_large",
@@ -330,6 +349,7 @@ impl ErrorCode {
             ErrorCode::TooManyEvents => "too_many_events",
             ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::TypeNotMarked => "type_not_marked",
+            ErrorCode::UriTooLong => "uri_too_long",
             ErrorCode::VersionNotFound => "version_not_found",
             ErrorCode::WrongExpectedRevision => "wrong_expected_revision",
         }
@@ -358,6 +378,7 @@ impl ErrorCode {
             | ErrorCode::InvalidMember
             | ErrorCode::InvalidMetadata
             | ErrorCode::InvalidName
+            | ErrorCode::InvalidPath
             | ErrorCode::InvalidPolicy
             | ErrorCode::InvalidPoll
             | ErrorCode::InvalidProjection
@@ -373,6 +394,7 @@ impl ErrorCode {
             | ErrorCode::InvalidUpcaster
             | ErrorCode::JoinFirst
             | ErrorCode::LimitTooLarge
+            | ErrorCode::MalformedRequest
             | ErrorCode::SchemaMissing => ErrorKind::Invalid,
             ErrorCode::InvalidSchema => ErrorKind::Unprocessable,
             ErrorCode::GroupNotFound
@@ -402,12 +424,15 @@ impl ErrorCode {
             ErrorCode::AppendTooLarge
             | ErrorCode::BodyTooLarge
             | ErrorCode::EventTooLarge
+            | ErrorCode::HeadersTooLarge
             | ErrorCode::SnapshotTooLarge
             | ErrorCode::TooManyEvents
-            | ErrorCode::TooManyStreams => ErrorKind::TooLarge,
-            ErrorCode::StoreUnavailable | ErrorCode::OutcomeUnknown | ErrorCode::PositionNotReached => {
-                ErrorKind::Unavailable
-            }
+            | ErrorCode::TooManyStreams
+            | ErrorCode::UriTooLong => ErrorKind::TooLarge,
+            ErrorCode::StoreUnavailable
+            | ErrorCode::OutcomeUnknown
+            | ErrorCode::PositionNotReached
+            | ErrorCode::ServerBusy => ErrorKind::Unavailable,
             ErrorCode::CorruptRecord | ErrorCode::Internal => ErrorKind::Internal,
         }
     }

@@ -21,13 +21,17 @@
 //!   other nodes write (and runs each consumer group on its home node).
 //! - [`Node`] opens them all over one store, stops and closes them;
 //!   [`read`] is the one read path (lifecycle, upcasting) every door takes.
+//! - [`connection_cap`] and [`byte_budget`]: what bounds each door's
+//!   open connections and the request bytes it buffers at once.
 //! - [`ApiError`] with its [`ErrorCode`], each of one [`ErrorKind`]: the
 //!   one closed list of failures every door maps exhaustively.
 
 pub mod api_error;
 pub mod blocking;
+pub mod byte_budget;
 pub mod category;
 pub mod clock;
+pub mod connection_cap;
 pub mod error_code;
 pub mod feed;
 pub mod folded_log;

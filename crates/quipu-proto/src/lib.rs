@@ -5,8 +5,11 @@
 //! `Groups` (`groups.proto`: consumer groups), as [`v1::streams_server`]
 //! and [`v1::groups_server`] for the server, [`v1::streams_client`] and
 //! [`v1::groups_client`] for clients. The `.proto` file is the contract;
-//! its comments say what each call promises.
+//! its comments say what each call promises. Every service decodes with
+//! [`codec::StrictCodec`]: a message that does not decode is
+//! `INVALID_ARGUMENT`.
 
+pub mod codec;
 pub mod frame;
 
 /// Version 1 of the protocol (`package quipu.v1`).

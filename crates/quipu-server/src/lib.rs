@@ -71,7 +71,7 @@ impl std::fmt::Debug for OtherDoor {
     }
 }
 
-pub use quipu_grpc::ConnectionLimits;
+pub use quipu_grpc::{CONNECTIONS_MAX_DEFAULT, ConnectionLimits, REQUEST_BYTES_IN_FLIGHT_MAX_DEFAULT};
 pub use quipu_kurrent::{Listener as KurrentListener, Tls as KurrentTls};
 
 /// The sockets the server answers on.
@@ -117,10 +117,14 @@ pub async fn serve_node(
     others: Vec<OtherDoor>,
 ) -> Result<(), ServerError> {
     let stopping = node.stopping();
-    let router = quipu_http::router(&node);
+    // A request waits for room among the bodies in flight as long as
+    // its headers may take to arrive.
+    let bodies = quipu_node::byte_budget::ByteBudget::new(limits.request_bytes_in_flight_max);
+    let router = quipu_http::router(&node, bodies, limits.http_header_timeout);
     let http_stopping = stopping.clone();
+    let http_cap = quipu_node::connection_cap::ConnectionCap::new("HTTP", limits.connections_max);
     let http = async move {
-        quipu_http::server::serve(listeners.http, router, limits.http_header_timeout, http_stopping).await;
+        quipu_http::server::serve(listeners.http, router, limits.http_header_timeout, http_cap, http_stopping).await;
         Ok::<(), std::io::Error>(())
     };
     // Appends may be as large as the engine allows, with room for framing.

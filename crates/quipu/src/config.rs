@@ -40,6 +40,10 @@ pub const KEEPALIVE_S_DEFAULT: u64 = 10;
 /// them: Kafka's `connections.max.idle.ms` default.
 pub const KAFKA_IDLE_TIMEOUT_S_DEFAULT: u64 = 600;
 
+/// Bytes of requests (HTTP bodies, gRPC messages, Kafka frames) each
+/// door buffers at once when no source sets them.
+pub const MAX_REQUEST_BYTES_IN_FLIGHT_DEFAULT: u64 = 128 * 1024 * 1024;
+
 /// Partitions of a category topic when no source sets them.
 pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 
@@ -52,6 +56,8 @@ pub const KAFKA_CATEGORY_PARTITIONS_DEFAULT: i32 = 4;
 /// http_listen = "127.0.0.1:2114"
 /// http_header_timeout_s = 30
 /// keepalive_s = 10
+/// max_connections = 10000             # per door; default: see serve.rs
+/// max_request_bytes_in_flight = 134217728
 /// insecure = false
 /// verify_on_open = false
 /// segment_size_bytes = 268435456
@@ -92,6 +98,11 @@ pub struct ConfigLayer {
     /// before TCP keepalive probes it, and between probes: a peer that is
     /// gone is noticed after three and its connection closed.
     pub keepalive_s: Option<u64>,
+    /// Connections each door holds open at once.
+    pub max_connections: Option<u64>,
+    /// Bytes of requests (HTTP bodies, gRPC messages, Kafka frames) each
+    /// door buffers at once.
+    pub max_request_bytes_in_flight: Option<u64>,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: Option<bool>,
     /// Whether every record is checked before serving.
@@ -174,6 +185,8 @@ impl ConfigLayer {
             http_listen: self.http_listen.or(lower.http_listen),
             http_header_timeout_s: self.http_header_timeout_s.or(lower.http_header_timeout_s),
             keepalive_s: self.keepalive_s.or(lower.keepalive_s),
+            max_connections: self.max_connections.or(lower.max_connections),
+            max_request_bytes_in_flight: self.max_request_bytes_in_flight.or(lower.max_request_bytes_in_flight),
             insecure: self.insecure.or(lower.insecure),
             verify_on_open: self.verify_on_open.or(lower.verify_on_open),
             segment_size_bytes: self.segment_size_bytes.or(lower.segment_size_bytes),
@@ -209,6 +222,13 @@ pub struct Config {
     /// Seconds of idleness before, and between, TCP keepalive probes on
     /// the gRPC and KurrentDB ports (at least 1).
     pub keepalive_s: u64,
+    /// Connections each door holds open at once (at least 1); `None`:
+    /// as many as the descriptor limit leaves each door, at most 10,000
+    /// (see `serve.rs`).
+    pub max_connections: Option<u64>,
+    /// Bytes of requests (HTTP bodies, gRPC messages, Kafka frames) each
+    /// door buffers at once (at least 1 MiB).
+    pub max_request_bytes_in_flight: u64,
     /// Whether a non-loopback address may be served without authentication.
     pub insecure: bool,
     /// Whether every record of the log, and the index against it, is
@@ -329,6 +349,13 @@ impl Config {
         anyhow::ensure!(http_header_timeout_s > 0, "http_header_timeout_s must be at least 1 second");
         let keepalive_s = layer.keepalive_s.unwrap_or(KEEPALIVE_S_DEFAULT);
         anyhow::ensure!(keepalive_s > 0, "keepalive_s must be at least 1 second");
+        anyhow::ensure!(layer.max_connections != Some(0), "max_connections must be at least 1");
+        let max_request_bytes_in_flight =
+            layer.max_request_bytes_in_flight.unwrap_or(MAX_REQUEST_BYTES_IN_FLIGHT_DEFAULT);
+        anyhow::ensure!(
+            max_request_bytes_in_flight >= 1024 * 1024,
+            "max_request_bytes_in_flight must be at least 1048576 (1 MiB)"
+        );
         let kafka_idle_timeout_s = layer.kafka_idle_timeout_s.unwrap_or(KAFKA_IDLE_TIMEOUT_S_DEFAULT);
         anyhow::ensure!(kafka_idle_timeout_s > 0, "kafka_idle_timeout_s must be at least 1 second");
         let cluster = ClusterSettings::of(&layer)?;
@@ -345,6 +372,8 @@ impl Config {
             http_listen: layer.http_listen.unwrap_or(HTTP_LISTEN_DEFAULT),
             http_header_timeout_s,
             keepalive_s,
+            max_connections: layer.max_connections,
+            max_request_bytes_in_flight,
             insecure: layer.insecure.unwrap_or(false),
             verify_on_open: layer.verify_on_open.unwrap_or(false),
             segment_size_bytes: layer.segment_size_bytes.unwrap_or(SEGMENT_SIZE_BYTES_DEFAULT),
@@ -391,6 +420,8 @@ mod tests {
                 http_listen: address("127.0.0.1:2114"),
                 http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
                 keepalive_s: KEEPALIVE_S_DEFAULT,
+                max_connections: None,
+                max_request_bytes_in_flight: MAX_REQUEST_BYTES_IN_FLIGHT_DEFAULT,
                 insecure: false,
                 verify_on_open: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,
@@ -410,6 +441,7 @@ mod tests {
         let (_dir, path) = config_file(
             "data_dir = \"/srv/quipu\"\ngrpc_listen = \"127.0.0.1:7113\"\nhttp_listen = \"[::1]:7114\"\ninsecure = true\n\
              http_header_timeout_s = 5\nkeepalive_s = 7\nkafka_idle_timeout_s = 60\n\
+             max_connections = 300\nmax_request_bytes_in_flight = 2097152\n\
              segment_size_bytes = 1048576\nkafka_listen = \"127.0.0.1:9092\"\nkafka_category_partitions = 8\n\
              [[publish]]\nbrokers = \"kafka:9092\"\ntopic = \"orders\"\ntypes = [\"OrderShipped\"]\n",
         );
@@ -422,6 +454,8 @@ mod tests {
                 http_listen: address("[::1]:7114"),
                 http_header_timeout_s: 5,
                 keepalive_s: 7,
+                max_connections: Some(300),
+                max_request_bytes_in_flight: 2_097_152,
                 insecure: true,
                 verify_on_open: false,
                 segment_size_bytes: 1_048_576,
@@ -454,6 +488,8 @@ mod tests {
             http_listen: None,
             http_header_timeout_s: None,
             keepalive_s: None,
+            max_connections: Some(50),
+            max_request_bytes_in_flight: None,
             insecure: Some(false),
             verify_on_open: None,
             segment_size_bytes: None,
@@ -480,6 +516,8 @@ mod tests {
                 http_listen: address("127.0.0.1:7114"),
                 http_header_timeout_s: HTTP_HEADER_TIMEOUT_S_DEFAULT,
                 keepalive_s: KEEPALIVE_S_DEFAULT,
+                max_connections: Some(50),
+                max_request_bytes_in_flight: MAX_REQUEST_BYTES_IN_FLIGHT_DEFAULT,
                 insecure: false,
                 verify_on_open: false,
                 segment_size_bytes: SEGMENT_SIZE_BYTES_DEFAULT,

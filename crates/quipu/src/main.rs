@@ -9,6 +9,7 @@ mod cli;
 mod cluster;
 mod config;
 mod demo;
+mod descriptors;
 mod publishing;
 mod serve;
 mod verify;

@@ -25,7 +25,8 @@ use crate::publishing::{PublishEntry, Publishers};
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// TOML file setting any of data_dir, grpc_listen, http_listen,
-    /// http_header_timeout_s, keepalive_s, insecure, verify_on_open, segment_size_bytes,
+    /// http_header_timeout_s, keepalive_s, max_connections,
+    /// max_request_bytes_in_flight, insecure, verify_on_open, segment_size_bytes,
     /// kafka_listen, kafka_category_partitions, kafka_idle_timeout_s,
     /// kurrent_listen, kurrent_tls_cert, kurrent_tls_key, cluster_brokers, cluster_topic,
     /// cluster_partition_key, cluster_node, cluster_mode and
@@ -54,6 +55,19 @@ pub struct ServeArgs {
     /// [default: 10].
     #[arg(long, env = "QUIPU_KEEPALIVE_S", value_name = "SECONDS")]
     pub keepalive_s: Option<u64>,
+    /// Connections each door (HTTP, gRPC, KurrentDB, Kafka) holds open at
+    /// once; one more is refused at once (HTTP: 503 server_busy)
+    /// [default: 10000, or fewer when the file descriptor limit leaves
+    /// each door less].
+    #[arg(long, env = "QUIPU_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<u64>,
+    /// Bytes of requests each door buffers at once: HTTP bodies, gRPC
+    /// messages, Kafka request frames. An HTTP request waits up to
+    /// --http-header-timeout-s for room, then gets 503 server_busy; a gRPC
+    /// message is RESOURCE_EXHAUSTED at once; a Kafka frame waits as long,
+    /// then its connection closes [default: 134217728].
+    #[arg(long, env = "QUIPU_MAX_REQUEST_BYTES_IN_FLIGHT", value_name = "BYTES")]
+    pub max_request_bytes_in_flight: Option<u64>,
     /// Allow a non-loopback address without authentication (unsafe);
     /// --insecure=false overrides a config file.
     #[arg(
@@ -150,6 +164,8 @@ impl ServeArgs {
             http_listen: self.http_listen,
             http_header_timeout_s: self.http_header_timeout_s,
             keepalive_s: self.keepalive_s,
+            max_connections: self.max_connections,
+            max_request_bytes_in_flight: self.max_request_bytes_in_flight,
             insecure: self.insecure,
             verify_on_open: self.verify_on_open,
             segment_size_bytes: self.segment_size_bytes,
@@ -202,6 +218,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
     if config.verify_on_open {
         verify_on_open(&store)?;
     }
+    let connections_max = crate::descriptors::connections_max(config.max_connections, doors(&config));
+    let request_bytes_in_flight_max = usize::try_from(config.max_request_bytes_in_flight).unwrap_or(usize::MAX);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async {
         let store = std::sync::Arc::new(store);
@@ -226,6 +244,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
                 category_partitions: config.kafka_category_partitions,
                 idle_timeout: std::time::Duration::from_secs(config.kafka_idle_timeout_s),
                 request_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
+                connections_max,
+                request_bytes_in_flight_max,
             };
             others.push(kafka_door(&node, listener, door)?);
         }
@@ -263,6 +283,8 @@ pub fn run(args: &ServeArgs) -> anyhow::Result<()> {
         let limits = quipu_server::ConnectionLimits {
             http_header_timeout: std::time::Duration::from_secs(config.http_header_timeout_s),
             keepalive: std::time::Duration::from_secs(config.keepalive_s),
+            connections_max,
+            request_bytes_in_flight_max,
         };
         quipu_server::serve_node(node, listeners, stop, limits, others).await?;
         tracing::info!("stopped");
@@ -293,6 +315,12 @@ fn verify_on_open(store: &Store) -> anyhow::Result<()> {
     );
     tracing::info!(segments = found.segments, records = found.records, events = found.events, "verified");
     Ok(())
+}
+
+/// The doors `config` opens: gRPC and HTTP, and the Kafka and KurrentDB
+/// doors when they are on.
+fn doors(config: &Config) -> usize {
+    2 + usize::from(config.kafka_listen.is_some()) + usize::from(config.kurrent_listen.is_some())
 }
 
 /// Joins the cluster's membership as `name` and has `node` take over the

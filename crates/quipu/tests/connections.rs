@@ -6,6 +6,9 @@
 //! `--kafka-idle-timeout-s`. They go on serving others. A server out of
 //! file descriptors fails only the appends whose segment roll it hit,
 //! telling them nothing was written, and goes on once descriptors free.
+//! Each door holds at most `--max-connections` connections: one more is
+//! closed at once (HTTP: answered 503 `server_busy` first), and the door
+//! takes connections again once one closes.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "a test: a panic is a failed test, with its message")]
 
@@ -180,6 +183,9 @@ fn running_out_of_file_descriptors_fails_only_the_appends_it_hits() {
         .args(["--nofile=128:128", env!("CARGO_BIN_EXE_quipu"), "serve"])
         .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
         .args(["--segment-size-bytes", "4096", "--http-header-timeout-s", "120"])
+        // More connections than descriptors: this test runs the store out
+        // of them, which the default cap (a share of the limit) prevents.
+        .args(["--max-connections", "1000"])
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(std::process::Stdio::piped())
@@ -235,4 +241,81 @@ fn running_out_of_file_descriptors_fails_only_the_appends_it_hits() {
     let mut expected: Vec<String> = written.iter().map(|n| format!("load-{n}")).collect();
     expected.sort();
     assert_eq!(served, expected, "every acknowledged append once, the refused one only as sent again");
+}
+
+/// The HTTP/2 preface and an empty SETTINGS frame: what an HTTP/2 client
+/// sends first, which a server answers with its own SETTINGS.
+const HTTP2_OPENING: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+/// What a client of each door sends first, which the door answers.
+fn opening_of(door: &str) -> Vec<u8> {
+    match door {
+        "http" => b"GET /health HTTP/1.1\r\nHost: quipu\r\nConnection: close\r\n\r\n".to_vec(),
+        "kafka" => api_versions_request(3),
+        _ => HTTP2_OPENING.to_vec(),
+    }
+}
+
+/// Whether the door at `address` serves a new connection: answers its
+/// opening (HTTP: with a 200).
+fn serves(address: &str, door: &str) -> bool {
+    let answer = first_answer(address, door);
+    if door == "http" { answer.starts_with(b"HTTP/1.1 200") } else { !answer.is_empty() }
+}
+
+/// The first bytes the door at `address` answers a new connection's
+/// opening with; empty when it closes the connection without a word.
+fn first_answer(address: &str, door: &str) -> Vec<u8> {
+    let mut stream = TcpStream::connect(address).expect("connect");
+    // The door may close before it reads the opening.
+    let _ = stream.write_all(&opening_of(door));
+    stream.set_read_timeout(Some(READ_LIMIT)).expect("set a read timeout");
+    let mut buffer = [0u8; 4096];
+    match stream.read(&mut buffer) {
+        Ok(n) => buffer.get(..n).unwrap_or_default().to_vec(),
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => Vec::new(),
+        Err(error) => panic!("the {door} door neither answered nor closed: {error}"),
+    }
+}
+
+#[test]
+fn each_door_refuses_connections_over_its_cap_and_takes_more_once_one_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut command = serve_command();
+    command
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--max-connections", "3"])
+        // Long enough that the held connections stay open all along.
+        .args(["--http-header-timeout-s", "120", "--kafka-listen", "127.0.0.1:0"])
+        .args(["--kurrent-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path());
+    let server = Server::spawn(command);
+    let doors = [
+        ("http", server.address.clone()),
+        ("grpc", server.grpc_address.clone()),
+        ("kurrent", server.kurrent_address.clone().expect("the KurrentDB door is on")),
+        ("kafka", server.kafka_address.clone().expect("the Kafka door is on")),
+    ];
+    for (door, address) in &doors {
+        let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(address).expect("connect")).collect();
+        // Accepted after the three held ones, so over the cap.
+        let mut over = TcpStream::connect(address).expect("connect");
+        let _ = over.write_all(&opening_of(door));
+        let refusal = read_until_closed(&mut over);
+        if *door == "http" {
+            assert!(refusal.starts_with("HTTP/1.1 503"), "{refusal:?}");
+            let body = refusal.split_once("\r\n\r\n").expect("a head and a body").1;
+            let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+            assert_eq!(body["code"], "server_busy", "{body}");
+            assert!(body["message"].as_str().unwrap().contains("--max-connections"), "{body}");
+        } else {
+            assert!(refusal.is_empty(), "the {door} door closes a connection over its cap unanswered: {refusal:?}");
+        }
+        drop(held);
+        // The door sees the held connections close in its own time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !serves(address, door) {
+            assert!(std::time::Instant::now() < deadline, "the {door} door takes no connection after others closed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -32,7 +32,8 @@ use tokio::sync::{mpsc, watch};
 use tower_service::Service;
 use unary::Unary;
 
-use crate::opening;
+use crate::opening::{self, Admitted};
+use quipu_node::connection_cap::{ConnectionCap, ConnectionPermit};
 
 /// Accepted HTTP/2 connections waiting for the gRPC server.
 const ACCEPT_QUEUE: usize = 64;
@@ -50,26 +51,28 @@ const READ_BUFFER_BYTES: usize = 64 * 1024;
 pub type Routes = tonic::service::Routes;
 
 /// Accepts connections on the gRPC `listener` until `stopping` turns
-/// true: native ones are served here with `unary` and `routes`, the
-/// others come out of the returned stream for the HTTP/2 server. Each
-/// must send its preface within `preface_timeout`, and is probed with TCP
-/// keepalive every `keepalive` (see [`crate::opening`]).
+/// true, at most `cap` open at once: native ones are served here with
+/// `unary` and `routes`, the others come out of the returned stream for
+/// the HTTP/2 server. Each must send its preface within
+/// `limits.http_header_timeout`, and is probed with TCP keepalive every
+/// `limits.keepalive` (see [`crate::opening`]).
 pub fn accept(
     listener: TcpListener,
     routes: Routes,
     unary: Unary,
     stopping: watch::Receiver<bool>,
-    preface_timeout: std::time::Duration,
-    keepalive: std::time::Duration,
-) -> impl futures_util::Stream<Item = std::io::Result<TcpStream>> + Send + 'static {
+    limits: crate::ConnectionLimits,
+    cap: Arc<ConnectionCap>,
+) -> impl futures_util::Stream<Item = std::io::Result<Admitted>> + Send + 'static {
     let routes = routes.prepare();
-    let (http2, incoming) = mpsc::channel::<TcpStream>(ACCEPT_QUEUE);
+    let (http2, incoming) = mpsc::channel::<Admitted>(ACCEPT_QUEUE);
     let connections = stopping.clone();
-    opening::accept_each(listener, stopping, move |socket, peer| {
+    opening::accept_each(listener, stopping, cap, move |socket, peer, permit| {
         let (routes, unary, stopping, http2) = (routes.clone(), unary.clone(), connections.clone(), http2.clone());
         async move {
             let door = Door { routes, unary };
-            if let Err(error) = sort(socket, door, stopping, http2, preface_timeout, keepalive).await {
+            let opening = Opening { stopping, http2, limits };
+            if let Err(error) = sort(socket, permit, door, opening).await {
                 tracing::debug!(%error, %peer, "gRPC connection ended");
             }
         }
@@ -77,17 +80,21 @@ pub fn accept(
     opening::receiver_stream(incoming)
 }
 
+/// Where a new connection goes, and how long it has to open.
+struct Opening {
+    stopping: watch::Receiver<bool>,
+    /// The HTTP/2 server's incoming connections.
+    http2: mpsc::Sender<Admitted>,
+    limits: crate::ConnectionLimits,
+}
+
 /// Serves `socket` here if it opens with the native preface, or hands it
 /// to the HTTP/2 server once its whole HTTP/2 preface is in; closes it
-/// when either does not arrive within `preface_timeout`.
-async fn sort(
-    socket: TcpStream,
-    door: Door,
-    stopping: watch::Receiver<bool>,
-    http2: mpsc::Sender<TcpStream>,
-    preface_timeout: std::time::Duration,
-    keepalive: std::time::Duration,
-) -> std::io::Result<()> {
+/// when either does not arrive within the header timeout. `permit` is
+/// its place under the port's cap, held until it closes.
+async fn sort(socket: TcpStream, permit: ConnectionPermit, door: Door, opening: Opening) -> std::io::Result<()> {
+    let Opening { stopping, http2, limits } = opening;
+    let (preface_timeout, keepalive) = (limits.http_header_timeout, limits.keepalive);
     let begun = tokio::time::Instant::now();
     // Every client sends at least this much before it waits for the
     // server: the native preface, or the start of the HTTP/2 one.
@@ -98,7 +105,9 @@ async fn sort(
     let mut preface = [0u8; 8];
     socket.peek(&mut preface).await?;
     if &preface == PREFACE {
-        return connection(socket, door, stopping).await;
+        let served = connection(socket, door, stopping).await;
+        drop(permit);
+        return served;
     }
     let left = preface_timeout.saturating_sub(begun.elapsed());
     if !opening::arrived(&socket, opening::HTTP2_PREFACE_BYTES, left).await? {
@@ -106,7 +115,7 @@ async fn sort(
         return Ok(());
     }
     // The HTTP/2 server is stopping when it takes no more.
-    let _ = http2.send(socket).await;
+    let _ = http2.send(Admitted::new(socket, permit)).await;
     Ok(())
 }
 

@@ -108,8 +108,8 @@ where
 {
     let request = match Q::decode(message) {
         Ok(request) => request,
-        // What tonic answers for a message that does not decode.
-        Err(error) => return (super::status_headers(&Status::internal(error.to_string())), Bytes::new()),
+        // What the codec of the HTTP/2 door answers.
+        Err(error) => return (super::status_headers(&quipu_proto::codec::decode_error(error)), Bytes::new()),
     };
     let request = Request::from_parts(metadata, tonic::Extensions::default(), request);
     match method(request).await {
