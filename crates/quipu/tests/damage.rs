@@ -12,19 +12,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, serve_command};
+use common::{Server, serve_on};
 use serde_json::json;
 
 /// Smallest segment size: a few dozen small events fill one.
 const SEGMENT_BYTES: &str = "4096";
 
 fn serve(data_dir: &Path) -> Server {
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--segment-size-bytes", SEGMENT_BYTES])
-        .arg("--data-dir")
-        .arg(data_dir);
-    Server::spawn(command)
+    Server::spawn(serve_on(data_dir, &["--segment-size-bytes", SEGMENT_BYTES]))
 }
 
 /// `quipu serve` on `data_dir` must exit non-zero without serving; its
@@ -35,13 +30,8 @@ fn refused(data_dir: &Path) -> String {
 
 /// As [`refused`], with more arguments to `quipu serve`.
 fn refused_with(data_dir: &Path, args: &[&str]) -> String {
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--segment-size-bytes", SEGMENT_BYTES])
-        .args(args)
-        .arg("--data-dir")
-        .arg(data_dir)
-        .stderr(Stdio::piped());
+    let mut command = serve_on(data_dir, &[&["--segment-size-bytes", SEGMENT_BYTES], args].concat());
+    command.stderr(Stdio::piped());
     let mut child = command.spawn().expect("start quipu serve");
     let begun = Instant::now();
     let status = loop {
@@ -217,11 +207,6 @@ fn verify_on_open_serves_a_sound_store() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     fill(&data_dir, 60);
-    let mut command = serve_command();
-    command
-        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--verify-on-open"])
-        .arg("--data-dir")
-        .arg(&data_dir);
-    let server = Server::spawn(command);
+    let server = Server::spawn(serve_on(&data_dir, &["--verify-on-open"]));
     assert_eq!(events_in_all(&server), 60);
 }

@@ -61,6 +61,18 @@ pub fn serve_command() -> Command {
     command
 }
 
+/// `quipu serve` on `data_dir`, both APIs on free ports of loopback, with
+/// `args` besides.
+pub fn serve_on(data_dir: &Path, args: &[&str]) -> Command {
+    let mut command = serve_command();
+    command
+        .args(["--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir);
+    command
+}
+
 /// A running server, its addresses and its data directory as it printed
 /// them.
 pub struct Server {
