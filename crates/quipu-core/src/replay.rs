@@ -83,7 +83,7 @@ pub fn recover(shared: &Shared) -> Result<Recovered, Error> {
         checkpoint = replay_segment(shared, at, is_last, acknowledged, checkpoint)?;
     }
     assert_eq!(checkpoint.segment, last_segment, "replay ends in the last segment");
-    check_sealed_segments(shared, &generations, checkpoint.next_position)?;
+    check_sealed_segments(shared, &segments, &generations, checkpoint.next_position)?;
     let path = segment_path(log_dir, last_segment);
     let header = SegmentHeader::read(&path, last_segment)?;
     // The records end here; zeros written ahead may follow.
@@ -215,12 +215,18 @@ fn check_segments(log_dir: &Path, segments: &[u32], checkpoint: &Checkpoint, ind
 /// reads (every record is checked) and by `quipu verify`.
 fn check_sealed_segments(
     shared: &Shared,
+    segments: &[u32],
     generations: &BTreeMap<u32, u16>,
     next_position: Position,
 ) -> Result<(), Error> {
-    let files: Vec<(u32, std::path::PathBuf)> = generations
+    // `segments`, not every generation settled: a last segment whose
+    // creation a crash cut short is gone from it.
+    let files: Vec<(u32, std::path::PathBuf)> = segments
         .iter()
-        .map(|(&number, &generation)| (number, segment_file_path(&shared.log_dir, number, generation)))
+        .map(|&number| {
+            let generation = generations.get(&number).copied().unwrap_or(0);
+            (number, segment_file_path(&shared.log_dir, number, generation))
+        })
         .collect();
     for pair in files.windows(2) {
         let [(number, path), (_, next_path)] = pair else { continue };

@@ -437,6 +437,20 @@ fn flip_bit_in_second_record(path: &Path) -> u64 {
 }
 
 #[test]
+fn a_segment_whose_creation_a_crash_cut_short_is_removed_and_the_rest_opens() {
+    let (dir, options, before) = filled_and_closed(100);
+    let paths = segment_paths(dir.path());
+    assert!(paths.len() > 2, "several segments");
+    // The next segment's file, created and cut before its header was whole.
+    let next = paths.len();
+    let unborn = dir.path().join("log").join(format!("{next:010}.qlog"));
+    std::fs::write(&unborn, b"QUIPU").unwrap();
+    let store = open(dir.path(), &options);
+    assert_eq!(reads(&store), before);
+    assert!(!unborn.exists() || std::fs::metadata(&unborn).unwrap().len() >= 32, "the unborn segment was removed");
+}
+
+#[test]
 fn a_damaged_end_of_a_closed_segment_stops_the_open_while_the_index_covers_it() {
     // The first record of the next segment, or the last of the segment,
     // damaged or cut: both are read on open.
