@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use crate::error::Error;
 use crate::index::entry::Checkpoint;
 use crate::log::record::Commit;
-use crate::log::recovery::{RecordScan, ScanEnd, Tail, classify_tail, file_len};
+use crate::log::recovery::{RecordScan, ScanEnd, file_len};
 use crate::log::segment::{RecordAddress, SEGMENT_HEADER_BYTES, SegmentHeader, segment_file_path, segment_files};
 use crate::position::Position;
 use crate::read::Direction;
@@ -143,8 +143,10 @@ impl Run<'_> {
         }
         let mut scan = RecordScan::open(path, SEGMENT_HEADER_BYTES)?;
         let mut last_report = 0;
+        let mut reached_limit = false;
         while let Some((offset, len, commit)) = scan.next_record()? {
             if limit.is_some_and(|limit| offset >= limit) {
+                reached_limit = true;
                 break;
             }
             self.record(RecordAddress { offset, ..start }, path, &commit)?;
@@ -155,16 +157,14 @@ impl Run<'_> {
                 progress(VerifyProgress { bytes_done: self.done, bytes_total: self.total });
             }
         }
-        if limit.is_none()
+        // Open cut any torn tail, and a closed segment ends with its
+        // records: a bad record before the limit (the index's end, in
+        // the segment appends go to) is damage.
+        if !reached_limit
             && let ScanEnd::Bad { offset, reason } = scan.end()
+            && limit.is_none_or(|limit| offset < limit)
         {
-            // Open cut any torn tail: whatever is left but zeros is damage.
-            let header = SegmentHeader::read(path, start.segment)?;
-            let is_last = self.shared.index.checkpoint().is_none_or(|c| c.segment == start.segment);
-            let len = file_len(path)?;
-            if classify_tail(path, is_last, len, offset, header.torn_window_bytes)? != Tail::Zeros {
-                self.problem(path.to_owned(), offset, reason);
-            }
+            self.problem(path.to_owned(), offset, reason);
         }
         self.done = base + limit.map_or_else(|| file_len(path), Ok)?;
         self.found.bytes = self.done;

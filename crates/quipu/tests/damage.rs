@@ -210,3 +210,17 @@ fn verify_on_open_serves_a_sound_store() {
     let server = Server::spawn(serve_on(&data_dir, &["--verify-on-open"]));
     assert_eq!(events_in_all(&server), 60);
 }
+
+#[test]
+fn verify_names_a_damaged_record_of_the_segment_appends_go_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    fill(&data_dir, 10);
+    // Behind the index's checkpoint (saved at close): opening does not
+    // read it, verify does.
+    let (_, path) = last_segment(&data_dir);
+    flip_byte(&path, last_data_byte(&path) / 2);
+    let (ok, report) = verify(&data_dir);
+    assert!(!ok, "{report}");
+    assert!(report.contains(&format!("problem: {}", path.display())), "{report}");
+}
